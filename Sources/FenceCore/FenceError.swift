@@ -1,0 +1,70 @@
+import Foundation
+import Store
+
+/// Why a fence request did not succeed. Every front end maps this one type to its own presentation.
+public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No domain with that name or UUID is defined.
+    case domainNotFound(target: String)
+    /// The hypervisor cannot be reached (connection refused, dropped, or not authorized).
+    case hypervisorUnavailable(uri: String, reason: String)
+    /// The audit log cannot be written, so the operation was refused and nothing was done.
+    case auditUnavailable(reason: String)
+    /// The operation did not finish in time. It is a failure: the domain's state is unknown.
+    case timedOut(action: FenceAction, target: String, after: Duration)
+    /// The hypervisor refused or failed the operation.
+    case operationFailed(action: FenceAction, target: String, reason: String)
+
+    /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
+    public var code: String {
+        switch self {
+        case .domainNotFound: return "domain_not_found"
+        case .hypervisorUnavailable: return "hypervisor_unavailable"
+        case .auditUnavailable: return "audit_unavailable"
+        case .timedOut: return "timed_out"
+        case .operationFailed: return "operation_failed"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .domainNotFound(let target):
+            return "domain '\(target)' not found"
+        case .hypervisorUnavailable(let uri, let reason):
+            return "hypervisor \(uri) unavailable: \(reason)"
+        case .auditUnavailable(let reason):
+            return "audit log unavailable, operation refused and nothing done: \(reason)"
+        case .timedOut(let action, let target, let after):
+            return "\(action.rawValue) of domain '\(target)' timed out after \(after.fenceSeconds); its state is unknown"
+        case .operationFailed(let action, let target, let reason):
+            return "\(action.rawValue) of domain '\(target)' failed: \(reason)"
+        }
+    }
+
+    /// The one mapping from lower-level errors: libvirt's "no domain" becomes `.domainNotFound`, connection
+    /// failures `.hypervisorUnavailable`, and anything else `.operationFailed` with the cause's text.
+    public init(mapping error: any Error, action: FenceAction, target: String, uri: String) {
+        switch error {
+        case let error as FenceError:
+            self = error
+        case let error as LibvirtError where error.code == .noDomain:
+            self = .domainNotFound(target: target)
+        case let error as LibvirtError where error.isConnectionFailure:
+            self = .hypervisorUnavailable(uri: uri, reason: error.message)
+        case let error as LibvirtError:
+            self = .operationFailed(action: action, target: target, reason: error.message)
+        case let error as AuditStoreError:
+            self = .auditUnavailable(reason: error.description)
+        default:
+            self = .operationFailed(action: action, target: target, reason: "\(error)")
+        }
+    }
+}
+
+extension Duration {
+    /// "1.234 s", for messages.
+    var fenceSeconds: String {
+        let (seconds, attoseconds) = components
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return "\(milliseconds / 1000).\(String(format: "%03d", Int(milliseconds % 1000))) s"
+    }
+}

@@ -1,0 +1,78 @@
+/// What a fence request asks the hypervisor to do.
+public enum FenceAction: String, Sendable, CaseIterable, Codable {
+    /// Force the domain off at once (already off is success).
+    case off
+    /// Start the domain (already running is success).
+    case on
+    /// Force off, wait until off, start again. A domain that was off stays off and reports success.
+    case reboot
+    /// Read whether the domain is on or off.
+    case status
+}
+
+/// The front end a request came through; recorded as the audit row's `source`.
+public enum FrontEnd: String, Sendable, CaseIterable, Codable {
+    case cli
+    case http
+    case multicast
+    case tcp
+    case redfish
+}
+
+/// Who sent a request, and through which front end.
+public struct RequestOrigin: Sendable, Equatable {
+    public var frontEnd: FrontEnd
+    /// The authenticated identity: a token name, a Unix user, a guest's address. Nil if unknown.
+    public var requester: String?
+    /// The client's network address, if the request came over a network.
+    public var clientAddress: String?
+
+    public init(frontEnd: FrontEnd, requester: String?, clientAddress: String? = nil) {
+        self.frontEnd = frontEnd
+        self.requester = requester
+        self.clientAddress = clientAddress
+    }
+}
+
+/// One request to the fence service.
+public struct FenceRequest: Sendable, Equatable {
+    public var action: FenceAction
+    public var target: DomainTarget
+    public var origin: RequestOrigin
+    /// Overrides the service's operation timeout for this request (e.g. to fit a client's own timeout).
+    public var timeout: Duration?
+
+    public init(action: FenceAction, target: DomainTarget, origin: RequestOrigin, timeout: Duration? = nil) {
+        self.action = action
+        self.target = target
+        self.origin = origin
+        self.timeout = timeout
+    }
+}
+
+/// The result of a request that succeeded.
+public struct FenceOutcome: Sendable, Equatable {
+    /// The audit row's id.
+    public var operationID: Int64
+    public var action: FenceAction
+    /// The domain as resolved, with its state after the operation.
+    public var domain: DomainInfo
+    /// The domain's power state after the operation (for `status`, the answer).
+    public var power: PowerState
+    /// From arrival to completion, lock wait included.
+    public var duration: Duration
+    /// A remark worth showing, e.g. "already off" or a reboot whose restart failed.
+    public var note: String?
+
+    public init(
+        operationID: Int64, action: FenceAction, domain: DomainInfo, power: PowerState, duration: Duration,
+        note: String?
+    ) {
+        self.operationID = operationID
+        self.action = action
+        self.domain = domain
+        self.power = power
+        self.duration = duration
+        self.note = note
+    }
+}

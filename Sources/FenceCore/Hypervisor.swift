@@ -1,0 +1,54 @@
+/// The hypervisor as the fence service needs it: blocking calls, addressed by domain UUID after lookup.
+///
+/// Every method may block for as long as the hypervisor takes; `FenceService` calls them only from its
+/// blocking thread pool, never from Swift's cooperative pool. `LibvirtHypervisor` is the one real
+/// implementation; tests wrap it to inject faults libvirt cannot produce on demand (a hanging call).
+///
+/// Methods throw `LibvirtError` or `FenceError`; `FenceError(mapping:…)` turns either into a `FenceError`.
+public protocol Hypervisor: Sendable {
+    /// The URI this hypervisor talks to, for messages.
+    var uri: String { get }
+
+    /// Looks a domain up by name or, when the target is a canonical UUID, by UUID.
+    func domain(_ target: DomainTarget) throws -> DomainInfo
+
+    /// Every defined domain, running or not.
+    func domains() throws -> [DomainInfo]
+
+    /// The current state of the domain with `uuid`, or nil if it no longer exists (a destroyed transient domain).
+    func state(ofDomain uuid: String) throws -> DomainState?
+
+    /// Forces the domain off at once (`virDomainDestroy`).
+    func destroy(domain uuid: String) throws
+
+    /// Starts a defined domain from its persistent definition (`virDomainCreate`).
+    func start(domain uuid: String) throws
+
+    /// The live definition with secrets, needed to restart a transient domain after destroying it.
+    func definition(ofDomain uuid: String) throws -> String
+
+    /// Starts a transient domain from a definition (`virDomainCreateXML`).
+    func startTransient(definition: String) throws
+
+    /// Succeeds if the hypervisor is reachable now, reconnecting if needed.
+    func checkConnection() throws
+}
+
+/// What the service knows of one domain.
+public struct DomainInfo: Sendable, Equatable, Hashable {
+    public var name: String
+    /// Canonical lower-case UUID text.
+    public var uuid: String
+    public var state: DomainState
+    /// False for a transient domain, which disappears when destroyed.
+    public var isPersistent: Bool
+
+    public init(name: String, uuid: String, state: DomainState, isPersistent: Bool) {
+        self.name = name
+        self.uuid = uuid
+        self.state = state
+        self.isPersistent = isPersistent
+    }
+
+    public var power: PowerState { state.power }
+}

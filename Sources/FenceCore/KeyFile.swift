@@ -1,0 +1,77 @@
+import Foundation
+
+/// The shared secret that fence_xvm and the multicast gateway sign with: raw bytes, usually 4096 random ones.
+public enum KeyFile {
+    /// How many bytes `generate` writes, and the most that fence_xvm and fence_virtd ever read from a key file.
+    public static let standardSize = 4096
+
+    /// Why a key file could not be written.
+    public enum Failure: Error, CustomStringConvertible {
+        case exists(path: String)
+        case cannotWrite(path: String, reason: String)
+
+        public var description: String {
+            switch self {
+            case .exists(let path):
+                return "\(path) already exists; pass --force to replace it (guests using the old key stop working)"
+            case .cannotWrite(let path, let reason):
+                return "cannot write key file \(path): \(reason)"
+            }
+        }
+    }
+
+    /// Writes `size` fresh random bytes to `path` with mode 0600 and returns them.
+    ///
+    /// The key is written to a temporary file in the same directory, flushed to disk, then renamed into
+    /// place, so `path` never holds a partial key. Without `replacing`, an existing file is left untouched.
+    /// - Throws: `Failure`.
+    @discardableResult
+    public static func generate(at path: String, size: Int = standardSize, replacing: Bool = false) throws -> [UInt8] {
+        if !replacing, FileManager.default.fileExists(atPath: path) { throw Failure.exists(path: path) }
+        let key = try SecureRandom.bytes(count: size)
+        let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+        func failure(_ step: String) -> Failure {
+            .cannotWrite(path: path, reason: "\(step): \(String(cString: strerror(errno)))")
+        }
+        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw failure("create") }
+        var written = 0
+        let ok = key.withUnsafeBytes { buffer -> Bool in
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                written += result
+            }
+            return fsync(descriptor) == 0
+        }
+        let writeFailure = ok ? nil : failure("write")
+        close(descriptor)
+        if let writeFailure {
+            unlink(temporary)
+            throw writeFailure
+        }
+        if !replacing {
+            // link(2) fails if the path appeared meanwhile, so an existing key is never replaced by surprise.
+            guard link(temporary, path) == 0 else {
+                let error = errno == EEXIST ? Failure.exists(path: path) : failure("link")
+                unlink(temporary)
+                throw error
+            }
+            unlink(temporary)
+        } else if rename(temporary, path) != 0 {
+            let error = failure("rename")
+            unlink(temporary)
+            throw error
+        }
+        return key
+    }
+
+    /// A short fingerprint to compare keys across hosts without revealing them: the first 16 bytes of
+    /// SHA-256 over the bytes fence_xvm uses (at most the first 4096), in hex.
+    public static func fingerprint(of key: [UInt8]) -> String {
+        DigestAlgorithm.sha256.digest(Array(key.prefix(standardSize))).prefix(16).hexString
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+internal import CLibvirt
+
+/// Process-wide libvirt set-up, done once before the first connection is opened.
+///
+/// - `virInitialize` for thread safety;
+/// - a no-op global error function, so libvirt's messages reach us through `LibvirtError`, not stderr;
+/// - `virEventRegisterDefaultImpl` and a dedicated thread running `virEventRunDefaultImpl` forever, which
+///   keepalive and the connection-close callback need.
+enum LibvirtRuntime {
+    /// Touch this before any libvirt call; the initializer runs exactly once (Swift's lazy globals are atomic).
+    static let ready: Bool = {
+        guard virInitialize() == 0 else { return false }
+        virSetErrorFunc(nil, silenceLibvirtErrors)
+        guard virEventRegisterDefaultImpl() == 0 else { return false }
+        let thread = Thread {
+            while true {
+                if virEventRunDefaultImpl() < 0 {
+                    virResetLastError()
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            }
+        }
+        thread.name = "fencegate.libvirt-events"
+        thread.start()
+        return true
+    }()
+}
+
+/// Installed as libvirt's global error function: errors are read from the thread-local last error instead.
+private let silenceLibvirtErrors: virErrorFunc = { _, _ in }

@@ -1,0 +1,334 @@
+public import Foundation
+public import Logging
+internal import CSQLite
+
+/// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns.
+///
+/// An actor whose executor is its own serial queue: every libsqlite3 call (and every fsync) runs there,
+/// never on Swift's cooperative pool. Several processes may share one file (the daemon and CLI commands);
+/// SQLite's locking and the busy timeout arbitrate.
+public actor AuditStore {
+    private nonisolated let executor: SerialQueueExecutor
+    private let database: Database
+    private let insertStatement: Statement
+    private let completeStatement: Statement
+    private let logger: Logger
+    private let owner = ProcessIdentity.current
+    private var queryStatements: [String: Statement] = [:]
+
+    /// The database file.
+    public nonisolated let path: String
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    /// How long a writer waits for another process's lock before failing, by default.
+    public static let defaultBusyTimeout: Duration = .seconds(5)
+
+    private init(executor: SerialQueueExecutor, database: Database, logger: Logger) throws(SQLiteError) {
+        self.executor = executor
+        self.database = database
+        self.path = database.path
+        self.logger = logger
+        self.insertStatement = try database.prepare(
+            """
+            INSERT INTO operations (requested_at, finished_at, duration_us, source, requester, client_address,
+                target, domain_name, domain_uuid, action, state, result, power_state, error_code, message,
+                owner_pid, owner_start)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        self.completeStatement = try database.prepare(
+            """
+            UPDATE operations SET state = 'finished', result = ?, power_state = ?, error_code = ?, message = ?,
+                finished_at = ?, duration_us = ? - requested_at
+            WHERE id = ? AND state = 'started'
+            """)
+    }
+
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    ///
+    /// Does not recover interrupted rows; call `recoverInterrupted()` for that.
+    /// - Throws: `AuditStoreError`.
+    /// - Parameter busyTimeout: how long a write waits for another process's lock before failing.
+    public static func open(
+        path: String, busyTimeout: Duration = defaultBusyTimeout, logger: Logger
+    ) async throws -> AuditStore {
+        let executor = SerialQueueExecutor(label: "fencegate.audit-store")
+        let milliseconds = Int32(clamping: busyTimeout.components.seconds * 1000
+            + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
+        return try await withCheckedThrowingContinuation { continuation in
+            executor.queue.async {
+                continuation.resume(with: Result {
+                    try openOnQueue(path: path, busyTimeoutMilliseconds: milliseconds, executor: executor, logger: logger)
+                })
+            }
+        }
+    }
+
+    private static func openOnQueue(
+        path: String, busyTimeoutMilliseconds: Int32, executor: SerialQueueExecutor, logger: Logger
+    ) throws -> AuditStore {
+        try createIfMissing(path: path)
+        do {
+            let database = try Database(path: path)
+            try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
+            let mode = try database.query("PRAGMA journal_mode = WAL").first?.first?.text
+            if mode?.lowercased() != "wal" {
+                logger.warning("audit database is not in WAL mode", metadata: ["audit.path": "\(path)"])
+            }
+            try database.execute("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            try migrate(database)
+            return try AuditStore(executor: executor, database: database, logger: logger)
+        } catch let error as SQLiteError {
+            throw AuditStoreError.database(error)
+        }
+    }
+
+    /// Creates an empty database file with mode 0600, so the audit log is never world-readable.
+    private static func createIfMissing(path: String) throws {
+        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            close(descriptor)
+            return
+        }
+        let error = errno
+        guard error != EEXIST else { return }
+        throw AuditStoreError.cannotOpen(path: path, reason: String(cString: strerror(error)))
+    }
+
+    private static func migrate(_ database: Database) throws {
+        try database.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                applied_at INTEGER NOT NULL
+            )
+            """)
+        let known = Migration.all.last?.version ?? 0
+        let found = Int(try database.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0].integer ?? 0)
+        guard found <= known else {
+            throw AuditStoreError.newerSchema(path: database.path, found: found, known: known)
+        }
+        for migration in Migration.all where migration.version > found {
+            try database.transaction { () throws(SQLiteError) in
+                // Another process may have applied it while we waited for the write lock.
+                let applied = try database.query(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(Int64(migration.version))])
+                guard applied.isEmpty else { return }
+                try database.execute(migration.sql)
+                try database.query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    [.integer(Int64(migration.version)), .text(migration.name), .integer(Date().microsecondsSince1970)])
+            }
+        }
+    }
+
+    // MARK: - Writing
+
+    /// Writes the intent row (state `started`) and returns its id. Durable when this returns.
+    /// - Throws: `AuditStoreError.database` if the row could not be written; the caller must not proceed.
+    public func begin(_ intent: AuditIntent) throws -> Int64 {
+        try insert(intent, completion: nil, owner: owner)
+    }
+
+    /// Writes an intent row as if `owner` had written it; for tests of crash recovery.
+    package func begin(_ intent: AuditIntent, owner: ProcessIdentity) throws -> Int64 {
+        try insert(intent, completion: nil, owner: owner)
+    }
+
+    /// Records the end of the operation `id`. Durable when this returns.
+    ///
+    /// A row that is no longer `started` (already completed, or marked interrupted) is left as it is.
+    /// - Returns: false if no started row with that id existed.
+    @discardableResult
+    public func complete(_ id: Int64, _ completion: AuditCompletion) throws -> Bool {
+        let finished = completion.finishedAt.microsecondsSince1970
+        try wrap {
+            try completeStatement.run([
+                .text(completion.result.rawValue), .optionalText(completion.powerState),
+                .optionalText(completion.errorCode), .optionalText(completion.message),
+                .integer(finished), .integer(finished), .integer(id),
+            ])
+        }
+        return database.changes == 1
+    }
+
+    /// Appends `note` to the row's message (e.g. what an operation did after it timed out).
+    public func appendNote(_ id: Int64, _ note: String) throws {
+        try wrap {
+            try statement("UPDATE operations SET message = COALESCE(message || '; ', '') || ? WHERE id = ?")
+                .run([.text(note), .integer(id)])
+        }
+    }
+
+    /// Writes a row that is finished at once: an operation refused or failed before it could start.
+    public func record(_ intent: AuditIntent, _ completion: AuditCompletion) throws -> Int64 {
+        try insert(intent, completion: completion, owner: owner)
+    }
+
+    private func insert(_ intent: AuditIntent, completion: AuditCompletion?, owner: ProcessIdentity) throws -> Int64 {
+        let requested = intent.requestedAt.microsecondsSince1970
+        let finished = completion?.finishedAt.microsecondsSince1970
+        return try wrap {
+            try insertStatement.run([
+                .integer(requested), .optionalInteger(finished), .optionalInteger(finished.map { $0 - requested }),
+                .text(intent.source), .optionalText(intent.requester), .optionalText(intent.clientAddress),
+                .text(intent.target), .optionalText(intent.domainName), .optionalText(intent.domainUUID),
+                .text(intent.action), .text(completion == nil ? AuditState.started.rawValue : AuditState.finished.rawValue),
+                .optionalText(completion?.result.rawValue), .optionalText(completion?.powerState),
+                .optionalText(completion?.errorCode), .optionalText(completion?.message),
+                .integer(Int64(owner.pid)), .integer(owner.startTicks),
+            ])
+            return database.lastInsertRowID
+        }
+    }
+
+    /// Marks as `interrupted` every `started` row whose process is gone (crashed or killed).
+    ///
+    /// Rows owned by a live process (a running daemon, a CLI command in progress) are left alone, so any
+    /// process may call this at start-up.
+    /// - Returns: the number of rows marked.
+    @discardableResult
+    public func recoverInterrupted(now: Date = Date()) throws -> Int {
+        try wrap {
+            let owners = try database.query(
+                "SELECT DISTINCT owner_pid, owner_start FROM operations WHERE state = 'started'")
+            var marked = 0
+            for row in owners {
+                guard let pid = row[0].integer, let start = row[1].integer else { continue }
+                let identity = ProcessIdentity(pid: Int32(truncatingIfNeeded: pid), startTicks: start)
+                if identity == owner || identity.isAlive { continue }
+                try database.query(
+                    """
+                    UPDATE operations SET state = 'interrupted', result = 'interrupted', error_code = 'interrupted',
+                        message = 'the process performing this operation ended before recording its result; \
+                    check the domain''s state', finished_at = ?
+                    WHERE state = 'started' AND owner_pid = ? AND owner_start = ?
+                    """, [.integer(now.microsecondsSince1970), .integer(pid), .integer(start)])
+                marked += database.changes
+            }
+            if marked > 0 {
+                logger.warning("marked interrupted operations", metadata: ["audit.count": "\(marked)"])
+            }
+            return marked
+        }
+    }
+
+    /// Proves the database can be written now: takes and releases the write lock.
+    public func checkWritable() throws {
+        try wrap {
+            try database.execute("BEGIN IMMEDIATE")
+            try database.execute("ROLLBACK")
+        }
+    }
+
+    // MARK: - Reading
+
+    /// One record by id, or nil.
+    public func operation(id: Int64) throws -> AuditRecord? {
+        try wrap {
+            try statement("SELECT \(Self.columns) FROM operations WHERE id = ?").rows([.integer(id)])
+                .first.map(Self.record)
+        }
+    }
+
+    /// A page of records matching `query`, newest first.
+    /// - Throws: `AuditStoreError.invalidLimit`, `.database`.
+    public func query(_ query: AuditQuery) throws -> AuditPage {
+        let (sql, values) = try Self.select(query)
+        return try wrap {
+            var records = try statement(sql).rows(values).map(Self.record)
+            var next: AuditCursor?
+            if records.count > query.limit {
+                records.removeLast()
+                if let last = records.last {
+                    next = AuditCursor(requestedAtMicroseconds: last.requestedAt.microsecondsSince1970, id: last.id)
+                }
+            }
+            return AuditPage(records: records, nextCursor: next)
+        }
+    }
+
+    /// SQLite's plan for `query`, one line per step; tests use it to prove that an index serves each filter.
+    package func queryPlan(_ query: AuditQuery) throws -> String {
+        let (sql, values) = try Self.select(query)
+        return try wrap {
+            try database.query("EXPLAIN QUERY PLAN " + sql, values).compactMap { $0.last?.text }
+                .joined(separator: "\n")
+        }
+    }
+
+    /// The SELECT for one page of `query` (one row more than the limit, to know whether a next page exists).
+    private static func select(_ query: AuditQuery) throws(AuditStoreError) -> (String, [SQLiteValue]) {
+        guard (1...AuditQuery.maximumLimit).contains(query.limit) else {
+            throw AuditStoreError.invalidLimit(query.limit)
+        }
+        var conditions: [String] = []
+        var values: [SQLiteValue] = []
+        func add(_ condition: String, _ value: SQLiteValue) {
+            conditions.append(condition)
+            values.append(value)
+        }
+        if let domain = query.domain {
+            if let uuid = UUID(uuidString: domain) {
+                add("domain_uuid = ?", .text(uuid.uuidString.lowercased()))
+            } else {
+                add("domain_name = ?", .text(domain))
+            }
+        }
+        if let action = query.action { add("action = ?", .text(action)) }
+        if let source = query.source { add("source = ?", .text(source)) }
+        if let result = query.result { add("result = ?", .text(result.rawValue)) }
+        if let requester = query.requester { add("requester = ?", .text(requester)) }
+        if let since = query.since { add("requested_at >= ?", .integer(since.microsecondsSince1970)) }
+        if let until = query.until { add("requested_at < ?", .integer(until.microsecondsSince1970)) }
+        if let cursor = query.cursor {
+            conditions.append("(requested_at, id) < (?, ?)")
+            values += [.integer(cursor.requestedAtMicroseconds), .integer(cursor.id)]
+        }
+        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        values.append(.integer(Int64(query.limit + 1)))
+        return ("SELECT \(columns) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?", values)
+    }
+
+    private func statement(_ sql: String) throws(SQLiteError) -> Statement {
+        if let cached = queryStatements[sql] { return cached }
+        let prepared = try database.prepare(sql)
+        queryStatements[sql] = prepared
+        return prepared
+    }
+
+    /// Runs `body`, turning its `SQLiteError` into `AuditStoreError.database`.
+    private func wrap<T>(_ body: () throws -> T) throws(AuditStoreError) -> T {
+        do {
+            return try body()
+        } catch let error as SQLiteError {
+            throw .database(error)
+        } catch let error as AuditStoreError {
+            throw error
+        } catch {
+            throw .database(SQLiteError(code: SQLITE_ERROR, message: "\(error)"))
+        }
+    }
+
+    private static let columns = """
+        id, requested_at, finished_at, duration_us, source, requester, client_address, target, domain_name, \
+        domain_uuid, action, state, result, power_state, error_code, message
+        """
+
+    private static func record(_ row: [SQLiteValue]) -> AuditRecord {
+        let intent = AuditIntent(
+            source: row[4].text ?? "", requester: row[5].text, clientAddress: row[6].text, target: row[7].text ?? "",
+            domainName: row[8].text, domainUUID: row[9].text, action: row[10].text ?? "",
+            requestedAt: Date(microsecondsSince1970: row[1].integer ?? 0))
+        return AuditRecord(
+            id: row[0].integer ?? 0, intent: intent,
+            state: AuditState(rawValue: row[11].text ?? "") ?? .started,
+            result: row[12].text.flatMap(AuditResult.init(rawValue:)),
+            powerState: row[13].text, errorCode: row[14].text, message: row[15].text,
+            finishedAt: row[2].integer.map(Date.init(microsecondsSince1970:)),
+            duration: row[3].integer.map { .microseconds($0) })
+    }
+}

@@ -1,0 +1,28 @@
+/// Why the audit store could not do what was asked.
+public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
+    /// The database (or its directory) could not be created or opened.
+    case cannotOpen(path: String, reason: String)
+    /// The database was written by a newer Fencegate whose schema this one does not know.
+    case newerSchema(path: String, found: Int, known: Int)
+    /// A statement failed; the database may be read-only, full, locked or damaged.
+    case database(SQLiteError)
+    /// A pagination cursor that this store did not produce.
+    case invalidCursor(String)
+    /// A query limit outside 1…`AuditQuery.maximumLimit`.
+    case invalidLimit(Int)
+
+    public var description: String {
+        switch self {
+        case .cannotOpen(let path, let reason):
+            return "cannot open the audit database \(path): \(reason)"
+        case .newerSchema(let path, let found, let known):
+            return "the audit database \(path) has schema version \(found), newer than this fencegate knows (\(known))"
+        case .database(let error):
+            return "audit database error: \(error)"
+        case .invalidCursor:
+            return "invalid cursor: pass the cursor value from a previous page unchanged"
+        case .invalidLimit(let limit):
+            return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
+        }
+    }
+}

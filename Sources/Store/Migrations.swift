@@ -1,0 +1,46 @@
+/// One named, ordered schema change, applied once inside a transaction and recorded in `schema_migrations`.
+struct Migration: Sendable {
+    let version: Int
+    let name: String
+    let sql: String
+}
+
+extension Migration {
+    /// Every migration, oldest first. Append only; never edit one that has shipped.
+    static let all: [Migration] = [
+        Migration(
+            version: 1,
+            name: "create operations",
+            sql: """
+                CREATE TABLE operations (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    requested_at INTEGER NOT NULL,
+                    finished_at INTEGER,
+                    duration_us INTEGER,
+                    source TEXT NOT NULL,
+                    requester TEXT,
+                    client_address TEXT,
+                    target TEXT NOT NULL,
+                    domain_name TEXT,
+                    domain_uuid TEXT,
+                    action TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('started', 'finished', 'interrupted')),
+                    result TEXT CHECK (result IN ('success', 'failure', 'timed_out', 'refused', 'interrupted')),
+                    power_state TEXT,
+                    error_code TEXT,
+                    message TEXT,
+                    owner_pid INTEGER NOT NULL,
+                    owner_start INTEGER NOT NULL
+                );
+                CREATE INDEX operations_by_time ON operations (requested_at DESC, id DESC);
+                CREATE INDEX operations_by_domain_name ON operations (domain_name, requested_at DESC, id DESC);
+                CREATE INDEX operations_by_domain_uuid ON operations (domain_uuid, requested_at DESC, id DESC);
+                CREATE INDEX operations_by_action ON operations (action, requested_at DESC, id DESC);
+                CREATE INDEX operations_by_source ON operations (source, requested_at DESC, id DESC);
+                CREATE INDEX operations_by_result ON operations (result, requested_at DESC, id DESC);
+                CREATE INDEX operations_by_requester ON operations (requester, requested_at DESC, id DESC);
+                CREATE INDEX operations_started ON operations (owner_pid, owner_start) WHERE state = 'started';
+                """
+        )
+    ]
+}

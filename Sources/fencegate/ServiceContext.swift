@@ -1,0 +1,34 @@
+import FenceCore
+import Foundation
+import Logging
+import Store
+
+/// The fence service and its parts, built the same way for every subcommand.
+struct ServiceContext {
+    let service: FenceService
+    let store: AuditStore
+    let logger: Logger
+
+    /// Opens the audit log (creating its directory with mode 0700 if needed), marks operations left
+    /// `started` by dead processes as interrupted, and sets up the hypervisor (connected on first use).
+    static func open(_ options: GlobalOptions, logger: Logger) async throws -> ServiceContext {
+        let path = options.resolvedDatabase
+        let store: AuditStore
+        do {
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            }
+            store = try await AuditStore.open(path: path, logger: logger)
+            try await store.recoverInterrupted()
+        } catch let error as AuditStoreError {
+            throw CLIFailure.auditUnavailable("\(error)")
+        } catch {
+            throw CLIFailure.auditUnavailable("cannot open the audit database \(path): \(error.localizedDescription)")
+        }
+        let hypervisor = LibvirtHypervisor(uri: options.resolvedURI, logger: logger)
+        let service = FenceService(hypervisor: hypervisor, store: store, logger: logger)
+        return ServiceContext(service: service, store: store, logger: logger)
+    }
+}
