@@ -70,19 +70,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "StoreTests",
-            dependencies: ["Store"],
+            dependencies: ["Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FenceCoreTests",
-            dependencies: ["FenceCore", "Store"],
+            dependencies: ["FenceCore", "Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "FencegateCLITests",
-            dependencies: ["fencegate"],
+            dependencies: ["fencegate", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -48,6 +48,11 @@ actor DomainLocks {
         held.contains(key)
     }
 
+    /// How many operations wait for the lock on `key`.
+    func waiterCount(_ key: String) -> Int {
+        waiters[key]?.count ?? 0
+    }
+
     private func abandon(_ key: String, waiter id: UInt64) {
         guard var queue = waiters[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
         let waiter = queue.remove(at: index)

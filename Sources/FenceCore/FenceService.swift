@@ -61,6 +61,11 @@ public final class FenceService: Sendable {
         await locks.isHeld(uuid)
     }
 
+    /// How many operations wait for the domain's lock; for tests that prove operations on one domain queue.
+    package func waitingOperations(domainUUID uuid: String) async -> Int {
+        await locks.waiterCount(uuid)
+    }
+
     // MARK: - Fencing (audited)
 
     /// Performs `request` and records it in the audit log.

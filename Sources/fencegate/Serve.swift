@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FenceCore
 import Logging
 import ServiceLifecycle
@@ -39,6 +40,8 @@ struct Serve: AsyncParsableCommand {
                 summary += " (unreachable for now: \(error); retrying every \(healthInterval) s)"
             }
             print(summary + ", audit log \(context.store.path). Stop with Ctrl-C.")
+            // A daemon's stdout is usually a file or the journal, where it would otherwise stay buffered.
+            fflush(nil)
             logger.notice("ready", metadata: ["hypervisor.uri": "\(global.resolvedURI)", "audit.path": "\(context.store.path)"])
             try await group.run()
             logger.notice("stopped")

@@ -5,7 +5,8 @@ internal import CSQLite
 /// `@unchecked Sendable` because the handle is only ever used from one serial queue at a time:
 /// `AuditStore` is an actor whose executor is that queue, and it is the only owner of its `Database`.
 /// SQLite itself is built thread-safe (serialized) on Debian, so even a mistake would not corrupt memory.
-final class Database: @unchecked Sendable {
+/// Package-visible so that tests can hold a lock from a second, independent connection.
+package final class Database: @unchecked Sendable {
     private let handle: OpaquePointer
     /// The path the database was opened at.
     let path: String
@@ -13,7 +14,7 @@ final class Database: @unchecked Sendable {
     /// Opens (creating if needed) the database at `path`. Calls `sqlite3_open_v2`.
     ///
     /// - Throws: `SQLiteError` if the file cannot be opened; a half-opened handle is closed first.
-    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    package init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var pointer: OpaquePointer?
         var flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE
         flags |= readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
@@ -32,7 +33,7 @@ final class Database: @unchecked Sendable {
     }
 
     /// Runs one or more statements that return no rows. Calls `sqlite3_exec`.
-    func execute(_ sql: String) throws(SQLiteError) {
+    package func execute(_ sql: String) throws(SQLiteError) {
         let status = sqlite3_exec(handle, sql, nil, nil, nil)
         guard status == SQLITE_OK else { throw error(status, sql: sql) }
     }

@@ -1,0 +1,135 @@
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+@testable import FenceCore
+
+@Suite("Operations on different domains run in parallel; on one domain, one at a time")
+struct ConcurrencyTests {
+    @Test("five hung hypervisor calls (more than the cores) do not delay an operation on another domain")
+    func differentDomainsDoNotWait() async throws {
+        let harness = try await ServiceHarness()
+        let gate = Gate()
+        let hung = ["pcmk1", "pcmk2", "pcmk3", "pcmk4", "pcmk5"]
+        for name in hung { harness.faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids[name]!) }
+        let operations = hung.map { name in Task { try await harness.perform(.off, name) } }
+        try await waitUntil("all five destroys are blocked in the hypervisor") { gate.arrived == hung.count }
+
+        // While they hang, another domain is fenced and read.
+        #expect(try await harness.perform(.off, "pcmk6").power == .off)
+        #expect(try await harness.perform(.status, "stopped1").power == .off)
+        #expect(gate.arrived == hung.count)
+
+        gate.open()
+        for operation in operations { #expect(try await operation.value.power == .off) }
+    }
+
+    @Test("a second operation on the same domain waits for the first, then sees its effect")
+    func sameDomainSerialized() async throws {
+        let harness = try await ServiceHarness()
+        let uuid = Fixtures.uuids["pcmk1"]!
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
+        let first = Task { try await harness.perform(.off, "pcmk1") }
+        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
+
+        let second = Task { try await harness.perform(.status, "pcmk1") }
+        try await waitUntil("the status waits for the domain's lock") {
+            await harness.service.waitingOperations(domainUUID: uuid) == 1
+        }
+        // The status has not read the state: that happens only once it holds the lock.
+        #expect(harness.faulty.calls.filter { $0 == "state \(uuid)" }.count == 1)
+
+        gate.open()
+        #expect(try await first.value.power == .off)
+        // Had it run in parallel it would have read "running": the destroy was blocked before it happened.
+        #expect(try await second.value.power == .off)
+        let calls = harness.faulty.calls
+        let destroyReturned = try #require(calls.firstIndex(of: "destroy \(uuid) returned"))
+        let lastState = try #require(calls.lastIndex(of: "state \(uuid)"))
+        #expect(lastState > destroyReturned)
+    }
+
+    @Test("operations queued on one domain run in arrival order")
+    func fifo() async throws {
+        let harness = try await ServiceHarness()
+        let uuid = Fixtures.uuids["pcmk2"]!
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
+        let first = Task { try await harness.perform(.off, "pcmk2") }
+        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
+        let on = Task { try await harness.perform(.on, "pcmk2") }
+        try await waitUntil("on is queued") { await harness.service.waitingOperations(domainUUID: uuid) == 1 }
+        let status = Task { try await harness.perform(.status, "pcmk2") }
+        try await waitUntil("status is queued") { await harness.service.waitingOperations(domainUUID: uuid) == 2 }
+        gate.open()
+        #expect(try await first.value.power == .off)
+        #expect(try await on.value.power == .on)
+        #expect(try await status.value.power == .on)
+    }
+}
+
+@Suite("Every operation has a timeout, and a timeout is a failure")
+struct TimeoutTests {
+    @Test("a hung hypervisor call times out as a failure; later work on that domain waits or times out too")
+    func hungCall() async throws {
+        let harness = try await ServiceHarness()
+        let uuid = Fixtures.uuids["pcmk1"]!
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
+
+        let timedOut: FenceError
+        do {
+            _ = try await harness.perform(.off, "pcmk1", timeout: .milliseconds(300))
+            Issue.record("a hung destroy must not succeed")
+            return
+        } catch {
+            timedOut = error
+        }
+        #expect(timedOut.isTimeout)
+        #expect(timedOut.code == "timed_out")
+
+        // The lock is still held by the hung call: a second request on the domain times out waiting,
+        // and never runs later.
+        await #expect { _ = try await harness.perform(.status, "pcmk1", timeout: .milliseconds(200)) } throws: {
+            ($0 as? FenceError)?.isTimeout == true
+        }
+        // Other domains are unaffected.
+        #expect(try await harness.perform(.off, "pcmk2").power == .off)
+
+        var rows = try await harness.rows()
+        #expect(rows.map(\.result) == [.timedOut, .timedOut, .success])
+        #expect(rows[0].errorCode == "timed_out")
+
+        gate.open()
+        try await waitUntil("the late completion is recorded") {
+            try await harness.row(rows[0].id)?.message?.contains("after the timeout") == true
+        }
+        try await waitUntil("the abandoned waiter is recorded") {
+            try await harness.row(rows[1].id)?.message?.contains("gave up waiting") == true
+        }
+        rows = try await harness.rows()
+        #expect(rows[0].result == .timedOut)  // still a failure: the client was told so
+        #expect(rows[0].message?.contains("domain is off") == true)
+        // Two state reads, both by the off (before its destroy, and after it returned late): the abandoned
+        // status never touched the hypervisor once the lock was freed.
+        #expect(harness.faulty.calls.filter { $0 == "state \(uuid)" }.count == 2)
+        #expect(try await harness.perform(.status, "pcmk1").power == .off)
+    }
+
+    @Test("a lookup that hangs times out and is recorded")
+    func hungLookup() async throws {
+        let harness = try await ServiceHarness()
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .domain, for: "pcmk3")
+        await #expect { _ = try await harness.perform(.off, "pcmk3", timeout: .milliseconds(200)) } throws: {
+            ($0 as? FenceError)?.isTimeout == true
+        }
+        gate.open()
+        let row = try #require(try await harness.rows().first)
+        #expect(row.result == .timedOut)
+        #expect(row.domainUUID == nil)
+        #expect(try harness.state("pcmk3") == .running)
+    }
+}

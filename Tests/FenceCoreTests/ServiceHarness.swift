@@ -1,0 +1,61 @@
+import Foundation
+import Logging
+import Store
+import TestSupport
+
+@testable import FenceCore
+
+/// A fence service on its own libvirt test-driver world (the cluster fixture) and its own audit file.
+struct ServiceHarness {
+    let directory: TemporaryDirectory
+    let libvirt: LibvirtHypervisor
+    let faulty: FaultyHypervisor
+    let store: AuditStore
+    let service: FenceService
+
+    /// Quiet: failures show in the assertions; raise the level to debug a test.
+    static let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }()
+    static let origin = RequestOrigin(frontEnd: .cli, requester: "tester", clientAddress: "198.18.0.7")
+
+    init(
+        uri: String = Fixtures.clusterURI, configuration: FenceService.Configuration = .init(),
+        busyTimeout: Duration = AuditStore.defaultBusyTimeout
+    ) async throws {
+        directory = try TemporaryDirectory()
+        libvirt = LibvirtHypervisor(uri: uri, logger: Self.logger)
+        faulty = FaultyHypervisor(libvirt)
+        store = try await AuditStore.open(
+            path: directory.file("audit.db"), busyTimeout: busyTimeout, logger: Self.logger)
+        service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)
+    }
+
+    func perform(_ action: FenceAction, _ target: String, timeout: Duration? = nil) async throws(FenceError) -> FenceOutcome {
+        try await service.perform(
+            FenceRequest(action: action, target: DomainTarget(target), origin: Self.origin, timeout: timeout))
+    }
+
+    /// The domain's state straight from libvirt, bypassing the service.
+    func state(_ name: String) throws -> DomainState? {
+        try libvirt.state(ofDomain: Fixtures.uuids[name]!)
+    }
+
+    /// Every audit row, oldest first.
+    func rows() async throws -> [AuditRecord] {
+        try await store.query(AuditQuery(limit: 1000)).records.reversed()
+    }
+
+    func row(_ id: Int64) async throws -> AuditRecord? {
+        try await store.operation(id: id)
+    }
+}
+
+extension FenceError {
+    var isTimeout: Bool {
+        if case .timedOut = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,226 @@
+import Foundation
+import TestSupport
+import Testing
+
+private let cluster = Fixtures.clusterURI
+
+@Suite("The fencegate command line")
+struct CLITests {
+    @Test("reboot on the embedded test driver prints the result, and audit shows the row")
+    func rebootThenAudit() throws {
+        let fencegate = try FencegateBinary()
+        let reboot = try fencegate.run(["reboot", "test", "--uri", "test:///default"])
+        #expect(reboot.status == 0, "\(reboot.stderr)")
+        #expect(reboot.stdout.hasPrefix("test: on [operation 1, "))
+        #expect(reboot.stderr.isEmpty)
+
+        let audit = try fencegate.run(["audit"])
+        #expect(audit.status == 0)
+        let lines = audit.stdout.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0].hasPrefix("ID  REQUESTED"))
+        let columns = lines[1].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        #expect(columns[0] == "1")
+        #expect(columns[2] == "cli")
+        #expect(columns.contains("reboot"))
+        #expect(columns.contains("test"))
+        #expect(columns.contains("success"))
+    }
+
+    @Test("status exits 0 for on and 2 for off, like a fence agent")
+    func statusExitCodes() throws {
+        let fencegate = try FencegateBinary()
+        let on = try fencegate.run(["status", "pcmk1", "--uri", cluster])
+        #expect(on.status == 0)
+        #expect(on.stdout.hasPrefix("pcmk1: on "))
+        let off = try fencegate.run(["status", "stopped1", "--uri", cluster])
+        #expect(off.status == 2)
+        #expect(off.stdout.hasPrefix("stopped1: off "))
+        let byUUID = try fencegate.json(["status", "77777777-7777-4777-8777-777777777777", "--uri", cluster])
+        let object = try #require(byUUID as? [String: Any])
+        #expect(object["power"] as? String == "off")
+        #expect((object["domain"] as? [String: Any])?["name"] as? String == "stopped1")
+        #expect(object["operation_id"] as? Int == 3)
+    }
+
+    @Test("on and off run through the service within one process's world")
+    func onOff() throws {
+        let fencegate = try FencegateBinary()
+        let on = try fencegate.run(["on", "stopped1", "--uri", cluster])
+        #expect(on.status == 0)
+        #expect(on.stdout.hasPrefix("stopped1: on "))
+        let off = try fencegate.run(["off", "pcmk2", "--uri", cluster])
+        #expect(off.status == 0)
+        #expect(off.stdout.hasPrefix("pcmk2: off "))
+        let again = try fencegate.run(["off", "stopped1", "--uri", cluster])
+        #expect(again.stdout.hasPrefix("stopped1: off (already off) "))
+    }
+
+    @Test("errors are one line on stderr with a documented exit code", arguments: [
+        (["status", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
+        (["off", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
+        (["status", "test", "--uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"], Int32(5),
+         "hypervisor qemu+unix:///system?socket=/nonexistent/libvirt-sock unavailable"),
+        (["status", "test", "--uri", "test:///default", "--database", "/proc/fencegate/audit.db"], Int32(6),
+         "audit log unavailable"),
+    ])
+    func errors(arguments: [String], status: Int32, message: String) throws {
+        let fencegate = try FencegateBinary()
+        let result = try fencegate.run(arguments)
+        #expect(result.status == status, "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.hasPrefix("fencegate: error: "))
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
+    @Test("bad arguments exit 64 before anything runs", arguments: [
+        ["off", "pcmk1", "--timeout", "0"],
+        ["off", ""],
+        ["audit", "--limit", "0"],
+        ["audit", "--limit", "1001"],
+        ["audit", "--cursor", "bogus"],
+        ["audit", "--result", "maybe"],
+        ["audit", "--since", "yesterday-ish"],
+        ["keygen", "/tmp/x", "--size", "8"],
+        ["frobnicate"],
+    ])
+    func badArguments(arguments: [String]) throws {
+        let fencegate = try FencegateBinary()
+        let result = try fencegate.run(arguments + ["--uri", cluster])
+        #expect(result.status == 64, "\(arguments): \(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fencegate.database))
+    }
+
+    @Test("domains lists the fixture's domains, as a table and as JSON")
+    func domains() throws {
+        let fencegate = try FencegateBinary()
+        let table = try fencegate.run(["domains", "--uri", cluster])
+        #expect(table.status == 0)
+        #expect(table.stdout.split(separator: "\n").count == 1 + Fixtures.uuids.count)
+        #expect(table.stdout.contains("stopped1    77777777-7777-4777-8777-777777777777  shut-off  off    yes"))
+        let list = try #require(try fencegate.json(["domains", "--uri", cluster]) as? [[String: Any]])
+        #expect(list.map { $0["name"] as? String } == Fixtures.uuids.keys.sorted())
+        #expect(list.first { $0["name"] as? String == "transient1" }?["persistent"] as? Bool == false)
+    }
+
+    @Test("$FENCEGATE_URI is the default URI")
+    func uriFromEnvironment() throws {
+        let fencegate = try FencegateBinary()
+        let result = try fencegate.run(["status", "pcmk6"], environment: ["FENCEGATE_URI": cluster])
+        #expect(result.status == 0)
+        #expect(result.stdout.hasPrefix("pcmk6: on "))
+    }
+}
+
+@Suite("fencegate audit: filters and pages")
+struct CLIAuditTests {
+    /// Three operations: off pcmk1 (success), on stopped1 (success), status ghost (failure).
+    private func populated() throws -> FencegateBinary {
+        let fencegate = try FencegateBinary()
+        #expect(try fencegate.run(["off", "pcmk1", "--uri", cluster]).status == 0)
+        #expect(try fencegate.run(["on", "stopped1", "--uri", cluster]).status == 0)
+        #expect(try fencegate.run(["status", "ghost", "--uri", cluster]).status == 4)
+        return fencegate
+    }
+
+    private func operations(_ fencegate: FencegateBinary, _ arguments: [String]) throws -> ([[String: Any]], String?) {
+        let page = try #require(try fencegate.json(["audit"] + arguments) as? [String: Any])
+        return (try #require(page["operations"] as? [[String: Any]]), page["next_cursor"] as? String)
+    }
+
+    @Test("filters select the matching operations")
+    func filters() throws {
+        let fencegate = try populated()
+        #expect(try operations(fencegate, []).0.map { $0["id"] as? Int } == [3, 2, 1])
+        let pcmk1 = try operations(fencegate, ["--domain", "pcmk1"]).0
+        #expect(pcmk1.count == 1)
+        #expect(pcmk1.first?["action"] as? String == "off")
+        #expect(pcmk1.first?["domain_uuid"] as? String == Fixtures.uuids["pcmk1"])
+        #expect(pcmk1.first?["requester"] as? String != nil)
+        let failures = try operations(fencegate, ["--result", "failure"]).0
+        #expect(failures.map { $0["target"] as? String } == ["ghost"])
+        #expect(failures.first?["error_code"] as? String == "domain_not_found")
+        #expect(try operations(fencegate, ["--action", "on"]).0.count == 1)
+        #expect(try operations(fencegate, ["--source", "cli"]).0.count == 3)
+        #expect(try operations(fencegate, ["--source", "http"]).0.isEmpty)
+        #expect(try operations(fencegate, ["--since", "1h"]).0.count == 3)
+        #expect(try operations(fencegate, ["--until", "2000-01-01"]).0.isEmpty)
+        #expect(try operations(fencegate, ["--since", "2000-01-01T00:00:00Z"]).0.count == 3)
+    }
+
+    @Test("--limit and --cursor page through every operation once")
+    func pages() throws {
+        let fencegate = try populated()
+        var seen: [Int] = []
+        var cursor: String?
+        repeat {
+            let (page, next) = try operations(fencegate, ["--limit", "2"] + (cursor.map { ["--cursor", $0] } ?? []))
+            seen += page.compactMap { $0["id"] as? Int }
+            cursor = next
+        } while cursor != nil
+        #expect(seen == [3, 2, 1])
+
+        let table = try fencegate.run(["audit", "--limit", "1"])
+        #expect(table.stdout.contains("-- more: fencegate audit --cursor "))
+    }
+}
+
+@Suite("fencegate keygen")
+struct KeygenTests {
+    @Test("writes 4096 random bytes with mode 0600, and refuses to overwrite without --force")
+    func keygen() throws {
+        let fencegate = try FencegateBinary()
+        let path = fencegate.directory.file("fence_xvm.key")
+        let first = try fencegate.run(["keygen", path])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("wrote 4096 random bytes to \(path) (mode 0600); fingerprint "))
+        let key = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(key.count == 4096)
+        #expect(Set(key).count > 200)  // random, not a constant fill
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        let refused = try fencegate.run(["keygen", path])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("already exists; pass --force"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == key)
+
+        let replaced = try fencegate.run(["keygen", path, "--force"])
+        #expect(replaced.status == 0)
+        let newKey = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(newKey.count == 4096)
+        #expect(newKey != key)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: fencegate.directory.path)
+            .filter { $0.contains(".tmp-") }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test("an unwritable location is a clear error")
+    func unwritable() throws {
+        let fencegate = try FencegateBinary()
+        let result = try fencegate.run(["keygen", "/proc/fencegate.key"])
+        #expect(result.status == 1)
+        #expect(result.stderr.hasPrefix("fencegate: error: cannot write key file /proc/fencegate.key"))
+    }
+}
+
+@Suite("fencegate serve")
+struct ServeTests {
+    @Test("starts, reports readiness, and exits 0 on SIGTERM")
+    func serveAndStop() async throws {
+        let fencegate = try FencegateBinary()
+        let serve = try fencegate.start(["serve", "--uri", cluster, "--health-interval", "0.2"])
+        let process = serve.process
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") }
+        #expect(serve.stdout.contains("hypervisor \(cluster) (9 domains), audit log \(fencegate.database)"))
+        kill(process.processIdentifier, SIGTERM)
+        try await waitUntil("serve exits") { !process.isRunning }
+        #expect(process.terminationStatus == 0)
+        let log = serve.stderr
+        #expect(log.contains("hypervisor reachable"))
+        #expect(log.contains("stopped"))
+    }
+}

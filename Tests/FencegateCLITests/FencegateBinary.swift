@@ -1,0 +1,82 @@
+import Foundation
+import TestSupport
+
+/// What one run of the built `fencegate` printed and returned.
+struct CommandResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs the `fencegate` executable that `swift test` built next to the test bundle.
+struct FencegateBinary {
+    /// Each test gets its own audit file (passed as $FENCEGATE_DATABASE unless overridden).
+    let directory: TemporaryDirectory
+    var database: String { directory.file("audit.db") }
+
+    init() throws {
+        directory = try TemporaryDirectory()
+    }
+
+    static let url: URL = {
+        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("fencegate")
+        if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/fencegate")
+    }()
+
+    var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["FENCEGATE_DATABASE"] = database
+        environment["FENCEGATE_URI"] = nil
+        return environment
+    }
+
+    /// A started `fencegate` process whose stdout and stderr go to files.
+    struct Running {
+        let process: Process
+        let stdoutPath: String
+        let stderrPath: String
+
+        var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    }
+
+    /// Starts `fencegate ARGUMENTS` without waiting for it.
+    func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Running {
+        let process = Process()
+        process.executableURL = Self.url
+        process.arguments = arguments
+        process.environment = environment.merging(extra) { $1 }
+        let name = UUID().uuidString
+        let running = Running(
+            process: process, stdoutPath: directory.file("\(name).out"), stderrPath: directory.file("\(name).err"))
+        for path in [running.stdoutPath, running.stderrPath] {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw ConditionNeverMet(description: "cannot create \(path)")
+            }
+        }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stderrPath))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return running
+    }
+
+    /// Runs `fencegate ARGUMENTS` to completion.
+    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
+        let running = try start(arguments, environment: extra)
+        running.process.waitUntilExit()
+        return CommandResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
+    }
+
+    /// Runs `fencegate ARGUMENTS --json` and decodes its output.
+    func json(_ arguments: [String]) throws -> Any {
+        let result = try run(arguments + ["--json"])
+        guard result.status == 0 || result.status == 2 else {
+            throw ConditionNeverMet(description: "fencegate \(arguments) exited \(result.status): \(result.stderr)")
+        }
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8))
+    }
+}
