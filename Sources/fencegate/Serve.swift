@@ -35,7 +35,8 @@ struct Serve: AsyncParsableCommand {
                     logger: logger))
             var summary = "fencegate serving: hypervisor \(global.resolvedURI)"
             do {
-                summary += " (\(try await context.service.domains().count) domains)"
+                let count = try await context.service.domains().count
+                summary += " (\(count) domain\(count == 1 ? "" : "s"))"
             } catch {
                 summary += " (unreachable for now: \(error); retrying every \(healthInterval) s)"
             }

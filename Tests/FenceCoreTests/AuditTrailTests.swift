@@ -12,11 +12,7 @@ struct AuditTrailTests {
     func intentBeforeAction() async throws {
         let harness = try await ServiceHarness()
         let uuid = Fixtures.uuids["pcmk1"]!
-        let gate = Gate()
-        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
-        let operation = Task { try await harness.perform(.off, "PCMK1".lowercased()) }
-
-        try await waitUntil("destroy is called") { gate.arrived == 1 }
+        let (operation, gate) = try await harness.offHungInDestroy("pcmk1")
         let started = try #require(try await harness.rows().first)
         #expect(started.state == .started)
         #expect(started.result == nil)

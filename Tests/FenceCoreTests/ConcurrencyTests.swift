@@ -29,10 +29,7 @@ struct ConcurrencyTests {
     func sameDomainSerialized() async throws {
         let harness = try await ServiceHarness()
         let uuid = Fixtures.uuids["pcmk1"]!
-        let gate = Gate()
-        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
-        let first = Task { try await harness.perform(.off, "pcmk1") }
-        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
+        let (first, gate) = try await harness.offHungInDestroy("pcmk1")
 
         let second = Task { try await harness.perform(.status, "pcmk1") }
         try await waitUntil("the status waits for the domain's lock") {
@@ -55,10 +52,7 @@ struct ConcurrencyTests {
     func fifo() async throws {
         let harness = try await ServiceHarness()
         let uuid = Fixtures.uuids["pcmk2"]!
-        let gate = Gate()
-        harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
-        let first = Task { try await harness.perform(.off, "pcmk2") }
-        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
+        let (first, gate) = try await harness.offHungInDestroy("pcmk2")
         let on = Task { try await harness.perform(.on, "pcmk2") }
         try await waitUntil("on is queued") { await harness.service.waitingOperations(domainUUID: uuid) == 1 }
         let status = Task { try await harness.perform(.status, "pcmk2") }

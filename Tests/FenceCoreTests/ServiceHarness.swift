@@ -38,6 +38,16 @@ struct ServiceHarness {
             FenceRequest(action: action, target: DomainTarget(target), origin: Self.origin, timeout: timeout))
     }
 
+    /// Starts an `off` of `name` whose destroy hangs in the hypervisor, and returns once it is blocked there.
+    /// Open the returned gate to let the destroy proceed.
+    func offHungInDestroy(_ name: String) async throws -> (operation: Task<FenceOutcome, any Error>, gate: Gate) {
+        let gate = Gate()
+        faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids[name]!)
+        let operation = Task { try await perform(.off, name) }
+        try await waitUntil("the off of \(name) is blocked inside destroy") { gate.arrived == 1 }
+        return (operation, gate)
+    }
+
     /// The domain's state straight from libvirt, bypassing the service.
     func state(_ name: String) throws -> DomainState? {
         try libvirt.state(ofDomain: Fixtures.uuids[name]!)
