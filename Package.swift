@@ -47,7 +47,12 @@ let package = Package(
         ),
         .target(
             name: "FenceAPI",
-            dependencies: ["FenceCore"],
+            dependencies: [
+                "FenceCore",
+                "Store",
+                "CMicroHTTPD",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -72,6 +77,11 @@ let package = Package(
 
         .target(
             name: "TestSupport",
+            dependencies: [
+                "FenceCore",
+                "Store",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
@@ -83,6 +93,11 @@ let package = Package(
         .testTarget(
             name: "FenceCoreTests",
             dependencies: ["FenceCore", "Store", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FenceAPITests",
+            dependencies: ["FenceAPI", "FenceCore", "Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -5,5 +5,82 @@
 #include <sys/socket.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <microhttpd.h>
+
+/// MHD_start_daemon is variadic, which Swift cannot call: this fixes the option list we use.
+/// bind_address may be NULL (then all addresses on port); tls_cert/tls_key NULL for plain HTTP.
+static inline struct MHD_Daemon *fg_mhd_start(
+    unsigned int flags, uint16_t port,
+    MHD_AccessHandlerCallback handler, void *handler_cls,
+    MHD_RequestCompletedCallback completed, void *completed_cls,
+    const struct sockaddr *bind_address,
+    unsigned int connection_limit, unsigned int connection_timeout_seconds, size_t memory_limit,
+    unsigned int thread_pool_size, const char *tls_cert, const char *tls_key)
+{
+    struct MHD_OptionItem options[10];
+    int count = 0;
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)memory_limit, NULL };
+    if (bind_address != NULL)
+        options[count++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, (void *)bind_address };
+    if (thread_pool_size > 1)
+        options[count++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)thread_pool_size, NULL };
+    if (tls_cert != NULL && tls_key != NULL) {
+        options[count++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)tls_cert };
+        options[count++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)tls_key };
+    }
+    options[count] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls,
+                            MHD_OPTION_ARRAY, options, MHD_OPTION_END);
+}
+
+/// MHD_Result and MHD_ValueKind are closed enums; these spell the values we return and pass.
+static inline enum MHD_Result fg_mhd_yes(void) { return MHD_YES; }
+static inline enum MHD_Result fg_mhd_no(void) { return MHD_NO; }
+
+/// Every header (kind MHD_HEADER_KIND) or query argument (MHD_GET_ARGUMENT_KIND), one call each.
+static inline int fg_mhd_headers(struct MHD_Connection *connection, MHD_KeyValueIterator iterator, void *cls)
+{
+    return MHD_get_connection_values(connection, MHD_HEADER_KIND, iterator, cls);
+}
+static inline int fg_mhd_query_arguments(struct MHD_Connection *connection, MHD_KeyValueIterator iterator, void *cls)
+{
+    return MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, iterator, cls);
+}
+
+/// One request header's value, or NULL (MHD_HEADER_KIND is a closed-enum value).
+static inline const char *fg_mhd_header(struct MHD_Connection *connection, const char *name)
+{
+    return MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
+}
+
+/// A response that owns a copy of the body (MHD_RESPMEM_MUST_COPY is a closed-enum value).
+static inline struct MHD_Response *fg_mhd_response(const void *body, size_t size)
+{
+    return MHD_create_response_from_buffer(size, (void *)body, MHD_RESPMEM_MUST_COPY);
+}
+
+/// The peer's address (a union member Swift cannot reach without the union type).
+static inline const struct sockaddr *fg_mhd_client_address(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    return info != NULL ? info->client_addr : NULL;
+}
+
+/// The port the daemon is bound to (useful after binding port 0).
+static inline uint16_t fg_mhd_bound_port(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    return info != NULL ? info->port : 0;
+}
+
+/// The number of open connections.
+static inline unsigned int fg_mhd_connection_count(struct MHD_Daemon *daemon)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info != NULL ? info->num_connections : 0;
+}
 #endif

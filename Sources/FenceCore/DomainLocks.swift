@@ -32,6 +32,13 @@ actor DomainLocks {
         }
     }
 
+    /// Takes the lock on `key` only if nobody holds it. Returns whether it was taken.
+    func tryAcquire(_ key: String) -> Bool {
+        guard !held.contains(key) else { return false }
+        held.insert(key)
+        return true
+    }
+
     /// Releases the lock on `key`, handing it to the next waiter if there is one.
     func release(_ key: String) {
         if var queue = waiters[key], !queue.isEmpty {

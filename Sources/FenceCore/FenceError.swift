@@ -13,6 +13,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case timedOut(action: FenceAction, target: String, after: Duration)
     /// The hypervisor refused or failed the operation.
     case operationFailed(action: FenceAction, target: String, reason: String)
+    /// Another operation on the domain is running and the request asked not to wait. Nothing was done.
+    case domainBusy(target: String)
 
     /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
     public var code: String {
@@ -22,6 +24,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .auditUnavailable: return "audit_unavailable"
         case .timedOut: return "timed_out"
         case .operationFailed: return "operation_failed"
+        case .domainBusy: return "domain_busy"
         }
     }
 
@@ -37,7 +40,15 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(action.rawValue) of domain '\(target)' timed out after \(after.fenceSeconds); its state is unknown"
         case .operationFailed(let action, let target, let reason):
             return "\(action.rawValue) of domain '\(target)' failed: \(reason)"
+        case .domainBusy(let target):
+            return "another operation on domain '\(target)' is running; nothing was done"
         }
+    }
+
+    /// True for `.timedOut`.
+    public var isTimeout: Bool {
+        if case .timedOut = self { return true }
+        return false
     }
 
     /// The one mapping from lower-level errors: libvirt's "no domain" becomes `.domainNotFound`, connection

@@ -41,12 +41,18 @@ public struct FenceRequest: Sendable, Equatable {
     public var origin: RequestOrigin
     /// Overrides the service's operation timeout for this request (e.g. to fit a client's own timeout).
     public var timeout: Duration?
+    /// If false and another operation on the domain is running, fail at once with `.domainBusy`.
+    public var waitForDomain: Bool
 
-    public init(action: FenceAction, target: DomainTarget, origin: RequestOrigin, timeout: Duration? = nil) {
+    public init(
+        action: FenceAction, target: DomainTarget, origin: RequestOrigin, timeout: Duration? = nil,
+        waitForDomain: Bool = true
+    ) {
         self.action = action
         self.target = target
         self.origin = origin
         self.timeout = timeout
+        self.waitForDomain = waitForDomain
     }
 }
 

@@ -29,6 +29,8 @@ public final class FenceService: Sendable {
     public let store: AuditStore
     public let configuration: Configuration
     private let logger: Logger
+    /// Counters and latencies of fence operations since start.
+    public let metrics = FenceMetrics()
     private let locks = DomainLocks()
     private let pool = BlockingThreadPool(name: "fencegate.hypervisor")
 
@@ -53,7 +55,50 @@ public final class FenceService: Sendable {
 
     /// Succeeds if the hypervisor is reachable (fence_xvm's `monitor`).
     public func monitor() async throws(FenceError) {
-        try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.checkConnection() }
+        do {
+            try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.checkConnection() }
+            metrics.hypervisor(up: true)
+        } catch {
+            metrics.hypervisor(up: false)
+            throw error
+        }
+    }
+
+    /// Succeeds if the audit log can be written now (for readiness checks).
+    public func checkAuditLog() async throws(FenceError) {
+        do {
+            try await store.checkWritable()
+        } catch {
+            throw FenceError.auditUnavailable(reason: "\(error)")
+        }
+    }
+
+    /// Records a request that a front end refused (bad credentials, out of scope, denied by groups),
+    /// with result `refused`. Nothing reaches the hypervisor.
+    /// - Throws: `.auditUnavailable` if the row could not be written.
+    @discardableResult
+    public func recordRefusal(_ request: FenceRequest, reason: String) async throws(FenceError) -> Int64 {
+        let intent = AuditIntent(
+            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
+            clientAddress: request.origin.clientAddress, target: request.target.text, domainName: nil,
+            domainUUID: nil, action: request.action.rawValue, requestedAt: Date())
+        metrics.operationRejected(
+            action: request.action.rawValue, result: AuditResult.refused.rawValue,
+            source: request.origin.frontEnd.rawValue)
+        logger.notice(
+            "fence request refused",
+            metadata: [
+                "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
+                "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
+            ])
+        do {
+            return try await store.record(
+                intent,
+                AuditCompletion(
+                    result: .refused, powerState: nil, errorCode: "refused", message: reason, finishedAt: Date()))
+        } catch {
+            throw FenceError.auditUnavailable(reason: "\(error)")
+        }
     }
 
     /// True while an operation on the domain with `uuid` runs (for front ends that offer "do not wait").
@@ -97,6 +142,9 @@ public final class FenceService: Sendable {
         } catch {
             let failure = fenceError(error, request, elapsed: clock.now - started)
             await recordUnstarted(intent, failure, logger: logger)
+            metrics.operationRejected(
+                action: request.action.rawValue, result: failure.isTimeout ? AuditResult.timedOut.rawValue : AuditResult.failure.rawValue,
+                source: request.origin.frontEnd.rawValue)
             throw failure
         }
         intent.domainName = resolved.name
@@ -114,13 +162,18 @@ public final class FenceService: Sendable {
         logger[metadataKey: "audit.id"] = "\(operationID)"
 
         // 3. Lock the domain and act, within the deadline.
+        metrics.operationStarted()
         let operationLogger = logger
         let result: Result<Execution, FenceError>
         do {
             let execution = try await withDeadline(
                 deadline,
                 operation: { [self] in
-                    try await locks.acquire(resolved.uuid)
+                    if request.waitForDomain {
+                        try await locks.acquire(resolved.uuid)
+                    } else if await !locks.tryAcquire(resolved.uuid) {
+                        throw FenceError.domainBusy(target: request.target.text)
+                    }
                     if Task.isCancelled {
                         await locks.release(resolved.uuid)
                         throw CancellationError()
@@ -142,6 +195,15 @@ public final class FenceService: Sendable {
 
         // 4. Complete the row.
         let duration = clock.now - started
+        let auditResult: AuditResult
+        switch result {
+        case .success: auditResult = .success
+        case .failure(.timedOut): auditResult = .timedOut
+        case .failure: auditResult = .failure
+        }
+        metrics.operationFinished(
+            action: request.action.rawValue, result: auditResult.rawValue, source: request.origin.frontEnd.rawValue,
+            seconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
         switch result {
         case .success(let execution):
             await complete(
@@ -157,7 +219,6 @@ public final class FenceService: Sendable {
                 operationID: operationID, action: request.action, domain: execution.domain,
                 power: execution.domain.power, duration: duration, note: execution.note)
         case .failure(let failure):
-            let auditResult: AuditResult = if case .timedOut = failure { .timedOut } else { .failure }
             await complete(
                 operationID,
                 AuditCompletion(
@@ -268,11 +329,15 @@ public final class FenceService: Sendable {
         try await pool.run { [hypervisor] in try body(hypervisor) }
     }
 
+    /// Runs a hypervisor read on the pool, bounded by the operation timeout.
     private func blocking<T: Sendable>(
         action: FenceAction, target: String, _ body: @escaping @Sendable () throws -> T
     ) async throws(FenceError) -> T {
+        let timeout = configuration.operationTimeout
         do {
-            return try await pool.run(body)
+            return try await withDeadline(ContinuousClock.now + timeout) { [pool] in try await pool.run(body) }
+        } catch is DeadlineExceeded {
+            throw .timedOut(action: action, target: target, after: timeout)
         } catch {
             throw FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
         }
@@ -287,9 +352,8 @@ public final class FenceService: Sendable {
 
     /// A request that failed before its intent row: one finished row, best effort (the failure is thrown anyway).
     private func recordUnstarted(_ intent: AuditIntent, _ failure: FenceError, logger: Logger) async {
-        let result: AuditResult = if case .timedOut = failure { .timedOut } else { .failure }
         let completion = AuditCompletion(
-            result: result, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
+            result: failure.isTimeout ? .timedOut : .failure, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
         do {
             _ = try await store.record(intent, completion)
         } catch {

@@ -10,6 +10,9 @@ public struct AuditQuery: Sendable, Equatable {
     public var source: String?
     public var result: AuditResult?
     public var requester: String?
+    /// Only rows whose domain name matches one of these glob patterns (`*`, `?`); nil for no restriction.
+    /// An empty list matches nothing. Used to confine a scoped API token to its domains.
+    public var domainPatterns: [String]?
     /// Rows requested at or after this instant.
     public var since: Date?
     /// Rows requested strictly before this instant.
@@ -24,7 +27,7 @@ public struct AuditQuery: Sendable, Equatable {
 
     public init(
         domain: String? = nil, action: String? = nil, source: String? = nil, result: AuditResult? = nil,
-        requester: String? = nil, since: Date? = nil, until: Date? = nil, limit: Int = AuditQuery.defaultLimit,
+        requester: String? = nil, domainPatterns: [String]? = nil, since: Date? = nil, until: Date? = nil, limit: Int = AuditQuery.defaultLimit,
         cursor: AuditCursor? = nil
     ) {
         self.domain = domain
@@ -32,6 +35,7 @@ public struct AuditQuery: Sendable, Equatable {
         self.source = source
         self.result = result
         self.requester = requester
+        self.domainPatterns = domainPatterns
         self.since = since
         self.until = until
         self.limit = limit
@@ -46,7 +50,9 @@ public struct AuditPage: Sendable, Equatable {
     public var nextCursor: AuditCursor?
 }
 
-/// An opaque position in the audit log (keyset pagination on request time, then id).
+/// A position in the audit log (keyset pagination on request time, then id), as `MICROSECONDS-ID`.
+///
+/// Clients should treat it as opaque and pass it back unchanged; any text of that form is a valid position.
 public struct AuditCursor: Sendable, Equatable, CustomStringConvertible {
     let requestedAtMicroseconds: Int64
     let id: Int64
@@ -56,26 +62,18 @@ public struct AuditCursor: Sendable, Equatable, CustomStringConvertible {
         self.id = id
     }
 
-    /// Parses a cursor previously produced by `description`.
+    /// Parses a cursor previously produced by `description`: two decimal numbers of at most 18 digits,
+    /// joined by `-`.
     /// - Throws: `AuditStoreError.invalidCursor` for anything else.
     public init(encoded: String) throws {
-        var base64 = encoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard encoded.count <= 64,
-            let data = Data(base64Encoded: base64),
-            let text = String(data: data, encoding: .utf8)
+        let parts = encoded.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2,
+            parts.allSatisfy({ (1...18).contains($0.count) && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
+            let time = Int64(parts[0]), let id = Int64(parts[1])
         else { throw AuditStoreError.invalidCursor(encoded) }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v1", let time = Int64(parts[1]), let id = Int64(parts[2]), id > 0 else {
-            throw AuditStoreError.invalidCursor(encoded)
-        }
         self.init(requestedAtMicroseconds: time, id: id)
     }
 
-    /// The opaque, URL-safe text form.
-    public var description: String {
-        Data("v1:\(requestedAtMicroseconds):\(id)".utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    /// The text form, e.g. `1795583769135103-42`.
+    public var description: String { "\(requestedAtMicroseconds)-\(id)" }
 }

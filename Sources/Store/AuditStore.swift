@@ -9,7 +9,7 @@ internal import CSQLite
 /// SQLite's locking and the busy timeout arbitrate.
 public actor AuditStore {
     private nonisolated let executor: SerialQueueExecutor
-    private let database: Database
+    let database: Database
     private let insertStatement: Statement
     private let completeStatement: Statement
     private let logger: Logger
@@ -282,6 +282,14 @@ public actor AuditStore {
         if let source = query.source { add("source = ?", .text(source)) }
         if let result = query.result { add("result = ?", .text(result.rawValue)) }
         if let requester = query.requester { add("requester = ?", .text(requester)) }
+        if let patterns = query.domainPatterns {
+            if patterns.isEmpty {
+                conditions.append("0")
+            } else {
+                conditions.append("(" + patterns.map { _ in "domain_name GLOB ?" }.joined(separator: " OR ") + ")")
+                values += patterns.map(SQLiteValue.text)
+            }
+        }
         if let since = query.since { add("requested_at >= ?", .integer(since.microsecondsSince1970)) }
         if let until = query.until { add("requested_at < ?", .integer(until.microsecondsSince1970)) }
         if let cursor = query.cursor {
@@ -293,7 +301,7 @@ public actor AuditStore {
         return ("SELECT \(columns) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?", values)
     }
 
-    private func statement(_ sql: String) throws(SQLiteError) -> Statement {
+    func statement(_ sql: String) throws(SQLiteError) -> Statement {
         if let cached = queryStatements[sql] { return cached }
         let prepared = try database.prepare(sql)
         queryStatements[sql] = prepared
@@ -301,7 +309,7 @@ public actor AuditStore {
     }
 
     /// Runs `body`, turning its `SQLiteError` into `AuditStoreError.database`.
-    private func wrap<T>(_ body: () throws -> T) throws(AuditStoreError) -> T {
+    func wrap<T>(_ body: () throws -> T) throws(AuditStoreError) -> T {
         do {
             return try body()
         } catch let error as SQLiteError {

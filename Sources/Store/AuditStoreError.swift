@@ -10,6 +10,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
     case invalidCursor(String)
     /// A query limit outside 1…`AuditQuery.maximumLimit`.
     case invalidLimit(Int)
+    /// A token with this name exists already.
+    case tokenExists(String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
             return "invalid cursor: pass the cursor value from a previous page unchanged"
         case .invalidLimit(let limit):
             return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
+        case .tokenExists(let name):
+            return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
         }
     }
 }

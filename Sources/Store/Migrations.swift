@@ -41,6 +41,22 @@ extension Migration {
                 CREATE INDEX operations_by_requester ON operations (requester, requested_at DESC, id DESC);
                 CREATE INDEX operations_started ON operations (owner_pid, owner_start) WHERE state = 'started';
                 """
-        )
+        ),
+        Migration(
+            version: 2,
+            name: "create tokens",
+            sql: """
+                CREATE TABLE tokens (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    name TEXT NOT NULL UNIQUE,
+                    public_id TEXT NOT NULL UNIQUE,
+                    secret_hash TEXT NOT NULL,
+                    scope TEXT NOT NULL CHECK (scope IN ('read', 'fence')),
+                    domain_patterns TEXT NOT NULL,
+                    created_at INTEGER NOT NULL,
+                    revoked_at INTEGER
+                );
+                """
+        ),
     ]
 }

@@ -14,7 +14,7 @@ struct Fencegate: AsyncParsableCommand {
             5 hypervisor unavailable, 6 audit log unavailable, 7 timed out, 64 bad arguments.
             """,
         subcommands: [
-            Serve.self, Domains.self, Status.self, On.self, Off.self, Reboot.self, Audit.self, Keygen.self,
+            Serve.self, Domains.self, Status.self, On.self, Off.self, Reboot.self, Audit.self, Token.self, Keygen.self,
         ]
     )
 }

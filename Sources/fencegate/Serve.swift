@@ -1,15 +1,33 @@
 import ArgumentParser
-import Foundation
+import FenceAPI
 import FenceCore
+import Foundation
 import Logging
 import ServiceLifecycle
 import Store
 import UnixSignals
 
-/// `fencegate serve`: runs the fence service until SIGTERM or SIGINT.
+/// `fencegate serve`: runs the fence service and its HTTP API until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the fence service (front ends attach to it) until SIGTERM or SIGINT.")
+        abstract: "Run the fence service with its HTTP API until SIGTERM or SIGINT.")
+
+    @Option(help: "Address and port of the HTTP API: 127.0.0.1:8786, [::1]:8786, 0.0.0.0:8443 (port 0: any free port).")
+    var listen = ListenAddress.default.description
+
+    @Option(help: "PEM certificate (chain) for HTTPS.") var tlsCert: String?
+    @Option(help: "PEM private key for HTTPS.") var tlsKey: String?
+
+    @Flag(help: "Allow plain HTTP on a non-loopback address (bearer tokens then cross the network in clear text).")
+    var allowPlainHttp = false
+
+    @Option(help: "Largest request body accepted, in bytes (larger: 413).") var maxBodyBytes = 64 * 1024
+    @Option(help: "Most simultaneous HTTP connections.") var maxConnections: UInt32 = 256
+    @Option(help: "Seconds an idle HTTP connection is kept.") var connectionTimeout: UInt32 = 30
+    @Option(help: "libmicrohttpd threads accepting and parsing requests.") var httpThreads: UInt32 = 2
+
+    @Option(help: "Seconds a fence operation may take, lock wait included, before it fails as timed out.")
+    var operationTimeout: Double = 60
 
     @Option(help: "Seconds between hypervisor connection checks (a dropped connection is re-opened).")
     var healthInterval: Double = 5
@@ -17,23 +35,59 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        guard let address = ListenAddress(listen) else {
+            throw ValidationError("--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786")
+        }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        if tlsCert == nil, !address.isLoopback, !allowPlainHttp {
+            throw ValidationError(
+                "refusing plain HTTP on \(address): give --tls-cert and --tls-key, or --allow-plain-http")
+        }
         guard healthInterval >= 0.1 && healthInterval <= 3600 else {
             throw ValidationError("--health-interval must be 0.1 to 3600 seconds")
+        }
+        guard operationTimeout > 0 && operationTimeout <= 3600 else {
+            throw ValidationError("--operation-timeout must be more than 0 and at most 3600 seconds")
+        }
+        guard (1...(64 * 1024 * 1024)).contains(maxBodyBytes) else {
+            throw ValidationError("--max-body-bytes must be 1 to 67108864")
+        }
+        guard maxConnections >= 1, (1...64).contains(httpThreads), connectionTimeout >= 1 else {
+            throw ValidationError("--max-connections, --http-threads (1…64) and --connection-timeout must be positive")
         }
     }
 
     func run() async throws {
         let logger = global.makeLogger(defaultLevel: .info)
         try await reportingFailures {
-            let context = try await ServiceContext.open(global, logger: logger)
+            var serviceConfiguration = FenceService.Configuration()
+            serviceConfiguration.operationTimeout = .milliseconds(Int64(operationTimeout * 1000))
+            let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
+            let api = FenceHTTPAPI(service: context.service, logger: logger)
+            let server: HTTPServer
+            do {
+                server = try HTTPServer(configuration: try httpConfiguration(), logger: logger) { request in
+                    await api.handle(request)
+                }
+            } catch let error as HTTPServerError {
+                throw CLIFailure.other(error.description)
+            }
+            let scheme = tlsCert == nil ? "http" : "https"
+            var bound = ListenAddress(listen)!
+            bound.port = server.port
+
             let watch = HypervisorWatch(
                 service: context.service, interval: .milliseconds(Int64(healthInterval * 1000)), logger: logger)
+            let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: watch)],
+                    services: [.init(service: watch), .init(service: http)],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
-            var summary = "fencegate serving: hypervisor \(global.resolvedURI)"
+
+            var summary = "fencegate serving \(scheme)://\(bound): hypervisor \(global.resolvedURI)"
             do {
                 let count = try await context.service.domains().count
                 summary += " (\(count) domain\(count == 1 ? "" : "s"))"
@@ -41,12 +95,47 @@ struct Serve: AsyncParsableCommand {
                 summary += " (unreachable for now: \(error); retrying every \(healthInterval) s)"
             }
             print(summary + ", audit log \(context.store.path). Stop with Ctrl-C.")
-            // A daemon's stdout is usually a file or the journal, where it would otherwise stay buffered.
-            fflush(nil)
-            logger.notice("ready", metadata: ["hypervisor.uri": "\(global.resolvedURI)", "audit.path": "\(context.store.path)"])
+            fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
+            logger.notice(
+                "ready",
+                metadata: [
+                    "http.listen": "\(scheme)://\(bound)", "hypervisor.uri": "\(global.resolvedURI)",
+                    "audit.path": "\(context.store.path)",
+                ])
             try await group.run()
             logger.notice("stopped")
         }
+    }
+
+    private func httpConfiguration() throws -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration()
+        configuration.listen = ListenAddress(listen)!
+        configuration.maximumBodyBytes = maxBodyBytes
+        configuration.maximumConnections = maxConnections
+        configuration.connectionTimeoutSeconds = connectionTimeout
+        configuration.threads = httpThreads
+        if let tlsCert, let tlsKey {
+            do {
+                configuration.tls = (
+                    try String(contentsOfFile: tlsCert, encoding: .utf8), try String(contentsOfFile: tlsKey, encoding: .utf8)
+                )
+            } catch {
+                throw CLIFailure.other("cannot read the TLS certificate or key: \(error.localizedDescription)")
+            }
+        }
+        return configuration
+    }
+}
+
+/// The HTTP server as a lifecycle service: on graceful shutdown it stops accepting, lets in-flight requests
+/// finish (each is bounded by the operation timeout), then stops.
+struct HTTPFrontEnd: Service {
+    let server: HTTPServer
+    let gracePeriod: Duration
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await server.shutdown(gracePeriod: gracePeriod)
     }
 }
 

@@ -11,7 +11,9 @@ struct ServiceContext {
 
     /// Opens the audit log (creating its directory with mode 0700 if needed), marks operations left
     /// `started` by dead processes as interrupted, and sets up the hypervisor (connected on first use).
-    static func open(_ options: GlobalOptions, logger: Logger) async throws -> ServiceContext {
+    static func open(
+        _ options: GlobalOptions, configuration: FenceService.Configuration = .init(), logger: Logger
+    ) async throws -> ServiceContext {
         let path = options.resolvedDatabase
         let store: AuditStore
         do {
@@ -28,7 +30,7 @@ struct ServiceContext {
             throw CLIFailure.auditUnavailable("cannot open the audit database \(path): \(error.localizedDescription)")
         }
         let hypervisor = LibvirtHypervisor(uri: options.resolvedURI, logger: logger)
-        let service = FenceService(hypervisor: hypervisor, store: store, logger: logger)
+        let service = FenceService(hypervisor: hypervisor, store: store, configuration: configuration, logger: logger)
         return ServiceContext(service: service, store: store, logger: logger)
     }
 }

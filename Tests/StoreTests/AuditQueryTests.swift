@@ -124,7 +124,10 @@ struct AuditQueryTests {
         #expect(ids == Array((1...10).reversed()))
     }
 
-    @Test("bad cursors and limits are rejected", arguments: ["", "garbage", "djE6eDp5", "djE6MTAwOi0x", String(repeating: "A", count: 100)])
+    @Test("bad cursors and limits are rejected", arguments: [
+        "", "garbage", "12", "12-", "-12", "1-2-3", "1.5-2", "+1-2", "١٢-٣", "1234567890123456789-1",
+        String(repeating: "1", count: 100),
+    ])
     func invalidCursor(text: String) async throws {
         #expect(throws: AuditStoreError.self) { try AuditCursor(encoded: text) }
     }

@@ -60,7 +60,7 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
         "\(operation) failed: \(message) (libvirt error \(code.rawValue))"
     }
 
-    init(code: Code, subsystem: Int32, message: String, operation: String) {
+    package init(code: Code, subsystem: Int32, message: String, operation: String) {
         self.code = code
         self.subsystem = subsystem
         self.message = message

@@ -1,16 +1,15 @@
 import Foundation
-
-@testable import FenceCore
+public import FenceCore
 
 /// A fault injector around the real libvirt test driver, for faults the test driver cannot produce on
 /// demand: a call that hangs (a stuck QEMU monitor), a destroy that leaves the domain running (a process
 /// in uninterruptible sleep), a start that fails. Every other call goes to the real driver unchanged.
-final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
-    enum Method: String, Sendable {
+public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
+    public enum Method: String, Sendable {
         case domain, domains, state, destroy, start, definition, startTransient, checkConnection
     }
 
-    enum Fault {
+    public enum Fault {
         /// The call blocks its thread until the gate opens, then proceeds normally.
         case hang(Gate)
         /// The call reports success and does nothing.
@@ -21,24 +20,24 @@ final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         case failAfter
     }
 
-    let real: LibvirtHypervisor
+    public let real: LibvirtHypervisor
     private let lock = NSLock()
     private var faults: [String: Fault] = [:]
     private var log: [String] = []
 
-    init(_ real: LibvirtHypervisor) {
+    public init(_ real: LibvirtHypervisor) {
         self.real = real
     }
 
-    var uri: String { real.uri }
+    public var uri: String { real.uri }
 
     /// Injects `fault` into every later call of `method` for the domain with `uuid` ("*" for calls without one).
-    func inject(_ fault: Fault, into method: Method, for uuid: String) {
+    public func inject(_ fault: Fault, into method: Method, for uuid: String) {
         lock.withLock { faults["\(method.rawValue) \(uuid)"] = fault }
     }
 
     /// Every call so far, as "method uuid", plus "method uuid returned" when it returned; in order.
-    var calls: [String] { lock.withLock { log } }
+    public var calls: [String] { lock.withLock { log } }
 
     private func call<T>(_ method: Method, _ uuid: String, _ body: () throws -> T, ignored: T) throws -> T {
         let key = "\(method.rawValue) \(uuid)"
@@ -66,47 +65,49 @@ final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
-    func domain(_ target: DomainTarget) throws -> DomainInfo {
+    public func domain(_ target: DomainTarget) throws -> DomainInfo {
         try call(.domain, target.text, { try real.domain(target) }, ignored: DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true))
     }
 
-    func domains() throws -> [DomainInfo] {
+    public func domains() throws -> [DomainInfo] {
         try call(.domains, "*", { try real.domains() }, ignored: [])
     }
 
-    func state(ofDomain uuid: String) throws -> DomainState? {
+    public func state(ofDomain uuid: String) throws -> DomainState? {
         try call(.state, uuid, { try real.state(ofDomain: uuid) }, ignored: nil)
     }
 
-    func destroy(domain uuid: String) throws {
+    public func destroy(domain uuid: String) throws {
         try call(.destroy, uuid, { try real.destroy(domain: uuid) }, ignored: ())
     }
 
-    func start(domain uuid: String) throws {
+    public func start(domain uuid: String) throws {
         try call(.start, uuid, { try real.start(domain: uuid) }, ignored: ())
     }
 
-    func definition(ofDomain uuid: String) throws -> String {
+    public func definition(ofDomain uuid: String) throws -> String {
         try call(.definition, uuid, { try real.definition(ofDomain: uuid) }, ignored: "")
     }
 
-    func startTransient(definition: String) throws {
+    public func startTransient(definition: String) throws {
         try call(.startTransient, "*", { try real.startTransient(definition: definition) }, ignored: ())
     }
 
-    func checkConnection() throws {
+    public func checkConnection() throws {
         try call(.checkConnection, "*", { try real.checkConnection() }, ignored: ())
     }
 }
 
 /// A gate that blocks the threads passing through it until opened; counts who arrived.
-final class Gate: @unchecked Sendable {
+public final class Gate: @unchecked Sendable {
     private let condition = NSCondition()
     private var isOpen = false
     private var arrivals = 0
 
     /// Blocks the calling thread until the gate is open.
-    func pass() {
+    public init() {}
+
+    public func pass() {
         condition.lock()
         arrivals += 1
         condition.broadcast()
@@ -114,7 +115,7 @@ final class Gate: @unchecked Sendable {
         condition.unlock()
     }
 
-    func open() {
+    public func open() {
         condition.lock()
         isOpen = true
         condition.broadcast()
@@ -122,7 +123,7 @@ final class Gate: @unchecked Sendable {
     }
 
     /// How many threads have arrived (and are blocked, while the gate is closed).
-    var arrived: Int {
+    public var arrived: Int {
         condition.lock()
         defer { condition.unlock() }
         return arrivals

@@ -1,27 +1,25 @@
 import Foundation
-import Logging
-import Store
-import TestSupport
-
-@testable import FenceCore
+public import FenceCore
+public import Logging
+public import Store
 
 /// A fence service on its own libvirt test-driver world (the cluster fixture) and its own audit file.
-struct ServiceHarness {
-    let directory: TemporaryDirectory
-    let libvirt: LibvirtHypervisor
-    let faulty: FaultyHypervisor
-    let store: AuditStore
-    let service: FenceService
+public struct ServiceHarness: Sendable {
+    public let directory: TemporaryDirectory
+    public let libvirt: LibvirtHypervisor
+    public let faulty: FaultyHypervisor
+    public let store: AuditStore
+    public let service: FenceService
 
     /// Quiet: failures show in the assertions; raise the level to debug a test.
-    static let logger: Logger = {
+    public static let logger: Logger = {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         return logger
     }()
-    static let origin = RequestOrigin(frontEnd: .cli, requester: "tester", clientAddress: "198.18.0.7")
+    public static let origin = RequestOrigin(frontEnd: .cli, requester: "tester", clientAddress: "198.18.0.7")
 
-    init(
+    public init(
         uri: String = Fixtures.clusterURI, configuration: FenceService.Configuration = .init(),
         busyTimeout: Duration = AuditStore.defaultBusyTimeout
     ) async throws {
@@ -33,14 +31,14 @@ struct ServiceHarness {
         service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)
     }
 
-    func perform(_ action: FenceAction, _ target: String, timeout: Duration? = nil) async throws(FenceError) -> FenceOutcome {
+    public func perform(_ action: FenceAction, _ target: String, timeout: Duration? = nil) async throws(FenceError) -> FenceOutcome {
         try await service.perform(
             FenceRequest(action: action, target: DomainTarget(target), origin: Self.origin, timeout: timeout))
     }
 
     /// Starts an `off` of `name` whose destroy hangs in the hypervisor, and returns once it is blocked there.
     /// Open the returned gate to let the destroy proceed.
-    func offHungInDestroy(_ name: String) async throws -> (operation: Task<FenceOutcome, any Error>, gate: Gate) {
+    public func offHungInDestroy(_ name: String) async throws -> (operation: Task<FenceOutcome, any Error>, gate: Gate) {
         let gate = Gate()
         faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids[name]!)
         let operation = Task { try await perform(.off, name) }
@@ -49,23 +47,16 @@ struct ServiceHarness {
     }
 
     /// The domain's state straight from libvirt, bypassing the service.
-    func state(_ name: String) throws -> DomainState? {
+    public func state(_ name: String) throws -> DomainState? {
         try libvirt.state(ofDomain: Fixtures.uuids[name]!)
     }
 
     /// Every audit row, oldest first.
-    func rows() async throws -> [AuditRecord] {
+    public func rows() async throws -> [AuditRecord] {
         try await store.query(AuditQuery(limit: 1000)).records.reversed()
     }
 
-    func row(_ id: Int64) async throws -> AuditRecord? {
+    public func row(_ id: Int64) async throws -> AuditRecord? {
         try await store.operation(id: id)
-    }
-}
-
-extension FenceError {
-    var isTimeout: Bool {
-        if case .timedOut = self { return true }
-        return false
     }
 }

@@ -1,0 +1,233 @@
+import Foundation
+public import FenceCore
+public import Logging
+import Store
+import Synchronization
+
+/// The HTTP API: routes, authentication, and the translation between HTTP and the fence service.
+///
+/// It only translates: every fence action goes through `FenceService`, which audits it; refusals (401/403)
+/// of fence actions are audited through the service too. The contract is `openapi.yaml`.
+public final class FenceHTTPAPI: Sendable {
+    let service: FenceService
+    let tokens: AccessTokens
+    let logger: Logger
+    private let responses = Mutex<[Int: UInt64]>([:])
+
+    public init(service: FenceService, logger: Logger) {
+        self.service = service
+        self.tokens = AccessTokens(store: service.store)
+        self.logger = logger
+    }
+
+    /// Answers one request. Never throws: every failure becomes a problem response.
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let response: HTTPResponse
+        do {
+            response = try await route(request)
+        } catch let problem as Problem {
+            response = problem.response
+        } catch let error as FenceError {
+            response = Problem(error).response
+        } catch {
+            logger.error(
+                "unexpected error answering a request",
+                metadata: ["http.method": "\(request.method)", "http.path": "\(request.path)", "error": "\(error)"])
+            response = Problem.internalError.response
+        }
+        responses.withLock { $0[response.status, default: 0] += 1 }
+        logger.debug(
+            "http request",
+            metadata: [
+                "http.method": "\(request.method)", "http.path": "\(request.path)", "http.status": "\(response.status)",
+                "peer.address": "\(request.clientAddress ?? "-")",
+            ])
+        return response
+    }
+
+    /// Responses sent so far, by status code.
+    var responseCounts: [Int: UInt64] { responses.withLock { $0 } }
+
+    private func route(_ request: HTTPRequest) async throws -> HTTPResponse {
+        guard request.isValidUTF8 else { throw Problem.badRequest("the path, a header or a query argument is not UTF-8") }
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard request.path.hasPrefix("/"), !segments.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw Problem.routeNotFound(request.path)
+        }
+        let method = request.method == "HEAD" ? "GET" : request.method
+        func only(_ allowed: String) throws {
+            guard method == allowed else {
+                throw Problem.methodNotAllowed(request.method, allowed: allowed == "GET" ? ["GET", "HEAD"] : [allowed])
+            }
+        }
+        switch segments.count {
+        case 1 where segments[0] == "healthz":
+            try only("GET")
+            return await health()
+        case 1 where segments[0] == "metrics":
+            try only("GET")
+            _ = try await authenticate(request)
+            return metrics()
+        case 1 where segments[0] == "domains":
+            try only("GET")
+            return try await listDomains(token: try await authenticate(request))
+        case 2 where segments[0] == "domains":
+            try only("GET")
+            return try await showDomain(segments[1], token: try await authenticate(request))
+        case 3 where segments[0] == "domains":
+            guard let action = FenceAction(rawValue: segments[2]), action != .status else {
+                throw Problem.routeNotFound(request.path)
+            }
+            try only("POST")
+            return try await fence(action, segments[1], request)
+        case 1 where segments[0] == "operations":
+            try only("GET")
+            return try await listOperations(request, token: try await authenticate(request))
+        case 2 where segments[0] == "operations":
+            try only("GET")
+            return try await showOperation(segments[1], token: try await authenticate(request))
+        default:
+            throw Problem.routeNotFound(request.path)
+        }
+    }
+
+    // MARK: - Authentication
+
+    /// The token presented as `Authorization: Bearer …`, or a 401 problem.
+    func authenticate(_ request: HTTPRequest) async throws -> AccessToken {
+        do {
+            return try await tokens.authenticate(Self.bearer(request))
+        } catch let failure as AuthenticationFailure {
+            logger.info("authentication failed", metadata: ["reason": "\(failure)", "peer.address": "\(request.clientAddress ?? "-")"])
+            throw Problem.unauthorized()
+        } catch {
+            throw FenceError.auditUnavailable(reason: "\(error)")
+        }
+    }
+
+    static func bearer(_ request: HTTPRequest) -> String? {
+        guard let header = request.headers["authorization"] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return "" }
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+
+    // MARK: - Domains
+
+    private func listDomains(token: AccessToken) async throws -> HTTPResponse {
+        let domains = try await service.domains().filter { token.permits(domainNamed: $0.name) }
+        return .json(.object([("domains", .array(domains.map(Self.domainJSON)))]))
+    }
+
+    private func showDomain(_ target: String, token: AccessToken) async throws -> HTTPResponse {
+        try Self.validateDomainParameter(target)
+        let domain = try await service.domain(DomainTarget(target))
+        guard token.permits(domainNamed: domain.name) else {
+            throw Problem.forbidden("token '\(token.name)' may not access domain '\(domain.name)'")
+        }
+        return .json(Self.domainJSON(domain))
+    }
+
+    private func fence(_ action: FenceAction, _ target: String, _ http: HTTPRequest) async throws -> HTTPResponse {
+        try Self.validateDomainParameter(target)
+        let wait = try Self.booleanParameter(http.query["wait"], name: "wait") ?? true
+        let timeout = try Self.timeoutParameter(http.query["timeout"])
+        var request = FenceRequest(
+            action: action, target: DomainTarget(target),
+            origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress),
+            timeout: timeout, waitForDomain: wait)
+
+        let token: AccessToken
+        do {
+            token = try await tokens.authenticate(Self.bearer(http))
+        } catch let failure as AuthenticationFailure {
+            try await service.recordRefusal(request, reason: "authentication failed: \(failure)")
+            throw Problem.unauthorized()
+        }
+        request.origin.requester = token.name
+        guard token.permits(action) else {
+            try await service.recordRefusal(request, reason: "token '\(token.name)' has scope \(token.scope.rawValue)")
+            throw Problem.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; fencing needs 'fence'")
+        }
+        if !token.domainPatterns.isEmpty {
+            do {
+                let domain = try await service.domain(request.target)
+                guard token.permits(domainNamed: domain.name) else {
+                    try await service.recordRefusal(request, reason: "domain '\(domain.name)' is outside token '\(token.name)'")
+                    throw Problem.forbidden("token '\(token.name)' may not fence domain '\(domain.name)'")
+                }
+            } catch FenceError.domainNotFound {
+                // Fall through: the service records the attempt and answers "not found".
+            }
+        }
+        let outcome = try await service.perform(request)
+        return .json(
+            .object([
+                ("operation_id", .integer(outcome.operationID)), ("action", .string(outcome.action.rawValue)),
+                ("result", .string("success")), ("domain", Self.domainJSON(outcome.domain)),
+                ("power", .string(outcome.power.rawValue)), ("duration_seconds", .number(outcome.duration.seconds)),
+                ("note", .optional(outcome.note)),
+            ]))
+    }
+
+    static func domainJSON(_ domain: DomainInfo) -> JSONValue {
+        .object([
+            ("name", .string(domain.name)), ("uuid", .string(domain.uuid)), ("state", .string(domain.state.rawValue)),
+            ("power", .string(domain.power.rawValue)), ("persistent", .bool(domain.isPersistent)),
+        ])
+    }
+
+    // MARK: - Health and metrics
+
+    private func health() async -> HTTPResponse {
+        var hypervisor = "ok"
+        var auditLog = "ok"
+        do { try await service.monitor() } catch { hypervisor = "unavailable" }
+        do { try await service.checkAuditLog() } catch { auditLog = "unavailable" }
+        let healthy = hypervisor == "ok" && auditLog == "ok"
+        return .json(
+            .object([
+                ("status", .string(healthy ? "ok" : "unavailable")), ("hypervisor", .string(hypervisor)),
+                ("audit_log", .string(auditLog)),
+            ]),
+            status: healthy ? 200 : 503)
+    }
+
+    private func metrics() -> HTTPResponse {
+        HTTPResponse(
+            status: 200,
+            headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
+            body: Array(PrometheusText.render(service.metrics.snapshot, responses: responseCounts).utf8))
+    }
+
+    // MARK: - Parameters
+
+    static func validateDomainParameter(_ value: String) throws {
+        guard (1...256).contains(value.count) else {
+            throw Problem.badRequest("a domain name or UUID has 1 to 256 characters")
+        }
+    }
+
+    static func booleanParameter(_ value: String?, name: String) throws -> Bool? {
+        switch value {
+        case nil: return nil
+        case "true": return true
+        case "false": return false
+        default: throw Problem.badRequest("\(name) must be true or false")
+        }
+    }
+
+    static func timeoutParameter(_ value: String?) throws -> Duration? {
+        guard let value else { return nil }
+        guard let seconds = Double(value), seconds > 0, seconds <= 3600 else {
+            throw Problem.badRequest("timeout must be a number of seconds, more than 0 and at most 3600")
+        }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,305 @@
+import Foundation
+public import Logging
+import Synchronization
+internal import CMicroHTTPD
+
+/// Settings of the HTTP listener.
+public struct HTTPServerConfiguration: Sendable {
+    public var listen: ListenAddress = .default
+    /// PEM certificate chain and key; nil for plain HTTP.
+    public var tls: (certificate: String, key: String)?
+    /// Larger request bodies are answered 413 without being stored.
+    public var maximumBodyBytes = 64 * 1024
+    /// Memory per connection for the request line and headers; larger headers are refused by libmicrohttpd.
+    public var connectionMemoryBytes = 32 * 1024
+    public var maximumConnections: UInt32 = 256
+    /// Idle time after which a connection is closed (not applied while a request is being answered).
+    public var connectionTimeoutSeconds: UInt32 = 30
+    /// libmicrohttpd's polling threads.
+    public var threads: UInt32 = 2
+
+    public init() {}
+}
+
+/// Why the HTTP server could not start.
+public struct HTTPServerError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// An HTTP(S) server on libmicrohttpd that hands each request to an async handler.
+///
+/// libmicrohttpd's own threads accept and parse; for each complete request the connection is suspended,
+/// the handler runs as a Swift task, and the connection is resumed with its response. A slow handler
+/// (a fence operation waiting on the hypervisor) thus holds no libmicrohttpd thread.
+public final class HTTPServer: Sendable {
+    private let core: ServerCore
+    private let daemon: Mutex<DaemonPointer?>
+    /// The port actually bound (useful with port 0).
+    public let port: UInt16
+    public let configuration: HTTPServerConfiguration
+
+    /// Binds and starts serving at once. Calls `MHD_start_daemon`.
+    /// - Throws: `HTTPServerError` if the address cannot be bound or TLS cannot be set up.
+    public init(
+        configuration: HTTPServerConfiguration, logger: Logger,
+        handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse
+    ) throws {
+        self.configuration = configuration
+        let core = ServerCore(maximumBodyBytes: configuration.maximumBodyBytes, logger: logger, handler: handler)
+        var flags = UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
+            | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
+        if configuration.listen.isIPv6 { flags |= UInt32(MHD_USE_IPv6.rawValue) }
+        if configuration.tls != nil { flags |= UInt32(MHD_USE_TLS.rawValue) }
+        let address = configuration.listen.socketAddress(port: configuration.listen.port)
+        let coreContext = Unmanaged.passUnretained(core).toOpaque()
+        errno = 0
+        let started = address.withUnsafeBytes { addressBytes in
+            fg_mhd_start(
+                flags, configuration.listen.port, accessHandler, coreContext, requestCompleted, coreContext,
+                addressBytes.baseAddress?.assumingMemoryBound(to: sockaddr.self),
+                configuration.maximumConnections, configuration.connectionTimeoutSeconds,
+                configuration.connectionMemoryBytes, configuration.threads,
+                configuration.tls?.certificate, configuration.tls?.key)
+        }
+        guard let started else {
+            let reason = errno != 0 ? String(cString: strerror(errno)) : "libmicrohttpd refused the settings"
+            throw HTTPServerError(
+                description: "cannot listen on \(configuration.listen)\(configuration.tls == nil ? "" : " with TLS"): \(reason)")
+        }
+        self.core = core
+        self.daemon = Mutex(DaemonPointer(pointer: started))
+        self.port = fg_mhd_bound_port(started)
+    }
+
+    /// Requests being answered now.
+    public var inFlight: Int { core.inFlight.load(ordering: .relaxed) }
+
+    /// Stops accepting connections, lets in-flight requests finish (at most `gracePeriod`), then stops.
+    /// Calls `MHD_quiesce_daemon` and `MHD_stop_daemon`.
+    public func shutdown(gracePeriod: Duration) async {
+        guard let current = daemon.withLock({ $0 }) else { return }
+        let listenSocket = MHD_quiesce_daemon(current.pointer)
+        let clock = ContinuousClock()
+        let deadline = clock.now + gracePeriod
+        while core.inFlight.load(ordering: .acquiring) > 0 && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let pending = core.inFlight.load(ordering: .acquiring)
+        if pending > 0 {
+            // libmicrohttpd aborts when stopped with suspended connections; leave it to process exit.
+            core.logger.error("HTTP requests still running after the grace period", metadata: ["http.in_flight": "\(pending)"])
+            return
+        }
+        daemon.withLock { daemon in
+            if let stopping = daemon {
+                core.stopping.store(true, ordering: .releasing)
+                MHD_stop_daemon(stopping.pointer)
+                daemon = nil
+            }
+        }
+        if listenSocket >= 0 { close(listenSocket) }
+    }
+
+    deinit {
+        daemon.withLock { daemon in
+            if let stopping = daemon {
+                if core.inFlight.load(ordering: .acquiring) == 0 {
+                    MHD_stop_daemon(stopping.pointer)
+                }
+                daemon = nil
+            }
+        }
+    }
+}
+
+/// What the C callbacks reach through their `cls` pointer. Owned by `HTTPServer`, which outlives the daemon.
+final class ServerCore: Sendable {
+    let maximumBodyBytes: Int
+    let logger: Logger
+    let handler: @Sendable (HTTPRequest) async -> HTTPResponse
+    let inFlight = Atomic<Int>(0)
+    let stopping = Atomic<Bool>(false)
+
+    init(maximumBodyBytes: Int, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+        self.maximumBodyBytes = maximumBodyBytes
+        self.logger = logger
+        self.handler = handler
+    }
+}
+
+/// Per-request state, kept in libmicrohttpd's `*con_cls` (retained there, released when the request completes).
+final class RequestContext: @unchecked Sendable {
+    // @unchecked: `body`, `tooLarge` and `dispatched` are touched only by libmicrohttpd's thread for this
+    // connection; `response` is written by the handler task before `MHD_resume_connection` and read by that
+    // thread after it, and the lock orders the two.
+    var body: [UInt8] = []
+    var tooLarge = false
+    var dispatched = false
+    private let response = Mutex<HTTPResponse?>(nil)
+
+    func setResponse(_ value: HTTPResponse) { response.withLock { $0 = value } }
+    func takeResponse() -> HTTPResponse? { response.withLock { value in defer { value = nil }; return value } }
+}
+
+/// The `MHD_Daemon*`, owned by `HTTPServer`: libmicrohttpd's daemon calls are thread-safe, and the pointer
+/// is only read or cleared under the server's mutex.
+struct DaemonPointer: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// A connection pointer carried to the handler task, only to resume it (thread-safe with MHD_USE_ITC).
+struct SuspendedConnection: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+/// libmicrohttpd's access handler: called once when the headers are in, once per body chunk, and once at the
+/// end; again after a resume. Must not throw or trap: it runs on libmicrohttpd's threads.
+private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, uploadData, uploadDataSize, contextSlot in
+    guard let cls, let connection, let url, let method, let uploadDataSize, let contextSlot else { return fg_mhd_no() }
+    let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
+
+    guard let slot = contextSlot.pointee else {
+        let context = RequestContext()
+        contextSlot.pointee = Unmanaged.passRetained(context).toOpaque()
+        if let length = header(connection, "Content-Length").flatMap(Int.init), length > core.maximumBodyBytes {
+            context.dispatched = true
+            return queue(Problem.payloadTooLarge(limit: core.maximumBodyBytes).response, on: connection)
+        }
+        return fg_mhd_yes()
+    }
+    let context = Unmanaged<RequestContext>.fromOpaque(slot).takeUnretainedValue()
+
+    if uploadDataSize.pointee > 0 {
+        let size = uploadDataSize.pointee
+        if !context.tooLarge, let uploadData {
+            if context.body.count + size > core.maximumBodyBytes {
+                context.tooLarge = true
+                context.body = []
+            } else {
+                uploadData.withMemoryRebound(to: UInt8.self, capacity: size) {
+                    context.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size))
+                }
+            }
+        }
+        uploadDataSize.pointee = 0
+        return fg_mhd_yes()
+    }
+
+    if let response = context.takeResponse() {
+        return queue(response, on: connection)
+    }
+    guard !context.dispatched else { return fg_mhd_yes() }
+    context.dispatched = true
+    if context.tooLarge {
+        return queue(Problem.payloadTooLarge(limit: core.maximumBodyBytes).response, on: connection)
+    }
+
+    var valid = true
+    func text(_ pointer: UnsafePointer<CChar>) -> String {
+        guard let value = String(validatingCString: pointer) else {
+            valid = false
+            return ""
+        }
+        return value
+    }
+    let headers = pairs(connection, headers: true)
+    let query = pairs(connection, headers: false)
+    var request = HTTPRequest(
+        method: text(method), path: text(url),
+        query: query.values, headers: Dictionary(headers.values.map { ($0.key.lowercased(), $0.value) }) { first, _ in first },
+        body: context.body, clientAddress: clientAddress(connection))
+    request.isValidUTF8 = valid && headers.valid && query.valid
+
+    core.inFlight.add(1, ordering: .relaxed)
+    MHD_suspend_connection(connection)
+    let suspended = SuspendedConnection(pointer: connection)
+    Task {
+        let response = await core.handler(request)
+        context.setResponse(response)
+        core.inFlight.subtract(1, ordering: .releasing)
+        MHD_resume_connection(suspended.pointer)
+    }
+    return fg_mhd_yes()
+}
+
+/// Releases the per-request context.
+private let requestCompleted: MHD_RequestCompletedCallback = { _, _, contextSlot, _ in
+    guard let contextSlot, let slot = contextSlot.pointee else { return }
+    Unmanaged<RequestContext>.fromOpaque(slot).release()
+    contextSlot.pointee = nil
+}
+
+private func header(_ connection: OpaquePointer, _ name: String) -> String? {
+    fg_mhd_header(connection, name).flatMap { String(validatingCString: $0) }
+}
+
+/// Collected key/value pairs; the first value of a repeated key wins.
+private final class PairCollector {
+    var values: [String: String] = [:]
+    var valid = true
+}
+
+private let collectPair: MHD_KeyValueIterator = { cls, _, key, value in
+    guard let cls, let key else { return fg_mhd_yes() }
+    let collector = Unmanaged<PairCollector>.fromOpaque(cls).takeUnretainedValue()
+    guard let name = String(validatingCString: key) else {
+        collector.valid = false
+        return fg_mhd_yes()
+    }
+    var text = ""
+    if let value {
+        guard let decoded = String(validatingCString: value) else {
+            collector.valid = false
+            return fg_mhd_yes()
+        }
+        text = decoded
+    }
+    if collector.values[name] == nil { collector.values[name] = text }
+    return fg_mhd_yes()
+}
+
+private func pairs(_ connection: OpaquePointer, headers: Bool) -> (values: [String: String], valid: Bool) {
+    let collector = PairCollector()
+    withExtendedLifetime(collector) {
+        let context = Unmanaged.passUnretained(collector).toOpaque()
+        _ = headers
+            ? fg_mhd_headers(connection, collectPair, context)
+            : fg_mhd_query_arguments(connection, collectPair, context)
+    }
+    return (collector.values, collector.valid)
+}
+
+private func clientAddress(_ connection: OpaquePointer) -> String? {
+    guard let address = fg_mhd_client_address(connection) else { return nil }
+    var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    switch Int32(address.pointee.sa_family) {
+    case AF_INET:
+        return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4 in
+            var raw = v4.pointee.sin_addr
+            return inet_ntop(AF_INET, &raw, &buffer, socklen_t(buffer.count)).map { String(cString: $0) }
+        }
+    case AF_INET6:
+        return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
+            var raw = v6.pointee.sin6_addr
+            guard let text = inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count)).map({ String(cString: $0) }) else {
+                return nil
+            }
+            return text.hasPrefix("::ffff:") && text.contains(".") ? String(text.dropFirst(7)) : text
+        }
+    default:
+        return nil
+    }
+}
+
+/// Queues `response` on the connection. Calls `MHD_create_response_from_buffer`, `MHD_add_response_header`,
+/// `MHD_queue_response`.
+private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+    guard let prepared = response.body.withUnsafeBytes({ fg_mhd_response($0.baseAddress, $0.count) }) else {
+        return fg_mhd_no()
+    }
+    defer { MHD_destroy_response(prepared) }
+    for (name, value) in response.headers {
+        _ = MHD_add_response_header(prepared, name, value)
+    }
+    return MHD_queue_response(connection, UInt32(response.status), prepared)
+}

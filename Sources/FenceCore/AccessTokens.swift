@@ -1,0 +1,189 @@
+public import Foundation
+public import Store
+
+/// What an API token may do.
+public enum TokenScope: String, Sendable, CaseIterable, Codable {
+    /// List domains, read their state, read the audit log.
+    case read
+    /// Everything `read` may, plus off, on and reboot.
+    case fence
+}
+
+/// An API token as the front ends see it: who it names, and what it may touch.
+public struct AccessToken: Sendable, Equatable {
+    public var name: String
+    public var scope: TokenScope
+    /// Glob patterns (`*`, `?`) of domain names; empty means every domain.
+    public var domainPatterns: [String]
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    /// True if the token may see and act on a domain with this name.
+    public func permits(domainNamed name: String) -> Bool {
+        domainPatterns.isEmpty || domainPatterns.contains { globMatches($0, name) }
+    }
+
+    /// True if the token's scope allows `action`.
+    public func permits(_ action: FenceAction) -> Bool {
+        action == .status || scope == .fence
+    }
+}
+
+/// A newly created token and its secret text, which is shown once and never stored.
+public struct IssuedToken: Sendable {
+    public var token: AccessToken
+    /// The bearer token to hand to the client: `fgt_<id>_<secret>`.
+    public var secret: String
+}
+
+/// Why a presented token was not accepted. The description is for logs and the audit log; clients get a
+/// generic answer.
+public enum AuthenticationFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    case missing
+    case malformed
+    case unknown
+    case revoked(name: String)
+
+    public var description: String {
+        switch self {
+        case .missing: return "no bearer token"
+        case .malformed: return "malformed token"
+        case .unknown: return "unknown token or wrong secret"
+        case .revoked(let name): return "token '\(name)' is revoked"
+        }
+    }
+}
+
+/// Why a token could not be created or revoked.
+public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidName(String)
+    case invalidPattern(String)
+    case exists(String)
+    case notFound(String)
+
+    public var description: String {
+        switch self {
+        case .invalidName(let name):
+            return "invalid token name '\(name)': use 1 to 64 letters, digits, '.', '_' or '-'"
+        case .invalidPattern(let pattern):
+            return "invalid domain pattern '\(pattern)': use a domain name with * and ? wildcards"
+        case .exists(let name):
+            return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
+        case .notFound(let name):
+            return "no active token named '\(name)'"
+        }
+    }
+}
+
+/// Creates, lists, revokes and checks API tokens, kept in the audit database.
+///
+/// A token is `fgt_<16 hex id>_<43 base64url secret>`: 256 random bits of secret. Only SHA-256 of the secret is
+/// stored; checking a token is one indexed lookup by id and a constant-time comparison of digests, so it is
+/// cheap enough for every request and a revocation takes effect on the next one.
+public struct AccessTokens: Sendable {
+    public let store: AuditStore
+
+    public init(store: AuditStore) {
+        self.store = store
+    }
+
+    /// Creates a token. The returned secret is the only copy.
+    public func create(name: String, scope: TokenScope, domainPatterns: [String]) async throws -> IssuedToken {
+        guard Self.isValidName(name) else { throw TokenManagementError.invalidName(name) }
+        for pattern in domainPatterns where !Self.isValidPattern(pattern) {
+            throw TokenManagementError.invalidPattern(pattern)
+        }
+        let publicID = try SecureRandom.bytes(count: 8).hexString
+        let secret = base64URL(try SecureRandom.bytes(count: 32))
+        let record = TokenRecord(
+            name: name, publicID: publicID, secretHash: Self.digest(secret), scope: scope.rawValue,
+            domainPatterns: domainPatterns, createdAt: Date())
+        do {
+            try await store.insertToken(record)
+        } catch AuditStoreError.tokenExists {
+            throw TokenManagementError.exists(name)
+        }
+        return IssuedToken(token: Self.token(record), secret: "fgt_\(publicID)_\(secret)")
+    }
+
+    /// Every token, revoked ones included, oldest first.
+    public func list() async throws -> [AccessToken] {
+        try await store.tokens().map(Self.token)
+    }
+
+    /// Revokes a token; it is refused from the next request on.
+    public func revoke(name: String) async throws {
+        guard try await store.revokeToken(named: name) else { throw TokenManagementError.notFound(name) }
+    }
+
+    /// The token that `presented` (the text after `Bearer `) names, if its secret is right and it is not revoked.
+    public func authenticate(_ presented: String?) async throws -> AccessToken {
+        guard let presented, !presented.isEmpty else { throw AuthenticationFailure.missing }
+        let parts = presented.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "fgt", parts[1].count == 16, parts[2].count == 43,
+            parts[1].allSatisfy(\.isHexDigit)
+        else { throw AuthenticationFailure.malformed }
+        let presentedHash = Array(Self.digest(String(parts[2])).utf8)
+        guard let record = try await store.token(publicID: String(parts[1])) else {
+            throw AuthenticationFailure.unknown
+        }
+        guard constantTimeEquals(presentedHash, Array(record.secretHash.utf8)) else {
+            throw AuthenticationFailure.unknown
+        }
+        if record.revokedAt != nil { throw AuthenticationFailure.revoked(name: record.name) }
+        return Self.token(record)
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        (1...64).contains(name.count)
+            && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+    }
+
+    static func isValidPattern(_ pattern: String) -> Bool {
+        !pattern.isEmpty && pattern.count <= 256 && !pattern.contains { "[]\n\r\0".contains($0) }
+    }
+
+    private static func digest(_ secret: String) -> String {
+        DigestAlgorithm.sha256.digest(Array(secret.utf8)).hexString
+    }
+
+    private static func token(_ record: TokenRecord) -> AccessToken {
+        AccessToken(
+            name: record.name, scope: TokenScope(rawValue: record.scope) ?? .read,
+            domainPatterns: record.domainPatterns, createdAt: record.createdAt, revokedAt: record.revokedAt)
+    }
+}
+
+/// Base64 with the URL-safe alphabet and no padding.
+func base64URL(_ bytes: [UInt8]) -> String {
+    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+        .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+}
+
+/// Glob matching with `*` (any run, also empty) and `?` (one character), case-sensitive: the same as SQLite's
+/// GLOB for patterns without brackets, so the audit-log filter and this check agree.
+func globMatches(_ pattern: String, _ text: String) -> Bool {
+    let pattern = Array(pattern)
+    let text = Array(text)
+    var (p, t) = (0, 0)
+    var star: Int?
+    var starText = 0
+    while t < text.count {
+        if p < pattern.count, pattern[p] == "?" || pattern[p] == text[t] {
+            p += 1
+            t += 1
+        } else if p < pattern.count, pattern[p] == "*" {
+            star = p
+            starText = t
+            p += 1
+        } else if let star {
+            p = star + 1
+            starText += 1
+            t = starText
+        } else {
+            return false
+        }
+    }
+    while p < pattern.count, pattern[p] == "*" { p += 1 }
+    return p == pattern.count
+}

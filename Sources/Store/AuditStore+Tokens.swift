@@ -1,0 +1,60 @@
+public import Foundation
+
+extension AuditStore {
+    /// Stores a new token.
+    /// - Throws: `AuditStoreError.tokenExists` if the name is taken (revoked tokens keep their names).
+    public func insertToken(_ token: TokenRecord) throws {
+        let existing = try wrap {
+            try statement("SELECT 1 FROM tokens WHERE name = ?").rows([.text(token.name)])
+        }
+        guard existing.isEmpty else { throw AuditStoreError.tokenExists(token.name) }
+        try wrap {
+            try statement(
+                """
+                INSERT INTO tokens (name, public_id, secret_hash, scope, domain_patterns, created_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """
+            ).run([
+                .text(token.name), .text(token.publicID), .text(token.secretHash), .text(token.scope),
+                .text(token.domainPatterns.joined(separator: "\n")), .integer(token.createdAt.microsecondsSince1970),
+            ])
+        }
+    }
+
+    /// The token whose public id is `publicID`, revoked or not; nil if there is none.
+    public func token(publicID: String) throws -> TokenRecord? {
+        try wrap {
+            try statement("SELECT \(Self.tokenColumns) FROM tokens WHERE public_id = ?").rows([.text(publicID)])
+                .first.map(Self.tokenRecord)
+        }
+    }
+
+    /// Every token, oldest first.
+    public func tokens() throws -> [TokenRecord] {
+        try wrap {
+            try statement("SELECT \(Self.tokenColumns) FROM tokens ORDER BY id").rows().map(Self.tokenRecord)
+        }
+    }
+
+    /// Revokes the token named `name`.
+    /// - Returns: false if no unrevoked token has that name.
+    public func revokeToken(named name: String, at date: Date = Date()) throws -> Bool {
+        try wrap {
+            try statement("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL")
+                .run([.integer(date.microsecondsSince1970), .text(name)])
+            return database.changes == 1
+        }
+    }
+
+    private static let tokenColumns = "name, public_id, secret_hash, scope, domain_patterns, created_at, revoked_at"
+
+    private static func tokenRecord(_ row: [SQLiteValue]) -> TokenRecord {
+        let patterns = row[4].text ?? ""
+        return TokenRecord(
+            name: row[0].text ?? "", publicID: row[1].text ?? "", secretHash: row[2].text ?? "",
+            scope: row[3].text ?? "read",
+            domainPatterns: patterns.isEmpty ? [] : patterns.split(separator: "\n").map(String.init),
+            createdAt: Date(microsecondsSince1970: row[5].integer ?? 0),
+            revokedAt: row[6].integer.map(Date.init(microsecondsSince1970:)))
+    }
+}

@@ -1,0 +1,106 @@
+import FenceCore
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+@Suite("HTTP API: authentication and authorization")
+struct AuthenticationTests {
+    @Test("every endpoint but /healthz needs a valid bearer token", arguments: [
+        ("GET", "/domains"), ("GET", "/domains/pcmk1"), ("POST", "/domains/pcmk1/off"), ("GET", "/operations"),
+        ("GET", "/operations/1"), ("GET", "/metrics"),
+    ])
+    func tokenRequired(method: String, path: String) async throws {
+        try await APIHarness.withRunning { api in
+            for token: String? in [nil, "", "garbage", "fgt_0123456789abcdef_" + String(repeating: "A", count: 43),
+                api.ops + "x", String(api.ops.dropLast()) + (api.ops.last == "A" ? "B" : "A")]
+            {
+                let response = try await api.curl(method, path, token: token)
+                #expect(response.status == 401, "\(method) \(path) with \(token ?? "no token")")
+                #expect(response.headers["content-type"] == "application/problem+json")
+                #expect(response.headers["www-authenticate"] == "Bearer realm=\"fencegate\"")
+                #expect(response.json["type"] as? String == "urn:fencegate:problem:unauthorized")
+            }
+            let basic = try await api.curl(method, path, arguments: ["-u", "ops:\(api.ops)"])
+            #expect(basic.status == 401)
+            #expect(try api.harness.state("pcmk1") == .running)
+            #expect(try await api.curl("GET", "/healthz").status == 200)
+        }
+    }
+
+    @Test("a revoked token stops working at once, without a restart")
+    func revocation() async throws {
+        try await APIHarness.withRunning { api in
+            #expect(try await api.curl("GET", "/domains", token: api.viewer).status == 200)
+            try await AccessTokens(store: api.harness.store).revoke(name: "viewer")
+            let response = try await api.curl("GET", "/domains", token: api.viewer)
+            #expect(response.status == 401)
+            #expect(try await api.curl("GET", "/domains", token: api.ops).status == 200)
+        }
+    }
+
+    @Test("a read token may read but not fence; the refused attempt is audited and nothing is done")
+    func readScope() async throws {
+        try await APIHarness.withRunning { api in
+            #expect(try await api.curl("GET", "/domains/pcmk3", token: api.viewer).status == 200)
+            #expect(try await api.curl("GET", "/operations", token: api.viewer).status == 200)
+            #expect(try await api.curl("GET", "/metrics", token: api.viewer).status == 200)
+            let response = try await api.curl("POST", "/domains/pcmk3/off", token: api.viewer)
+            #expect(response.status == 403)
+            #expect(response.json["type"] as? String == "urn:fencegate:problem:forbidden")
+            #expect(try api.harness.state("pcmk3") == .running)
+            let row = try #require(try await api.harness.rows().last)
+            #expect(row.result == .refused)
+            #expect(row.requester == "viewer")
+            #expect(row.clientAddress == "127.0.0.1")
+            #expect(row.source == "http")
+            #expect(row.action == "off")
+            #expect(row.target == "pcmk3")
+        }
+    }
+
+    @Test("a fence attempt without valid credentials is audited as refused")
+    func unauthenticatedFenceAudited() async throws {
+        try await APIHarness.withRunning { api in
+            #expect(try await api.curl("POST", "/domains/pcmk4/reboot").status == 401)
+            #expect(try await api.curl("POST", "/domains/pcmk4/off", token: "fgt_nope").status == 401)
+            let rows = try await api.harness.rows()
+            #expect(rows.map(\.result) == [.refused, .refused])
+            #expect(rows.map(\.action) == ["reboot", "off"])
+            #expect(rows.allSatisfy { $0.requester == nil && $0.clientAddress == "127.0.0.1" })
+            #expect(rows[0].message?.contains("no bearer token") == true)
+            #expect(rows[1].message?.contains("malformed") == true)
+            #expect(try api.harness.state("pcmk4") == .running)
+        }
+    }
+
+    @Test("a token limited to some domains sees and fences only those")
+    func domainScope() async throws {
+        try await APIHarness.withRunning { api in
+            let list = try await api.curl("GET", "/domains", token: api.scoped)
+            let names = (list.json["domains"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+            #expect(names == ["pcmk1", "pcmk2"])
+            #expect(try await api.curl("GET", "/domains/pcmk3", token: api.scoped).status == 403)
+            #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk3"]!)", token: api.scoped).status == 403)
+            #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk2"]!)", token: api.scoped).status == 200)
+
+            let refused = try await api.curl("POST", "/domains/\(Fixtures.uuids["pcmk3"]!)/off", token: api.scoped)
+            #expect(refused.status == 403)
+            #expect(try api.harness.state("pcmk3") == .running)
+            #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.scoped).status == 200)
+            #expect(try await api.curl("POST", "/domains/ghost/off", token: api.scoped).status == 404)
+
+            // Its view of the audit log holds only its domains' operations.
+            _ = try await api.curl("POST", "/domains/pcmk5/off", token: api.ops)
+            let operations = try await api.curl("GET", "/operations", token: api.scoped)
+            let seen = (operations.json["operations"] as? [[String: Any]])?.compactMap { $0["domain_name"] as? String }
+            #expect(seen == ["pcmk1"])
+            let all = try await api.harness.rows()
+            let pcmk5 = try #require(all.first { $0.domainName == "pcmk5" })
+            #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.scoped).status == 404)
+            #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.ops).status == 200)
+            #expect(all.map(\.result) == [.refused, .success, .failure, .success])
+            #expect(all[0].requester == "pcmk12")
+        }
+    }
+}
