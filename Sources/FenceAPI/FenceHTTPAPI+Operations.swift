@@ -95,10 +95,7 @@ extension FenceHTTPAPI {
     /// An RFC 3339 date-time, e.g. `2026-11-25T10:00:00Z` or with fractional seconds and an offset.
     private static func time(_ value: String?, name: String) throws -> Date? {
         guard let value else { return nil }
-        if let date = try? Date(value, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
-            return date
-        }
-        if let date = try? Date(value, strategy: Date.ISO8601FormatStyle()) { return date }
+        if let date = RFC3339.parse(value) { return date }
         throw Problem.badRequest("\(name) must be an RFC 3339 date-time such as 2026-11-25T10:00:00Z")
     }
 }

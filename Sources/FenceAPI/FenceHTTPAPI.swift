@@ -219,8 +219,8 @@ public final class FenceHTTPAPI: Sendable {
 
     static func timeoutParameter(_ value: String?) throws -> Duration? {
         guard let value else { return nil }
-        guard let seconds = Double(value), seconds > 0, seconds <= 3600 else {
-            throw Problem.badRequest("timeout must be a number of seconds, more than 0 and at most 3600")
+        guard let seconds = Double(value), seconds >= 1, seconds <= 3600 else {
+            throw Problem.badRequest("timeout must be a number of seconds from 1 to 3600")
         }
         return .milliseconds(Int64((seconds * 1000).rounded(.up)))
     }

@@ -76,10 +76,10 @@ enum JSONValue: Sendable, Equatable {
 }
 
 extension HTTPResponse {
-    /// A JSON response.
+    /// A JSON response; the body ends with a newline, so that `curl` output stays one document a line.
     static func json(_ value: JSONValue, status: Int = 200, contentType: String = "application/json") -> HTTPResponse {
         HTTPResponse(
             status: status, headers: [("Content-Type", contentType), ("Cache-Control", "no-store")],
-            body: value.serialized)
+            body: value.serialized + [UInt8(ascii: "\n")])
     }
 }

@@ -98,7 +98,7 @@ struct EndpointTests {
 
     @Test("bad parameters are 400 problems", arguments: [
         "/operations?limit=0", "/operations?limit=1001", "/operations?limit=ten", "/operations?cursor=garbage",
-        "/operations?since=yesterday", "/operations?until=2026-13-01T00:00:00Z", "/operations?result=maybe",
+        "/operations?since=yesterday", "/operations?until=2026-13-01T00:00:00Z", "/operations?since=2026-02-29T00:00:00Z", "/operations?result=maybe",
         "/operations?domain=", "/operations/0", "/operations/abc",
     ])
     func badQuery(path: String) async throws {
@@ -111,7 +111,7 @@ struct EndpointTests {
     }
 
     @Test("bad fence parameters are refused before anything runs", arguments: [
-        "?wait=maybe", "?timeout=0", "?timeout=-1", "?timeout=3601", "?timeout=soon",
+        "?wait=maybe", "?timeout=0", "?timeout=0.5", "?timeout=-1", "?timeout=3601", "?timeout=soon", "?timeout=5e-324",
     ])
     func badFenceParameters(query: String) async throws {
         try await APIHarness.withRunning { api in

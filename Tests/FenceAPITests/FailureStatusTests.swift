@@ -14,7 +14,7 @@ struct FailureStatusTests {
             let busy = try await api.curl("POST", "/domains/pcmk1/on?wait=false", token: api.ops)
             #expect(busy.status == 409)
             #expect(busy.json["type"] as? String == "urn:fencegate:problem:domain-busy")
-            let timedOut = try await api.curl("POST", "/domains/pcmk1/reboot?timeout=0.3", token: api.ops)
+            let timedOut = try await api.curl("POST", "/domains/pcmk1/reboot?timeout=1", token: api.ops)
             #expect(timedOut.status == 504)
             #expect(timedOut.json["type"] as? String == "urn:fencegate:problem:timed-out")
 

@@ -210,17 +210,11 @@ struct ServeTests {
     @Test("starts, reports readiness, and exits 0 on SIGTERM")
     func serveAndStop() async throws {
         let fencegate = try FencegateBinary()
-        let serve = try fencegate.start(["serve", "--uri", cluster, "--health-interval", "0.2"])
-        let process = serve.process
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-
-        try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") }
-        #expect(serve.stdout.contains("hypervisor \(cluster) (9 domains), audit log \(fencegate.database)"))
-        kill(process.processIdentifier, SIGTERM)
-        try await waitUntil("serve exits") { !process.isRunning }
-        #expect(process.terminationStatus == 0)
-        let log = serve.stderr
-        #expect(log.contains("hypervisor reachable"))
-        #expect(log.contains("stopped"))
+        let server = try await RunningServer.start(fencegate, ["--uri", cluster, "--health-interval", "0.2", "--log-level", "info"])
+        #expect(server.serve.stdout.contains("hypervisor \(cluster) (9 domains), audit log \(fencegate.database)"))
+        #expect(server.baseURL.hasPrefix("http://127.0.0.1:"))
+        try await waitUntil("the first health check is logged") { server.serve.stderr.contains("hypervisor reachable") }
+        #expect(try await server.stop() == 0)
+        #expect(server.serve.stderr.contains("stopped"))
     }
 }

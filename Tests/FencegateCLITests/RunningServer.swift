@@ -1,0 +1,103 @@
+import Foundation
+import TestSupport
+
+/// A `fencegate serve` process on 127.0.0.1 (any free port), stopped with SIGTERM when done.
+struct RunningServer {
+    let fencegate: FencegateBinary
+    let serve: FencegateBinary.Running
+    let baseURL: String
+
+    /// Starts `fencegate serve ARGUMENTS --listen 127.0.0.1:0` and waits until it reports its address.
+    static func start(_ fencegate: FencegateBinary, _ arguments: [String]) async throws -> RunningServer {
+        let logLevel = arguments.contains("--log-level") ? [] : ["--log-level", "warning"]
+        let serve = try fencegate.start(["serve", "--listen", "127.0.0.1:0"] + logLevel + arguments)
+        do {
+            try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") || !serve.process.isRunning }
+        } catch {
+            kill(serve.process.processIdentifier, SIGKILL)
+            throw error
+        }
+        guard serve.process.isRunning,
+            let range = serve.stdout.range(of: #"https?://127\.0\.0\.1:[0-9]+"#, options: .regularExpression)
+        else {
+            throw ConditionNeverMet(description: "serve did not start: \(serve.stdout) \(serve.stderr)")
+        }
+        return RunningServer(fencegate: fencegate, serve: serve, baseURL: String(serve.stdout[range]))
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    @discardableResult
+    func stop() async throws -> Int32 {
+        let process = serve.process
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        try await waitUntil("serve exits") { !process.isRunning }
+        return process.terminationStatus
+    }
+}
+
+/// The package's root directory.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// A program from the Python tools that `scripts/test` installs (schemathesis, openapi-spec-validator):
+/// `$FENCEGATE_PYTHON_TOOLS/NAME`, else `.build-venv/bin/NAME` in the package.
+func pythonTool(_ name: String) throws -> String {
+    let directory = ProcessInfo.processInfo.environment["FENCEGATE_PYTHON_TOOLS"] ?? packageRoot + "/.build-venv/bin"
+    let path = directory + "/" + name
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw ConditionNeverMet(description: "\(path) is missing: run scripts/test, which installs it")
+    }
+    return path
+}
+
+/// Runs a program to completion off the cooperative pool, in `directory` if given.
+func runProgram(
+    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil
+) async throws -> CommandResult {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            do {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+                if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+                if let environment { process.environment = environment }
+                let output = Pipe()
+                let errors = Pipe()
+                process.standardOutput = output
+                process.standardError = errors
+                process.standardInput = FileHandle.nullDevice
+                try process.run()
+                let errorData = Thread.detachedRead(errors.fileHandleForReading)
+                let outputData = output.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(
+                    returning: CommandResult(
+                        status: process.terminationStatus, stdout: String(decoding: outputData, as: UTF8.self),
+                        stderr: String(decoding: errorData(), as: UTF8.self)))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }.start()
+    }
+}
+
+extension Thread {
+    /// Reads a pipe to its end on another thread (so two pipes never deadlock); call the result to get the data.
+    static func detachedRead(_ handle: FileHandle) -> () -> Data {
+        let box = DataBox()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            box.data = handle.readDataToEndOfFile()
+            done.signal()
+        }.start()
+        return {
+            done.wait()
+            return box.data
+        }
+    }
+}
+
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
+}
