@@ -80,24 +80,8 @@ struct APIHarness {
     }
 }
 
-/// Runs a program to completion off the cooperative pool; returns its exit status and standard output.
+/// Runs a program to completion; its exit status and output (stdout, then stderr).
 func run(_ executable: String, _ arguments: [String]) async throws -> (Int32, String) {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread {
-            do {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-                let output = Pipe()
-                process.standardOutput = output
-                process.standardError = output
-                try process.run()
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-            } catch {
-                continuation.resume(throwing: error)
-            }
-        }.start()
-    }
+    let result = try await runProgram(executable, arguments)
+    return (result.status, result.stdout + result.stderr)
 }

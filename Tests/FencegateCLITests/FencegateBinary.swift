@@ -2,11 +2,7 @@ import Foundation
 import TestSupport
 
 /// What one run of the built `fencegate` printed and returned.
-struct CommandResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
+typealias CommandResult = ProgramResult
 
 /// Runs the `fencegate` executable that `swift test` built next to the test bundle.
 struct FencegateBinary {
@@ -68,7 +64,7 @@ struct FencegateBinary {
     func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
         let running = try start(arguments, environment: extra)
         running.process.waitUntilExit()
-        return CommandResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
+        return ProgramResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
     }
 
     /// Runs `fencegate ARGUMENTS --json` and decodes its output.
