@@ -57,7 +57,10 @@ let package = Package(
         ),
         .target(
             name: "MulticastGateway",
-            dependencies: ["FenceCore"],
+            dependencies: [
+                "FenceCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -98,6 +101,16 @@ let package = Package(
         .testTarget(
             name: "FenceAPITests",
             dependencies: ["FenceAPI", "FenceCore", "Store", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "MulticastGatewayTests",
+            dependencies: ["MulticastGateway", "FenceCore", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayInteropTests",
+            dependencies: ["fencegate", "Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,10 +1,10 @@
-import Foundation
+package import Foundation
 
 /// Threads for blocking C calls (libvirt), so they never occupy Swift's cooperative pool.
 ///
 /// Elastic: a job runs at once on an idle thread, or on a new one if none is idle, so a hung call never
 /// delays an unrelated one. Threads that stay idle for `idleTimeout` exit.
-final class BlockingThreadPool: @unchecked Sendable {
+package final class BlockingThreadPool: @unchecked Sendable {
     // @unchecked: `pending`, `idle` and `threads` are only touched with `condition` locked.
     private let condition = NSCondition()
     private var pending: [@Sendable () -> Void] = []
@@ -13,13 +13,13 @@ final class BlockingThreadPool: @unchecked Sendable {
     private let idleTimeout: TimeInterval
     private let name: String
 
-    init(name: String, idleTimeout: TimeInterval = 30) {
+    package init(name: String, idleTimeout: TimeInterval = 30) {
         self.name = name
         self.idleTimeout = idleTimeout
     }
 
     /// Runs `body` on a pool thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             submit { continuation.resume(with: Result(catching: body)) }
         }

@@ -73,6 +73,69 @@ public final class FenceService: Sendable {
         }
     }
 
+    /// Lists the domains for a front end's request and records it in the audit log (action `list`).
+    public func list(origin: RequestOrigin) async throws(FenceError) -> [DomainInfo] {
+        let started = ContinuousClock.now
+        let requestedAt = Date()
+        do {
+            let domains = try await domains()
+            await recordFinished(
+                action: "list", target: "*", origin: origin, requestedAt: requestedAt, since: started,
+                result: .success, error: nil, message: "\(domains.count) domains")
+            return domains
+        } catch {
+            await recordFinished(
+                action: "list", target: "*", origin: origin, requestedAt: requestedAt, since: started,
+                result: error.isTimeout ? .timedOut : .failure, error: error, message: error.description)
+            throw error
+        }
+    }
+
+    /// Checks the hypervisor for a front end's request (fence_xvm's `monitor`) and records it (action `monitor`).
+    public func monitor(origin: RequestOrigin) async throws(FenceError) {
+        let started = ContinuousClock.now
+        let requestedAt = Date()
+        do {
+            try await monitor()
+            await recordFinished(
+                action: "monitor", target: "*", origin: origin, requestedAt: requestedAt, since: started,
+                result: .success, error: nil, message: nil)
+        } catch {
+            await recordFinished(
+                action: "monitor", target: "*", origin: origin, requestedAt: requestedAt, since: started,
+                result: error.isTimeout ? .timedOut : .failure, error: error, message: error.description)
+            throw error
+        }
+    }
+
+    /// Records a request this service does not carry out (fence_xvm's `null`, unknown request codes) as a
+    /// failure, so that every request a front end answers is in the audit log.
+    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
+        await recordFinished(
+            action: action, target: target, origin: origin, requestedAt: Date(), since: ContinuousClock.now,
+            result: .failure, error: nil, message: reason, errorCode: "unsupported")
+    }
+
+    private func recordFinished(
+        action: String, target: String, origin: RequestOrigin, requestedAt: Date, since started: ContinuousClock.Instant,
+        result: AuditResult, error: FenceError?, message: String?, errorCode: String? = nil
+    ) async {
+        let intent = AuditIntent(
+            source: origin.frontEnd.rawValue, requester: origin.requester, clientAddress: origin.clientAddress,
+            target: target, domainName: nil, domainUUID: nil, action: action, requestedAt: requestedAt)
+        let elapsed = ContinuousClock.now - started
+        metrics.operationRejected(action: action, result: result.rawValue, source: origin.frontEnd.rawValue)
+        do {
+            _ = try await store.record(
+                intent,
+                AuditCompletion(
+                    result: result, powerState: nil, errorCode: errorCode ?? error?.code, message: message,
+                    finishedAt: requestedAt.addingTimeInterval(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)))
+        } catch {
+            logger.error("could not record a request in the audit log", metadata: ["error": "\(error)", "fence.action": "\(action)"])
+        }
+    }
+
     /// Records a request that a front end refused (bad credentials, out of scope, denied by groups),
     /// with result `refused`. Nothing reaches the hypervisor.
     /// - Throws: `.auditUnavailable` if the row could not be written.

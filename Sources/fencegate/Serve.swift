@@ -3,6 +3,7 @@ import FenceAPI
 import FenceCore
 import Foundation
 import Logging
+import MulticastGateway
 import ServiceLifecycle
 import Store
 import UnixSignals
@@ -32,6 +33,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between hypervisor connection checks (a dropped connection is re-opened).")
     var healthInterval: Double = 5
 
+    @OptionGroup(title: "fence_xvm gateway") var gateway: GatewayOptions
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
@@ -78,12 +80,28 @@ struct Serve: AsyncParsableCommand {
             var bound = ListenAddress(listen)!
             bound.port = server.port
 
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            var gatewaySummary = ""
+            if gateway.enabled {
+                let fenceXVM: FenceXVMGateway
+                do {
+                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: try gateway.configuration(), logger: logger)
+                } catch let error as GatewayError {
+                    throw CLIFailure.other(error.description)
+                }
+                services.append(.init(service: GatewayFrontEnd(gateway: fenceXVM, gracePeriod: serviceConfiguration.operationTimeout + .seconds(15))))
+                if let multicast = fenceXVM.configuration.multicast {
+                    gatewaySummary += "; fence_xvm on \(multicast.group):\(multicast.port)"
+                    if let interface = multicast.interface { gatewaySummary += " via \(interface)" }
+                }
+                if let tcp = fenceXVM.tcpAddress { gatewaySummary += "; fence_virt on tcp \(tcp)" }
+            }
             let watch = HypervisorWatch(
                 service: context.service, interval: .milliseconds(Int64(healthInterval * 1000)), logger: logger)
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: watch), .init(service: http)],
+                    services: [.init(service: watch), .init(service: http)] + services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
 
@@ -94,7 +112,7 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 summary += " (unreachable for now: \(error); retrying every \(healthInterval) s)"
             }
-            print(summary + ", audit log \(context.store.path). Stop with Ctrl-C.")
+            print(summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.")
             fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
             logger.notice(
                 "ready",
@@ -136,6 +154,19 @@ struct HTTPFrontEnd: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.shutdown(gracePeriod: gracePeriod)
+    }
+}
+
+/// The fence_xvm gateway as a lifecycle service: on graceful shutdown it stops reading requests and lets the
+/// ones being answered finish.
+struct GatewayFrontEnd: Service {
+    let gateway: FenceXVMGateway
+    let gracePeriod: Duration
+
+    func run() async throws {
+        gateway.start()
+        try? await gracefulShutdown()
+        await gateway.shutdown(gracePeriod: gracePeriod)
     }
 }
 

@@ -35,10 +35,6 @@ struct RunningServer {
     }
 }
 
-/// The package's root directory.
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
-
 /// A program from the Python tools that `scripts/test` installs (schemathesis, openapi-spec-validator):
 /// `$FENCEGATE_PYTHON_TOOLS/NAME`, else `.build-venv/bin/NAME` in the package.
 func pythonTool(_ name: String) throws -> String {

@@ -25,3 +25,7 @@ public enum Fixtures {
         "paused1": "99999999-9999-4999-8999-999999999999",
     ]
 }
+
+/// The package's root directory.
+public let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path

@@ -15,7 +15,8 @@ public struct ProgramResult: Sendable {
 
 /// Runs a program to completion off the cooperative pool, in `directory` if given.
 public func runProgram(
-    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil
+    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil,
+    standardInput: String? = nil
 ) async throws -> ProgramResult {
     try await withCheckedThrowingContinuation { continuation in
         Thread {
@@ -29,8 +30,13 @@ public func runProgram(
                 let errors = Pipe()
                 process.standardOutput = output
                 process.standardError = errors
-                process.standardInput = FileHandle.nullDevice
+                let input = Pipe()
+                process.standardInput = standardInput == nil ? FileHandle.nullDevice : input
                 try process.run()
+                if let standardInput {
+                    input.fileHandleForWriting.write(Data(standardInput.utf8))
+                    try? input.fileHandleForWriting.close()
+                }
                 let errorData = Thread.detachedRead(errors.fileHandleForReading)
                 let outputData = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()

@@ -1,28 +1,26 @@
-import Foundation
-import TestSupport
+public import Foundation
 
 /// What one run of the built `fencegate` printed and returned.
-typealias CommandResult = ProgramResult
+public typealias CommandResult = ProgramResult
 
 /// Runs the `fencegate` executable that `swift test` built next to the test bundle.
-struct FencegateBinary {
+public struct FencegateBinary: Sendable {
     /// Each test gets its own audit file (passed as $FENCEGATE_DATABASE unless overridden).
-    let directory: TemporaryDirectory
-    var database: String { directory.file("audit.db") }
+    public let directory: TemporaryDirectory
+    public var database: String { directory.file("audit.db") }
 
-    init() throws {
+    public init() throws {
         directory = try TemporaryDirectory()
     }
 
-    static let url: URL = {
+    public static let url: URL = {
         let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("fencegate")
         if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/fencegate")
+        return URL(fileURLWithPath: packageRoot).appendingPathComponent(".build/debug/fencegate")
     }()
 
-    var environment: [String: String] {
+    public var environment: [String: String] {
         var environment = ProcessInfo.processInfo.environment
         environment["FENCEGATE_DATABASE"] = database
         environment["FENCEGATE_URI"] = nil
@@ -30,17 +28,17 @@ struct FencegateBinary {
     }
 
     /// A started `fencegate` process whose stdout and stderr go to files.
-    struct Running {
-        let process: Process
-        let stdoutPath: String
-        let stderrPath: String
+    public struct Running: @unchecked Sendable {
+        public let process: Process
+        public let stdoutPath: String
+        public let stderrPath: String
 
-        var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-        var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+        public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+        public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     }
 
     /// Starts `fencegate ARGUMENTS` without waiting for it.
-    func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Running {
+    public func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Running {
         let process = Process()
         process.executableURL = Self.url
         process.arguments = arguments
@@ -61,14 +59,14 @@ struct FencegateBinary {
     }
 
     /// Runs `fencegate ARGUMENTS` to completion.
-    func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
+    public func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
         let running = try start(arguments, environment: extra)
         running.process.waitUntilExit()
         return ProgramResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
     }
 
     /// Runs `fencegate ARGUMENTS --json` and decodes its output.
-    func json(_ arguments: [String]) throws -> Any {
+    public func json(_ arguments: [String]) throws -> Any {
         let result = try run(arguments + ["--json"])
         guard result.status == 0 || result.status == 2 else {
             throw ConditionNeverMet(description: "fencegate \(arguments) exited \(result.status): \(result.stderr)")

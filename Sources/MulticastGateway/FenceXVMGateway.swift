@@ -1,0 +1,178 @@
+public import FenceCore
+import Foundation
+public import Logging
+import Synchronization
+
+/// Why the gateway could not start.
+public struct GatewayError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The fence_xvm / fence_virt front end: a multicast listener that calls clients back, and an optional TCP
+/// listener for `fence_virt -T`. Every request goes through the fence service and is audited with source
+/// `multicast` or `tcp` and the requesting guest's address.
+///
+/// Each listener reads on its own thread; each verified request is then handled in its own task, so a slow
+/// operation for one guest never delays another guest's request.
+public final class FenceXVMGateway: Sendable {
+    public let configuration: GatewayConfiguration
+    private let service: FenceService
+    private let logger: Logger
+    private let session: FenceXVMSession
+    private let history: RequestHistory
+    private let multicastSocket: Socket?
+    private let tcpSocket: Socket?
+    private let stopping = Atomic<Bool>(false)
+    private let loopsRunning = Atomic<Int>(0)
+    private let inFlight = Atomic<Int>(0)
+
+    /// The TCP listener's bound address (useful with port 0), if there is one.
+    public let tcpAddress: SocketAddress?
+
+    /// Binds the configured listeners. Call `start()` to serve.
+    /// - Throws: `GatewayError` naming the address that could not be bound or joined.
+    public init(service: FenceService, configuration: GatewayConfiguration, logger: Logger) throws {
+        self.service = service
+        self.configuration = configuration
+        self.logger = logger
+        self.history = RequestHistory(window: configuration.historyWindow)
+        self.session = FenceXVMSession(
+            service: service, configuration: configuration, pool: BlockingThreadPool(name: "fencegate.gateway"),
+            logger: logger)
+        if let multicast = configuration.multicast {
+            guard let group = SocketAddress(host: multicast.group, port: multicast.port) else {
+                throw GatewayError(description: "multicast address \(multicast.group) is not a numeric IPv4 or IPv6 address")
+            }
+            do {
+                multicastSocket = try Socket.multicastReceiver(group: group, interface: multicast.interface)
+            } catch {
+                let hint = multicast.interface == nil ? " (no route for it? give the interface, e.g. the bridge)" : ""
+                throw GatewayError(
+                    description: "cannot listen for fence_xvm on \(group) on \(multicast.interface ?? "the default interface"): \(error)\(hint)")
+            }
+        } else {
+            multicastSocket = nil
+        }
+        if let tcp = configuration.tcp {
+            do {
+                let socket = try Socket.listener(on: tcp)
+                tcpSocket = socket
+                tcpAddress = try socket.localAddress()
+            } catch {
+                throw GatewayError(description: "cannot listen for fence_virt on tcp \(tcp): \(error)")
+            }
+        } else {
+            tcpSocket = nil
+            tcpAddress = nil
+        }
+    }
+
+    /// Starts the listeners' threads.
+    public func start() {
+        if let multicastSocket {
+            runLoop(name: "fencegate.multicast") { [self] in try receiveDatagram(multicastSocket) }
+        }
+        if let tcpSocket {
+            runLoop(name: "fencegate.tcp") { [self] in try acceptConnection(tcpSocket) }
+        }
+    }
+
+    /// Stops reading new requests and waits (at most `gracePeriod`) for the ones being answered.
+    public func shutdown(gracePeriod: Duration) async {
+        stopping.store(true, ordering: .releasing)
+        let clock = ContinuousClock()
+        let deadline = clock.now + gracePeriod
+        while (loopsRunning.load(ordering: .acquiring) > 0 || inFlight.load(ordering: .acquiring) > 0) && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    private func runLoop(name: String, _ step: @escaping @Sendable () throws -> Void) {
+        loopsRunning.add(1, ordering: .relaxed)
+        let thread = Thread { [self] in
+            while !stopping.load(ordering: .acquiring) {
+                do {
+                    try step()
+                } catch {
+                    logger.error("fence_xvm listener error", metadata: ["listener": "\(name)", "error": "\(error)"])
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            }
+            loopsRunning.subtract(1, ordering: .releasing)
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    // MARK: - Multicast
+
+    private func receiveDatagram(_ socket: Socket) throws {
+        guard let datagram = try socket.receiveDatagram(capacity: 512, timeout: .milliseconds(250)) else { return }
+        let source = datagram.from?.host
+        guard datagram.size == FenceXVMRequest.size, let request = try? FenceXVMRequest(bytes: datagram.bytes) else {
+            logger.debug("dropped a datagram of the wrong size", metadata: ["peer.address": "\(source ?? "-")", "size": "\(datagram.size)"])
+            return
+        }
+        guard request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash) else {
+            logger.debug("dropped a request that failed verification", metadata: ["peer.address": "\(source ?? "-")"])
+            return
+        }
+        guard let callback = request.callbackAddress else {
+            logger.debug("dropped a request with an unknown address family", metadata: ["peer.address": "\(source ?? "-")"])
+            return
+        }
+        let key = RequestHistory.Key(request)
+        guard history.claim(key) else { return }
+        inFlight.add(1, ordering: .relaxed)
+        let requester = FenceXVMSession.Requester(frontEnd: .multicast, identity: callback.host, clientAddress: source)
+        let (session, history, logger, timeout) = (session, history, logger, configuration.connectTimeout)
+        Task { [inFlightCounter = self] in
+            defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
+            do {
+                let connection = try await session.pool.run { try Socket.connection(to: callback, timeout: timeout) }
+                try await session.run(request, on: connection, from: requester)
+                history.answered(key)
+            } catch {
+                history.release(key)
+                logger.info(
+                    "fence_xvm request not answered", metadata: ["fence.callback": "\(callback)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: - TCP (fence_virt -T)
+
+    private func acceptConnection(_ listener: Socket) throws {
+        guard let (connection, peer) = try listener.accept(timeout: .milliseconds(250)) else { return }
+        inFlight.add(1, ordering: .relaxed)
+        let identity = peer?.host ?? "unknown"
+        let requester = FenceXVMSession.Requester(frontEnd: .tcp, identity: identity, clientAddress: peer?.host)
+        let (session, history, logger, configuration) = (session, history, logger, configuration)
+        Task { [inFlightCounter = self] in
+            defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
+            let bytes: [UInt8]
+            do {
+                bytes = try await session.pool.run {
+                    try connection.read(exactly: FenceXVMRequest.size, timeout: configuration.ioTimeout)
+                }
+            } catch {
+                logger.debug("fence_virt connection closed before a full request", metadata: ["peer.address": "\(identity)"])
+                return
+            }
+            guard let request = try? FenceXVMRequest(bytes: bytes),
+                request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash)
+            else {
+                logger.debug("dropped a tcp request that failed verification", metadata: ["peer.address": "\(identity)"])
+                return
+            }
+            let key = RequestHistory.Key(request)
+            guard history.claim(key) else { return }
+            do {
+                try await session.run(request, on: connection, from: requester)
+                history.answered(key)
+            } catch {
+                history.release(key)
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import FenceCore
+import Foundation
+import Logging
+
+/// Answers one verified fence_xvm request on a connected socket: challenge-response, permission check,
+/// the operation through the fence service, and the result byte or host list. Shared by the multicast
+/// listener (after it called the client back) and the TCP listener (on the accepted connection).
+struct FenceXVMSession {
+    let service: FenceService
+    let configuration: GatewayConfiguration
+    let pool: BlockingThreadPool
+    let logger: Logger
+
+    /// Who asked and through what: the identity for groups, and the audit origin.
+    struct Requester {
+        let frontEnd: FrontEnd
+        /// The packet's address (multicast) or the TCP peer (tcp).
+        let identity: String
+        /// The address the bytes came from.
+        let clientAddress: String?
+
+        var origin: RequestOrigin { RequestOrigin(frontEnd: frontEnd, requester: identity, clientAddress: clientAddress) }
+    }
+
+    /// Why a session ended without an answer (the history claim is then released).
+    enum Unanswered: Error {
+        case authentication(ChallengeResponse.Failure)
+    }
+
+    /// Runs the session. Throws `Unanswered` if the client was never answered.
+    func run(_ request: FenceXVMRequest, on socket: Socket, from requester: Requester) async throws {
+        let (type, key, timeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
+        do {
+            try await pool.run { try ChallengeResponse.authenticate(socket, type: type, key: key, timeout: timeout) }
+        } catch let failure as ChallengeResponse.Failure {
+            logger.notice(
+                "fence_xvm authentication failed; request dropped",
+                metadata: ["peer.address": "\(requester.clientAddress ?? "-")", "reason": "\(failure)"])
+            throw Unanswered.authentication(failure)
+        }
+        let answer = await answer(request, from: requester)
+        do {
+            try await pool.run { try socket.write(answer, timeout: timeout) }
+        } catch {
+            // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
+            logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The bytes to send back for `request`: one result byte, or a host list.
+    private func answer(_ request: FenceXVMRequest, from requester: Requester) async -> [UInt8] {
+        let target = DomainTarget(request.domain)
+        let origin = requester.origin
+        guard let operation = request.operation else {
+            await service.recordUnsupported(
+                action: "request-\(request.requestCode)", target: request.domain, origin: origin,
+                reason: "unknown fence_xvm request code \(request.requestCode)")
+            return [FenceXVMResult.failure.rawValue]
+        }
+        let action: FenceAction
+        switch operation {
+        case .null:
+            await service.recordUnsupported(
+                action: "null", target: request.domain, origin: origin,
+                reason: "null is not carried out (fence_virtd's libvirt backend fails it too)")
+            return [FenceXVMResult.failure.rawValue]
+        case .devstatus:
+            do {
+                try await service.monitor(origin: origin)
+                return [FenceXVMResult.success.rawValue]
+            } catch {
+                return [FenceXVMResult.failure.rawValue]
+            }
+        case .hostlist:
+            do {
+                let domains = try await service.list(origin: origin)
+                return HostList.encode(domains.filter { configuration.groups.lists($0, to: requester.identity) })
+            } catch {
+                return [FenceXVMResult.failure.rawValue]
+            }
+        case .off: action = .off
+        case .on: action = .on
+        case .reboot: action = .reboot
+        case .status: action = .status
+        }
+        let fenceRequest = FenceRequest(action: action, target: target, origin: origin)
+        guard configuration.groups.permits(requester: requester.identity, domain: request.domain) else {
+            _ = try? await service.recordRefusal(
+                fenceRequest, reason: "groups do not allow \(requester.identity) to \(action.rawValue) '\(request.domain)'")
+            return [FenceXVMResult.permissionDenied.rawValue]
+        }
+        do {
+            let outcome = try await service.perform(fenceRequest)
+            if action == .status, outcome.power == .off { return [FenceXVMResult.off.rawValue] }
+            return [FenceXVMResult.success.rawValue]
+        } catch .domainNotFound where action == .status {
+            return [FenceXVMResult.off.rawValue]
+        } catch {
+            return [FenceXVMResult.failure.rawValue]
+        }
+    }
+}

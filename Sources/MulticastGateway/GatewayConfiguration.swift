@@ -1,0 +1,46 @@
+import Foundation
+
+/// Settings of the fence_xvm gateway; the defaults are fence_virtd's.
+public struct GatewayConfiguration: Sendable {
+    /// The multicast listener, or nil for none.
+    public var multicast: MulticastListenerConfiguration? = MulticastListenerConfiguration()
+    /// The TCP listener for `fence_virt -T`, or nil for none (the default: fence_virtd's tcp listener is opt-in).
+    public var tcp: SocketAddress?
+    /// The shared key: the key file's first 4096 bytes. Empty only with hash and auth `none`.
+    public var key: [UInt8] = []
+    /// The weakest packet hash accepted (a stronger one always is).
+    public var minimumHash: HashType = .sha256
+    /// The challenge-response algorithm (not signalled in the packet: client and gateway must agree).
+    public var auth: HashType = .sha256
+    public var groups = FenceGroups()
+    /// Connecting back to the client.
+    public var connectTimeout: Duration = .seconds(5)
+    /// Each read or write of the challenge-response and the answer.
+    public var ioTimeout: Duration = .seconds(10)
+    /// How long an answered request's key suppresses copies of it.
+    public var historyWindow: Duration = .seconds(10)
+
+    public init() {}
+
+    /// The default key file of fence_xvm and fence_virtd.
+    public static let defaultKeyFile = "/etc/cluster/fence_xvm.key"
+    /// fence_xvm and fence_virtd use at most this many bytes of the key file.
+    public static let maximumKeyBytes = 4096
+}
+
+/// Where the multicast listener listens.
+public struct MulticastListenerConfiguration: Sendable, Equatable {
+    /// 225.0.0.12 (IPv4) or ff05::3:1 (IPv6) by default.
+    public var group: String = "225.0.0.12"
+    public var port: UInt16 = 1229
+    /// Join the group on this interface only (e.g. the bridge `virbr0`), or on the default one if nil.
+    public var interface: String?
+
+    public init(group: String = "225.0.0.12", port: UInt16 = 1229, interface: String? = nil) {
+        self.group = group
+        self.port = port
+        self.interface = interface
+    }
+
+    public static let defaultIPv6Group = "ff05::3:1"
+}

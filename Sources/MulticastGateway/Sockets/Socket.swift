@@ -1,0 +1,192 @@
+import Foundation
+
+/// A socket call that failed: the errno and the call's name, or a timeout.
+public struct SocketError: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    /// The errno, or nil for a timeout / closed peer.
+    public let code: Int32?
+    let detail: String?
+
+    static func errno(_ operation: String, _ code: Int32 = Foundation.errno) -> SocketError {
+        SocketError(operation: operation, code: code, detail: nil)
+    }
+
+    static func timedOut(_ operation: String) -> SocketError {
+        SocketError(operation: operation, code: nil, detail: "timed out")
+    }
+
+    static func closed(_ operation: String) -> SocketError {
+        SocketError(operation: operation, code: nil, detail: "connection closed by peer")
+    }
+
+    public var description: String {
+        if let code { return "\(operation): \(String(cString: strerror(code)))" }
+        return "\(operation): \(detail ?? "failed")"
+    }
+}
+
+/// One socket; owns its descriptor and closes it in `deinit`.
+///
+/// `@unchecked Sendable`: a socket is used by one request at a time, handed from step to step; the
+/// descriptor itself is immutable. Blocking calls here must run off Swift's cooperative pool.
+final class Socket: @unchecked Sendable {
+    let descriptor: Int32
+
+    private init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
+
+    /// Calls `socket(2)` with close-on-exec.
+    convenience init(family: SocketAddress.Family, stream: Bool) throws(SocketError) {
+        let domain = family == .ipv4 ? AF_INET : AF_INET6
+        let type = (stream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)) | Int32(SOCK_CLOEXEC.rawValue)
+        let descriptor = socket(domain, type, 0)
+        guard descriptor >= 0 else { throw .errno("socket") }
+        self.init(descriptor: descriptor)
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// Runs a call that returns -1 and sets errno on failure, retrying EINTR; traps on EBADF/EFAULT (a bug).
+    @discardableResult
+    private func call(_ operation: String, _ body: () -> Int) throws(SocketError) -> Int {
+        while true {
+            let result = body()
+            if result >= 0 { return result }
+            let code = errno
+            if code == EINTR { continue }
+            precondition(code != EBADF && code != EFAULT, "\(operation): \(String(cString: strerror(code))) (a bug)")
+            throw .errno(operation, code)
+        }
+    }
+
+    func setOption<T>(_ level: Int32, _ name: Int32, _ value: T, _ operation: String) throws(SocketError) {
+        try call(operation) {
+            withUnsafeBytes(of: value) { Int(setsockopt(descriptor, level, name, $0.baseAddress, socklen_t($0.count))) }
+        }
+    }
+
+    func bind(_ address: SocketAddress) throws(SocketError) {
+        try call("bind(\(address))") { address.withSocketAddress { Int(Foundation.bind(descriptor, $0, $1)) } }
+    }
+
+    func listen(backlog: Int32 = 64) throws(SocketError) {
+        try call("listen") { Int(Foundation.listen(descriptor, backlog)) }
+    }
+
+    /// The local address (useful after binding port 0).
+    func localAddress() throws(SocketError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        try call("getsockname") {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Int(getsockname(descriptor, $0, &length)) }
+            }
+        }
+        guard let address = SocketAddress(storage: storage) else { throw .errno("getsockname", EAFNOSUPPORT) }
+        return address
+    }
+
+    /// Waits until readable (or writable), at most `timeout`. Returns false on timeout.
+    func wait(forWriting: Bool = false, timeout: Duration) throws(SocketError) -> Bool {
+        var descriptorSet = pollfd(fd: descriptor, events: Int16(forWriting ? POLLOUT : POLLIN), revents: 0)
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ready = try call("poll") { Int(poll(&descriptorSet, 1, milliseconds)) }
+        return ready > 0
+    }
+
+    /// Receives one datagram of at most `capacity` bytes, waiting at most `timeout`; nil on timeout.
+    /// The returned byte count is the datagram's real size, so an oversized datagram is detected.
+    func receiveDatagram(capacity: Int, timeout: Duration) throws(SocketError) -> (bytes: [UInt8], size: Int, from: SocketAddress?)? {
+        guard try wait(timeout: timeout) else { return nil }
+        var buffer = [UInt8](repeating: 0, count: capacity)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let size = try call("recvfrom") {
+            buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(descriptor, raw.baseAddress, raw.count, Int32(MSG_TRUNC), $0, &length)
+                    }
+                }
+            }
+        }
+        return (Array(buffer.prefix(min(size, capacity))), size, SocketAddress(storage: storage))
+    }
+
+    /// Sends one datagram.
+    func send(_ bytes: [UInt8], to address: SocketAddress) throws(SocketError) {
+        try call("sendto(\(address))") {
+            bytes.withUnsafeBytes { raw in
+                address.withSocketAddress { sendto(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) }
+            }
+        }
+    }
+
+    /// Connects within `timeout` (non-blocking connect, then poll), then returns to blocking mode.
+    func connect(to address: SocketAddress, timeout: Duration) throws(SocketError) {
+        let flags = fcntl(descriptor, F_GETFL)
+        _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
+        defer { _ = fcntl(descriptor, F_SETFL, flags) }
+        let started = address.withSocketAddress { Foundation.connect(descriptor, $0, $1) }
+        if started != 0 {
+            guard errno == EINPROGRESS || errno == EINTR else { throw .errno("connect(\(address))") }
+            guard try wait(forWriting: true, timeout: timeout) else { throw .timedOut("connect(\(address))") }
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            try call("getsockopt(SO_ERROR)") { Int(getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)) }
+            guard error == 0 else { throw .errno("connect(\(address))", error) }
+        }
+    }
+
+    /// Accepts one connection if one arrives within `timeout`; nil otherwise.
+    func accept(timeout: Duration) throws(SocketError) -> (Socket, SocketAddress?)? {
+        guard try wait(timeout: timeout) else { return nil }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let accepted: Int
+        do throws(SocketError) {
+            accepted = try call("accept") {
+                withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Int(Foundation.accept(descriptor, $0, &length)) }
+                }
+            }
+        } catch {
+            if error.code == EAGAIN || error.code == ECONNABORTED { return nil }
+            throw error
+        }
+        _ = fcntl(Int32(accepted), F_SETFD, FD_CLOEXEC)
+        return (Socket(descriptor: Int32(accepted)), SocketAddress(storage: storage))
+    }
+
+    /// Reads exactly `count` bytes, each wait bounded by `timeout`.
+    func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
+        var result: [UInt8] = []
+        result.reserveCapacity(count)
+        var buffer = [UInt8](repeating: 0, count: count)
+        while result.count < count {
+            guard try wait(timeout: timeout) else { throw .timedOut("read") }
+            let wanted = count - result.count
+            let received = try call("read") {
+                buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, wanted, 0) }
+            }
+            guard received > 0 else { throw .closed("read") }
+            result += buffer.prefix(received)
+        }
+        return result
+    }
+
+    /// Writes all of `bytes`, each wait bounded by `timeout`.
+    func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
+        var sent = 0
+        while sent < bytes.count {
+            guard try wait(forWriting: true, timeout: timeout) else { throw .timedOut("write") }
+            let written = try call("write") {
+                bytes.withUnsafeBytes { Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            }
+            sent += written
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+/// Skips loudly when the suite cannot create network namespaces (it needs root, as CI has).
+let requiresRoot: ConditionTrait = .enabled(if: NetworkLab.isAvailable, "needs root to create network namespaces")
+
+/// A namespace lab with `fencegate serve` (or fence_virtd) in the host namespace and guests on the bridge.
+final class GatewayLab: @unchecked Sendable {
+    let lab: NetworkLab
+    let fencegate: FencegateBinary
+    let keyPath: String
+    private(set) var server: Process?
+    private(set) var serverOutput = ""
+
+    init(guests: Int) throws {
+        if !NetworkLab.isAvailable {
+            FileHandle.standardError.write(Data("WARNING: gateway interop tests SKIPPED: not root\n".utf8))
+        }
+        lab = try NetworkLab(guests: guests)
+        fencegate = try FencegateBinary()
+        keyPath = fencegate.directory.file("fence_xvm.key")
+        let keygen = try fencegate.run(["keygen", keyPath])
+        guard keygen.status == 0 else { throw ConditionNeverMet(description: "keygen failed: \(keygen.stderr)") }
+    }
+
+    /// Starts `fencegate serve` in the host namespace on the cluster fixture, with the multicast listener on
+    /// the bridge, plus `arguments`; waits until it is serving.
+    func startFencegate(_ arguments: [String] = [], multicast: Bool = true) async throws {
+        var command = [
+            FencegateBinary.url.path, "serve", "--uri", Fixtures.clusterURI, "--database", fencegate.database,
+            "--listen", "127.0.0.1:0", "--key-file", keyPath, "--log-level", "info",
+        ]
+        if multicast { command += ["--multicast", "--multicast-interface", "br0"] }
+        let output = fencegate.directory.file("serve.out")
+        let errors = fencegate.directory.file("serve.err")
+        let process = try lab.start(in: lab.host, command + arguments, stdout: output, stderr: errors)
+        server = process
+        try await waitUntil("fencegate serves") {
+            !process.isRunning || ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("fencegate serving")
+        }
+        guard process.isRunning else {
+            throw ConditionNeverMet(description: "serve exited: \((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+        }
+    }
+
+    /// Starts the real fence_virtd in the host namespace with its own pid file and config, on the same
+    /// test world, and waits until it answers.
+    func startFenceVirtd(hash: String = "sha256", auth: String = "sha256", groups: String = "") async throws {
+        let configuration = fencegate.directory.file("fence_virt.conf")
+        try """
+            fence_virtd {
+                listener = "multicast";
+                backend = "libvirt";
+            }
+            listeners {
+                multicast {
+                    key_file = "\(keyPath)";
+                    address = "225.0.0.12";
+                    interface = "br0";
+                    family = "ipv4";
+                    port = "1229";
+                    hash = "\(hash)";
+                    auth = "\(auth)";
+                }
+            }
+            backends {
+                libvirt {
+                    uri = "\(Fixtures.clusterURI)";
+                }
+            }
+            \(groups)
+            """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let process = try lab.start(
+            in: lab.host,
+            ["/usr/sbin/fence_virtd", "-F", "-p", fencegate.directory.file("fence_virtd.pid"), "-f", configuration],
+            stdout: fencegate.directory.file("virtd.out"), stderr: fencegate.directory.file("virtd.err"))
+        server = process
+        try await waitUntil("fence_virtd answers") {
+            guard process.isRunning else { throw ConditionNeverMet(description: "fence_virtd exited") }
+            return try await fenceXVM(guest: 0, ["-o", "monitor", "-t", "1", "-r", "5"]).status == 0
+        }
+    }
+
+    /// Stops the server this lab started (SIGTERM, by its PID) and waits for it.
+    func stopServer() async throws {
+        guard let server else { return }
+        if server.isRunning { kill(server.processIdentifier, SIGTERM) }
+        try await waitUntil("the server exits") { !server.isRunning }
+        self.server = nil
+    }
+
+    /// Runs the real fence_xvm in guest `guest` (0-based) with the lab's key: `-t 5` unless given.
+    func fenceXVM(guest: Int = 0, _ arguments: [String], key: String? = nil) async throws -> ProgramResult {
+        var command = ["/usr/sbin/fence_xvm", "-k", key ?? keyPath]
+        if !arguments.contains("-t") { command += ["-t", "5"] }
+        return try await lab.run(in: lab.guests[guest].namespace, command + arguments)
+    }
+
+    /// Runs fence_xvm as Pacemaker does: no arguments, `name=value` lines on stdin.
+    func fenceXVMStdin(guest: Int = 0, _ lines: [String]) async throws -> ProgramResult {
+        try await lab.run(
+            in: lab.guests[guest].namespace, ["/usr/sbin/fence_xvm"],
+            input: (["key_file=\(keyPath)"] + lines).joined(separator: "\n") + "\n")
+    }
+
+    /// Every audit row, oldest first.
+    func rows() async throws -> [AuditRecord] {
+        let store = try await AuditStore.open(path: fencegate.database, logger: ServiceHarness.logger)
+        return try await store.query(AuditQuery(limit: 1000)).records.reversed()
+    }
+
+    func guestIPv4(_ index: Int) -> String { lab.guests[index].ipv4 }
+}

@@ -1,0 +1,91 @@
+import FenceCore
+import Foundation
+import Testing
+
+@testable import MulticastGateway
+
+@Suite("groups: fence_virtd's permission rules")
+struct FenceGroupsTests {
+    let groups = FenceGroups([
+        .init(name: "cluster1", requesters: ["198.18.0.11", "198.18.0.12"], domains: ["pcmk1", "22222222-2222-4222-8222-222222222222"]),
+        .init(name: "cluster2", requesters: ["fd00::13"], domains: ["PCMK3"]),
+    ])
+
+    @Test("no entries at all allow everything")
+    func empty() {
+        #expect(FenceGroups().permits(requester: "198.18.0.99", domain: "anything"))
+        #expect(FenceGroups([.init(requesters: [], domains: [])]).permits(requester: "x", domain: "y"))
+    }
+
+    @Test("a requester may act on its groups' domains, compared case-insensitively", arguments: [
+        ("198.18.0.11", "pcmk1", true), ("198.18.0.12", "PCMK1", true), ("198.18.0.11", "pcmk3", false),
+        ("198.18.0.99", "pcmk1", false), ("FD00::13", "pcmk3", true), ("fd00::13", "pcmk1", false),
+        ("198.18.0.11", "22222222-2222-4222-8222-222222222222", true),
+        // Upstream quirk: a group that lists only the UUID denies the name.
+        ("198.18.0.11", "pcmk2", false),
+    ])
+    func permits(requester: String, domain: String, allowed: Bool) {
+        #expect(groups.permits(requester: requester, domain: domain) == allowed)
+    }
+
+    @Test("a list holds the domains whose name or UUID is in one of the requester's groups")
+    func lists() {
+        let pcmk2 = DomainInfo(name: "pcmk2", uuid: "22222222-2222-4222-8222-222222222222", state: .running, isPersistent: true)
+        let pcmk1 = DomainInfo(name: "pcmk1", uuid: "11111111-1111-4111-8111-111111111111", state: .running, isPersistent: true)
+        let pcmk3 = DomainInfo(name: "pcmk3", uuid: "33333333-3333-4333-8333-333333333333", state: .running, isPersistent: true)
+        #expect(groups.lists(pcmk1, to: "198.18.0.11"))
+        #expect(groups.lists(pcmk2, to: "198.18.0.11"))
+        #expect(!groups.lists(pcmk3, to: "198.18.0.11"))
+        #expect(groups.lists(pcmk3, to: "fd00::13"))
+        #expect(!groups.lists(pcmk1, to: "198.18.0.99"))
+    }
+}
+
+@Suite("duplicate suppression")
+struct RequestHistoryTests {
+    func request(_ operation: FenceXVMOperation, _ domain: String, sequence: UInt32 = 7) -> FenceXVMRequest {
+        FenceXVMRequest(operation: operation, domain: domain, address: [198, 18, 0, 11], port: 1229, sequenceNumber: sequence, family: 2)
+    }
+
+    @Test("a copy is a duplicate while the first runs and within the window after; case does not matter")
+    func duplicates() {
+        let history = RequestHistory(window: .seconds(10))
+        let key = RequestHistory.Key(request(.off, "pcmk1"))
+        #expect(history.claim(key))
+        #expect(!history.claim(RequestHistory.Key(request(.off, "PCMK1"))))  // arriving together: only one runs
+        history.answered(key)
+        #expect(!history.claim(key))
+        #expect(history.claim(RequestHistory.Key(request(.on, "pcmk1"))))  // another request code
+        #expect(history.claim(RequestHistory.Key(request(.off, "pcmk1", sequence: 8))))  // another invocation
+    }
+
+    @Test("a released claim (no callback, failed auth) lets a later copy run")
+    func release() {
+        let history = RequestHistory(window: .seconds(10))
+        let key = RequestHistory.Key(request(.reboot, "pcmk2"))
+        #expect(history.claim(key))
+        history.release(key)
+        #expect(history.claim(key))
+    }
+
+    @Test("an answered key expires after the window")
+    func expiry() async throws {
+        let history = RequestHistory(window: .milliseconds(50))
+        let key = RequestHistory.Key(request(.status, "pcmk3"))
+        #expect(history.claim(key))
+        history.answered(key)
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(history.claim(key))
+    }
+
+    @Test("of many copies claimed at once from many threads, exactly one wins")
+    func concurrentClaims() async {
+        let history = RequestHistory()
+        let key = RequestHistory.Key(request(.off, "pcmk4"))
+        let winners = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<64 { group.addTask { history.claim(key) } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(winners == 1)
+    }
+}

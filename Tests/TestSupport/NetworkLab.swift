@@ -1,0 +1,117 @@
+public import Foundation
+import Synchronization
+
+/// A test network that lives only in network namespaces this test creates: a "host" namespace with a Linux
+/// bridge `br0` (standing in for virbr0, multicast snooping off) at 198.18.0.1/24 and fd00::1/64, and guest
+/// namespaces on veth ports of that bridge at 198.18.0.(10+n) and fd00::(10+n). Nothing touches the machine's
+/// own interfaces or routes.
+///
+/// Everything is deleted in `deinit`, also after a failed test; processes started with `start` are killed
+/// (by PID) first. Needs root: see `NetworkLab.isAvailable`.
+public final class NetworkLab: @unchecked Sendable {
+    public struct Guest: Sendable {
+        public let namespace: String
+        public let ipv4: String
+        public let ipv6: String
+    }
+
+    public let host: String
+    public let guests: [Guest]
+    public static let hostIPv4 = "198.18.0.1"
+    public static let hostIPv6 = "fd00::1"
+    private let processes = Mutex<[Process]>([])
+
+    /// True when this process may create namespaces (it runs as root and has `ip`).
+    public static var isAvailable: Bool {
+        geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+            || geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    }
+
+    public init(guests count: Int) throws {
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        host = "fgl-\(tag)-h"
+        guests = (1...count).map { index in
+            Guest(namespace: "fgl-\(tag)-g\(index)", ipv4: "198.18.0.\(10 + index)", ipv6: "fd00::\(10 + index)")
+        }
+        do {
+            try build()
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    deinit {
+        destroy()
+    }
+
+    private func build() throws {
+        try Self.ip(["netns", "add", host])
+        try Self.ip(["-n", host, "link", "set", "lo", "up"])
+        try Self.ip(["-n", host, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
+        try Self.ip(["-n", host, "addr", "add", "\(Self.hostIPv4)/24", "dev", "br0"])
+        try Self.ip(["-n", host, "addr", "add", "\(Self.hostIPv6)/64", "dev", "br0", "nodad"])
+        try Self.ip(["-n", host, "link", "set", "br0", "up"])
+        for (index, guest) in guests.enumerated() {
+            let port = "port\(index + 1)"
+            try Self.ip(["netns", "add", guest.namespace])
+            try Self.ip(["-n", guest.namespace, "link", "set", "lo", "up"])
+            try Self.ip(["-n", host, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", guest.namespace])
+            try Self.ip(["-n", host, "link", "set", port, "master", "br0"])
+            try Self.ip(["-n", host, "link", "set", port, "up"])
+            try Self.ip(["-n", guest.namespace, "addr", "add", "\(guest.ipv4)/24", "dev", "eth0"])
+            try Self.ip(["-n", guest.namespace, "addr", "add", "\(guest.ipv6)/64", "dev", "eth0", "nodad"])
+            try Self.ip(["-n", guest.namespace, "link", "set", "eth0", "up"])
+        }
+    }
+
+    /// Kills the processes this lab started and deletes its namespaces. Safe to call twice.
+    public func destroy() {
+        for process in processes.withLock({ list in defer { list = [] }; return list }) where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        for namespace in guests.map(\.namespace) + [host] {
+            _ = try? Self.ip(["netns", "del", namespace], ignoringFailure: true)
+        }
+    }
+
+    /// Runs `command` inside `namespace` to completion, with `input` on its standard input.
+    public func run(in namespace: String, _ command: [String], input: String? = nil) async throws -> ProgramResult {
+        try await runProgram(Self.ipPath, ["netns", "exec", namespace] + command, standardInput: input)
+    }
+
+    /// Starts `command` inside `namespace`; the lab kills it when destroyed. Output goes to the given files.
+    public func start(in namespace: String, _ command: [String], stdout: String, stderr: String) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.ipPath)
+        process.arguments = ["netns", "exec", namespace] + command
+        for path in [stdout, stderr] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        processes.withLock { $0.append(process) }
+        return process
+    }
+
+    static let ipPath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
+
+    @discardableResult
+    static func ip(_ arguments: [String], ignoringFailure: Bool = false) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ipPath)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        if process.terminationStatus != 0 && !ignoringFailure {
+            throw ConditionNeverMet(description: "ip \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text
+    }
+}
