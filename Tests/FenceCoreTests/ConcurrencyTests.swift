@@ -73,35 +73,34 @@ struct TimeoutTests {
         let gate = Gate()
         harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
 
-        let timedOut: FenceError
-        do {
-            _ = try await harness.perform(.off, "pcmk1", timeout: .milliseconds(300))
-            Issue.record("a hung destroy must not succeed")
-            return
-        } catch {
-            timedOut = error
+        // The off is blocked inside destroy, the status queued behind it, before either deadline passes.
+        let off = Task { try await harness.perform(.off, "pcmk1", timeout: .seconds(2)) }
+        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
+        let status = Task { try await harness.perform(.status, "pcmk1", timeout: .seconds(2)) }
+        try await waitUntil("the status waits for the lock") {
+            await harness.service.waitingOperations(domainUUID: uuid) == 1
         }
-        #expect(timedOut.isTimeout)
-        #expect(timedOut.code == "timed_out")
-
-        // The lock is still held by the hung call: a second request on the domain times out waiting,
-        // and never runs later.
-        await #expect { _ = try await harness.perform(.status, "pcmk1", timeout: .milliseconds(200)) } throws: {
-            ($0 as? FenceError)?.isTimeout == true
+        for operation in [off, status] {
+            await #expect {
+                _ = try await operation.value
+            } throws: { error in
+                (error as? FenceError)?.isTimeout == true && (error as? FenceError)?.code == "timed_out"
+            }
         }
         // Other domains are unaffected.
         #expect(try await harness.perform(.off, "pcmk2").power == .off)
 
         var rows = try await harness.rows()
         #expect(rows.map(\.result) == [.timedOut, .timedOut, .success])
+        #expect(rows.map(\.action) == ["off", "status", "off"])
         #expect(rows[0].errorCode == "timed_out")
+        try await waitUntil("the abandoned waiter is recorded") {
+            try await harness.row(rows[1].id)?.message?.contains("gave up waiting") == true
+        }
 
         gate.open()
         try await waitUntil("the late completion is recorded") {
             try await harness.row(rows[0].id)?.message?.contains("after the timeout") == true
-        }
-        try await waitUntil("the abandoned waiter is recorded") {
-            try await harness.row(rows[1].id)?.message?.contains("gave up waiting") == true
         }
         rows = try await harness.rows()
         #expect(rows[0].result == .timedOut)  // still a failure: the client was told so

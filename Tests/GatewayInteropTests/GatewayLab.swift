@@ -83,11 +83,17 @@ final class GatewayLab: @unchecked Sendable {
         }
     }
 
-    /// Stops the server this lab started (SIGTERM, by its PID) and waits for it.
+    /// Stops the server this lab started (SIGTERM, by its PID; SIGKILL after 5 s, for fence_virtd, which
+    /// may inherit a blocked SIGTERM from the test runner) and waits for it.
     func stopServer() async throws {
         guard let server else { return }
         if server.isRunning { kill(server.processIdentifier, SIGTERM) }
-        try await waitUntil("the server exits") { !server.isRunning }
+        do {
+            try await waitUntil("the server exits", limit: .seconds(5)) { !server.isRunning }
+        } catch {
+            kill(server.processIdentifier, SIGKILL)
+            try await waitUntil("the server exits after SIGKILL") { !server.isRunning }
+        }
         self.server = nil
     }
 

@@ -1,0 +1,88 @@
+import Foundation
+import TestSupport
+import Testing
+
+@Suite("Differential: the gateway answers exactly as fence_virtd does", requiresRoot, .serialized)
+struct DifferentialTests {
+    /// One fence_xvm invocation and what the client printed and returned.
+    struct Answer: Equatable, CustomStringConvertible {
+        let arguments: [String]
+        let status: Int32
+        let output: String
+
+        var description: String { "\(arguments.joined(separator: " ")) → \(status) \(output.debugDescription)" }
+    }
+
+    /// Runs `sequence` from guest 0 (and `otherGuest` from guest 1) against whichever server the lab runs.
+    static func answers(_ lab: GatewayLab, _ sequence: [[String]], otherGuest: [[String]] = []) async throws -> [Answer] {
+        var answers: [Answer] = []
+        for (guest, list) in [(0, sequence), (1, otherGuest)] {
+            for arguments in list {
+                let result = try await lab.fenceXVM(guest: guest, arguments + ["-t", "3"])
+                answers.append(Answer(arguments: ["guest\(guest)"] + arguments, status: result.status, output: result.stdout))
+            }
+        }
+        return answers
+    }
+
+    static let sequence: [[String]] = [
+        ["-H", "pcmk1", "-o", "status"], ["-H", "stopped1", "-o", "status"], ["-H", "paused1", "-o", "status"],
+        ["-H", "ghost", "-o", "status"], ["-H", "pcmk1", "-o", "off"], ["-H", "pcmk1", "-o", "status"],
+        ["-H", "pcmk1", "-o", "off"], ["-H", "pcmk1", "-o", "on"], ["-H", "pcmk1", "-o", "on"],
+        ["-H", "ghost", "-o", "off"], ["-H", "ghost", "-o", "on"], ["-H", "ghost", "-o", "reboot"],
+        ["-H", "pcmk2", "-o", "reboot"], ["-H", "pcmk2", "-o", "status"], ["-H", "stopped1", "-o", "reboot"],
+        ["-H", "stopped1", "-o", "status"], ["-H", "33333333-3333-4333-8333-333333333333", "-o", "off"],
+        ["-u", "-H", "33333333-3333-4333-8333-333333333333".uppercased(), "-o", "status"],
+        ["-H", "transient1", "-o", "reboot"], ["-H", "transient1", "-o", "status"], ["-H", "transient1", "-o", "off"],
+        ["-H", "transient1", "-o", "status"], ["-H", "transient1", "-o", "on"], ["-o", "monitor"],
+        ["-H", "pcmk4", "-o", "null"], ["-o", "list"], ["-o", "list-status"],
+    ]
+
+    @Test("the same sequence of requests gives the same exit codes and output")
+    func sameAnswers() async throws {
+        let lab = try GatewayLab(guests: 1)
+        try await lab.startFenceVirtd()
+        let reference = try await Self.answers(lab, Self.sequence)
+        try await lab.stopServer()
+        try await lab.startFencegate()
+        let ours = try await Self.answers(lab, Self.sequence)
+        try await lab.stopServer()
+        #expect(ours.count == reference.count)
+        for (mine, theirs) in zip(ours, reference) {
+            #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
+        }
+        #expect(try await lab.rows().count == Self.sequence.count)
+    }
+
+    @Test("with groups, the same permissions, denials and lists")
+    func sameGroups() async throws {
+        let lab = try GatewayLab(guests: 2)
+        let guest0 = lab.guestIPv4(0)
+        try await lab.startFenceVirtd(
+            groups: """
+                groups {
+                    group {
+                        name = "cluster1";
+                        ip = "\(guest0)";
+                        uuid = "pcmk1";
+                        uuid = "22222222-2222-4222-8222-222222222222";
+                    }
+                }
+                """)
+        let sequence: [[String]] = [
+            ["-H", "pcmk1", "-o", "status"], ["-H", "pcmk2", "-o", "status"],
+            ["-H", "22222222-2222-4222-8222-222222222222", "-o", "status"], ["-H", "pcmk3", "-o", "off"],
+            ["-H", "pcmk1", "-o", "off"], ["-o", "list"], ["-o", "monitor"],
+        ]
+        let other: [[String]] = [["-H", "pcmk1", "-o", "off"], ["-o", "list"], ["-H", "pcmk2", "-o", "null"]]
+        let reference = try await Self.answers(lab, sequence, otherGuest: other)
+        try await lab.stopServer()
+        try await lab.startFencegate(["--group", "ip=\(guest0);domain=pcmk1,22222222-2222-4222-8222-222222222222"])
+        let ours = try await Self.answers(lab, sequence, otherGuest: other)
+        try await lab.stopServer()
+        for (mine, theirs) in zip(ours, reference) {
+            #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
+        }
+        #expect(ours.count == reference.count)
+    }
+}
