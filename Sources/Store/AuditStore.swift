@@ -15,6 +15,8 @@ public actor AuditStore {
     private let logger: Logger
     private let owner = ProcessIdentity.current
     private var queryStatements: [String: Statement] = [:]
+    private var pending: [PendingWrite] = []
+    private var flushScheduled = false
 
     /// The database file.
     public nonisolated let path: String
@@ -40,9 +42,10 @@ public actor AuditStore {
             """)
         self.completeStatement = try database.prepare(
             """
-            UPDATE operations SET state = 'finished', result = ?, power_state = ?, error_code = ?, message = ?,
-                finished_at = ?, duration_us = ? - requested_at
-            WHERE id = ? AND state = 'started'
+            UPDATE operations SET state = 'finished', result = ?1, power_state = ?2, error_code = ?3,
+                message = CASE WHEN message IS NULL THEN ?4 WHEN ?4 IS NULL THEN message ELSE ?4 || '; ' || message END,
+                finished_at = ?5, duration_us = ?5 - requested_at
+            WHERE id = ?6 AND state = 'started'
             """)
     }
 
@@ -129,13 +132,13 @@ public actor AuditStore {
 
     /// Writes the intent row (state `started`) and returns its id. Durable when this returns.
     /// - Throws: `AuditStoreError.database` if the row could not be written; the caller must not proceed.
-    public func begin(_ intent: AuditIntent) throws -> Int64 {
-        try insert(intent, completion: nil, owner: owner)
+    public func begin(_ intent: AuditIntent) async throws -> Int64 {
+        try await write(.insert(intent, nil, owner))
     }
 
     /// Writes an intent row as if `owner` had written it; for tests of crash recovery.
-    package func begin(_ intent: AuditIntent, owner: ProcessIdentity) throws -> Int64 {
-        try insert(intent, completion: nil, owner: owner)
+    package func begin(_ intent: AuditIntent, owner: ProcessIdentity) async throws -> Int64 {
+        try await write(.insert(intent, nil, owner))
     }
 
     /// Records the end of the operation `id`. Durable when this returns.
@@ -143,16 +146,8 @@ public actor AuditStore {
     /// A row that is no longer `started` (already completed, or marked interrupted) is left as it is.
     /// - Returns: false if no started row with that id existed.
     @discardableResult
-    public func complete(_ id: Int64, _ completion: AuditCompletion) throws -> Bool {
-        let finished = completion.finishedAt.microsecondsSince1970
-        try wrap {
-            try completeStatement.run([
-                .text(completion.result.rawValue), .optionalText(completion.powerState),
-                .optionalText(completion.errorCode), .optionalText(completion.message),
-                .integer(finished), .integer(finished), .integer(id),
-            ])
-        }
-        return database.changes == 1
+    public func complete(_ id: Int64, _ completion: AuditCompletion) async throws -> Bool {
+        try await write(.complete(id, completion)) == 1
     }
 
     /// Appends `note` to the row's message (e.g. what an operation did after it timed out).
@@ -164,14 +159,67 @@ public actor AuditStore {
     }
 
     /// Writes a row that is finished at once: an operation refused or failed before it could start.
-    public func record(_ intent: AuditIntent, _ completion: AuditCompletion) throws -> Int64 {
-        try insert(intent, completion: completion, owner: owner)
+    public func record(_ intent: AuditIntent, _ completion: AuditCompletion) async throws -> Int64 {
+        try await write(.insert(intent, completion, owner))
     }
 
-    private func insert(_ intent: AuditIntent, completion: AuditCompletion?, owner: ProcessIdentity) throws -> Int64 {
-        let requested = intent.requestedAt.microsecondsSince1970
-        let finished = completion?.finishedAt.microsecondsSince1970
-        return try wrap {
+    // MARK: - Group commit
+
+    /// One row write waiting for the next commit.
+    private enum Write {
+        case insert(AuditIntent, AuditCompletion?, ProcessIdentity)
+        case complete(Int64, AuditCompletion)
+    }
+
+    private struct PendingWrite {
+        let write: Write
+        let continuation: CheckedContinuation<Int64, any Error>
+    }
+
+    /// Queues `write` for the next commit and waits until it is durable. Writes that arrive while a commit is
+    /// running share the next one: one transaction, one fsync, however many rows. Returns the new row's id
+    /// (insert) or the number of rows changed (complete).
+    private func write(_ write: Write) async throws -> Int64 {
+        try await withCheckedThrowingContinuation { continuation in
+            pending.append(PendingWrite(write: write, continuation: continuation))
+            if !flushScheduled {
+                flushScheduled = true
+                // A new job on this actor's queue: it runs after the writes already queued behind us.
+                Task { self.flush() }
+            }
+        }
+    }
+
+    private func flush() {
+        let batch = pending
+        pending = []
+        flushScheduled = false
+        guard !batch.isEmpty else { return }
+        var results: [Result<Int64, any Error>] = []
+        do {
+            try database.execute("BEGIN IMMEDIATE")
+            for entry in batch {
+                do {
+                    results.append(.success(try perform(entry.write)))
+                } catch {
+                    results.append(.failure(AuditStoreError.database(error)))
+                }
+            }
+            try database.execute("COMMIT")
+        } catch {
+            try? database.execute("ROLLBACK")
+            let failure = AuditStoreError.database(error)
+            for entry in batch { entry.continuation.resume(throwing: failure) }
+            return
+        }
+        for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
+    }
+
+    private func perform(_ write: Write) throws(SQLiteError) -> Int64 {
+        switch write {
+        case .insert(let intent, let completion, let owner):
+            let requested = intent.requestedAt.microsecondsSince1970
+            let finished = completion?.finishedAt.microsecondsSince1970
             try insertStatement.run([
                 .integer(requested), .optionalInteger(finished), .optionalInteger(finished.map { $0 - requested }),
                 .text(intent.source), .optionalText(intent.requester), .optionalText(intent.clientAddress),
@@ -182,6 +230,14 @@ public actor AuditStore {
                 .integer(Int64(owner.pid)), .integer(owner.startTicks),
             ])
             return database.lastInsertRowID
+        case .complete(let id, let completion):
+            let finished = completion.finishedAt.microsecondsSince1970
+            // A note appended meanwhile (e.g. what a timed-out call did later) is kept after the message.
+            try completeStatement.run([
+                .text(completion.result.rawValue), .optionalText(completion.powerState),
+                .optionalText(completion.errorCode), .optionalText(completion.message), .integer(finished), .integer(id),
+            ])
+            return Int64(database.changes)
         }
     }
 

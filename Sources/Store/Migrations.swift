@@ -58,5 +58,13 @@ extension Migration {
                 );
                 """
         ),
+        Migration(
+            version: 3,
+            name: "index operations by domain and action",
+            sql: """
+                CREATE INDEX operations_by_domain_action
+                    ON operations (domain_name, action, requested_at DESC, id DESC);
+                """
+        ),
     ]
 }

@@ -18,12 +18,15 @@ struct OpenAPIContractTests {
         #expect(created.status == 0, "\(created.stderr)")
         let token = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try await RunningServer.start(fencegate, ["--uri", "test:///default"])
+        // schemathesis keeps a cache in its working directory; keep it out of the checkout.
+        let scratch = try TemporaryDirectory()
         let result = try await runProgram(
             try pythonTool("schemathesis"),
             [
                 "run", packageRoot + "/openapi.yaml", "--url", server.baseURL, "--header", "Authorization: Bearer \(token)",
                 "--checks", "all", "--max-examples", "100", "--no-color", "--request-timeout", "20",
             ],
+            in: scratch.path,
             environment: ProcessInfo.processInfo.environment.merging(["SCHEMATHESIS_HOOKS": ""]) { $1 })
         let status = try await server.stop()
         #expect(result.status == 0, "schemathesis failed:\n\(result.stdout)\n\(result.stderr)")

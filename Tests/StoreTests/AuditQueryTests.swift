@@ -149,6 +149,7 @@ struct AuditQueryTests {
         AuditQuery(requester: "root"),
         AuditQuery(since: Date(), until: Date()),
         AuditQuery(domain: "pcmk1", cursor: AuditCursor(requestedAtMicroseconds: 5, id: 5)),
+        AuditQuery(domain: "pcmk1", action: "reboot"),
     ])
     func indexesServeQueries(query: AuditQuery) async throws {
         let directory = try TemporaryDirectory()
@@ -157,5 +158,8 @@ struct AuditQueryTests {
         #expect(plan.contains("USING INDEX operations_by_"), "\(plan)")
         #expect(!plan.contains("TEMP B-TREE"), "\(plan)")
         #expect(!plan.contains("SCAN operations\n") && !plan.hasSuffix("SCAN operations"), "\(plan)")
+        if query.domain != nil && query.action != nil {
+            #expect(plan.contains("operations_by_domain_action"), "\(plan)")
+        }
     }
 }

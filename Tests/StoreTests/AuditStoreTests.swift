@@ -90,6 +90,41 @@ struct AuditStoreTests {
         #expect(try await store.operation(id: id + 100) == nil)
     }
 
+    @Test("a note appended before the completion is kept, whichever write lands first")
+    func noteBeforeCompletion() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try await AuditStore.open(path: directory.file("audit.db"), logger: logger)
+        let id = try await store.begin(intent())
+        try await store.appendNote(id, "finished late")
+        try await store.complete(
+            id, AuditCompletion(result: .timedOut, powerState: nil, errorCode: "timed_out", message: "timed out", finishedAt: Date()))
+        #expect(try await store.operation(id: id)?.message == "timed out; finished late")
+        let quiet = try await store.begin(intent())
+        try await store.appendNote(quiet, "note")
+        try await store.complete(quiet, completion(.success))
+        #expect(try await store.operation(id: quiet)?.message == "note")
+    }
+
+    @Test("many concurrent writers share commits, and every row is there")
+    func groupCommit() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try await AuditStore.open(path: directory.file("audit.db"), logger: logger)
+        let ids = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    let id = try await store.begin(intent(domain: "d\(index)"))
+                    #expect(try await store.complete(id, completion(.success)))
+                    return id
+                }
+            }
+            return try await group.reduce(into: Set<Int64>()) { $0.insert($1) }
+        }
+        #expect(ids.count == 200)
+        let rows = try await store.query(AuditQuery(limit: 1000)).records
+        #expect(rows.count == 200)
+        #expect(rows.allSatisfy { $0.state == .finished && $0.result == .success })
+    }
+
     @Test("record writes a row that is finished at once; appendNote adds to its message")
     func recordAndNote() async throws {
         let directory = try TemporaryDirectory()
