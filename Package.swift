@@ -92,6 +92,8 @@ let package = Package(
             name: "fencegate-bench",
             dependencies: [
                 "Store",
+                "FenceCore",
+                "MulticastGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -104,7 +106,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FenceCoreTests",
-            dependencies: ["FenceCore", "Store", "TestSupport"],
+            dependencies: [
+                "FenceCore", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

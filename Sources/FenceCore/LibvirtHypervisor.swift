@@ -1,47 +1,93 @@
 public import Logging
 import Synchronization
 
-/// The hypervisor behind one libvirt URI, over one shared connection that is re-opened when it drops.
+/// The hypervisor behind one libvirt URI, over shared connections that are re-opened when they drop.
 ///
-/// The connection is opened on first use. Before each call it is checked (`virConnectIsAlive`, and the
-/// close callback's flag); a dropped one is re-opened. A call that fails with a connection error marks it
-/// dropped, so the next call re-opens it; while libvirt cannot be reached, every call throws
-/// `FenceError.hypervisorUnavailable`.
+/// Calls on one libvirtd connection were measured to queue behind each other here (two `destroy`s of different
+/// QEMU domains on one connection took twice as long as on two), so a call takes an idle connection, and a new
+/// one is opened when all are busy, up to `maximumConnections` (16 by default); beyond that, calls share the
+/// least busy. Connections stay open for the next burst. The test driver (`test:///…`) keeps its world inside
+/// a connection, so it always has exactly one.
 ///
-/// Note: the test driver (`test:///…`) keeps its world inside the connection, so a re-open starts afresh.
+/// Before each call the connection is checked (`virConnectIsAlive`, and the close callback's flag); a dropped
+/// one is re-opened. A call that fails with a connection error marks it dropped, so the next call re-opens it;
+/// while libvirt cannot be reached, every call throws `FenceError.hypervisorUnavailable`.
 public final class LibvirtHypervisor: Hypervisor {
     public let uri: String
     private let logger: Logger
-    private let current = Mutex<LibvirtConnection?>(nil)
+    /// The most connections this hypervisor opens.
+    public let maximumConnections: Int
 
-    public init(uri: String, logger: Logger) {
-        self.uri = uri
-        self.logger = logger
+    private struct Slot {
+        var connection: LibvirtConnection?
+        var callsInFlight = 0
     }
 
-    /// The live connection, opening or re-opening it if needed. Blocks while opening.
-    func connection() throws(FenceError) -> LibvirtConnection {
-        try current.withLock { (slot: inout LibvirtConnection?) throws(FenceError) -> LibvirtConnection in
-            if let connection = slot {
-                if connection.isAlive { return connection }
+    private let slots = Mutex<[Slot]>([])
+
+    /// - Parameter maximumConnections: connections to spread concurrent calls over (the test driver: one).
+    public init(uri: String, logger: Logger, maximumConnections: Int = 16) {
+        self.uri = uri
+        self.logger = logger
+        self.maximumConnections = uri.hasPrefix("test:") ? 1 : max(1, maximumConnections)
+    }
+
+    /// Connections opened so far (some may have dropped since).
+    public var openConnections: Int { slots.withLock { $0.filter { $0.connection != nil }.count } }
+
+    /// Takes a slot for one call: an idle one with a live connection, else a new one if there is room, else
+    /// the least busy. Returns its connection, or nil if the caller must open one (outside the lock).
+    private func takeSlot() -> (index: Int, connection: LibvirtConnection?) {
+        slots.withLock { slots in
+            var chosen: Int
+            if let idle = slots.indices.first(where: { slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true }) {
+                chosen = idle
+            } else if slots.count < maximumConnections {
+                slots.append(Slot())
+                chosen = slots.count - 1
+            } else {
+                chosen = 0
+                for index in slots.indices where slots[index].callsInFlight < slots[chosen].callsInFlight { chosen = index }
+            }
+            slots[chosen].callsInFlight += 1
+            if let connection = slots[chosen].connection {
+                if connection.isAlive { return (chosen, connection) }
                 logger.warning("hypervisor connection lost; reconnecting", metadata: ["hypervisor.uri": "\(uri)"])
-                slot = nil
+                slots[chosen].connection = nil
             }
-            do throws(LibvirtError) {
-                let connection = try LibvirtConnection(uri: uri)
-                slot = connection
-                logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)"])
-                return connection
-            } catch {
-                throw FenceError.hypervisorUnavailable(uri: uri, reason: error.message)
-            }
+            return (chosen, nil)
         }
     }
 
-    /// Runs `body` on the live connection; a connection failure marks the connection dropped and is rethrown
+    /// A live connection for one call, opening one if needed (blocking). Hand the index back with `release(_:)`.
+    private func acquire() throws(FenceError) -> (index: Int, connection: LibvirtConnection) {
+        let (index, existing) = takeSlot()
+        if let existing { return (index, existing) }
+        do throws(LibvirtError) {
+            let opened = try LibvirtConnection(uri: uri)
+            let connection = slots.withLock { slots in
+                // Another call may have opened this slot's connection meanwhile; keep one.
+                if let other = slots[index].connection, other.isAlive { return other }
+                slots[index].connection = opened
+                return opened
+            }
+            logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(index)"])
+            return (index, connection)
+        } catch {
+            release(index)
+            throw FenceError.hypervisorUnavailable(uri: uri, reason: error.message)
+        }
+    }
+
+    private func release(_ index: Int) {
+        slots.withLock { $0[index].callsInFlight -= 1 }
+    }
+
+    /// Runs `body` on a live connection; a connection failure marks that connection dropped and is rethrown
     /// as `FenceError.hypervisorUnavailable`.
     func withConnection<T>(_ body: (LibvirtConnection) throws -> T) throws -> T {
-        let connection = try connection()
+        let (index, connection) = try acquire()
+        defer { release(index) }
         do {
             return try body(connection)
         } catch let error as LibvirtError where error.isConnectionFailure {
@@ -106,7 +152,7 @@ public final class LibvirtHypervisor: Hypervisor {
     }
 
     public func checkConnection() throws {
-        _ = try connection()
+        try withConnection { _ in }
     }
 
     /// Defines (or redefines) a persistent domain; for tests that change a definition under the service.

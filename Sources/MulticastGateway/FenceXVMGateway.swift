@@ -129,8 +129,7 @@ public final class FenceXVMGateway: Sendable {
         Task { [inFlightCounter = self] in
             defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
             do {
-                let connection = try await session.pool.run { try Socket.connection(to: callback, timeout: timeout) }
-                try await session.run(request, on: connection, from: requester)
+                try await session.run(request, connect: { try Socket.connection(to: callback, timeout: timeout) }, from: requester)
                 history.answered(key)
             } catch {
                 history.release(key)
@@ -168,7 +167,7 @@ public final class FenceXVMGateway: Sendable {
             let key = RequestHistory.Key(request)
             guard history.claim(key) else { return }
             do {
-                try await session.run(request, on: connection, from: requester)
+                try await session.run(request, connect: { connection }, from: requester)
                 history.answered(key)
             } catch {
                 history.release(key)

@@ -27,11 +27,20 @@ struct FenceXVMSession {
         case authentication(ChallengeResponse.Failure)
     }
 
-    /// Runs the session. Throws `Unanswered` if the client was never answered.
-    func run(_ request: FenceXVMRequest, on socket: Socket, from requester: Requester) async throws {
+    /// Runs the session on the socket that `connect` returns (the call back, or the accepted connection).
+    /// Connecting and challenge-response run in one hop to the blocking pool. Throws `Unanswered` or the
+    /// connection's error if the client was never answered.
+    func run(
+        _ request: FenceXVMRequest, connect: @escaping @Sendable () throws -> Socket, from requester: Requester
+    ) async throws {
         let (type, key, timeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
+        let socket: Socket
         do {
-            try await pool.run { try ChallengeResponse.authenticate(socket, type: type, key: key, timeout: timeout) }
+            socket = try await pool.run {
+                let socket = try connect()
+                try ChallengeResponse.authenticate(socket, type: type, key: key, timeout: timeout)
+                return socket
+            }
         } catch let failure as ChallengeResponse.Failure {
             logger.notice(
                 "fence_xvm authentication failed; request dropped",

@@ -25,7 +25,27 @@ final class RequestHistory: Sendable {
         case answered(at: ContinuousClock.Instant)
     }
 
-    private let entries = Mutex<[Key: Entry]>([:])
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        /// Answered keys in the order they were answered, so expired ones are pruned from the front in
+        /// constant time per key (a scan of every entry per packet made the listener thread the bottleneck).
+        var answeredOrder: [(key: Key, at: ContinuousClock.Instant)] = []
+        var head = 0
+
+        mutating func prune(before limit: ContinuousClock.Instant) {
+            while head < answeredOrder.count, answeredOrder[head].at <= limit {
+                let (key, at) = answeredOrder[head]
+                if case .answered(let recorded) = entries[key], recorded == at { entries[key] = nil }
+                head += 1
+            }
+            if head >= 1024, head * 2 >= answeredOrder.count {
+                answeredOrder.removeFirst(head)
+                head = 0
+            }
+        }
+    }
+
+    private let state = Mutex(State())
     private let window: Duration
     private let clock = ContinuousClock()
 
@@ -36,25 +56,29 @@ final class RequestHistory: Sendable {
     /// Claims `key`; false if it is being processed or was answered within the window (a duplicate).
     func claim(_ key: Key) -> Bool {
         let now = clock.now
-        return entries.withLock { entries in
-            entries = entries.filter { _, entry in
-                if case .answered(let at) = entry { return now - at < window }
-                return true
-            }
-            guard entries[key] == nil else { return false }
-            entries[key] = .inProgress
+        return state.withLock { state in
+            state.prune(before: now - window)
+            guard state.entries[key] == nil else { return false }
+            state.entries[key] = .inProgress
             return true
         }
     }
 
     /// The request was answered: keep the key for the window.
     func answered(_ key: Key) {
-        let now = clock.now
-        entries.withLock { $0[key] = .answered(at: now) }
+        state.withLock { state in
+            // Taken under the lock, so the order list stays sorted by time.
+            let now = clock.now
+            state.entries[key] = .answered(at: now)
+            state.answeredOrder.append((key, now))
+        }
     }
+
+    /// Keys claimed or remembered now (for tests).
+    var trackedKeys: Int { state.withLock { $0.entries.count } }
 
     /// The request could not be answered (no callback, failed authentication): forget the claim.
     func release(_ key: Key) {
-        entries.withLock { _ = $0.removeValue(forKey: key) }
+        state.withLock { _ = $0.entries.removeValue(forKey: key) }
     }
 }

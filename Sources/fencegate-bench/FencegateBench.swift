@@ -9,7 +9,7 @@ struct FencegateBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencegate-bench",
         abstract: "Benchmark helpers for bench/run (not part of the product).",
-        subcommands: [AuditScale.self])
+        subcommands: [AuditScale.self, XVMLoad.self])
 }
 
 /// Fills an audit database with generated rows, then times the filtered, paginated queries the API offers.

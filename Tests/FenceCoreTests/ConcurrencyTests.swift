@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Store
 import TestSupport
 import Testing
@@ -124,5 +125,30 @@ struct TimeoutTests {
         #expect(row.result == .timedOut)
         #expect(row.domainUUID == nil)
         #expect(try harness.state("pcmk3") == .running)
+    }
+}
+
+@Suite("Hypervisor connections")
+struct HypervisorConnectionTests {
+    @Test("a libvirtd URI may open several connections (calls on one queue behind each other); the test driver one")
+    func connectionLimits() throws {
+        let logger = Logger(label: "test")
+        #expect(LibvirtHypervisor(uri: "qemu:///system", logger: logger).maximumConnections == 16)
+        #expect(LibvirtHypervisor(uri: "qemu+ssh://host/system", logger: logger, maximumConnections: 2).maximumConnections == 2)
+        #expect(LibvirtHypervisor(uri: "test:///default", logger: logger, maximumConnections: 8).maximumConnections == 1)
+    }
+
+    @Test("with the test driver, every call sees one world: a change made by one call is seen by the next")
+    func testDriverKeepsOneWorld() async throws {
+        let harness = try await ServiceHarness()
+        let first = try harness.libvirt.domain(DomainTarget("pcmk1"))
+        try harness.libvirt.destroy(domain: first.uuid)
+        // Concurrent calls: with the test driver they must all share the one connection (one world).
+        let states = try await withThrowingTaskGroup(of: DomainState?.self) { group in
+            for _ in 0..<8 { group.addTask { try harness.libvirt.state(ofDomain: first.uuid) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(states == [DomainState?](repeating: .shutOff, count: 8))
+        #expect(harness.libvirt.openConnections == 1)
     }
 }

@@ -78,6 +78,23 @@ struct RequestHistoryTests {
         #expect(history.claim(key))
     }
 
+    @Test("expired keys are forgotten, in-progress ones kept: the history does not grow with traffic")
+    func pruning() async throws {
+        let history = RequestHistory(window: .milliseconds(50))
+        let running = RequestHistory.Key(request(.reboot, "pcmk5", sequence: 1))
+        #expect(history.claim(running))
+        for sequence in UInt32(2)..<3002 {
+            let key = RequestHistory.Key(request(.status, "pcmk5", sequence: sequence))
+            #expect(history.claim(key))
+            history.answered(key)
+        }
+        #expect(history.trackedKeys == 3001)
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(history.claim(RequestHistory.Key(request(.status, "pcmk5", sequence: 9999))))
+        #expect(history.trackedKeys == 2)  // the running claim and the new one
+        #expect(!history.claim(running))  // still in progress: still a duplicate
+    }
+
     @Test("of many copies claimed at once from many threads, exactly one wins")
     func concurrentClaims() async {
         let history = RequestHistory()

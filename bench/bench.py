@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""Fencegate benchmarks, side by side with fence_virtd in the same run and lab. Started by bench/run.
+
+Everything runs on this machine: network namespaces this script creates (198.18.0.0/15), loopback, and
+libvirt's test driver. It deletes its namespaces and stops the processes it started, by PID, even on failure.
+"""
+import argparse
+import datetime
+import grp
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FENCEGATE = os.path.join(ROOT, ".build/release/fencegate")
+BENCH_TOOL = os.path.join(ROOT, ".build/release/fencegate-bench")
+FENCE_XVM = "/usr/sbin/fence_xvm"
+FENCE_VIRTD = "/usr/sbin/fence_virtd"
+IP = shutil.which("ip") or "/usr/sbin/ip"
+
+
+def sh(*command, check=True, **kwargs):
+    return subprocess.run(command, check=check, capture_output=True, text=True, **kwargs)
+
+
+def percentile(values, fraction):
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(-(-len(ordered) * fraction // 1)) - 1))
+    return ordered[index]
+
+
+class Lab:
+    """A host namespace with bridge br0 (198.18.0.1) and guests on veth ports (198.18.0.x / 198.18.1.x)."""
+
+    def __init__(self, guests):
+        tag = os.urandom(3).hex()
+        self.host = f"fgb-{tag}-h"
+        self.guests = [f"fgb-{tag}-g{index}" for index in range(1, guests + 1)]
+        self.processes = []
+        try:
+            sh(IP, "netns", "add", self.host)
+            sh(IP, "-n", self.host, "link", "set", "lo", "up")
+            sh(IP, "-n", self.host, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+            sh(IP, "-n", self.host, "addr", "add", "198.18.0.1/23", "dev", "br0")
+            sh(IP, "-n", self.host, "link", "set", "br0", "up")
+            for index, guest in enumerate(self.guests, start=1):
+                address = self.address(index - 1) + "/23"
+                sh(IP, "netns", "add", guest)
+                sh(IP, "-n", guest, "link", "set", "lo", "up")
+                sh(IP, "-n", self.host, "link", "add", f"p{index}", "type", "veth", "peer", "name", "eth0", "netns", guest)
+                sh(IP, "-n", self.host, "link", "set", f"p{index}", "master", "br0")
+                sh(IP, "-n", self.host, "link", "set", f"p{index}", "up")
+                sh(IP, "-n", guest, "addr", "add", address, "dev", "eth0")
+                sh(IP, "-n", guest, "link", "set", "eth0", "up")
+        except BaseException:
+            self.destroy()
+            raise
+
+    @staticmethod
+    def address(guest_index):
+        """The IPv4 address of guest `guest_index` (0-based)."""
+        number = guest_index + 10
+        return f"198.18.{number // 256}.{number % 256}"
+
+    def start(self, namespace, command, log):
+        process = subprocess.Popen([IP, "netns", "exec", namespace] + command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process, grace=5):
+        terminate(process, grace)
+
+    def destroy(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        for namespace in self.guests + [self.host]:
+            sh(IP, "netns", "del", namespace, check=False)
+
+
+def terminate(process, grace=20):
+    """SIGTERM, then SIGKILL after `grace` seconds; waits for the end (a process this script started)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def fixture_uri(directory, domains):
+    """A test-driver world with `domains` running domains named node1…nodeN."""
+    path = os.path.join(directory, f"world-{domains}.xml")
+    with open(path, "w") as file:
+        file.write('<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>'
+                   '<cores>2</cores><threads>1</threads><active>2</active></cpu><memory>16777216</memory>\n')
+        for index in range(1, domains + 1):
+            file.write(f'<domain type="test"><name>node{index}</name><uuid>00000000-0000-4000-8000-{index:012d}</uuid>'
+                       f'<memory>262144</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n')
+        file.write("</node>\n")
+    return "test://" + path
+
+
+def wait_for(predicate, limit=30, what="condition"):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU time of a running process."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Concurrent guests running the unchanged fence_xvm
+
+class Servers:
+    """Starts fence_virtd or fencegate in the lab's host namespace on the same world and key."""
+
+    def __init__(self, lab, directory, uri):
+        self.lab, self.directory, self.uri = lab, directory, uri
+        self.key = os.path.join(directory, "fence_xvm.key")
+        if not os.path.exists(self.key):
+            sh(FENCEGATE, "keygen", self.key)
+
+    def fence_virtd(self):
+        config = os.path.join(self.directory, "fence_virt.conf")
+        with open(config, "w") as file:
+            file.write(f'fence_virtd {{ listener = "multicast"; backend = "libvirt"; }}\n'
+                       f'listeners {{ multicast {{ key_file = "{self.key}"; address = "225.0.0.12"; interface = "br0"; }} }}\n'
+                       f'backends {{ libvirt {{ uri = "{self.uri}"; }} }}\n')
+        os.chmod(config, 0o600)
+        log = open(os.path.join(self.directory, "fence_virtd.log"), "w")
+        pidfile = os.path.join(self.directory, "fence_virtd.pid")
+        process = self.lab.start(self.lab.host, [FENCE_VIRTD, "-F", "-p", pidfile, "-f", config], log)
+        self.wait_answering()
+        return process
+
+    def fencegate(self, extra=()):
+        database = os.path.join(self.directory, f"audit-{os.urandom(3).hex()}.db")
+        log = open(os.path.join(self.directory, "fencegate.log"), "w")
+        process = self.lab.start(self.lab.host, [
+            FENCEGATE, "serve", "--uri", self.uri, "--database", database, "--listen", "127.0.0.1:0",
+            "--multicast", "--multicast-interface", "br0", "--key-file", self.key, "--log-level", "warning",
+            *extra], log)
+        self.wait_answering()
+        return process
+
+    def wait_answering(self):
+        def answers():
+            result = subprocess.run([IP, "netns", "exec", self.lab.guests[0], FENCE_XVM, "-k", self.key, "-o",
+                                     "monitor", "-t", "1", "-r", "5"], capture_output=True)
+            return result.returncode == 0
+        wait_for(answers, 30, "the server to answer")
+
+
+def concurrent_round(lab, key, count, arguments_for):
+    """Runs fence_xvm in the first `count` guests at the same moment (guest i with `arguments_for(i)`);
+    returns [(seconds, exit code, client CPU seconds)], each timed from its own start to its exit."""
+    results = [None] * count
+    barrier = threading.Barrier(count)
+
+    def client(index):
+        barrier.wait()
+        started = time.monotonic()
+        process = subprocess.Popen([IP, "netns", "exec", lab.guests[index], FENCE_XVM, "-k", key, *arguments_for(index)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # `ip netns exec` execs fence_xvm in the same process: its rusage is the client's own CPU time.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        results[index] = (time.monotonic() - started, process.returncode, usage.ru_utime + usage.ru_stime)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def bench_concurrent_guests(directory, counts, rounds):
+    lab = Lab(max(counts))
+    try:
+        uri = fixture_uri(directory, max(counts))
+        servers = Servers(lab, directory, uri)
+        table = {}
+        for label in ["floor", "fence_virtd", "fencegate"]:
+            process = None
+            if label == "fence_virtd":
+                process = servers.fence_virtd()
+            elif label == "fencegate":
+                process = servers.fencegate()
+            for count in counts:
+                samples, failures, cpu = [], 0, []
+                for _ in range(rounds):
+                    if label == "floor":
+                        # The same processes, sending nothing: process start-up and contention alone.
+                        results = concurrent_round(lab, servers.key, count, lambda index: ["-o", "metadata"])
+                    else:
+                        # Each guest asks for the status of its own node.
+                        results = concurrent_round(
+                            lab, servers.key, count, lambda index: ["-H", f"node{index + 1}", "-o", "status", "-t", "30"])
+                    for seconds, code, client_cpu in results:
+                        samples.append(seconds)
+                        cpu.append(client_cpu)
+                        failures += code != 0
+                table[(label, count)] = {
+                    "p50_ms": percentile(samples, 0.5) * 1000, "p99_ms": percentile(samples, 0.99) * 1000,
+                    "max_ms": max(samples) * 1000, "failures": failures, "samples": len(samples),
+                    "client_cpu_ms": statistics.mean(cpu) * 1000}
+                print(f"  concurrent guests: {label:11} N={count:3}  p50 {table[(label, count)]['p50_ms']:7.1f} ms"
+                      f"  p99 {table[(label, count)]['p99_ms']:7.1f} ms  failures {failures}"
+                      f"  client CPU {table[(label, count)]['client_cpu_ms']:.2f} ms", flush=True)
+            if process is not None:
+                lab.stop(process)
+        return table
+    finally:
+        lab.destroy()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1b. Load generator: many signed requests in flight, no process per request
+
+LOAD_NAMESPACES = 4
+
+
+def load_round(lab, key, concurrency, duration, domains):
+    """Runs fencegate-bench xvm-load in up to LOAD_NAMESPACES guests, `concurrency` workers in all."""
+    namespaces = min(concurrency, LOAD_NAMESPACES)
+    names = ",".join(f"node{index}" for index in range(1, domains + 1))
+    processes = []
+    for index in range(namespaces):
+        workers = concurrency // namespaces + (1 if index < concurrency % namespaces else 0)
+        processes.append(subprocess.Popen(
+            [IP, "netns", "exec", lab.guests[index], BENCH_TOOL, "xvm-load", "--key-file", key, "--interface", "eth0",
+             "--address", Lab.address(index), "--workers", str(workers), "--duration", str(duration),
+             "--domains", names], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    latencies, failures, retransmissions, seconds, client_cpu = [], {}, 0, 0.0, 0.0
+    for process in processes:
+        out, err = process.communicate(timeout=duration + 120)
+        if process.returncode != 0:
+            raise RuntimeError(f"xvm-load failed: {err.strip()}")
+        result = json.loads(out)
+        latencies += result["latencies_ms"]
+        retransmissions += result["retransmissions"]
+        client_cpu += result["cpu_seconds"]
+        seconds = max(seconds, result["seconds"])
+        for reason, count in result["failures"].items():
+            failures[reason] = failures.get(reason, 0) + count
+    return {"requests_per_second": len(latencies) / seconds if seconds else 0.0,
+            "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
+            "max_ms": max(latencies) if latencies else float("nan"), "answered": len(latencies),
+            "failures": sum(failures.values()), "failure_reasons": failures, "retransmissions": retransmissions,
+            "client_cpu_ms_per_request": client_cpu * 1000 / len(latencies) if latencies else float("nan"),
+            "server_cpu_ms_per_request": float("nan")}
+
+
+def bench_load(directory, concurrencies, duration):
+    lab = Lab(LOAD_NAMESPACES)
+    try:
+        uri = fixture_uri(directory, 16)
+        servers = Servers(lab, directory, uri)
+        table = {}
+        for label in ["fence_virtd", "fencegate"]:
+            process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
+            for concurrency in concurrencies:
+                cpu_before = process_cpu_seconds(process.pid)
+                row = load_round(lab, servers.key, concurrency, duration, 16)
+                if row["answered"]:
+                    row["server_cpu_ms_per_request"] = (process_cpu_seconds(process.pid) - cpu_before) * 1000 / row["answered"]
+                table[(label, concurrency)] = row
+                print(f"  load generator: {label:11} in flight {concurrency:3}  {row['requests_per_second']:7.0f} req/s"
+                      f"  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:7.1f} ms  failures {row['failures']}"
+                      f"  retransmissions {row['retransmissions']}  CPU ms/request: server"
+                      f" {row['server_cpu_ms_per_request']:.2f}, load generator {row['client_cpu_ms_per_request']:.2f}", flush=True)
+            lab.stop(process)
+        return table
+    finally:
+        lab.destroy()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. A real hypervisor: libvirtd with QEMU (TCG) domains
+
+QEMU_DOMAIN = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+</domain>
+"""
+
+
+class Libvirtd:
+    """Uses the running libvirtd, or starts virtlogd and libvirtd in the foreground (their PIDs are ours to stop).
+
+    A libvirtd started here runs in a private mount namespace whose /dev/kvm is a copy of the device node with
+    Debian's udev permissions (root:kvm 0660). On images where /dev/kvm is root-only 0600, libvirt 9.0 finds
+    the cached QEMU capabilities ("KVM usable") inconsistent with what the qemu user may open, and re-probes
+    QEMU on every define (about 30 s) and start (about 4 s). Domains are of type qemu (TCG) either way."""
+
+    def __init__(self, directory):
+        self.started = []
+        self.note = "the libvirtd already running"
+        if self.answers():
+            return
+        log = open(os.path.join(directory, "libvirtd.log"), "w")
+        self.started.append(subprocess.Popen(["/usr/sbin/virtlogd"], stdout=log, stderr=subprocess.STDOUT))
+        command = ["/usr/sbin/libvirtd"]
+        self.note = "a libvirtd started by the benchmark"
+        if os.path.exists("/dev/kvm") and (os.stat("/dev/kvm").st_mode & 0o060) != 0o060:
+            node = os.path.join(directory, "kvm")
+            os.mknod(node, 0o660 | stat.S_IFCHR, os.stat("/dev/kvm").st_rdev)
+            os.chown(node, 0, grp.getgrnam("kvm").gr_gid)
+            os.chmod(node, 0o660)
+            command = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       f'mount --bind "{node}" /dev/kvm && exec /usr/sbin/libvirtd']
+            self.note += " (its own mount namespace with /dev/kvm as root:kvm 0660, as Debian's udev rule sets it)"
+        self.started.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+        wait_for(self.answers, 30, "libvirtd")
+
+    @staticmethod
+    def answers():
+        return subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True).returncode == 0
+
+    def stop(self):
+        for process in reversed(self.started):
+            terminate(process)
+
+
+def virsh(*arguments, check=True):
+    return sh("virsh", "-c", "qemu:///system", *arguments, check=check)
+
+
+def in_parallel(commands):
+    """Runs the commands at once; returns each one's seconds, and raises if one failed."""
+    started = time.monotonic()
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for command in commands]
+    seconds = []
+    for command, process in zip(commands, processes):
+        _, err = process.communicate()
+        seconds.append(time.monotonic() - started)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {err.strip()}")
+    return seconds
+
+
+def bench_qemu(directory, virtd_concurrent_reboots):
+    """Concurrent offs and reboots of real QEMU domains through the unchanged fence_xvm, both servers."""
+    daemon = Libvirtd(directory)
+    tag = os.urandom(2).hex()
+    names = [f"fgb{tag}-vm{index}" for index in range(1, 6)]
+    lab = None
+    try:
+        for name in names:
+            path = os.path.join(directory, f"{name}.xml")
+            with open(path, "w") as file:
+                file.write(QEMU_DOMAIN.format(name=name))
+            virsh("define", path)
+
+        def start_all():
+            in_parallel([["virsh", "-c", "qemu:///system", "start", name] for name in names])
+
+        def running(name):
+            return virsh("domstate", name).stdout.strip() == "running"
+
+        results = {"libvirtd": daemon.note}
+        # The hypervisor's own times, measured here: one destroy, one start.
+        virsh("start", names[0])
+        began = time.monotonic()
+        virsh("destroy", names[0])
+        results["destroy_seconds"] = time.monotonic() - began
+        began = time.monotonic()
+        virsh("start", names[0])
+        results["start_seconds"] = time.monotonic() - began
+        start_all_missing = [name for name in names if not running(name)]
+        in_parallel([["virsh", "-c", "qemu:///system", "start", name] for name in start_all_missing])
+
+        # The hypervisor's floor for concurrent work: five destroys, then five starts, all at once (virsh).
+        results["parallel_destroys"] = in_parallel([["virsh", "-c", "qemu:///system", "destroy", name] for name in names])
+        results["parallel_starts"] = in_parallel([["virsh", "-c", "qemu:///system", "start", name] for name in names])
+        print(f"  qemu: virsh alone: destroy {results['destroy_seconds']:.1f} s, start {results['start_seconds']:.1f} s;"
+              f" 5 at once: destroys done after {max(results['parallel_destroys']):.1f} s, starts after "
+              + ", ".join(f"{value:.1f}" for value in results["parallel_starts"]) + " s", flush=True)
+
+        lab = Lab(len(names))
+        servers = Servers(lab, directory, "qemu:///system")
+
+        def fence_all(action, count):
+            rows = concurrent_round(lab, servers.key, count,
+                                    lambda index: ["-H", names[index], "-o", action, "-t", "300"])
+            return [seconds for seconds, _, _ in rows], sum(code != 0 for _, code, _ in rows)
+
+        for label in ["fence_virtd", "fencegate"]:
+            process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
+            entry = results[label] = {}
+            # Five guests fence five different VMs off at the same moment.
+            seconds, failures = fence_all("off", len(names))
+            entry["offs"] = sorted(seconds)
+            entry["offs_failures"] = failures + sum(running(name) for name in names)
+            print(f"  qemu: {label:11} 5 concurrent offs done after " + ", ".join(f"{value:.1f}" for value in sorted(seconds))
+                  + f" s; failures {entry['offs_failures']}", flush=True)
+            start_all()
+            # One reboot alone.
+            seconds, failures = fence_all("reboot", 1)
+            entry["reboot_seconds"], entry["reboot_failures"] = seconds[0], failures + (not running(names[0]))
+            print(f"  qemu: {label:11} one reboot {seconds[0]:.1f} s; failures {entry['reboot_failures']}", flush=True)
+            wait_for(lambda: all(running(name) for name in names), 120, "the VMs to run")
+            if label == "fencegate" or virtd_concurrent_reboots:
+                # Five reboots of five VMs at once. fence_virtd serves one at a time (about five times its single
+                # reboot), so its run is optional (--virtd-concurrent-reboots) to keep the suite short.
+                seconds, failures = fence_all("reboot", len(names))
+                wait_for(lambda: all(running(name) for name in names), 300, "the VMs to run again")
+                entry["reboots"] = sorted(seconds)
+                entry["reboots_failures"] = failures
+                print(f"  qemu: {label:11} 5 concurrent reboots done after "
+                      + ", ".join(f"{value:.1f}" for value in sorted(seconds)) + f" s; failures {failures}", flush=True)
+            lab.stop(process)
+        return results
+    finally:
+        if lab is not None:
+            lab.destroy()
+        for name in names:
+            virsh("destroy", name, check=False)
+            virsh("undefine", name, check=False)
+        daemon.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. HTTP throughput with wrk, and 5. footprint
+
+WRK_FENCE_SCRIPT = r"""
+counter = 0
+domains = tonumber(os.getenv("DOMAINS"))
+request = function()
+  counter = counter + 1
+  local domain = (counter % domains) + 1
+  local action = (math.floor(counter / domains) % 2 == 0) and "off" or "on"
+  return wrk.format("POST", "/domains/node" .. domain .. "/" .. action)
+end
+"""
+
+
+WRK_SUSHY_RESET_SCRIPT = r"""
+counter = 0
+request = function()
+  counter = counter + 1
+  local reset = (counter % 2 == 1) and "ForceOff" or "On"
+  return wrk.format("POST", os.getenv("RESET_PATH"), {["Content-Type"] = "application/json"},
+                    '{"ResetType": "' .. reset .. '"}')
+end
+"""
+
+SUSHY = os.path.join(ROOT, ".build-sushy-venv/bin/sushy-emulator")
+
+
+def bench_sushy(directory, duration):
+    """OpenStack's sushy-emulator (Redfish for libvirt VMs) on test:///default, the same wrk rows."""
+    port = free_port()
+    config = os.path.join(directory, "sushy.conf")
+    with open(config, "w") as file:
+        file.write(f"SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\n"
+                   "SUSHY_EMULATOR_LIBVIRT_URI = 'test:///default'\n")
+    log = open(os.path.join(directory, "sushy.log"), "w")
+    process = subprocess.Popen([SUSHY, "--config", config], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def answers():
+            return subprocess.run(["curl", "-sf", "-o", "/dev/null", f"{base}/redfish/v1/Systems"]).returncode == 0
+        wait_for(answers, 60, "sushy-emulator")
+        members = json.loads(sh("curl", "-sf", f"{base}/redfish/v1/Systems").stdout)["Members"]
+        system = members[0]["@odata.id"]
+        script = os.path.join(directory, "sushy-reset.lua")
+        with open(script, "w") as file:
+            file.write(WRK_SUSHY_RESET_SCRIPT)
+        results = {"version": sh(os.path.join(os.path.dirname(SUSHY), "pip"), "show", "sushy-tools").stdout.split("\n")[1]}
+        for connections in [1, 16, 64]:
+            threads = str(min(2, connections))
+            status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "10s",
+                        f"{base}{system}").stdout
+            results[f"status_c{connections}"] = parse_wrk(status)
+            reset = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "10s",
+                       "-s", script, base, env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset")).stdout
+            results[f"fence_c{connections}"] = parse_wrk(reset)
+            print(f"  sushy-emulator c={connections:2}: status {results[f'status_c{connections}']['requests_per_second']:7.0f} req/s"
+                  f" p99 {results[f'status_c{connections}']['p99_ms']:7.1f} ms;"
+                  f" reset ForceOff/On {results[f'fence_c{connections}']['requests_per_second']:6.0f} ops/s"
+                  f" p99 {results[f'fence_c{connections}']['p99_ms']:7.1f} ms", flush=True)
+        return results
+    finally:
+        terminate(process)
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def parse_wrk(output):
+    requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", output)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {"requests_per_second": requests, "p99_ms": float(p99.group(1)) * scale,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def fsync_rate(directory, seconds=2):
+    path = os.path.join(directory, "fsync-probe")
+    count = 0
+    with open(path, "wb") as file:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            file.write(b"x")
+            file.flush()
+            os.fsync(file.fileno())
+            count += 1
+    os.unlink(path)
+    return count / seconds
+
+
+def bench_http(directory, duration):
+    uri = fixture_uri(directory, 64)
+    database = os.path.join(directory, "http-audit.db")
+    env = dict(os.environ, FENCEGATE_DATABASE=database)
+    token = sh(FENCEGATE, "token", "create", "bench", "--scope", "fence", env=env).stdout.strip()
+    log = open(os.path.join(directory, "http-serve.log"), "w")
+    started = time.monotonic()
+    process = subprocess.Popen([FENCEGATE, "serve", "--uri", uri, "--listen", "127.0.0.1:0", "--log-level", "warning"],
+                               stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        startup = time.monotonic() - started
+        port = re.search(r"127\.0\.0\.1:(\d+)", line).group(1)
+        base = f"http://127.0.0.1:{port}"
+        time.sleep(1)
+        idle_rss = rss_kib(process.pid)
+        results = {"startup_seconds": startup, "idle_rss_kib": idle_rss}
+        peak_rss = idle_rss
+        script = os.path.join(directory, "fence.lua")
+        with open(script, "w") as file:
+            file.write(WRK_FENCE_SCRIPT)
+        for connections in [1, 16, 64]:
+            threads = str(min(2, connections))
+            status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
+                        "-H", f"Authorization: Bearer {token}", f"{base}/domains/node1").stdout
+            results[f"status_c{connections}"] = parse_wrk(status)
+            peak_rss = max(peak_rss, rss_kib(process.pid))
+            fence = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
+                       "-H", f"Authorization: Bearer {token}", base, env=dict(os.environ, DOMAINS="64")).stdout
+            results[f"fence_c{connections}"] = parse_wrk(fence)
+            peak_rss = max(peak_rss, rss_kib(process.pid))
+            print(f"  http c={connections:2}: status {results[f'status_c{connections}']['requests_per_second']:9.0f} req/s"
+                  f" p99 {results[f'status_c{connections}']['p99_ms']:6.2f} ms;"
+                  f" audited off/on {results[f'fence_c{connections}']['requests_per_second']:8.0f} ops/s"
+                  f" p99 {results[f'fence_c{connections}']['p99_ms']:6.2f} ms", flush=True)
+        results["loaded_rss_kib"] = peak_rss
+        rows = json.loads(sh(FENCEGATE, "audit", "--json", "--limit", "1", env=env).stdout)["operations"]
+        results["audit_rows"] = rows[0]["id"] if rows else 0
+        results["fsync_per_second"] = fsync_rate(directory)
+        return results
+    finally:
+        terminate(process, 30)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as file:
+        for line in file:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Linux {platform.release()}"
+
+
+SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit"]
+
+
+def versions():
+    def package(name):
+        return sh("dpkg-query", "-W", "-f=${Version}", name, check=False).stdout.strip() or "not installed"
+    commit = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).stdout.strip()
+    dirty = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
+    return {"fencegate": commit + (" with uncommitted changes" if dirty else ""),
+            "fence-virtd": package("fence-virtd"), "fence-virt": package("fence-virt"),
+            "libvirt": package("libvirt0"), "qemu": package("qemu-system-x86"), "wrk": package("wrk")}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and rows (smoke test)")
+    parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--virtd-concurrent-reboots", action="store_true",
+                        help="also time 5 concurrent reboots through fence_virtd (about 4 more minutes)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS,
+                        help="run only this scenario (repeatable); the report then holds only these")
+    options = parser.parse_args()
+    quick = options.quick
+    directory = tempfile.mkdtemp(prefix="fencegate-bench-")
+    arguments = [argument for argument in sys.argv[1:] if not argument.startswith("--output")]
+    results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "command": " ".join(["bench/run"] + arguments), "versions": versions()}
+    started = time.monotonic()
+    wanted = set(options.only or SCENARIOS)
+    try:
+        if "concurrent" in wanted:
+            print("1. concurrent guests (unchanged fence_xvm, status)", flush=True)
+            counts = [1, 5, 10] if quick else [1, 5, 10, 20, 50]
+            results["concurrent"] = bench_concurrent_guests(directory, counts, 2 if quick else 5)
+        if "loadgen" in wanted:
+            print("1b. load generator (signed fence_xvm status requests, no process per request)", flush=True)
+            results["loadgen"] = bench_load(directory, [1, 8, 32], 3 if quick else 8)
+        if "qemu" in wanted:
+            print("2. real hypervisor (libvirtd, QEMU TCG domains, unchanged fence_xvm)", flush=True)
+            results["qemu"] = bench_qemu(directory, options.virtd_concurrent_reboots)
+        if "http" in wanted:
+            print("3. HTTP (wrk on loopback) and 5. footprint", flush=True)
+            results["http"] = bench_http(directory, 3 if quick else 10)
+            results["sushy"] = bench_sushy(directory, 3 if quick else 10)
+        if "audit" in wanted:
+            print("4. audit log at scale", flush=True)
+            rows = 100_000 if quick else 1_000_000
+            results["audit"] = json.loads(sh(BENCH_TOOL, "audit-scale", "--rows", str(rows), "--database",
+                                             os.path.join(directory, "scale.db")).stdout)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    results["seconds"] = time.monotonic() - started
+    write_report(results, options.output)
+    print(f"wrote {options.output} ({results['seconds']:.0f} s)")
+
+
+def write_report(results, path):
+    from report import render
+    with open(path, "w") as file:
+        file.write(render(results))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
