@@ -1,4 +1,5 @@
 import Foundation
+import Store
 
 /// The shared secret that fence_xvm and the multicast gateway sign with: raw bytes, usually 4096 random ones.
 public enum KeyFile {
@@ -18,6 +19,56 @@ public enum KeyFile {
                 return "cannot write key file \(path): \(reason)"
             }
         }
+    }
+
+    /// A key read from disk, and what is wrong with the file's mode if anything.
+    public struct Contents: Sendable {
+        /// The key: the file's first `standardSize` bytes, as fence_xvm and fence_virtd read it.
+        public let key: [UInt8]
+        /// Set when group or others may read the file (anyone who can read it can fence every VM).
+        public let warning: String?
+    }
+
+    /// Why a key file could not be used.
+    public enum ReadFailure: Error, CustomStringConvertible {
+        case missing(path: String)
+        case unreadable(path: String, reason: String)
+        case empty(path: String)
+        /// Group or others may write it: anyone who could replace it could fence every VM.
+        case writableByOthers(path: String, mode: String)
+
+        public var description: String {
+            switch self {
+            case .missing(let path): return "the key file \(path) does not exist (create one with: fencegate keygen \(path))"
+            case .unreadable(let path, let reason): return "cannot read the key file \(path): \(reason)"
+            case .empty(let path): return "the key file \(path) is empty"
+            case .writableByOthers(let path, let mode):
+                return "the key file \(path) has mode \(mode): group or others could replace the key; fix with: chmod 600 \(path)"
+            }
+        }
+    }
+
+    /// Reads the key at `path`. Refuses a file that group or others may write; a file they may read is used,
+    /// with a warning (fence_virtd accepts any mode, so an existing host keeps working while it is fixed).
+    public static func read(at path: String) throws(ReadFailure) -> Contents {
+        guard let access = FileAccess(path: path) else { throw .missing(path: path) }
+        if access.othersCanWrite { throw .writableByOthers(path: path, mode: access.octal) }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw .unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { try? handle.close() }
+        let data: Data
+        do {
+            data = try handle.read(upToCount: standardSize) ?? Data()
+        } catch {
+            throw .unreadable(path: path, reason: "\(error)")
+        }
+        guard !data.isEmpty else { throw .empty(path: path) }
+        let warning =
+            access.othersCanRead
+            ? "the key file \(path) has mode \(access.octal): group or others can read it and fence every VM; fix with: chmod 600 \(path)"
+            : nil
+        return Contents(key: [UInt8](data), warning: warning)
     }
 
     /// Writes `size` fresh random bytes to `path` with mode 0600 and returns them.

@@ -73,6 +73,7 @@ public actor AuditStore {
         path: String, busyTimeoutMilliseconds: Int32, executor: SerialQueueExecutor, logger: Logger
     ) throws -> AuditStore {
         try createIfMissing(path: path)
+        try checkAccess(path: path, logger: logger)
         do {
             let database = try Database(path: path)
             try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
@@ -85,6 +86,18 @@ public actor AuditStore {
             return try AuditStore(executor: executor, database: database, logger: logger)
         } catch let error as SQLiteError {
             throw AuditStoreError.database(error)
+        }
+    }
+
+    /// Refuses a database that group or others may write; warns about one they may read (it holds who fenced
+    /// what, and token hashes).
+    private static func checkAccess(path: String, logger: Logger) throws {
+        guard let access = FileAccess(path: path) else { return }
+        if access.othersCanWrite { throw AuditStoreError.writableByOthers(path: path, mode: access.octal) }
+        if access.othersCanRead {
+            logger.warning(
+                "the audit database is readable by group or others; fix with: chmod 600 \(path)",
+                metadata: ["audit.path": "\(path)", "file.mode": "\(access.octal)"])
         }
     }
 

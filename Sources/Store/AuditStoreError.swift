@@ -12,6 +12,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
     case invalidLimit(Int)
     /// A token with this name exists already.
     case tokenExists(String)
+    /// Group or others may write the database: the audit log could be rewritten behind the service's back.
+    case writableByOthers(path: String, mode: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
             return "invalid cursor: pass the cursor value from a previous page unchanged"
         case .invalidLimit(let limit):
             return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
+        case .writableByOthers(let path, let mode):
+            return "the audit database \(path) has mode \(mode): group or others could rewrite the audit log; fix with: chmod 600 \(path)"
         case .tokenExists(let name):
             return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
 import Foundation
+import Logging
 import MulticastGateway
 
 /// `serve` options of the fence_xvm gateway. Defaults are fence_virtd's; the listeners are opt-in.
@@ -49,8 +50,9 @@ struct GatewayOptions: ParsableArguments {
         for text in group { _ = try Self.parseGroup(text) }
     }
 
-    /// The gateway's configuration, reading the key file.
-    func configuration() throws -> GatewayConfiguration {
+    /// The gateway's configuration, reading the key file (a key file that group or others may read is used,
+    /// with a warning logged; one they may write is refused).
+    func configuration(logger: Logger) throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
         configuration.multicast =
             multicast
@@ -63,11 +65,15 @@ struct GatewayOptions: ParsableArguments {
         // The key is needed unless both hash and auth are none; it is loaded whenever it can be read, so that
         // (unlike fence_virtd with none/none) correctly signed packets are still accepted.
         let needed = configuration.minimumHash != .none || configuration.auth != .none
-        if let data = FileManager.default.contents(atPath: keyFile), !data.isEmpty {
-            configuration.key = Array(data.prefix(GatewayConfiguration.maximumKeyBytes))
-        } else if needed {
-            let reason = FileManager.default.fileExists(atPath: keyFile) ? "is empty or unreadable" : "does not exist"
-            throw CLIFailure.other("the key file \(keyFile) \(reason) (create one with: fencegate keygen \(keyFile))")
+        do {
+            let contents = try KeyFile.read(at: keyFile)
+            if let warning = contents.warning { logger.warning("\(warning)") }
+            configuration.key = Array(contents.key.prefix(GatewayConfiguration.maximumKeyBytes))
+        } catch .writableByOthers(let path, let mode) {
+            throw CLIFailure.other(KeyFile.ReadFailure.writableByOthers(path: path, mode: mode).description)
+        } catch {
+            // With hash and auth none, no key is needed.
+            if needed { throw CLIFailure.other(error.description) }
         }
         return configuration
     }

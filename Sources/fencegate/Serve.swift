@@ -85,7 +85,7 @@ struct Serve: AsyncParsableCommand {
             if gateway.enabled {
                 let fenceXVM: FenceXVMGateway
                 do {
-                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: try gateway.configuration(), logger: logger)
+                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: try gateway.configuration(logger: logger), logger: logger)
                 } catch let error as GatewayError {
                     throw CLIFailure.other(error.description)
                 }
