@@ -79,8 +79,13 @@ let package = Package(
         ),
 
         .target(
+            name: "CNetworkNamespace",
+            path: "Tests/CNetworkNamespace"
+        ),
+        .target(
             name: "TestSupport",
             dependencies: [
+                "CNetworkNamespace",
                 "FenceCore",
                 "Store",
                 .product(name: "Logging", package: "swift-log"),
@@ -123,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayInteropTests",
-            dependencies: ["fencegate", "Store", "TestSupport"],
+            dependencies: ["fencegate", "MulticastGateway", "Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -56,7 +56,8 @@ struct FenceXVMCodecTests {
         #expect(!request.isAuthentic(key: CapturedVector.key, minimumHash: .sha512))  // weaker than required
         #expect(!request.isAuthentic(key: CapturedVector.key.dropLast() + [0], minimumHash: .sha256))
         #expect(!request.isAuthentic(key: [], minimumHash: .none))  // signed, but no key held
-        for offset in [0, 4, 70, 97, 100, 105, 108, 112, 150, 175] {
+        // 60 and 67 are NUL padding after the name, 90 padding after the address: signed like the rest.
+        for offset in [0, 4, 60, 67, 70, 90, 97, 100, 105, 108, 112, 150, 175] {
             var tampered = CapturedVector.packet
             tampered[offset] ^= 0x01
             let parsed = try FenceXVMRequest(bytes: tampered)
@@ -95,6 +96,23 @@ struct FenceXVMCodecTests {
         #expect(throws: FenceXVMRequest.ParseError.wrongSize(size)) {
             try FenceXVMRequest(bytes: [UInt8](repeating: 0, count: size))
         }
+    }
+
+    @Test("parsing keeps every byte: re-encoding any 176 bytes gives them back unchanged")
+    func lossless() throws {
+        for _ in 0..<200 {
+            let bytes = (0..<FenceXVMRequest.size).map { _ in UInt8.random(in: 0...255) }
+            #expect(try FenceXVMRequest(bytes: bytes).bytes == bytes)
+        }
+    }
+
+    @Test("a name that is not UTF-8 verifies when signed (fence_virtd signs raw bytes too)")
+    func nonUTF8Signed() throws {
+        var request = try FenceXVMRequest(bytes: CapturedVector.packet)
+        request.domainField = [0xFF, 0xFE, 0x41] + [UInt8](repeating: 0, count: 61)
+        let signed = try request.signed(hashType: .sha256, key: CapturedVector.key)
+        let received = try FenceXVMRequest(bytes: signed.bytes)
+        #expect(received.isAuthentic(key: CapturedVector.key, minimumHash: .sha256))
     }
 
     @Test("a domain field without NUL, or with non-UTF-8 bytes, still parses (and names no real domain)")

@@ -1,3 +1,4 @@
+import CNetworkNamespace
 public import Foundation
 import Synchronization
 
@@ -93,6 +94,23 @@ public final class NetworkLab: @unchecked Sendable {
         try process.run()
         processes.withLock { $0.append(process) }
         return process
+    }
+
+    /// Runs `body` on a new thread that has entered `namespace`'s network namespace (setns), so the sockets it
+    /// opens live there; the thread ends afterwards and is never reused. For tests that speak a protocol by
+    /// hand from a guest.
+    public func inNamespace<T: Sendable>(_ namespace: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                let error = fg_enter_network_namespace("/run/netns/\(namespace)")
+                guard error == 0 else {
+                    continuation.resume(throwing: ConditionNeverMet(description: "cannot enter netns \(namespace): errno \(error)"))
+                    return
+                }
+                continuation.resume(with: Result { try body() })
+            }
+            thread.start()
+        }
     }
 
     static let ipPath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"

@@ -73,8 +73,7 @@ package final class FenceXVMClient {
                 if connection == nil { retransmissions += 1 }
             }
             guard let connection else { throw Failure.noCallback }
-            try authenticate(connection)
-            return try connection.read(exactly: 1, timeout: timeout)[0]
+            return try Self.answerCallback(on: connection, auth: auth, key: key, timeout: timeout)
         } catch let error as SocketError {
             throw .transport(error)
         } catch let error as Failure {
@@ -84,15 +83,28 @@ package final class FenceXVMClient {
         }
     }
 
-    /// The client's half of §4: challenge the daemon, check its answer, then answer its challenge.
-    private func authenticate(_ connection: Socket) throws {
-        guard auth != .none else { return }
-        let size = ChallengeResponse.challengeSize
-        let ourChallenge = try SecureRandom.bytes(count: size)
-        try connection.write(ourChallenge, timeout: timeout)
-        let answer = try connection.read(exactly: size, timeout: timeout)
-        guard constantTimeEquals(answer, auth.paddedDigest(key: key, ourChallenge)) else { throw Failure.daemonNotAuthentic }
-        let theirChallenge = try connection.read(exactly: size, timeout: timeout)
-        try connection.write(auth.paddedDigest(key: key, theirChallenge), timeout: timeout)
+    /// The client's half of a call back (§4), on a connection the daemon opened: challenge the daemon, check
+    /// its answer, answer its challenge, then read the one-byte result.
+    static func answerCallback(
+        on connection: Socket, auth: HashType, key: [UInt8], timeout: Duration
+    ) throws(Failure) -> UInt8 {
+        do {
+            if auth != .none {
+                let size = ChallengeResponse.challengeSize
+                let ourChallenge = try SecureRandom.bytes(count: size)
+                try connection.write(ourChallenge, timeout: timeout)
+                let answer = try connection.read(exactly: size, timeout: timeout)
+                guard constantTimeEquals(answer, auth.paddedDigest(key: key, ourChallenge)) else { throw Failure.daemonNotAuthentic }
+                let theirChallenge = try connection.read(exactly: size, timeout: timeout)
+                try connection.write(auth.paddedDigest(key: key, theirChallenge), timeout: timeout)
+            }
+            return try connection.read(exactly: 1, timeout: timeout)[0]
+        } catch let error as SocketError {
+            throw .transport(error)
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw .transport(.errno("random", EIO))
+        }
     }
 }

@@ -27,8 +27,20 @@ public struct FenceXVMRequest: Sendable, Equatable {
     public var hashType: UInt8
     public var addressLength: UInt8
     public var flags: UInt8
-    /// The domain text, up to the first NUL (at most 63 bytes from a conforming client).
-    public var domain: String
+    /// The 64 bytes of the domain field as received, so that re-encoding (and so signature checking) sees
+    /// exactly the bytes that were signed, including anything after the name's NUL.
+    public var domainField: [UInt8]
+
+    /// The domain text: the field up to its first NUL (at most 63 bytes from a conforming client). Bytes that
+    /// are not UTF-8 are replaced, so such a name simply matches no domain. Setting it writes the name (at
+    /// most 63 bytes), NUL-padded.
+    public var domain: String {
+        get { String(decoding: domainField.prefix { $0 != 0 }, as: UTF8.self) }
+        set {
+            let name = Array(newValue.utf8.prefix(63))
+            domainField = name + [UInt8](repeating: 0, count: 64 - name.count)
+        }
+    }
     /// The callback address bytes (4 or 16 used).
     public var address: [UInt8]
     public var port: UInt16
@@ -45,16 +57,14 @@ public struct FenceXVMRequest: Sendable, Equatable {
 
     public var operation: FenceXVMOperation? { FenceXVMOperation(rawValue: requestCode) }
 
-    /// Parses exactly 176 bytes. The domain field is read up to its first NUL; bytes that are not UTF-8 are
-    /// replaced, so such a name simply matches no domain.
+    /// Parses exactly 176 bytes; every field is kept as received (see `domainField`).
     public init(bytes: [UInt8]) throws(ParseError) {
         guard bytes.count == Self.size else { throw .wrongSize(bytes.count) }
         requestCode = bytes[0]
         hashType = bytes[1]
         addressLength = bytes[2]
         flags = bytes[3]
-        let domainField = bytes[4..<68]
-        domain = String(decoding: domainField.prefix { $0 != 0 }, as: UTF8.self)
+        domainField = Array(bytes[4..<68])
         address = Array(bytes[68..<96])
         port = UInt16(bytes[96]) | UInt16(bytes[97]) << 8
         random = Array(bytes[98..<104])
@@ -72,7 +82,8 @@ public struct FenceXVMRequest: Sendable, Equatable {
         hashType = 0
         addressLength = UInt8(address.count)
         flags = 0
-        self.domain = domain
+        let name = Array(domain.utf8.prefix(63))
+        domainField = name + [UInt8](repeating: 0, count: 64 - name.count)
         self.address = address + [UInt8](repeating: 0, count: max(0, 28 - address.count))
         self.port = port
         random = [UInt8](repeating: 0, count: 6)
@@ -84,8 +95,7 @@ public struct FenceXVMRequest: Sendable, Equatable {
     /// The 176 wire bytes.
     public var bytes: [UInt8] {
         var bytes = [requestCode, hashType, addressLength, flags]
-        let name = Array(domain.utf8.prefix(63))
-        bytes += name + [UInt8](repeating: 0, count: 64 - name.count)
+        bytes += domainField
         bytes += Array(address.prefix(28)) + [UInt8](repeating: 0, count: max(0, 28 - address.count))
         bytes += [UInt8(port & 0xFF), UInt8(port >> 8)]
         bytes += Array(random.prefix(6)) + [UInt8](repeating: 0, count: max(0, 6 - random.count))
