@@ -6,7 +6,16 @@
 #include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 #include <microhttpd.h>
+
+/// Leaves the URL and query arguments as sent: the router decodes each path segment on its own, so an
+/// encoded "/" or NUL cannot change which route or domain a request names.
+static size_t fg_mhd_unescape_none(void *cls, struct MHD_Connection *connection, char *text) {
+    (void)cls;
+    (void)connection;
+    return strlen(text);
+}
 
 /// MHD_start_daemon is variadic, which Swift cannot call: this fixes the option list we use.
 /// bind_address may be NULL (then all addresses on port); tls_cert/tls_key NULL for plain HTTP.
@@ -15,15 +24,18 @@ static inline struct MHD_Daemon *fg_mhd_start(
     MHD_AccessHandlerCallback handler, void *handler_cls,
     MHD_RequestCompletedCallback completed, void *completed_cls,
     const struct sockaddr *bind_address,
-    unsigned int connection_limit, unsigned int connection_timeout_seconds, size_t memory_limit,
-    unsigned int thread_pool_size, const char *tls_cert, const char *tls_key)
+    unsigned int connection_limit, unsigned int per_address_limit, unsigned int connection_timeout_seconds,
+    size_t memory_limit, unsigned int thread_pool_size, const char *tls_cert, const char *tls_key)
 {
-    struct MHD_OptionItem options[10];
+    struct MHD_OptionItem options[12];
     int count = 0;
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls };
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL };
+    if (per_address_limit > 0)
+        options[count++] = (struct MHD_OptionItem){ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_address_limit, NULL };
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)connection_timeout_seconds, NULL };
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)memory_limit, NULL };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)fg_mhd_unescape_none, NULL };
     if (bind_address != NULL)
         options[count++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, (void *)bind_address };
     if (thread_pool_size > 1)

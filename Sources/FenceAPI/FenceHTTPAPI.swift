@@ -50,8 +50,12 @@ public final class FenceHTTPAPI: Sendable {
 
     private func route(_ request: HTTPRequest) async throws -> HTTPResponse {
         guard request.isValidUTF8 else { throw Problem.badRequest("the path, a header or a query argument is not UTF-8") }
-        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        guard request.path.hasPrefix("/"), !segments.contains(where: { $0 == "." || $0 == ".." }) else {
+        guard let allSegments = request.pathSegments else {
+            throw Problem.badRequest("the path has a malformed escape, an encoded NUL, or is not UTF-8")
+        }
+        // "/a/b": ["", "a", "b"]. Empty segments ("//", a trailing "/") and dot segments name no route.
+        let segments = Array(allSegments.dropFirst())
+        guard request.path.hasPrefix("/"), !segments.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             throw Problem.routeNotFound(request.path)
         }
         let method = request.method == "HEAD" ? "GET" : request.method

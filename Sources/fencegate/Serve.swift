@@ -24,6 +24,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Largest request body accepted, in bytes (larger: 413).") var maxBodyBytes = 64 * 1024
     @Option(help: "Most simultaneous HTTP connections.") var maxConnections: UInt32 = 256
+    @Option(help: "Most simultaneous HTTP connections from one client address (0: no limit).")
+    var maxConnectionsPerAddress: UInt32 = 64
     @Option(help: "Seconds an idle HTTP connection is kept.") var connectionTimeout: UInt32 = 30
     @Option(help: "libmicrohttpd threads accepting and parsing requests.") var httpThreads: UInt32 = 2
 
@@ -130,6 +132,7 @@ struct Serve: AsyncParsableCommand {
         configuration.listen = ListenAddress(listen)!
         configuration.maximumBodyBytes = maxBodyBytes
         configuration.maximumConnections = maxConnections
+        configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
         configuration.connectionTimeoutSeconds = connectionTimeout
         configuration.threads = httpThreads
         if let tlsCert, let tlsKey {

@@ -73,6 +73,15 @@ struct AuditQueryTests {
         #expect(page.records == matching, "\(name)")
     }
 
+    @Test("a filter value holding a NUL is compared whole, never cut at the NUL")
+    func embeddedNUL() async throws {
+        let directory = try TemporaryDirectory()
+        let (store, _, _) = try await populatedStore(directory)
+        #expect(try await store.query(AuditQuery(requester: "root\u{0}", limit: 1000)).records.isEmpty)
+        #expect(try await store.query(AuditQuery(domain: "pcmk1\u{0}x", limit: 1000)).records.isEmpty)
+        #expect(try await store.query(AuditQuery(requester: "root", limit: 1000)).records.count == 12)
+    }
+
     @Test("a time range includes since and excludes until")
     func timeRange() async throws {
         let directory = try TemporaryDirectory()

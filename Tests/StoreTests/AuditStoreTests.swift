@@ -201,7 +201,7 @@ struct ChildProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sleep")
         process.arguments = ["60"]
-        try process.run()
+        try process.launchSerialized()
         return ChildProcess(process: process)
     }
 

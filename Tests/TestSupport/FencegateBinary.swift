@@ -54,7 +54,7 @@ public struct FencegateBinary: Sendable {
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stderrPath))
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerialized()
         return running
     }
 

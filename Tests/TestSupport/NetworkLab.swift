@@ -91,7 +91,7 @@ public final class NetworkLab: @unchecked Sendable {
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.launchSerialized()
         processes.withLock { $0.append(process) }
         return process
     }
@@ -123,7 +123,7 @@ public final class NetworkLab: @unchecked Sendable {
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
-        try process.run()
+        try process.launchSerialized()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         let text = String(decoding: data, as: UTF8.self)

@@ -1,9 +1,10 @@
 /// One HTTP request as the router sees it: decoded, copied out of libmicrohttpd, `Sendable`.
 public struct HTTPRequest: Sendable {
     public var method: String
-    /// The path, percent-decoded by libmicrohttpd, without the query.
+    /// The path as sent (still percent-encoded), without the query. See `pathSegments`.
     public var path: String
-    /// Query arguments; for a repeated name, the first value. A name without `=` has an empty value.
+    /// Query arguments, percent-decoded; for a repeated name, the first value. A name without `=` has an
+    /// empty value.
     public var query: [String: String]
     /// Header fields with lower-cased names; for a repeated name, the first value.
     public var headers: [String: String]
@@ -24,6 +25,47 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.clientAddress = clientAddress
         self.isValidUTF8 = isValidUTF8
+    }
+}
+
+extension HTTPRequest {
+    /// The path split at "/" and then each segment percent-decoded on its own, so "%2F" stays inside its
+    /// segment. Empty segments are kept (a leading "/" gives a first empty one). Nil if an escape is malformed,
+    /// encodes NUL (a name never holds one), or a segment is not UTF-8.
+    public var pathSegments: [String]? {
+        var segments: [String] = []
+        for raw in path.split(separator: "/", omittingEmptySubsequences: false) {
+            guard let segment = percentDecoded(raw, allowingNUL: false) else { return nil }
+            segments.append(segment)
+        }
+        return segments
+    }
+}
+
+/// `text` with each `%XX` replaced by its byte; nil if an escape is malformed, encodes NUL (unless allowed:
+/// a query value may hold one and then simply matches nothing), or the result is not UTF-8. A `+` stays a `+`.
+func percentDecoded<Text: StringProtocol>(_ text: Text, allowingNUL: Bool) -> String? {
+    var bytes: [UInt8] = []
+    var iterator = text.utf8.makeIterator()
+    while let byte = iterator.next() {
+        guard byte == UInt8(ascii: "%") else {
+            bytes.append(byte)
+            continue
+        }
+        guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+        let decoded = high << 4 | low
+        guard decoded != 0 || allowingNUL else { return nil }
+        bytes.append(decoded)
+    }
+    return String(validating: bytes, as: UTF8.self)
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+    default: return nil
     }
 }
 

@@ -13,6 +13,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// Memory per connection for the request line and headers; larger headers are refused by libmicrohttpd.
     public var connectionMemoryBytes = 32 * 1024
     public var maximumConnections: UInt32 = 256
+    /// Connections one client address may hold at once (0: no limit), so that one slow or hostile client
+    /// cannot take every connection.
+    public var maximumConnectionsPerAddress: UInt32 = 64
     /// Idle time after which a connection is closed (not applied while a request is being answered).
     public var connectionTimeoutSeconds: UInt32 = 30
     /// libmicrohttpd's polling threads.
@@ -57,7 +60,8 @@ public final class HTTPServer: Sendable {
             fg_mhd_start(
                 flags, configuration.listen.port, accessHandler, coreContext, requestCompleted, coreContext,
                 addressBytes.baseAddress?.assumingMemoryBound(to: sockaddr.self),
-                configuration.maximumConnections, configuration.connectionTimeoutSeconds,
+                configuration.maximumConnections, configuration.maximumConnectionsPerAddress,
+                configuration.connectionTimeoutSeconds,
                 configuration.connectionMemoryBytes, configuration.threads,
                 configuration.tls?.certificate, configuration.tls?.key)
         }
@@ -237,6 +241,11 @@ private func header(_ connection: OpaquePointer, _ name: String) -> String? {
 private final class PairCollector {
     var values: [String: String] = [:]
     var valid = true
+    let decodesEscapes: Bool
+
+    init(decodesEscapes: Bool) {
+        self.decodesEscapes = decodesEscapes
+    }
 }
 
 private let collectPair: MHD_KeyValueIterator = { cls, _, key, value in
@@ -254,12 +263,22 @@ private let collectPair: MHD_KeyValueIterator = { cls, _, key, value in
         }
         text = decoded
     }
+    // Query arguments arrive as sent (see fg_mhd_unescape_none); headers are never escaped.
+    if collector.decodesEscapes {
+        guard let decodedName = percentDecoded(name, allowingNUL: true), let decodedText = percentDecoded(text, allowingNUL: true)
+        else {
+            collector.valid = false
+            return fg_mhd_yes()
+        }
+        if collector.values[decodedName] == nil { collector.values[decodedName] = decodedText }
+        return fg_mhd_yes()
+    }
     if collector.values[name] == nil { collector.values[name] = text }
     return fg_mhd_yes()
 }
 
 private func pairs(_ connection: OpaquePointer, headers: Bool) -> (values: [String: String], valid: Bool) {
-    let collector = PairCollector()
+    let collector = PairCollector(decodesEscapes: !headers)
     withExtendedLifetime(collector) {
         let context = Unmanaged.passUnretained(collector).toOpaque()
         _ = headers
