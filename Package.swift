@@ -133,7 +133,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FencegateCLITests",
-            dependencies: ["fencegate", "TestSupport"],
+            dependencies: ["fencegate", "Store", "TestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

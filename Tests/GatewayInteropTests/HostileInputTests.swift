@@ -34,7 +34,7 @@ struct HostileInputTests {
     ) async throws -> [UInt8?] {
         let address = SocketAddress(host: lab.guestIPv4(guest), port: callbackPort)!
         return try await lab.lab.inNamespace(lab.lab.guests[guest].namespace) {
-            let listener = try Socket.listener(on: address)
+            let listener = try Self.listener(on: address)
             let sender = try Socket.multicastSender(interface: "eth0")
             for datagram in datagrams { try sender.send(datagram, to: group) }
             var results: [UInt8?] = []
@@ -49,6 +49,20 @@ struct HostileInputTests {
                 }
             }
             return results
+        }
+    }
+
+    /// A listener on the call-back port, retried for a while: a connection of an earlier round may still
+    /// hold the port (FIN_WAIT_2 until the daemon closes its side), which SO_REUSEADDR does not cover.
+    static func listener(on address: SocketAddress) throws -> Socket {
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(15)
+        while true {
+            do {
+                return try Socket.listener(on: address)
+            } catch let error as SocketError where error.code == EADDRINUSE && clock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.05)
+            }
         }
     }
 
@@ -141,7 +155,7 @@ struct HostileInputTests {
         #expect(try await Self.send(lab, guest: 1, [off.bytes], watch: .seconds(1)).isEmpty)
         // Guest 1 listens but cannot answer the challenge without the key: nothing runs.
         let impostor = try await lab.lab.inNamespace(lab.lab.guests[0].namespace) {
-            let listener = try Socket.listener(on: SocketAddress(host: lab.guestIPv4(0), port: Self.callbackPort)!)
+            let listener = try Self.listener(on: SocketAddress(host: lab.guestIPv4(0), port: Self.callbackPort)!)
             let sender = try Socket.multicastSender(interface: "eth0")
             try sender.send(off.bytes, to: Self.group)
             guard let (connection, _) = try listener.accept(timeout: .seconds(3)) else { return "no call back" }
@@ -172,7 +186,7 @@ struct HostileInputTests {
         // A guest that accepts the call back, then says nothing (the daemon waits 10 s for its challenge).
         let staller = Task {
             try await lab.lab.inNamespace(lab.lab.guests[1].namespace) { () -> Int in
-                let listener = try Socket.listener(on: SocketAddress(host: lab.guestIPv4(1), port: Self.callbackPort)!)
+                let listener = try Self.listener(on: SocketAddress(host: lab.guestIPv4(1), port: Self.callbackPort)!)
                 let sender = try Socket.multicastSender(interface: "eth0")
                 var held: [Socket] = []
                 for _ in 0..<10 {
