@@ -160,7 +160,7 @@ def render_qemu(qemu, targets):
     if "reboots" in virtd:
         lines.append(f"| 5 concurrent `reboot`, done after | {seconds_list(virtd['reboots'])} s | {seconds_list(gate['reboots'])} s |")
     else:
-        lines.append(f"| 5 concurrent `reboot`, done after | not run (`--virtd-concurrent-reboots`) | {seconds_list(gate['reboots'])} s |")
+        lines.append(f"| 5 concurrent `reboot`, done after | not run (`--skip-virtd-concurrent-reboots`) | {seconds_list(gate['reboots'])} s |")
     failures = virtd["offs_failures"] + virtd["reboot_failures"] + gate["offs_failures"] + gate["reboot_failures"] \
         + gate.get("reboots_failures", 0) + virtd.get("reboots_failures", 0)
     lines += ["", f"Failures (a client's non-zero exit, or a VM in the wrong state afterwards): {failures}.", ""]
@@ -169,7 +169,8 @@ def render_qemu(qemu, targets):
         ("5 concurrent offs of 5 VMs, all done", "≤ 3 s", f"{max(gate['offs']):.1f} s (fence_virtd {max(virtd['offs']):.1f} s)",
          max(gate["offs"]) <= 3 and gate["offs_failures"] == 0),
         ("5 concurrent reboots of 5 VMs, all done", f"≤ 2 × one reboot = {2 * gate['reboot_seconds']:.1f} s",
-         f"{max(gate['reboots']):.1f} s", max(gate["reboots"]) <= 2 * gate["reboot_seconds"]),
+         f"{max(gate['reboots']):.1f} s" + (f" (fence_virtd {max(virtd['reboots']):.1f} s)" if "reboots" in virtd else ""),
+         max(gate["reboots"]) <= 2 * gate["reboot_seconds"]),
         ("one reboot", f"≤ destroy + start + 1 s = {budget:.1f} s", f"{gate['reboot_seconds']:.1f} s (fence_virtd {virtd['reboot_seconds']:.1f} s)",
          gate["reboot_seconds"] <= budget),
     ]
