@@ -104,6 +104,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fuzz targets: a corpus replayer in normal builds; libFuzzer entry points with
+        // `-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING` (Fuzz/run).
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "fuzz-fence-xvm",
+            dependencies: ["FuzzSupport", "MulticastGateway"],
+            path: "Fuzz/FenceXVMFuzzer",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fuzz-http",
+            dependencies: [
+                "FuzzSupport", "FenceAPI", "FenceCore", "Store", .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Fuzz/HTTPFuzzer",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "StoreTests",
             dependencies: ["Store", "TestSupport"],

@@ -1,0 +1,20 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The fuzz targets' seed corpora and every crash found so far (kept in Fuzz/corpus/) replayed through the
+/// same harness the fuzzer runs, built normally: each must pass its invariants. `Fuzz/run` does the fuzzing.
+@Suite("Fuzz corpora replay cleanly")
+struct FuzzCorpusTests {
+    @Test("every corpus input passes", arguments: ["fence-xvm", "http"])
+    func replay(target: String) async throws {
+        let binary = FencegateBinary.url.deletingLastPathComponent().appendingPathComponent("fuzz-\(target)").path
+        #expect(FileManager.default.isExecutableFile(atPath: binary), "\(binary) was not built")
+        let corpus = packageRoot + "/Fuzz/corpus/" + target
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: corpus).count
+        #expect(inputs > 0)
+        let result = try await runProgram(binary, [corpus])
+        #expect(result.status == 0, "\(result.stderr.suffix(2000))")
+        #expect(result.stdout.contains("replayed \(inputs) inputs"), "\(result.stdout)")
+    }
+}
