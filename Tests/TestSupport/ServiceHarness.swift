@@ -21,13 +21,13 @@ public struct ServiceHarness: Sendable {
 
     public init(
         uri: String = Fixtures.clusterURI, configuration: FenceService.Configuration = .init(),
-        busyTimeout: Duration = AuditStore.defaultBusyTimeout
+        busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil
     ) async throws {
         directory = try TemporaryDirectory()
         libvirt = LibvirtHypervisor(uri: uri, logger: Self.logger)
         faulty = FaultyHypervisor(libvirt)
         store = try await AuditStore.open(
-            path: directory.file("audit.db"), busyTimeout: busyTimeout, logger: Self.logger)
+            path: databasePath ?? directory.file("audit.db"), busyTimeout: busyTimeout, logger: Self.logger)
         service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)
     }
 
