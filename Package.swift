@@ -79,13 +79,13 @@ let package = Package(
         ),
 
         .target(
-            name: "CNetworkNamespace",
-            path: "Tests/CNetworkNamespace"
+            name: "CTestSupport",
+            path: "Tests/CTestSupport"
         ),
         .target(
             name: "TestSupport",
             dependencies: [
-                "CNetworkNamespace",
+                "CTestSupport",
                 "FenceCore",
                 "Store",
                 .product(name: "Logging", package: "swift-log"),

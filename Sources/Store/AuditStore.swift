@@ -179,7 +179,7 @@ public actor AuditStore {
     // MARK: - Group commit
 
     /// One row write waiting for the next commit.
-    private enum Write {
+    enum Write {
         case insert(AuditIntent, AuditCompletion?, ProcessIdentity)
         case complete(Int64, AuditCompletion)
     }
@@ -208,19 +208,19 @@ public actor AuditStore {
         pending = []
         flushScheduled = false
         guard !batch.isEmpty else { return }
-        var results: [Result<Int64, any Error>] = []
-        do {
-            try database.execute("BEGIN IMMEDIATE")
-            for entry in batch {
-                do {
-                    results.append(.success(try perform(entry.write)))
-                } catch {
-                    results.append(.failure(AuditStoreError.database(error)))
+        let results: [Result<Int64, any Error>]
+        do throws(SQLiteError) {
+            // One transaction: a row that fails alone fails alone; a failed commit fails them all.
+            results = try database.transaction { () throws(SQLiteError) in
+                batch.map { entry -> Result<Int64, any Error> in
+                    do throws(SQLiteError) {
+                        return .success(try perform(entry.write))
+                    } catch {
+                        return .failure(AuditStoreError.database(error))
+                    }
                 }
             }
-            try database.execute("COMMIT")
         } catch {
-            try? database.execute("ROLLBACK")
             let failure = AuditStoreError.database(error)
             for entry in batch { entry.continuation.resume(throwing: failure) }
             return
@@ -228,7 +228,8 @@ public actor AuditStore {
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
     }
 
-    private func perform(_ write: Write) throws(SQLiteError) -> Int64 {
+    /// Runs one row write (inside the caller's transaction); the new row's id, or the rows changed.
+    func perform(_ write: Write) throws(SQLiteError) -> Int64 {
         switch write {
         case .insert(let intent, let completion, let owner):
             let requested = intent.requestedAt.microsecondsSince1970

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FenceCore
 import Foundation
 import MulticastGateway
 import Synchronization
@@ -23,8 +24,11 @@ struct XVMLoad: ParsableCommand {
         guard let groupAddress = SocketAddress(host: group, port: port),
             let callback = SocketAddress(host: address, port: 0), callback.family == .ipv4
         else { throw ValidationError("group and address must be numeric IPv4 addresses") }
-        guard let key = FileManager.default.contents(atPath: keyFile).map({ [UInt8]($0) }), !key.isEmpty else {
-            throw ValidationError("cannot read the key file \(keyFile)")
+        let key: [UInt8]
+        do {
+            key = try KeyFile.read(at: keyFile).key
+        } catch {
+            throw ValidationError(error.description)
         }
         let names = domains.split(separator: ",").map(String.init)
         let results = Mutex<(latencies: [Double], failures: [String: Int], retransmissions: Int)>(([], [:], 0))

@@ -80,7 +80,8 @@ struct RequestHistoryTests {
 
     @Test("expired keys are forgotten, in-progress ones kept: the history does not grow with traffic")
     func pruning() async throws {
-        let history = RequestHistory(window: .milliseconds(50))
+        // A window long enough that no key expires while 3,000 are added, even on a loaded machine.
+        let history = RequestHistory(window: .seconds(3))
         let running = RequestHistory.Key(request(.reboot, "pcmk5", sequence: 1))
         #expect(history.claim(running))
         for sequence in UInt32(2)..<3002 {
@@ -89,7 +90,7 @@ struct RequestHistoryTests {
             history.answered(key)
         }
         #expect(history.trackedKeys == 3001)
-        try await Task.sleep(for: .milliseconds(80))
+        try await Task.sleep(for: .milliseconds(3200))
         #expect(history.claim(RequestHistory.Key(request(.status, "pcmk5", sequence: 9999))))
         #expect(history.trackedKeys == 2)  // the running claim and the new one
         #expect(!history.claim(running))  // still in progress: still a duplicate

@@ -1,4 +1,4 @@
-import CNetworkNamespace
+import CTestSupport
 public import Foundation
 import Synchronization
 

@@ -1,3 +1,4 @@
+import CTestSupport
 public import Foundation
 
 /// What a program printed and returned.
@@ -15,45 +16,44 @@ public struct ProgramResult: Sendable {
 
 /// Runs a program to completion off the cooperative pool, in `directory` if given.
 ///
-/// Output goes to temporary files, not pipes: swift-corelibs-foundation reads pipes with `try!` and traps on
-/// EINTR, which many children exiting at once (SIGCHLD) can cause.
+/// Spawned with posix_spawn (`fg_spawn`), not Foundation's `Process`: `Process.run()` copies a whole
+/// `d_name` per /proc/self/fd entry and read past the end of its buffer when the test process held many
+/// sockets, and its pipes trap on EINTR. Output goes to temporary files.
 public func runProgram(
     _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil,
     standardInput: String? = nil
 ) async throws -> ProgramResult {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread {
-            do {
-                let scratch = try TemporaryDirectory()
-                let outputPath = scratch.file("stdout")
-                let errorPath = scratch.file("stderr")
-                let inputPath = scratch.file("stdin")
-                try Data((standardInput ?? "").utf8).write(to: URL(fileURLWithPath: inputPath))
-                for path in [outputPath, errorPath] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-                if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-                if let environment { process.environment = environment }
-                let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-                let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
-                let input = standardInput == nil ? FileHandle.nullDevice : try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
-                process.standardOutput = output
-                process.standardError = errors
-                process.standardInput = input
-                try process.launchSerialized()
-                process.waitUntilExit()
-                try? output.close()
-                try? errors.close()
-                let outputText = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-                let errorText = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-                continuation.resume(
-                    returning: ProgramResult(status: process.terminationStatus, stdout: outputText, stderr: errorText))
-            } catch {
-                continuation.resume(throwing: error)
+    try await onOwnThread {
+        let scratch = try TemporaryDirectory()
+        let outputPath = scratch.file("stdout")
+        let errorPath = scratch.file("stderr")
+        var inputPath: String?
+        if let standardInput {
+            inputPath = scratch.file("stdin")
+            try Data(standardInput.utf8).write(to: URL(fileURLWithPath: inputPath!))
+        }
+        let variables = (environment ?? Process.initialEnvironment).map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        let error = withCStrings([executable] + arguments) { argv in
+            withCStrings(variables) { envp in
+                fg_spawn(executable, argv, envp, directory, inputPath, outputPath, errorPath, &pid)
             }
-        }.start()
+        }
+        guard error == 0 else {
+            throw ConditionNeverMet(description: "cannot start \(executable): \(String(cString: strerror(error)))")
+        }
+        let status = fg_wait(pid)
+        let outputText = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let errorText = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+        return ProgramResult(status: status, stdout: outputText, stderr: errorText)
     }
+}
+
+/// Calls `body` with `strings` as a NULL-terminated C array (argv, envp style).
+private func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> T) -> T {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { pointers.forEach { free($0) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
 /// Runs blocking `body` (sockets, waits) on a thread of its own, never on Swift's cooperative pool, which
@@ -69,9 +69,9 @@ extension Process {
     /// The environment as the test process started, taken once.
     public static let initialEnvironment = ProcessInfo.processInfo.environment
 
-    /// `run()`, one launch at a time, always with an explicit environment: swift-corelibs-foundation's
-    /// `Process.run()` crashed (a bad memcpy inside it) when it copied the live `environ` while many threads
-    /// launched children at once.
+    /// `run()`, one launch at a time, with an explicit environment. For the few long-running processes the tests
+    /// keep a `Process` handle to (servers, namespace helpers); the many short programs go through
+    /// `runProgram`, whose spawning avoids `Process.run()`'s /proc/self/fd overread.
     public func launchSerialized() throws {
         if environment == nil { environment = Self.initialEnvironment }
         Self.launchLock.lock()

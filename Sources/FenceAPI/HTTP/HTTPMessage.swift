@@ -1,3 +1,5 @@
+import Foundation
+
 /// One HTTP request as the router sees it: decoded, copied out of libmicrohttpd, `Sendable`.
 public struct HTTPRequest: Sendable {
     public var method: String
@@ -35,37 +37,10 @@ extension HTTPRequest {
     public var pathSegments: [String]? {
         var segments: [String] = []
         for raw in path.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let segment = percentDecoded(raw, allowingNUL: false) else { return nil }
+            guard let segment = raw.removingPercentEncoding, !segment.utf8.contains(0) else { return nil }
             segments.append(segment)
         }
         return segments
-    }
-}
-
-/// `text` with each `%XX` replaced by its byte; nil if an escape is malformed, encodes NUL (unless allowed:
-/// a query value may hold one and then simply matches nothing), or the result is not UTF-8. A `+` stays a `+`.
-func percentDecoded<Text: StringProtocol>(_ text: Text, allowingNUL: Bool) -> String? {
-    var bytes: [UInt8] = []
-    var iterator = text.utf8.makeIterator()
-    while let byte = iterator.next() {
-        guard byte == UInt8(ascii: "%") else {
-            bytes.append(byte)
-            continue
-        }
-        guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
-        let decoded = high << 4 | low
-        guard decoded != 0 || allowingNUL else { return nil }
-        bytes.append(decoded)
-    }
-    return String(validating: bytes, as: UTF8.self)
-}
-
-private func hexValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-    default: return nil
     }
 }
 

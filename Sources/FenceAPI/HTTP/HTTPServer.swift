@@ -265,8 +265,8 @@ private let collectPair: MHD_KeyValueIterator = { cls, _, key, value in
     }
     // Query arguments arrive as sent (see fg_mhd_unescape_none); headers are never escaped.
     if collector.decodesEscapes {
-        guard let decodedName = percentDecoded(name, allowingNUL: true), let decodedText = percentDecoded(text, allowingNUL: true)
-        else {
+        // A NUL in a value is kept: it then simply matches nothing.
+        guard let decodedName = name.removingPercentEncoding, let decodedText = text.removingPercentEncoding else {
             collector.valid = false
             return fg_mhd_yes()
         }

@@ -64,23 +64,17 @@ package final class FenceXVMClient {
             sequenceNumber: UInt32.random(in: 1...UInt32.max), family: 2)
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
-        do {
-            var connection: Socket?
-            while connection == nil {
-                guard clock.now < deadline else { throw Failure.noCallback }
+        let connection = try Self.mappingErrors { () throws -> Socket in
+            while clock.now < deadline {
                 try sender.send(try unsigned.signed(hashType: hash, key: key).bytes, to: group)
-                connection = try listener.accept(timeout: min(retransmitInterval, deadline - clock.now))?.0
-                if connection == nil { retransmissions += 1 }
+                if let (connection, _) = try listener.accept(timeout: min(retransmitInterval, deadline - clock.now)) {
+                    return connection
+                }
+                retransmissions += 1
             }
-            guard let connection else { throw Failure.noCallback }
-            return try Self.answerCallback(on: connection, auth: auth, key: key, timeout: timeout)
-        } catch let error as SocketError {
-            throw .transport(error)
-        } catch let error as Failure {
-            throw error
-        } catch {
-            throw .transport(.errno("request", EIO))
+            throw Failure.noCallback
         }
+        return try Self.answerCallback(on: connection, auth: auth, key: key, timeout: timeout)
     }
 
     /// The client's half of a call back (§4), on a connection the daemon opened: challenge the daemon, check
@@ -88,7 +82,7 @@ package final class FenceXVMClient {
     static func answerCallback(
         on connection: Socket, auth: HashType, key: [UInt8], timeout: Duration
     ) throws(Failure) -> UInt8 {
-        do {
+        try mappingErrors {
             if auth != .none {
                 let size = ChallengeResponse.challengeSize
                 let ourChallenge = try SecureRandom.bytes(count: size)
@@ -99,10 +93,18 @@ package final class FenceXVMClient {
                 try connection.write(auth.paddedDigest(key: key, theirChallenge), timeout: timeout)
             }
             return try connection.read(exactly: 1, timeout: timeout)[0]
-        } catch let error as SocketError {
-            throw .transport(error)
+        }
+    }
+
+    /// Runs `body`, turning socket errors into `.transport` and the secure random source failing into a
+    /// transport error too; a `Failure` passes through.
+    private static func mappingErrors<T>(_ body: () throws -> T) throws(Failure) -> T {
+        do {
+            return try body()
         } catch let error as Failure {
             throw error
+        } catch let error as SocketError {
+            throw .transport(error)
         } catch {
             throw .transport(.errno("random", EIO))
         }

@@ -36,10 +36,13 @@ public struct FenceXVMRequest: Sendable, Equatable {
     /// most 63 bytes), NUL-padded.
     public var domain: String {
         get { String(decoding: domainField.prefix { $0 != 0 }, as: UTF8.self) }
-        set {
-            let name = Array(newValue.utf8.prefix(63))
-            domainField = name + [UInt8](repeating: 0, count: 64 - name.count)
-        }
+        set { domainField = Self.domainField(newValue) }
+    }
+
+    /// `name` as the domain field carries it: at most 63 bytes, NUL-padded to 64.
+    private static func domainField(_ name: String) -> [UInt8] {
+        let bytes = Array(name.utf8.prefix(63))
+        return bytes + [UInt8](repeating: 0, count: 64 - bytes.count)
     }
     /// The callback address bytes (4 or 16 used).
     public var address: [UInt8]
@@ -82,8 +85,7 @@ public struct FenceXVMRequest: Sendable, Equatable {
         hashType = 0
         addressLength = UInt8(address.count)
         flags = 0
-        let name = Array(domain.utf8.prefix(63))
-        domainField = name + [UInt8](repeating: 0, count: 64 - name.count)
+        domainField = Self.domainField(domain)
         self.address = address + [UInt8](repeating: 0, count: max(0, 28 - address.count))
         self.port = port
         random = [UInt8](repeating: 0, count: 6)

@@ -64,14 +64,9 @@ final class Statement: @unchecked Sendable {
             case .real(let real):
                 status = sqlite3_bind_double(handle, index, real)
             case .text(let text):
-                // With its byte length, so text holding a NUL is bound whole, never cut at the NUL.
-                var utf8 = Array(text.utf8)
-                if utf8.isEmpty { utf8 = [0] }  // a valid pointer for the empty string
-                let length = Int32(clamping: text.utf8.count)
-                status = utf8.withUnsafeBufferPointer { bytes in
-                    bytes.withMemoryRebound(to: CChar.self) {
-                        sqlite3_bind_text(handle, index, $0.baseAddress, length, fg_sqlite_transient())
-                    }
+                // With its byte length (the terminating NUL left out), so text holding a NUL is bound whole.
+                status = text.utf8CString.withUnsafeBufferPointer {
+                    sqlite3_bind_text(handle, index, $0.baseAddress, Int32(clamping: $0.count - 1), fg_sqlite_transient())
                 }
             }
             guard status == SQLITE_OK else { throw database.error(status, sql: sql) }

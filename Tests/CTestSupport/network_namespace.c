@@ -4,7 +4,7 @@
 #include <sched.h>
 #include <unistd.h>
 
-#include "network_namespace.h"
+#include "test_support.h"
 
 int fg_enter_network_namespace(const char *path) {
     int descriptor = open(path, O_RDONLY | O_CLOEXEC);
