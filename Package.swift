@@ -114,6 +114,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "fuzz-challenge-response",
+            dependencies: ["FuzzSupport", "MulticastGateway"],
+            path: "Fuzz/ChallengeResponseFuzzer",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "fuzz-http",
             dependencies: [
                 "FuzzSupport", "FenceAPI", "FenceCore", "Store", .product(name: "Logging", package: "swift-log"),

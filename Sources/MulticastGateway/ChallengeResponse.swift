@@ -3,15 +3,16 @@ import FenceCore
 /// fence_xvm's mutual challenge-response, from the daemon's side (protocol doc §4): the client challenges
 /// first and the daemon answers, then the daemon challenges and checks the answer. 64-byte challenges,
 /// H(key ‖ challenge) zero-padded to 64 bytes. With `none`, nothing is exchanged.
-enum ChallengeResponse {
-    static let challengeSize = 64
+/// Package-visible for its fuzz target.
+package enum ChallengeResponse {
+    package static let challengeSize = 64
 
     /// Why authentication failed.
-    enum Failure: Error, CustomStringConvertible {
+    package enum Failure: Error, CustomStringConvertible {
         case wrongResponse
         case transport(SocketError)
 
-        var description: String {
+        package var description: String {
             switch self {
             case .wrongResponse: return "the client's response to our challenge is wrong (key or auth mismatch)"
             case .transport(let error): return "\(error)"
@@ -20,7 +21,7 @@ enum ChallengeResponse {
     }
 
     /// Runs the daemon's half on a connected socket. Blocking: call off the cooperative pool.
-    static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure) {
+    package static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure) {
         guard type != .none else { return }
         do {
             let theirChallenge = try socket.read(exactly: challengeSize, timeout: timeout)

@@ -17,6 +17,10 @@ public actor AuditStore {
     private var queryStatements: [String: Statement] = [:]
     private var pending: [PendingWrite] = []
     private var flushScheduled = false
+    /// When a commit last reached the disk; nil after a failed one.
+    private var lastDurableCommit: ContinuousClock.Instant?
+    /// Prepared on first use: a database opened read-only may predate the `write_probe` table.
+    private var probeStatement: Statement?
 
     /// The database file.
     public nonisolated let path: String
@@ -49,13 +53,15 @@ public actor AuditStore {
             """)
     }
 
-    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`; or, with `readOnly`,
+    /// opens an existing one for queries only, for a database that cannot be written (its filesystem turned
+    /// read-only): nothing may write the file meanwhile.
     ///
     /// Does not recover interrupted rows; call `recoverInterrupted()` for that.
-    /// - Throws: `AuditStoreError`.
+    /// - Throws: `AuditStoreError`; `.cannotOpen` if a read-write open finds the file or filesystem read-only.
     /// - Parameter busyTimeout: how long a write waits for another process's lock before failing.
     public static func open(
-        path: String, busyTimeout: Duration = defaultBusyTimeout, logger: Logger
+        path: String, busyTimeout: Duration = defaultBusyTimeout, readOnly: Bool = false, logger: Logger
     ) async throws -> AuditStore {
         let executor = SerialQueueExecutor(label: "fencegate.audit-store")
         let milliseconds = Int32(clamping: busyTimeout.components.seconds * 1000
@@ -63,19 +69,37 @@ public actor AuditStore {
         return try await withCheckedThrowingContinuation { continuation in
             executor.queue.async {
                 continuation.resume(with: Result {
-                    try openOnQueue(path: path, busyTimeoutMilliseconds: milliseconds, executor: executor, logger: logger)
+                    try openOnQueue(
+                        path: path, busyTimeoutMilliseconds: milliseconds, readOnly: readOnly, executor: executor,
+                        logger: logger)
                 })
             }
         }
     }
 
     private static func openOnQueue(
-        path: String, busyTimeoutMilliseconds: Int32, executor: SerialQueueExecutor, logger: Logger
+        path: String, busyTimeoutMilliseconds: Int32, readOnly: Bool, executor: SerialQueueExecutor, logger: Logger
     ) throws -> AuditStore {
+        if readOnly {
+            do throws(SQLiteError) {
+                // Without a -wal file every row is in the main file, and SQLite can read it with no -shm
+                // (which a read-only directory cannot hold) if told that nothing changes it.
+                let walExists = FileManager.default.fileExists(atPath: path + "-wal")
+                let database = try Database(path: path, access: walExists ? .readOnly : .immutable)
+                try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
+                return try AuditStore(executor: executor, database: database, logger: logger)
+            } catch {
+                throw AuditStoreError.database(error)
+            }
+        }
         try createIfMissing(path: path)
         try checkAccess(path: path, logger: logger)
         do {
             let database = try Database(path: path)
+            if database.isReadOnly {
+                throw AuditStoreError.cannotOpen(
+                    path: path, reason: "it can only be read (the file or its filesystem is read-only)")
+            }
             try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
             let mode = try database.query("PRAGMA journal_mode = WAL").first?.first?.text
             if mode?.lowercased() != "wal" {
@@ -182,6 +206,8 @@ public actor AuditStore {
     enum Write {
         case insert(AuditIntent, AuditCompletion?, ProcessIdentity)
         case complete(Int64, AuditCompletion)
+        /// Rewrites the one `write_probe` row: proves that a commit reaches the disk.
+        case probe
     }
 
     private struct PendingWrite {
@@ -221,10 +247,12 @@ public actor AuditStore {
                 }
             }
         } catch {
+            lastDurableCommit = nil
             let failure = AuditStoreError.database(error)
             for entry in batch { entry.continuation.resume(throwing: failure) }
             return
         }
+        lastDurableCommit = .now
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
     }
 
@@ -251,6 +279,20 @@ public actor AuditStore {
                 .text(completion.result.rawValue), .optionalText(completion.powerState),
                 .optionalText(completion.errorCode), .optionalText(completion.message), .integer(finished), .integer(id),
             ])
+            return Int64(database.changes)
+        case .probe:
+            let probe: Statement
+            if let prepared = probeStatement {
+                probe = prepared
+            } else {
+                probe = try database.prepare(
+                    """
+                    INSERT INTO write_probe (id, written_at) VALUES (1, ?)
+                    ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at
+                    """)
+                probeStatement = probe
+            }
+            try probe.run([.integer(Date().microsecondsSince1970)])
             return Int64(database.changes)
         }
     }
@@ -286,12 +328,15 @@ public actor AuditStore {
         }
     }
 
-    /// Proves the database can be written now: takes and releases the write lock.
-    public func checkWritable() throws {
-        try wrap {
-            try database.execute("BEGIN IMMEDIATE")
-            try database.execute("ROLLBACK")
-        }
+    /// How long a durable commit counts as proof that the audit log can be written.
+    static let writeProofLifetime: Duration = .seconds(1)
+
+    /// Proves that the audit log can be written now: a commit reached the disk within the last second, or a
+    /// probe row is written and synced now (sharing the next group commit). So a full or read-only disk, or a
+    /// lock held elsewhere, shows here, while frequent health checks cost at most one small commit a second.
+    public func checkWritable() async throws {
+        if let lastDurableCommit, ContinuousClock.now - lastDurableCommit < Self.writeProofLifetime { return }
+        _ = try await write(.probe)
     }
 
     // MARK: - Reading

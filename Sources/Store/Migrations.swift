@@ -66,5 +66,15 @@ extension Migration {
                     ON operations (domain_name, action, requested_at DESC, id DESC);
                 """
         ),
+        Migration(
+            version: 4,
+            name: "create write probe",
+            sql: """
+                CREATE TABLE write_probe (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    written_at INTEGER NOT NULL
+                );
+                """
+        ),
     ]
 }

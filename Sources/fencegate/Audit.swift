@@ -41,14 +41,14 @@ struct Audit: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger(defaultLevel: .warning)
         try await reportingFailures {
-            let context = try await ServiceContext.open(global, logger: logger)
+            let store = try await ServiceContext.openAuditLogForQueries(global, logger: logger)
             let query = AuditQuery(
                 domain: domain, action: action, source: source, result: result.flatMap(AuditResult.init(rawValue:)),
                 requester: requester, since: since?.date, until: until?.date, limit: limit,
                 cursor: try cursor.map(AuditCursor.init(encoded:)))
             let page: AuditPage
             do {
-                page = try await context.store.query(query)
+                page = try await store.query(query)
             } catch {
                 throw CLIFailure.auditUnavailable("\(error)")
             }

@@ -33,4 +33,19 @@ struct ServiceContext {
         let service = FenceService(hypervisor: hypervisor, store: store, configuration: configuration, logger: logger)
         return ServiceContext(service: service, store: store, logger: logger)
     }
+
+    /// The audit log for queries: read-write as `open` does, or read-only if the database exists but cannot be
+    /// written (its filesystem turned read-only, a copy on read-only media), so the log can still be read.
+    static func openAuditLogForQueries(_ options: GlobalOptions, logger: Logger) async throws -> AuditStore {
+        let path = options.resolvedDatabase
+        guard FileManager.default.fileExists(atPath: path), access(path, W_OK) != 0 else {
+            return try await open(options, logger: logger).store
+        }
+        logger.warning("the audit database cannot be written; reading it only", metadata: ["audit.path": "\(path)"])
+        do {
+            return try await AuditStore.open(path: path, readOnly: true, logger: logger)
+        } catch {
+            throw CLIFailure.auditUnavailable("\(error)")
+        }
+    }
 }

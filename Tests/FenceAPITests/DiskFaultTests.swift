@@ -1,5 +1,6 @@
 import FenceCore
 import Foundation
+import Store
 import TestSupport
 import Testing
 
@@ -35,11 +36,46 @@ final class SmallFilesystem: @unchecked Sendable {
     }
 
     deinit {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/umount")
-        process.arguments = ["-l", path]
-        try? process.launchSerialized()
-        process.waitUntilExit()
+        unmountLazily(path)
+    }
+}
+
+/// An ext4 image on a loop device, mounted by the test (root only) with `errors=remount-ro`, so that a
+/// filesystem error turns it read-only under the running service, as a failing disk does.
+final class LoopFilesystem: @unchecked Sendable {
+    let path: String
+    private let parent: TemporaryDirectory
+
+    /// Root with loop devices (CI: a fresh machine, as root). mkfs.ext4 comes from install-dependencies.
+    static var isAvailable: Bool { geteuid() == 0 && FileManager.default.fileExists(atPath: "/dev/loop-control") }
+
+    init(megabytes: Int) async throws {
+        parent = try TemporaryDirectory()
+        path = parent.file("mnt")
+        let image = parent.file("ext4.img")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: image, contents: nil),
+            truncate(image, off_t(megabytes) << 20) == 0
+        else { throw ConditionNeverMet(description: "cannot create \(image)") }
+        let format = try await runProgram("/sbin/mkfs.ext4", ["-q", "-F", image])
+        guard format.status == 0 else { throw ConditionNeverMet(description: "mkfs.ext4: \(format.stderr)") }
+        try await SmallFilesystem.mount(["-o", "loop,errors=remount-ro", image, path])
+        chmod(path, 0o700)
+    }
+
+    /// Reports an error to ext4 (its `trigger_fs_error` knob), which then remounts the filesystem read-only.
+    func failIntoReadOnly() async throws {
+        let source = try await runProgram("/bin/findmnt", ["-n", "-o", "SOURCE", path])
+        let device = URL(fileURLWithPath: source.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).lastPathComponent
+        try Data("1".utf8).write(to: URL(fileURLWithPath: "/sys/fs/ext4/\(device)/trigger_fs_error"))
+        let options = try await runProgram("/bin/findmnt", ["-n", "-o", "OPTIONS", path])
+        guard options.stdout.hasPrefix("ro") || options.stdout.contains("emergency_ro") else {
+            throw ConditionNeverMet(description: "\(path) is still writable: \(options.stdout)")
+        }
+    }
+
+    deinit {
+        unmountLazily(path)
     }
 }
 
@@ -60,10 +96,46 @@ struct DiskFaultTests {
                 refused += response.status == 503 ? 1 : 0
             }
             #expect(refused == 3)
+            let health = try await api.curl("GET", "/healthz")
+            #expect(health.status == 503 && health.json["audit_log"] as? String == "unavailable", "\(health.text)")
             try FileManager.default.removeItem(atPath: filler)
+            #expect(try await api.curl("GET", "/healthz").status == 200)
             let again = try await api.curl("POST", "/domains/pcmk2/off", token: api.ops)
             #expect(again.status == 200, "\(again.text)")
             #expect(try api.harness.state("pcmk2") == .shutOff)
         }
+    }
+
+    @Test(
+        "a filesystem turned read-only by an error refuses fences with 503 and does nothing; reads still work",
+        .enabled(if: LoopFilesystem.isAvailable, "needs root and loop devices"))
+    func readOnlyFilesystem() async throws {
+        let filesystem = try await LoopFilesystem(megabytes: 16)
+        let databasePath = filesystem.path + "/audit.db"
+        try await APIHarness.withRunning(databasePath: databasePath) { api in
+            #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.ops).status == 200)
+            try await filesystem.failIntoReadOnly()
+            for domain in ["pcmk2", "pcmk3"] {
+                let response = try await api.curl("POST", "/domains/\(domain)/off", token: api.ops)
+                #expect(response.status == 503, "\(domain): \(response.status) \(response.text)")
+                #expect(response.json["type"] as? String == "urn:fencegate:problem:audit-unavailable", "\(response.text)")
+                #expect(try api.harness.state(domain) == .running, "\(domain) was fenced without its audit row")
+            }
+            let health = try await api.curl("GET", "/healthz")
+            #expect(health.status == 503 && health.json["audit_log"] as? String == "unavailable", "\(health.text)")
+            // The hypervisor side still answers: an administrator can see what is running.
+            #expect(try await api.curl("GET", "/domains/pcmk2", token: api.viewer).json["state"] as? String == "running")
+        }
+        // A restart on the read-only filesystem is refused with a clear error, not a half-working service.
+        await #expect {
+            _ = try await AuditStore.open(path: databasePath, logger: ServiceHarness.logger)
+        } throws: { error in
+            guard case AuditStoreError.cannotOpen(_, let reason) = error else { return false }
+            return reason.contains("read-only")
+        }
+        // The log written before the fault can still be read.
+        let readOnly = try await AuditStore.open(path: databasePath, readOnly: true, logger: ServiceHarness.logger)
+        let rows = try await readOnly.query(AuditQuery(action: "off", limit: 10)).records
+        #expect(rows.map(\.target) == ["pcmk1"] && rows.first?.result == .success, "\(rows)")
     }
 }

@@ -27,6 +27,28 @@ struct CLITests {
         #expect(columns.contains("success"))
     }
 
+    @Test(
+        "audit reads a database on a read-only filesystem; a fence there is refused",
+        .enabled(if: geteuid() == 0, "needs root for a read-only bind mount"))
+    func auditOnReadOnlyFilesystem() async throws {
+        let fencegate = try FencegateBinary()
+        #expect(try fencegate.run(["off", "pcmk2", "--uri", cluster]).status == 0)
+        let readOnly = fencegate.directory.file("ro")
+        try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: false)
+        #expect(try await runProgram("/bin/mount", ["--bind", "-o", "ro", fencegate.directory.path, readOnly]).status == 0)
+        defer { unmountLazily(readOnly) }
+        let database = readOnly + "/audit.db"
+
+        let audit = try fencegate.run(["audit", "--json", "--database", database])
+        #expect(audit.status == 0, "\(audit.stderr)")
+        #expect(audit.stdout.contains("\"pcmk2\""), "\(audit.stdout)")
+        #expect(audit.stderr.contains("cannot be written; reading it only"), "\(audit.stderr)")
+
+        let off = try fencegate.run(["off", "pcmk1", "--uri", cluster, "--database", database])
+        #expect(off.status != 0)
+        #expect(off.stderr.contains("read-only"), "\(off.stderr)")
+    }
+
     @Test("status exits 0 for on and 2 for off, like a fence agent")
     func statusExitCodes() throws {
         let fencegate = try FencegateBinary()

@@ -60,7 +60,7 @@ struct CrashSafetyTests {
                 }
             }
             // The database is whole after every kill.
-            let database = try Database(path: fencegate.database, readOnly: true)
+            let database = try Database(path: fencegate.database, access: .readOnly)
             #expect(try database.query("PRAGMA integrity_check").first?.first?.text == "ok", "round \(round)")
         }
 

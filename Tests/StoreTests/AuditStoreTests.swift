@@ -31,7 +31,7 @@ struct AuditStoreTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
 
-        let database = try Database(path: path, readOnly: true)
+        let database = try Database(path: path, access: .readOnly)
         #expect(try database.query("PRAGMA journal_mode").first?.first == .text("wal"))
         let versions = try database.query("SELECT version, name FROM schema_migrations ORDER BY version")
         #expect(versions.map { $0[0] } == Migration.all.map { .integer(Int64($0.version)) })

@@ -32,22 +32,38 @@ public func runProgram(
             inputPath = scratch.file("stdin")
             try Data(standardInput.utf8).write(to: URL(fileURLWithPath: inputPath!))
         }
-        let variables = (environment ?? Process.initialEnvironment).map { "\($0.key)=\($0.value)" }
-        var pid: pid_t = 0
-        let error = withCStrings([executable] + arguments) { argv in
-            withCStrings(variables) { envp in
-                fg_spawn(executable, argv, envp, directory, inputPath, outputPath, errorPath, &pid)
-            }
-        }
-        guard error == 0 else {
-            throw ConditionNeverMet(description: "cannot start \(executable): \(String(cString: strerror(error)))")
-        }
+        let pid = try spawnProgram(
+            executable, arguments, in: directory, environment: environment, standardInput: inputPath,
+            standardOutput: outputPath, standardError: errorPath)
         let status = fg_wait(pid)
         let outputText = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         let errorText = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
         return ProgramResult(status: status, stdout: outputText, stderr: errorText)
     }
 }
+
+/// Starts a program with posix_spawn: no signal blocked, default signal handling, descriptors above 2
+/// closed, standard input from `standardInput` (else /dev/null), output to the given files. Returns its PID;
+/// reap it with `waitForExit(_:)`.
+public func spawnProgram(
+    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil,
+    standardInput: String? = nil, standardOutput: String = "/dev/null", standardError: String = "/dev/null"
+) throws -> Int32 {
+    let variables = (environment ?? Process.initialEnvironment).map { "\($0.key)=\($0.value)" }
+    var pid: pid_t = 0
+    let error = withCStrings([executable] + arguments) { argv in
+        withCStrings(variables) { envp in
+            fg_spawn(executable, argv, envp, directory, standardInput, standardOutput, standardError, &pid)
+        }
+    }
+    guard error == 0 else {
+        throw ConditionNeverMet(description: "cannot start \(executable): \(String(cString: strerror(error)))")
+    }
+    return pid
+}
+
+/// Blocks until the child `pid` exits; its exit status, or the signal that ended it.
+public func waitForExit(_ pid: Int32) -> Int32 { fg_wait(pid) }
 
 /// Calls `body` with `strings` as a NULL-terminated C array (argv, envp style).
 private func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> T) -> T {

@@ -6,10 +6,15 @@ internal import CLibvirt
 /// - `virInitialize` for thread safety;
 /// - a no-op global error function, so libvirt's messages reach us through `LibvirtError`, not stderr;
 /// - `virEventRegisterDefaultImpl` and a dedicated thread running `virEventRunDefaultImpl` forever, which
-///   keepalive and the connection-close callback need.
+///   keepalive and the connection-close callback need;
+/// - SIGPIPE ignored, process-wide: libvirt's remote driver (every `qemu:///system` connection goes through
+///   libvirtd's socket) writes with `write(2)`, so a libvirtd that dies mid-call would otherwise kill this
+///   process with SIGPIPE instead of failing the call with EPIPE (seen in `LibvirtdRestartTests`). virsh
+///   does the same.
 enum LibvirtRuntime {
     /// Touch this before any libvirt call; the initializer runs exactly once (Swift's lazy globals are atomic).
     static let ready: Bool = {
+        signal(SIGPIPE, SIG_IGN)
         guard virInitialize() == 0 else { return false }
         virSetErrorFunc(nil, silenceLibvirtErrors)
         guard virEventRegisterDefaultImpl() == 0 else { return false }

@@ -35,7 +35,7 @@ public enum HashType: UInt8, Sendable, CaseIterable, Comparable, CustomStringCon
     }
 
     /// H(key ‖ message), zero-padded to 64 bytes as on the wire; 64 zero bytes for `none`.
-    func paddedDigest(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
+    package func paddedDigest(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
         guard let algorithm else { return [UInt8](repeating: 0, count: 64) }
         let digest = algorithm.digest(key, message)
         return digest + [UInt8](repeating: 0, count: 64 - digest.count)

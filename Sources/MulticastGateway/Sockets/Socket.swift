@@ -29,7 +29,8 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
 ///
 /// `@unchecked Sendable`: a socket is used by one request at a time, handed from step to step; the
 /// descriptor itself is immutable. Blocking calls here must run off Swift's cooperative pool.
-final class Socket: @unchecked Sendable {
+/// Package-visible for the challenge-response fuzz target, which drives the real reader over a socket pair.
+package final class Socket: @unchecked Sendable {
     let descriptor: Int32
 
     private init(descriptor: Int32) {
@@ -43,6 +44,19 @@ final class Socket: @unchecked Sendable {
         let descriptor = socket(domain, type, 0)
         guard descriptor >= 0 else { throw .errno("socket") }
         self.init(descriptor: descriptor)
+    }
+
+    /// Two connected Unix stream sockets (`socketpair(2)`), close-on-exec.
+    package static func connectedPair() throws(SocketError) -> (Socket, Socket) {
+        var descriptors: [Int32] = [-1, -1]
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &descriptors) == 0 else { throw .errno("socketpair") }
+        return (Socket(descriptor: descriptors[0]), Socket(descriptor: descriptors[1]))
+    }
+
+    /// Ends this side's writing (`shutdown(SHUT_WR)`): the peer reads end of file after what was sent.
+    package func shutdownWriting() throws(SocketError) {
+        try call("shutdown") { Int(shutdown(descriptor, Int32(SHUT_WR))) }
     }
 
     deinit {
@@ -162,7 +176,7 @@ final class Socket: @unchecked Sendable {
     }
 
     /// Reads exactly `count` bytes, each wait bounded by `timeout`.
-    func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
+    package func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
         var result: [UInt8] = []
         result.reserveCapacity(count)
         var buffer = [UInt8](repeating: 0, count: count)
@@ -179,7 +193,7 @@ final class Socket: @unchecked Sendable {
     }
 
     /// Writes all of `bytes`, each wait bounded by `timeout`.
-    func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
+    package func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
         var sent = 0
         while sent < bytes.count {
             guard try wait(forWriting: true, timeout: timeout) else { throw .timedOut("write") }

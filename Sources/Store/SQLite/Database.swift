@@ -11,14 +11,32 @@ package final class Database: @unchecked Sendable {
     /// The path the database was opened at.
     let path: String
 
-    /// Opens (creating if needed) the database at `path`. Calls `sqlite3_open_v2`.
+    /// How a connection may use its file.
+    package enum Access {
+        /// Read and write, creating the file if needed.
+        case readWrite
+        /// Read only; a WAL database then needs its `-shm` file to exist.
+        case readOnly
+        /// Read only, promising SQLite that nothing changes the file while it is open (`immutable=1`): no
+        /// locks, no `-shm`. Only for a file nobody can write, such as one on a read-only filesystem.
+        case immutable
+    }
+
+    /// Opens (creating if needed, for `.readWrite`) the database at `path`. Calls `sqlite3_open_v2`.
     ///
     /// - Throws: `SQLiteError` if the file cannot be opened; a half-opened handle is closed first.
-    package init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    package init(path: String, access: Access = .readWrite) throws(SQLiteError) {
         var pointer: OpaquePointer?
         var flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_EXRESCODE
-        flags |= readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let status = sqlite3_open_v2(path, &pointer, flags, nil)
+        var filename = path
+        switch access {
+        case .readWrite: flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        case .readOnly: flags |= SQLITE_OPEN_READONLY
+        case .immutable:
+            flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+            filename = "file:" + Self.uriEscaped(path) + "?immutable=1"
+        }
+        let status = sqlite3_open_v2(filename, &pointer, flags, nil)
         guard status == SQLITE_OK, let pointer else {
             let message = pointer.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             if let pointer { sqlite3_close_v2(pointer) }
@@ -30,6 +48,20 @@ package final class Database: @unchecked Sendable {
 
     deinit {
         sqlite3_close_v2(handle)
+    }
+
+    /// `path` for a `file:` URI: `%`, `?` and `#` percent-encoded, as SQLite's URI parser expects.
+    private static func uriEscaped(_ path: String) -> String {
+        var escaped = ""
+        for character in path {
+            switch character {
+            case "%": escaped += "%25"
+            case "?": escaped += "%3F"
+            case "#": escaped += "%23"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
     }
 
     /// Runs one or more statements that return no rows. Calls `sqlite3_exec`.
@@ -52,6 +84,10 @@ package final class Database: @unchecked Sendable {
 
     /// The rowid of the last successful INSERT on this connection.
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// True if the main database was opened read-only, e.g. because its file or filesystem cannot be
+    /// written (SQLite then falls back to reading). Calls `sqlite3_db_readonly`.
+    var isReadOnly: Bool { sqlite3_db_readonly(handle, "main") == 1 }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     var changes: Int { Int(sqlite3_changes(handle)) }

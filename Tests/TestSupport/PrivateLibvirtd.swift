@@ -1,0 +1,105 @@
+import FenceCore
+import Foundation
+
+/// A real libvirtd (Debian's libvirt-daemon) started by a test, serving its test driver on a socket of its own.
+///
+/// It runs as an unprivileged session daemon (as `nobody` when the tests run as root, as CI does), with its
+/// home and runtime directories in a fresh directory, so it touches neither a system libvirtd nor the host's
+/// state. Clients reach it with `uri`: `test+unix:///default?socket=…`, the daemon's shared test world (the
+/// domain `test`, running), which starts afresh each time the daemon does.
+public final class PrivateLibvirtd: @unchecked Sendable {
+    public static let executable = "/usr/sbin/libvirtd"
+
+    private let root: String
+    private let daemon = DaemonProcess()
+
+    /// The socket the daemon listens on.
+    public var socketPath: String { root + "/run/libvirt/libvirt-sock" }
+    /// The daemon's log (warnings and errors), in its home directory, which it may write.
+    public var logPath: String { root + "/home/libvirtd.log" }
+    /// The daemon's shared test-driver world, over its socket.
+    public var uri: String { "test+unix:///default?socket=\(socketPath)" }
+
+    /// Starts the daemon and waits until it answers.
+    public init() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
+            throw ConditionNeverMet(
+                description: "\(Self.executable) is missing: install libvirt-daemon (scripts/install-dependencies --tests)")
+        }
+        let template = NSTemporaryDirectory() + "fencegate-libvirtd-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard mkdtemp(&bytes) != nil else { throw CocoaError(.fileWriteUnknown) }
+        root = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        chmod(root, 0o755)
+        for directory in ["home", "run"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: false)
+            if geteuid() == 0 { chown(root + "/" + directory, Self.nobody.uid, Self.nobody.gid) }
+        }
+        try await start()
+    }
+
+    deinit {
+        if let pid = daemon.runningPID {
+            kill(pid, SIGKILL)
+            while !daemon.hasExited { usleep(10_000) }
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Starts the daemon (again) and waits until its socket accepts a libvirt client.
+    public func start() async throws {
+        let environment = [
+            "HOME": root + "/home", "XDG_RUNTIME_DIR": root + "/run", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LIBVIRT_LOG_OUTPUTS": "3:file:\(logPath)",
+        ]
+        let pid =
+            if geteuid() == 0 {
+                try spawnProgram(
+                    "/usr/bin/setpriv",
+                    ["--reuid=\(Self.nobody.uid)", "--regid=\(Self.nobody.gid)", "--clear-groups", "--", Self.executable],
+                    environment: environment)
+            } else {
+                try spawnProgram(Self.executable, [], environment: environment)
+            }
+        daemon.started(pid)
+        let probe = LibvirtHypervisor(uri: uri, logger: ServiceHarness.logger, maximumConnections: 1)
+        try await waitUntil("libvirtd answers on \(socketPath)", limit: .seconds(60)) {
+            guard !daemon.hasExited else { return true }
+            return (try? await onOwnThread { try probe.checkConnection() }) != nil
+        }
+        guard !daemon.hasExited else {
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            throw ConditionNeverMet(description: "libvirtd exited at start: \(log.suffix(2000))")
+        }
+    }
+
+    /// Sends `signal` to the daemon and waits until it has exited.
+    public func stop(signal: Int32) async throws {
+        guard let pid = daemon.runningPID else { return }
+        kill(pid, signal)
+        try await waitUntil("libvirtd exits after signal \(signal)") { daemon.hasExited }
+    }
+
+    private static let nobody: (uid: uid_t, gid: gid_t) = {
+        guard let entry = getpwnam("nobody") else { return (65534, 65534) }
+        return (entry.pointee.pw_uid, entry.pointee.pw_gid)
+    }()
+}
+
+/// The daemon process of the moment: its PID, and whether it has exited (set by a thread that reaps it).
+private final class DaemonProcess: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: (pid: pid_t, exited: Bool)?
+
+    var runningPID: pid_t? { lock.withLock { current?.exited == false ? current?.pid : nil } }
+    var hasExited: Bool { lock.withLock { current?.exited ?? true } }
+
+    /// Records a newly spawned daemon and reaps it on a thread of its own.
+    func started(_ pid: pid_t) {
+        lock.withLock { current = (pid, false) }
+        Thread {
+            _ = waitForExit(pid)
+            self.lock.withLock { self.current = (pid, true) }
+        }.start()
+    }
+}
