@@ -62,8 +62,14 @@ struct GatewayOptions: ParsableArguments {
         configuration.minimumHash = HashType(name: hash)!
         configuration.auth = HashType(name: auth)!
         configuration.groups = FenceGroups(try group.map(Self.parseGroup))
-        // The key is needed unless both hash and auth are none; it is loaded whenever it can be read, so that
-        // (unlike fence_virtd with none/none) correctly signed packets are still accepted.
+        try Self.loadKey(into: &configuration, from: keyFile, logger: logger)
+        return configuration
+    }
+
+    /// Reads the key into `configuration` (its first 4096 bytes). The key is needed unless both hash and auth
+    /// are none; it is loaded whenever it can be read, so that (unlike fence_virtd with none/none) correctly
+    /// signed packets are still accepted. A key file others may write is refused.
+    static func loadKey(into configuration: inout GatewayConfiguration, from keyFile: String, logger: Logger) throws {
         let needed = configuration.minimumHash != .none || configuration.auth != .none
         do {
             let contents = try KeyFile.read(at: keyFile)
@@ -72,10 +78,8 @@ struct GatewayOptions: ParsableArguments {
         } catch .writableByOthers(let path, let mode) {
             throw CLIFailure.other(KeyFile.ReadFailure.writableByOthers(path: path, mode: mode).description)
         } catch {
-            // With hash and auth none, no key is needed.
             if needed { throw CLIFailure.other(error.description) }
         }
-        return configuration
     }
 
     static func tcpAddress(_ text: String) -> SocketAddress? {

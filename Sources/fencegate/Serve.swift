@@ -35,10 +35,23 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between hypervisor connection checks (a dropped connection is re-opened).")
     var healthInterval: Double = 5
 
+    @Option(
+        help: ArgumentHelp(
+            "Run in place of fence_virtd: read its configuration file as is (listener, key file, hash, auth, groups, libvirt URI).",
+            discussion: "The fence_xvm gateway options below are then taken from the file and must not be given.",
+            valueName: "path"))
+    var fenceVirtConf: String?
+
     @OptionGroup(title: "fence_xvm gateway") var gateway: GatewayOptions
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        if fenceVirtConf != nil,
+            gateway.multicast || gateway.tcpListen != nil || !gateway.group.isEmpty || gateway.multicastInterface != nil
+        {
+            throw ValidationError(
+                "--fence-virt-conf sets the gateway from fence_virt.conf; drop --multicast, --multicast-interface, --tcp-listen and --group")
+        }
         guard let address = ListenAddress(listen) else {
             throw ValidationError("--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786")
         }
@@ -66,6 +79,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger(defaultLevel: .info)
         try await reportingFailures {
+            var global = self.global
+            let gatewayConfiguration = try gatewaySettings(global: &global, logger: logger)
             var serviceConfiguration = FenceService.Configuration()
             serviceConfiguration.operationTimeout = .milliseconds(Int64(operationTimeout * 1000))
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
@@ -84,10 +99,10 @@ struct Serve: AsyncParsableCommand {
 
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             var gatewaySummary = ""
-            if gateway.enabled {
+            if let gatewayConfiguration {
                 let fenceXVM: FenceXVMGateway
                 do {
-                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: try gateway.configuration(logger: logger), logger: logger)
+                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: gatewayConfiguration, logger: logger)
                 } catch let error as GatewayError {
                     throw CLIFailure.other(error.description)
                 }
@@ -125,6 +140,28 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
             logger.notice("stopped")
         }
+    }
+
+    /// The gateway's settings: from fence_virt.conf (which may also set the libvirt URI in `global`), else from
+    /// the options; nil when no listener is enabled.
+    private func gatewaySettings(global: inout GlobalOptions, logger: Logger) throws -> GatewayConfiguration? {
+        guard let fenceVirtConf else { return gateway.enabled ? try gateway.configuration(logger: logger) : nil }
+        let file: FenceVirtdConfiguration
+        do {
+            file = try FenceVirtdConfiguration(contentsOf: fenceVirtConf)
+        } catch {
+            throw CLIFailure.other(error.description)
+        }
+        for note in file.ignored { logger.warning("\(note)") }
+        if let uri = file.libvirtURI {
+            if let given = global.uri, given != uri {
+                throw CLIFailure.other("--uri \(given) contradicts \(fenceVirtConf), whose backends/libvirt/uri is \(uri)")
+            }
+            global.uri = uri
+        }
+        var configuration = file.gateway
+        try GatewayOptions.loadKey(into: &configuration, from: file.keyFile, logger: logger)
+        return configuration
     }
 
     private func httpConfiguration() throws -> HTTPServerConfiguration {

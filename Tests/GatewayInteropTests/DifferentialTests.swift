@@ -1,4 +1,5 @@
 import Foundation
+import Store
 import TestSupport
 import Testing
 
@@ -84,5 +85,43 @@ struct DifferentialTests {
             #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
         }
         #expect(ours.count == reference.count)
+    }
+
+    @Test("drop-in: fencegate serve --fence-virt-conf runs from fence_virtd's own file, with the same answers")
+    func dropIn() async throws {
+        let lab = try GatewayLab(guests: 2)
+        let guest0 = lab.guestIPv4(0)
+        let configuration = try lab.writeFenceVirtConf(
+            groups: """
+                groups {
+                    group {
+                        name = "cluster1";
+                        ip = "\(guest0)";
+                        uuid = "pcmk1";
+                        uuid = "pcmk2";
+                        uuid = "33333333-3333-4333-8333-333333333333";
+                    }
+                }
+                """)
+        let sequence: [[String]] = [
+            ["-H", "pcmk1", "-o", "status"], ["-H", "pcmk4", "-o", "status"], ["-H", "pcmk2", "-o", "reboot"],
+            ["-H", "33333333-3333-4333-8333-333333333333", "-o", "off"], ["-H", "pcmk4", "-o", "off"],
+            ["-o", "list"], ["-o", "monitor"], ["-H", "pcmk1", "-o", "off"], ["-H", "pcmk1", "-o", "status"],
+        ]
+        let other: [[String]] = [["-H", "pcmk2", "-o", "off"], ["-o", "list"]]
+        try await lab.startFenceVirtd(configuration: configuration)
+        let reference = try await Self.answers(lab, sequence, otherGuest: other)
+        try await lab.stopServer()
+        try await lab.startFencegate(fenceVirtConf: configuration)
+        let ours = try await Self.answers(lab, sequence, otherGuest: other)
+        try await lab.stopServer()
+        #expect(ours.count == reference.count)
+        for (mine, theirs) in zip(ours, reference) {
+            #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
+        }
+        // Run by the service: audited, from the guest that asked.
+        let offs = try await lab.rows().filter { $0.action == "off" && $0.result == .success }
+        #expect(Set(offs.compactMap(\.domainName)) == ["pcmk3", "pcmk1"], "\(offs)")
+        #expect(offs.allSatisfy { $0.source == "multicast" && $0.requester == guest0 })
     }
 }

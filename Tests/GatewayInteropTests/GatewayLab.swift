@@ -33,9 +33,22 @@ final class GatewayLab: @unchecked Sendable {
             "--listen", "127.0.0.1:0", "--key-file", keyPath, "--log-level", "info",
         ]
         if multicast { command += ["--multicast", "--multicast-interface", "br0"] }
+        try await startFencegate(command: command + arguments)
+    }
+
+    /// Starts `fencegate serve --fence-virt-conf PATH` in the host namespace, in place of fence_virtd: the
+    /// listener, key, hashes, groups and libvirt URI all come from the file.
+    func startFencegate(fenceVirtConf: String) async throws {
+        try await startFencegate(command: [
+            FencegateBinary.url.path, "serve", "--fence-virt-conf", fenceVirtConf, "--database", fencegate.database,
+            "--listen", "127.0.0.1:0", "--log-level", "info",
+        ])
+    }
+
+    private func startFencegate(command: [String]) async throws {
         let output = fencegate.directory.file("serve.out")
         let errors = fencegate.directory.file("serve.err")
-        let process = try lab.start(in: lab.host, command + arguments, stdout: output, stderr: errors)
+        let process = try lab.start(in: lab.host, command, stdout: output, stderr: errors)
         server = process
         try await waitUntil("fencegate serves") {
             !process.isRunning || ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("fencegate serving")
@@ -48,6 +61,12 @@ final class GatewayLab: @unchecked Sendable {
     /// Starts the real fence_virtd in the host namespace with its own pid file and config, on the same
     /// test world, and waits until it answers.
     func startFenceVirtd(hash: String = "sha256", auth: String = "sha256", groups: String = "") async throws {
+        try await startFenceVirtd(configuration: try writeFenceVirtConf(hash: hash, auth: auth, groups: groups))
+    }
+
+    /// Writes a fence_virt.conf for the lab (multicast on the bridge, the lab's key, the cluster fixture)
+    /// and returns its path.
+    func writeFenceVirtConf(hash: String = "sha256", auth: String = "sha256", groups: String = "") throws -> String {
         let configuration = fencegate.directory.file("fence_virt.conf")
         try """
             fence_virtd {
@@ -72,6 +91,11 @@ final class GatewayLab: @unchecked Sendable {
             }
             \(groups)
             """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        return configuration
+    }
+
+    /// Starts the real fence_virtd with `configuration` and waits until it answers.
+    func startFenceVirtd(configuration: String) async throws {
         let process = try lab.start(
             in: lab.host,
             ["/usr/sbin/fence_virtd", "-F", "-p", fencegate.directory.file("fence_virtd.pid"), "-f", configuration],

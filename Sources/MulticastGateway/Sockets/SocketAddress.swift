@@ -55,6 +55,12 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return text
     }
 
+    /// True for an IPv4 address in 224.0.0.0/4 or an IPv6 address in ff00::/8.
+    public var isMulticast: Bool {
+        guard let first = bytes.first else { return false }
+        return family == .ipv4 ? first & 0xF0 == 0xE0 : first == 0xFF
+    }
+
     public var description: String { family == .ipv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     var domain: Int32 { family == .ipv4 ? AF_INET : AF_INET6 }
