@@ -53,6 +53,13 @@ struct GatewayOptions: ParsableArguments {
     /// The gateway's configuration, reading the key file (a key file that group or others may read is used,
     /// with a warning logged; one they may write is refused).
     func configuration(logger: Logger) throws -> GatewayConfiguration {
+        var configuration = try settings()
+        try Self.loadKey(into: &configuration, from: keyFile, logger: logger)
+        return configuration
+    }
+
+    /// The gateway's settings from the options, without the key.
+    func settings() throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
         configuration.multicast =
             multicast
@@ -62,7 +69,6 @@ struct GatewayOptions: ParsableArguments {
         configuration.minimumHash = HashType(name: hash)!
         configuration.auth = HashType(name: auth)!
         configuration.groups = FenceGroups(try group.map(Self.parseGroup))
-        try Self.loadKey(into: &configuration, from: keyFile, logger: logger)
         return configuration
     }
 
