@@ -15,7 +15,7 @@ public struct GatewayError: Error, CustomStringConvertible {
 /// Each listener reads on its own thread; each verified request is then handled in its own task, so a slow
 /// operation for one guest never delays another guest's request.
 public final class FenceXVMGateway: Sendable {
-    public let configuration: GatewayConfiguration
+    private let current: Mutex<GatewayConfiguration>
     private let service: FenceService
     private let logger: Logger
     private let session: FenceXVMSession
@@ -29,16 +29,37 @@ public final class FenceXVMGateway: Sendable {
     /// The TCP listener's bound address (useful with port 0), if there is one.
     public let tcpAddress: SocketAddress?
 
+    /// The configuration in effect (the last one given to `reload(_:)`).
+    public var configuration: GatewayConfiguration { current.withLock { $0 } }
+
+    /// Takes the key, hashes, groups and timeouts of `new` for requests that arrive from now on (requests
+    /// being answered finish with what they started with). Listener addresses are bound once: a change
+    /// there needs a restart, and is returned as a note instead of being applied.
+    public func reload(_ new: GatewayConfiguration) -> [String] {
+        current.withLock { configuration in
+            var notes: [String] = []
+            var applied = new
+            if new.multicast != configuration.multicast {
+                notes.append("the multicast listener's address, port or interface changed: restart to apply")
+                applied.multicast = configuration.multicast
+            }
+            if new.tcp != configuration.tcp {
+                notes.append("the tcp listener's address changed: restart to apply")
+                applied.tcp = configuration.tcp
+            }
+            configuration = applied
+            return notes
+        }
+    }
+
     /// Binds the configured listeners. Call `start()` to serve.
     /// - Throws: `GatewayError` naming the address that could not be bound or joined.
     public init(service: FenceService, configuration: GatewayConfiguration, logger: Logger) throws {
         self.service = service
-        self.configuration = configuration
+        self.current = Mutex(configuration)
         self.logger = logger
         self.history = RequestHistory(window: configuration.historyWindow)
-        self.session = FenceXVMSession(
-            service: service, configuration: configuration, pool: BlockingThreadPool(name: "fencegate.gateway"),
-            logger: logger)
+        self.session = FenceXVMSession(service: service, pool: BlockingThreadPool(name: "fencegate.gateway"), logger: logger)
         if let multicast = configuration.multicast {
             guard let group = SocketAddress(host: multicast.group, port: multicast.port) else {
                 throw GatewayError(description: "multicast address \(multicast.group) is not a numeric IPv4 or IPv6 address")
@@ -113,6 +134,7 @@ public final class FenceXVMGateway: Sendable {
             logger.debug("dropped a datagram of the wrong size", metadata: ["peer.address": "\(source ?? "-")", "size": "\(datagram.size)"])
             return
         }
+        let configuration = self.configuration
         guard request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash) else {
             logger.debug("dropped a request that failed verification", metadata: ["peer.address": "\(source ?? "-")"])
             return
@@ -129,7 +151,9 @@ public final class FenceXVMGateway: Sendable {
         Task { [inFlightCounter = self] in
             defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
             do {
-                try await session.run(request, connect: { try Socket.connection(to: callback, timeout: timeout) }, from: requester)
+                try await session.run(
+                    request, configuration: configuration,
+                    connect: { try Socket.connection(to: callback, timeout: timeout) }, from: requester)
                 history.answered(key)
             } catch {
                 history.release(key)
@@ -146,7 +170,7 @@ public final class FenceXVMGateway: Sendable {
         inFlight.add(1, ordering: .relaxed)
         let identity = peer?.host ?? "unknown"
         let requester = FenceXVMSession.Requester(frontEnd: .tcp, identity: identity, clientAddress: peer?.host)
-        let (session, history, logger, configuration) = (session, history, logger, configuration)
+        let (session, history, logger, configuration) = (session, history, logger, self.configuration)
         Task { [inFlightCounter = self] in
             defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
             let bytes: [UInt8]
@@ -167,7 +191,7 @@ public final class FenceXVMGateway: Sendable {
             let key = RequestHistory.Key(request)
             guard history.claim(key) else { return }
             do {
-                try await session.run(request, connect: { connection }, from: requester)
+                try await session.run(request, configuration: configuration, connect: { connection }, from: requester)
                 history.answered(key)
             } catch {
                 history.release(key)

@@ -5,9 +5,10 @@ import Logging
 /// Answers one verified fence_xvm request on a connected socket: challenge-response, permission check,
 /// the operation through the fence service, and the result byte or host list. Shared by the multicast
 /// listener (after it called the client back) and the TCP listener (on the accepted connection).
+/// Each request runs with the gateway's configuration as it was when the request arrived (a reload
+/// meanwhile does not change the key or groups half-way through).
 struct FenceXVMSession {
     let service: FenceService
-    let configuration: GatewayConfiguration
     let pool: BlockingThreadPool
     let logger: Logger
 
@@ -31,7 +32,8 @@ struct FenceXVMSession {
     /// Connecting and challenge-response run in one hop to the blocking pool. Throws `Unanswered` or the
     /// connection's error if the client was never answered.
     func run(
-        _ request: FenceXVMRequest, connect: @escaping @Sendable () throws -> Socket, from requester: Requester
+        _ request: FenceXVMRequest, configuration: GatewayConfiguration,
+        connect: @escaping @Sendable () throws -> Socket, from requester: Requester
     ) async throws {
         let (type, key, timeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
         let socket: Socket
@@ -47,7 +49,7 @@ struct FenceXVMSession {
                 metadata: ["peer.address": "\(requester.clientAddress ?? "-")", "reason": "\(failure)"])
             throw Unanswered.authentication(failure)
         }
-        let answer = await answer(request, from: requester)
+        let answer = await answer(request, groups: configuration.groups, from: requester)
         do {
             try await pool.run { try socket.write(answer, timeout: timeout) }
         } catch {
@@ -57,7 +59,7 @@ struct FenceXVMSession {
     }
 
     /// The bytes to send back for `request`: one result byte, or a host list.
-    private func answer(_ request: FenceXVMRequest, from requester: Requester) async -> [UInt8] {
+    private func answer(_ request: FenceXVMRequest, groups: FenceGroups, from requester: Requester) async -> [UInt8] {
         let target = DomainTarget(request.domain)
         let origin = requester.origin
         guard let operation = request.operation else {
@@ -83,7 +85,7 @@ struct FenceXVMSession {
         case .hostlist:
             do {
                 let domains = try await service.list(origin: origin)
-                return HostList.encode(domains.filter { configuration.groups.lists($0, to: requester.identity) })
+                return HostList.encode(domains.filter { groups.lists($0, to: requester.identity) })
             } catch {
                 return [FenceXVMResult.failure.rawValue]
             }
@@ -93,7 +95,7 @@ struct FenceXVMSession {
         case .status: action = .status
         }
         let fenceRequest = FenceRequest(action: action, target: target, origin: origin)
-        guard configuration.groups.permits(requester: requester.identity, domain: request.domain) else {
+        guard groups.permits(requester: requester.identity, domain: request.domain) else {
             _ = try? await service.recordRefusal(
                 fenceRequest, reason: "groups do not allow \(requester.identity) to \(action.rawValue) '\(request.domain)'")
             return [FenceXVMResult.permissionDenied.rawValue]

@@ -97,8 +97,10 @@ struct Serve: AsyncParsableCommand {
             var bound = ListenAddress(listen)!
             bound.port = server.port
 
+            let notifier = SystemdNotifier()
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             var gatewaySummary = ""
+            var fenceXVMGateway: FenceXVMGateway?
             if let gatewayConfiguration {
                 let fenceXVM: FenceXVMGateway
                 do {
@@ -106,6 +108,7 @@ struct Serve: AsyncParsableCommand {
                 } catch let error as GatewayError {
                     throw CLIFailure.other(error.description)
                 }
+                fenceXVMGateway = fenceXVM
                 services.append(.init(service: GatewayFrontEnd(gateway: fenceXVM, gracePeriod: serviceConfiguration.operationTimeout + .seconds(15))))
                 if let multicast = fenceXVM.configuration.multicast {
                     gatewaySummary += "; fence_xvm on \(multicast.group):\(multicast.port)"
@@ -116,9 +119,22 @@ struct Serve: AsyncParsableCommand {
             let watch = HypervisorWatch(
                 service: context.service, interval: .milliseconds(Int64(healthInterval * 1000)), logger: logger)
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
+            let runningURI = global.resolvedURI
+            let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, fenceXVMGateway] in
+                guard let fenceXVMGateway else { return ["no fence_xvm gateway runs: nothing to reload"] }
+                var reread = self.global
+                guard let settings = try gatewaySettings(global: &reread, logger: logger) else { return [] }
+                var notes = fenceXVMGateway.reload(settings)
+                if reread.resolvedURI != runningURI {
+                    notes.append("the libvirt URI changed to \(reread.resolvedURI): restart to apply")
+                }
+                return notes
+            }
+            // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: watch), .init(service: http)] + services,
+                    services: [.init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch), .init(service: http)]
+                        + services + [.init(service: reload), .init(service: StoppingNotice(notifier: notifier))],
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
 
@@ -131,6 +147,7 @@ struct Serve: AsyncParsableCommand {
             }
             print(summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.")
             fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
+            notifier?.notify(["READY=1", "MAINPID=\(getpid())", "STATUS=\(summary)"])
             logger.notice(
                 "ready",
                 metadata: [

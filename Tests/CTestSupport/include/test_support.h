@@ -17,4 +17,11 @@ int fg_spawn(const char *path, char *const argv[], char *const envp[], const cha
 /// Waits for `pid`: its exit status, the signal that ended it, or -1.
 int fg_wait(pid_t pid);
 
+/// Binds a Unix datagram socket at `path` (as systemd's notification socket is). Returns the descriptor, or -1.
+int fg_bind_unix_datagram(const char *path);
+
+/// Receives one datagram into `buffer` (at most `capacity` bytes), waiting at most `timeout_ms`.
+/// Returns its length, 0 on timeout, or -1.
+int fg_receive_datagram(int descriptor, char *buffer, int capacity, int timeout_ms);
+
 #endif
