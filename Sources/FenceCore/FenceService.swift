@@ -148,18 +148,20 @@ public final class FenceService: Sendable {
         metrics.operationRejected(
             action: request.action.rawValue, result: AuditResult.refused.rawValue,
             source: request.origin.frontEnd.rawValue)
-        logger.notice(
-            "fence request refused",
-            metadata: [
-                "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
-                "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
-            ])
+        var metadata: Logger.Metadata = [
+            "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
+            "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
+        ]
         do {
-            return try await store.record(
+            let id = try await store.record(
                 intent,
                 AuditCompletion(
                     result: .refused, powerState: nil, errorCode: "refused", message: reason, finishedAt: Date()))
+            metadata["audit.id"] = "\(id)"
+            logger.notice("fence request refused", metadata: metadata)
+            return id
         } catch {
+            logger.notice("fence request refused (not audited: the audit log is unavailable)", metadata: metadata)
             throw FenceError.auditUnavailable(reason: "\(error)")
         }
     }

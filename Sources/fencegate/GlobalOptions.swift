@@ -22,6 +22,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: LogLevelArgument?
 
+    @Option(name: .long, help: "Log lines on stderr: text (readable) or json (one object per line, for journald or ELK).")
+    var logFormat: LogFormat = .text
+
     /// The URI in effect.
     var resolvedURI: String {
         uri ?? ProcessInfo.processInfo.environment["FENCEGATE_URI"] ?? "qemu:///system"
@@ -42,13 +45,23 @@ struct GlobalOptions: ParsableArguments {
     /// Bootstraps swift-log once for this process (stderr) and returns the root logger.
     func makeLogger(defaultLevel: Logger.Level) -> Logger {
         let level = logLevel?.level ?? defaultLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        switch logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, logLevel: level) }
         }
         return Logger(label: "fencegate")
     }
+}
+
+/// How log lines are written.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
 }
 
 /// A `Logger.Level` as a command-line argument.
