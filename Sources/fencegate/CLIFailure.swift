@@ -6,6 +6,8 @@ import Foundation
 enum CLIFailure: Error {
     case fence(FenceError)
     case auditUnavailable(String)
+    /// A configuration file that cannot be used (the message names the file and line).
+    case configuration(String)
     case other(String)
 
     /// The exit code, as documented in the README and `fencegate --help`.
@@ -20,6 +22,7 @@ enum CLIFailure: Error {
             case .timedOut: return ExitStatus.timedOut
             }
         case .auditUnavailable: return ExitStatus.auditUnavailable
+        case .configuration: return ExitStatus.configuration
         case .other: return ExitStatus.failed
         }
     }
@@ -28,6 +31,7 @@ enum CLIFailure: Error {
         switch self {
         case .fence(let error): return error.description
         case .auditUnavailable(let message): return "audit log unavailable: \(message)"
+        case .configuration(let message): return message
         case .other(let message): return message
         }
     }
@@ -43,6 +47,8 @@ enum ExitStatus {
     static let hypervisorUnavailable: Int32 = 5
     static let auditUnavailable: Int32 = 6
     static let timedOut: Int32 = 7
+    /// A configuration file with an error (sysexits' EX_CONFIG).
+    static let configuration: Int32 = 78
 }
 
 /// Runs `body`; a `CLIFailure` or `FenceError` becomes "fencegate: error: …" on stderr and its exit code.

@@ -23,7 +23,7 @@ struct GlobalOptions: ParsableArguments {
     var logLevel: LogLevelArgument?
 
     @Option(name: .long, help: "Log lines on stderr: text (readable) or json (one object per line, for journald or ELK).")
-    var logFormat: LogFormat = .text
+    var logFormat: LogFormat?
 
     /// The URI in effect.
     var resolvedURI: String {
@@ -43,9 +43,12 @@ struct GlobalOptions: ParsableArguments {
     }
 
     /// Bootstraps swift-log once for this process (stderr) and returns the root logger.
-    func makeLogger(defaultLevel: Logger.Level) -> Logger {
-        let level = logLevel?.level ?? defaultLevel
-        switch logFormat {
+    /// `configuredLevel` and `configuredFormat` come from a configuration file; the options override them.
+    func makeLogger(
+        defaultLevel: Logger.Level, configuredLevel: Logger.Level? = nil, configuredFormat: LogFormat? = nil
+    ) -> Logger {
+        let level = logLevel?.level ?? configuredLevel ?? defaultLevel
+        switch logFormat ?? configuredFormat ?? .text {
         case .text:
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)

@@ -13,6 +13,13 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the fence service with its HTTP API until SIGTERM or SIGINT.")
 
+    @Option(
+        help: ArgumentHelp(
+            "Take every setting from this configuration file (TOML; see `fencegate config check`).",
+            discussion: "Only --uri, --database, --log-level and --log-format may be added; they override the file.",
+            valueName: "path"))
+    var config: String?
+
     @Option(help: "Address and port of the HTTP API: 127.0.0.1:8786, [::1]:8786, 0.0.0.0:8443 (port 0: any free port).")
     var listen = ListenAddress.default.description
 
@@ -46,62 +53,111 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
+        if config != nil {
+            guard optionsAreDefaults else {
+                throw ValidationError(
+                    "--config gives serve's settings: put the others in the file (only --uri, --database, --log-level and --log-format may be added)")
+            }
+            return
+        }
         if fenceVirtConf != nil,
             gateway.multicast || gateway.tcpListen != nil || !gateway.group.isEmpty || gateway.multicastInterface != nil
         {
             throw ValidationError(
                 "--fence-virt-conf sets the gateway from fence_virt.conf; drop --multicast, --multicast-interface, --tcp-listen and --group")
         }
-        guard let address = ListenAddress(listen) else {
+        guard ListenAddress(listen) != nil else {
             throw ValidationError("--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786")
         }
-        guard (tlsCert == nil) == (tlsKey == nil) else {
-            throw ValidationError("--tls-cert and --tls-key go together")
+        if let problem = try optionSettings().problems.first {
+            throw ValidationError("\(problem.option) \(problem.message)")
         }
-        if tlsCert == nil, !address.isLoopback, !allowPlainHttp {
-            throw ValidationError(
-                "refusing plain HTTP on \(address): give --tls-cert and --tls-key, or --allow-plain-http")
+    }
+
+    /// True if no serve option but `--config` (and the global ones) was changed from its default.
+    private var optionsAreDefaults: Bool {
+        let defaults = ServeSettings()
+        return listen == defaults.listen.description && tlsCert == nil && tlsKey == nil && !allowPlainHttp
+            && maxBodyBytes == defaults.maxBodyBytes && maxConnections == defaults.maxConnections
+            && maxConnectionsPerAddress == defaults.maxConnectionsPerAddress
+            && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
+            && operationTimeout == defaults.operationTimeout && healthInterval == defaults.healthInterval
+            && fenceVirtConf == nil && !gateway.enabled && gateway.group.isEmpty && gateway.multicastInterface == nil
+    }
+
+    /// The settings the options give.
+    private func optionSettings() throws -> ServeSettings {
+        var settings = ServeSettings()
+        settings.listen = ListenAddress(listen) ?? settings.listen
+        settings.tlsCert = tlsCert
+        settings.tlsKey = tlsKey
+        settings.allowPlainHTTP = allowPlainHttp
+        settings.maxBodyBytes = maxBodyBytes
+        settings.maxConnections = maxConnections
+        settings.maxConnectionsPerAddress = maxConnectionsPerAddress
+        settings.connectionTimeout = connectionTimeout
+        settings.httpThreads = httpThreads
+        settings.operationTimeout = operationTimeout
+        settings.healthInterval = healthInterval
+        if let fenceVirtConf {
+            settings.gateway = .fenceVirtConf(fenceVirtConf)
+        } else if gateway.enabled {
+            settings.gateway = .direct(try gateway.settings(), keyFile: gateway.keyFile)
         }
-        guard healthInterval >= 0.1 && healthInterval <= 3600 else {
-            throw ValidationError("--health-interval must be 0.1 to 3600 seconds")
-        }
-        guard operationTimeout > 0 && operationTimeout <= 3600 else {
-            throw ValidationError("--operation-timeout must be more than 0 and at most 3600 seconds")
-        }
-        guard (1...(64 * 1024 * 1024)).contains(maxBodyBytes) else {
-            throw ValidationError("--max-body-bytes must be 1 to 67108864")
-        }
-        guard maxConnections >= 1, (1...64).contains(httpThreads), connectionTimeout >= 1 else {
-            throw ValidationError("--max-connections, --http-threads (1…64) and --connection-timeout must be positive")
+        return settings
+    }
+
+    /// The settings in effect: the configuration file's, or the options'. Read again on SIGHUP.
+    private func currentSettings() throws -> ServeSettings {
+        guard let config else { return try optionSettings() }
+        do {
+            return try ConfigurationFile.read(path: config)
+        } catch {
+            throw CLIFailure.configuration(error.description)
         }
     }
 
     func run() async throws {
-        let logger = global.makeLogger(defaultLevel: .info)
+        var global = self.global
+        let settings: ServeSettings
+        do {
+            settings = try currentSettings()
+        } catch let failure as CLIFailure {
+            printError(failure.message)
+            throw ExitCode(failure.exitCode)
+        }
+        global.uri = global.uri ?? settings.uri
+        global.database = global.database ?? settings.database
+        let logger = global.makeLogger(defaultLevel: .info, configuredLevel: settings.logLevel, configuredFormat: settings.logFormat)
         try await reportingFailures {
-            var global = self.global
-            let gatewayConfiguration = try gatewaySettings(global: &global, logger: logger)
+            let gatewayConfiguration = try settings.loadGateway(logger: logger)
+            if let uri = gatewayConfiguration?.uri {
+                if let given = global.uri, given != uri {
+                    throw CLIFailure.other("the libvirt URI \(given) contradicts fence_virt.conf's backends/libvirt/uri \(uri)")
+                }
+                global.uri = uri
+            }
             var serviceConfiguration = FenceService.Configuration()
-            serviceConfiguration.operationTimeout = .milliseconds(Int64(operationTimeout * 1000))
+            serviceConfiguration.operationTimeout = .milliseconds(Int64(settings.operationTimeout * 1000))
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
             let api = FenceHTTPAPI(service: context.service, logger: logger)
             let server: HTTPServer
             do {
-                server = try HTTPServer(configuration: try httpConfiguration(), logger: logger) { request in
+                server = try HTTPServer(configuration: try settings.httpConfiguration(), logger: logger) { request in
                     await api.handle(request)
                 }
             } catch let error as HTTPServerError {
                 throw CLIFailure.other(error.description)
             }
-            let scheme = tlsCert == nil ? "http" : "https"
-            var bound = ListenAddress(listen)!
+            let scheme = settings.tlsCert == nil ? "http" : "https"
+            var bound = settings.listen
             bound.port = server.port
 
             let notifier = SystemdNotifier()
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             var gatewaySummary = ""
             var fenceXVMGateway: FenceXVMGateway?
-            if let gatewayConfiguration {
+            if let gatewayConfiguration = gatewayConfiguration?.configuration {
                 let fenceXVM: FenceXVMGateway
                 do {
                     fenceXVM = try FenceXVMGateway(service: context.service, configuration: gatewayConfiguration, logger: logger)
@@ -117,16 +173,17 @@ struct Serve: AsyncParsableCommand {
                 if let tcp = fenceXVM.tcpAddress { gatewaySummary += "; fence_virt on tcp \(tcp)" }
             }
             let watch = HypervisorWatch(
-                service: context.service, interval: .milliseconds(Int64(healthInterval * 1000)), logger: logger)
+                service: context.service, interval: .milliseconds(Int64(settings.healthInterval * 1000)), logger: logger)
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let runningURI = global.resolvedURI
             let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, fenceXVMGateway] in
                 guard let fenceXVMGateway else { return ["no fence_xvm gateway runs: nothing to reload"] }
-                var reread = self.global
-                guard let settings = try gatewaySettings(global: &reread, logger: logger) else { return [] }
-                var notes = fenceXVMGateway.reload(settings)
-                if reread.resolvedURI != runningURI {
-                    notes.append("the libvirt URI changed to \(reread.resolvedURI): restart to apply")
+                guard let reread = try currentSettings().loadGateway(logger: logger) else {
+                    return ["the gateway is no longer configured: restart to stop it"]
+                }
+                var notes = fenceXVMGateway.reload(reread.configuration)
+                if let uri = reread.uri, uri != runningURI {
+                    notes.append("the libvirt URI changed to \(uri): restart to apply")
                 }
                 return notes
             }
@@ -143,7 +200,7 @@ struct Serve: AsyncParsableCommand {
                 let count = try await context.service.domains().count
                 summary += " (\(count) domain\(count == 1 ? "" : "s"))"
             } catch {
-                summary += " (unreachable for now: \(error); retrying every \(healthInterval) s)"
+                summary += " (unreachable for now: \(error); retrying every \(settings.healthInterval) s)"
             }
             print(summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.")
             fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
@@ -157,48 +214,6 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
             logger.notice("stopped")
         }
-    }
-
-    /// The gateway's settings: from fence_virt.conf (which may also set the libvirt URI in `global`), else from
-    /// the options; nil when no listener is enabled.
-    private func gatewaySettings(global: inout GlobalOptions, logger: Logger) throws -> GatewayConfiguration? {
-        guard let fenceVirtConf else { return gateway.enabled ? try gateway.configuration(logger: logger) : nil }
-        let file: FenceVirtdConfiguration
-        do {
-            file = try FenceVirtdConfiguration(contentsOf: fenceVirtConf)
-        } catch {
-            throw CLIFailure.other(error.description)
-        }
-        for note in file.ignored { logger.warning("\(note)") }
-        if let uri = file.libvirtURI {
-            if let given = global.uri, given != uri {
-                throw CLIFailure.other("--uri \(given) contradicts \(fenceVirtConf), whose backends/libvirt/uri is \(uri)")
-            }
-            global.uri = uri
-        }
-        var configuration = file.gateway
-        try GatewayOptions.loadKey(into: &configuration, from: file.keyFile, logger: logger)
-        return configuration
-    }
-
-    private func httpConfiguration() throws -> HTTPServerConfiguration {
-        var configuration = HTTPServerConfiguration()
-        configuration.listen = ListenAddress(listen)!
-        configuration.maximumBodyBytes = maxBodyBytes
-        configuration.maximumConnections = maxConnections
-        configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
-        configuration.connectionTimeoutSeconds = connectionTimeout
-        configuration.threads = httpThreads
-        if let tlsCert, let tlsKey {
-            do {
-                configuration.tls = (
-                    try String(contentsOfFile: tlsCert, encoding: .utf8), try String(contentsOfFile: tlsKey, encoding: .utf8)
-                )
-            } catch {
-                throw CLIFailure.other("cannot read the TLS certificate or key: \(error.localizedDescription)")
-            }
-        }
-        return configuration
     }
 }
 

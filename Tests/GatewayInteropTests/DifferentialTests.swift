@@ -119,9 +119,19 @@ struct DifferentialTests {
         for (mine, theirs) in zip(ours, reference) {
             #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
         }
+        // The same file converted once (`config import`) into Fencegate's own configuration gives the same.
+        let imported = try lab.fencegate.run(["config", "import", configuration])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let toml = lab.fencegate.directory.file("fencegate.toml")
+        try (imported.stdout + "[http]\nlisten = \"127.0.0.1:0\"\n").write(toFile: toml, atomically: true, encoding: .utf8)
+        try await lab.startFencegate(configFile: toml)
+        let fromImport = try await Self.answers(lab, sequence, otherGuest: other)
+        try await lab.stopServer()
+        #expect(fromImport == reference, "after config import:\n\(fromImport)\nfence_virtd:\n\(reference)")
         // Run by the service: audited, from the guest that asked.
         let offs = try await lab.rows().filter { $0.action == "off" && $0.result == .success }
         #expect(Set(offs.compactMap(\.domainName)) == ["pcmk3", "pcmk1"], "\(offs)")
+        #expect(offs.count == 4, "two runs of Fencegate, two offs each: \(offs)")
         #expect(offs.allSatisfy { $0.source == "multicast" && $0.requester == guest0 })
     }
 }

@@ -45,6 +45,14 @@ final class GatewayLab: @unchecked Sendable {
         ])
     }
 
+    /// Starts `fencegate serve --config PATH` (a TOML configuration file) in the host namespace.
+    func startFencegate(configFile: String) async throws {
+        try await startFencegate(command: [
+            FencegateBinary.url.path, "serve", "--config", configFile, "--database", fencegate.database,
+            "--log-level", "info",
+        ])
+    }
+
     private func startFencegate(command: [String]) async throws {
         let output = fencegate.directory.file("serve.out")
         let errors = fencegate.directory.file("serve.err")

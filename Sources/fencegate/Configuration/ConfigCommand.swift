@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MulticastGateway
+
+/// `fencegate config check|import`.
+struct Config: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a configuration file, or convert fence_virtd's into one.",
+        subcommands: [Check.self, Import.self])
+
+    /// `fencegate config check FILE`: parses and validates, as `serve --config FILE` would.
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file; print its errors with line numbers (exit 78) or a summary (exit 0).")
+
+        @Argument(help: "The TOML configuration file.") var path: String
+
+        func run() throws {
+            let settings: ServeSettings
+            do {
+                settings = try ConfigurationFile.read(path: path)
+            } catch {
+                printError(error.description)
+                throw ExitCode(ExitStatus.configuration)
+            }
+            var logger = Logger(label: "config")
+            logger.logLevel = .critical
+            let gateway: (configuration: GatewayConfiguration, uri: String?)?
+            do {
+                gateway = try settings.loadGateway(logger: logger)
+            } catch let failure as CLIFailure {
+                printError("\(path): \(failure.message)")
+                throw ExitCode(ExitStatus.configuration)
+            }
+            var lines = ["\(path): OK"]
+            lines.append("  hypervisor: \(settings.uri ?? gateway?.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")")
+            lines.append("  audit log: \(settings.database ?? "the default path")")
+            lines.append("  HTTP API: \(settings.tlsCert == nil ? "http" : "https")://\(settings.listen)")
+            if let configuration = gateway?.configuration {
+                if let multicast = configuration.multicast {
+                    lines.append("  fence_xvm: multicast \(multicast.group):\(multicast.port) on \(multicast.interface ?? "the default interface")")
+                }
+                if let tcp = configuration.tcp { lines.append("  fence_virt: tcp \(tcp)") }
+                let groups = configuration.groups.groups.count
+                lines.append(
+                    "  hash \(configuration.minimumHash), auth \(configuration.auth), \(configuration.key.count)-byte key, \(groups) group(s)")
+            } else {
+                lines.append("  fence_xvm gateway: off")
+            }
+            print(lines.joined(separator: "\n"))
+        }
+    }
+
+    /// `fencegate config import /etc/fence_virt.conf`: the same settings as a Fencegate configuration file.
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print fence_virtd's configuration file as a Fencegate configuration file (TOML).")
+
+        @Argument(help: "fence_virtd's configuration file.") var path = "/etc/fence_virt.conf"
+
+        func run() throws {
+            let file: FenceVirtdConfiguration
+            do {
+                file = try FenceVirtdConfiguration(contentsOf: path)
+            } catch {
+                printError(error.description)
+                throw ExitCode(ExitStatus.configuration)
+            }
+            print(FencegateTOML.render(file, source: path), terminator: "")
+        }
+    }
+}
+
+/// Writes a Fencegate configuration file for the settings of a fence_virt.conf.
+enum FencegateTOML {
+    static func render(_ file: FenceVirtdConfiguration, source: String) -> String {
+        let quoted = ConfigurationFile.quoted
+        var lines = ["# Fencegate configuration, converted from \(source) by `fencegate config import`."]
+        lines += file.ignored.map { "# \($0)" }
+        if let uri = file.libvirtURI { lines += ["", "[hypervisor]", "uri = \(quoted(uri))"] }
+        lines += [
+            "", "[gateway]", "key_file = \(quoted(file.keyFile))", "hash = \(quoted(file.gateway.minimumHash.description))",
+            "auth = \(quoted(file.gateway.auth.description))",
+        ]
+        if let multicast = file.gateway.multicast {
+            lines += ["", "[gateway.multicast]", "address = \(quoted(multicast.group))", "port = \(multicast.port)"]
+            if let interface = multicast.interface { lines.append("interface = \(quoted(interface))") }
+        }
+        if let tcp = file.gateway.tcp {
+            lines += ["", "[gateway.tcp]", "listen = \(quoted(tcp.description))"]
+        }
+        for group in file.gateway.groups.groups {
+            lines += ["", "[[gateway.group]]"]
+            if let name = group.name { lines.append("name = \(quoted(name))") }
+            lines.append("ip = [\(group.requesters.map(quoted).joined(separator: ", "))]")
+            lines.append("domains = [\(group.domains.map(quoted).joined(separator: ", "))]")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,110 @@
+import FenceAPI
+import Foundation
+import Logging
+import MulticastGateway
+
+/// Everything `serve` runs with, from its command-line options or from a configuration file; the defaults
+/// are the options' defaults.
+struct ServeSettings {
+    /// Where the fence_xvm gateway's settings come from.
+    enum GatewaySource {
+        /// No gateway listener.
+        case none
+        /// Settings given directly (without the key, which is read from `keyFile` at start and on reload).
+        case direct(GatewayConfiguration, keyFile: String)
+        /// fence_virtd's configuration file.
+        case fenceVirtConf(String)
+    }
+
+    /// One invalid setting: its command-line option, its configuration key, and what is wrong.
+    struct Problem: Equatable {
+        let option: String
+        let key: String
+        let message: String
+    }
+
+    /// nil: `--uri`, `$FENCEGATE_URI`, else `qemu:///system`.
+    var uri: String?
+    /// nil: `--database`, `$FENCEGATE_DATABASE`, else the default path.
+    var database: String?
+    var listen = ListenAddress.default
+    var tlsCert: String?
+    var tlsKey: String?
+    var allowPlainHTTP = false
+    var maxBodyBytes = 64 * 1024
+    var maxConnections: UInt32 = 256
+    var maxConnectionsPerAddress: UInt32 = 64
+    var connectionTimeout: UInt32 = 30
+    var httpThreads: UInt32 = 2
+    var operationTimeout: Double = 60
+    var healthInterval: Double = 5
+    var gateway: GatewaySource = .none
+    var logLevel: Logger.Level?
+    var logFormat: LogFormat?
+
+    /// What is wrong with these settings, if anything.
+    var problems: [Problem] {
+        var problems: [Problem] = []
+        func check(_ condition: Bool, _ option: String, _ key: String, _ message: String) {
+            if !condition { problems.append(Problem(option: option, key: key, message: message)) }
+        }
+        check((tlsCert == nil) == (tlsKey == nil), "--tls-cert", "http.tls_cert", "and the TLS key go together")
+        check(
+            tlsCert != nil || listen.isLoopback || allowPlainHTTP, "--listen", "http.listen",
+            "\(listen) is not loopback: refusing plain HTTP (bearer tokens would cross the network in clear text); "
+                + "give a TLS certificate and key, or allow plain HTTP explicitly")
+        check(healthInterval >= 0.1 && healthInterval <= 3600, "--health-interval", "hypervisor.health_interval", "must be 0.1 to 3600 seconds")
+        check(
+            operationTimeout > 0 && operationTimeout <= 3600, "--operation-timeout", "hypervisor.operation_timeout",
+            "must be more than 0 and at most 3600 seconds")
+        check((1...(64 * 1024 * 1024)).contains(maxBodyBytes), "--max-body-bytes", "http.max_body_bytes", "must be 1 to 67108864")
+        check(maxConnections >= 1, "--max-connections", "http.max_connections", "must be at least 1")
+        check((1...64).contains(httpThreads), "--http-threads", "http.threads", "must be 1 to 64")
+        check(connectionTimeout >= 1, "--connection-timeout", "http.connection_timeout", "must be at least 1 second")
+        return problems
+    }
+
+    /// The HTTP server's configuration, with the TLS files read.
+    func httpConfiguration() throws -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration()
+        configuration.listen = listen
+        configuration.maximumBodyBytes = maxBodyBytes
+        configuration.maximumConnections = maxConnections
+        configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.connectionTimeoutSeconds = connectionTimeout
+        configuration.threads = httpThreads
+        if let tlsCert, let tlsKey {
+            do {
+                configuration.tls = (
+                    try String(contentsOfFile: tlsCert, encoding: .utf8), try String(contentsOfFile: tlsKey, encoding: .utf8)
+                )
+            } catch {
+                throw CLIFailure.other("cannot read the TLS certificate or key: \(error.localizedDescription)")
+            }
+        }
+        return configuration
+    }
+
+    /// The gateway's configuration with its key read, and the libvirt URI fence_virt.conf names (if any);
+    /// nil when no listener is enabled. Called at start and again on SIGHUP.
+    func loadGateway(logger: Logger) throws -> (configuration: GatewayConfiguration, uri: String?)? {
+        switch gateway {
+        case .none:
+            return nil
+        case .direct(var configuration, let keyFile):
+            try GatewayOptions.loadKey(into: &configuration, from: keyFile, logger: logger)
+            return (configuration, nil)
+        case .fenceVirtConf(let path):
+            let file: FenceVirtdConfiguration
+            do {
+                file = try FenceVirtdConfiguration(contentsOf: path)
+            } catch {
+                throw CLIFailure.other(error.description)
+            }
+            for note in file.ignored { logger.warning("\(note)") }
+            var configuration = file.gateway
+            try GatewayOptions.loadKey(into: &configuration, from: file.keyFile, logger: logger)
+            return (configuration, file.libvirtURI)
+        }
+    }
+}

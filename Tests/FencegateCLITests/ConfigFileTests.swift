@@ -1,0 +1,107 @@
+import Foundation
+import TestSupport
+import Testing
+
+@Suite("Configuration file")
+struct ConfigFileTests {
+    /// The README's example, with the key file at a path of the test's.
+    private func readmeExample(keyFile: String) throws -> String {
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- config:start -->\n```toml\n"))
+        let end = try #require(readme.range(of: "```\n<!-- config:end -->"))
+        return String(readme[start.upperBound..<end.lowerBound])
+            .replacingOccurrences(of: "/etc/cluster/fence_xvm.key", with: keyFile)
+    }
+
+    @Test("the README's example, with every key, passes config check")
+    func readmeExampleChecks() throws {
+        let fencegate = try FencegateBinary()
+        let key = fencegate.directory.file("fence_xvm.key")
+        #expect(try fencegate.run(["keygen", key]).status == 0)
+        let path = fencegate.directory.file("fencegate.toml")
+        try readmeExample(keyFile: key).write(toFile: path, atomically: true, encoding: .utf8)
+        let check = try fencegate.run(["config", "check", path])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("fence_xvm: multicast 225.0.0.12:1229 on virbr0"), "\(check.stdout)")
+        #expect(check.stdout.contains("fence_virt: tcp 127.0.0.1:1229"))
+        #expect(check.stdout.contains("hash sha256, auth sha256, 4096-byte key, 1 group(s)"))
+    }
+
+    @Test(
+        "errors name the file and the line",
+        arguments: [
+            ("[http]\nlisten = \n", "2: not valid TOML"),
+            ("\n[htp]\nlisten = \"x\"\n", "2: unknown table or key 'htp'"),
+            ("[http]\n\nlistne = \"127.0.0.1:1\"\n", "3: unknown key 'listne' in [http]"),
+            ("[http]\nthreads = 100\n", "2: http.threads must be 1 to 64"),
+            ("[http]\nthreads = \"2\"\n", "2: http.threads must be a whole number"),
+            ("[http]\nlisten = \"0.0.0.0:8443\"\n", "2: http.listen 0.0.0.0:8443 is not loopback: refusing plain HTTP"),
+            ("[http]\ntls_cert = \"/c.pem\"\n", "2: http.tls_cert and the TLS key go together"),
+            ("[gateway]\nhash = \"sha256\"\n", "1: [gateway] enables no listener"),
+            ("[gateway]\nhash = \"md5\"\n[gateway.multicast]\n", "2: gateway.hash \"md5\" is not one of"),
+            ("[gateway]\n[gateway.multicast]\naddress = \"198.18.0.1\"\n", "3: gateway.multicast.address \"198.18.0.1\" is not a numeric multicast address"),
+            ("[gateway]\nfence_virt_conf = \"/etc/fence_virt.conf\"\n[gateway.multicast]\n", "3: gateway.multicast cannot be combined with gateway.fence_virt_conf"),
+            ("[gateway.tcp]\n[[gateway.group]]\nip = [\"198.18.0.2\"]\n", "2: gateway.group needs ip"),
+            ("[logging]\nlevel = \"loud\"\n", "2: logging.level \"loud\" is not one of"),
+        ])
+    func errors(text: String, expected: String) throws {
+        let fencegate = try FencegateBinary()
+        let path = fencegate.directory.file("fencegate.toml")
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let check = try fencegate.run(["config", "check", path])
+        #expect(check.status == 78)
+        #expect(check.stderr.hasPrefix("fencegate: error: \(path):\(expected)"), "\(check.stderr)")
+    }
+
+    @Test("config import prints Debian's fence_virt.conf as TOML that config check accepts")
+    func importDebianDefault() throws {
+        let fencegate = try FencegateBinary()
+        let imported = try fencegate.run(["config", "import", "/etc/fence_virt.conf"])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout == """
+            # Fencegate configuration, converted from /etc/fence_virt.conf by `fencegate config import`.
+
+            [hypervisor]
+            uri = "qemu:///system"
+
+            [gateway]
+            key_file = "/etc/fence_virt.key"
+            hash = "sha256"
+            auth = "sha256"
+
+            [gateway.multicast]
+            address = "225.0.0.12"
+            port = 1229
+            interface = "virbr0"
+
+            """)
+        let key = fencegate.directory.file("key")
+        #expect(try fencegate.run(["keygen", key]).status == 0)
+        let path = fencegate.directory.file("fencegate.toml")
+        try imported.stdout.replacingOccurrences(of: "/etc/fence_virt.key", with: key)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try fencegate.run(["config", "check", path]).status == 0)
+        let broken = try fencegate.run(["config", "import", fencegate.directory.file("missing.conf")])
+        #expect(broken.status == 78 && broken.stderr.contains("cannot read it"))
+    }
+
+    @Test("serve --config runs from the file; other serve options with it are refused")
+    func serveFromFile() async throws {
+        let fencegate = try FencegateBinary()
+        let path = fencegate.directory.file("fencegate.toml")
+        try "[hypervisor]\nuri = \"\(Fixtures.clusterURI)\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"notice\"\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let serve = try fencegate.start(["serve", "--config", path])
+        try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") || !serve.process.isRunning }
+        #expect(serve.stdout.contains("hypervisor \(Fixtures.clusterURI) (9 domains)"), "\(serve.stdout)\(serve.stderr)")
+        kill(serve.process.processIdentifier, SIGTERM)
+        try await waitUntil("serve exits") { !serve.process.isRunning }
+        #expect(serve.process.terminationStatus == 0)
+
+        let mixed = try fencegate.run(["serve", "--config", path, "--listen", "127.0.0.1:9"])
+        #expect(mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"), "\(mixed.stderr)")
+        try "[http]\nthreads = 0\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let invalid = try fencegate.run(["serve", "--config", path])
+        #expect(invalid.status == 78 && invalid.stderr.contains("fencegate.toml:2: http.threads"), "\(invalid.stderr)")
+    }
+}
