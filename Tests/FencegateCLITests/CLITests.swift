@@ -190,6 +190,19 @@ struct CLIAuditTests {
 
 @Suite("fencegate keygen")
 struct KeygenTests {
+    @Test("key fingerprint prints what sha256sum prints on a guest without fencegate; a missing file fails")
+    func fingerprint() async throws {
+        let fencegate = try FencegateBinary()
+        let key = fencegate.directory.file("key")
+        #expect(try fencegate.run(["keygen", key]).status == 0)
+        let printed = try fencegate.run(["key", "fingerprint", key])
+        #expect(printed.status == 0)
+        let guestSide = try await runProgram("/bin/sh", ["-c", "head -c 4096 '\(key)' | sha256sum | cut -c1-32"])
+        #expect(printed.stdout == "\(guestSide.stdout.trimmingCharacters(in: .whitespacesAndNewlines))  \(key)\n")
+        let missing = try fencegate.run(["key", "fingerprint", key, fencegate.directory.file("none")])
+        #expect(missing.status == 1 && missing.stdout.hasPrefix(guestSide.stdout.prefix(32)))
+    }
+
     @Test("writes 4096 random bytes with mode 0600, and refuses to overwrite without --force")
     func keygen() throws {
         let fencegate = try FencegateBinary()
