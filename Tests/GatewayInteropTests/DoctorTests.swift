@@ -70,4 +70,19 @@ struct DoctorTests {
         #expect(line(result.stdout, "libvirt \(Fixtures.clusterURI)")?.hasPrefix("OK") == true, "\(result.stdout)")
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     }
+
+    @Test("checks a Fencegate configuration file the same way (serve --config's settings)")
+    func fromConfigFile() async throws {
+        let lab = try GatewayLab(guests: 1)
+        let imported = try lab.fencegate.run(["config", "import", try lab.writeFenceVirtConf()])
+        let path = lab.fencegate.directory.file("fencegate.toml")
+        try imported.stdout.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try await lab.lab.run(
+            in: lab.lab.host, [FencegateBinary.url.path, "doctor", "--config", path, "--database", lab.fencegate.database])
+        #expect(line(result.stdout, "configuration")?.hasPrefix("OK") == true, "\(result.stdout)")
+        #expect(line(result.stdout, "key file \(lab.keyPath)")?.hasPrefix("OK") == true, "\(result.stdout)")
+        #expect(line(result.stdout, "bridge br0")?.hasPrefix("OK") == true, "\(result.stdout)")
+        #expect(line(result.stdout, "libvirt \(Fixtures.clusterURI)")?.hasPrefix("OK") == true, "\(result.stdout)")
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+    }
 }

@@ -13,6 +13,9 @@ struct Doctor: AsyncParsableCommand {
             exact fix. Exit status 0 when nothing FAILs, 1 otherwise. Nothing is changed.
             """)
 
+    @Option(help: ArgumentHelp("Check the settings of this Fencegate configuration file (as serve --config).", valueName: "path"))
+    var config: String?
+
     @Option(help: ArgumentHelp("Check the settings of fence_virtd's configuration file.", valueName: "path"))
     var fenceVirtConf: String?
 
@@ -31,13 +34,33 @@ struct Doctor: AsyncParsableCommand {
     func run() async throws {
         _ = global.makeLogger(defaultLevel: .critical)
         var findings: [Finding] = []
-        var subject = DoctorSubject(
-            uri: global.resolvedURI, databasePath: global.resolvedDatabase, http: ListenAddress(listen)!, gateway: nil,
-            keyFile: gateway.keyFile)
-        if let fenceVirtConf {
+        var settings = ServeSettings()
+        settings.listen = ListenAddress(listen)!
+        if let config {
             do {
-                let file = try FenceVirtdConfiguration(contentsOf: fenceVirtConf)
-                findings.append(.ok("fence_virt.conf", "\(fenceVirtConf): \(file.listener.rawValue) listener, libvirt backend"))
+                settings = try ConfigurationFile.read(path: config)
+                findings.append(.ok("configuration", "\(config) is valid"))
+            } catch {
+                findings.append(.fail("configuration", error.description, fix: "correct the file at the line shown"))
+            }
+        } else if let fenceVirtConf {
+            settings.gateway = .fenceVirtConf(fenceVirtConf)
+        } else if gateway.enabled {
+            settings.gateway = .direct(try gateway.settings(), keyFile: gateway.keyFile)
+        }
+        var subject = DoctorSubject(
+            uri: global.uri ?? settings.uri ?? global.resolvedURI, databasePath: global.database ?? settings.database ?? global.resolvedDatabase,
+            http: settings.listen, gateway: nil, keyFile: gateway.keyFile)
+        switch settings.gateway {
+        case .none:
+            findings.append(.ok("fence_xvm gateway", "not enabled by these settings (give serve's options, --config or --fence-virt-conf)"))
+        case .direct(let configuration, let keyFile):
+            subject.gateway = configuration
+            subject.keyFile = keyFile
+        case .fenceVirtConf(let path):
+            do {
+                let file = try FenceVirtdConfiguration(contentsOf: path)
+                findings.append(.ok("fence_virt.conf", "\(path): \(file.listener.rawValue) listener, libvirt backend"))
                 for note in file.ignored { findings.append(.warn("fence_virt.conf", note, fix: "remove the setting, or ignore this")) }
                 subject.gateway = file.gateway
                 subject.keyFile = file.keyFile
@@ -45,10 +68,6 @@ struct Doctor: AsyncParsableCommand {
             } catch {
                 findings.append(.fail("fence_virt.conf", error.description, fix: "correct the file at the line shown"))
             }
-        } else if gateway.enabled {
-            subject.gateway = try gateway.settings()
-        } else {
-            findings.append(.ok("fence_xvm gateway", "not enabled by these options (give serve's options, or --fence-virt-conf)"))
         }
         findings += DoctorChecks.key(subject)
         findings += DoctorChecks.bridge(subject)
