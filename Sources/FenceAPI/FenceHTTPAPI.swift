@@ -13,16 +13,26 @@ public final class FenceHTTPAPI: Sendable {
     let tokens: AccessTokens
     let logger: Logger
     private let responses = Mutex<[Int: UInt64]>([:])
+    /// The Redfish front end under `/redfish`, when enabled.
+    private let redfish: RedfishAPI?
 
-    public init(service: FenceService, logger: Logger) {
+    /// - Parameter redfish: serve the Redfish subset under `/redfish` (HTTP Basic credentials: serve it over
+    ///   HTTPS; `serve` insists unless plain HTTP is explicitly allowed).
+    public init(service: FenceService, logger: Logger, redfish: Bool = false) {
         self.service = service
         self.tokens = AccessTokens(store: service.store)
         self.logger = logger
+        self.redfish = redfish ? RedfishAPI(service: service, tokens: tokens, logger: logger) : nil
     }
 
     /// Answers one request. Never throws: every failure becomes a problem response.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         let response: HTTPResponse
+        if let redfish, let segments = Self.redfishSegments(request) {
+            response = await redfish.handle(request, segments: segments)
+            responses.withLock { $0[response.status, default: 0] += 1 }
+            return response
+        }
         do {
             response = try await route(request)
         } catch let problem as Problem {
@@ -43,6 +53,17 @@ public final class FenceHTTPAPI: Sendable {
                 "peer.address": "\(request.clientAddress ?? "-")",
             ])
         return response
+    }
+
+    /// The decoded path segments after `/redfish` (one trailing `/` allowed, as Redfish clients send
+    /// `/redfish/v1/`), or nil if the path is not under `/redfish` or is malformed.
+    static func redfishSegments(_ request: HTTPRequest) -> [String]? {
+        guard request.isValidUTF8, request.path == "/redfish" || request.path.hasPrefix("/redfish/"),
+            var segments = request.pathSegments?.dropFirst(2)
+        else { return nil }
+        if segments.last == "" { segments = segments.dropLast() }
+        guard !segments.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else { return nil }
+        return Array(segments)
     }
 
     /// Responses sent so far, by status code.
@@ -149,20 +170,13 @@ public final class FenceHTTPAPI: Sendable {
             throw Problem.unauthorized()
         }
         request.origin.requester = token.name
-        guard token.permits(action) else {
-            try await service.recordRefusal(request, reason: "token '\(token.name)' has scope \(token.scope.rawValue)")
+        switch try await service.refusal(of: request, by: token) {
+        case .scope?:
             throw Problem.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; fencing needs 'fence'")
-        }
-        if !token.domainPatterns.isEmpty {
-            do {
-                let domain = try await service.domain(request.target)
-                guard token.permits(domainNamed: domain.name) else {
-                    try await service.recordRefusal(request, reason: "domain '\(domain.name)' is outside token '\(token.name)'")
-                    throw Problem.forbidden("token '\(token.name)' may not fence domain '\(domain.name)'")
-                }
-            } catch FenceError.domainNotFound {
-                // Fall through: the service records the attempt and answers "not found".
-            }
+        case .domain(let name)?:
+            throw Problem.forbidden("token '\(token.name)' may not fence domain '\(name)'")
+        case nil:
+            break
         }
         let outcome = try await service.perform(request)
         return .json(

@@ -29,6 +29,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Allow plain HTTP on a non-loopback address (bearer tokens then cross the network in clear text).")
     var allowPlainHttp = false
 
+    @Flag(help: "Serve the Redfish subset under /redfish/v1 (for fence_redfish); needs HTTPS unless --allow-plain-http.")
+    var redfish = false
+
     @Option(help: "Largest request body accepted, in bytes (larger: 413).") var maxBodyBytes = 64 * 1024
     @Option(help: "Most simultaneous HTTP connections.") var maxConnections: UInt32 = 256
     @Option(help: "Most simultaneous HTTP connections from one client address (0: no limit).")
@@ -77,7 +80,7 @@ struct Serve: AsyncParsableCommand {
     /// True if no serve option but `--config` (and the global ones) was changed from its default.
     private var optionsAreDefaults: Bool {
         let defaults = ServeSettings()
-        return listen == defaults.listen.description && tlsCert == nil && tlsKey == nil && !allowPlainHttp
+        return listen == defaults.listen.description && tlsCert == nil && tlsKey == nil && !allowPlainHttp && !redfish
             && maxBodyBytes == defaults.maxBodyBytes && maxConnections == defaults.maxConnections
             && maxConnectionsPerAddress == defaults.maxConnectionsPerAddress
             && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
@@ -92,6 +95,7 @@ struct Serve: AsyncParsableCommand {
         settings.tlsCert = tlsCert
         settings.tlsKey = tlsKey
         settings.allowPlainHTTP = allowPlainHttp
+        settings.redfish = redfish
         settings.maxBodyBytes = maxBodyBytes
         settings.maxConnections = maxConnections
         settings.maxConnectionsPerAddress = maxConnectionsPerAddress
@@ -140,7 +144,7 @@ struct Serve: AsyncParsableCommand {
             var serviceConfiguration = FenceService.Configuration()
             serviceConfiguration.operationTimeout = .milliseconds(Int64(settings.operationTimeout * 1000))
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
-            let api = FenceHTTPAPI(service: context.service, logger: logger)
+            let api = FenceHTTPAPI(service: context.service, logger: logger, redfish: settings.redfish)
             let server: HTTPServer
             do {
                 server = try HTTPServer(configuration: try settings.httpConfiguration(), logger: logger) { request in
@@ -195,7 +199,7 @@ struct Serve: AsyncParsableCommand {
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger))
 
-            var summary = "fencegate serving \(scheme)://\(bound): hypervisor \(global.resolvedURI)"
+            var summary = "fencegate serving \(scheme)://\(bound)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): hypervisor \(global.resolvedURI)"
             do {
                 let count = try await context.service.domains().count
                 summary += " (\(count) domain\(count == 1 ? "" : "s"))"

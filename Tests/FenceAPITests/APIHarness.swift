@@ -30,7 +30,7 @@ struct APIHarness {
 
     static func withRunning(
         uri: String = Fixtures.clusterURI, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
-        busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil,
+        busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil, redfish: Bool = false,
         _ body: (APIHarness) async throws -> Void
     ) async throws {
         let harness = try await ServiceHarness(uri: uri, busyTimeout: busyTimeout, databasePath: databasePath)
@@ -38,7 +38,7 @@ struct APIHarness {
         let ops = try await tokens.create(name: "ops", scope: .fence, domainPatterns: []).secret
         let viewer = try await tokens.create(name: "viewer", scope: .read, domainPatterns: []).secret
         let scoped = try await tokens.create(name: "pcmk12", scope: .fence, domainPatterns: ["pcmk1", "pcmk2"]).secret
-        let api = FenceHTTPAPI(service: harness.service, logger: ServiceHarness.logger)
+        let api = FenceHTTPAPI(service: harness.service, logger: ServiceHarness.logger, redfish: redfish)
         var configuration = HTTPServerConfiguration()
         configuration.listen = ListenAddress(host: "127.0.0.1", port: 0)
         configure(&configuration)
@@ -57,7 +57,7 @@ struct APIHarness {
 
     /// Runs curl against the server. `token` nil sends no Authorization header.
     func curl(
-        _ method: String, _ path: String, token: String? = nil, arguments: [String] = []
+        _ method: String, _ path: String, token: String? = nil, basic: String? = nil, arguments: [String] = []
     ) async throws -> CurlResult {
         let directory = harness.directory
         let name = UUID().uuidString
@@ -65,6 +65,7 @@ struct APIHarness {
         let headerPath = directory.file("\(name).headers")
         var command = ["-s", "-S", "-k", "--path-as-is", "-o", bodyPath, "-D", headerPath, "-w", "%{http_code}", "-X", method]
         if let token { command += ["-H", "Authorization: Bearer \(token)"] }
+        if let basic { command += ["-u", basic] }
         command += arguments + [baseURL + path]
         let (status, output) = try await run("/usr/bin/curl", command)
         guard status == 0, let code = Int(output) else {

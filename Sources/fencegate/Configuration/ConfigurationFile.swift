@@ -21,7 +21,7 @@ enum ConfigurationFile {
         "hypervisor": ["uri", "operation_timeout", "health_interval"],
         "audit": ["database"],
         "http": [
-            "listen", "tls_cert", "tls_key", "allow_plain_http", "max_body_bytes", "max_connections",
+            "listen", "tls_cert", "tls_key", "allow_plain_http", "redfish", "max_body_bytes", "max_connections",
             "max_connections_per_address", "connection_timeout", "threads",
         ],
         "gateway": ["fence_virt_conf", "key_file", "hash", "auth", "multicast", "tcp", "group"],
@@ -147,6 +147,7 @@ private struct Reader {
             settings.tlsCert = try string("http.tls_cert", http["tls_cert"])
             settings.tlsKey = try string("http.tls_key", http["tls_key"])
             settings.allowPlainHTTP = try bool("http.allow_plain_http", http["allow_plain_http"]) ?? false
+            settings.redfish = try bool("http.redfish", http["redfish"]) ?? false
             settings.maxBodyBytes = try integer("http.max_body_bytes", http["max_body_bytes"], in: 1...(64 << 20)) ?? settings.maxBodyBytes
             settings.maxConnections = UInt32(try integer("http.max_connections", http["max_connections"], in: 1...1_000_000) ?? Int(settings.maxConnections))
             settings.maxConnectionsPerAddress = UInt32(

@@ -31,6 +31,8 @@ struct ServeSettings {
     var tlsCert: String?
     var tlsKey: String?
     var allowPlainHTTP = false
+    /// Serve the Redfish subset under /redfish on the HTTP listener.
+    var redfish = false
     var maxBodyBytes = 64 * 1024
     var maxConnections: UInt32 = 256
     var maxConnectionsPerAddress: UInt32 = 64
@@ -53,6 +55,9 @@ struct ServeSettings {
             tlsCert != nil || listen.isLoopback || allowPlainHTTP, "--listen", "http.listen",
             "\(listen) is not loopback: refusing plain HTTP (bearer tokens would cross the network in clear text); "
                 + "give a TLS certificate and key, or allow plain HTTP explicitly")
+        check(
+            !redfish || tlsCert != nil || allowPlainHTTP, "--redfish", "http.redfish",
+            "sends passwords (HTTP Basic) on every request: serve it over HTTPS (a TLS certificate and key), or allow plain HTTP explicitly")
         check(healthInterval >= 0.1 && healthInterval <= 3600, "--health-interval", "hypervisor.health_interval", "must be 0.1 to 3600 seconds")
         check(
             operationTimeout > 0 && operationTimeout <= 3600, "--operation-timeout", "hypervisor.operation_timeout",

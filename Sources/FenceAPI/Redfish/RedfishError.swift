@@ -1,0 +1,100 @@
+import FenceCore
+
+/// A Redfish error answer: the status and the standard error body (`error.code`, `error.message`, and one
+/// `@Message.ExtendedInfo` entry from the Base message registry).
+struct RedfishError: Error {
+    let status: Int
+    /// A message of the Base registry, e.g. `ResourceMissingAtURI`.
+    let messageID: String
+    let message: String
+    let resolution: String
+    var headers: [(String, String)] = []
+
+    static let registry = "Base.1.8"
+
+    var response: HTTPResponse {
+        let body = JSONValue.object([
+            (
+                "error",
+                .object([
+                    ("code", .string("\(Self.registry).\(messageID)")),
+                    ("message", .string(message)),
+                    (
+                        "@Message.ExtendedInfo",
+                        .array([
+                            .object([
+                                ("@odata.type", .string("#Message.v1_1_1.Message")),
+                                ("MessageId", .string("\(Self.registry).\(messageID)")),
+                                ("Message", .string(message)),
+                                ("Severity", .string(status >= 500 ? "Critical" : "Warning")),
+                                ("MessageSeverity", .string(status >= 500 ? "Critical" : "Warning")),
+                                ("Resolution", .string(resolution)),
+                            ])
+                        ])
+                    ),
+                ])
+            )
+        ])
+        var response = RedfishAPI.json(body, status: status)
+        response.headers += headers
+        return response
+    }
+
+    static func notFound(_ path: String) -> RedfishError {
+        RedfishError(
+            status: 404, messageID: "ResourceMissingAtURI", message: "The resource at the URI \(path) was not found.",
+            resolution: "Use a URI from the service root's links (GET /redfish/v1).")
+    }
+
+    static func unauthorized() -> RedfishError {
+        RedfishError(
+            status: 401, messageID: "NoValidSession", message: "There is no valid session established with the implementation.",
+            resolution: "Send HTTP Basic credentials: a Fencegate token's name as the user and the token as the password.",
+            headers: [("WWW-Authenticate", "Basic realm=\"fencegate\", charset=\"UTF-8\"")])
+    }
+
+    static func forbidden(_ why: String) -> RedfishError {
+        RedfishError(
+            status: 403, messageID: "InsufficientPrivilege", message: "There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation: \(why).",
+            resolution: "Use a token whose scope and domains allow it (fencegate token create … --scope fence --domains …).")
+    }
+
+    static func methodNotAllowed(_ method: String, allowed: [String]) -> RedfishError {
+        RedfishError(
+            status: 405, messageID: "OperationNotAllowed", message: "The HTTP method \(method) is not allowed on this resource.",
+            resolution: "Use \(allowed.joined(separator: " or ")).", headers: [("Allow", allowed.joined(separator: ", "))])
+    }
+
+    static func badRequest(_ messageID: String, _ message: String, resolution: String) -> RedfishError {
+        RedfishError(status: 400, messageID: messageID, message: message, resolution: resolution)
+    }
+
+}
+
+extension RedfishError {
+    /// The fence service's errors, as Redfish answers them.
+    init(_ error: FenceError) {
+        switch error {
+        case .domainNotFound:
+            self = RedfishError(
+                status: 404, messageID: "ResourceMissingAtURI", message: error.description,
+                resolution: "List the systems at /redfish/v1/Systems.")
+        case .domainBusy:
+            self = RedfishError(
+                status: 409, messageID: "ResourceInUse", message: error.description,
+                resolution: "Retry when the operation under way has finished.")
+        case .hypervisorUnavailable, .auditUnavailable:
+            self = RedfishError(
+                status: 503, messageID: "ServiceTemporarilyUnavailable", message: error.description,
+                resolution: "Retry later; nothing was done.", headers: [("Retry-After", "5")])
+        case .timedOut:
+            self = RedfishError(
+                status: 504, messageID: "OperationTimeout", message: error.description,
+                resolution: "Read the system's PowerState; the audit log has the outcome.")
+        case .operationFailed:
+            self = RedfishError(
+                status: 500, messageID: "GeneralError", message: error.description,
+                resolution: "Read the system's PowerState; the audit log has the outcome.")
+        }
+    }
+}
