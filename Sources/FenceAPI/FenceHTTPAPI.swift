@@ -100,7 +100,7 @@ public final class FenceHTTPAPI: Sendable {
             try only("GET")
             return try await showDomain(segments[1], token: try await authenticate(request))
         case 3 where segments[0] == "domains":
-            guard let action = FenceAction(rawValue: segments[2]), action != .status else {
+            guard let action = FenceAction(rawValue: segments[2]), FenceAction.fencing.contains(action) else {
                 throw Problem.routeNotFound(request.path)
             }
             try only("POST")

@@ -8,6 +8,15 @@ public enum FenceAction: String, Sendable, CaseIterable, Codable {
     case reboot
     /// Read whether the domain is on or off.
     case status
+    /// Ask the guest to power off (ACPI; `virDomainShutdown`); done once asked, the guest decides when.
+    case shutdown
+    /// Ask the guest to restart itself (`virDomainReboot`); done once asked.
+    case gracefulReboot = "graceful-reboot"
+    /// Inject a non-maskable interrupt (`virDomainInjectNMI`), e.g. to make a hung kernel dump.
+    case nmi
+
+    /// The actions that fence: what the REST API's `/domains/{domain}/{action}` and fence_xvm offer.
+    public static let fencing: [FenceAction] = [.off, .on, .reboot]
 }
 
 /// The front end a request came through; recorded as the audit row's `source`.

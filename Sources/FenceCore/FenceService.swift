@@ -326,7 +326,30 @@ public final class FenceService: Sendable {
             return Execution(domain: try await refreshed(domain), note: nil)
         case .reboot:
             return try await reboot(domain, state: state)
+        case .shutdown, .gracefulReboot, .nmi:
+            return try await ask(action, domain, state: state)
         }
+    }
+
+    /// The requests a guest acts on itself: asked, not waited for (a guest may take minutes, or ignore them).
+    private func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) async throws -> Execution {
+        guard state != .shutOff else {
+            if action == .shutdown { return Execution(domain: domain.with(state: state), note: "already off") }
+            throw FenceError.operationFailed(action: action, target: domain.name, reason: "the domain is off")
+        }
+        let note: String
+        switch action {
+        case .shutdown:
+            try await hypervisorCall { try $0.shutdown(domain: domain.uuid) }
+            note = "shutdown requested; the guest powers off when its OS does"
+        case .gracefulReboot:
+            try await hypervisorCall { try $0.reboot(domain: domain.uuid) }
+            note = "restart requested; the guest restarts when its OS does"
+        default:
+            try await hypervisorCall { try $0.injectNMI(domain: domain.uuid) }
+            note = "NMI injected"
+        }
+        return Execution(domain: try await refreshed(domain), note: note)
     }
 
     /// Force off, wait until off, start again. A domain that was off stays off and reports success;

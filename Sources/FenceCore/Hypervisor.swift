@@ -32,6 +32,15 @@ public protocol Hypervisor: Sendable {
 
     /// Succeeds if the hypervisor is reachable now, reconnecting if needed.
     func checkConnection() throws
+
+    /// Asks the guest to power off (`virDomainShutdown`); returns once asked.
+    func shutdown(domain uuid: String) throws
+
+    /// Asks the guest to restart (`virDomainReboot`); returns once asked.
+    func reboot(domain uuid: String) throws
+
+    /// Injects a non-maskable interrupt (`virDomainInjectNMI`).
+    func injectNMI(domain uuid: String) throws
 }
 
 /// What the service knows of one domain.

@@ -143,6 +143,18 @@ public final class LibvirtHypervisor: Hypervisor {
         try withConnection { connection in try connection.domain(uuid: uuid).create() }
     }
 
+    public func shutdown(domain uuid: String) throws {
+        try withConnection { connection in try connection.domain(uuid: uuid).shutdown() }
+    }
+
+    public func reboot(domain uuid: String) throws {
+        try withConnection { connection in try connection.domain(uuid: uuid).reboot() }
+    }
+
+    public func injectNMI(domain uuid: String) throws {
+        try withConnection { connection in try connection.domain(uuid: uuid).injectNMI() }
+    }
+
     public func definition(ofDomain uuid: String) throws -> String {
         try withConnection { connection in try connection.domain(uuid: uuid).xmlDescription() }
     }

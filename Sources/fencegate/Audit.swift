@@ -14,7 +14,7 @@ struct Audit: AsyncParsableCommand {
             """)
 
     @Option(help: "Only this domain (name or UUID).") var domain: String?
-    @Option(help: "Only this action: off, on, reboot, status.") var action: String?
+    @Option(help: "Only this action: off, on, reboot, status, shutdown, graceful-reboot, nmi, list, monitor.") var action: String?
     @Option(help: "Only this front end: cli, http, multicast, tcp, redfish.") var source: String?
     @Option(help: "Only this result: success, failure, timed_out, refused, interrupted.") var result: String?
     @Option(help: "Only this requester (token name, user, guest address).") var requester: String?

@@ -42,7 +42,7 @@ struct RedfishResourceTests {
                 #expect(system.json["UUID"] as? String == Fixtures.uuids["pcmk1"])
                 let reset = try #require((system.json["Actions"] as? [String: Any])?["#ComputerSystem.Reset"] as? [String: Any])
                 #expect(reset["target"] as? String == "/redfish/v1/Systems/\(Fixtures.uuids["pcmk1"]!)/Actions/ComputerSystem.Reset")
-                #expect(reset["ResetType@Redfish.AllowableValues"] as? [String] == ["On", "ForceOff", "ForceRestart", "PushPowerButton"])
+                #expect(reset["ResetType@Redfish.AllowableValues"] as? [String] == ["On", "ForceOff", "ForceRestart", "GracefulShutdown", "GracefulRestart", "PushPowerButton", "Nmi"])
             }
             let off = try await api.curl("GET", "/redfish/v1/Systems/stopped1", basic: basic(api))
             #expect(off.json["PowerState"] as? String == "Off")
@@ -72,6 +72,34 @@ struct RedfishResourceTests {
             let rows = try await api.harness.rows()
             #expect(rows.map(\.action) == ["off", "on", "reboot", "off", "on"])
             #expect(rows.allSatisfy { $0.source == "redfish" && $0.requester == "ops" && $0.result == .success })
+        }
+    }
+
+    @Test("GracefulShutdown, GracefulRestart and Nmi reach libvirt's shutdown, reboot and NMI calls, audited")
+    func gracefulAndNMI() async throws {
+        try await APIHarness.withRunning(redfish: true) { api in
+            func post(_ type: String) async throws -> CurlResult {
+                try await api.curl(
+                    "POST", "/redfish/v1/Systems/pcmk3/Actions/ComputerSystem.Reset", basic: basic(api),
+                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "\#(type)"}"#])
+            }
+            #expect(try await post("GracefulShutdown").status == 204)
+            #expect(try api.harness.state("pcmk3") == .shutOff)  // the test driver's guest obeys at once
+            let offRestart = try await post("GracefulRestart")
+            #expect(offRestart.status == 500, "a guest that is off cannot restart itself: \(offRestart.text)")
+            #expect(try await post("On").status == 204)
+            #expect(try await post("GracefulRestart").status == 204)
+            #expect(try await post("Nmi").status == 204)
+            #expect(try api.harness.state("pcmk3") == .running)
+            // The NMI really goes to libvirt: a failing call is reported, not swallowed.
+            api.harness.faulty.inject(.fail, into: .injectNMI, for: Fixtures.uuids["pcmk3"]!)
+            #expect(try await post("Nmi").status == 500)
+            let rows = try await api.harness.rows()
+            #expect(rows.map(\.action) == ["shutdown", "graceful-reboot", "on", "graceful-reboot", "nmi", "nmi"])
+            #expect(rows.map(\.result) == [.success, .failure, .success, .success, .success, .failure])
+            #expect(rows[0].message?.contains("shutdown requested") == true && rows[4].message == "NMI injected")
+            // The REST API offers the fencing actions only.
+            #expect(try await api.curl("POST", "/domains/pcmk3/shutdown", token: api.ops).status == 404)
         }
     }
 

@@ -45,7 +45,7 @@ struct FenceRedfishTests {
         return try await store.query(AuditQuery(limit: 1000)).records.reversed()
     }
 
-    @Test("status, off, on, reboot and monitor with --systems-uri, each audited with source redfish")
+    @Test("status, off, on, reboot, monitor and diag with --systems-uri, each audited with source redfish")
     func actions() async throws {
         try await withServer { fencegate, address, secrets in
             let system = ["--systems-uri", "/redfish/v1/Systems/pcmk1"]
@@ -53,15 +53,16 @@ struct FenceRedfishTests {
                 (["-o", "status"], 0, "Status: ON"), (["-o", "off"], 0, "Success: Powered OFF"),
                 (["-o", "status"], 2, "Status: OFF"), (["-o", "on"], 0, "Success: Powered ON"),
                 (["-o", "reboot"], 0, "Success: Rebooted"), (["-o", "status"], 0, "Status: ON"), (["-o", "monitor"], 0, ""),
+                (["-o", "diag"], 0, "Success: Rebooted"),  // the fence library words every diag so
             ]
             for (arguments, status, output) in cases {
                 let result = try await fenceRedfish(address, "ops", secrets["ops"]!, system + arguments)
                 #expect(result.status == status, "\(arguments): \(result.stdout)\(result.stderr)")
                 #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == output, "\(arguments)")
             }
-            // A reboot is off + on by the fence library, so: off, on, off, on.
+            // A reboot is off + on by the fence library, so: off, on, off, on; diag is an NMI.
             let performed = try await rows(fencegate).filter { $0.result == .success }
-            #expect(performed.map(\.action) == ["off", "on", "off", "on"])
+            #expect(performed.map(\.action) == ["off", "on", "off", "on", "nmi"])
             #expect(performed.allSatisfy { $0.source == "redfish" && $0.requester == "ops" && $0.domainName == "pcmk1" })
         }
     }

@@ -6,7 +6,7 @@ public import FenceCore
 /// in uninterruptible sleep), a start that fails. Every other call goes to the real driver unchanged.
 public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
     public enum Method: String, Sendable {
-        case domain, domains, state, destroy, start, definition, startTransient, checkConnection
+        case domain, domains, state, destroy, start, definition, startTransient, checkConnection, shutdown, reboot, injectNMI
     }
 
     public enum Fault {
@@ -95,6 +95,18 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
 
     public func checkConnection() throws {
         try call(.checkConnection, "*", { try real.checkConnection() }, ignored: ())
+    }
+
+    public func shutdown(domain uuid: String) throws {
+        try call(.shutdown, uuid, { try real.shutdown(domain: uuid) }, ignored: ())
+    }
+
+    public func reboot(domain uuid: String) throws {
+        try call(.reboot, uuid, { try real.reboot(domain: uuid) }, ignored: ())
+    }
+
+    public func injectNMI(domain uuid: String) throws {
+        try call(.injectNMI, uuid, { try real.injectNMI(domain: uuid) }, ignored: ())
     }
 }
 

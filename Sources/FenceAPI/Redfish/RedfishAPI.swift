@@ -18,7 +18,8 @@ struct RedfishAPI: Sendable {
     /// The `ResetType` values served, and the fence action each one runs.
     static let resetTypes: [(String, ResetAction)] = [
         ("On", .action(.on)), ("ForceOff", .action(.off)), ("ForceRestart", .action(.reboot)),
-        ("PushPowerButton", .toggle),
+        ("GracefulShutdown", .action(.shutdown)), ("GracefulRestart", .action(.gracefulReboot)),
+        ("PushPowerButton", .toggle), ("Nmi", .action(.nmi)),
     ]
 
     enum ResetAction {
@@ -186,7 +187,7 @@ struct RedfishAPI: Sendable {
         guard let value = object["ResetType"] else {
             throw RedfishError.badRequest(
                 "ActionParameterMissing", "The action ComputerSystem.Reset requires the parameter ResetType to be present in the request body.",
-                resolution: "Send {\"ResetType\": \"ForceOff\"} (or On, ForceRestart, PushPowerButton).")
+                resolution: "Send {\"ResetType\": \"ForceOff\"} (or another of the system's ResetType@Redfish.AllowableValues).")
         }
         guard let text = value as? String else {
             throw RedfishError.badRequest(

@@ -53,6 +53,21 @@ final class LibvirtDomain: @unchecked Sendable {
         guard virDomainDestroy(handle) == 0 else { throw LibvirtError.last(operation: "virDomainDestroy") }
     }
 
+    /// Asks the guest to power off. Calls `virDomainShutdown`.
+    func shutdown() throws(LibvirtError) {
+        guard virDomainShutdown(handle) == 0 else { throw LibvirtError.last(operation: "virDomainShutdown") }
+    }
+
+    /// Asks the guest to restart. Calls `virDomainReboot` with the hypervisor's default method.
+    func reboot() throws(LibvirtError) {
+        guard virDomainReboot(handle, 0) == 0 else { throw LibvirtError.last(operation: "virDomainReboot") }
+    }
+
+    /// Injects a non-maskable interrupt. Calls `virDomainInjectNMI`.
+    func injectNMI() throws(LibvirtError) {
+        guard virDomainInjectNMI(handle, 0) == 0 else { throw LibvirtError.last(operation: "virDomainInjectNMI") }
+    }
+
     /// Starts a defined domain from its persistent definition. Calls `virDomainCreate`.
     func create() throws(LibvirtError) {
         guard virDomainCreate(handle) == 0 else { throw LibvirtError.last(operation: "virDomainCreate") }
