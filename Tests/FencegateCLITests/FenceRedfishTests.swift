@@ -93,4 +93,16 @@ struct FenceRedfishTests {
             #expect(status.stdout.contains("Status: ON"), "pcmk1 was fenced")
         }
     }
+
+    @Test("--redfish without HTTPS is refused unless plain HTTP is allowed explicitly")
+    func needsHTTPS() async throws {
+        let fencegate = try FencegateBinary()
+        let refused = try fencegate.run(["serve", "--uri", Fixtures.clusterURI, "--listen", "127.0.0.1:0", "--redfish"])
+        #expect(refused.status == 64)
+        #expect(refused.stderr.contains("--redfish sends passwords (HTTP Basic) on every request"), "\(refused.stderr)")
+        let server = try await RunningServer.start(fencegate, ["--uri", Fixtures.clusterURI, "--redfish", "--allow-plain-http"])
+        let root = try await runProgram("/usr/bin/curl", ["-s", server.baseURL + "/redfish/v1"])
+        #expect(root.stdout.contains("\"@odata.id\":\"/redfish/v1\""), "\(root.stdout)")
+        #expect(try await server.stop() == 0)
+    }
 }
