@@ -122,6 +122,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // SIGHUP reloads once the services run; until then, one must not end the process (its default).
+        signal(SIGHUP, SIG_IGN)
         var global = self.global
         let settings: ServeSettings
         do {

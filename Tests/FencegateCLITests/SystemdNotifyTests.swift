@@ -51,10 +51,11 @@ struct SystemdNotifyTests {
 struct SystemdUnitTests {
     static let analyzer = "/usr/bin/systemd-analyze"
 
-    @Test(
-        "systemd-analyze verify accepts systemd/fencegate.service",
-        .enabled(if: FileManager.default.isExecutableFile(atPath: analyzer), "systemd-analyze is not installed"))
+    @Test("systemd-analyze verify accepts systemd/fencegate.service")
     func verify() async throws {
+        try #require(
+            FileManager.default.isExecutableFile(atPath: Self.analyzer),
+            "systemd-analyze is missing: install systemd (scripts/install-dependencies --tests)")
         let directory = try TemporaryDirectory()
         let unit = try String(contentsOfFile: packageRoot + "/systemd/fencegate.service", encoding: .utf8)
         #expect(unit.contains("ExecStart=/usr/local/bin/fencegate serve"))
