@@ -76,6 +76,8 @@ struct Problem: Error, Sendable {
             self.init(status: 404, kind: "domain-not-found", title: "Domain not found", detail: error.description)
         case .domainBusy:
             self.init(status: 409, kind: "domain-busy", title: "Domain busy", detail: error.description)
+        case .notRunning:
+            self.init(status: 409, kind: "domain-not-running", title: "Domain not running", detail: error.description)
         case .hypervisorUnavailable:
             self.init(
                 status: 503, kind: "hypervisor-unavailable", title: "Hypervisor unavailable", detail: error.description,

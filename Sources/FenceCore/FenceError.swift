@@ -15,6 +15,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case operationFailed(action: FenceAction, target: String, reason: String)
     /// Another operation on the domain is running and the request asked not to wait. Nothing was done.
     case domainBusy(target: String)
+    /// The action asks the guest (graceful restart, NMI), and the domain is off. Nothing was done.
+    case notRunning(action: FenceAction, target: String)
 
     /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
     public var code: String {
@@ -25,6 +27,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .timedOut: return "timed_out"
         case .operationFailed: return "operation_failed"
         case .domainBusy: return "domain_busy"
+        case .notRunning: return "not_running"
         }
     }
 
@@ -42,6 +45,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(action.rawValue) of domain '\(target)' failed: \(reason)"
         case .domainBusy(let target):
             return "another operation on domain '\(target)' is running; nothing was done"
+        case .notRunning(let action, let target):
+            return "\(action.rawValue) needs domain '\(target)' running, and it is off; nothing was done"
         }
     }
 

@@ -335,7 +335,7 @@ public final class FenceService: Sendable {
     private func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) async throws -> Execution {
         guard state != .shutOff else {
             if action == .shutdown { return Execution(domain: domain.with(state: state), note: "already off") }
-            throw FenceError.operationFailed(action: action, target: domain.name, reason: "the domain is off")
+            throw FenceError.notRunning(action: action, target: domain.name)
         }
         let note: String
         switch action {

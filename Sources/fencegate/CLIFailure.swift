@@ -15,7 +15,7 @@ enum CLIFailure: Error {
         switch self {
         case .fence(let error):
             switch error {
-            case .operationFailed, .domainBusy: return ExitStatus.failed
+            case .operationFailed, .domainBusy, .notRunning: return ExitStatus.failed
             case .domainNotFound: return ExitStatus.domainNotFound
             case .hypervisorUnavailable: return ExitStatus.hypervisorUnavailable
             case .auditUnavailable: return ExitStatus.auditUnavailable

@@ -86,7 +86,8 @@ struct RedfishResourceTests {
             #expect(try await post("GracefulShutdown").status == 204)
             #expect(try api.harness.state("pcmk3") == .shutOff)  // the test driver's guest obeys at once
             let offRestart = try await post("GracefulRestart")
-            #expect(offRestart.status == 500, "a guest that is off cannot restart itself: \(offRestart.text)")
+            #expect(offRestart.status == 409, "a guest that is off cannot restart itself: \(offRestart.text)")
+            #expect((offRestart.json["error"] as? [String: Any])?["code"] as? String == "Base.1.8.ResourceInStandby")
             #expect(try await post("On").status == 204)
             #expect(try await post("GracefulRestart").status == 204)
             #expect(try await post("Nmi").status == 204)

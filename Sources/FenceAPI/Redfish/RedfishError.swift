@@ -83,6 +83,11 @@ extension RedfishError {
             self = RedfishError(
                 status: 409, messageID: "ResourceInUse", message: error.description,
                 resolution: "Retry when the operation under way has finished.")
+        case .notRunning:
+            self = RedfishError(
+                status: 409, messageID: "ResourceInStandby",
+                message: "The request could not be performed because the resource is in standby: \(error.description).",
+                resolution: "Power the system on first (ResetType On).")
         case .hypervisorUnavailable, .auditUnavailable:
             self = RedfishError(
                 status: 503, messageID: "ServiceTemporarilyUnavailable", message: error.description,
