@@ -85,4 +85,22 @@ struct DoctorTests {
         #expect(line(result.stdout, "libvirt \(Fixtures.clusterURI)")?.hasPrefix("OK") == true, "\(result.stdout)")
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
     }
+
+    @Test("an nftables input chain that drops by default: WARN with the rule to add; OK once it is added")
+    func firewall() async throws {
+        let lab = try GatewayLab(guests: 1)
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "install nftables (scripts/install-dependencies --tests)")
+        let host = lab.lab.host
+        #expect(try await lab.lab.run(in: host, ["nft", "add", "table", "inet", "filter"]).status == 0)
+        #expect(try await lab.lab.run(in: host, ["nft", "add chain inet filter input { type filter hook input priority 0; policy drop; }"]).status == 0)
+        let blocked = try await doctor(lab)
+        let warning = try #require(line(blocked.stdout, "firewall"), "\(blocked.stdout)")
+        #expect(warning.hasPrefix("WARN  firewall: nftables chain inet filter input drops by default and does not accept udp 1229"), "\(warning)")
+        let fix = #"nft add rule inet filter input iifname "br0" udp dport 1229 accept"#
+        #expect(blocked.stdout.contains("fix: " + fix), "\(blocked.stdout)")
+
+        #expect(try await lab.lab.run(in: host, ["nft", String(fix.dropFirst(4))]).status == 0)
+        let open = try await doctor(lab)
+        #expect(line(open.stdout, "firewall")?.hasPrefix("OK    firewall: nftables chain inet filter input drops by default and accepts") == true, "\(open.stdout)")
+    }
 }

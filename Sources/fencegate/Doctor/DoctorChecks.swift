@@ -173,22 +173,36 @@ enum DoctorChecks {
         }
     }
 
-    /// Firewall hints: an nftables input policy that drops needs rules for the guests' requests.
+    /// Firewall hints: an nftables input chain whose policy drops must accept the guests' requests.
     static func firewall(_ subject: DoctorSubject) async -> [Finding] {
         guard let gateway = subject.gateway else { return [] }
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"),
             let ruleset = try? await runCommand("/usr/sbin/nft", ["list", "ruleset"])
         else { return [.ok("firewall", "nftables not in use here (check any other firewall yourself)")] }
-        let dropsInput = ruleset.split(separator: "\n").contains { $0.contains("hook input") && $0.contains("policy drop") }
-        guard dropsInput else { return [.ok("firewall", "no nftables input chain drops by default")] }
-        var rules: [String] = []
-        if let multicast = gateway.multicast {
-            let via = multicast.interface.map { "iifname \"\($0)\" " } ?? ""
-            rules.append("nft add rule inet filter input \(via)udp dport \(multicast.port) accept   # fence_xvm requests")
+        var wanted: [(String, UInt16, String)] = []
+        if let multicast = gateway.multicast { wanted.append(("udp", multicast.port, "fence_xvm requests")) }
+        if let tcp = gateway.tcp { wanted.append(("tcp", tcp.port, "fence_virt -T")) }
+        let chains = NftablesInputChains(ruleset).dropping
+        guard !chains.isEmpty else { return [.ok("firewall", "no nftables input chain drops by default")] }
+        var findings: [Finding] = []
+        for chain in chains {
+            let missing = wanted.filter { protocolName, port, _ in !chain.accepts(protocolName, port: port) }
+            let name = "\(chain.family) \(chain.table) \(chain.name)"
+            guard !missing.isEmpty else {
+                findings.append(.ok("firewall", "nftables chain \(name) drops by default and accepts the gateway's ports"))
+                continue
+            }
+            let via = gateway.multicast?.interface.map { "iifname \"\($0)\" " } ?? ""
+            let rules = missing.map { protocolName, port, role in
+                "nft add rule \(name) \(via)\(protocolName) dport \(port) accept   # \(role)"
+            }
+            findings.append(
+                .warn(
+                    "firewall", "nftables chain \(name) drops by default and does not accept \(missing.map { "\($0.0) \($0.1)" }.joined(separator: ", "))",
+                    fix: (rules + ["the call back to the guests (TCP to their port) must be allowed out, and its replies in"])
+                        .joined(separator: "\n")))
         }
-        if let tcp = gateway.tcp { rules.append("nft add rule inet filter input tcp dport \(tcp.port) accept   # fence_virt -T") }
-        rules.append("the call back to the guests (TCP to their port \(gateway.multicast?.port ?? 1229)) must be allowed out and its replies in")
-        return [.warn("firewall", "an nftables input chain drops by default", fix: rules.joined(separator: "\n"))]
+        return findings
     }
 
     private static func readNumber(_ path: String) -> Int? {
