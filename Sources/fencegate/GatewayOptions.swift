@@ -38,6 +38,22 @@ struct GatewayOptions: ParsableArguments {
 
     var enabled: Bool { multicast || tcpListen != nil }
 
+    /// The gateway options given with a value other than their default, by name.
+    var changedOptions: [String] {
+        let defaults = GatewayConfiguration()
+        var changed: [String] = []
+        if multicast { changed.append("--multicast") }
+        if multicastAddress != "225.0.0.12" { changed.append("--multicast-address") }
+        if multicastPort != 1229 { changed.append("--multicast-port") }
+        if multicastInterface != nil { changed.append("--multicast-interface") }
+        if tcpListen != nil { changed.append("--tcp-listen") }
+        if keyFile != GatewayConfiguration.defaultKeyFile { changed.append("--key-file") }
+        if hash != defaults.minimumHash.description { changed.append("--hash") }
+        if auth != defaults.auth.description { changed.append("--auth") }
+        if !group.isEmpty { changed.append("--group") }
+        return changed
+    }
+
     func validate() throws {
         guard HashType(name: hash) != nil else { throw ValidationError("--hash must be none, sha1, sha256 or sha512") }
         guard HashType(name: auth) != nil else { throw ValidationError("--auth must be none, sha1, sha256 or sha512") }

@@ -63,11 +63,9 @@ struct Serve: AsyncParsableCommand {
             }
             return
         }
-        if fenceVirtConf != nil,
-            gateway.multicast || gateway.tcpListen != nil || !gateway.group.isEmpty || gateway.multicastInterface != nil
-        {
+        if fenceVirtConf != nil, !gateway.changedOptions.isEmpty {
             throw ValidationError(
-                "--fence-virt-conf sets the gateway from fence_virt.conf; drop --multicast, --multicast-interface, --tcp-listen and --group")
+                "--fence-virt-conf sets the gateway from fence_virt.conf; drop \(gateway.changedOptions.joined(separator: ", "))")
         }
         guard ListenAddress(listen) != nil else {
             throw ValidationError("--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786")
@@ -85,7 +83,7 @@ struct Serve: AsyncParsableCommand {
             && maxConnectionsPerAddress == defaults.maxConnectionsPerAddress
             && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
             && operationTimeout == defaults.operationTimeout && healthInterval == defaults.healthInterval
-            && fenceVirtConf == nil && !gateway.enabled && gateway.group.isEmpty && gateway.multicastInterface == nil
+            && fenceVirtConf == nil && gateway.changedOptions.isEmpty
     }
 
     /// The settings the options give.

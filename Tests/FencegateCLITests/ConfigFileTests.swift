@@ -98,8 +98,12 @@ struct ConfigFileTests {
         try await waitUntil("serve exits") { !serve.process.isRunning }
         #expect(serve.process.terminationStatus == 0)
 
-        let mixed = try fencegate.run(["serve", "--config", path, "--listen", "127.0.0.1:9"])
-        #expect(mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"), "\(mixed.stderr)")
+        for extra in [["--listen", "127.0.0.1:9"], ["--hash", "sha1"], ["--key-file", "/k"], ["--redfish"]] {
+            let mixed = try fencegate.run(["serve", "--config", path] + extra)
+            #expect(mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"), "\(extra): \(mixed.stderr)")
+        }
+        let withFenceVirtConf = try fencegate.run(["serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1"])
+        #expect(withFenceVirtConf.status == 64 && withFenceVirtConf.stderr.contains("drop --auth"), "\(withFenceVirtConf.stderr)")
         try "[http]\nthreads = 0\n".write(toFile: path, atomically: true, encoding: .utf8)
         let invalid = try fencegate.run(["serve", "--config", path])
         #expect(invalid.status == 78 && invalid.stderr.contains("fencegate.toml:2: http.threads"), "\(invalid.stderr)")
