@@ -122,6 +122,8 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         // SIGHUP reloads once the services run; until then, one must not end the process (its default).
         signal(SIGHUP, SIG_IGN)
+        // A peer that closes while we write (an HTTP client, libvirtd) is an error on that write, not our end.
+        signal(SIGPIPE, SIG_IGN)
         var global = self.global
         let settings: ServeSettings
         do {
