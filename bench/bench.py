@@ -5,6 +5,7 @@ Everything runs on this machine: network namespaces this script creates (198.18.
 libvirt's test driver. It deletes its namespaces and stops the processes it started, by PID, even on failure.
 """
 import argparse
+import base64
 import datetime
 import grp
 import json
@@ -560,7 +561,9 @@ def bench_http(directory, duration):
     token = sh(FENCEGATE, "token", "create", "bench", "--scope", "fence", env=env).stdout.strip()
     log = open(os.path.join(directory, "http-serve.log"), "w")
     started = time.monotonic()
-    process = subprocess.Popen([FENCEGATE, "serve", "--uri", uri, "--listen", "127.0.0.1:0", "--log-level", "warning"],
+    # Redfish too, on plain HTTP as sushy-emulator runs here (fence_redfish itself would need HTTPS).
+    process = subprocess.Popen([FENCEGATE, "serve", "--uri", uri, "--listen", "127.0.0.1:0", "--log-level", "warning",
+                                "--redfish", "--allow-plain-http"],
                                stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     try:
         line = process.stdout.readline()
@@ -574,6 +577,9 @@ def bench_http(directory, duration):
         script = os.path.join(directory, "fence.lua")
         with open(script, "w") as file:
             file.write(WRK_FENCE_SCRIPT)
+        sushy_script = os.path.join(directory, "redfish-reset.lua")
+        with open(sushy_script, "w") as file:
+            file.write(WRK_SUSHY_RESET_SCRIPT)
         for connections in [1, 16, 64]:
             threads = str(min(2, connections))
             status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
@@ -588,6 +594,20 @@ def bench_http(directory, duration):
                   f" p99 {results[f'status_c{connections}']['p99_ms']:6.2f} ms;"
                   f" audited off/on {results[f'fence_c{connections}']['requests_per_second']:8.0f} ops/s"
                   f" p99 {results[f'fence_c{connections}']['p99_ms']:6.2f} ms", flush=True)
+            # The same Redfish requests as sushy-emulator gets: GET the system, Reset ForceOff/On on one domain.
+            basic = "Authorization: Basic " + base64.b64encode(f"bench:{token}".encode()).decode()
+            system = "/redfish/v1/Systems/node1"
+            redfish_status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
+                                "-H", basic, f"{base}{system}").stdout
+            results[f"redfish_status_c{connections}"] = parse_wrk(redfish_status)
+            redfish_reset = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
+                               "-s", sushy_script, "-H", basic, base,
+                               env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset")).stdout
+            results[f"redfish_reset_c{connections}"] = parse_wrk(redfish_reset)
+            print(f"  redfish c={connections:2}: GET system {results[f'redfish_status_c{connections}']['requests_per_second']:8.0f} req/s"
+                  f" p99 {results[f'redfish_status_c{connections}']['p99_ms']:6.2f} ms;"
+                  f" audited Reset {results[f'redfish_reset_c{connections}']['requests_per_second']:8.0f} ops/s"
+                  f" p99 {results[f'redfish_reset_c{connections}']['p99_ms']:6.2f} ms", flush=True)
         results["loaded_rss_kib"] = peak_rss
         rows = json.loads(sh(FENCEGATE, "audit", "--json", "--limit", "1", env=env).stdout)["operations"]
         results["audit_rows"] = rows[0]["id"] if rows else 0

@@ -209,7 +209,26 @@ def render_http(http, sushy, targets):
             lines.append(
                 f"| {connections} | {status['requests_per_second']:,.0f} | {status['p99_ms']:.2f} ms | – | – | – "
                 f"| {fence['requests_per_second']:,.0f} | {fence['p99_ms']:.2f} ms | – | – |")
-    failures = sum(http[f"{kind}_c{c}"]["non_2xx"] for kind in ["status", "fence"] for c in [1, 16, 64])
+    if "redfish_status_c1" in http:
+        lines += [
+            "",
+            "Redfish against Redfish: Fencegate's `/redfish/v1` (`serve --redfish`, HTTP Basic with a token checked on",
+            "every request, every Reset audited) and sushy-emulator (no authentication, no audit), the same requests",
+            "on one domain: `GET /redfish/v1/Systems/{id}`, and Reset alternating ForceOff and On.",
+            "",
+            "| connections | Fencegate GET system req/s | p99 | sushy req/s | p99 | Fencegate Reset ops/s | p99 | sushy ops/s | p99 |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for connections in [1, 16, 64]:
+            mine_status, mine_reset = http[f"redfish_status_c{connections}"], http[f"redfish_reset_c{connections}"]
+            other = sushy or {}
+            other_status, other_reset = other.get(f"status_c{connections}"), other.get(f"fence_c{connections}")
+            def cell(result, digits):
+                return f"{result['requests_per_second']:,.0f} | {result['p99_ms']:.{digits}f} ms" if result else "– | –"
+            lines.append(
+                f"| {connections} | {cell(mine_status, 2)} | {cell(other_status, 1)} | {cell(mine_reset, 2)} | {cell(other_reset, 1)} |")
+    kinds = ["status", "fence"] + (["redfish_status", "redfish_reset"] if "redfish_status_c1" in http else [])
+    failures = sum(http[f"{kind}_c{c}"]["non_2xx"] for kind in kinds for c in [1, 16, 64])
     lines += [
         "",
         f"Non-2xx answers from Fencegate in all rows: {failures}. Audit rows written during the run: {http['audit_rows']:,}.",
