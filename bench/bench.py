@@ -477,8 +477,10 @@ counter = 0
 request = function()
   counter = counter + 1
   local reset = (counter % 2 == 1) and "ForceOff" or "On"
-  return wrk.format("POST", os.getenv("RESET_PATH"), {["Content-Type"] = "application/json"},
-                    '{"ResetType": "' .. reset .. '"}')
+  -- wrk.format's headers replace the -H ones: copy those (the credentials) in.
+  local headers = {["Content-Type"] = "application/json"}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  return wrk.format("POST", os.getenv("RESET_PATH"), headers, '{"ResetType": "' .. reset .. '"}')
 end
 """
 
