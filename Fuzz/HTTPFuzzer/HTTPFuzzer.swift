@@ -5,8 +5,9 @@ import FuzzSupport
 import Logging
 import Store
 
-/// The HTTP API over libvirt's test driver and an audit log in /dev/shm, set up once per fuzzing process,
-/// with one fence token that inputs can use by writing `@TOKEN@`.
+/// The HTTP API (Redfish included) over libvirt's test driver and an audit log in /dev/shm, set up once per
+/// fuzzing process, with one fence token that inputs can use by writing `@TOKEN@` (a bearer token) or
+/// `@BASIC@` (Redfish's Basic credentials for it).
 final class Target: @unchecked Sendable {
     let api: FenceHTTPAPI
     let token: String
@@ -28,7 +29,7 @@ final class Target: @unchecked Sendable {
             let token = try! await AccessTokens(store: store).create(name: "fuzz", scope: .fence, domainPatterns: []).secret
             let service = FenceService(
                 hypervisor: LibvirtHypervisor(uri: "test:///default", logger: logger), store: store, logger: logger)
-            box.target = Target(api: FenceHTTPAPI(service: service, logger: logger), token: token)
+            box.target = Target(api: FenceHTTPAPI(service: service, logger: logger, redfish: true), token: token)
             done.signal()
         }
         done.wait()
@@ -55,6 +56,7 @@ func fuzzOne(_ bytes: [UInt8]) {
     var lines = bytes.split(separator: 0x0A, maxSplits: 64, omittingEmptySubsequences: false).map {
         // libmicrohttpd hands the router C strings: no NUL inside.
         String(decoding: $0.filter { $0 != 0 }, as: UTF8.self).replacingOccurrences(of: "@TOKEN@", with: target.token)
+            .replacingOccurrences(of: "@BASIC@", with: "Basic " + Data("fuzz:\(target.token)".utf8).base64EncodedString())
     }
     let methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]
     let methodLine = lines.isEmpty ? "GET" : lines.removeFirst()

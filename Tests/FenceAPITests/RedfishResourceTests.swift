@@ -94,7 +94,7 @@ struct RedfishResourceTests {
             #expect(try api.harness.state("pcmk3") == .running)
             // The NMI really goes to libvirt: a failing call is reported, not swallowed.
             api.harness.faulty.inject(.fail, into: .injectNMI, for: Fixtures.uuids["pcmk3"]!)
-            #expect(try await post("Nmi").status == 500)
+            #expect(try await post("Nmi").status == 502)
             let rows = try await api.harness.rows()
             #expect(rows.map(\.action) == ["shutdown", "graceful-reboot", "on", "graceful-reboot", "nmi", "nmi"])
             #expect(rows.map(\.result) == [.success, .failure, .success, .success, .success, .failure])

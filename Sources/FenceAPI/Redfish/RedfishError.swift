@@ -97,8 +97,9 @@ extension RedfishError {
                 status: 504, messageID: "OperationTimeout", message: error.description,
                 resolution: "Read the system's PowerState; the audit log has the outcome.")
         case .operationFailed:
+            // 502, as in the REST API: the hypervisor failed the call, not this service.
             self = RedfishError(
-                status: 500, messageID: "GeneralError", message: error.description,
+                status: 502, messageID: "GeneralError", message: error.description,
                 resolution: "Read the system's PowerState; the audit log has the outcome.")
         }
     }
