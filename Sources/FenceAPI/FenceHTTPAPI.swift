@@ -30,20 +30,8 @@ public final class FenceHTTPAPI: Sendable {
         let response: HTTPResponse
         if let redfish, let segments = Self.redfishSegments(request) {
             response = await redfish.handle(request, segments: segments)
-            responses.withLock { $0[response.status, default: 0] += 1 }
-            return response
-        }
-        do {
-            response = try await route(request)
-        } catch let problem as Problem {
-            response = problem.response
-        } catch let error as FenceError {
-            response = Problem(error).response
-        } catch {
-            logger.error(
-                "unexpected error answering a request",
-                metadata: ["http.method": "\(request.method)", "http.path": "\(request.path)", "error": "\(error)"])
-            response = Problem.internalError.response
+        } else {
+            response = await answer(request)
         }
         responses.withLock { $0[response.status, default: 0] += 1 }
         logger.debug(
@@ -53,6 +41,22 @@ public final class FenceHTTPAPI: Sendable {
                 "peer.address": "\(request.clientAddress ?? "-")",
             ])
         return response
+    }
+
+    /// The REST API's answer: a route's response, or the problem a failure maps to.
+    private func answer(_ request: HTTPRequest) async -> HTTPResponse {
+        do {
+            return try await route(request)
+        } catch let problem as Problem {
+            return problem.response
+        } catch let error as FenceError {
+            return Problem(error).response
+        } catch {
+            logger.error(
+                "unexpected error answering a request",
+                metadata: ["http.method": "\(request.method)", "http.path": "\(request.path)", "error": "\(error)"])
+            return Problem.internalError.response
+        }
     }
 
     /// The decoded path segments after `/redfish` (one trailing `/` allowed, as Redfish clients send

@@ -10,7 +10,9 @@ import Foundation
 public final class PrivateLibvirtd: @unchecked Sendable {
     public static let executable = "/usr/sbin/libvirtd"
 
-    private let root: String
+    /// The daemon's home and runtime directories live here; removed with it.
+    private let directory: TemporaryDirectory
+    private var root: String { directory.path }
     private let daemon = DaemonProcess()
 
     /// The socket the daemon listens on.
@@ -26,11 +28,8 @@ public final class PrivateLibvirtd: @unchecked Sendable {
             throw ConditionNeverMet(
                 description: "\(Self.executable) is missing: install libvirt-daemon (scripts/install-dependencies --tests)")
         }
-        let template = NSTemporaryDirectory() + "fencegate-libvirtd-XXXXXX"
-        var bytes = Array(template.utf8CString)
-        guard mkdtemp(&bytes) != nil else { throw CocoaError(.fileWriteUnknown) }
-        root = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        chmod(root, 0o755)
+        directory = try TemporaryDirectory()
+        chmod(directory.path, 0o755)  // nobody must reach its subdirectories
         for directory in ["home", "run"] {
             try FileManager.default.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: false)
             if geteuid() == 0 { chown(root + "/" + directory, Self.nobody.uid, Self.nobody.gid) }
@@ -43,7 +42,6 @@ public final class PrivateLibvirtd: @unchecked Sendable {
             kill(pid, SIGKILL)
             while !daemon.hasExited { usleep(10_000) }
         }
-        try? FileManager.default.removeItem(atPath: root)
     }
 
     /// Starts the daemon (again) and waits until its socket accepts a libvirt client.
