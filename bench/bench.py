@@ -537,7 +537,9 @@ def parse_wrk(output):
     scale = {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
+    count = re.search(r"(\d+) requests in", output)
     return {"requests_per_second": requests, "p99_ms": float(p99.group(1)) * scale,
+            "requests": int(count.group(1)) if count else 0,
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
@@ -620,6 +622,150 @@ def bench_http(directory, duration):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 6. Soak: a million mixed requests through every front end, and the server's memory
+
+WRK_REDFISH_RESETS_SCRIPT = r"""
+counter = 0
+first = tonumber(os.getenv("FIRST"))
+systems = tonumber(os.getenv("SYSTEMS"))
+request = function()
+  counter = counter + 1
+  local index = first + (counter % systems)
+  local reset = (math.floor(counter / systems) % 2 == 0) and "ForceOff" or "On"
+  -- wrk.format's headers replace the -H ones: copy those (the credentials) in.
+  local headers = {["Content-Type"] = "application/json"}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  local path = string.format("/redfish/v1/Systems/00000000-0000-4000-8000-%012d/Actions/ComputerSystem.Reset", index)
+  return wrk.format("POST", path, headers, '{"ResetType": "' .. reset .. '"}')
+end
+"""
+
+SOAK_DOMAINS = 64
+
+
+def process_counts(pid):
+    """Threads and open descriptors of a running process."""
+    threads = 0
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
+    """One fencegate serves every front end at once in the namespace lab (HTTP and Redfish on its loopback,
+    fence_xvm multicast on br0) while wrk and the load generator run in phases of `phase_seconds`, until
+    `total` requests have been answered (or `budget_seconds` of load have passed). RSS is read after each
+    phase; the growth is from the end of the phase that passed `warmup` requests to the end."""
+    lab = Lab(LOAD_NAMESPACES)
+    try:
+        uri = fixture_uri(directory, SOAK_DOMAINS)
+        servers = Servers(lab, directory, uri)
+        database = os.path.join(directory, "soak-audit.db")
+        env = dict(os.environ, FENCEGATE_DATABASE=database)
+        read_token = sh(FENCEGATE, "token", "create", "soak-read", "--scope", "read", env=env).stdout.strip()
+        fence_token = sh(FENCEGATE, "token", "create", "soak-fence", "--scope", "fence", env=env).stdout.strip()
+        log_path = os.path.join(directory, "soak-serve.log")
+        log = open(log_path, "w")
+        process = lab.start(lab.host, [
+            FENCEGATE, "serve", "--uri", uri, "--database", database, "--listen", "127.0.0.1:0",
+            "--redfish", "--allow-plain-http", "--multicast", "--multicast-interface", "br0",
+            "--key-file", servers.key, "--log-level", "warning"], log)
+        servers.wait_answering()
+
+        def address():
+            with open(log_path) as file:
+                match = re.search(r"http://127\.0\.0\.1:(\d+)", file.read())
+            return match.group(1) if match else None
+        wait_for(address, 30, "the HTTP address")
+        base = f"http://127.0.0.1:{address()}"
+        scripts = {}
+        for name, body in [("fence", WRK_FENCE_SCRIPT), ("resets", WRK_REDFISH_RESETS_SCRIPT)]:
+            scripts[name] = os.path.join(directory, f"soak-{name}.lua")
+            with open(scripts[name], "w") as file:
+                file.write(body)
+        basic = "Authorization: Basic " + base64.b64encode(f"soak-fence:{fence_token}".encode()).decode()
+        half = SOAK_DOMAINS // 2
+        # Kind: (connections, wrk arguments, environment). REST off/on over node1…node32, Redfish Reset
+        # ForceOff/On over node33…node64; the reads and fence_xvm status over node1…node16. Mostly reads, as
+        # a cluster's monitoring is: an audited request costs several reads' CPU, and the soak must pass a
+        # million requests in about five minutes on 2 cores shared with the load generators.
+        kinds = {
+            "rest_get": (12, ["-H", f"Authorization: Bearer {read_token}", f"{base}/domains/node1"], {}),
+            "rest_fence": (4, ["-s", scripts["fence"], "-H", f"Authorization: Bearer {fence_token}", base],
+                           {"DOMAINS": str(half)}),
+            "redfish_get": (6, ["-H", basic, f"{base}/redfish/v1/Systems/00000000-0000-4000-8000-000000000002"], {}),
+            "redfish_reset": (2, ["-s", scripts["resets"], "-H", basic, base],
+                              {"FIRST": str(half + 1), "SYSTEMS": str(half)}),
+        }
+        xvm_in_flight = 4
+        counts = {kind: 0 for kind in list(kinds) + ["xvm_status"]}
+        errors = {kind: 0 for kind in counts}
+        error_notes = []
+        phases = []
+        warm = None
+        load_start = os.getloadavg()
+        started = time.monotonic()
+        loaded = 0.0
+        while sum(counts.values()) < total and loaded < budget_seconds:
+            running = {}
+            for kind, (connections, arguments, extra) in kinds.items():
+                running[kind] = subprocess.Popen(
+                    [IP, "netns", "exec", lab.host, "wrk", "-t", "1", "-c", str(connections), "-d", f"{phase_seconds}s",
+                     "--latency", "--timeout", "10s", *arguments],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **extra))
+                lab.processes.append(running[kind])
+            xvm = {}
+            xvm_thread = threading.Thread(target=lambda: xvm.update(
+                load_round(lab, servers.key, xvm_in_flight, phase_seconds, 16)))
+            phase_began = time.monotonic()
+            xvm_thread.start()
+            for kind, wrk in running.items():
+                out, err = wrk.communicate(timeout=phase_seconds + 60)
+                if wrk.returncode != 0:
+                    raise RuntimeError(f"wrk ({kind}) failed: {err.strip()}")
+                result = parse_wrk(out)
+                counts[kind] += result["requests"]
+                errors[kind] += result["non_2xx"]
+                if result["socket_errors"]:
+                    errors[kind] += sum(int(value) for value in re.findall(r"\d+", result["socket_errors"]))
+                    error_notes.append(f"{kind}: {result['socket_errors']}")
+            xvm_thread.join(phase_seconds + 180)
+            if "answered" not in xvm:
+                raise RuntimeError("the load generator did not report")
+            counts["xvm_status"] += xvm["answered"]
+            errors["xvm_status"] += xvm["failures"]
+            if xvm["failures"]:
+                error_notes.append(f"xvm_status: {xvm['failure_reasons']}")
+            loaded += time.monotonic() - phase_began
+            threads, fds = process_counts(process.pid)
+            phase = {"requests": sum(counts.values()), "rss_kib": rss_kib(process.pid), "threads": threads, "fds": fds,
+                     "seconds": time.monotonic() - started, "loadavg": os.getloadavg()[0]}
+            phases.append(phase)
+            if warm is None and phase["requests"] >= warmup:
+                warm = phase
+            print(f"  soak: {phase['requests']:9,} requests after {phase['seconds']:5.0f} s: RSS {phase['rss_kib'] / 1024:6.1f} MiB,"
+                  f" threads {threads}, fds {fds}, errors {sum(errors.values())}", flush=True)
+        duration = time.monotonic() - started
+        end = phases[-1]
+        time.sleep(10)
+        threads, fds = process_counts(process.pid)
+        settled = {"rss_kib": rss_kib(process.pid), "threads": threads, "fds": fds}
+        rows = json.loads(sh(FENCEGATE, "audit", "--json", "--limit", "1", "--database", database).stdout)["operations"]
+        lab.stop(process, 30)
+        warm = warm or phases[0]
+        return {"requests": sum(counts.values()), "counts": counts, "errors": errors, "error_notes": error_notes[:20],
+                "seconds": duration, "load_seconds": loaded, "phase_seconds": phase_seconds, "phases": phases,
+                "warmup": warm, "end": end, "settled": settled, "growth_kib": end["rss_kib"] - warm["rss_kib"],
+                "target_requests": total, "warmup_requests": warmup, "audit_rows": rows[0]["id"] if rows else 0,
+                "connections": {kind: value[0] for kind, value in kinds.items()}, "xvm_in_flight": xvm_in_flight,
+                "domains": SOAK_DOMAINS, "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    finally:
+        lab.destroy()
+
+
+# ---------------------------------------------------------------------------------------------------------
 
 def machine():
     cpu = "unknown"
@@ -632,14 +778,16 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Linux {platform.release()}"
 
 
-SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit"]
+SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit", "soak"]
 
 
 def versions():
     def package(name):
         return sh("dpkg-query", "-W", "-f=${Version}", name, check=False).stdout.strip() or "not installed"
-    commit = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD", check=False).stdout.strip()
-    dirty = sh("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
+    # The commit of the binaries measured: the build directory's work tree (this checkout unless --build-dir).
+    tree = os.path.dirname(FENCEGATE)
+    commit = sh("git", "-C", tree, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "unknown commit"
+    dirty = sh("git", "-C", tree, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
     return {"fencegate": commit + (" with uncommitted changes" if dirty else ""),
             "fence-virtd": package("fence-virtd"), "fence-virt": package("fence-virt"),
             "libvirt": package("libvirt0"), "qemu": package("qemu-system-x86"), "wrk": package("wrk")}
@@ -653,10 +801,25 @@ def main():
                         help="do not time 5 concurrent reboots through fence_virtd (one at a time: 5 × its reboot)")
     parser.add_argument("--only", action="append", choices=SCENARIOS,
                         help="run only this scenario (repeatable); the report then holds only these")
+    parser.add_argument("--build-dir", help="take fencegate and fencegate-bench from this directory instead of"
+                        " .build/release (e.g. another work tree's, to measure an older commit)")
+    parser.add_argument("--soak-requests", type=int, default=1_000_000, help="soak: requests in all (default %(default)s)")
+    parser.add_argument("--json", help="also write the raw results to this JSON file")
     options = parser.parse_args()
+    if options.build_dir:
+        global FENCEGATE, BENCH_TOOL
+        FENCEGATE = os.path.join(os.path.abspath(options.build_dir), "fencegate")
+        BENCH_TOOL = os.path.join(os.path.abspath(options.build_dir), "fencegate-bench")
     quick = options.quick
     directory = tempfile.mkdtemp(prefix="fencegate-bench-")
-    arguments = [argument for argument in sys.argv[1:] if not argument.startswith("--output")]
+    arguments, skip = [], False
+    for argument in sys.argv[1:]:  # the command line, without where its outputs went
+        if skip or argument.startswith(("--output=", "--json=")):
+            skip = False
+        elif argument in ("--output", "--json"):
+            skip = True
+        else:
+            arguments.append(argument)
     results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "command": " ".join(["bench/run"] + arguments), "versions": versions()}
     started = time.monotonic()
@@ -681,9 +844,19 @@ def main():
             rows = 100_000 if quick else 1_000_000
             results["audit"] = json.loads(sh(BENCH_TOOL, "audit-scale", "--rows", str(rows), "--database",
                                              os.path.join(directory, "scale.db")).stdout)
+        if "soak" in wanted:
+            print("6. soak (mixed requests through every front end; the server's memory)", flush=True)
+            total = min(options.soak_requests, 200_000) if quick else options.soak_requests
+            results["soak"] = bench_soak(directory, total, warmup=max(total // 10, 1), phase_seconds=5 if quick else 10,
+                                         budget_seconds=120 if quick else 330)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     results["seconds"] = time.monotonic() - started
+    if options.json:
+        with open(options.json, "w") as file:
+            json.dump({key: ({" ".join(map(str, k)) if isinstance(k, tuple) else k: v for k, v in value.items()}
+                             if isinstance(value, dict) else value) for key, value in results.items()},
+                      file, indent=2, default=str)
     write_report(results, options.output)
     print(f"wrote {options.output} ({results['seconds']:.0f} s)")
 

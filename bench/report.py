@@ -20,7 +20,7 @@ def render(results):
         "",
         f"Measured {results['date']} on {results['machine']}, by `{results['command']}` (as root; the whole run took "
         f"{results['seconds']:.0f} s). `bench/run` reproduces it and rewrites this file; `bench/run --only NAME` runs one",
-        "scenario (concurrent, loadgen, qemu, http, audit) for a quick look.",
+        "scenario (concurrent, loadgen, qemu, http, audit, soak) for a quick look.",
         "",
         f"Versions: Fencegate {versions.get('fencegate', '?')}; fence_virtd {versions.get('fence-virtd', '?')} and fence_xvm"
         f" {versions.get('fence-virt', '?')} (Debian); libvirt {versions.get('libvirt', '?')}; QEMU {versions.get('qemu', '?')};"
@@ -37,6 +37,7 @@ def render(results):
     lines += render_http(results.get("http"), results.get("sushy"), targets)
     lines += render_audit(results.get("audit"), targets)
     lines += render_footprint(results.get("http"))
+    lines += render_soak(results.get("soak"), targets)
     if targets:
         lines += ["## Targets", "", "| what | target | measured | met |", "|---|---|---|---|"]
         for what, target, measured, met in targets:
@@ -288,3 +289,56 @@ def render_footprint(http):
         f" {http['loaded_rss_kib'] / 1024:.1f} MiB.",
         "",
     ]
+
+
+SOAK_KINDS = [
+    ("rest_get", "REST `GET /domains/{d}` (read token)"),
+    ("rest_fence", "REST `POST /domains/{d}/off` and `/on`, audited (fence token)"),
+    ("redfish_get", "Redfish `GET /redfish/v1/Systems/{uuid}` (HTTP Basic)"),
+    ("redfish_reset", "Redfish `POST …/Actions/ComputerSystem.Reset` ForceOff / On, audited"),
+    ("xvm_status", "fence_xvm `status` (load generator, multicast and call back, audited)"),
+]
+
+
+def render_soak(soak, targets):
+    if not soak:
+        return []
+    warm, end, settled = soak["warmup"], soak["end"], soak["settled"]
+    growth = soak["growth_kib"] / 1024
+    connections = soak.get("connections", {})
+    lines = [
+        "## 6. Soak",
+        "",
+        f"One Fencegate serves every front end at once in the lab's host namespace ({soak['domains']} test-driver"
+        " domains; HTTP and Redfish on its loopback, fence_xvm multicast on br0) while wrk and the load generator run",
+        f"together in phases of {soak['phase_seconds']} s until {soak['target_requests']:,} requests are answered. RSS is"
+        " read after each phase; the growth is from the end of the phase that passed"
+        f" {soak['warmup_requests']:,} requests (the warm-up) to the end.",
+        "",
+        "| kind | in flight | requests | errors |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, label in SOAK_KINDS:
+        in_flight = connections.get(kind, soak.get("xvm_in_flight") if kind == "xvm_status" else "")
+        lines.append(f"| {label} | {in_flight} | {soak['counts'].get(kind, 0):,} | {soak['errors'].get(kind, 0):,} |")
+    lines.append(f"| all | | {soak['requests']:,} | {sum(soak['errors'].values()):,} |")
+    lines += [
+        "",
+        f"- Duration: {soak['seconds']:.0f} s ({soak['requests'] / soak['seconds']:,.0f} requests/s);"
+        f" audit rows written: {soak['audit_rows']:,}; load average (1 min) {soak['loadavg_start'][0]:.1f} at the start,"
+        f" {soak['loadavg_end'][0]:.1f} at the end.",
+        f"- RSS after the warm-up ({warm['requests']:,} requests): {warm['rss_kib'] / 1024:.1f} MiB; at the end"
+        f" ({end['requests']:,} requests): {end['rss_kib'] / 1024:.1f} MiB; growth {growth:+.1f} MiB;"
+        f" 10 s after the load: {settled['rss_kib'] / 1024:.1f} MiB.",
+        f"- Threads {warm['threads']} → {end['threads']} → {settled['threads']}, open descriptors"
+        f" {warm['fds']} → {end['fds']} → {settled['fds']} (after the warm-up, at the end, 10 s later).",
+        "- RSS after each phase (MiB): " + ", ".join(f"{phase['rss_kib'] / 1024:.0f}" for phase in soak["phases"]) + ".",
+    ]
+    if soak.get("error_notes"):
+        lines.append("- Errors: " + "; ".join(soak["error_notes"][:5]) + ".")
+    lines.append("")
+    targets.append((f"soak: RSS growth after the warm-up, over {soak['requests'] - warm['requests']:,} more requests",
+                    "≤ 5 MiB", f"{growth:+.1f} MiB" + (f" (only {soak['requests']:,} of {soak['target_requests']:,} requests"
+                                                      " within the time budget)" if soak["requests"] < soak["target_requests"] else ""),
+                    growth <= 5 and soak["requests"] >= soak["target_requests"]))
+    return lines

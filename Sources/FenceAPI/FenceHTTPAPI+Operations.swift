@@ -83,7 +83,7 @@ extension FenceHTTPAPI {
     }
 
     static func timestamp(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        RFC3339.format(date)
     }
 
     private static func text(_ value: String?, name: String) throws -> String? {

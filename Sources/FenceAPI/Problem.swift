@@ -83,13 +83,19 @@ struct Problem: Error, Sendable {
                 status: 503, kind: "hypervisor-unavailable", title: "Hypervisor unavailable", detail: error.description,
                 headers: [("Retry-After", "5")])
         case .auditUnavailable:
+            // The storage error stays in the service's log: it names paths and database internals.
             self.init(
-                status: 503, kind: "audit-unavailable", title: "Audit log unavailable", detail: error.description,
+                status: 503, kind: "audit-unavailable", title: "Audit log unavailable",
+                detail: "the audit log cannot be written now, so nothing was done; see the service's log",
                 headers: [("Retry-After", "5")])
         case .timedOut:
             self.init(status: 504, kind: "timed-out", title: "Operation timed out", detail: error.description)
         case .operationFailed:
             self.init(status: 502, kind: "operation-failed", title: "Hypervisor operation failed", detail: error.description)
+        case .invalidTarget(let reason):
+            self.init(status: 400, kind: "bad-request", title: "Bad request", detail: reason)
+        case .refused(_, let reason):
+            self.init(status: 403, kind: "forbidden", title: "Forbidden", detail: reason)
         }
     }
 }

@@ -18,7 +18,8 @@ public struct AccessToken: Sendable, Equatable {
     public var createdAt: Date
     public var revokedAt: Date?
 
-    /// True if the token may see and act on a domain with this name.
+    /// True if the token may see and act on a domain with this name: its patterns match the name's
+    /// Unicode scalars exactly (no case folding, no normalization), as libvirt compares names byte for byte.
     public func permits(domainNamed name: String) -> Bool {
         domainPatterns.isEmpty || domainPatterns.contains { globMatches($0, name) }
     }
@@ -26,6 +27,26 @@ public struct AccessToken: Sendable, Equatable {
     /// True if the token's scope allows `action`.
     public func permits(_ action: FenceAction) -> Bool {
         action == .status || scope == .fence
+    }
+}
+
+extension AccessToken: AccessPolicy {
+    /// A token's scope is checked first (whatever the domain); then its domain patterns against the resolved
+    /// domain's exact name. A domain outside the patterns is concealed: answered as an unknown one.
+    public func refusal(
+        of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
+    ) async throws(FenceError) -> AccessRefusal? {
+        guard permits(request.action) else {
+            return AccessRefusal(reason: "token '\(name)' has scope \(scope.rawValue)", concealsDomain: false)
+        }
+        if let domain, !permits(domainNamed: domain.name) {
+            return AccessRefusal(reason: "domain '\(domain.name)' is outside token '\(name)'", concealsDomain: true)
+        }
+        return nil
+    }
+
+    public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool {
+        permits(domainNamed: domain.name)
     }
 }
 
@@ -60,6 +81,9 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
     case invalidPattern(String)
     case exists(String)
     case notFound(String)
+    /// Domain patterns were given, but every one is empty (`--domains ''` or `,`): a token for every domain
+    /// must be asked for by giving none.
+    case noPattern
 
     public var description: String {
         switch self {
@@ -71,6 +95,8 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
             return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
         case .notFound(let name):
             return "no active token named '\(name)'"
+        case .noPattern:
+            return "no domain pattern given: name at least one domain pattern, or leave the domains out for a token that reaches every domain"
         }
     }
 }
@@ -90,6 +116,9 @@ public struct AccessTokens: Sendable {
     /// Creates a token. The returned secret is the only copy.
     public func create(name: String, scope: TokenScope, domainPatterns: [String]) async throws -> IssuedToken {
         guard Self.isValidName(name) else { throw TokenManagementError.invalidName(name) }
+        guard domainPatterns.isEmpty || domainPatterns.contains(where: { !$0.isEmpty }) else {
+            throw TokenManagementError.noPattern
+        }
         for pattern in domainPatterns where !Self.isValidPattern(pattern) {
             throw TokenManagementError.invalidPattern(pattern)
         }
@@ -140,7 +169,8 @@ public struct AccessTokens: Sendable {
     }
 
     static func isValidPattern(_ pattern: String) -> Bool {
-        !pattern.isEmpty && pattern.count <= 256 && !pattern.contains { "[]\n\r\0".contains($0) }
+        !pattern.isEmpty && pattern.utf8.count <= DomainTarget.maximumBytes && !pattern.containsControlCharacters
+            && !pattern.unicodeScalars.contains { $0 == "[" || $0 == "]" }
     }
 
     private static func digest(_ secret: String) -> String {
@@ -160,11 +190,12 @@ func base64URL(_ bytes: [UInt8]) -> String {
         .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
 }
 
-/// Glob matching with `*` (any run, also empty) and `?` (one character), case-sensitive: the same as SQLite's
-/// GLOB for patterns without brackets, so the audit-log filter and this check agree.
+/// Glob matching with `*` (any run, also empty) and `?` (one character), case-sensitive, comparing Unicode
+/// scalars exactly: the same as SQLite's GLOB for patterns without brackets, so the audit-log filter and this
+/// check agree, and no two names libvirt tells apart (by their bytes) are confused.
 func globMatches(_ pattern: String, _ text: String) -> Bool {
-    let pattern = Array(pattern)
-    let text = Array(text)
+    let pattern = Array(pattern.unicodeScalars)
+    let text = Array(text.unicodeScalars)
     var (p, t) = (0, 0)
     var star: Int?
     var starText = 0

@@ -1,34 +1,100 @@
 package import Foundation
 
-/// Threads for blocking C calls (libvirt), so they never occupy Swift's cooperative pool.
+/// Threads for blocking C calls (libvirt, socket I/O), so they never occupy Swift's cooperative pool.
 ///
-/// Elastic: a job runs at once on an idle thread, or on a new one if none is idle, so a hung call never
-/// delays an unrelated one. Threads that stay idle for `idleTimeout` exit.
+/// A job runs at once on an idle thread, or on a new one if none is idle, up to `maximumThreads`; beyond
+/// that jobs wait in order, at most `maximumQueued` of them (then `run` fails at once with `Saturated`).
+/// A waiting job whose caller is cancelled (its deadline passed) leaves the queue without running, so a
+/// hung hypervisor holds at most `maximumThreads` threads, however many requests give up on it. Threads
+/// that stay idle for `idleTimeout` exit.
 package final class BlockingThreadPool: @unchecked Sendable {
-    // @unchecked: `pending`, `idle` and `threads` are only touched with `condition` locked.
-    private let condition = NSCondition()
-    private var pending: [@Sendable () -> Void] = []
-    private var idle = 0
-    private var threads = 0
-    private let idleTimeout: TimeInterval
-    private let name: String
+    // @unchecked: every stored var is only touched with `condition` locked.
 
-    package init(name: String, idleTimeout: TimeInterval = 30) {
-        self.name = name
-        self.idleTimeout = idleTimeout
-    }
+    /// `run` was refused: every thread is busy and the queue is full.
+    package struct Saturated: Error, CustomStringConvertible {
+        package let pool: String
+        package let threads: Int
+        package let queued: Int
 
-    /// Runs `body` on a pool thread and returns its result.
-    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            submit { continuation.resume(with: Result(catching: body)) }
+        package var description: String {
+            "all \(threads) \(pool) threads are busy and \(queued) calls wait already"
         }
     }
 
-    private func submit(_ job: @escaping @Sendable () -> Void) {
+    private struct Job {
+        let id: UInt64
+        let run: @Sendable () -> Void
+        let abandon: @Sendable (any Error) -> Void
+    }
+
+    private let condition = NSCondition()
+    private var pending: [Job] = []
+    private var pendingHead = 0
+    private var idle = 0
+    private var threads = 0
+    private var busy = 0
+    private var nextJobID: UInt64 = 0
+    private let idleTimeout: TimeInterval
+    private let name: String
+    /// The most threads this pool runs at once.
+    package let maximumThreads: Int
+    /// The most jobs that wait for a thread.
+    package let maximumQueued: Int
+
+    package init(name: String, maximumThreads: Int, maximumQueued: Int = 1024, idleTimeout: TimeInterval = 30) {
+        self.name = name
+        self.maximumThreads = max(1, maximumThreads)
+        self.maximumQueued = max(0, maximumQueued)
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Threads alive now, and how many of them run a job; for tests and metrics.
+    package var census: (threads: Int, busy: Int, queued: Int) {
         condition.lock()
+        defer { condition.unlock() }
+        return (threads, busy, pending.count - pendingHead)
+    }
+
+    /// Runs `body` on a pool thread and returns its result.
+    /// - Throws: what `body` throws; `Saturated` if the queue is full; `CancellationError` if the calling
+    ///   task is cancelled before a thread took the job (then `body` never runs). Once running, `body` runs
+    ///   to its end whatever happens to the caller.
+    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        let id = takeJobID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                guard !Task.isCancelled else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                submit(
+                    Job(
+                        id: id, run: { continuation.resume(with: Result(catching: body)) },
+                        abandon: { continuation.resume(throwing: $0) }))
+            }
+        } onCancel: {
+            abandon(id)
+        }
+    }
+
+    private func takeJobID() -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        nextJobID += 1
+        return nextJobID
+    }
+
+    private func submit(_ job: Job) {
+        condition.lock()
+        let queued = pending.count - pendingHead
+        if idle == 0, threads >= maximumThreads, queued >= maximumQueued {
+            let refusal = Saturated(pool: name, threads: threads, queued: queued)
+            condition.unlock()
+            job.abandon(refusal)
+            return
+        }
         pending.append(job)
-        let spawn = pending.count > idle
+        let spawn = queued + 1 > idle && threads < maximumThreads
         if spawn { threads += 1 } else { condition.signal() }
         condition.unlock()
         if spawn {
@@ -38,23 +104,45 @@ package final class BlockingThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Removes the job from the queue if no thread took it yet, and fails it with `CancellationError`.
+    private func abandon(_ id: UInt64) {
+        condition.lock()
+        guard let index = pending[pendingHead...].firstIndex(where: { $0.id == id }) else {
+            condition.unlock()
+            return
+        }
+        let job = pending.remove(at: index)
+        condition.unlock()
+        job.abandon(CancellationError())
+    }
+
     private func work() {
         condition.lock()
         while true {
-            while pending.isEmpty {
+            while pendingHead == pending.count {
                 idle += 1
                 let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
                 idle -= 1
-                if !signalled && pending.isEmpty {
+                if !signalled && pendingHead == pending.count {
                     threads -= 1
                     condition.unlock()
                     return
                 }
             }
-            let job = pending.removeFirst()
+            let job = pending[pendingHead]
+            pendingHead += 1
+            if pendingHead == pending.count {
+                pending.removeAll(keepingCapacity: pending.count <= 64)
+                pendingHead = 0
+            } else if pendingHead >= 64, pendingHead * 2 >= pending.count {
+                pending.removeFirst(pendingHead)
+                pendingHead = 0
+            }
+            busy += 1
             condition.unlock()
-            job()
+            job.run()
             condition.lock()
+            busy -= 1
         }
     }
 }

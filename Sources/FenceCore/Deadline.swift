@@ -8,13 +8,15 @@ struct DeadlineExceeded: Error {}
 ///
 /// On the deadline, the operation's task is cancelled but not awaited: a blocking call inside it keeps
 /// running to its end, and `lateCompletion` then receives its result (for the record). Callers decide what
-/// the operation does when cancelled.
+/// the operation does when cancelled. The deadline is kept by `DeadlineScheduler`, and forgotten as soon as
+/// the operation finishes, so nothing of a request outlives it.
 func withDeadline<T: Sendable>(
     _ deadline: ContinuousClock.Instant,
+    scheduler: DeadlineScheduler = .shared,
     operation: @escaping @Sendable () async throws -> T,
     lateCompletion: @escaping @Sendable (Result<T, any Error>) async -> Void = { _ in }
 ) async throws -> T {
-    let race = DeadlineRace<T>()
+    let race = DeadlineRace<T>(scheduler: scheduler)
     return try await withCheckedThrowingContinuation { continuation in
         race.start(continuation)
         let work = Task {
@@ -28,48 +30,54 @@ func withDeadline<T: Sendable>(
                 await lateCompletion(result)
             }
         }
-        let timer = Task {
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            guard !Task.isCancelled else { return }
+        let ticket = scheduler.schedule(at: deadline) {
             if race.finish(.failure(DeadlineExceeded())) { work.cancel() }
         }
-        race.setTimer(timer)
+        race.setTicket(ticket)
     }
 }
 
-/// Resumes a continuation exactly once, with whichever of work or timer finishes first.
+/// Resumes a continuation exactly once, with whichever of work or deadline finishes first.
 private final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
-        var timer: Task<Void, Never>?
+        var ticket: DeadlineScheduler.Ticket?
         var finished = false
     }
 
     private let state = Mutex(State())
+    private let scheduler: DeadlineScheduler
+
+    init(scheduler: DeadlineScheduler) {
+        self.scheduler = scheduler
+    }
 
     func start(_ continuation: CheckedContinuation<T, any Error>) {
         state.withLock { $0.continuation = continuation }
     }
 
-    /// Stores the timer, cancelling it at once if the work already finished.
-    func setTimer(_ timer: Task<Void, Never>) {
+    /// Stores the deadline's ticket, cancelling it at once if the work already finished.
+    func setTicket(_ ticket: DeadlineScheduler.Ticket) {
         let finished = state.withLock { state in
-            state.timer = timer
+            state.ticket = ticket
             return state.finished
         }
-        if finished { timer.cancel() }
+        if finished { scheduler.cancel(ticket) }
     }
 
     /// Resumes with `result` if nobody did yet. Returns false if the race was already decided.
     func finish(_ result: Result<T, any Error>) -> Bool {
-        let (continuation, timer) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+        let (continuation, ticket) = state.withLock { state -> (CheckedContinuation<T, any Error>?, DeadlineScheduler.Ticket?) in
             guard !state.finished else { return (nil, nil) }
             state.finished = true
-            defer { state.continuation = nil }
-            return (state.continuation, state.timer)
+            defer {
+                state.continuation = nil
+                state.ticket = nil
+            }
+            return (state.continuation, state.ticket)
         }
         guard let continuation else { return false }
-        timer?.cancel()
+        if let ticket { scheduler.cancel(ticket) }
         continuation.resume(with: result)
         return true
     }

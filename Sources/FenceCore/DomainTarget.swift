@@ -3,8 +3,12 @@ import Foundation
 /// A domain as a requester names it: a name, or a UUID.
 ///
 /// As in fence_virtd, text that is a canonical UUID (it parses, and formats back to the same text ignoring
-/// case) is looked up by UUID; anything else is a name.
+/// case) is looked up by UUID; anything else is a name, looked up by libvirt byte for byte.
 public struct DomainTarget: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+    /// The longest target accepted, in UTF-8 bytes. Names are short in practice; the limit bounds what a
+    /// request can make the audit log and the logs hold.
+    public static let maximumBytes = 256
+
     /// The text as given.
     public let text: String
 
@@ -22,6 +26,17 @@ public struct DomainTarget: Sendable, Hashable, CustomStringConvertible, Express
             return nil
         }
         return text.lowercased()
+    }
+
+    /// Why this target cannot name a domain (empty, longer than `maximumBytes` in UTF-8, or holding a
+    /// control character), or nil if it can.
+    public var problem: String? {
+        if text.isEmpty { return "a domain name or UUID cannot be empty" }
+        if text.utf8.count > Self.maximumBytes {
+            return "a domain name or UUID has at most \(Self.maximumBytes) bytes in UTF-8 (this one has \(text.utf8.count))"
+        }
+        if text.containsControlCharacters { return "a domain name or UUID cannot contain control characters" }
+        return nil
     }
 
     public var description: String { text }

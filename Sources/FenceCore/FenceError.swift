@@ -17,6 +17,10 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case domainBusy(target: String)
     /// The action asks the guest (graceful restart, NMI), and the domain is off. Nothing was done.
     case notRunning(action: FenceAction, target: String)
+    /// The target cannot name a domain (empty, too long, control characters). Nothing was done.
+    case invalidTarget(reason: String)
+    /// The request's access policy does not allow it (a token's scope, fence_xvm's groups). Nothing was done.
+    case refused(target: String, reason: String)
 
     /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
     public var code: String {
@@ -28,6 +32,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .operationFailed: return "operation_failed"
         case .domainBusy: return "domain_busy"
         case .notRunning: return "not_running"
+        case .invalidTarget: return "invalid_target"
+        case .refused: return "refused"
         }
     }
 
@@ -47,6 +53,10 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return "another operation on domain '\(target)' is running; nothing was done"
         case .notRunning(let action, let target):
             return "\(action.rawValue) needs domain '\(target)' running, and it is off; nothing was done"
+        case .invalidTarget(let reason):
+            return reason
+        case .refused(let target, let reason):
+            return "request for domain '\(target)' refused: \(reason)"
         }
     }
 
@@ -70,6 +80,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             self = .operationFailed(action: action, target: target, reason: error.message)
         case let error as AuditStoreError:
             self = .auditUnavailable(reason: error.description)
+        case let error as BlockingThreadPool.Saturated:
+            self = .hypervisorUnavailable(uri: uri, reason: error.description)
         default:
             self = .operationFailed(action: action, target: target, reason: "\(error)")
         }
@@ -77,6 +89,11 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Duration {
+    /// The duration in seconds, as `TimeInterval`.
+    var fenceTimeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
     /// "1.234 s", for messages.
     var fenceSeconds: String {
         let (seconds, attoseconds) = components

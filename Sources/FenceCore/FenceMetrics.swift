@@ -28,6 +28,10 @@ public final class FenceMetrics: Sendable {
         public var inFlight: Int
         /// Nil until the hypervisor was first checked.
         public var hypervisorUp: Bool?
+        /// Refusals counted in a summary row instead of a row of their own (the audit rate limit).
+        public var refusalsUnrecorded: UInt64 = 0
+        /// Connections and call backs a front end turned away at its limits, by listener.
+        public var sessionsTurnedAway: [String: UInt64] = [:]
     }
 
     private let state = Mutex(Snapshot(operations: [:], latency: [:], inFlight: 0, hypervisorUp: nil))
@@ -57,6 +61,15 @@ public final class FenceMetrics: Sendable {
     /// Counts an operation that was refused or failed before it could start (it was never in flight).
     func operationRejected(action: String, result: String, source: String) {
         state.withLock { $0.operations[OperationKey(action: action, result: result, source: source), default: 0] += 1 }
+    }
+
+    func refusalUnrecorded() {
+        state.withLock { $0.refusalsUnrecorded += 1 }
+    }
+
+    /// Counts a connection or call back that `listener` turned away at one of its limits.
+    public func sessionTurnedAway(listener: String) {
+        state.withLock { $0.sessionsTurnedAway[listener, default: 0] += 1 }
     }
 
     func hypervisor(up: Bool) {

@@ -44,22 +44,25 @@ public struct RequestOrigin: Sendable, Equatable {
 }
 
 /// One request to the fence service.
-public struct FenceRequest: Sendable, Equatable {
+public struct FenceRequest: Sendable {
     public var action: FenceAction
     public var target: DomainTarget
     public var origin: RequestOrigin
+    /// Who may do what: judged by the service on the domain the target resolves to.
+    public var access: any AccessPolicy
     /// Overrides the service's operation timeout for this request (e.g. to fit a client's own timeout).
     public var timeout: Duration?
     /// If false and another operation on the domain is running, fail at once with `.domainBusy`.
     public var waitForDomain: Bool
 
     public init(
-        action: FenceAction, target: DomainTarget, origin: RequestOrigin, timeout: Duration? = nil,
-        waitForDomain: Bool = true
+        action: FenceAction, target: DomainTarget, origin: RequestOrigin, access: any AccessPolicy = UnrestrictedAccess(),
+        timeout: Duration? = nil, waitForDomain: Bool = true
     ) {
         self.action = action
         self.target = target
         self.origin = origin
+        self.access = access
         self.timeout = timeout
         self.waitForDomain = waitForDomain
     }

@@ -4,12 +4,14 @@ public import Store
 
 /// The one path every fence request takes, from every front end.
 ///
-/// For each request it: looks the domain up; writes the audit intent row (refusing the request if that
-/// fails); waits for the domain's lock, so operations on one domain run one at a time while different
-/// domains proceed in parallel; performs the action with fence_virtd's libvirt semantics; and completes
-/// the audit row. The whole request is bounded by a timeout; a timed-out request is reported as failed.
+/// For each request it: checks the target; looks the domain up and asks the request's access policy about
+/// *that* domain (so what is authorized is exactly what is acted on, by UUID from then on); writes the audit
+/// intent row (refusing the request if that fails); waits for the domain's lock, so operations on one
+/// domain run one at a time while different domains proceed in parallel; performs the action with
+/// fence_virtd's libvirt semantics; and completes the audit row. The whole request is bounded by a timeout;
+/// a timed-out request is reported as failed.
 ///
-/// Hypervisor calls run on a dedicated thread pool, never on Swift's cooperative pool.
+/// Hypervisor calls run on a bounded thread pool, never on Swift's cooperative pool.
 public final class FenceService: Sendable {
     /// Tunables, with defaults suited to production.
     public struct Configuration: Sendable {
@@ -21,6 +23,21 @@ public final class FenceService: Sendable {
         public var shutOffPollInterval: Duration = .milliseconds(100)
         /// Attempts to write a completion row before giving up (the row then stays `started`).
         public var completionAttempts: Int = 5
+        /// The most threads blocked in hypervisor calls at once; further calls wait, in order, for one.
+        public var hypervisorThreads = 32
+        /// The most hypervisor calls waiting for a thread; beyond that a call fails at once (503).
+        public var hypervisorQueue = 1024
+        /// How long a health check's answer is reused.
+        public var healthMaximumAge: Duration = .seconds(1)
+        /// The longest a health check (and fence_xvm's `monitor`) waits for the hypervisor.
+        public var healthTimeout: Duration = .seconds(5)
+        /// Refused requests that get an audit row of their own, per client and minute; the rest are counted
+        /// in one summary row per client and minute.
+        public var refusalsPerClientPerMinute = 10
+        /// Refused requests that get a row of their own per minute, all clients together.
+        public var refusalsPerMinute = 60
+        /// The refusal limits' window: a minute, shorter in tests.
+        package var refusalWindow: Duration = .seconds(60)
 
         public init() {}
     }
@@ -32,36 +49,82 @@ public final class FenceService: Sendable {
     /// Counters and latencies of fence operations since start.
     public let metrics = FenceMetrics()
     private let locks = DomainLocks()
-    private let pool = BlockingThreadPool(name: "fencegate.hypervisor")
+    private let pool: BlockingThreadPool
+    private let probe: HypervisorProbe
+    private let refusals: RefusalLimiter
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        let pool = BlockingThreadPool(
+            name: "fencegate.hypervisor", maximumThreads: configuration.hypervisorThreads,
+            maximumQueued: configuration.hypervisorQueue)
+        self.pool = pool
+        self.probe = HypervisorProbe(
+            timeout: min(configuration.healthTimeout, configuration.operationTimeout)
+        ) { [hypervisor] in
+            do {
+                try await pool.run { try hypervisor.checkConnection() }
+                return .success(())
+            } catch {
+                return .failure(FenceError(mapping: error, action: .status, target: "*", uri: hypervisor.uri))
+            }
+        }
+        self.refusals = RefusalLimiter(
+            limits: RefusalLimiter.Limits(
+                perClient: configuration.refusalsPerClientPerMinute, overall: configuration.refusalsPerMinute,
+                window: configuration.refusalWindow))
     }
+
+    /// Threads of the hypervisor pool, how many are in a call, and how many calls wait; for tests and metrics.
+    package var hypervisorPoolCensus: (threads: Int, busy: Int, queued: Int) { pool.census }
 
     // MARK: - Reads (not audited)
 
-    /// Every defined domain, sorted by name.
-    public func domains() async throws(FenceError) -> [DomainInfo] {
-        try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.domains() }
+    /// Every defined domain that `access` lets its holder see, sorted by name.
+    public func domains(visibleTo access: any AccessPolicy = UnrestrictedAccess()) async throws(FenceError) -> [DomainInfo] {
+        let all = try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.domains() }
+        return all.filter { access.lists($0, among: all) }
     }
 
-    /// One domain by name or UUID.
+    /// One domain by name or UUID, for reads that the command line and tests make (no access policy).
     public func domain(_ target: DomainTarget) async throws(FenceError) -> DomainInfo {
         try await blocking(action: .status, target: target.text) { [hypervisor] in try hypervisor.domain(target) }
     }
 
-    /// Succeeds if the hypervisor is reachable (fence_xvm's `monitor`).
-    public func monitor() async throws(FenceError) {
+    /// Reads the domain `request` names, if its access policy allows: a `status` that is answered but not
+    /// audited (REST's and Redfish's GET of one domain). A refusal is audited; one that conceals the domain
+    /// throws `.domainNotFound`, exactly as for a domain that does not exist.
+    public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
+        if let problem = request.target.problem { throw .invalidTarget(reason: problem) }
         do {
-            try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.checkConnection() }
-            metrics.hypervisor(up: true)
+            return try await resolve(request, deadline: ContinuousClock.now + configuration.operationTimeout)
         } catch {
-            metrics.hypervisor(up: false)
-            throw error
+            throw error.failure
         }
+    }
+
+    /// Succeeds if the hypervisor is reachable now (fence_xvm's `monitor`, the periodic check). Concurrent
+    /// callers share one check; none waits longer than the health timeout.
+    public func monitor() async throws(FenceError) {
+        try await checkHypervisor(maximumAge: .zero)
+    }
+
+    /// What `/healthz` reports: the hypervisor (an answer at most `healthMaximumAge` old, shared by concurrent
+    /// callers, never waiting longer than `healthTimeout`) and the audit log (a commit that reached the disk
+    /// within the last second, or a probe row written now).
+    public func health() async -> (hypervisor: Bool, auditLog: Bool) {
+        async let auditLog: Bool = (try? await checkAuditLog()) != nil
+        let hypervisor = (try? await checkHypervisor(maximumAge: configuration.healthMaximumAge)) != nil
+        return (hypervisor, await auditLog)
+    }
+
+    private func checkHypervisor(maximumAge: Duration) async throws(FenceError) {
+        let outcome = await probe.probe(uri: hypervisor.uri, maximumAge: maximumAge)
+        metrics.hypervisor(up: (try? outcome.get()) != nil)
+        try outcome.get()
     }
 
     /// Succeeds if the audit log can be written now (for readiness checks).
@@ -73,12 +136,13 @@ public final class FenceService: Sendable {
         }
     }
 
-    /// Lists the domains for a front end's request and records it in the audit log (action `list`).
-    public func list(origin: RequestOrigin) async throws(FenceError) -> [DomainInfo] {
+    /// Lists the domains `access` lets the requester see for a front end's request, and records it in the
+    /// audit log (action `list`).
+    public func list(origin: RequestOrigin, visibleTo access: any AccessPolicy = UnrestrictedAccess()) async throws(FenceError) -> [DomainInfo] {
         let started = ContinuousClock.now
         let requestedAt = Date()
         do {
-            let domains = try await domains()
+            let domains = try await domains(visibleTo: access)
             await recordFinished(
                 action: "list", target: "*", origin: origin, requestedAt: requestedAt, since: started,
                 result: .success, error: nil, message: "\(domains.count) domains")
@@ -112,8 +176,8 @@ public final class FenceService: Sendable {
     /// failure, so that every request a front end answers is in the audit log.
     public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
         await recordFinished(
-            action: action, target: target, origin: origin, requestedAt: Date(), since: ContinuousClock.now,
-            result: .failure, error: nil, message: reason, errorCode: "unsupported")
+            action: action, target: target.escapingControlCharacters, origin: origin, requestedAt: Date(),
+            since: ContinuousClock.now, result: .failure, error: nil, message: reason, errorCode: "unsupported")
     }
 
     private func recordFinished(
@@ -130,28 +194,51 @@ public final class FenceService: Sendable {
                 intent,
                 AuditCompletion(
                     result: result, powerState: nil, errorCode: errorCode ?? error?.code, message: message,
-                    finishedAt: requestedAt.addingTimeInterval(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)))
+                    finishedAt: requestedAt.addingTimeInterval(elapsed.fenceTimeInterval)))
         } catch {
             logger.error("could not record a request in the audit log", metadata: ["error": "\(error)", "fence.action": "\(action)"])
         }
     }
 
-    /// Records a request that a front end refused (bad credentials, out of scope, denied by groups),
-    /// with result `refused`. Nothing reaches the hypervisor.
-    /// - Throws: `.auditUnavailable` if the row could not be written.
+    // MARK: - Refusals
+
+    /// Records a request that was refused (bad credentials, out of scope, denied by groups), with result
+    /// `refused`; nothing reaches the hypervisor. Since a peer needs no credentials to be refused, refusals
+    /// are rate-limited per client (`Configuration.refusalsPerClientPerMinute`, `refusalsPerMinute`): the
+    /// others are counted and recorded together in one summary row per client and minute.
+    /// - Returns: the row's id, or nil if the refusal was counted for a summary or could not be recorded
+    ///   (then the failure is logged: the request is refused either way).
     @discardableResult
-    public func recordRefusal(_ request: FenceRequest, reason: String) async throws(FenceError) -> Int64 {
-        let intent = AuditIntent(
-            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.text, domainName: nil,
-            domainUUID: nil, action: request.action.rawValue, requestedAt: Date())
+    public func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
         metrics.operationRejected(
             action: request.action.rawValue, result: AuditResult.refused.rawValue,
             source: request.origin.frontEnd.rawValue)
+        let client = "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
+        let (decision, ended) = refusals.admit(request, reason: reason, client: client)
+        if let ended { await recordSummary(ended) }
         var metadata: Logger.Metadata = [
             "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
             "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
+            "peer.address": "\(request.origin.clientAddress ?? "-")",
         ]
+        switch decision {
+        case .count(let summaryDue, let window):
+            metrics.refusalUnrecorded()
+            logger.debug("fence request refused (counted for the summary row)", metadata: metadata)
+            if let summaryDue {
+                _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
+                    guard let summary = refusals.takeSummary(client: client, window: window) else { return }
+                    Task { await recordSummary(summary) }
+                }
+            }
+            return nil
+        case .record:
+            break
+        }
+        let intent = AuditIntent(
+            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
+            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: Date())
         do {
             let id = try await store.record(
                 intent,
@@ -161,8 +248,35 @@ public final class FenceService: Sendable {
             logger.notice("fence request refused", metadata: metadata)
             return id
         } catch {
-            logger.notice("fence request refused (not audited: the audit log is unavailable)", metadata: metadata)
-            throw FenceError.auditUnavailable(reason: "\(error)")
+            metadata["error"] = "\(error)"
+            logger.error("fence request refused, and the refusal could not be recorded in the audit log", metadata: metadata)
+            return nil
+        }
+    }
+
+    /// The row that accounts for a client's refusals that did not get rows of their own.
+    private func recordSummary(_ summary: RefusalLimiter.Summary) async {
+        let request = summary.request
+        let limits = refusals.limits
+        let message =
+            "\(summary.count) more refusal\(summary.count == 1 ? "" : "s") from \(summary.client) between "
+            + "\(RFC3339.format(summary.first)) and \(RFC3339.format(summary.last)) not recorded one by one "
+            + "(at most \(limits.perClient) rows per client and \(limits.overall) in all per \(limits.window.fenceSeconds)); "
+            + "the last: \(request.action.rawValue) of '\(request.target.text.escapingControlCharacters)': \(summary.reason)"
+        let intent = AuditIntent(
+            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
+            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: summary.first)
+        do {
+            let id = try await store.record(
+                intent,
+                AuditCompletion(
+                    result: .refused, powerState: nil, errorCode: "refusals_not_recorded", message: message,
+                    finishedAt: summary.last))
+            logger.notice(
+                "refused requests summarized", metadata: ["audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)"])
+        } catch {
+            logger.error("could not record a summary of refused requests", metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"])
         }
     }
 
@@ -176,12 +290,75 @@ public final class FenceService: Sendable {
         await locks.waiterCount(uuid)
     }
 
+    // MARK: - Resolving and authorizing
+
+    /// Why a request did not resolve to a domain it may act on.
+    struct Unresolved: Error {
+        let failure: FenceError
+        /// True if a refusal row was written (or counted) already.
+        let recorded: Bool
+    }
+
+    /// `resolve`, after checking that the target can name a domain at all.
+    private func checkAndResolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
+        if let problem = request.target.problem { throw Unresolved(failure: .invalidTarget(reason: problem), recorded: false) }
+        return try await resolve(request, deadline: deadline)
+    }
+
+    /// The domain `request` names, if its access policy allows `request` on it. Looked up once; the policy
+    /// judges that very domain; everything after acts on its UUID.
+    private func resolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
+        let found: DomainInfo?
+        do {
+            found = try await withDeadline(deadline) { [self] in
+                try await blocking(action: request.action, target: request.target.text) { [hypervisor] in
+                    try hypervisor.domain(request.target)
+                }
+            }
+        } catch FenceError.domainNotFound {
+            found = nil
+        } catch {
+            throw Unresolved(failure: fenceError(error, request, elapsed: nil), recorded: false)
+        }
+        let lookup = DomainLookup { [self] name throws(FenceError) in
+            do {
+                return try await blocking(action: request.action, target: name) { [hypervisor] in
+                    try hypervisor.domain(DomainTarget(name))
+                }
+            } catch FenceError.domainNotFound {
+                return nil
+            } catch {
+                throw FenceError(mapping: error, action: request.action, target: name, uri: hypervisor.uri)
+            }
+        }
+        let refusal: AccessRefusal?
+        do {
+            refusal = try await request.access.refusal(of: request, on: found, lookup: lookup)
+        } catch {
+            throw Unresolved(
+                failure: FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri),
+                recorded: false)
+        }
+        if let refusal {
+            await recordRefusal(request, reason: refusal.reason)
+            let failure: FenceError =
+                refusal.concealsDomain
+                ? .domainNotFound(target: request.target.text)
+                : .refused(target: request.target.text, reason: refusal.reason)
+            throw Unresolved(failure: failure, recorded: true)
+        }
+        guard let found else { throw Unresolved(failure: .domainNotFound(target: request.target.text), recorded: false) }
+        return found
+    }
+
     // MARK: - Fencing (audited)
 
     /// Performs `request` and records it in the audit log.
     ///
-    /// - Throws: `FenceError`: `.domainNotFound` (also for `status`: "not found" is distinct from "off"),
-    ///   `.hypervisorUnavailable`, `.auditUnavailable` (nothing was done), `.timedOut`, `.operationFailed`.
+    /// - Throws: `FenceError`: `.invalidTarget`, `.refused` (the access policy said no; recorded as refused),
+    ///   `.domainNotFound` (also for `status`: "not found" is distinct from "off"; and for a domain the policy
+    ///   conceals), `.hypervisorUnavailable`, `.auditUnavailable` (nothing was done), `.timedOut`,
+    ///   `.operationFailed`.
     public func perform(_ request: FenceRequest) async throws(FenceError) -> FenceOutcome {
         let clock = ContinuousClock()
         let started = clock.now
@@ -189,28 +366,26 @@ public final class FenceService: Sendable {
         let requestedAt = Date()
         var intent = AuditIntent(
             source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.text, domainName: nil,
-            domainUUID: nil, action: request.action.rawValue, requestedAt: requestedAt)
+            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: requestedAt)
         var logger = self.logger
         logger[metadataKey: "fence.action"] = "\(request.action.rawValue)"
         logger[metadataKey: "fence.target"] = "\(request.target)"
         logger[metadataKey: "fence.origin"] = "\(request.origin.frontEnd.rawValue)"
 
-        // 1. Resolve the domain (a read; nothing changes yet).
+        // 1. Check the target, resolve the domain, and authorize on what was resolved (nothing changes yet).
         let resolved: DomainInfo
         do {
-            resolved = try await withDeadline(deadline) { [self] in
-                try await blocking(action: request.action, target: request.target.text) { [hypervisor] in
-                    try hypervisor.domain(request.target)
-                }
-            }
+            resolved = try await checkAndResolve(request, deadline: deadline)
         } catch {
-            let failure = fenceError(error, request, elapsed: clock.now - started)
-            await recordUnstarted(intent, failure, logger: logger)
-            metrics.operationRejected(
-                action: request.action.rawValue, result: failure.isTimeout ? AuditResult.timedOut.rawValue : AuditResult.failure.rawValue,
-                source: request.origin.frontEnd.rawValue)
-            throw failure
+            if !error.recorded {
+                await recordUnstarted(intent, error.failure, logger: logger)
+                metrics.operationRejected(
+                    action: request.action.rawValue,
+                    result: error.failure.isTimeout ? AuditResult.timedOut.rawValue : AuditResult.failure.rawValue,
+                    source: request.origin.frontEnd.rawValue)
+            }
+            throw error.failure
         }
         intent.domainName = resolved.name
         intent.domainUUID = resolved.uuid
@@ -268,7 +443,7 @@ public final class FenceService: Sendable {
         }
         metrics.operationFinished(
             action: request.action.rawValue, result: auditResult.rawValue, source: request.origin.frontEnd.rawValue,
-            seconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            seconds: duration.fenceTimeInterval)
         switch result {
         case .success(let execution):
             await complete(
@@ -427,15 +602,27 @@ public final class FenceService: Sendable {
         } catch is DeadlineExceeded {
             throw .timedOut(action: action, target: target, after: timeout)
         } catch {
-            throw FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
+            let failure = FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
+            noteIfUnavailable(failure)
+            throw failure
         }
     }
 
-    private func fenceError(_ error: any Error, _ request: FenceRequest, elapsed: Duration) -> FenceError {
+    private func fenceError(_ error: any Error, _ request: FenceRequest, elapsed: Duration?) -> FenceError {
         if error is DeadlineExceeded || error is CancellationError {
-            return .timedOut(action: request.action, target: request.target.text, after: elapsed)
+            let after = elapsed ?? (request.timeout ?? configuration.operationTimeout)
+            return .timedOut(action: request.action, target: request.target.text, after: after)
         }
-        return FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri)
+        let failure = FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri)
+        noteIfUnavailable(failure)
+        return failure
+    }
+
+    /// A call that found the hypervisor unreachable tells the health check and the metric at once.
+    private func noteIfUnavailable(_ failure: FenceError) {
+        guard case .hypervisorUnavailable = failure else { return }
+        probe.noteUnavailable()
+        metrics.hypervisor(up: false)
     }
 
     /// A request that failed before its intent row: one finished row, best effort (the failure is thrown anyway).
@@ -443,9 +630,10 @@ public final class FenceService: Sendable {
         let completion = AuditCompletion(
             result: failure.isTimeout ? .timedOut : .failure, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
         do {
-            _ = try await store.record(intent, completion)
+            let id = try await store.record(intent, completion)
+            logger.notice("fence request failed before it started", metadata: ["audit.id": "\(id)", "error": "\(failure)"])
         } catch {
-            logger.error("could not record a failed request in the audit log", metadata: ["error": "\(error)"])
+            logger.error("could not record a failed request in the audit log", metadata: ["error": "\(error)", "fence.failure": "\(failure)"])
         }
     }
 

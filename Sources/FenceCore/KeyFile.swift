@@ -1,5 +1,5 @@
 import Foundation
-import Store
+public import Store
 
 /// The shared secret that fence_xvm and the multicast gateway sign with: raw bytes, usually 4096 random ones.
 public enum KeyFile {
@@ -36,6 +36,8 @@ public enum KeyFile {
         case empty(path: String)
         /// Group or others may write it: anyone who could replace it could fence every VM.
         case writableByOthers(path: String, mode: String)
+        /// It, or a directory on the way to it, could be replaced by another user.
+        case untrusted(UntrustedLocation)
 
         public var description: String {
             switch self {
@@ -44,15 +46,19 @@ public enum KeyFile {
             case .empty(let path): return "the key file \(path) is empty"
             case .writableByOthers(let path, let mode):
                 return "the key file \(path) has mode \(mode): group or others could replace the key; fix with: chmod 600 \(path)"
+            case .untrusted(let problem):
+                return "refusing the key file: \(problem)"
             }
         }
     }
 
-    /// Reads the key at `path`. Refuses a file that group or others may write; a file they may read is used,
+    /// Reads the key at `path`. Refuses a file that group or others may write, or that another user than
+    /// root and this one owns or could replace (see `UntrustedLocation`); a file others may read is used,
     /// with a warning (fence_virtd accepts any mode, so an existing host keeps working while it is fixed).
     public static func read(at path: String) throws(ReadFailure) -> Contents {
         guard let access = FileAccess(path: path) else { throw .missing(path: path) }
         if access.othersCanWrite { throw .writableByOthers(path: path, mode: access.octal) }
+        if let problem = UntrustedLocation.check(path, followingLink: true) { throw .untrusted(problem) }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw .unreadable(path: path, reason: String(cString: strerror(errno)))
         }

@@ -1,5 +1,5 @@
+import Foundation
 public import Logging
-import Synchronization
 
 /// The hypervisor behind one libvirt URI, over shared connections that are re-opened when they drop.
 ///
@@ -12,7 +12,8 @@ import Synchronization
 /// Before each call the connection is checked (`virConnectIsAlive`, and the close callback's flag); a dropped
 /// one is re-opened. A call that fails with a connection error marks it dropped, so the next call re-opens it;
 /// while libvirt cannot be reached, every call throws `FenceError.hypervisorUnavailable`.
-public final class LibvirtHypervisor: Hypervisor {
+public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
+    // @unchecked: `slots` and `opening` are only touched with `condition` locked.
     public let uri: String
     private let logger: Logger
     /// The most connections this hypervisor opens.
@@ -23,7 +24,11 @@ public final class LibvirtHypervisor: Hypervisor {
         var callsInFlight = 0
     }
 
-    private let slots = Mutex<[Slot]>([])
+    private let condition = NSCondition()
+    private var slots: [Slot] = []
+    /// True while one call opens a connection. Opens are never concurrent: when libvirtd accepts and then
+    /// hangs, the calls that need a connection wait for the one open instead of each opening another socket.
+    private var opening = false
 
     /// - Parameter maximumConnections: connections to spread concurrent calls over (the test driver: one).
     public init(uri: String, logger: Logger, maximumConnections: Int = 16) {
@@ -33,54 +38,74 @@ public final class LibvirtHypervisor: Hypervisor {
     }
 
     /// Connections opened so far (some may have dropped since).
-    public var openConnections: Int { slots.withLock { $0.filter { $0.connection != nil }.count } }
+    public var openConnections: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return slots.filter { $0.connection != nil }.count
+    }
 
-    /// Takes a slot for one call: an idle one with a live connection, else a new one if there is room, else
-    /// the least busy. Returns its connection, or nil if the caller must open one (outside the lock).
-    private func takeSlot() -> (index: Int, connection: LibvirtConnection?) {
-        slots.withLock { slots in
-            var chosen: Int
+    /// A live connection for one call, opening one if needed (blocking). Hand the index back with `release(_:)`.
+    ///
+    /// Takes an idle live connection; else, while another call opens one, waits for it and looks again;
+    /// else opens one in a free slot, or a new slot if there is room; else shares the least busy live one.
+    private func acquire() throws(FenceError) -> (index: Int, connection: LibvirtConnection) {
+        condition.lock()
+        var chosen: Int
+        while true {
             if let idle = slots.indices.first(where: { slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true }) {
-                chosen = idle
+                slots[idle].callsInFlight += 1
+                let connection = slots[idle].connection!
+                condition.unlock()
+                return (idle, connection)
+            }
+            if opening {
+                condition.wait()
+                continue
+            }
+            if let free = slots.indices.first(where: { slots[$0].callsInFlight == 0 }) {
+                chosen = free
             } else if slots.count < maximumConnections {
                 slots.append(Slot())
                 chosen = slots.count - 1
             } else {
                 chosen = 0
                 for index in slots.indices where slots[index].callsInFlight < slots[chosen].callsInFlight { chosen = index }
+                if let shared = slots[chosen].connection, shared.isAlive {
+                    slots[chosen].callsInFlight += 1
+                    condition.unlock()
+                    return (chosen, shared)
+                }
             }
-            slots[chosen].callsInFlight += 1
-            if let connection = slots[chosen].connection {
-                if connection.isAlive { return (chosen, connection) }
-                logger.warning("hypervisor connection lost; reconnecting", metadata: ["hypervisor.uri": "\(uri)"])
-                slots[chosen].connection = nil
-            }
-            return (chosen, nil)
+            break
         }
-    }
+        if slots[chosen].connection != nil {
+            logger.warning("hypervisor connection lost; reconnecting", metadata: ["hypervisor.uri": "\(uri)"])
+            slots[chosen].connection = nil
+        }
+        slots[chosen].callsInFlight += 1
+        opening = true
+        condition.unlock()
 
-    /// A live connection for one call, opening one if needed (blocking). Hand the index back with `release(_:)`.
-    private func acquire() throws(FenceError) -> (index: Int, connection: LibvirtConnection) {
-        let (index, existing) = takeSlot()
-        if let existing { return (index, existing) }
-        do throws(LibvirtError) {
-            let opened = try LibvirtConnection(uri: uri)
-            let connection = slots.withLock { slots in
-                // Another call may have opened this slot's connection meanwhile; keep one.
-                if let other = slots[index].connection, other.isAlive { return other }
-                slots[index].connection = opened
-                return opened
-            }
-            logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(index)"])
-            return (index, connection)
-        } catch {
-            release(index)
+        let result = Result { () throws(LibvirtError) in try LibvirtConnection(uri: uri) }
+        condition.lock()
+        opening = false
+        if case .success(let connection) = result { slots[chosen].connection = connection }
+        condition.broadcast()
+        condition.unlock()
+        switch result {
+        case .success(let connection):
+            logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(chosen)"])
+            return (chosen, connection)
+        case .failure(let error):
+            release(chosen)
             throw FenceError.hypervisorUnavailable(uri: uri, reason: error.message)
         }
     }
 
     private func release(_ index: Int) {
-        slots.withLock { $0[index].callsInFlight -= 1 }
+        condition.lock()
+        slots[index].callsInFlight -= 1
+        condition.unlock()
     }
 
     /// Runs `body` on a live connection; a connection failure marks that connection dropped and is rethrown

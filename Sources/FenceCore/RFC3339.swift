@@ -5,6 +5,12 @@ public import Foundation
 /// Foundation's ISO 8601 parser rejects parts of RFC 3339 (distant years, some offsets), so API parameters
 /// that the OpenAPI document declares `format: date-time` are read with this.
 public enum RFC3339 {
+    /// `date` as an RFC 3339 date-time in UTC with milliseconds, e.g. "2026-11-25T10:00:00.123Z": how
+    /// Fencegate prints every timestamp (API, command line, logs).
+    public static func format(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
     /// The instant `text` denotes, or nil if it is not an RFC 3339 `date-time`.
     ///
     /// A leap second (`:60`) is read as the first instant of the next minute.

@@ -20,19 +20,28 @@ package enum ChallengeResponse {
         }
     }
 
-    /// Runs the daemon's half on a connected socket. Blocking: call off the cooperative pool.
+    /// Runs the daemon's half on a connected socket, all of it within `timeout`. Blocking: call off the
+    /// cooperative pool.
     package static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure) {
+        try authenticate(socket, type: type, key: key, deadline: .now + timeout)
+    }
+
+    /// Runs the daemon's half on a connected socket, all of it by `deadline`. Blocking: call off the
+    /// cooperative pool.
+    package static func authenticate(
+        _ socket: Socket, type: HashType, key: [UInt8], deadline: ContinuousClock.Instant
+    ) throws(Failure) {
         guard type != .none else { return }
         do {
-            let theirChallenge = try socket.read(exactly: challengeSize, timeout: timeout)
+            let theirChallenge = try socket.read(exactly: challengeSize, deadline: deadline)
             let ourChallenge: [UInt8]
             do {
                 ourChallenge = try SecureRandom.bytes(count: challengeSize)
             } catch {
                 throw Failure.transport(.errno("random", 5))
             }
-            try socket.write(type.paddedDigest(key: key, theirChallenge) + ourChallenge, timeout: timeout)
-            let answer = try socket.read(exactly: challengeSize, timeout: timeout)
+            try socket.write(type.paddedDigest(key: key, theirChallenge) + ourChallenge, deadline: deadline)
+            let answer = try socket.read(exactly: challengeSize, deadline: deadline)
             guard constantTimeEquals(answer, type.paddedDigest(key: key, ourChallenge)) else { throw Failure.wrongResponse }
         } catch let error as SocketError {
             throw .transport(error)

@@ -20,11 +20,11 @@ public final class FenceXVMGateway: Sendable {
     private let logger: Logger
     private let session: FenceXVMSession
     private let history: RequestHistory
+    private let sessions = GatewaySessions()
     private let multicastSocket: Socket?
     private let tcpSocket: Socket?
     private let stopping = Atomic<Bool>(false)
     private let loopsRunning = Atomic<Int>(0)
-    private let inFlight = Atomic<Int>(0)
 
     /// The TCP listener's bound address (useful with port 0), if there is one.
     public let tcpAddress: SocketAddress?
@@ -59,7 +59,11 @@ public final class FenceXVMGateway: Sendable {
         self.current = Mutex(configuration)
         self.logger = logger
         self.history = RequestHistory(window: configuration.historyWindow)
-        self.session = FenceXVMSession(service: service, pool: BlockingThreadPool(name: "fencegate.gateway"), logger: logger)
+        // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits.
+        let threads = configuration.maximumCallbacks + configuration.tcpMaximumConnections
+        self.session = FenceXVMSession(
+            service: service, pool: BlockingThreadPool(name: "fencegate.gateway", maximumThreads: threads, maximumQueued: threads),
+            logger: logger)
         if let multicast = configuration.multicast {
             guard let group = SocketAddress(host: multicast.group, port: multicast.port) else {
                 throw GatewayError(description: "multicast address \(multicast.group) is not a numeric IPv4 or IPv6 address")
@@ -103,7 +107,7 @@ public final class FenceXVMGateway: Sendable {
         stopping.store(true, ordering: .releasing)
         let clock = ContinuousClock()
         let deadline = clock.now + gracePeriod
-        while (loopsRunning.load(ordering: .acquiring) > 0 || inFlight.load(ordering: .acquiring) > 0) && clock.now < deadline {
+        while (loopsRunning.load(ordering: .acquiring) > 0 || sessions.census != (0, 0)) && clock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
     }
@@ -144,19 +148,32 @@ public final class FenceXVMGateway: Sendable {
             return
         }
         let key = RequestHistory.Key(request)
-        guard history.claim(key) else { return }
-        inFlight.add(1, ordering: .relaxed)
+        // Copies of a request being called back, or answered within the window, make no call back.
+        guard history.beginCallback(key) else { return }
+        guard sessions.open(listener: .multicast, address: nil, limits: configuration) else {
+            history.endCallback(key)
+            service.metrics.sessionTurnedAway(listener: "multicast")
+            logger.info(
+                "fence_xvm request dropped: too many call backs running",
+                metadata: ["fence.callback": "\(callback)", "limit": "\(configuration.maximumCallbacks)"])
+            return
+        }
         let requester = FenceXVMSession.Requester(frontEnd: .multicast, identity: callback.host, clientAddress: source)
-        let (session, history, logger, timeout) = (session, history, logger, configuration.connectTimeout)
-        Task { [inFlightCounter = self] in
-            defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
+        let (session, history, sessions, logger) = (session, history, sessions, logger)
+        let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.ioTimeout
+        let connectTimeout = configuration.connectTimeout
+        Task {
+            defer {
+                history.endCallback(key)
+                sessions.close(listener: .multicast, address: nil)
+            }
             do {
                 try await session.run(
-                    request, configuration: configuration,
-                    connect: { try Socket.connection(to: callback, timeout: timeout) }, from: requester)
+                    request, configuration: configuration, deadline: deadline,
+                    connect: { try Socket.connection(to: callback, timeout: connectTimeout) },
+                    claim: { history.claim(key) }, from: requester)
                 history.answered(key)
             } catch {
-                history.release(key)
                 logger.info(
                     "fence_xvm request not answered", metadata: ["fence.callback": "\(callback)", "error": "\(error)"])
             }
@@ -167,19 +184,31 @@ public final class FenceXVMGateway: Sendable {
 
     private func acceptConnection(_ listener: Socket) throws {
         guard let (connection, peer) = try listener.accept(timeout: .milliseconds(250)) else { return }
-        inFlight.add(1, ordering: .relaxed)
+        let configuration = self.configuration
         let identity = peer?.host ?? "unknown"
+        guard sessions.open(listener: .tcp, address: identity, limits: configuration) else {
+            service.metrics.sessionTurnedAway(listener: "tcp")
+            logger.info(
+                "fence_virt connection closed at once: too many connections",
+                metadata: [
+                    "peer.address": "\(identity)", "limit": "\(configuration.tcpMaximumConnections)",
+                    "limit.per_address": "\(configuration.tcpMaximumConnectionsPerAddress)",
+                ])
+            return  // `connection` closes as it goes out of scope
+        }
         let requester = FenceXVMSession.Requester(frontEnd: .tcp, identity: identity, clientAddress: peer?.host)
-        let (session, history, logger, configuration) = (session, history, logger, self.configuration)
-        Task { [inFlightCounter = self] in
-            defer { inFlightCounter.inFlight.subtract(1, ordering: .releasing) }
+        let (session, history, sessions, logger) = (session, history, sessions, logger)
+        // One deadline for everything before the client has proved it holds the key.
+        let deadline = ContinuousClock.now + configuration.ioTimeout
+        Task {
+            defer { sessions.close(listener: .tcp, address: identity) }
             let bytes: [UInt8]
             do {
                 bytes = try await session.pool.run {
-                    try connection.read(exactly: FenceXVMRequest.size, timeout: configuration.ioTimeout)
+                    try connection.read(exactly: FenceXVMRequest.size, deadline: deadline)
                 }
             } catch {
-                logger.debug("fence_virt connection closed before a full request", metadata: ["peer.address": "\(identity)"])
+                logger.debug("fence_virt connection closed before a full request", metadata: ["peer.address": "\(identity)", "error": "\(error)"])
                 return
             }
             guard let request = try? FenceXVMRequest(bytes: bytes),
@@ -189,12 +218,62 @@ public final class FenceXVMGateway: Sendable {
                 return
             }
             let key = RequestHistory.Key(request)
-            guard history.claim(key) else { return }
+            guard !history.isKnown(key) else { return }
             do {
-                try await session.run(request, configuration: configuration, connect: { connection }, from: requester)
+                try await session.run(
+                    request, configuration: configuration, deadline: deadline, connect: { connection },
+                    claim: { history.claim(key) }, from: requester)
                 history.answered(key)
             } catch {
-                history.release(key)
+                logger.debug("fence_virt request not answered", metadata: ["peer.address": "\(identity)", "error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Counts the gateway's sessions (call backs, TCP connections) and enforces their limits.
+final class GatewaySessions: Sendable {
+    enum Listener { case multicast, tcp }
+
+    private struct State {
+        var callbacks = 0
+        var connections = 0
+        var connectionsByAddress: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Sessions open now; for tests.
+    var census: (callbacks: Int, connections: Int) { state.withLock { ($0.callbacks, $0.connections) } }
+
+    /// Counts a new session if the limits allow it; false if it must be turned away.
+    func open(listener: Listener, address: String?, limits: GatewayConfiguration) -> Bool {
+        state.withLock { state in
+            switch listener {
+            case .multicast:
+                guard state.callbacks < limits.maximumCallbacks else { return false }
+                state.callbacks += 1
+            case .tcp:
+                let fromAddress = state.connectionsByAddress[address ?? "", default: 0]
+                guard state.connections < limits.tcpMaximumConnections,
+                    fromAddress < limits.tcpMaximumConnectionsPerAddress
+                else { return false }
+                state.connections += 1
+                state.connectionsByAddress[address ?? ""] = fromAddress + 1
+            }
+            return true
+        }
+    }
+
+    func close(listener: Listener, address: String?) {
+        state.withLock { state in
+            switch listener {
+            case .multicast:
+                state.callbacks -= 1
+            case .tcp:
+                state.connections -= 1
+                let remaining = state.connectionsByAddress[address ?? "", default: 1] - 1
+                state.connectionsByAddress[address ?? ""] = remaining > 0 ? remaining : nil
             }
         }
     }

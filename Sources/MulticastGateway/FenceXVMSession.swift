@@ -2,11 +2,11 @@ import FenceCore
 import Foundation
 import Logging
 
-/// Answers one verified fence_xvm request on a connected socket: challenge-response, permission check,
-/// the operation through the fence service, and the result byte or host list. Shared by the multicast
-/// listener (after it called the client back) and the TCP listener (on the accepted connection).
-/// Each request runs with the gateway's configuration as it was when the request arrived (a reload
-/// meanwhile does not change the key or groups half-way through).
+/// Answers one verified fence_xvm request on a connected socket: challenge-response, duplicate check,
+/// the operation through the fence service (which applies the groups to the resolved domain), and the
+/// result byte or host list. Shared by the multicast listener (after it called the client back) and the
+/// TCP listener (on the accepted connection). Each request runs with the gateway's configuration as it was
+/// when the request arrived (a reload meanwhile does not change the key or groups half-way through).
 struct FenceXVMSession {
     let service: FenceService
     let pool: BlockingThreadPool
@@ -23,24 +23,28 @@ struct FenceXVMSession {
         var origin: RequestOrigin { RequestOrigin(frontEnd: frontEnd, requester: identity, clientAddress: clientAddress) }
     }
 
-    /// Why a session ended without an answer (the history claim is then released).
+    /// Why a session ended without an answer.
     enum Unanswered: Error {
         case authentication(ChallengeResponse.Failure)
+        /// Another copy of the request was (or is being) answered: this one must not run again.
+        case duplicate
     }
 
     /// Runs the session on the socket that `connect` returns (the call back, or the accepted connection).
-    /// Connecting and challenge-response run in one hop to the blocking pool. Throws `Unanswered` or the
-    /// connection's error if the client was never answered.
+    /// Connecting and challenge-response run in one hop to the blocking pool and must be done by
+    /// `deadline`, however the peer paces its bytes. Once the peer has proved it holds the key, `claim`
+    /// decides whether the request runs (false: a duplicate). Throws `Unanswered` or the connection's error
+    /// if the request did not run; returns once it ran and its answer was sent (or could not be).
     func run(
-        _ request: FenceXVMRequest, configuration: GatewayConfiguration,
-        connect: @escaping @Sendable () throws -> Socket, from requester: Requester
+        _ request: FenceXVMRequest, configuration: GatewayConfiguration, deadline: ContinuousClock.Instant,
+        connect: @escaping @Sendable () throws -> Socket, claim: () -> Bool, from requester: Requester
     ) async throws {
-        let (type, key, timeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
+        let (type, key) = (configuration.auth, configuration.key)
         let socket: Socket
         do {
             socket = try await pool.run {
                 let socket = try connect()
-                try ChallengeResponse.authenticate(socket, type: type, key: key, timeout: timeout)
+                try ChallengeResponse.authenticate(socket, type: type, key: key, deadline: deadline)
                 return socket
             }
         } catch let failure as ChallengeResponse.Failure {
@@ -49,9 +53,14 @@ struct FenceXVMSession {
                 metadata: ["peer.address": "\(requester.clientAddress ?? "-")", "reason": "\(failure)"])
             throw Unanswered.authentication(failure)
         }
+        guard claim() else {
+            logger.debug("fence_xvm request answered already; copy dropped", metadata: ["peer.address": "\(requester.clientAddress ?? "-")"])
+            throw Unanswered.duplicate
+        }
         let answer = await answer(request, groups: configuration.groups, from: requester)
+        let writeDeadline = ContinuousClock.now + configuration.ioTimeout
         do {
-            try await pool.run { try socket.write(answer, timeout: timeout) }
+            try await pool.run { try socket.write(answer, deadline: writeDeadline) }
         } catch {
             // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
             logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(error)"])
@@ -60,8 +69,8 @@ struct FenceXVMSession {
 
     /// The bytes to send back for `request`: one result byte, or a host list.
     private func answer(_ request: FenceXVMRequest, groups: FenceGroups, from requester: Requester) async -> [UInt8] {
-        let target = DomainTarget(request.domain)
         let origin = requester.origin
+        let access = GroupAccess(groups: groups, requester: requester.identity)
         guard let operation = request.operation else {
             await service.recordUnsupported(
                 action: "request-\(request.requestCode)", target: request.domain, origin: origin,
@@ -84,8 +93,7 @@ struct FenceXVMSession {
             }
         case .hostlist:
             do {
-                let domains = try await service.list(origin: origin)
-                return HostList.encode(domains.filter { groups.lists($0, to: requester.identity) })
+                return HostList.encode(try await service.list(origin: origin, visibleTo: access))
             } catch {
                 return [FenceXVMResult.failure.rawValue]
             }
@@ -94,16 +102,19 @@ struct FenceXVMSession {
         case .reboot: action = .reboot
         case .status: action = .status
         }
-        let fenceRequest = FenceRequest(action: action, target: target, origin: origin)
-        guard groups.permits(requester: requester.identity, domain: request.domain) else {
-            _ = try? await service.recordRefusal(
-                fenceRequest, reason: "groups do not allow \(requester.identity) to \(action.rawValue) '\(request.domain)'")
-            return [FenceXVMResult.permissionDenied.rawValue]
+        guard let domain = request.domainText else {
+            await service.recordUnsupported(
+                action: action.rawValue, target: request.domain, origin: origin,
+                reason: "the domain field is not UTF-8: it names no domain")
+            return [action == .status ? FenceXVMResult.off.rawValue : FenceXVMResult.failure.rawValue]
         }
+        let fenceRequest = FenceRequest(action: action, target: DomainTarget(domain), origin: origin, access: access)
         do {
             let outcome = try await service.perform(fenceRequest)
             if action == .status, outcome.power == .off { return [FenceXVMResult.off.rawValue] }
             return [FenceXVMResult.success.rawValue]
+        } catch .refused {
+            return [FenceXVMResult.permissionDenied.rawValue]
         } catch .domainNotFound where action == .status {
             return [FenceXVMResult.off.rawValue]
         } catch {

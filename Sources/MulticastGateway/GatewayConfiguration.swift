@@ -15,12 +15,32 @@ public struct GatewayConfiguration: Sendable {
     public var groups = FenceGroups()
     /// Connecting back to the client.
     public var connectTimeout: Duration = .seconds(5)
-    /// Each read or write of the challenge-response and the answer.
+    /// The longest the exchange before a client has proved it holds the key may take, all of it (reading a
+    /// TCP request, the challenge-response; a call back has `connectTimeout` more to connect), and the
+    /// longest writing the answer may take.
     public var ioTimeout: Duration = .seconds(10)
+    /// The most multicast call backs running at once (each one a connection and, while it connects or
+    /// authenticates, a thread). Requests beyond are dropped; fence_xvm sends its request again.
+    public var maximumCallbacks = 64
+    /// The most `fence_virt -T` connections open at once, and from one address.
+    public var tcpMaximumConnections = 64
+    public var tcpMaximumConnectionsPerAddress = 8
     /// How long an answered request's key suppresses copies of it.
     public var historyWindow: Duration = .seconds(10)
 
     public init() {}
+
+    /// What is wrong with the listeners' limits, by option name without dashes (for messages), if anything.
+    public static func limitProblem(
+        tcpMaximumConnections: Int, tcpMaximumConnectionsPerAddress: Int, maximumCallbacks: Int
+    ) -> (option: String, message: String)? {
+        if !(1...65536).contains(tcpMaximumConnections) { return ("tcp-max-connections", "must be 1 to 65536") }
+        if !(1...65536).contains(tcpMaximumConnectionsPerAddress) {
+            return ("tcp-max-connections-per-address", "must be 1 to 65536")
+        }
+        if !(1...65536).contains(maximumCallbacks) { return ("max-callbacks", "must be 1 to 65536") }
+        return nil
+    }
 
     /// The default key file of fence_xvm and fence_virtd.
     public static let defaultKeyFile = "/etc/cluster/fence_xvm.key"

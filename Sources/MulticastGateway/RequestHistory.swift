@@ -1,22 +1,26 @@
 import Foundation
 import Synchronization
 
-/// Duplicate suppression, keyed as fence_virtd keys it: (request code, sequence number, domain ignoring case).
+/// Duplicate suppression, keyed as fence_virtd keys it: (request code, sequence number, domain ignoring
+/// ASCII case).
 ///
-/// Unlike upstream's single-threaded daemon, requests here run concurrently, so a key is claimed when
-/// processing starts: a second copy arriving meanwhile is dropped. The claim is released if the callback or
-/// authentication fails (the client never got an answer, so a later copy may run), and kept for `window`
-/// after the request is answered.
+/// Unlike upstream's single-threaded daemon, requests here run concurrently. A request's key is claimed
+/// once its sender has proved it holds the key (the challenge-response), never before: a replayed packet
+/// from someone without the key cannot hold a claim and make the genuine request look like a duplicate.
+/// The claim is kept for `window` after the request is answered. Separately, a multicast request's call
+/// back is marked while it runs, so the copies a client sends at once (one per interface, retransmissions)
+/// make one call back, not one each.
 final class RequestHistory: Sendable {
     struct Key: Hashable, Sendable {
         let request: UInt8
         let sequenceNumber: UInt32
-        let domain: String
+        /// The domain field's bytes, ASCII letters folded to lower case (fence_virtd's `strcasecmp`).
+        let domain: [UInt8]
 
         init(_ request: FenceXVMRequest) {
             self.request = request.requestCode
             self.sequenceNumber = request.sequenceNumber
-            self.domain = request.domain.lowercased()
+            self.domain = request.domainField.prefix { $0 != 0 }.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }
         }
     }
 
@@ -27,6 +31,7 @@ final class RequestHistory: Sendable {
 
     private struct State {
         var entries: [Key: Entry] = [:]
+        var callingBack: Set<Key> = []
         /// Answered keys in the order they were answered, so expired ones are pruned from the front in
         /// constant time per key (a scan of every entry per packet made the listener thread the bottleneck).
         var answeredOrder: [(key: Key, at: ContinuousClock.Instant)] = []
@@ -53,7 +58,32 @@ final class RequestHistory: Sendable {
         self.window = window
     }
 
-    /// Claims `key`; false if it is being processed or was answered within the window (a duplicate).
+    /// True if `key` is being answered or was answered within the window: a copy to drop unheard.
+    func isKnown(_ key: Key) -> Bool {
+        let now = clock.now
+        return state.withLock { state in
+            state.prune(before: now - window)
+            return state.entries[key] != nil
+        }
+    }
+
+    /// Marks a call back for `key` as running; false if the key is known or a call back for it runs already.
+    func beginCallback(_ key: Key) -> Bool {
+        let now = clock.now
+        return state.withLock { state in
+            state.prune(before: now - window)
+            guard state.entries[key] == nil else { return false }
+            return state.callingBack.insert(key).inserted
+        }
+    }
+
+    /// The call back for `key` has ended (answered, failed, or its sender could not authenticate).
+    func endCallback(_ key: Key) {
+        state.withLock { _ = $0.callingBack.remove(key) }
+    }
+
+    /// Claims `key` for an authenticated sender; false if it is being answered or was answered within the
+    /// window (a duplicate that must not run again).
     func claim(_ key: Key) -> Bool {
         let now = clock.now
         return state.withLock { state in
@@ -64,7 +94,7 @@ final class RequestHistory: Sendable {
         }
     }
 
-    /// The request was answered: keep the key for the window.
+    /// The claimed request was answered: keep the key for the window.
     func answered(_ key: Key) {
         state.withLock { state in
             // Taken under the lock, so the order list stays sorted by time.
@@ -74,11 +104,6 @@ final class RequestHistory: Sendable {
         }
     }
 
-    /// Keys claimed or remembered now (for tests).
-    var trackedKeys: Int { state.withLock { $0.entries.count } }
-
-    /// The request could not be answered (no callback, failed authentication): forget the claim.
-    func release(_ key: Key) {
-        state.withLock { _ = $0.entries.removeValue(forKey: key) }
-    }
+    /// Keys claimed or remembered now, and call backs running (for tests).
+    var trackedKeys: Int { state.withLock { $0.entries.count + $0.callingBack.count } }
 }

@@ -92,7 +92,10 @@ public actor AuditStore {
                 throw AuditStoreError.database(error)
             }
         }
+        if let problem = UntrustedLocation.check(path, followingLink: false) { throw AuditStoreError.untrusted(problem) }
         try createIfMissing(path: path)
+        // Checked again now that the file exists (it may have been created by someone else meanwhile).
+        if let problem = UntrustedLocation.check(path, followingLink: false) { throw AuditStoreError.untrusted(problem) }
         try checkAccess(path: path, logger: logger)
         do {
             let database = try Database(path: path)
@@ -125,9 +128,10 @@ public actor AuditStore {
         }
     }
 
-    /// Creates an empty database file with mode 0600, so the audit log is never world-readable.
+    /// Creates an empty database file with mode 0600, so the audit log is never world-readable. Never
+    /// through a symbolic link (`O_EXCL` refuses one, dangling or not).
     private static func createIfMissing(path: String) throws {
-        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
+        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if descriptor >= 0 {
             close(descriptor)
             return

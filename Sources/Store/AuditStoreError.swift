@@ -14,6 +14,9 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
     case tokenExists(String)
     /// Group or others may write the database: the audit log could be rewritten behind the service's back.
     case writableByOthers(path: String, mode: String)
+    /// The database, or a directory on the way to it, could be replaced by another user (or it is a
+    /// symbolic link).
+    case untrusted(UntrustedLocation)
 
     public var description: String {
         switch self {
@@ -29,6 +32,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
             return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
         case .writableByOthers(let path, let mode):
             return "the audit database \(path) has mode \(mode): group or others could rewrite the audit log; fix with: chmod 600 \(path)"
+        case .untrusted(let problem):
+            return "refusing the audit database: \(problem)"
         case .tokenExists(let name):
             return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
         }

@@ -15,7 +15,8 @@ enum CLIFailure: Error {
         switch self {
         case .fence(let error):
             switch error {
-            case .operationFailed, .domainBusy, .notRunning: return ExitStatus.failed
+            case .operationFailed, .domainBusy, .notRunning, .refused: return ExitStatus.failed
+            case .invalidTarget: return ExitStatus.badArguments
             case .domainNotFound: return ExitStatus.domainNotFound
             case .hypervisorUnavailable: return ExitStatus.hypervisorUnavailable
             case .auditUnavailable: return ExitStatus.auditUnavailable
@@ -47,6 +48,8 @@ enum ExitStatus {
     static let hypervisorUnavailable: Int32 = 5
     static let auditUnavailable: Int32 = 6
     static let timedOut: Int32 = 7
+    /// Arguments that cannot be used (as argument-parser's validation failures).
+    static let badArguments: Int32 = 64
     /// A configuration file with an error (sysexits' EX_CONFIG).
     static let configuration: Int32 = 78
 }

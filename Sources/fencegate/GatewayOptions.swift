@@ -21,6 +21,15 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "Answer fence_virt -T on this TCP address[:port] (port 1229 by default), e.g. 127.0.0.1.")
     var tcpListen: String?
 
+    @Option(help: "Most fence_virt -T connections open at once (more are closed at once).")
+    var tcpMaxConnections = GatewayConfiguration().tcpMaximumConnections
+
+    @Option(help: "Most fence_virt -T connections open at once from one address.")
+    var tcpMaxConnectionsPerAddress = GatewayConfiguration().tcpMaximumConnectionsPerAddress
+
+    @Option(help: "Most fence_xvm call backs running at once (more requests are dropped; fence_xvm sends again).")
+    var maxCallbacks = GatewayConfiguration().maximumCallbacks
+
     @Option(help: "The shared key file; its first 4096 bytes are the key (as fence_xvm reads it).")
     var keyFile = GatewayConfiguration.defaultKeyFile
 
@@ -47,6 +56,11 @@ struct GatewayOptions: ParsableArguments {
         if multicastPort != 1229 { changed.append("--multicast-port") }
         if multicastInterface != nil { changed.append("--multicast-interface") }
         if tcpListen != nil { changed.append("--tcp-listen") }
+        if tcpMaxConnections != defaults.tcpMaximumConnections { changed.append("--tcp-max-connections") }
+        if tcpMaxConnectionsPerAddress != defaults.tcpMaximumConnectionsPerAddress {
+            changed.append("--tcp-max-connections-per-address")
+        }
+        if maxCallbacks != defaults.maximumCallbacks { changed.append("--max-callbacks") }
         if keyFile != GatewayConfiguration.defaultKeyFile { changed.append("--key-file") }
         if hash != defaults.minimumHash.description { changed.append("--hash") }
         if auth != defaults.auth.description { changed.append("--auth") }
@@ -64,6 +78,12 @@ struct GatewayOptions: ParsableArguments {
             throw ValidationError("--tcp-listen must be a numeric address with an optional port, e.g. 127.0.0.1:1229")
         }
         for text in group { _ = try Self.parseGroup(text) }
+        if let problem = GatewayConfiguration.limitProblem(
+            tcpMaximumConnections: tcpMaxConnections, tcpMaximumConnectionsPerAddress: tcpMaxConnectionsPerAddress,
+            maximumCallbacks: maxCallbacks)
+        {
+            throw ValidationError("--" + problem.option + " " + problem.message)
+        }
     }
 
     /// The gateway's configuration, reading the key file (a key file that group or others may read is used,
@@ -85,6 +105,9 @@ struct GatewayOptions: ParsableArguments {
         configuration.minimumHash = HashType(name: hash)!
         configuration.auth = HashType(name: auth)!
         configuration.groups = FenceGroups(try group.map(Self.parseGroup))
+        configuration.tcpMaximumConnections = tcpMaxConnections
+        configuration.tcpMaximumConnectionsPerAddress = tcpMaxConnectionsPerAddress
+        configuration.maximumCallbacks = maxCallbacks
         return configuration
     }
 
@@ -99,6 +122,8 @@ struct GatewayOptions: ParsableArguments {
             configuration.key = Array(contents.key.prefix(GatewayConfiguration.maximumKeyBytes))
         } catch .writableByOthers(let path, let mode) {
             throw CLIFailure.other(KeyFile.ReadFailure.writableByOthers(path: path, mode: mode).description)
+        } catch .untrusted(let problem) {
+            throw CLIFailure.other(KeyFile.ReadFailure.untrusted(problem).description)
         } catch {
             if needed { throw CLIFailure.other(error.description) }
         }

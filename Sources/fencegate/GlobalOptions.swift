@@ -50,11 +50,7 @@ struct GlobalOptions: ParsableArguments {
         let level = logLevel?.level ?? configuredLevel ?? defaultLevel
         switch logFormat ?? configuredFormat ?? .text {
         case .text:
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LoggingSystem.bootstrap { label in TextLogHandler(label: label, logLevel: level) }
         case .json:
             LoggingSystem.bootstrap { label in JSONLogHandler(label: label, logLevel: level) }
         }

@@ -89,10 +89,11 @@ struct AuditPageJSON: Encodable {
     let nextCursor: String?
 }
 
-/// Left-aligned columns separated by two spaces.
+/// Left-aligned columns separated by two spaces. Cells are escaped (`\n`, `\u{1B}`…): the audit log holds
+/// text that requests supplied, and a table row must stay one row on the operator's terminal.
 enum Table {
     static func render(header: [String], rows: [[String]]) -> String {
-        let all = [header] + rows
+        let all = ([header] + rows).map { $0.map(\.escapingControlCharacters) }
         let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { column, cell in
@@ -104,7 +105,7 @@ enum Table {
 
 /// "2026-11-25T10:00:00.123Z"
 func formatTimestamp(_ date: Date) -> String {
-    date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    RFC3339.format(date)
 }
 
 /// "0.004 s"

@@ -45,6 +45,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between hypervisor connection checks (a dropped connection is re-opened).")
     var healthInterval: Double = 5
 
+    @Option(help: "Most threads blocked in hypervisor calls at once; further calls wait for one.")
+    var hypervisorThreads = ServeSettings().hypervisorThreads
+
+    @Option(help: "Refused requests audited one by one per client and minute; the rest share one summary row.")
+    var auditRefusalsPerClient = ServeSettings().refusalsPerClient
+
+    @Option(help: "Refused requests audited one by one per minute, all clients together.")
+    var auditRefusalsPerMinute = ServeSettings().refusalsPerMinute
+
     @Option(
         help: ArgumentHelp(
             "Run in place of fence_virtd: read its configuration file as is (listener, key file, hash, auth, groups, libvirt URI).",
@@ -83,6 +92,8 @@ struct Serve: AsyncParsableCommand {
             && maxConnectionsPerAddress == defaults.maxConnectionsPerAddress
             && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
             && operationTimeout == defaults.operationTimeout && healthInterval == defaults.healthInterval
+            && hypervisorThreads == defaults.hypervisorThreads && auditRefusalsPerClient == defaults.refusalsPerClient
+            && auditRefusalsPerMinute == defaults.refusalsPerMinute
             && fenceVirtConf == nil && gateway.changedOptions.isEmpty
     }
 
@@ -101,6 +112,9 @@ struct Serve: AsyncParsableCommand {
         settings.httpThreads = httpThreads
         settings.operationTimeout = operationTimeout
         settings.healthInterval = healthInterval
+        settings.hypervisorThreads = hypervisorThreads
+        settings.refusalsPerClient = auditRefusalsPerClient
+        settings.refusalsPerMinute = auditRefusalsPerMinute
         if let fenceVirtConf {
             settings.gateway = .fenceVirtConf(fenceVirtConf)
         } else if gateway.enabled {
@@ -143,8 +157,7 @@ struct Serve: AsyncParsableCommand {
                 }
                 global.uri = uri
             }
-            var serviceConfiguration = FenceService.Configuration()
-            serviceConfiguration.operationTimeout = .milliseconds(Int64(settings.operationTimeout * 1000))
+            let serviceConfiguration = settings.serviceConfiguration
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
             let api = FenceHTTPAPI(service: context.service, logger: logger, redfish: settings.redfish)
             let server: HTTPServer

@@ -32,7 +32,12 @@ struct Token: AsyncParsableCommand {
             let logger = global.makeLogger(defaultLevel: .warning)
             try await reportingFailures {
                 let context = try await ServiceContext.open(global, logger: logger)
-                let patterns = domains.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+                // Empty pieces are kept, so that `--domains ''` or `--domains ,` is refused rather than read as
+                // "no pattern", which would mean every domain.
+                let patterns =
+                    domains.map {
+                        $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                    } ?? []
                 do {
                     let issued = try await AccessTokens(store: context.store).create(
                         name: name, scope: scope.scope, domainPatterns: patterns)

@@ -31,9 +31,10 @@ struct APIHarness {
     static func withRunning(
         uri: String = Fixtures.clusterURI, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
         busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil, redfish: Bool = false,
-        _ body: (APIHarness) async throws -> Void
+        service configuration: FenceService.Configuration = .init(), _ body: (APIHarness) async throws -> Void
     ) async throws {
-        let harness = try await ServiceHarness(uri: uri, busyTimeout: busyTimeout, databasePath: databasePath)
+        let harness = try await ServiceHarness(
+            uri: uri, configuration: configuration, busyTimeout: busyTimeout, databasePath: databasePath)
         let tokens = AccessTokens(store: harness.store)
         let ops = try await tokens.create(name: "ops", scope: .fence, domainPatterns: []).secret
         let viewer = try await tokens.create(name: "viewer", scope: .read, domainPatterns: []).secret

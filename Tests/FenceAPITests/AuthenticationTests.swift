@@ -80,12 +80,20 @@ struct AuthenticationTests {
             let list = try await api.curl("GET", "/domains", token: api.scoped)
             let names = (list.json["domains"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
             #expect(names == ["pcmk1", "pcmk2"])
-            #expect(try await api.curl("GET", "/domains/pcmk3", token: api.scoped).status == 403)
-            #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk3"]!)", token: api.scoped).status == 403)
+            // A domain outside the patterns answers exactly as one that does not exist.
+            let hidden = try await api.curl("GET", "/domains/pcmk3", token: api.scoped)
+            let unknown = try await api.curl("GET", "/domains/pcmk9", token: api.scoped)
+            #expect(hidden.status == 404 && unknown.status == 404)
+            #expect(hidden.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"), "\(hidden.text) vs \(unknown.text)")
+            #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk3"]!)", token: api.scoped).status == 404)
             #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk2"]!)", token: api.scoped).status == 200)
 
             let refused = try await api.curl("POST", "/domains/\(Fixtures.uuids["pcmk3"]!)/off", token: api.scoped)
-            #expect(refused.status == 403)
+            let unknownUUID = try await api.curl("POST", "/domains/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa/off", token: api.scoped)
+            #expect(refused.status == 404)
+            #expect(
+                refused.text == unknownUUID.text.replacingOccurrences(of: "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", with: Fixtures.uuids["pcmk3"]!),
+                "\(refused.text) vs \(unknownUUID.text)")
             #expect(try api.harness.state("pcmk3") == .running)
             #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.scoped).status == 200)
             #expect(try await api.curl("POST", "/domains/ghost/off", token: api.scoped).status == 404)
@@ -99,8 +107,11 @@ struct AuthenticationTests {
             let pcmk5 = try #require(all.first { $0.domainName == "pcmk5" })
             #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.scoped).status == 404)
             #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.ops).status == 200)
-            #expect(all.map(\.result) == [.refused, .success, .failure, .success])
+            // Reading and fencing pcmk3 were refused and audited (as such, with the reason); the unknown
+            // domains were failures, and 9999… was never found, so it was not refused.
+            #expect(all.map(\.result) == [.refused, .refused, .refused, .failure, .success, .failure, .success], "\(all.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "")" })")
             #expect(all[0].requester == "pcmk12")
+            #expect(all.filter { $0.result == .refused }.allSatisfy { $0.message?.contains("outside token 'pcmk12'") == true })
         }
     }
 }

@@ -63,6 +63,14 @@ struct FailureStatusTests {
             #expect(response.status == 503)
             #expect(response.json["type"] as? String == "urn:fencegate:problem:audit-unavailable")
             #expect(try api.harness.state("pcmk1") == .running)
+            // The storage error (SQLite's message, the database's path) stays in the service's log. An anonymous
+            // fence request is refused (401) whether or not its refusal could be recorded.
+            let anonymous = try await api.curl("POST", "/domains/pcmk1/off")
+            #expect(anonymous.status == 401)
+            for answer in [response, anonymous] {
+                #expect(!answer.text.contains(api.harness.store.path) && !answer.text.lowercased().contains("sqlite"), "\(answer.text)")
+                #expect(!answer.text.contains("locked"), "\(answer.text)")
+            }
             let health = try await api.curl("GET", "/healthz")
             #expect(health.status == 503)
             #expect(health.json["audit_log"] as? String == "unavailable")

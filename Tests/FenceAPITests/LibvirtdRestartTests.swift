@@ -53,26 +53,28 @@ struct LibvirtdRestartTests {
         }
     }
 
-    @Test("libvirtd killed and restarted while fences run: 200 or 503 only, every request has its finished row")
+    @Test("libvirtd killed and restarted while fences run: 200 or 503 only; every answered operation is its row")
     func killedUnderLoad() async throws {
         let libvirtd = try await PrivateLibvirtd()
         try await APIHarness.withRunning(uri: libvirtd.uri) { api in
             let phase = Phase()
             let actions = ["off", "on", "reboot"]
-            let seen = try await withThrowingTaskGroup(of: [(Phase.Name, Int)].self) { group in
+            let answers = try await withThrowingTaskGroup(of: [Answer].self) { group in
                 for worker in 0..<6 {
                     group.addTask {
-                        var seen: [(Phase.Name, Int)] = []
+                        var answers: [Answer] = []
                         var index = worker
                         while let before = phase.current, before != .done {
-                            let status = try await api.curl(
-                                "POST", "/domains/test/\(actions[index % 3])", token: api.ops
-                            ).status
+                            let action = actions[index % 3]
+                            let response = try await api.curl("POST", "/domains/test/\(action)", token: api.ops)
                             // Attributed to a phase only if it began and ended in that phase.
-                            if phase.current == before { seen.append((before, status)) }
+                            answers.append(
+                                Answer(
+                                    phase: phase.current == before ? before : nil, action: action, status: response.status,
+                                    operationID: (response.json["operation_id"] as? NSNumber)?.int64Value))
                             index += 1
                         }
-                        return seen
+                        return answers
                     }
                 }
                 group.addTask {
@@ -86,33 +88,52 @@ struct LibvirtdRestartTests {
                     phase.current = .done
                     return []
                 }
-                var seen: [(Phase.Name, Int)] = []
-                for try await part in group { seen += part }
-                return seen
+                var answers: [Answer] = []
+                for try await part in group { answers += part }
+                return answers
             }
-            let statuses = seen.map(\.1)
-            let up = seen.filter { $0.0 == .up }.map(\.1)
-            let down = seen.filter { $0.0 == .down }.map(\.1)
-            let restarted = seen.filter { $0.0 == .restarted }.map(\.1)
+            func statuses(_ name: Phase.Name) -> [Int] { answers.filter { $0.phase == name }.map(\.status) }
+            let (up, down, restarted) = (statuses(.up), statuses(.down), statuses(.restarted))
             print(
                 "libvirtd killed under load: before \(up.count) × 200; while down \(down.filter { $0 == 503 }.count) × 503,"
                     + " \(down.filter { $0 == 200 }.count) × 200; after the restart \(restarted.filter { $0 == 200 }.count) × 200,"
                     + " \(restarted.filter { $0 == 503 }.count) × 503")
-            let unexpected = seen.filter { $0.1 != 200 && $0.1 != 503 }
+            let unexpected = answers.filter { $0.status != 200 && $0.status != 503 }
             #expect(unexpected.isEmpty, "\(unexpected)")
             #expect(!up.isEmpty && up.allSatisfy { $0 == 200 }, "before the kill: \(up)")
             #expect(!down.isEmpty && down.contains(503), "while libvirtd was down: \(down)")
-            #expect(seen.contains { $0.0 == .restarted && $0.1 == 200 }, "after the restart: \(seen)")
+            #expect(restarted.contains(200), "after the restart: \(restarted)")
 
-            // Every request that reached the service has exactly one finished row.
+            // Every 200 carried its operation id, and that row is this operation, finished with success; no
+            // two answers share a row; and every row is finished, none left started.
             let rows = try await api.harness.rows()
+            let byID = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0) })
+            let succeeded = answers.filter { $0.status == 200 }
+            #expect(succeeded.allSatisfy { $0.operationID != nil }, "a 200 without operation_id")
+            #expect(Set(succeeded.compactMap(\.operationID)).count == succeeded.count, "two answers name one row")
+            for answer in succeeded {
+                guard let id = answer.operationID, let row = byID[id] else {
+                    Issue.record("no row for the answered operation \(answer)")
+                    continue
+                }
+                #expect(row.action == answer.action && row.state == .finished && row.result == .success, "\(answer): \(row)")
+            }
             #expect(rows.allSatisfy { $0.state == .finished }, "\(rows.filter { $0.state != .finished })")
-            #expect(rows.count >= seen.count, "\(rows.count) rows for \(seen.count) answered requests")
-            #expect(rows.filter { $0.result == .success }.count >= statuses.filter { $0 == 200 }.count)
+            // Rows with success are exactly the 200s: none is a success that the client was not told of.
+            #expect(rows.filter { $0.result == .success }.count == succeeded.count)
+            #expect(rows.count == answers.count, "\(rows.count) rows for \(answers.count) answered requests")
             let off = try await api.curl("POST", "/domains/test/off", token: api.ops)
             #expect(off.status == 200, "\(off.text)")
         }
     }
+}
+
+/// One answered request of the load above.
+private struct Answer: Sendable {
+    let phase: Phase.Name?
+    let action: String
+    let status: Int
+    let operationID: Int64?
 }
 
 /// Which part of a fault test is under way; read and set from several tasks.

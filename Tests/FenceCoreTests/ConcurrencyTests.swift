@@ -74,10 +74,11 @@ struct TimeoutTests {
         let gate = Gate()
         harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
 
-        // The off is blocked inside destroy, the status queued behind it, before either deadline passes.
-        let off = Task { try await harness.perform(.off, "pcmk1", timeout: .seconds(2)) }
+        // The off is blocked inside destroy, the status queued behind it, before either deadline passes (6 s:
+        // long enough for a machine busy with the rest of the suite).
+        let off = Task { try await harness.perform(.off, "pcmk1", timeout: .seconds(6)) }
         try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
-        let status = Task { try await harness.perform(.status, "pcmk1", timeout: .seconds(2)) }
+        let status = Task { try await harness.perform(.status, "pcmk1", timeout: .seconds(6)) }
         try await waitUntil("the status waits for the lock") {
             await harness.service.waitingOperations(domainUUID: uuid) == 1
         }
@@ -150,5 +151,38 @@ struct HypervisorConnectionTests {
         }
         #expect(states == [DomainState?](repeating: .shutOff, count: 8))
         #expect(harness.libvirt.openConnections == 1)
+    }
+}
+
+@Suite("Refusal limits per client and overall")
+struct RefusalLimiterTests {
+    static let request = FenceRequest(action: .off, target: "pcmk1", origin: RequestOrigin(frontEnd: .http, requester: nil))
+
+    @Test("per client, overall, and beyond the clients tracked: rows are bounded, every refusal is counted")
+    func limits() {
+        let limiter = RefusalLimiter(limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3))
+        var recorded = 0
+        var counted = 0
+        for client in 0..<10 {
+            for _ in 0..<4 {
+                switch limiter.admit(Self.request, reason: "no token", client: "client \(client)").0 {
+                case .record: recorded += 1
+                case .count: counted += 1
+                }
+            }
+        }
+        #expect(recorded == 5)  // the overall limit
+        #expect(counted == 35)
+        // Summaries: one per tracked client with counted refusals, and one for every client beyond those.
+        var summarized = 0
+        var summaries = 0
+        for client in ["client 0", "client 1", "client 2", RefusalLimiter.otherClients] {
+            if let summary = limiter.takeSummary(client: client) {
+                summarized += summary.count
+                summaries += 1
+            }
+        }
+        #expect(summarized == 35)
+        #expect(summaries == 4)
     }
 }

@@ -7,14 +7,14 @@ private let cluster = Fixtures.clusterURI
 @Suite("The fencegate command line")
 struct CLITests {
     @Test("reboot on the embedded test driver prints the result, and audit shows the row")
-    func rebootThenAudit() throws {
+    func rebootThenAudit() async throws {
         let fencegate = try FencegateBinary()
-        let reboot = try fencegate.run(["reboot", "test", "--uri", "test:///default"])
+        let reboot = try await fencegate.run(["reboot", "test", "--uri", "test:///default"])
         #expect(reboot.status == 0, "\(reboot.stderr)")
         #expect(reboot.stdout.hasPrefix("test: on [operation 1, "))
         #expect(reboot.stderr.isEmpty)
 
-        let audit = try fencegate.run(["audit"])
+        let audit = try await fencegate.run(["audit"])
         #expect(audit.status == 0)
         let lines = audit.stdout.split(separator: "\n")
         #expect(lines.count == 2)
@@ -32,33 +32,33 @@ struct CLITests {
         .enabled(if: geteuid() == 0, "needs root for a read-only bind mount"))
     func auditOnReadOnlyFilesystem() async throws {
         let fencegate = try FencegateBinary()
-        #expect(try fencegate.run(["off", "pcmk2", "--uri", cluster]).status == 0)
+        #expect(try await fencegate.run(["off", "pcmk2", "--uri", cluster]).status == 0)
         let readOnly = fencegate.directory.file("ro")
         try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: false)
         #expect(try await runProgram("/bin/mount", ["--bind", "-o", "ro", fencegate.directory.path, readOnly]).status == 0)
         defer { unmountLazily(readOnly) }
         let database = readOnly + "/audit.db"
 
-        let audit = try fencegate.run(["audit", "--json", "--database", database])
+        let audit = try await fencegate.run(["audit", "--json", "--database", database])
         #expect(audit.status == 0, "\(audit.stderr)")
         #expect(audit.stdout.contains("\"pcmk2\""), "\(audit.stdout)")
         #expect(audit.stderr.contains("cannot be written; reading it only"), "\(audit.stderr)")
 
-        let off = try fencegate.run(["off", "pcmk1", "--uri", cluster, "--database", database])
+        let off = try await fencegate.run(["off", "pcmk1", "--uri", cluster, "--database", database])
         #expect(off.status != 0)
         #expect(off.stderr.contains("read-only"), "\(off.stderr)")
     }
 
     @Test("status exits 0 for on and 2 for off, like a fence agent")
-    func statusExitCodes() throws {
+    func statusExitCodes() async throws {
         let fencegate = try FencegateBinary()
-        let on = try fencegate.run(["status", "pcmk1", "--uri", cluster])
+        let on = try await fencegate.run(["status", "pcmk1", "--uri", cluster])
         #expect(on.status == 0)
         #expect(on.stdout.hasPrefix("pcmk1: on "))
-        let off = try fencegate.run(["status", "stopped1", "--uri", cluster])
+        let off = try await fencegate.run(["status", "stopped1", "--uri", cluster])
         #expect(off.status == 2)
         #expect(off.stdout.hasPrefix("stopped1: off "))
-        let byUUID = try fencegate.json(["status", "77777777-7777-4777-8777-777777777777", "--uri", cluster])
+        let byUUID = try await fencegate.json(["status", "77777777-7777-4777-8777-777777777777", "--uri", cluster])
         let object = try #require(byUUID as? [String: Any])
         #expect(object["power"] as? String == "off")
         #expect((object["domain"] as? [String: Any])?["name"] as? String == "stopped1")
@@ -66,15 +66,15 @@ struct CLITests {
     }
 
     @Test("on and off run through the service within one process's world")
-    func onOff() throws {
+    func onOff() async throws {
         let fencegate = try FencegateBinary()
-        let on = try fencegate.run(["on", "stopped1", "--uri", cluster])
+        let on = try await fencegate.run(["on", "stopped1", "--uri", cluster])
         #expect(on.status == 0)
         #expect(on.stdout.hasPrefix("stopped1: on "))
-        let off = try fencegate.run(["off", "pcmk2", "--uri", cluster])
+        let off = try await fencegate.run(["off", "pcmk2", "--uri", cluster])
         #expect(off.status == 0)
         #expect(off.stdout.hasPrefix("pcmk2: off "))
-        let again = try fencegate.run(["off", "stopped1", "--uri", cluster])
+        let again = try await fencegate.run(["off", "stopped1", "--uri", cluster])
         #expect(again.stdout.hasPrefix("stopped1: off (already off) "))
     }
 
@@ -86,9 +86,9 @@ struct CLITests {
         (["status", "test", "--uri", "test:///default", "--database", "/proc/fencegate/audit.db"], Int32(6),
          "audit log unavailable"),
     ])
-    func errors(arguments: [String], status: Int32, message: String) throws {
+    func errors(arguments: [String], status: Int32, message: String) async throws {
         let fencegate = try FencegateBinary()
-        let result = try fencegate.run(arguments)
+        let result = try await fencegate.run(arguments)
         #expect(result.status == status, "\(result.stderr)")
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.hasPrefix("fencegate: error: "))
@@ -107,29 +107,29 @@ struct CLITests {
         ["keygen", "/tmp/x", "--size", "8"],
         ["frobnicate"],
     ])
-    func badArguments(arguments: [String]) throws {
+    func badArguments(arguments: [String]) async throws {
         let fencegate = try FencegateBinary()
-        let result = try fencegate.run(arguments + ["--uri", cluster])
+        let result = try await fencegate.run(arguments + ["--uri", cluster])
         #expect(result.status == 64, "\(arguments): \(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: fencegate.database))
     }
 
     @Test("domains lists the fixture's domains, as a table and as JSON")
-    func domains() throws {
+    func domains() async throws {
         let fencegate = try FencegateBinary()
-        let table = try fencegate.run(["domains", "--uri", cluster])
+        let table = try await fencegate.run(["domains", "--uri", cluster])
         #expect(table.status == 0)
         #expect(table.stdout.split(separator: "\n").count == 1 + Fixtures.uuids.count)
         #expect(table.stdout.contains("stopped1    77777777-7777-4777-8777-777777777777  shut-off  off    yes"))
-        let list = try #require(try fencegate.json(["domains", "--uri", cluster]) as? [[String: Any]])
+        let list = try #require(try await fencegate.json(["domains", "--uri", cluster]) as? [[String: Any]])
         #expect(list.map { $0["name"] as? String } == Fixtures.uuids.keys.sorted())
         #expect(list.first { $0["name"] as? String == "transient1" }?["persistent"] as? Bool == false)
     }
 
     @Test("$FENCEGATE_URI is the default URI")
-    func uriFromEnvironment() throws {
+    func uriFromEnvironment() async throws {
         let fencegate = try FencegateBinary()
-        let result = try fencegate.run(["status", "pcmk6"], environment: ["FENCEGATE_URI": cluster])
+        let result = try await fencegate.run(["status", "pcmk6"], environment: ["FENCEGATE_URI": cluster])
         #expect(result.status == 0)
         #expect(result.stdout.hasPrefix("pcmk6: on "))
     }
@@ -138,52 +138,52 @@ struct CLITests {
 @Suite("fencegate audit: filters and pages")
 struct CLIAuditTests {
     /// Three operations: off pcmk1 (success), on stopped1 (success), status ghost (failure).
-    private func populated() throws -> FencegateBinary {
+    private func populated() async throws -> FencegateBinary {
         let fencegate = try FencegateBinary()
-        #expect(try fencegate.run(["off", "pcmk1", "--uri", cluster]).status == 0)
-        #expect(try fencegate.run(["on", "stopped1", "--uri", cluster]).status == 0)
-        #expect(try fencegate.run(["status", "ghost", "--uri", cluster]).status == 4)
+        #expect(try await fencegate.run(["off", "pcmk1", "--uri", cluster]).status == 0)
+        #expect(try await fencegate.run(["on", "stopped1", "--uri", cluster]).status == 0)
+        #expect(try await fencegate.run(["status", "ghost", "--uri", cluster]).status == 4)
         return fencegate
     }
 
-    private func operations(_ fencegate: FencegateBinary, _ arguments: [String]) throws -> ([[String: Any]], String?) {
-        let page = try #require(try fencegate.json(["audit"] + arguments) as? [String: Any])
+    private func operations(_ fencegate: FencegateBinary, _ arguments: [String]) async throws -> ([[String: Any]], String?) {
+        let page = try #require(try await fencegate.json(["audit"] + arguments) as? [String: Any])
         return (try #require(page["operations"] as? [[String: Any]]), page["next_cursor"] as? String)
     }
 
     @Test("filters select the matching operations")
-    func filters() throws {
-        let fencegate = try populated()
-        #expect(try operations(fencegate, []).0.map { $0["id"] as? Int } == [3, 2, 1])
-        let pcmk1 = try operations(fencegate, ["--domain", "pcmk1"]).0
+    func filters() async throws {
+        let fencegate = try await populated()
+        #expect(try await operations(fencegate, []).0.map { $0["id"] as? Int } == [3, 2, 1])
+        let pcmk1 = try await operations(fencegate, ["--domain", "pcmk1"]).0
         #expect(pcmk1.count == 1)
         #expect(pcmk1.first?["action"] as? String == "off")
         #expect(pcmk1.first?["domain_uuid"] as? String == Fixtures.uuids["pcmk1"])
         #expect(pcmk1.first?["requester"] as? String != nil)
-        let failures = try operations(fencegate, ["--result", "failure"]).0
+        let failures = try await operations(fencegate, ["--result", "failure"]).0
         #expect(failures.map { $0["target"] as? String } == ["ghost"])
         #expect(failures.first?["error_code"] as? String == "domain_not_found")
-        #expect(try operations(fencegate, ["--action", "on"]).0.count == 1)
-        #expect(try operations(fencegate, ["--source", "cli"]).0.count == 3)
-        #expect(try operations(fencegate, ["--source", "http"]).0.isEmpty)
-        #expect(try operations(fencegate, ["--since", "1h"]).0.count == 3)
-        #expect(try operations(fencegate, ["--until", "2000-01-01"]).0.isEmpty)
-        #expect(try operations(fencegate, ["--since", "2000-01-01T00:00:00Z"]).0.count == 3)
+        #expect(try await operations(fencegate, ["--action", "on"]).0.count == 1)
+        #expect(try await operations(fencegate, ["--source", "cli"]).0.count == 3)
+        #expect(try await operations(fencegate, ["--source", "http"]).0.isEmpty)
+        #expect(try await operations(fencegate, ["--since", "1h"]).0.count == 3)
+        #expect(try await operations(fencegate, ["--until", "2000-01-01"]).0.isEmpty)
+        #expect(try await operations(fencegate, ["--since", "2000-01-01T00:00:00Z"]).0.count == 3)
     }
 
     @Test("--limit and --cursor page through every operation once")
-    func pages() throws {
-        let fencegate = try populated()
+    func pages() async throws {
+        let fencegate = try await populated()
         var seen: [Int] = []
         var cursor: String?
         repeat {
-            let (page, next) = try operations(fencegate, ["--limit", "2"] + (cursor.map { ["--cursor", $0] } ?? []))
+            let (page, next) = try await operations(fencegate, ["--limit", "2"] + (cursor.map { ["--cursor", $0] } ?? []))
             seen += page.compactMap { $0["id"] as? Int }
             cursor = next
         } while cursor != nil
         #expect(seen == [3, 2, 1])
 
-        let table = try fencegate.run(["audit", "--limit", "1"])
+        let table = try await fencegate.run(["audit", "--limit", "1"])
         #expect(table.stdout.contains("-- more: fencegate audit --cursor "))
     }
 }
@@ -194,20 +194,20 @@ struct KeygenTests {
     func fingerprint() async throws {
         let fencegate = try FencegateBinary()
         let key = fencegate.directory.file("key")
-        #expect(try fencegate.run(["keygen", key]).status == 0)
-        let printed = try fencegate.run(["key", "fingerprint", key])
+        #expect(try await fencegate.run(["keygen", key]).status == 0)
+        let printed = try await fencegate.run(["key", "fingerprint", key])
         #expect(printed.status == 0)
         let guestSide = try await runProgram("/bin/sh", ["-c", "head -c 4096 '\(key)' | sha256sum | cut -c1-32"])
         #expect(printed.stdout == "\(guestSide.stdout.trimmingCharacters(in: .whitespacesAndNewlines))  \(key)\n")
-        let missing = try fencegate.run(["key", "fingerprint", key, fencegate.directory.file("none")])
+        let missing = try await fencegate.run(["key", "fingerprint", key, fencegate.directory.file("none")])
         #expect(missing.status == 1 && missing.stdout.hasPrefix(guestSide.stdout.prefix(32)))
     }
 
     @Test("writes 4096 random bytes with mode 0600, and refuses to overwrite without --force")
-    func keygen() throws {
+    func keygen() async throws {
         let fencegate = try FencegateBinary()
         let path = fencegate.directory.file("fence_xvm.key")
-        let first = try fencegate.run(["keygen", path])
+        let first = try await fencegate.run(["keygen", path])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("wrote 4096 random bytes to \(path) (mode 0600); fingerprint "))
         let key = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -216,12 +216,12 @@ struct KeygenTests {
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
 
-        let refused = try fencegate.run(["keygen", path])
+        let refused = try await fencegate.run(["keygen", path])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("already exists; pass --force"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == key)
 
-        let replaced = try fencegate.run(["keygen", path, "--force"])
+        let replaced = try await fencegate.run(["keygen", path, "--force"])
         #expect(replaced.status == 0)
         let newKey = try Data(contentsOf: URL(fileURLWithPath: path))
         #expect(newKey.count == 4096)
@@ -232,9 +232,9 @@ struct KeygenTests {
     }
 
     @Test("an unwritable location is a clear error")
-    func unwritable() throws {
+    func unwritable() async throws {
         let fencegate = try FencegateBinary()
-        let result = try fencegate.run(["keygen", "/proc/fencegate.key"])
+        let result = try await fencegate.run(["keygen", "/proc/fencegate.key"])
         #expect(result.status == 1)
         #expect(result.stderr.hasPrefix("fencegate: error: cannot write key file /proc/fencegate.key"))
     }

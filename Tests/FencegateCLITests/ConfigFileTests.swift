@@ -14,13 +14,13 @@ struct ConfigFileTests {
     }
 
     @Test("the README's example, with every key, passes config check")
-    func readmeExampleChecks() throws {
+    func readmeExampleChecks() async throws {
         let fencegate = try FencegateBinary()
         let key = fencegate.directory.file("fence_xvm.key")
-        #expect(try fencegate.run(["keygen", key]).status == 0)
+        #expect(try await fencegate.run(["keygen", key]).status == 0)
         let path = fencegate.directory.file("fencegate.toml")
         try readmeExample(keyFile: key).write(toFile: path, atomically: true, encoding: .utf8)
-        let check = try fencegate.run(["config", "check", path])
+        let check = try await fencegate.run(["config", "check", path])
         #expect(check.status == 0, "\(check.stderr)")
         #expect(check.stdout.contains("fence_xvm: multicast 225.0.0.12:1229 on virbr0"), "\(check.stdout)")
         #expect(check.stdout.contains("fence_virt: tcp 127.0.0.1:1229"))
@@ -44,19 +44,19 @@ struct ConfigFileTests {
             ("[gateway.tcp]\n[[gateway.group]]\nip = [\"198.18.0.2\"]\n", "2: gateway.group needs ip"),
             ("[logging]\nlevel = \"loud\"\n", "2: logging.level \"loud\" is not one of"),
         ])
-    func errors(text: String, expected: String) throws {
+    func errors(text: String, expected: String) async throws {
         let fencegate = try FencegateBinary()
         let path = fencegate.directory.file("fencegate.toml")
         try text.write(toFile: path, atomically: true, encoding: .utf8)
-        let check = try fencegate.run(["config", "check", path])
+        let check = try await fencegate.run(["config", "check", path])
         #expect(check.status == 78)
         #expect(check.stderr.hasPrefix("fencegate: error: \(path):\(expected)"), "\(check.stderr)")
     }
 
     @Test("config import prints Debian's fence_virt.conf as TOML that config check accepts")
-    func importDebianDefault() throws {
+    func importDebianDefault() async throws {
         let fencegate = try FencegateBinary()
-        let imported = try fencegate.run(["config", "import", "/etc/fence_virt.conf"])
+        let imported = try await fencegate.run(["config", "import", "/etc/fence_virt.conf"])
         #expect(imported.status == 0, "\(imported.stderr)")
         #expect(imported.stdout == """
             # Fencegate configuration, converted from /etc/fence_virt.conf by `fencegate config import`.
@@ -76,12 +76,12 @@ struct ConfigFileTests {
 
             """)
         let key = fencegate.directory.file("key")
-        #expect(try fencegate.run(["keygen", key]).status == 0)
+        #expect(try await fencegate.run(["keygen", key]).status == 0)
         let path = fencegate.directory.file("fencegate.toml")
         try imported.stdout.replacingOccurrences(of: "/etc/fence_virt.key", with: key)
             .write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(try fencegate.run(["config", "check", path]).status == 0)
-        let broken = try fencegate.run(["config", "import", fencegate.directory.file("missing.conf")])
+        #expect(try await fencegate.run(["config", "check", path]).status == 0)
+        let broken = try await fencegate.run(["config", "import", fencegate.directory.file("missing.conf")])
         #expect(broken.status == 78 && broken.stderr.contains("cannot read it"))
     }
 
@@ -99,13 +99,13 @@ struct ConfigFileTests {
         #expect(serve.process.terminationStatus == 0)
 
         for extra in [["--listen", "127.0.0.1:9"], ["--hash", "sha1"], ["--key-file", "/k"], ["--redfish"]] {
-            let mixed = try fencegate.run(["serve", "--config", path] + extra)
+            let mixed = try await fencegate.run(["serve", "--config", path] + extra)
             #expect(mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"), "\(extra): \(mixed.stderr)")
         }
-        let withFenceVirtConf = try fencegate.run(["serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1"])
+        let withFenceVirtConf = try await fencegate.run(["serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1"])
         #expect(withFenceVirtConf.status == 64 && withFenceVirtConf.stderr.contains("drop --auth"), "\(withFenceVirtConf.stderr)")
         try "[http]\nthreads = 0\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let invalid = try fencegate.run(["serve", "--config", path])
+        let invalid = try await fencegate.run(["serve", "--config", path])
         #expect(invalid.status == 78 && invalid.stderr.contains("fencegate.toml:2: http.threads"), "\(invalid.stderr)")
     }
 }

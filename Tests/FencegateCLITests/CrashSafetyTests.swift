@@ -31,7 +31,7 @@ struct CrashSafetyTests {
         let fencegate = try FencegateBinary()
         let domains = Self.kills * Self.requestsPerRound
         let uri = try Self.world(fencegate.directory, domains: domains)
-        let token = try fencegate.run(["token", "create", "chaos", "--scope", "fence"]).stdout
+        let token = try await fencegate.run(["token", "create", "chaos", "--scope", "fence"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         var acknowledged: [String: Int64] = [:]  // domain → operation id from a 200 answer
         var interruptedSeen = 0
@@ -65,7 +65,7 @@ struct CrashSafetyTests {
         }
 
         // One more start recovers the last round's rows; then read everything.
-        let audit = try fencegate.run(["audit", "--json", "--limit", "1000", "--uri", uri])
+        let audit = try await fencegate.run(["audit", "--json", "--limit", "1000", "--uri", uri])
         #expect(audit.status == 0, "\(audit.stderr)")
         let operations = try #require(
             (try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [String: Any])?["operations"] as? [[String: Any]])

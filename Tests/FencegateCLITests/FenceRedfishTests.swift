@@ -20,7 +20,7 @@ struct FenceRedfishTests {
         #expect(openssl.status == 0, "\(openssl.stderr)")
         var secrets: [String: String] = [:]
         for (name, domains) in [("ops", [String]()), ("only2", ["pcmk2"])] {
-            let created = try fencegate.run(["token", "create", name, "--scope", "fence"] + (domains.isEmpty ? [] : ["--domains", domains.joined(separator: ",")]))
+            let created = try await fencegate.run(["token", "create", name, "--scope", "fence"] + (domains.isEmpty ? [] : ["--domains", domains.joined(separator: ",")]))
             secrets[name] = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         let server = try await RunningServer.start(
@@ -97,7 +97,7 @@ struct FenceRedfishTests {
     @Test("--redfish without HTTPS is refused unless plain HTTP is allowed explicitly")
     func needsHTTPS() async throws {
         let fencegate = try FencegateBinary()
-        let refused = try fencegate.run(["serve", "--uri", Fixtures.clusterURI, "--listen", "127.0.0.1:0", "--redfish"])
+        let refused = try await fencegate.run(["serve", "--uri", Fixtures.clusterURI, "--listen", "127.0.0.1:0", "--redfish"])
         #expect(refused.status == 64)
         #expect(refused.stderr.contains("--redfish sends passwords (HTTP Basic) on every request"), "\(refused.stderr)")
         let server = try await RunningServer.start(fencegate, ["--uri", Fixtures.clusterURI, "--redfish", "--allow-plain-http"])

@@ -7,7 +7,7 @@ struct LogFormatTests {
     @Test("--log-format json: every line is one JSON object; each fence operation is logged once with its audit id")
     func jsonLines() async throws {
         let fencegate = try FencegateBinary()
-        let secret = try fencegate.run(["token", "create", "ops", "--scope", "fence"]).stdout
+        let secret = try await fencegate.run(["token", "create", "ops", "--scope", "fence"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try await RunningServer.start(
             fencegate, ["--uri", Fixtures.clusterURI, "--log-format", "json", "--log-level", "notice"])

@@ -14,7 +14,7 @@ struct OpenAPIContractTests {
     @Test("schemathesis finds no failures against a live server with a fence-scope token")
     func schemathesis() async throws {
         let fencegate = try FencegateBinary()
-        let created = try fencegate.run(["token", "create", "schemathesis", "--scope", "fence"])
+        let created = try await fencegate.run(["token", "create", "schemathesis", "--scope", "fence"])
         #expect(created.status == 0, "\(created.stderr)")
         let token = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try await RunningServer.start(fencegate, ["--uri", "test:///default"])

@@ -41,7 +41,7 @@ struct DifferentialTests {
 
     @Test("the same sequence of requests gives the same exit codes and output")
     func sameAnswers() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFenceVirtd()
         let reference = try await Self.answers(lab, Self.sequence)
         try await lab.stopServer()
@@ -57,7 +57,7 @@ struct DifferentialTests {
 
     @Test("with groups, the same permissions, denials and lists")
     func sameGroups() async throws {
-        let lab = try GatewayLab(guests: 2)
+        let lab = try await GatewayLab(guests: 2)
         let guest0 = lab.guestIPv4(0)
         try await lab.startFenceVirtd(
             groups: """
@@ -89,7 +89,7 @@ struct DifferentialTests {
 
     @Test("drop-in: fencegate serve --fence-virt-conf runs from fence_virtd's own file, with the same answers")
     func dropIn() async throws {
-        let lab = try GatewayLab(guests: 2)
+        let lab = try await GatewayLab(guests: 2)
         let guest0 = lab.guestIPv4(0)
         let configuration = try lab.writeFenceVirtConf(
             groups: """
@@ -120,7 +120,7 @@ struct DifferentialTests {
             #expect(mine == theirs, "fencegate: \(mine)\nfence_virtd: \(theirs)")
         }
         // The same file converted once (`config import`) into Fencegate's own configuration gives the same.
-        let imported = try lab.fencegate.run(["config", "import", configuration])
+        let imported = try await lab.fencegate.run(["config", "import", configuration])
         #expect(imported.status == 0, "\(imported.stderr)")
         let toml = lab.fencegate.directory.file("fencegate.toml")
         try (imported.stdout + "[http]\nlisten = \"127.0.0.1:0\"\n").write(toFile: toml, atomically: true, encoding: .utf8)

@@ -21,7 +21,7 @@ struct DoctorTests {
 
     @Test("finds the bridge without a querier and prints the fix; OK once the querier runs")
     func querier() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         #expect(try await lab.lab.run(in: lab.lab.host, ["ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "0"]).status == 0)
         let broken = try await doctor(lab)
         #expect(broken.status == 1, "\(broken.stdout)\(broken.stderr)")
@@ -41,7 +41,7 @@ struct DoctorTests {
 
     @Test("names a running fence_virtd holding the port, and says how to retire it")
     func fenceVirtdRunning() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFenceVirtd()
         let result = try await doctor(lab)
         try await lab.stopServer()
@@ -59,7 +59,7 @@ struct DoctorTests {
 
     @Test("checks fence_virtd's own file: its key, bridge and port")
     func fromFenceVirtConf() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         let configuration = try lab.writeFenceVirtConf()
         let result = try await lab.lab.run(
             in: lab.lab.host,
@@ -73,8 +73,8 @@ struct DoctorTests {
 
     @Test("checks a Fencegate configuration file the same way (serve --config's settings)")
     func fromConfigFile() async throws {
-        let lab = try GatewayLab(guests: 1)
-        let imported = try lab.fencegate.run(["config", "import", try lab.writeFenceVirtConf()])
+        let lab = try await GatewayLab(guests: 1)
+        let imported = try await lab.fencegate.run(["config", "import", try lab.writeFenceVirtConf()])
         let path = lab.fencegate.directory.file("fencegate.toml")
         try imported.stdout.write(toFile: path, atomically: true, encoding: .utf8)
         let result = try await lab.lab.run(
@@ -88,7 +88,7 @@ struct DoctorTests {
 
     @Test("an nftables input chain that drops by default: WARN with the rule to add; OK once it is added")
     func firewall() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), "install nftables (scripts/install-dependencies --tests)")
         let host = lab.lab.host
         #expect(try await lab.lab.run(in: host, ["nft", "add", "table", "inet", "filter"]).status == 0)

@@ -7,7 +7,7 @@ import Testing
 struct FenceXVMInteropTests {
     @Test("every operation from a guest, IPv4, command-line form: exit codes, output, audit rows")
     func operations() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate()
         let cases: [([String], Int32, String)] = [
             (["-H", "pcmk1", "-o", "status"], 0, "Status: ON\n"),
@@ -51,7 +51,7 @@ struct FenceXVMInteropTests {
 
     @Test("Pacemaker's stdin form (name=value lines) works, including aliases and ignored names")
     func stdinForm() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate()
         let off = try await lab.fenceXVMStdin([
             "# written by stonith-ng", "action=off", "port=pcmk5", "nodename=node5", "multicast_address=225.0.0.12",
@@ -70,7 +70,7 @@ struct FenceXVMInteropTests {
 
     @Test("IPv6: ff05::3:1 from a guest with an fd00:: address")
     func ipv6() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate(["--multicast-address", "ff05::3:1"])
         let status = try await lab.fenceXVM(["-i", "ipv6", "-H", "pcmk1", "-o", "status"])
         #expect(status.status == 0, "\(status.stdout)\(status.stderr)")
@@ -83,7 +83,7 @@ struct FenceXVMInteropTests {
 
     @Test("every packet hash with every auth algorithm", arguments: ["none", "sha1", "sha256", "sha512"])
     func hashAndAuth(auth: String) async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate(["--hash", "none", "--auth", auth])
         for hash in ["none", "sha1", "sha256", "sha512"] {
             let result = try await lab.fenceXVM(["-c", hash, "-C", auth, "-H", "pcmk1", "-o", "status"])
@@ -94,10 +94,10 @@ struct FenceXVMInteropTests {
 
     @Test("a hash weaker than the minimum, or a wrong key, is dropped silently: the client times out, nothing runs")
     func droppedRequests() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate(["--hash", "sha256"])
         let otherKey = lab.fencegate.directory.file("other.key")
-        #expect(try lab.fencegate.run(["keygen", otherKey]).status == 0)
+        #expect(try await lab.fencegate.run(["keygen", otherKey]).status == 0)
         for (arguments, key) in [
             (["-c", "sha1"], nil), (["-c", "none"], nil), (["-c", "sha256"], otherKey),
         ] as [([String], String?)] {
@@ -113,7 +113,7 @@ struct FenceXVMInteropTests {
 
     @Test("an auth algorithm that differs from the gateway's fails the challenge; nothing runs")
     func wrongAuth() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate(["--auth", "sha256"])
         let result = try await lab.fenceXVM(["-C", "sha1", "-H", "pcmk1", "-o", "off", "-t", "3"])
         #expect(result.status == 1)
@@ -124,7 +124,7 @@ struct FenceXVMInteropTests {
 
     @Test("groups allow and deny by requester and domain; denials answer 3 and are audited as refused")
     func groups() async throws {
-        let lab = try GatewayLab(guests: 2)
+        let lab = try await GatewayLab(guests: 2)
         try await lab.startFencegate(["--group", "ip=\(lab.guestIPv4(0));domain=pcmk1,pcmk2"])
         #expect(try await lab.fenceXVM(guest: 0, ["-H", "pcmk1", "-o", "off"]).status == 0)
         let denied = try await lab.fenceXVM(guest: 0, ["-H", "pcmk3", "-o", "off"])
@@ -140,12 +140,12 @@ struct FenceXVMInteropTests {
         #expect(rows.map(\.result) == [.success, .refused, .refused, .success, .success, .success])
         #expect(rows[1].requester == lab.guestIPv4(0))
         #expect(rows[2].requester == lab.guestIPv4(1))
-        #expect(try lab.fencegate.run(["status", "pcmk2", "--uri", Fixtures.clusterURI]).status == 0)
+        #expect(try await lab.fencegate.run(["status", "pcmk2", "--uri", Fixtures.clusterURI]).status == 0)
     }
 
     @Test("several guests at once, each on its own domain")
     func severalGuests() async throws {
-        let lab = try GatewayLab(guests: 4)
+        let lab = try await GatewayLab(guests: 4)
         try await lab.startFencegate()
         let operations = [("pcmk1", "off"), ("pcmk2", "reboot"), ("pcmk3", "off"), ("pcmk4", "status")]
         let results = try await withThrowingTaskGroup(of: (Int, ProgramResult).self) { group in
@@ -165,7 +165,7 @@ struct FenceXVMInteropTests {
 
     @Test("fence_virt -T over TCP, from the host and from a guest")
     func tcp() async throws {
-        let lab = try GatewayLab(guests: 1)
+        let lab = try await GatewayLab(guests: 1)
         try await lab.startFencegate(["--tcp-listen", "\(NetworkLab.hostIPv4)"], multicast: false)
         let fromGuest = try await lab.lab.run(
             in: lab.lab.guests[0].namespace,

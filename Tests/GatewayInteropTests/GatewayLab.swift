@@ -14,22 +14,24 @@ final class GatewayLab: @unchecked Sendable {
     private(set) var server: Process?
     private(set) var serverOutput = ""
 
-    init(guests: Int) throws {
+    init(guests: Int) async throws {
         if !NetworkLab.isAvailable {
             FileHandle.standardError.write(Data("WARNING: gateway interop tests SKIPPED: not root\n".utf8))
         }
-        lab = try NetworkLab(guests: guests)
+        // Building the namespaces runs a few dozen `ip` commands: on a thread of its own, never on Swift's
+        // cooperative pool, which the in-process services of other tests need.
+        lab = try await onOwnThread { try NetworkLab(guests: guests) }
         fencegate = try FencegateBinary()
         keyPath = fencegate.directory.file("fence_xvm.key")
-        let keygen = try fencegate.run(["keygen", keyPath])
+        let keygen = try await fencegate.run(["keygen", keyPath])
         guard keygen.status == 0 else { throw ConditionNeverMet(description: "keygen failed: \(keygen.stderr)") }
     }
 
-    /// Starts `fencegate serve` in the host namespace on the cluster fixture, with the multicast listener on
-    /// the bridge, plus `arguments`; waits until it is serving.
-    func startFencegate(_ arguments: [String] = [], multicast: Bool = true) async throws {
+    /// Starts `fencegate serve` in the host namespace on the cluster fixture (or `uri`), with the multicast
+    /// listener on the bridge, plus `arguments`; waits until it is serving.
+    func startFencegate(_ arguments: [String] = [], multicast: Bool = true, uri: String = Fixtures.clusterURI) async throws {
         var command = [
-            FencegateBinary.url.path, "serve", "--uri", Fixtures.clusterURI, "--database", fencegate.database,
+            FencegateBinary.url.path, "serve", "--uri", uri, "--database", fencegate.database,
             "--listen", "127.0.0.1:0", "--key-file", keyPath, "--log-level", "info",
         ]
         if multicast { command += ["--multicast", "--multicast-interface", "br0"] }

@@ -8,7 +8,7 @@ import Testing
 struct ReloadTests {
     @Test("a rotated key and new groups apply after SIGHUP; the old key stops working")
     func rotateKeyAndGroups() async throws {
-        let lab = try GatewayLab(guests: 2)
+        let lab = try await GatewayLab(guests: 2)
         let guest0 = lab.guestIPv4(0)
         let configuration = try lab.writeFenceVirtConf()
         try await lab.startFencegate(fenceVirtConf: configuration)
@@ -18,7 +18,7 @@ struct ReloadTests {
         // The administrator rotates the key (guests get the new one) and restricts guest 1 to pcmk2.
         let oldKey = lab.fencegate.directory.file("old.key")
         try FileManager.default.copyItem(atPath: lab.keyPath, toPath: oldKey)
-        let keygen = try lab.fencegate.run(["keygen", "--force", lab.keyPath])
+        let keygen = try await lab.fencegate.run(["keygen", "--force", lab.keyPath])
         #expect(keygen.status == 0, "\(keygen.stderr)")
         var text = try String(contentsOfFile: configuration, encoding: .utf8)
         text += """

@@ -33,11 +33,32 @@ struct FenceGroupsTests {
         let pcmk2 = DomainInfo(name: "pcmk2", uuid: "22222222-2222-4222-8222-222222222222", state: .running, isPersistent: true)
         let pcmk1 = DomainInfo(name: "pcmk1", uuid: "11111111-1111-4111-8111-111111111111", state: .running, isPersistent: true)
         let pcmk3 = DomainInfo(name: "pcmk3", uuid: "33333333-3333-4333-8333-333333333333", state: .running, isPersistent: true)
-        #expect(groups.lists(pcmk1, to: "198.18.0.11"))
-        #expect(groups.lists(pcmk2, to: "198.18.0.11"))
-        #expect(!groups.lists(pcmk3, to: "198.18.0.11"))
-        #expect(groups.lists(pcmk3, to: "fd00::13"))
-        #expect(!groups.lists(pcmk1, to: "198.18.0.99"))
+        let all = [pcmk1, pcmk2, pcmk3]
+        #expect(groups.lists(pcmk1, to: "198.18.0.11", among: all))
+        #expect(groups.lists(pcmk2, to: "198.18.0.11", among: all))
+        #expect(!groups.lists(pcmk3, to: "198.18.0.11", among: all))
+        #expect(groups.lists(pcmk3, to: "fd00::13", among: all))
+        #expect(!groups.lists(pcmk1, to: "198.18.0.99", among: all))
+    }
+
+    @Test("case is folded for ASCII letters only, as strcasecmp in the C locale", arguments: [
+        ("web1", "WEB1", true), ("Web1", "wEb1", true), ("café", "CAFÉ", false), ("café", "cafe\u{301}", false),
+        ("straße", "STRASSE", false), ("ǅ", "ǆ", false), ("a", "a\u{0}", false),
+    ])
+    func asciiFolding(left: String, right: String, equal: Bool) {
+        #expect(left.equalsIgnoringASCIICase(right) == equal)
+    }
+
+    @Test("an entry that differs from a name in ASCII case only stands for it unless another domain has its exact name")
+    func entryNamesOneDomain() {
+        let web1 = DomainInfo(name: "web1", uuid: "44444444-4444-4444-8444-444444444441", state: .running, isPersistent: true)
+        let upper = DomainInfo(name: "WEB1", uuid: "44444444-4444-4444-8444-444444444442", state: .running, isPersistent: true)
+        let groups = FenceGroups([.init(requesters: ["198.18.0.11"], domains: ["web1"])])
+        // Both defined: the entry is web1's, never WEB1's.
+        #expect(groups.lists(web1, to: "198.18.0.11", among: [web1, upper]))
+        #expect(!groups.lists(upper, to: "198.18.0.11", among: [web1, upper]))
+        // Only WEB1 defined: the entry stands for it, as in fence_virtd.
+        #expect(groups.lists(upper, to: "198.18.0.11", among: [upper]))
     }
 }
 
@@ -59,13 +80,33 @@ struct RequestHistoryTests {
         #expect(history.claim(RequestHistory.Key(request(.off, "pcmk1", sequence: 8))))  // another invocation
     }
 
-    @Test("a released claim (no callback, failed auth) lets a later copy run")
-    func release() {
+    @Test("copies make one call back at a time; a call back that ends unanswered lets a later copy call back")
+    func callbacks() {
         let history = RequestHistory(window: .seconds(10))
         let key = RequestHistory.Key(request(.reboot, "pcmk2"))
+        #expect(history.beginCallback(key))
+        #expect(!history.beginCallback(RequestHistory.Key(request(.reboot, "PCMK2"))))
+        history.endCallback(key)  // the client could not prove it holds the key
+        #expect(!history.isKnown(key))
+        #expect(history.beginCallback(key))
+        #expect(history.claim(key))  // now it could
+        history.endCallback(key)
+        history.answered(key)
+        #expect(history.isKnown(key))
+        #expect(!history.beginCallback(key))
+    }
+
+    @Test("a session that never authenticates holds no claim: the genuine request is not taken for a duplicate")
+    func noClaimBeforeAuthentication() {
+        let history = RequestHistory(window: .seconds(10))
+        let key = RequestHistory.Key(request(.off, "pcmk1"))
+        // A replay on a TCP connection stalls in the challenge-response: it takes nothing. The genuine copy
+        // calls back, authenticates and claims the key.
+        #expect(!history.isKnown(key))
+        #expect(history.beginCallback(key))
         #expect(history.claim(key))
-        history.release(key)
-        #expect(history.claim(key))
+        // Only once it ran is the key a duplicate for the replay, should it ever authenticate.
+        #expect(!history.claim(key))
     }
 
     @Test("an answered key expires after the window")

@@ -58,16 +58,19 @@ public struct FencegateBinary: Sendable {
         return running
     }
 
-    /// Runs `fencegate ARGUMENTS` to completion.
-    public func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CommandResult {
-        let running = try start(arguments, environment: extra)
-        running.process.waitUntilExit()
-        return ProgramResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
+    /// Runs `fencegate ARGUMENTS` to completion, waiting on a thread of its own: a test must never block
+    /// Swift's cooperative pool, which the in-process services of the tests running beside it need.
+    public func run(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> CommandResult {
+        try await onOwnThread { [self] in
+            let running = try start(arguments, environment: extra)
+            running.process.waitUntilExit()
+            return ProgramResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
+        }
     }
 
     /// Runs `fencegate ARGUMENTS --json` and decodes its output.
-    public func json(_ arguments: [String]) throws -> Any {
-        let result = try run(arguments + ["--json"])
+    public func json(_ arguments: [String]) async throws -> Any {
+        let result = try await run(arguments + ["--json"])
         guard result.status == 0 || result.status == 2 else {
             throw ConditionNeverMet(description: "fencegate \(arguments) exited \(result.status): \(result.stderr)")
         }

@@ -12,6 +12,20 @@ public enum Fixtures {
     /// (shut off), `transient1` (transient) and `paused1` (paused). Each connection gets its own world.
     public static var clusterURI: String { "test://" + path("cluster.xml") }
 
+    /// `test:///…/identity.xml`: domains whose names differ only in ASCII case (`web1`, `WEB1`) or in Unicode
+    /// normalization (`café` with U+00E9, `café` as e + U+0301), and `Db1`; all running.
+    public static var identityURI: String { "test://" + path("identity.xml") }
+
+    /// UUIDs of the identity fixture's domains. Keyed by a description, not by name: Swift's `String`
+    /// equality is canonical equivalence, so the two cafés would be one key.
+    public static let identityUUIDs: [String: String] = [
+        "web1": "a1a1a1a1-0000-4000-8000-000000000001",
+        "WEB1": "a1a1a1a1-0000-4000-8000-000000000002",
+        "café precomposed": "a1a1a1a1-0000-4000-8000-000000000003",
+        "café decomposed": "a1a1a1a1-0000-4000-8000-000000000004",
+        "Db1": "a1a1a1a1-0000-4000-8000-000000000005",
+    ]
+
     /// UUIDs of the fixture's domains, by name.
     public static let uuids: [String: String] = [
         "pcmk1": "11111111-1111-4111-8111-111111111111",

@@ -91,7 +91,7 @@ struct RedfishAPI: Sendable {
     }
 
     private func systems(_ token: AccessToken) async throws -> JSONValue {
-        let domains = try await service.domains().filter { token.permits(domainNamed: $0.name) }
+        let domains = try await service.domains(visibleTo: token)
         return .object([
             ("@odata.id", .string(Self.root + "/Systems")),
             ("@odata.type", .string("#ComputerSystemCollection.ComputerSystemCollection")),
@@ -125,20 +125,15 @@ struct RedfishAPI: Sendable {
         ])
     }
 
-    /// The domain `id` names (a UUID or a name), if the token may read it; else 403, audited as a refused
-    /// `status` (reading a system is how fence_redfish asks for its status).
+    /// The domain `id` names (a UUID or a name), if the token may read it. A domain outside the token's
+    /// patterns answers exactly as an unknown one (404); the refusal is audited as a refused `status`
+    /// (reading a system is how fence_redfish asks for its status).
     private func permittedDomain(_ id: String, _ token: AccessToken, _ http: HTTPRequest) async throws -> DomainInfo {
-        guard (1...256).contains(id.count) else { throw RedfishError.notFound(Self.root + "/Systems/" + id) }
-        let domain = try await service.domain(DomainTarget(id))
-        guard token.permits(domainNamed: domain.name) else {
-            try await service.recordRefusal(
-                FenceRequest(
-                    action: .status, target: DomainTarget(id),
-                    origin: RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress)),
-                reason: "domain '\(domain.name)' is outside token '\(token.name)'")
-            throw RedfishError.forbidden("token '\(token.name)' may not access system '\(id)'")
-        }
-        return domain
+        try await service.read(
+            FenceRequest(
+                action: .status, target: DomainTarget(id),
+                origin: RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress),
+                access: token))
     }
 
     // MARK: - Reset
@@ -151,29 +146,26 @@ struct RedfishAPI: Sendable {
                 "The value \(resetType) for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.",
                 resolution: "Use one of \(Self.resetTypes.map(\.0).joined(separator: ", ")).")
         }
-        guard (1...256).contains(id.count) else { throw RedfishError.notFound(http.path) }
+        if DomainTarget(id).problem != nil { throw RedfishError.notFound(http.path) }
         var action: FenceAction
         switch resetAction {
         case .action(let fenceAction): action = fenceAction
         case .toggle: action = .off
         }
         let token = try await authenticate(http, action: action, target: id)
-        if case .toggle = resetAction, let domain = try? await service.domain(DomainTarget(id)) {
+        let origin = RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress)
+        var target = DomainTarget(id)
+        if case .toggle = resetAction {
+            // The button acts on the state it finds: read the (authorized) domain once, then act on it by
+            // UUID, so the press cannot land on another domain than the one read.
+            let domain = try await service.read(FenceRequest(action: .status, target: target, origin: origin, access: token))
             action = domain.power == .on ? .off : .on
+            target = DomainTarget(domain.uuid)
         }
-        let request = FenceRequest(
-            action: action, target: DomainTarget(id),
-            origin: RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress))
-        switch try await service.refusal(of: request, by: token) {
-        case .scope?:
-            throw RedfishError.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; Reset needs 'fence'")
-        case .domain?:
-            throw RedfishError.forbidden("token '\(token.name)' may not reset system '\(id)'")
-        case nil:
-            break
-        }
+        let request = FenceRequest(action: action, target: target, origin: origin, access: token)
         // Finished before the answer goes out: fence_redfish reads the state right after.
-        _ = try await service.perform(request)
+        _ = try await service.perform(
+            request, refusedAs: RedfishError.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; Reset needs 'fence'"))
         return HTTPResponse(status: 204, headers: [("OData-Version", "4.0"), ("Cache-Control", "no-store")])
     }
 
@@ -210,7 +202,7 @@ struct RedfishAPI: Sendable {
         } catch let failure as AuthenticationFailure {
             logger.info("Redfish authentication failed", metadata: ["reason": "\(failure)", "peer.address": "\(request.clientAddress ?? "-")"])
             if let action, let target {
-                try await service.recordRefusal(
+                await service.recordRefusal(
                     FenceRequest(
                         action: action, target: DomainTarget(target),
                         origin: RequestOrigin(frontEnd: .redfish, requester: nil, clientAddress: request.clientAddress)),

@@ -88,10 +88,22 @@ extension RedfishError {
                 status: 409, messageID: "ResourceInStandby",
                 message: "The request could not be performed because the resource is in standby: \(error.description).",
                 resolution: "Power the system on first (ResetType On).")
-        case .hypervisorUnavailable, .auditUnavailable:
+        case .hypervisorUnavailable:
             self = RedfishError(
                 status: 503, messageID: "ServiceTemporarilyUnavailable", message: error.description,
                 resolution: "Retry later; nothing was done.", headers: [("Retry-After", "5")])
+        case .auditUnavailable:
+            // The storage error stays in the service's log: it names paths and database internals.
+            self = RedfishError(
+                status: 503, messageID: "ServiceTemporarilyUnavailable",
+                message: "The audit log cannot be written now, so nothing was done.",
+                resolution: "Retry later; the service's log says why.", headers: [("Retry-After", "5")])
+        case .invalidTarget:
+            self = RedfishError(
+                status: 404, messageID: "ResourceMissingAtURI", message: error.description,
+                resolution: "List the systems at /redfish/v1/Systems.")
+        case .refused(_, let reason):
+            self = RedfishError.forbidden(reason)
         case .timedOut:
             self = RedfishError(
                 status: 504, messageID: "OperationTimeout", message: error.description,

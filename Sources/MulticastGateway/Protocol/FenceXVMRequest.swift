@@ -31,12 +31,18 @@ public struct FenceXVMRequest: Sendable, Equatable {
     /// exactly the bytes that were signed, including anything after the name's NUL.
     public var domainField: [UInt8]
 
-    /// The domain text: the field up to its first NUL (at most 63 bytes from a conforming client). Bytes that
-    /// are not UTF-8 are replaced, so such a name simply matches no domain. Setting it writes the name (at
-    /// most 63 bytes), NUL-padded.
+    /// The domain text: the field up to its first NUL (at most 63 bytes from a conforming client), for
+    /// display and the audit log (bytes that are not UTF-8 are shown replaced). Setting it writes the name
+    /// (at most 63 bytes), NUL-padded.
     public var domain: String {
         get { String(decoding: domainField.prefix { $0 != 0 }, as: UTF8.self) }
         set { domainField = Self.domainField(newValue) }
+    }
+
+    /// The domain text if the field up to its first NUL is valid UTF-8, else nil: a name libvirt could hold
+    /// is looked up with exactly the bytes the client sent, never with a repaired copy of them.
+    public var domainText: String? {
+        String(validating: domainField.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// `name` as the domain field carries it: at most 63 bytes, NUL-padded to 64.

@@ -106,9 +106,16 @@ package final class Socket: @unchecked Sendable {
     /// Waits until readable (or writable), at most `timeout`. Returns false on timeout.
     func wait(forWriting: Bool = false, timeout: Duration) throws(SocketError) -> Bool {
         var descriptorSet = pollfd(fd: descriptor, events: Int16(forWriting ? POLLOUT : POLLIN), revents: 0)
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: max(0, timeout.components.seconds * 1000 + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
         let ready = try call("poll") { Int(poll(&descriptorSet, 1, milliseconds)) }
         return ready > 0
+    }
+
+    /// Waits until readable (or writable), at most until `deadline`. Returns false once it has passed.
+    func wait(forWriting: Bool = false, until deadline: ContinuousClock.Instant) throws(SocketError) -> Bool {
+        let remaining = ContinuousClock.now.duration(to: deadline)
+        guard remaining > .zero else { return false }
+        return try wait(forWriting: forWriting, timeout: remaining)
     }
 
     /// Receives one datagram of at most `capacity` bytes, waiting at most `timeout`; nil on timeout.
@@ -175,13 +182,14 @@ package final class Socket: @unchecked Sendable {
         return (Socket(descriptor: Int32(accepted)), SocketAddress(storage: storage))
     }
 
-    /// Reads exactly `count` bytes, each wait bounded by `timeout`.
-    package func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
+    /// Reads exactly `count` bytes, all of them by `deadline`: a peer that sends a byte now and then cannot
+    /// stretch the read.
+    package func read(exactly count: Int, deadline: ContinuousClock.Instant) throws(SocketError) -> [UInt8] {
         var result: [UInt8] = []
         result.reserveCapacity(count)
         var buffer = [UInt8](repeating: 0, count: count)
         while result.count < count {
-            guard try wait(timeout: timeout) else { throw .timedOut("read") }
+            guard try wait(until: deadline) else { throw .timedOut("read") }
             let wanted = count - result.count
             let received = try call("read") {
                 buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, wanted, 0) }
@@ -192,15 +200,25 @@ package final class Socket: @unchecked Sendable {
         return result
     }
 
-    /// Writes all of `bytes`, each wait bounded by `timeout`.
-    package func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
+    /// Reads exactly `count` bytes within `timeout` from now.
+    package func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
+        try read(exactly: count, deadline: .now + timeout)
+    }
+
+    /// Writes all of `bytes` by `deadline`.
+    package func write(_ bytes: [UInt8], deadline: ContinuousClock.Instant) throws(SocketError) {
         var sent = 0
         while sent < bytes.count {
-            guard try wait(forWriting: true, timeout: timeout) else { throw .timedOut("write") }
+            guard try wait(forWriting: true, until: deadline) else { throw .timedOut("write") }
             let written = try call("write") {
                 bytes.withUnsafeBytes { Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
             }
             sent += written
         }
+    }
+
+    /// Writes all of `bytes` within `timeout` from now.
+    package func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
+        try write(bytes, deadline: .now + timeout)
     }
 }

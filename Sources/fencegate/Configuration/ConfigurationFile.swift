@@ -18,15 +18,15 @@ struct ConfigurationError: Error, CustomStringConvertible {
 enum ConfigurationFile {
     /// The tables and keys the file may hold.
     static let schema: [String: Set<String>] = [
-        "hypervisor": ["uri", "operation_timeout", "health_interval"],
-        "audit": ["database"],
+        "hypervisor": ["uri", "operation_timeout", "health_interval", "threads"],
+        "audit": ["database", "refusals_per_client", "refusals_per_minute"],
         "http": [
             "listen", "tls_cert", "tls_key", "allow_plain_http", "redfish", "max_body_bytes", "max_connections",
             "max_connections_per_address", "connection_timeout", "threads",
         ],
         "gateway": ["fence_virt_conf", "key_file", "hash", "auth", "multicast", "tcp", "group"],
-        "gateway.multicast": ["address", "port", "interface"],
-        "gateway.tcp": ["listen"],
+        "gateway.multicast": ["address", "port", "interface", "max_callbacks"],
+        "gateway.tcp": ["listen", "max_connections", "max_connections_per_address"],
         "gateway.group": ["name", "ip", "domains"],
         "logging": ["level", "format"],
     ]
@@ -135,7 +135,14 @@ private struct Reader {
         settings.operationTimeout = try number("hypervisor.operation_timeout", hypervisor?["operation_timeout"]) ?? settings.operationTimeout
         settings.healthInterval = try number("hypervisor.health_interval", hypervisor?["health_interval"]) ?? settings.healthInterval
 
-        settings.database = try string("audit.database", try table("audit", in: root)?["database"])
+        settings.hypervisorThreads = try integer("hypervisor.threads", hypervisor?["threads"], in: 1...1024) ?? settings.hypervisorThreads
+
+        let audit = try table("audit", in: root)
+        settings.database = try string("audit.database", audit?["database"])
+        settings.refusalsPerClient =
+            try integer("audit.refusals_per_client", audit?["refusals_per_client"], in: 1...100_000) ?? settings.refusalsPerClient
+        settings.refusalsPerMinute =
+            try integer("audit.refusals_per_minute", audit?["refusals_per_minute"], in: 1...100_000) ?? settings.refusalsPerMinute
 
         if let http = try table("http", in: root) {
             if let listen = try string("http.listen", http["listen"]) {
@@ -198,6 +205,8 @@ private struct Reader {
             }
             configuration.multicast = MulticastListenerConfiguration(
                 group: address, port: UInt16(port), interface: try string("gateway.multicast.interface", multicast["interface"]))
+            configuration.maximumCallbacks =
+                try integer("gateway.multicast.max_callbacks", multicast["max_callbacks"], in: 1...65536) ?? configuration.maximumCallbacks
         }
         if let tcp = try table("tcp", in: gateway, path: "gateway.tcp") {
             let listen = try string("gateway.tcp.listen", tcp["listen"]) ?? "127.0.0.1:1229"
@@ -205,6 +214,11 @@ private struct Reader {
                 throw error("gateway.tcp.listen", "gateway.tcp.listen \"\(listen)\" is not a numeric address with an optional port")
             }
             configuration.tcp = address
+            configuration.tcpMaximumConnections =
+                try integer("gateway.tcp.max_connections", tcp["max_connections"], in: 1...65536) ?? configuration.tcpMaximumConnections
+            configuration.tcpMaximumConnectionsPerAddress =
+                try integer("gateway.tcp.max_connections_per_address", tcp["max_connections_per_address"], in: 1...65536)
+                ?? configuration.tcpMaximumConnectionsPerAddress
         }
         guard configuration.multicast != nil || configuration.tcp != nil else {
             throw error("gateway", "[gateway] enables no listener: add [gateway.multicast] and/or [gateway.tcp], or gateway.fence_virt_conf")

@@ -1,7 +1,20 @@
 import FenceAPI
+import FenceCore
 import Foundation
 import Logging
 import MulticastGateway
+
+/// The fence service's tunables these settings give.
+extension ServeSettings {
+    var serviceConfiguration: FenceService.Configuration {
+        var configuration = FenceService.Configuration()
+        configuration.operationTimeout = .milliseconds(Int64(operationTimeout * 1000))
+        configuration.hypervisorThreads = hypervisorThreads
+        configuration.refusalsPerClientPerMinute = refusalsPerClient
+        configuration.refusalsPerMinute = refusalsPerMinute
+        return configuration
+    }
+}
 
 /// Everything `serve` runs with, from its command-line options or from a configuration file; the defaults
 /// are the options' defaults.
@@ -40,6 +53,9 @@ struct ServeSettings {
     var httpThreads: UInt32 = 2
     var operationTimeout: Double = 60
     var healthInterval: Double = 5
+    var hypervisorThreads = FenceService.Configuration().hypervisorThreads
+    var refusalsPerClient = FenceService.Configuration().refusalsPerClientPerMinute
+    var refusalsPerMinute = FenceService.Configuration().refusalsPerMinute
     var gateway: GatewaySource = .none
     var logLevel: Logger.Level?
     var logFormat: LogFormat?
@@ -66,6 +82,9 @@ struct ServeSettings {
         check(maxConnections >= 1, "--max-connections", "http.max_connections", "must be at least 1")
         check((1...64).contains(httpThreads), "--http-threads", "http.threads", "must be 1 to 64")
         check(connectionTimeout >= 1, "--connection-timeout", "http.connection_timeout", "must be at least 1 second")
+        check((1...1024).contains(hypervisorThreads), "--hypervisor-threads", "hypervisor.threads", "must be 1 to 1024")
+        check((1...100_000).contains(refusalsPerClient), "--audit-refusals-per-client", "audit.refusals_per_client", "must be 1 to 100000")
+        check((1...100_000).contains(refusalsPerMinute), "--audit-refusals-per-minute", "audit.refusals_per_minute", "must be 1 to 100000")
         return problems
     }
 

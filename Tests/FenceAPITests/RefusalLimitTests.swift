@@ -1,0 +1,50 @@
+import FenceCore
+import Foundation
+import Store
+import TestSupport
+import Testing
+
+/// Refusals are audited, but a client cannot grow the audit log faster than the documented rate: the rest
+/// are counted in one summary row per client and window.
+@Suite("Refusals: rate-limited rows, every refusal accounted for")
+struct RefusalLimitTests {
+    @Test("beyond the per-client limit, refusals are counted and recorded in one summary row when the window ends")
+    func summaryRow() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.refusalsPerClientPerMinute = 3
+        configuration.refusalWindow = .seconds(2)
+        try await APIHarness.withRunning(service: configuration) { api in
+            for index in 0..<20 {
+                let answer = try await api.curl("POST", "/domains/pcmk\(index % 6 + 1)/off", token: index == 7 ? "fgt_garbage" : nil)
+                #expect(answer.status == 401)
+            }
+            // Each window (2 s; a busy machine may need more than one for the 20 requests) has at most 3 rows
+            // of its own; the rest are counted in summary rows, written when their window ends.
+            func accounted() async throws -> (rows: [AuditRecord], individual: Int, summarized: Int) {
+                let rows = try await api.harness.rows()
+                let summarized = rows.filter { $0.errorCode == "refusals_not_recorded" }.compactMap { row in
+                    row.message?.split(separator: " ").first.flatMap { Int($0) }
+                }
+                return (rows, rows.filter { $0.errorCode == "refused" }.count, summarized.reduce(0, +))
+            }
+            try await waitUntil("every refusal is in a row or a summary", limit: .seconds(20)) {
+                let (_, individual, summarized) = try await accounted()
+                return individual + summarized == 20
+            }
+            let (rows, individual, _) = try await accounted()
+            #expect(individual >= 3 && individual < 20)
+            #expect(rows.allSatisfy { $0.result == .refused && $0.clientAddress == "127.0.0.1" && $0.source == "http" })
+            let summary = try #require(rows.last { $0.errorCode == "refusals_not_recorded" })
+            #expect(summary.message?.contains(" more refusals from http 127.0.0.1 between ") == true, "\(summary.message ?? "")")
+            #expect(summary.message?.contains("the last: off of 'pcmk") == true, "\(summary.message ?? "")")
+            // Every refusal is counted in the metrics too.
+            let metrics = try await api.curl("GET", "/metrics", token: api.ops)
+            #expect(metrics.text.contains(#"fencegate_operations_total{action="off",result="refused",source="http"} 20"#), "\(metrics.text)")
+            #expect(metrics.text.contains("fencegate_audit_refusals_unrecorded_total \(20 - individual)"), "\(metrics.text)")
+            // A new window: rows of their own again.
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await api.curl("POST", "/domains/pcmk1/off").status == 401)
+            #expect(try await accounted().individual == individual + 1)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import Store
+import TestSupport
+import Testing
+
+@testable import FenceCore
+
+/// What requests can make the service hold: deadlines, threads, connections. Each bound is counted, not
+/// timed, so these tests cannot be flaky on a slow machine.
+@Suite("Bounds: deadlines, threads and connections do not outlive or outnumber their requests")
+struct BoundsTests {
+    @Test("a deadline is forgotten when its work finishes: 10,000 quick operations with a 10-minute deadline leave none")
+    func deadlinesGoWithTheirRequests() async throws {
+        let scheduler = DeadlineScheduler(name: "test.deadlines")
+        for _ in 0..<10_000 {
+            _ = try await withDeadline(.now + .seconds(600), scheduler: scheduler) { 1 }
+        }
+        // Before, each request left a timer task sleeping until its deadline, memory and all.
+        #expect(scheduler.pendingCount == 0)
+        #expect(scheduler.heapCount == 0)
+    }
+
+    @Test("cancelled deadlines do not pile up in the heap while others are pending")
+    func cancelledDeadlinesAreCompacted() async throws {
+        let scheduler = DeadlineScheduler(name: "test.deadlines")
+        let far = scheduler.schedule(at: .now + .seconds(3600)) {}
+        var tickets: [DeadlineScheduler.Ticket] = []
+        for _ in 0..<10_000 { tickets.append(scheduler.schedule(at: .now + .seconds(600)) {}) }
+        for ticket in tickets { scheduler.cancel(ticket) }
+        #expect(scheduler.pendingCount == 1)
+        #expect(scheduler.heapCount <= 130)
+        scheduler.cancel(far)
+        #expect(scheduler.heapCount == 0)
+    }
+
+    @Test("deadlines fire in order, and the operation past its deadline is cancelled")
+    func deadlinesFire() async throws {
+        let scheduler = DeadlineScheduler(name: "test.deadlines")
+        let fired = Fired()
+        for delay in [300, 100, 200] {
+            _ = scheduler.schedule(at: .now + .milliseconds(delay)) { fired.append(delay) }
+        }
+        await #expect(throws: DeadlineExceeded.self) {
+            try await withDeadline(.now + .milliseconds(50), scheduler: scheduler) {
+                try await Task.sleep(for: .seconds(30))
+            }
+        }
+        try await waitUntil("all three fired") { fired.values.count == 3 }
+        #expect(fired.values == [100, 200, 300])
+    }
+
+    @Test("the pool runs at most its threads; a queued call whose caller gives up never runs; a full queue refuses at once")
+    func poolIsBounded() async throws {
+        let pool = BlockingThreadPool(name: "test.pool", maximumThreads: 3, maximumQueued: 2)
+        let gate = Gate()
+        let hung = (0..<3).map { _ in Task { try await pool.run { gate.pass() } } }
+        try await waitUntil("three calls hang") { gate.arrived == 3 }
+        let ran = Fired()
+        let queued = Task { try await pool.run { ran.append(1) } }
+        let abandoned = Task { try await pool.run { ran.append(2) } }
+        try await waitUntil("two calls wait") { pool.census.queued == 2 }
+        await #expect(throws: BlockingThreadPool.Saturated.self) { try await pool.run { ran.append(3) } }
+        abandoned.cancel()
+        await #expect(throws: CancellationError.self) { try await abandoned.value }
+        #expect(pool.census.threads == 3 && pool.census.queued == 1)
+        gate.open()
+        for task in hung { try await task.value }
+        try await queued.value
+        #expect(ran.values == [1])
+        #expect(pool.census.threads <= 3)
+    }
+
+    @Test("a libvirtd that accepts and never answers: many calls open one connection, not one each")
+    func oneOpenAtATime() async throws {
+        let directory = try TemporaryDirectory()
+        let hung = try HungLibvirtdSocket(path: directory.file("sock"))
+        defer { hung.stop() }
+        var configuration = FenceService.Configuration()
+        configuration.operationTimeout = .seconds(30)
+        let store = try await AuditStore.open(path: directory.file("audit.db"), logger: ServiceHarness.logger)
+        let service = FenceService(
+            hypervisor: LibvirtHypervisor(uri: hung.uri, logger: ServiceHarness.logger), store: store,
+            configuration: configuration, logger: ServiceHarness.logger)
+        let calls = (0..<40).map { _ in Task { _ = try? await service.domains() } }
+        try await waitUntil("a call reaches the hung libvirtd") { hung.accepted >= 1 }
+        // 32 of them hold the pool's threads (waiting for the one open), the rest wait for a thread.
+        try await waitUntil("every call is in the pool, waiting for the one open") {
+            let census = service.hypervisorPoolCensus
+            return census.busy == configuration.hypervisorThreads && census.queued == 40 - configuration.hypervisorThreads
+        }
+        #expect(hung.accepted == 1, "\(hung.accepted) connections")
+        // The calls that waited for the one open hold a pool thread each until it ends: at most the pool.
+        #expect(service.hypervisorPoolCensus.threads <= configuration.hypervisorThreads)
+        // When the hung libvirtd goes away, the waiting calls end and their threads are free again.
+        hung.stop()
+        for call in calls { await call.value }
+        try await waitUntil("the pool is idle again") { service.hypervisorPoolCensus.busy == 0 }
+    }
+}
+
+/// Values appended from several threads.
+final class Fired: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [Int] = []
+
+    func append(_ value: Int) { lock.withLock { stored.append(value) } }
+    var values: [Int] { lock.withLock { stored } }
+}
