@@ -121,12 +121,24 @@ let package = Package(
             path: "Fuzz/ChallengeResponseFuzzer",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "fuzz-http",
+        .target(
+            name: "APIFuzzSupport",
             dependencies: [
                 "FuzzSupport", "FenceAPI", "FenceCore", "Store", .product(name: "Logging", package: "swift-log"),
             ],
+            path: "Fuzz/APIFuzzSupport",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fuzz-http",
+            dependencies: ["FuzzSupport", "APIFuzzSupport", "FenceAPI"],
             path: "Fuzz/HTTPFuzzer",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fuzz-mhd",
+            dependencies: ["FuzzSupport", "APIFuzzSupport", "FenceAPI", .product(name: "Logging", package: "swift-log")],
+            path: "Fuzz/MHDFuzzer",
             swiftSettings: swiftSettings
         ),
         .testTarget(

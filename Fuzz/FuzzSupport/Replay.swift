@@ -20,28 +20,3 @@ public func replayCorpus(_ paths: ArraySlice<String>, _ body: ([UInt8]) -> Void)
     }
     print("replayed \(count) inputs")
 }
-
-#if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-private func llvmFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
-) -> Int32
-
-/// The input handler libFuzzer calls; set once by `runFuzzer` before the driver starts.
-nonisolated(unsafe) private var fuzzBody: (([UInt8]) -> Void)?
-
-/// Hands control to libFuzzer (its flags in `argv`), feeding each input to `body`. SwiftPM names an
-/// executable's entry point `<module>_main`, so each fuzz target exports that and calls this.
-public func runFuzzer(
-    argc: Int32, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ body: @escaping ([UInt8]) -> Void
-) -> Int32 {
-    fuzzBody = body
-    var count = argc
-    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return llvmFuzzerRunDriver(&count, &arguments) { data, size in
-        fuzzBody?(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-        return 0
-    }
-}
-#endif

@@ -1,62 +1,19 @@
+import APIFuzzSupport
 import FenceAPI
-import FenceCore
 import Foundation
 import FuzzSupport
-import Logging
-import Store
 
-/// The HTTP API (Redfish included) over libvirt's test driver and an audit log in /dev/shm, set up once per
-/// fuzzing process, with one fence token that inputs can use by writing `@TOKEN@` (a bearer token) or
-/// `@BASIC@` (Redfish's Basic credentials for it).
-final class Target: @unchecked Sendable {
-    let api: FenceHTTPAPI
-    let token: String
-
-    static let shared: Target = {
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            var logger = Logger(label: "fuzz")
-            logger.logLevel = .critical
-            let directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-            let path = "\(directory)/fencegate-fuzz-\(getpid()).db"
-            databasePath = path
-            atexit {
-                guard let path = databasePath else { return }
-                for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
-            }
-            let store = try! await AuditStore.open(path: path, logger: logger)
-            let token = try! await AccessTokens(store: store).create(name: "fuzz", scope: .fence, domainPatterns: []).secret
-            let service = FenceService(
-                hypervisor: LibvirtHypervisor(uri: "test:///default", logger: logger), store: store, logger: logger)
-            box.target = Target(api: FenceHTTPAPI(service: service, logger: logger, redfish: true), token: token)
-            done.signal()
-        }
-        done.wait()
-        return box.target!
-    }()
-
-    private init(api: FenceHTTPAPI, token: String) {
-        self.api = api
-        self.token = token
-    }
-
-    private final class Box: @unchecked Sendable { var target: Target? }
-}
-
-/// The fuzzing database, removed when the process exits.
-nonisolated(unsafe) var databasePath: String?
-
-/// Statuses the API documents; anything else (500 above all) is a bug.
-let documentedStatuses: Set<Int> = [200, 204, 400, 401, 403, 404, 405, 409, 413, 502, 503, 504]
-
-/// Input: method line, path line (with an optional `?query`), header lines, an empty line, then the body.
+/// Input: method line, path line (with an optional `?query`), header lines, an empty line, then the body;
+/// `@TOKEN@` and `@BASIC@` become the fuzzing token's credentials (see `FuzzedAPI`). The request goes to
+/// the real API (routing, Redfish, service, audit log) without a socket. Invariants, checked with
+/// `precondition` so that a violation is a crash the fuzzer reports: only documented statuses (never 500),
+/// and a JSON answer parses.
 func fuzzOne(_ bytes: [UInt8]) {
-    let target = Target.shared
-    var lines = bytes.split(separator: 0x0A, maxSplits: 64, omittingEmptySubsequences: false).map {
-        // libmicrohttpd hands the router C strings: no NUL inside.
-        String(decoding: $0.filter { $0 != 0 }, as: UTF8.self).replacingOccurrences(of: "@TOKEN@", with: target.token)
-            .replacingOccurrences(of: "@BASIC@", with: "Basic " + Data("fuzz:\(target.token)".utf8).base64EncodedString())
+    let fuzzed = FuzzedAPI.shared
+    // libmicrohttpd hands the router C strings: no NUL inside.
+    let text = fuzzed.substitutingCredentials(in: bytes.filter { $0 != 0 })
+    var lines = text.split(separator: 0x0A, maxSplits: 64, omittingEmptySubsequences: false).map {
+        String(decoding: $0, as: UTF8.self)
     }
     let methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]
     let methodLine = lines.isEmpty ? "GET" : lines.removeFirst()
@@ -83,27 +40,19 @@ func fuzzOne(_ bytes: [UInt8]) {
         method: method, path: String(parts.first ?? "/"), query: query, headers: headers, body: body,
         clientAddress: "198.18.0.9")
 
-    let box = ResponseBox()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        box.response = await target.api.handle(request)
-        done.signal()
-    }
-    done.wait()
-    let response = box.response!
-    precondition(documentedStatuses.contains(response.status), "undocumented status \(response.status) for \(method) \(requestTarget)")
+    let response = waitFor { await fuzzed.api.handle(request) }
+    precondition(
+        FuzzedAPI.documentedStatuses.contains(response.status),
+        "undocumented status \(response.status) for \(method) \(requestTarget)")
     if response.headers.contains(where: { $0.0.lowercased() == "content-type" && $0.1.contains("json") }) {
-        precondition(
-            (try? JSONSerialization.jsonObject(with: Data(response.body))) != nil, "a JSON answer that does not parse")
+        precondition(FuzzedAPI.isJSON(response.body), "a JSON answer that does not parse")
     }
 }
-
-final class ResponseBox: @unchecked Sendable { var response: HTTPResponse? }
 
 #if FUZZING
 @_cdecl("fuzz_http_main")
 public func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    runFuzzer(argc: argc, argv: argv, fuzzOne)
+    runFuzzer(argc: argc, argv: argv, leakDetection: .periodic(interval: .seconds(2)), fuzzOne)
 }
 #else
 /// Without libFuzzer: replays the files given as arguments (a corpus, or a crash to reproduce).

@@ -1,0 +1,82 @@
+public import FenceAPI
+import FenceCore
+import Foundation
+import FuzzSupport
+import Logging
+import Store
+
+/// The real HTTP API, Redfish front end included, over libvirt's test driver and an audit log in /dev/shm
+/// (removed at exit), set up once per fuzzing process, with one fence token that inputs name by writing
+/// `@TOKEN@` (the bearer secret) or `@BASIC@` (Redfish's Basic credentials for it).
+public final class FuzzedAPI: Sendable {
+    public let api: FenceHTTPAPI
+    /// The fence token's secret.
+    public let token: String
+    /// `Basic base64(fuzz:token)`.
+    public let basicCredentials: String
+
+    /// Statuses the API documents (openapi.yaml, and the Redfish subset); anything else, 500 above all,
+    /// is a bug.
+    public static let documentedStatuses: Set<Int> = [200, 204, 400, 401, 403, 404, 405, 409, 413, 502, 503, 504]
+
+    public static let shared: FuzzedAPI = waitFor {
+        var logger = Logger(label: "fuzz")
+        logger.logLevel = .critical
+        let directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        let path = "\(directory)/fencegate-fuzz-\(getpid()).db"
+        databasePath = path
+        atexit {
+            guard let path = databasePath else { return }
+            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+        }
+        let store = try! await AuditStore.open(path: path, logger: logger)
+        let token = try! await AccessTokens(store: store).create(name: "fuzz", scope: .fence, domainPatterns: []).secret
+        let service = FenceService(
+            hypervisor: LibvirtHypervisor(uri: "test:///default", logger: logger), store: store, logger: logger)
+        return FuzzedAPI(api: FenceHTTPAPI(service: service, logger: logger, redfish: true), token: token)
+    }
+
+    private init(api: FenceHTTPAPI, token: String) {
+        self.api = api
+        self.token = token
+        basicCredentials = "Basic " + Data("fuzz:\(token)".utf8).base64EncodedString()
+    }
+
+    /// `bytes` with every `@TOKEN@` and `@BASIC@` replaced by the credentials; byte for byte otherwise.
+    /// (memchr finds the markers: a loop over the bytes would call a coverage hook for each.)
+    public func substitutingCredentials(in bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return bytes }
+            var result: [UInt8] = []
+            var copied = 0
+            var searched = 0
+            while let found = memchr(base + searched, Int32(UInt8(ascii: "@")), buffer.count - searched) {
+                let at = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                guard let (marker, replacement) = markers.first(where: { buffer[at...].starts(with: $0.marker) }) else {
+                    searched = at + 1
+                    continue
+                }
+                result += buffer[copied..<at]
+                result += replacement.utf8
+                copied = at + marker.count
+                searched = copied
+            }
+            guard copied > 0 else { return bytes }
+            result += buffer[copied...]
+            return result
+        }
+    }
+
+    /// What inputs write, and what it stands for.
+    private var markers: [(marker: [UInt8], replacement: String)] {
+        [(Array("@TOKEN@".utf8), token), (Array("@BASIC@".utf8), basicCredentials)]
+    }
+
+    /// Whether a response body with a JSON content type parses.
+    public static func isJSON(_ body: [UInt8]) -> Bool {
+        (try? JSONSerialization.jsonObject(with: Data(body))) != nil
+    }
+}
+
+/// The fuzzing database, removed when the process exits.
+nonisolated(unsafe) private var databasePath: String?
