@@ -5,8 +5,8 @@ import FuzzSupport
 import Logging
 import Store
 
-/// The real HTTP API, Redfish front end included, over libvirt's test driver and an audit log in /dev/shm
-/// (removed at exit), set up once per fuzzing process, with one fence token that inputs name by writing
+/// The real HTTP API, Redfish front end included, over libvirt's test driver and an audit log in a directory
+/// of its own in /dev/shm (removed at exit), set up once per fuzzing process, with one fence token that inputs name by writing
 /// `@TOKEN@` (the bearer secret) or `@BASIC@` (Redfish's Basic credentials for it).
 public final class FuzzedAPI: Sendable {
     public let api: FenceHTTPAPI
@@ -22,12 +22,17 @@ public final class FuzzedAPI: Sendable {
     public static let shared: FuzzedAPI = waitFor {
         var logger = Logger(label: "fuzz")
         logger.logLevel = .critical
-        let directory = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-        let path = "\(directory)/fencegate-fuzz-\(getpid()).db"
+        // A private directory (0700) in /dev/shm: the audit store refuses a database whose own directory
+        // others may write, as the sticky /dev/shm is.
+        let parent = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        let directory = "\(parent)/fencegate-fuzz-\(getpid())"
+        mkdir(directory, 0o700)
+        let path = "\(directory)/audit.db"
         databasePath = path
         atexit {
             guard let path = databasePath else { return }
             for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+            rmdir((path as NSString).deletingLastPathComponent)
         }
         let store = try! await AuditStore.open(path: path, logger: logger)
         let token = try! await AccessTokens(store: store).create(name: "fuzz", scope: .fence, domainPatterns: []).secret

@@ -95,7 +95,12 @@ public final class FenceHTTPAPI: Sendable {
             return await health()
         case 1 where segments[0] == "metrics":
             try only("GET")
-            _ = try await authenticate(request)
+            // Metrics count every domain's operations and refusals: a token limited to some domains could
+            // tell from them whether a domain it may not see exists.
+            let token = try await authenticate(request)
+            guard token.domainPatterns.isEmpty else {
+                throw Problem.forbidden("token '\(token.name)' is limited to some domains; the metrics need a token for all domains")
+            }
             return metrics()
         case 1 where segments[0] == "domains":
             try only("GET")
@@ -130,6 +135,7 @@ public final class FenceHTTPAPI: Sendable {
             logger.info("authentication failed", metadata: ["reason": "\(failure)", "peer.address": "\(request.clientAddress ?? "-")"])
             throw Problem.unauthorized()
         } catch {
+            logger.error("could not check a bearer token", metadata: ["error": "\(error)"])
             throw FenceError.auditUnavailable(reason: "\(error)")
         }
     }

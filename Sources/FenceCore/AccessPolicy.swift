@@ -9,8 +9,8 @@ public protocol AccessPolicy: Sendable {
     /// - Parameters:
     ///   - domain: the domain the target resolved to, or nil if no domain has that name or UUID (a policy
     ///     may still refuse, e.g. fence_virtd's groups answer "permission denied" before any lookup).
-    ///   - lookup: looks a domain up by its exact name (a hypervisor call); for policies whose entries
-    ///     might name another domain than the resolved one (names that differ in case only).
+    ///   - lookup: looks domains up (hypervisor calls); for policies whose entries might name another domain
+    ///     than the resolved one (names that differ in case only).
     func refusal(
         of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
     ) async throws(FenceError) -> AccessRefusal?
@@ -33,17 +33,17 @@ public struct AccessRefusal: Sendable, Equatable {
     }
 }
 
-/// Looks a domain up by exact name, for an `AccessPolicy`.
+/// Looks domains up for an `AccessPolicy`, within the request's deadline.
 public struct DomainLookup: Sendable {
-    let body: @Sendable (String) async throws(FenceError) -> DomainInfo?
+    let all: @Sendable () async throws(FenceError) -> [DomainInfo]
 
-    public init(_ body: @escaping @Sendable (String) async throws(FenceError) -> DomainInfo?) {
-        self.body = body
+    public init(all: @escaping @Sendable () async throws(FenceError) -> [DomainInfo]) {
+        self.all = all
     }
 
-    /// The domain named exactly `name`, or nil if there is none.
-    public func domain(named name: String) async throws(FenceError) -> DomainInfo? {
-        try await body(name)
+    /// Every domain defined (a hypervisor call).
+    public func allDomains() async throws(FenceError) -> [DomainInfo] {
+        try await all()
     }
 }
 

@@ -63,10 +63,6 @@ package final class BlockingThreadPool: @unchecked Sendable {
         let id = takeJobID()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                guard !Task.isCancelled else {
-                    continuation.resume(throwing: CancellationError())
-                    return
-                }
                 submit(
                     Job(
                         id: id, run: { continuation.resume(with: Result(catching: body)) },
@@ -84,8 +80,16 @@ package final class BlockingThreadPool: @unchecked Sendable {
         return nextJobID
     }
 
+    /// Queues `job`, unless its caller is cancelled already. Called on the caller's task: its cancellation
+    /// flag is set before its cancellation handler (`abandon`) runs, and that handler waits for the lock held
+    /// here, so a cancellation is seen either here or by `abandon`, never by neither.
     private func submit(_ job: Job) {
         condition.lock()
+        if Task.isCancelled {
+            condition.unlock()
+            job.abandon(CancellationError())
+            return
+        }
         let queued = pending.count - pendingHead
         if idle == 0, threads >= maximumThreads, queued >= maximumQueued {
             let refusal = Saturated(pool: name, threads: threads, queued: queued)

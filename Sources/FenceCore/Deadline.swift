@@ -8,8 +8,10 @@ struct DeadlineExceeded: Error {}
 ///
 /// On the deadline, the operation's task is cancelled but not awaited: a blocking call inside it keeps
 /// running to its end, and `lateCompletion` then receives its result (for the record). Callers decide what
-/// the operation does when cancelled. The deadline is kept by `DeadlineScheduler`, and forgotten as soon as
-/// the operation finishes, so nothing of a request outlives it.
+/// the operation does when cancelled. If the calling task is cancelled (an enclosing deadline passed), the
+/// operation's task is cancelled too, and its result (its `CancellationError`, typically) is returned. The
+/// deadline is kept by `DeadlineScheduler`, and forgotten as soon as the operation finishes, so nothing of a
+/// request outlives it.
 func withDeadline<T: Sendable>(
     _ deadline: ContinuousClock.Instant,
     scheduler: DeadlineScheduler = .shared,
@@ -17,23 +19,28 @@ func withDeadline<T: Sendable>(
     lateCompletion: @escaping @Sendable (Result<T, any Error>) async -> Void = { _ in }
 ) async throws -> T {
     let race = DeadlineRace<T>(scheduler: scheduler)
-    return try await withCheckedThrowingContinuation { continuation in
-        race.start(continuation)
-        let work = Task {
-            let result: Result<T, any Error>
-            do {
-                result = .success(try await operation())
-            } catch {
-                result = .failure(error)
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation)
+            let work = Task {
+                let result: Result<T, any Error>
+                do {
+                    result = .success(try await operation())
+                } catch {
+                    result = .failure(error)
+                }
+                if !race.finish(result) {
+                    await lateCompletion(result)
+                }
             }
-            if !race.finish(result) {
-                await lateCompletion(result)
+            race.setWork(work)
+            let ticket = scheduler.schedule(at: deadline) {
+                if race.finish(.failure(DeadlineExceeded())) { work.cancel() }
             }
+            race.setTicket(ticket)
         }
-        let ticket = scheduler.schedule(at: deadline) {
-            if race.finish(.failure(DeadlineExceeded())) { work.cancel() }
-        }
-        race.setTicket(ticket)
+    } onCancel: {
+        race.cancelWork()
     }
 }
 
@@ -42,6 +49,8 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var ticket: DeadlineScheduler.Ticket?
+        var work: Task<Void, Never>?
+        var workCancelled = false
         var finished = false
     }
 
@@ -54,6 +63,24 @@ private final class DeadlineRace<T: Sendable>: Sendable {
 
     func start(_ continuation: CheckedContinuation<T, any Error>) {
         state.withLock { $0.continuation = continuation }
+    }
+
+    /// Stores the work's task, cancelling it at once if the caller was cancelled already.
+    func setWork(_ work: Task<Void, Never>) {
+        let cancelled = state.withLock { state in
+            state.work = work
+            return state.workCancelled
+        }
+        if cancelled { work.cancel() }
+    }
+
+    /// The caller was cancelled: so is the work (now, or as soon as it exists).
+    func cancelWork() {
+        let work = state.withLock { state in
+            state.workCancelled = true
+            return state.work
+        }
+        work?.cancel()
     }
 
     /// Stores the deadline's ticket, cancelling it at once if the work already finished.
@@ -73,6 +100,7 @@ private final class DeadlineRace<T: Sendable>: Sendable {
             defer {
                 state.continuation = nil
                 state.ticket = nil
+                state.work = nil
             }
             return (state.continuation, state.ticket)
         }

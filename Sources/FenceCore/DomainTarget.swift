@@ -40,4 +40,17 @@ public struct DomainTarget: Sendable, Hashable, CustomStringConvertible, Express
     }
 
     public var description: String { text }
+
+    /// The text as the audit log keeps it: control characters escaped (`\n`, `\u{1B}`…), and cut after
+    /// `maximumBytes` bytes with the number of bytes left out, so no request can make a row large.
+    public var auditText: String {
+        let escaped = text.escapingControlCharacters
+        guard escaped.utf8.count > Self.maximumBytes else { return escaped }
+        var kept = ""
+        for scalar in escaped.unicodeScalars {
+            guard kept.utf8.count + String(scalar).utf8.count <= Self.maximumBytes else { break }
+            kept.unicodeScalars.append(scalar)
+        }
+        return kept + "…(\(escaped.utf8.count - kept.utf8.count) more bytes)"
+    }
 }

@@ -176,7 +176,7 @@ public final class FenceService: Sendable {
     /// failure, so that every request a front end answers is in the audit log.
     public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
         await recordFinished(
-            action: action, target: target.escapingControlCharacters, origin: origin, requestedAt: Date(),
+            action: action, target: DomainTarget(target).auditText, origin: origin, requestedAt: Date(),
             since: ContinuousClock.now, result: .failure, error: nil, message: reason, errorCode: "unsupported")
     }
 
@@ -202,42 +202,48 @@ public final class FenceService: Sendable {
 
     // MARK: - Refusals
 
-    /// Records a request that was refused (bad credentials, out of scope, denied by groups), with result
-    /// `refused`; nothing reaches the hypervisor. Since a peer needs no credentials to be refused, refusals
-    /// are rate-limited per client (`Configuration.refusalsPerClientPerMinute`, `refusalsPerMinute`): the
-    /// others are counted and recorded together in one summary row per client and minute.
+    /// Records a request refused before its sender was authenticated (missing or wrong credentials), with
+    /// result `refused`; nothing reaches the hypervisor. Since a peer needs no credentials to be refused, these
+    /// refusals are rate-limited per client (`Configuration.refusalsPerClientPerMinute`, `refusalsPerMinute`):
+    /// the others are counted and recorded together in one summary row per client and minute.
     /// - Returns: the row's id, or nil if the refusal was counted for a summary or could not be recorded
     ///   (then the failure is logged: the request is refused either way).
     @discardableResult
     public func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
-        metrics.operationRejected(
-            action: request.action.rawValue, result: AuditResult.refused.rawValue,
-            source: request.origin.frontEnd.rawValue)
         let client = "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
         let (decision, ended) = refusals.admit(request, reason: reason, client: client)
         if let ended { await recordSummary(ended) }
-        var metadata: Logger.Metadata = [
-            "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
-            "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
-            "peer.address": "\(request.origin.clientAddress ?? "-")",
-        ]
         switch decision {
-        case .count(let summaryDue, let window):
+        case .count(let key, let summaryDue, let window):
+            metrics.operationRejected(
+                action: request.action.rawValue, result: AuditResult.refused.rawValue,
+                source: request.origin.frontEnd.rawValue)
             metrics.refusalUnrecorded()
-            logger.debug("fence request refused (counted for the summary row)", metadata: metadata)
+            logger.debug(
+                "fence request refused (counted for the summary row)",
+                metadata: refusalMetadata(request, reason: reason))
             if let summaryDue {
                 _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
-                    guard let summary = refusals.takeSummary(client: client, window: window) else { return }
+                    guard let summary = refusals.takeSummary(client: key, window: window) else { return }
                     Task { await recordSummary(summary) }
                 }
             }
             return nil
         case .record:
-            break
+            return await writeRefusal(request, reason: reason)
         }
+    }
+
+    /// Writes the refusal's row (always: the sender is authenticated, or this one is within its limits).
+    @discardableResult
+    private func writeRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
+        metrics.operationRejected(
+            action: request.action.rawValue, result: AuditResult.refused.rawValue,
+            source: request.origin.frontEnd.rawValue)
+        var metadata = refusalMetadata(request, reason: reason)
         let intent = AuditIntent(
             source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            clientAddress: request.origin.clientAddress, target: request.target.auditText,
             domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: Date())
         do {
             let id = try await store.record(
@@ -254,6 +260,20 @@ public final class FenceService: Sendable {
         }
     }
 
+    private func refusalMetadata(_ request: FenceRequest, reason: String) -> Logger.Metadata {
+        [
+            "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
+            "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
+            "peer.address": "\(request.origin.clientAddress ?? "-")",
+        ]
+    }
+
+    /// Writes the summary rows of every client's refusals that are still only counted (at shutdown, so
+    /// that none is lost).
+    public func recordPendingRefusals() async {
+        for summary in refusals.takeAllSummaries() { await recordSummary(summary) }
+    }
+
     /// The row that accounts for a client's refusals that did not get rows of their own.
     private func recordSummary(_ summary: RefusalLimiter.Summary) async {
         let request = summary.request
@@ -262,10 +282,10 @@ public final class FenceService: Sendable {
             "\(summary.count) more refusal\(summary.count == 1 ? "" : "s") from \(summary.client) between "
             + "\(RFC3339.format(summary.first)) and \(RFC3339.format(summary.last)) not recorded one by one "
             + "(at most \(limits.perClient) rows per client and \(limits.overall) in all per \(limits.window.fenceSeconds)); "
-            + "the last: \(request.action.rawValue) of '\(request.target.text.escapingControlCharacters)': \(summary.reason)"
+            + "the last: \(request.action.rawValue) of '\(request.target.auditText)': \(summary.reason)"
         let intent = AuditIntent(
             source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            clientAddress: request.origin.clientAddress, target: request.target.auditText,
             domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: summary.first)
         do {
             let id = try await store.record(
@@ -310,27 +330,20 @@ public final class FenceService: Sendable {
     private func resolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
         let found: DomainInfo?
         do {
-            found = try await withDeadline(deadline) { [self] in
-                try await blocking(action: request.action, target: request.target.text) { [hypervisor] in
-                    try hypervisor.domain(request.target)
-                }
+            found = try await blocking(action: request.action, target: request.target.text, deadline: deadline) {
+                [hypervisor] in try hypervisor.domain(request.target)
             }
-        } catch FenceError.domainNotFound {
+        } catch .domainNotFound {
             found = nil
         } catch {
-            throw Unresolved(failure: fenceError(error, request, elapsed: nil), recorded: false)
+            throw Unresolved(failure: error, recorded: false)
         }
-        let lookup = DomainLookup { [self] name throws(FenceError) in
-            do {
-                return try await blocking(action: request.action, target: name) { [hypervisor] in
-                    try hypervisor.domain(DomainTarget(name))
+        let lookup = DomainLookup(
+            all: { [self] () throws(FenceError) in
+                try await blocking(action: request.action, target: "*", deadline: deadline) { [hypervisor] in
+                    try hypervisor.domains()
                 }
-            } catch FenceError.domainNotFound {
-                return nil
-            } catch {
-                throw FenceError(mapping: error, action: request.action, target: name, uri: hypervisor.uri)
-            }
-        }
+            })
         let refusal: AccessRefusal?
         do {
             refusal = try await request.access.refusal(of: request, on: found, lookup: lookup)
@@ -340,7 +353,9 @@ public final class FenceService: Sendable {
                 recorded: false)
         }
         if let refusal {
-            await recordRefusal(request, reason: refusal.reason)
+            // The sender is authenticated (a token, the fence_xvm key): its refusals are not rate-limited, so
+            // that a refusal that conceals a domain costs exactly what a request for an unknown one does.
+            await writeRefusal(request, reason: refusal.reason)
             let failure: FenceError =
                 refusal.concealsDomain
                 ? .domainNotFound(target: request.target.text)
@@ -366,7 +381,7 @@ public final class FenceService: Sendable {
         let requestedAt = Date()
         var intent = AuditIntent(
             source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.text.escapingControlCharacters,
+            clientAddress: request.origin.clientAddress, target: request.target.auditText,
             domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: requestedAt)
         var logger = self.logger
         logger[metadataKey: "fence.action"] = "\(request.action.rawValue)"
@@ -592,15 +607,18 @@ public final class FenceService: Sendable {
         try await pool.run { [hypervisor] in try body(hypervisor) }
     }
 
-    /// Runs a hypervisor read on the pool, bounded by the operation timeout.
+    /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
+    /// first.
     private func blocking<T: Sendable>(
-        action: FenceAction, target: String, _ body: @escaping @Sendable () throws -> T
+        action: FenceAction, target: String, deadline: ContinuousClock.Instant? = nil,
+        _ body: @escaping @Sendable () throws -> T
     ) async throws(FenceError) -> T {
-        let timeout = configuration.operationTimeout
+        let started = ContinuousClock.now
+        let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
         do {
-            return try await withDeadline(ContinuousClock.now + timeout) { [pool] in try await pool.run(body) }
+            return try await withDeadline(limit) { [pool] in try await pool.run(body) }
         } catch is DeadlineExceeded {
-            throw .timedOut(action: action, target: target, after: timeout)
+            throw .timedOut(action: action, target: target, after: started.duration(to: .now))
         } catch {
             let failure = FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
             noteIfUnavailable(failure)

@@ -56,13 +56,22 @@ public enum KeyFile {
     /// root and this one owns or could replace (see `UntrustedLocation`); a file others may read is used,
     /// with a warning (fence_virtd accepts any mode, so an existing host keeps working while it is fixed).
     public static func read(at path: String) throws(ReadFailure) -> Contents {
-        guard let access = FileAccess(path: path) else { throw .missing(path: path) }
-        if access.othersCanWrite { throw .writableByOthers(path: path, mode: access.octal) }
-        if let problem = UntrustedLocation.check(path, followingLink: true) { throw .untrusted(problem) }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        // Opened once; mode and owner are those of the file actually read (fstat), not of whatever the path
+        // named a moment before.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { throw .missing(path: path) }
             throw .unreadable(path: path, reason: String(cString: strerror(errno)))
         }
-        defer { try? handle.close() }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw .unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        let access = FileAccess(permissions: UInt16(info.st_mode & 0o7777), owner: info.st_uid)
+        if access.othersCanWrite { throw .writableByOthers(path: path, mode: access.octal) }
+        if !access.isOwnedByTrustedUser { throw .untrusted(.foreignOwner(path: path, owner: info.st_uid)) }
+        if let problem = UntrustedLocation.check(path, followingLink: true) { throw .untrusted(problem) }
         let data: Data
         do {
             data = try handle.read(upToCount: standardSize) ?? Data()

@@ -32,8 +32,9 @@ final class RefusalLimiter: Sendable {
     enum Decision {
         /// Write a row for this refusal.
         case record
-        /// Count it; if `summaryDue` is set, the caller schedules `takeSummary(client:window:)` then.
-        case count(summaryDue: ContinuousClock.Instant?, window: ContinuousClock.Instant)
+        /// Count it; if `summaryDue` is set, the caller schedules `takeSummary(client: key, window:)` then
+        /// (`key` is the client's entry: its own, or the one that clients beyond `maximumClients` share).
+        case count(key: String, summaryDue: ContinuousClock.Instant?, window: ContinuousClock.Instant)
     }
 
     private struct ClientWindow {
@@ -103,7 +104,7 @@ final class RefusalLimiter: Sendable {
             entry.lastRequest = request
             entry.lastReason = reason
             let due = entry.unrecorded == 1 ? entry.start + window : nil
-            return (.count(summaryDue: due, window: entry.start), ended)
+            return (.count(key: key, summaryDue: due, window: entry.start), ended)
         }
     }
 
@@ -114,6 +115,14 @@ final class RefusalLimiter: Sendable {
             guard let entry = state.clients[client], entry.start == window, entry.unrecorded > 0 else { return nil }
             state.clients[client] = nil
             return Self.summary(of: entry, client: client)
+        }
+    }
+
+    /// Every summary still to be written, taken (at shutdown).
+    func takeAllSummaries() -> [Summary] {
+        state.withLock { state in
+            defer { state.clients = state.clients.filter { $0.value.unrecorded == 0 } }
+            return state.clients.compactMap { Self.summary(of: $0.value, client: $0.key) }
         }
     }
 

@@ -6,8 +6,9 @@ import Foundation
 ///
 /// Comparisons fold ASCII letters only, as fence_virtd's `strcasecmp` does. Since libvirt tells names apart
 /// byte for byte, an entry that differs from a domain's name in ASCII case only stands for that domain only
-/// when no domain has the entry's exact name: with `web1` and `WEB1` both defined, the entry `web1` names
-/// `web1`, never `WEB1`.
+/// when it can name no other: no domain has the entry's exact name, and no other domain's name differs from
+/// it in ASCII case only. With `web1` and `WEB1` both defined, the entry `web1` names `web1`, never `WEB1`,
+/// and the entry `Web1` names neither.
 public struct FenceGroups: Sendable, Equatable {
     /// One group: requester identities (`ip` entries) and the domains they may fence (`uuid` entries, which
     /// may hold names too).
@@ -51,16 +52,18 @@ public struct FenceGroups: Sendable, Equatable {
     /// the requester; `all` is every domain defined (to tell apart names that differ in case only).
     public func lists(_ domain: DomainInfo, to requester: String, among all: [DomainInfo]) -> Bool {
         allowsEverything || domainEntries(for: requester).contains { entry in
-            entry.equalsIgnoringASCIICase(domain.uuid)
-                || Self.entry(entry, names: domain) { name in all.contains { $0.name.utf8.elementsEqual(name.utf8) } }
+            entry.equalsIgnoringASCIICase(domain.uuid) || Self.entry(entry, names: domain, among: all)
         }
     }
 
-    /// Whether `entry` stands for `domain` by name: exactly, or differing in ASCII case only while no domain
-    /// has exactly the entry's name (`exists` tells).
-    static func entry(_ entry: String, names domain: DomainInfo, exists: (String) -> Bool) -> Bool {
+    /// Whether `entry` stands for `domain` by name: exactly, or differing in ASCII case only while it can
+    /// name no other domain of `all` (none has its exact name, none other matches it ignoring ASCII case).
+    static func entry(_ entry: String, names domain: DomainInfo, among all: [DomainInfo]) -> Bool {
         if entry.utf8.elementsEqual(domain.name.utf8) { return true }
-        return entry.equalsIgnoringASCIICase(domain.name) && !exists(entry)
+        guard entry.equalsIgnoringASCIICase(domain.name) else { return false }
+        return !all.contains { other in
+            other.uuid != domain.uuid && other.name.equalsIgnoringASCIICase(entry)
+        }
     }
 }
 
@@ -101,13 +104,12 @@ public struct GroupAccess: AccessPolicy {
         if request.target.uuid != nil {
             return entries.contains { $0.equalsIgnoringASCIICase(domain.uuid) } ? nil : refusal
         }
-        for entry in entries where entry.equalsIgnoringASCIICase(domain.name) {
-            if entry.utf8.elementsEqual(domain.name.utf8) { return nil }
-            // The entry differs in ASCII case: it stands for this domain unless another one has its exact name.
-            let named = try await lookup.domain(named: entry)
-            if named == nil || named?.uuid == domain.uuid { return nil }
-        }
-        return refusal
+        let candidates = entries.filter { $0.equalsIgnoringASCIICase(domain.name) }
+        if candidates.contains(where: { $0.utf8.elementsEqual(domain.name.utf8) }) { return nil }
+        guard !candidates.isEmpty else { return refusal }
+        // An entry that differs in ASCII case stands for this domain only if it can name no other one.
+        let all = try await lookup.allDomains()
+        return candidates.contains { FenceGroups.entry($0, names: domain, among: all) } ? nil : refusal
     }
 
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool {

@@ -33,8 +33,8 @@ public final class FenceXVMGateway: Sendable {
     public var configuration: GatewayConfiguration { current.withLock { $0 } }
 
     /// Takes the key, hashes, groups and timeouts of `new` for requests that arrive from now on (requests
-    /// being answered finish with what they started with). Listener addresses are bound once: a change
-    /// there needs a restart, and is returned as a note instead of being applied.
+    /// being answered finish with what they started with). Listener addresses and the session limits are set
+    /// once: a change there needs a restart, and is returned as a note instead of being applied.
     public func reload(_ new: GatewayConfiguration) -> [String] {
         current.withLock { configuration in
             var notes: [String] = []
@@ -46,6 +46,16 @@ public final class FenceXVMGateway: Sendable {
             if new.tcp != configuration.tcp {
                 notes.append("the tcp listener's address changed: restart to apply")
                 applied.tcp = configuration.tcp
+            }
+            // The session threads are sized from the limits at start.
+            if new.maximumCallbacks != configuration.maximumCallbacks
+                || new.tcpMaximumConnections != configuration.tcpMaximumConnections
+                || new.tcpMaximumConnectionsPerAddress != configuration.tcpMaximumConnectionsPerAddress
+            {
+                notes.append("the call-back or connection limits changed: restart to apply")
+                applied.maximumCallbacks = configuration.maximumCallbacks
+                applied.tcpMaximumConnections = configuration.tcpMaximumConnections
+                applied.tcpMaximumConnectionsPerAddress = configuration.tcpMaximumConnectionsPerAddress
             }
             configuration = applied
             return notes
@@ -150,12 +160,15 @@ public final class FenceXVMGateway: Sendable {
         let key = RequestHistory.Key(request)
         // Copies of a request being called back, or answered within the window, make no call back.
         guard history.beginCallback(key) else { return }
-        guard sessions.open(listener: .multicast, address: nil, limits: configuration) else {
+        guard sessions.open(listener: .multicast, address: callback.host, limits: configuration) else {
             history.endCallback(key)
             service.metrics.sessionTurnedAway(listener: "multicast")
             logger.info(
                 "fence_xvm request dropped: too many call backs running",
-                metadata: ["fence.callback": "\(callback)", "limit": "\(configuration.maximumCallbacks)"])
+                metadata: [
+                    "fence.callback": "\(callback)", "limit": "\(configuration.maximumCallbacks)",
+                    "limit.per_address": "\(configuration.maximumCallbacksPerAddress)",
+                ])
             return
         }
         let requester = FenceXVMSession.Requester(frontEnd: .multicast, identity: callback.host, clientAddress: source)
@@ -165,7 +178,7 @@ public final class FenceXVMGateway: Sendable {
         Task {
             defer {
                 history.endCallback(key)
-                sessions.close(listener: .multicast, address: nil)
+                sessions.close(listener: .multicast, address: callback.host)
             }
             do {
                 try await session.run(
@@ -238,7 +251,8 @@ final class GatewaySessions: Sendable {
     private struct State {
         var callbacks = 0
         var connections = 0
-        var connectionsByAddress: [String: Int] = [:]
+        /// Open sessions by listener and address (the call-back address, or the TCP peer).
+        var byAddress: [Listener: [String: Int]] = [:]
     }
 
     private let state = Mutex(State())
@@ -249,18 +263,19 @@ final class GatewaySessions: Sendable {
     /// Counts a new session if the limits allow it; false if it must be turned away.
     func open(listener: Listener, address: String?, limits: GatewayConfiguration) -> Bool {
         state.withLock { state in
+            let fromAddress = state.byAddress[listener]?[address ?? ""] ?? 0
             switch listener {
             case .multicast:
-                guard state.callbacks < limits.maximumCallbacks else { return false }
+                guard state.callbacks < limits.maximumCallbacks, fromAddress < limits.maximumCallbacksPerAddress
+                else { return false }
                 state.callbacks += 1
             case .tcp:
-                let fromAddress = state.connectionsByAddress[address ?? "", default: 0]
                 guard state.connections < limits.tcpMaximumConnections,
                     fromAddress < limits.tcpMaximumConnectionsPerAddress
                 else { return false }
                 state.connections += 1
-                state.connectionsByAddress[address ?? ""] = fromAddress + 1
             }
+            state.byAddress[listener, default: [:]][address ?? ""] = fromAddress + 1
             return true
         }
     }
@@ -268,13 +283,11 @@ final class GatewaySessions: Sendable {
     func close(listener: Listener, address: String?) {
         state.withLock { state in
             switch listener {
-            case .multicast:
-                state.callbacks -= 1
-            case .tcp:
-                state.connections -= 1
-                let remaining = state.connectionsByAddress[address ?? "", default: 1] - 1
-                state.connectionsByAddress[address ?? ""] = remaining > 0 ? remaining : nil
+            case .multicast: state.callbacks -= 1
+            case .tcp: state.connections -= 1
             }
+            let remaining = (state.byAddress[listener]?[address ?? ""] ?? 1) - 1
+            state.byAddress[listener, default: [:]][address ?? ""] = remaining > 0 ? remaining : nil
         }
     }
 }

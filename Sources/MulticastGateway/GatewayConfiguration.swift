@@ -22,6 +22,9 @@ public struct GatewayConfiguration: Sendable {
     /// The most multicast call backs running at once (each one a connection and, while it connects or
     /// authenticates, a thread). Requests beyond are dropped; fence_xvm sends its request again.
     public var maximumCallbacks = 64
+    /// The most call backs running at once to one address: replays of captured packets for a guest that
+    /// does not answer (each holds its call back for `connectTimeout`) cannot take every call back.
+    public var maximumCallbacksPerAddress = 8
     /// The most `fence_virt -T` connections open at once, and from one address.
     public var tcpMaximumConnections = 64
     public var tcpMaximumConnectionsPerAddress = 8

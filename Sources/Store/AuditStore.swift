@@ -92,10 +92,14 @@ public actor AuditStore {
                 throw AuditStoreError.database(error)
             }
         }
-        if let problem = UntrustedLocation.check(path, followingLink: false) { throw AuditStoreError.untrusted(problem) }
+        if let problem = UntrustedLocation.check(path, followingLink: false, exclusiveDirectory: true) {
+            throw AuditStoreError.untrusted(problem)
+        }
         try createIfMissing(path: path)
         // Checked again now that the file exists (it may have been created by someone else meanwhile).
-        if let problem = UntrustedLocation.check(path, followingLink: false) { throw AuditStoreError.untrusted(problem) }
+        if let problem = UntrustedLocation.check(path, followingLink: false, exclusiveDirectory: true) {
+            throw AuditStoreError.untrusted(problem)
+        }
         try checkAccess(path: path, logger: logger)
         do {
             let database = try Database(path: path)

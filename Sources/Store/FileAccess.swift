@@ -62,29 +62,33 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
     /// Checks the file at `path` (if it exists) and every directory from its own up to `/`: each must
     /// belong to root or to this process's user, and no directory may be writable by group or others
     /// unless it is sticky (as `/tmp`). Symbolic links in directories are resolved first; a symbolic link
-    /// at `path` itself is refused unless `followingLink`, and then both its own directory and its
-    /// target's are checked.
-    public static func check(_ path: String, followingLink: Bool) -> UntrustedLocation? {
+    /// at `path` itself is refused unless `followingLink`, and then it must belong to a trusted user too and
+    /// both its own directory and its target's are checked. With `exclusiveDirectory`, the file's own
+    /// directory may not be writable by others even if sticky: a database's `-wal` and `-shm` files are
+    /// created there by name, and a sticky directory lets others create those names first.
+    public static func check(_ path: String, followingLink: Bool, exclusiveDirectory: Bool = false) -> UntrustedLocation? {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var info = stat()
         if lstat(absolute, &info) == 0 {
+            if info.st_uid != 0, info.st_uid != geteuid() {
+                return .foreignOwner(path: path, owner: info.st_uid)
+            }
             if info.st_mode & S_IFMT == S_IFLNK {
                 guard followingLink else { return .symbolicLink(path: path) }
                 guard let target = realpath(absolute, nil) else { return nil }  // dangling: reading it fails anyway
                 defer { free(target) }
                 if let problem = check(String(cString: target), followingLink: false) { return problem }
-            } else if info.st_uid != 0, info.st_uid != geteuid() {
-                return .foreignOwner(path: path, owner: info.st_uid)
             }
         }
-        return checkDirectories(of: absolute)
+        return checkDirectories(of: absolute, exclusive: exclusiveDirectory)
     }
 
-    private static func checkDirectories(of absolutePath: String) -> UntrustedLocation? {
+    private static func checkDirectories(of absolutePath: String, exclusive: Bool) -> UntrustedLocation? {
         let parent = (absolutePath as NSString).deletingLastPathComponent
         guard let resolved = realpath(parent.isEmpty ? "/" : parent, nil) else { return nil }  // missing: creating fails
         defer { free(resolved) }
         var directory = String(cString: resolved)
+        var isOwnDirectory = true
         while true {
             var info = stat()
             if stat(directory, &info) == 0 {
@@ -92,13 +96,15 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
                     return .foreignDirectoryOwner(directory: directory, owner: info.st_uid)
                 }
                 let mode = UInt16(info.st_mode & 0o7777)
-                if mode & 0o022 != 0, mode & UInt16(S_ISVTX) == 0 {
+                let sticky = mode & UInt16(S_ISVTX) != 0 && !(exclusive && isOwnDirectory)
+                if mode & 0o022 != 0, !sticky {
                     return .writableDirectory(directory: directory, mode: "0" + String(mode, radix: 8))
                 }
             }
             guard directory != "/" else { return nil }
             directory = (directory as NSString).deletingLastPathComponent
             if directory.isEmpty { directory = "/" }
+            isOwnDirectory = false
         }
     }
 }

@@ -231,6 +231,8 @@ struct Serve: AsyncParsableCommand {
                     "audit.path": "\(context.store.path)",
                 ])
             try await group.run()
+            // Refusals still only counted (the audit rate limit) get their summary rows before the end.
+            await context.service.recordPendingRefusals()
             logger.notice("stopped")
         }
     }

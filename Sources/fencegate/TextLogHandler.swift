@@ -5,7 +5,9 @@ import Logging
 /// A swift-log handler that writes readable lines to standard error, as swift-log's `StreamLogHandler`
 /// does (`TIME LEVEL LABEL: key=value … [SOURCE] MESSAGE`), except that every value is escaped: a request
 /// can put a newline or a terminal escape into a domain name or a header, and one log line must stay one
-/// line that says what happened (`\n`, `\u{1B}`…; see `String.escapingControlCharacters`).
+/// line that says what happened (`\n`, `\u{1B}`…; see `String.escapingControlCharacters`). A value with a
+/// space, `=`, a quote or a bracket in it is quoted (`fence.target="a b=c"`), so that it cannot pass for
+/// other fields.
 struct TextLogHandler: EscapingLogHandler {
     let label: String
     var logLevel: Logger.Level
@@ -13,9 +15,15 @@ struct TextLogHandler: EscapingLogHandler {
 
     func log(event: LogEvent) {
         var line = "\(Self.timestamp()) \(event.level) \(label):"
-        for (key, value) in escapedFields(of: event) { line += " \(key)=\(value)" }
+        for (key, value) in escapedFields(of: event) { line += " \(key)=\(Self.quotedIfNeeded(value))" }
         line += " [\(event.source.escapingControlCharacters)] \(event.message.description.escapingControlCharacters)\n"
         writeLine(line)
+    }
+
+    /// `value` as is, or in double quotes (with `"` escaped) if it holds what separates or brackets fields.
+    static func quotedIfNeeded(_ value: String) -> String {
+        guard value.isEmpty || value.contains(where: { " =\"[]".contains($0) }) else { return value }
+        return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     /// Local time with its offset, as `StreamLogHandler` prints it: `2026-11-29T10:00:00+0000`.

@@ -87,6 +87,9 @@ struct AuthenticationTests {
             #expect(hidden.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"), "\(hidden.text) vs \(unknown.text)")
             #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk3"]!)", token: api.scoped).status == 404)
             #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk2"]!)", token: api.scoped).status == 200)
+            // The metrics count every domain's operations: not for a token limited to some.
+            #expect(try await api.curl("GET", "/metrics", token: api.scoped).status == 403)
+            #expect(try await api.curl("GET", "/metrics", token: api.viewer).status == 200)
 
             let refused = try await api.curl("POST", "/domains/\(Fixtures.uuids["pcmk3"]!)/off", token: api.scoped)
             let unknownUUID = try await api.curl("POST", "/domains/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa/off", token: api.scoped)

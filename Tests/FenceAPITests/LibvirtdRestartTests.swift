@@ -68,23 +68,33 @@ struct LibvirtdRestartTests {
                             let action = actions[index % 3]
                             let response = try await api.curl("POST", "/domains/test/\(action)", token: api.ops)
                             // Attributed to a phase only if it began and ended in that phase.
+                            let attributed = phase.current == before ? before : nil
+                            if let attributed { phase.count(attributed, succeeded: response.status == 200) }
                             answers.append(
                                 Answer(
-                                    phase: phase.current == before ? before : nil, action: action, status: response.status,
+                                    phase: attributed, action: action, status: response.status,
                                     operationID: (response.json["operation_id"] as? NSNumber)?.int64Value))
                             index += 1
                         }
                         return answers
                     }
                 }
+                // Each phase lasts until at least three requests began and ended within it (at least 700 ms):
+                // on a machine busy with the rest of the suite, a request may take longer than a fixed window.
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(700))
+                    func hold(_ name: Phase.Name, succeeded: Int = 0) async throws {
+                        try await Task.sleep(for: .milliseconds(700))
+                        try await waitUntil("three requests answered while \(name)", limit: .seconds(60)) {
+                            phase.answered(name) >= 3 && phase.succeeded(name) >= succeeded
+                        }
+                    }
+                    try await hold(.up)
                     phase.current = .down
                     try await libvirtd.stop(signal: SIGKILL)
-                    try await Task.sleep(for: .milliseconds(700))
+                    try await hold(.down)
                     phase.current = .restarted
                     try await libvirtd.start()
-                    try await Task.sleep(for: .milliseconds(700))
+                    try await hold(.restarted, succeeded: 1)
                     phase.current = .done
                     return []
                 }
@@ -141,9 +151,22 @@ private final class Phase: @unchecked Sendable {
     enum Name { case up, down, restarted, done }
     private let lock = NSLock()
     private var name: Name = .up
+    private var counts: [Name: (answered: Int, succeeded: Int)] = [:]
 
     var current: Name? {
         get { lock.withLock { name } }
         set { lock.withLock { name = newValue ?? .done } }
     }
+
+    /// Counts a request answered within phase `name`.
+    func count(_ name: Name, succeeded: Bool) {
+        lock.withLock {
+            counts[name, default: (0, 0)].answered += 1
+            if succeeded { counts[name, default: (0, 0)].succeeded += 1 }
+        }
+    }
+
+    /// Requests answered within phase `name` so far, and how many of them with 200.
+    func answered(_ name: Name) -> Int { lock.withLock { counts[name]?.answered ?? 0 } }
+    func succeeded(_ name: Name) -> Int { lock.withLock { counts[name]?.succeeded ?? 0 } }
 }

@@ -35,7 +35,7 @@ struct RefusalLimitTests {
             #expect(individual >= 3 && individual < 20)
             #expect(rows.allSatisfy { $0.result == .refused && $0.clientAddress == "127.0.0.1" && $0.source == "http" })
             let summary = try #require(rows.last { $0.errorCode == "refusals_not_recorded" })
-            #expect(summary.message?.contains(" more refusals from http 127.0.0.1 between ") == true, "\(summary.message ?? "")")
+            #expect(summary.message?.contains(" more refusal") == true && summary.message?.contains(" from http 127.0.0.1 between ") == true, "\(summary.message ?? "")")
             #expect(summary.message?.contains("the last: off of 'pcmk") == true, "\(summary.message ?? "")")
             // Every refusal is counted in the metrics too.
             let metrics = try await api.curl("GET", "/metrics", token: api.ops)
@@ -45,6 +45,39 @@ struct RefusalLimitTests {
             try await Task.sleep(for: .seconds(2))
             #expect(try await api.curl("POST", "/domains/pcmk1/off").status == 401)
             #expect(try await accounted().individual == individual + 1)
+        }
+    }
+
+    @Test("refusals of authenticated requests are each recorded: hiding a domain costs what an unknown one costs")
+    func authenticatedRefusalsAreRecorded() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.refusalsPerClientPerMinute = 3
+        try await APIHarness.withRunning(service: configuration) { api in
+            for _ in 0..<8 {
+                #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.viewer).status == 403)  // scope
+                #expect(try await api.curl("POST", "/domains/pcmk3/off", token: api.scoped).status == 404)  // hidden
+                #expect(try await api.curl("POST", "/domains/pcmk9/off", token: api.scoped).status == 404)  // unknown
+            }
+            let rows = try await api.harness.rows()
+            #expect(rows.filter { $0.result == .refused && $0.errorCode == "refused" }.count == 16)
+            #expect(rows.filter { $0.result == .failure && $0.errorCode == "domain_not_found" }.count == 8)
+            #expect(!rows.contains { $0.errorCode == "refusals_not_recorded" })
+        }
+    }
+
+    @Test("Redfish: a system id that cannot name a domain is 404 before credentials are checked, and costs no row")
+    func redfishInvalidIdentifier() async throws {
+        try await APIHarness.withRunning(redfish: true) { api in
+            let huge = String(repeating: "a" + String(repeating: "%CC%81", count: 10), count: 200)
+            for path in ["/redfish/v1/Systems/\(huge)", "/redfish/v1/Systems/pcmk%0A1"] {
+                let anonymous = try await api.curl("GET", path)
+                #expect(anonymous.status == 404, "\(anonymous.text)")
+                let reset = try await api.curl(
+                    "POST", path + "/Actions/ComputerSystem.Reset",
+                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#])
+                #expect(reset.status == 404, "\(reset.text)")
+            }
+            #expect(try await api.harness.rows().isEmpty)
         }
     }
 }

@@ -163,26 +163,28 @@ struct RefusalLimiterTests {
         let limiter = RefusalLimiter(limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3))
         var recorded = 0
         var counted = 0
+        var summaryKeys: Set<String> = []
         for client in 0..<10 {
             for _ in 0..<4 {
                 switch limiter.admit(Self.request, reason: "no token", client: "client \(client)").0 {
-                case .record: recorded += 1
-                case .count: counted += 1
+                case .record:
+                    recorded += 1
+                case .count(let key, let due, let window):
+                    counted += 1
+                    // The summary is due once per entry, under the entry's own key.
+                    if due != nil { #expect(summaryKeys.insert(key).inserted) }
+                    _ = window
                 }
             }
         }
         #expect(recorded == 5)  // the overall limit
         #expect(counted == 35)
-        // Summaries: one per tracked client with counted refusals, and one for every client beyond those.
-        var summarized = 0
-        var summaries = 0
-        for client in ["client 0", "client 1", "client 2", RefusalLimiter.otherClients] {
-            if let summary = limiter.takeSummary(client: client) {
-                summarized += summary.count
-                summaries += 1
-            }
-        }
-        #expect(summarized == 35)
-        #expect(summaries == 4)
+        // One summary per tracked client with counted refusals, and one for every client beyond those, each
+        // found under the key its decision named.
+        #expect(summaryKeys == ["client 0", "client 1", "client 2", RefusalLimiter.otherClients])
+        let summaries = limiter.takeAllSummaries()
+        #expect(summaries.map(\.count).reduce(0, +) == 35)
+        #expect(Set(summaries.map(\.client)) == summaryKeys)
+        #expect(limiter.takeAllSummaries().isEmpty)
     }
 }

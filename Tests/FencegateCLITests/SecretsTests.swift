@@ -150,10 +150,17 @@ struct FileTrustTests {
         #expect(try await fencegate.run(["keygen", key]).status == 0)  // writing one there is the operator's choice
         #expect(try await fencegate.run(["key", "fingerprint", key]).stderr.contains("has mode 0777"))
 
-        // Sticky, as /tmp: others cannot rename what is not theirs, so it is accepted.
+        // Sticky, as /tmp: others cannot rename what is not theirs, so the key is accepted; the database is
+        // not, since SQLite creates its -wal and -shm files there by name, which others could create first.
         #expect(chmod(open, 0o1777) == 0)
-        #expect(try await fencegate.run(["domains", "--uri", "test:///default", "--database", database]).status == 0)
         #expect(try await fencegate.run(["key", "fingerprint", key]).status == 0)
+        let sticky = try await fencegate.run(["domains", "--uri", "test:///default", "--database", database])
+        #expect(sticky.status == 6)
+        #expect(sticky.stderr.contains("the directory \(open) has mode 01777"), "\(sticky.stderr)")
+        // Its own directory, private, below a sticky one: accepted.
+        let own = open + "/private"
+        #expect(mkdir(own, 0o700) == 0)
+        #expect(try await fencegate.run(["domains", "--uri", "test:///default", "--database", own + "/audit.db"]).status == 0)
     }
 
     @Test("token create --domains with no pattern in it is an error, not a token for every domain", arguments: ["", ",", " , "])

@@ -211,8 +211,9 @@ struct HostileInputTests {
             latencies.append(clock.now - began)
             #expect(result.stdout == "Status: ON\n", "\(result.stdout)\(result.stderr)")
         }
+        // Its call backs run at most 8 at once to one address (the gateway's limit), so 8 are held.
         let held = try await staller.value
-        #expect(held == 10)
+        #expect(held == 8)
         print("legitimate status while 20 call backs hang and 10 clients stall: \(latencies.map { "\($0)" })")
         let rows = try await lab.rows()
         #expect(rows.map(\.action) == [String](repeating: "status", count: 5), "\(rows.map { "\($0.action) \($0.domainName ?? "-")" })")

@@ -59,6 +59,11 @@ struct FenceGroupsTests {
         #expect(!groups.lists(upper, to: "198.18.0.11", among: [web1, upper]))
         // Only WEB1 defined: the entry stands for it, as in fence_virtd.
         #expect(groups.lists(upper, to: "198.18.0.11", among: [upper]))
+        // An entry that matches both only by folding names neither.
+        let mixed = FenceGroups([.init(requesters: ["198.18.0.11"], domains: ["Web1"])])
+        #expect(!mixed.lists(web1, to: "198.18.0.11", among: [web1, upper]))
+        #expect(!mixed.lists(upper, to: "198.18.0.11", among: [web1, upper]))
+        #expect(mixed.lists(web1, to: "198.18.0.11", among: [web1]))
     }
 }
 

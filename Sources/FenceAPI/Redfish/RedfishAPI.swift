@@ -67,6 +67,8 @@ struct RedfishAPI: Sendable {
             return Self.json(try await systems(token))
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "Systems":
             try only("GET")
+            // An id that cannot name a domain is no system, before anything is looked up or recorded.
+            if DomainTarget(path[2]).problem != nil { throw RedfishError.notFound(request.path) }
             let token = try await authenticate(request, action: .status, target: path[2])
             return Self.json(Self.system(try await permittedDomain(path[2], token, request)))
         case let path where path.count == 5 && path[0] == "v1" && path[1] == "Systems" && path[3] == "Actions"
@@ -209,6 +211,10 @@ struct RedfishAPI: Sendable {
                     reason: "authentication failed: \(failure)")
             }
             throw RedfishError.unauthorized()
+        } catch {
+            // The token store could not be read: the same 503 as the REST API's, without the storage error.
+            logger.error("could not check Redfish credentials", metadata: ["error": "\(error)"])
+            throw RedfishError(FenceError.auditUnavailable(reason: "\(error)"))
         }
     }
 
