@@ -182,6 +182,7 @@ public final class FenceHTTPAPI: Sendable {
             throw Problem.unauthorized()
         }
         request.origin.requester = token.name
+        request.origin.sendingDomain = token.fromDomain.map { .named($0) }
         request.access = token
         let outcome = try await service.perform(
             request, refusedAs: Problem.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; fencing needs 'fence'"))

@@ -17,6 +17,9 @@ public struct AccessToken: Sendable, Equatable {
     public var domainPatterns: [String]
     public var createdAt: Date
     public var revokedAt: Date?
+    /// The domain (name or UUID) of the cluster node that holds the token, if given at creation: requests
+    /// with it come from that domain, which fence-race arbitration needs to know.
+    public var fromDomain: DomainTarget?
 
     /// True if the token may see and act on a domain with this name: its patterns match the name's
     /// Unicode scalars exactly (no case folding, no normalization), as libvirt compares names byte for byte.
@@ -84,6 +87,8 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
     /// Domain patterns were given, but every one is empty (`--domains ''` or `,`): a token for every domain
     /// must be asked for by giving none.
     case noPattern
+    /// `--from` names no possible domain (empty, too long, control characters).
+    case invalidDomain(String)
 
     public var description: String {
         switch self {
@@ -95,6 +100,8 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
             return "a token named '\(name)' exists already (names of revoked tokens are not reused)"
         case .notFound(let name):
             return "no active token named '\(name)'"
+        case .invalidDomain(let domain):
+            return "invalid domain '\(domain.escapingControlCharacters)' for --from: \(DomainTarget(domain).problem ?? "")"
         case .noPattern:
             return "no domain pattern given: name at least one domain pattern, or leave the domains out for a token that reaches every domain"
         }
@@ -114,7 +121,11 @@ public struct AccessTokens: Sendable {
     }
 
     /// Creates a token. The returned secret is the only copy.
-    public func create(name: String, scope: TokenScope, domainPatterns: [String]) async throws -> IssuedToken {
+    /// - Parameter fromDomain: the domain (name or UUID) of the cluster node that will use the token.
+    public func create(
+        name: String, scope: TokenScope, domainPatterns: [String], fromDomain: String? = nil
+    ) async throws -> IssuedToken {
+        if let fromDomain, DomainTarget(fromDomain).problem != nil { throw TokenManagementError.invalidDomain(fromDomain) }
         guard Self.isValidName(name) else { throw TokenManagementError.invalidName(name) }
         guard domainPatterns.isEmpty || domainPatterns.contains(where: { !$0.isEmpty }) else {
             throw TokenManagementError.noPattern
@@ -126,7 +137,7 @@ public struct AccessTokens: Sendable {
         let secret = base64URL(try SecureRandom.bytes(count: 32))
         let record = TokenRecord(
             name: name, publicID: publicID, secretHash: Self.digest(secret), scope: scope.rawValue,
-            domainPatterns: domainPatterns, createdAt: Date())
+            domainPatterns: domainPatterns, createdAt: Date(), fromDomain: fromDomain)
         do {
             try await store.insertToken(record)
         } catch AuditStoreError.tokenExists {
@@ -180,7 +191,8 @@ public struct AccessTokens: Sendable {
     private static func token(_ record: TokenRecord) -> AccessToken {
         AccessToken(
             name: record.name, scope: TokenScope(rawValue: record.scope) ?? .read,
-            domainPatterns: record.domainPatterns, createdAt: record.createdAt, revokedAt: record.revokedAt)
+            domainPatterns: record.domainPatterns, createdAt: record.createdAt, revokedAt: record.revokedAt,
+            fromDomain: record.fromDomain.map { DomainTarget($0) })
     }
 }
 

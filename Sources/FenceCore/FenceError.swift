@@ -21,6 +21,9 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidTarget(reason: String)
     /// The request's access policy does not allow it (a token's scope, fence_xvm's groups). Nothing was done.
     case refused(target: String, reason: String)
+    /// The domain that sent this off or reboot is being fenced, or was fenced moments ago, by `operation`:
+    /// a fence race it lost. Nothing was done.
+    case requesterFenced(target: String, requester: String, operation: Int64)
 
     /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
     public var code: String {
@@ -34,6 +37,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notRunning: return "not_running"
         case .invalidTarget: return "invalid_target"
         case .refused: return "refused"
+        case .requesterFenced: return "requester_fenced"
         }
     }
 
@@ -57,6 +61,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return reason
         case .refused(let target, let reason):
             return "request for domain '\(target)' refused: \(reason)"
+        case .requesterFenced(let target, let requester, let operation):
+            return "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
         }
     }
 

@@ -35,12 +35,25 @@ public struct RequestOrigin: Sendable, Equatable {
     public var requester: String?
     /// The client's network address, if the request came over a network.
     public var clientAddress: String?
+    /// The domain (cluster node) that sent the request, as far as the front end can tell; for fence-race
+    /// arbitration. Nil if it cannot tell.
+    public var sendingDomain: SendingDomain?
 
-    public init(frontEnd: FrontEnd, requester: String?, clientAddress: String? = nil) {
+    public init(frontEnd: FrontEnd, requester: String?, clientAddress: String? = nil, sendingDomain: SendingDomain? = nil) {
         self.frontEnd = frontEnd
         self.requester = requester
         self.clientAddress = clientAddress
+        self.sendingDomain = sendingDomain
     }
+}
+
+/// How a front end knows which domain sent a request.
+public enum SendingDomain: Sendable, Equatable {
+    /// Named: the domain a token was created for (`token create --from`).
+    case named(DomainTarget)
+    /// A guest's address (the fence_xvm call back's, or the TCP peer's): the service finds the domain that
+    /// has it, from its configuration or from the hypervisor.
+    case address(String)
 }
 
 /// One request to the fence service.

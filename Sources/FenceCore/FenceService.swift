@@ -38,6 +38,8 @@ public final class FenceService: Sendable {
         public var refusalsPerMinute = 60
         /// The refusal limits' window: a minute, shorter in tests.
         package var refusalWindow: Duration = .seconds(60)
+        /// How fence races are settled (see `FenceRaceRules`).
+        public var races = FenceRaceRules()
 
         public init() {}
     }
@@ -52,6 +54,7 @@ public final class FenceService: Sendable {
     private let pool: BlockingThreadPool
     private let probe: HypervisorProbe
     private let refusals: RefusalLimiter
+    private let ledger = FenceLedger()
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor
@@ -366,6 +369,75 @@ public final class FenceService: Sendable {
         return found
     }
 
+    // MARK: - Fence races
+
+    /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
+    /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
+    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (the
+    /// running domain that has it, if exactly one does). Nil if unknown.
+    func sendingDomain(of request: FenceRequest, deadline: ContinuousClock.Instant) async -> DomainInfo? {
+        let target: DomainTarget
+        switch request.origin.sendingDomain {
+        case nil:
+            return nil
+        case .named(let named):
+            target = named
+        case .address(let address):
+            if let configured = configuration.races.configuredDomain(for: address) {
+                target = configured
+            } else if let fenced = ledger.fencedDomain(withAddress: address) {
+                // Off by now, or about to be: the hypervisor may no longer report its addresses.
+                return fenced
+            } else {
+                let canonical = canonicalAddress(address)
+                return try? await blocking(action: request.action, target: address, deadline: deadline) { [hypervisor] in
+                    let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
+                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains { canonicalAddress($0) == canonical }
+                    }
+                    return owners.count == 1 ? owners[0] : nil
+                }
+            }
+        }
+        return try? await blocking(action: request.action, target: target.text, deadline: deadline) { [hypervisor] in
+            try hypervisor.domain(target)
+        }
+    }
+
+    /// Marks `target` as being fenced by `operationID`, unless the domain that sent the request is being
+    /// fenced or was fenced within the window: then returns that domain's name and the operation that
+    /// fenced it. A request from a domain other than a preferred one, to fence a preferred one, first waits
+    /// the grace period, so that a race between them is decided for the preferred one. The requester is
+    /// looked up only when it matters: when a domain is being fenced or was fenced lately, or for priority.
+    private func settleRace(
+        _ request: FenceRequest, target: DomainInfo, operationID: Int64, deadline: ContinuousClock.Instant
+    ) async -> (requester: String, operation: Int64)? {
+        let rules = configuration.races
+        var winner: (requester: String, operation: Int64)?
+        if rules.prefers(target), let requester = await sendingDomain(of: request, deadline: deadline),
+            requester.uuid != target.uuid, !rules.prefers(requester)
+        {
+            let wait = min(rules.grace, ContinuousClock.now.duration(to: deadline))
+            if wait > .zero { try? await Task.sleep(for: wait) }
+            if let operation = ledger.claim(target: target, by: operationID, requester: requester.uuid, window: rules.window) {
+                winner = (requester.name, operation)
+            }
+        } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
+            let requester = await sendingDomain(of: request, deadline: deadline)
+            if let operation = ledger.claim(target: target, by: operationID, requester: requester?.uuid, window: rules.window) {
+                winner = (requester?.name ?? "?", operation)
+            }
+        }
+        guard winner == nil else { return winner }
+        // The target's addresses while it still runs (nothing has been done to it yet), so that a request it
+        // sends before it dies (a guest's, known by its address) is known as its. One call; fences are rare.
+        let addresses =
+            (try? await blocking(action: request.action, target: target.name, deadline: deadline) { [hypervisor] in
+                try hypervisor.addresses(ofDomain: target.uuid)
+            }) ?? []
+        ledger.record(addresses: addresses, of: target)
+        return nil
+    }
+
     // MARK: - Fencing (audited)
 
     /// Performs `request` and records it in the audit log.
@@ -416,6 +488,29 @@ public final class FenceService: Sendable {
         }
         logger[metadataKey: "audit.id"] = "\(operationID)"
 
+        // 2b. Fence races: a fence from a domain that is being fenced, or was just fenced, is refused; the
+        // target is marked as being fenced before anything changes.
+        let fences = configuration.races.isEnabled && [.off, .reboot].contains(request.action)
+        if fences {
+            if let winner = await settleRace(request, target: resolved, operationID: operationID, deadline: deadline) {
+                let failure = FenceError.requesterFenced(
+                    target: request.target.text, requester: winner.requester, operation: winner.operation)
+                metrics.operationRejected(
+                    action: request.action.rawValue, result: AuditResult.refused.rawValue,
+                    source: request.origin.frontEnd.rawValue)
+                await complete(
+                    operationID,
+                    AuditCompletion(
+                        result: .refused, powerState: nil, errorCode: failure.code,
+                        message: "refused: requester was fenced by operation \(winner.operation)", finishedAt: Date()),
+                    logger: logger)
+                logger.notice(
+                    "fence request refused: its requester lost a fence race",
+                    metadata: ["fence.requester_domain": "\(winner.requester)", "fence.fenced_by": "\(winner.operation)"])
+                throw failure
+            }
+        }
+
         // 3. Lock the domain and act, within the deadline.
         metrics.operationStarted()
         let operationLogger = logger
@@ -455,6 +550,10 @@ public final class FenceService: Sendable {
         case .success: auditResult = .success
         case .failure(.timedOut): auditResult = .timedOut
         case .failure: auditResult = .failure
+        }
+        if fences {
+            // A timed-out fence may still happen: its domain counts as fenced.
+            ledger.finish(target: resolved.uuid, operation: operationID, fenced: auditResult != .failure)
         }
         metrics.operationFinished(
             action: request.action.rawValue, result: auditResult.rawValue, source: request.origin.frontEnd.rawValue,

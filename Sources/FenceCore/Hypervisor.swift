@@ -41,6 +41,10 @@ public protocol Hypervisor: Sendable {
 
     /// Injects a non-maskable interrupt (`virDomainInjectNMI`).
     func injectNMI(domain uuid: String) throws
+
+    /// The IP addresses the hypervisor knows for the running domain's interfaces: from its DHCP leases,
+    /// else the host's ARP table, else the guest agent, whichever answers first with addresses.
+    func addresses(ofDomain uuid: String) throws -> [String]
 }
 
 /// What the service knows of one domain.

@@ -188,6 +188,21 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         try withConnection { connection in _ = try connection.createTransient(xml: definition) }
     }
 
+    public func addresses(ofDomain uuid: String) throws -> [String] {
+        try withConnection { connection in
+            let domain = try connection.domain(uuid: uuid)
+            for source in [LibvirtDomain.AddressSource.lease, .arp, .agent] {
+                do {
+                    let addresses = try domain.interfaceAddresses(from: source)
+                    if !addresses.isEmpty { return addresses }
+                } catch let error as LibvirtError where !error.isConnectionFailure && error.code != .noDomain {
+                    continue  // this source is not available for this domain (no agent, no libvirt network)
+                }
+            }
+            return []
+        }
+    }
+
     public func checkConnection() throws {
         try withConnection { _ in }
     }

@@ -20,7 +20,10 @@ struct FenceXVMSession {
         /// The address the bytes came from.
         let clientAddress: String?
 
-        var origin: RequestOrigin { RequestOrigin(frontEnd: frontEnd, requester: identity, clientAddress: clientAddress) }
+        /// The audit origin; the guest's address also tells the service which domain sent the request.
+        var origin: RequestOrigin {
+            RequestOrigin(frontEnd: frontEnd, requester: identity, clientAddress: clientAddress, sendingDomain: .address(identity))
+        }
     }
 
     /// Why a session ended without an answer.

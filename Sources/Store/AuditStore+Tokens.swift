@@ -11,12 +11,13 @@ extension AuditStore {
         try wrap {
             try statement(
                 """
-                INSERT INTO tokens (name, public_id, secret_hash, scope, domain_patterns, created_at)
-                VALUES (?, ?, ?, ?, ?, ?)
+                INSERT INTO tokens (name, public_id, secret_hash, scope, domain_patterns, created_at, from_domain)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
                 """
             ).run([
                 .text(token.name), .text(token.publicID), .text(token.secretHash), .text(token.scope),
                 .text(token.domainPatterns.joined(separator: "\n")), .integer(token.createdAt.microsecondsSince1970),
+                .optionalText(token.fromDomain),
             ])
         }
     }
@@ -46,7 +47,8 @@ extension AuditStore {
         }
     }
 
-    private static let tokenColumns = "name, public_id, secret_hash, scope, domain_patterns, created_at, revoked_at"
+    private static let tokenColumns =
+        "name, public_id, secret_hash, scope, domain_patterns, created_at, revoked_at, from_domain"
 
     private static func tokenRecord(_ row: [SQLiteValue]) -> TokenRecord {
         let patterns = row[4].text ?? ""
@@ -55,6 +57,6 @@ extension AuditStore {
             scope: row[3].text ?? "read",
             domainPatterns: patterns.isEmpty ? [] : patterns.split(separator: "\n").map(String.init),
             createdAt: Date(microsecondsSince1970: row[5].integer ?? 0),
-            revokedAt: row[6].integer.map(Date.init(microsecondsSince1970:)))
+            revokedAt: row[6].integer.map(Date.init(microsecondsSince1970:)), fromDomain: row[7].text)
     }
 }

@@ -76,5 +76,12 @@ extension Migration {
                 );
                 """
         ),
+        Migration(
+            version: 5,
+            name: "tokens name the domain they belong to",
+            sql: """
+                ALTER TABLE tokens ADD COLUMN from_domain TEXT;
+                """
+        ),
     ]
 }

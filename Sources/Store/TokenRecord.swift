@@ -15,10 +15,13 @@ public struct TokenRecord: Sendable, Equatable {
     public var createdAt: Date
     /// Set once revoked; a revoked token is refused at once.
     public var revokedAt: Date?
+    /// The domain (name or UUID) whose cluster node uses the token, if it was given: its requests come from
+    /// that domain (for fence races).
+    public var fromDomain: String?
 
     public init(
         name: String, publicID: String, secretHash: String, scope: String, domainPatterns: [String], createdAt: Date,
-        revokedAt: Date? = nil
+        revokedAt: Date? = nil, fromDomain: String? = nil
     ) {
         self.name = name
         self.publicID = publicID
@@ -27,5 +30,6 @@ public struct TokenRecord: Sendable, Equatable {
         self.domainPatterns = domainPatterns
         self.createdAt = createdAt
         self.revokedAt = revokedAt
+        self.fromDomain = fromDomain
     }
 }

@@ -54,6 +54,21 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Refused requests audited one by one per minute, all clients together.")
     var auditRefusalsPerMinute = ServeSettings().refusalsPerMinute
 
+    @Option(help: "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off).")
+    var fenceRaceWindow = ServeSettings().raceWindow
+
+    @Option(help: "A domain (name or UUID) whose fences win a race within the priority grace; repeatable.")
+    var preferredDomain: [String] = []
+
+    @Option(help: "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first.")
+    var priorityGrace = ServeSettings().priorityGrace
+
+    @Option(
+        help: ArgumentHelp(
+            "A guest address and the domain it belongs to, where libvirt cannot tell; repeatable.",
+            valueName: "address=domain"))
+    var requesterDomain: [String] = []
+
     @Option(
         help: ArgumentHelp(
             "Run in place of fence_virtd: read its configuration file as is (listener, key file, hash, auth, groups, libvirt URI).",
@@ -93,7 +108,8 @@ struct Serve: AsyncParsableCommand {
             && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
             && operationTimeout == defaults.operationTimeout && healthInterval == defaults.healthInterval
             && hypervisorThreads == defaults.hypervisorThreads && auditRefusalsPerClient == defaults.refusalsPerClient
-            && auditRefusalsPerMinute == defaults.refusalsPerMinute
+            && auditRefusalsPerMinute == defaults.refusalsPerMinute && fenceRaceWindow == defaults.raceWindow
+            && preferredDomain.isEmpty && priorityGrace == defaults.priorityGrace && requesterDomain.isEmpty
             && fenceVirtConf == nil && gateway.changedOptions.isEmpty
     }
 
@@ -115,6 +131,14 @@ struct Serve: AsyncParsableCommand {
         settings.hypervisorThreads = hypervisorThreads
         settings.refusalsPerClient = auditRefusalsPerClient
         settings.refusalsPerMinute = auditRefusalsPerMinute
+        settings.raceWindow = fenceRaceWindow
+        settings.preferredDomains = preferredDomain
+        settings.priorityGrace = priorityGrace
+        for pair in requesterDomain {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--requester-domain takes ADDRESS=DOMAIN, e.g. 192.168.122.11=pcmk1") }
+            settings.requesterDomains[parts[0]] = parts[1]
+        }
         if let fenceVirtConf {
             settings.gateway = .fenceVirtConf(fenceVirtConf)
         } else if gateway.enabled {

@@ -26,6 +26,12 @@ struct Token: AsyncParsableCommand {
                 valueName: "glob,…"))
         var domains: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "The domain (name or UUID) of the cluster node that will use the token: its requests come from that domain, so a fence race with it can be settled (see \"Fence races\").",
+                valueName: "domain"))
+        var from: String?
+
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
@@ -40,10 +46,11 @@ struct Token: AsyncParsableCommand {
                     } ?? []
                 do {
                     let issued = try await AccessTokens(store: context.store).create(
-                        name: name, scope: scope.scope, domainPatterns: patterns)
+                        name: name, scope: scope.scope, domainPatterns: patterns, fromDomain: from)
                     print(issued.secret)
                     let reach = patterns.isEmpty ? "all domains" : "domains \(patterns.joined(separator: ", "))"
-                    printNote("token '\(name)' created with scope \(scope.scope.rawValue) for \(reach); the secret above is shown only once")
+                    let node = from.map { ", used by domain \($0)" } ?? ""
+                    printNote("token '\(name)' created with scope \(scope.scope.rawValue) for \(reach)\(node); the secret above is shown only once")
                 } catch let error as TokenManagementError {
                     throw CLIFailure.other(error.description)
                 }
@@ -126,11 +133,13 @@ struct TokenJSON: Encodable {
     let domains: [String]
     let createdAt: String
     let revokedAt: String?
+    let from: String?
 
     init(_ token: AccessToken) {
         name = token.name
         scope = token.scope.rawValue
         domains = token.domainPatterns
+        from = token.fromDomain?.text
         createdAt = formatTimestamp(token.createdAt)
         revokedAt = token.revokedAt.map(formatTimestamp)
     }

@@ -81,3 +81,27 @@ struct RefusalLimitTests {
         }
     }
 }
+
+/// Fence races across front ends: a token names the domain of the node that holds it.
+@Suite("Fence races over HTTP and Redfish")
+struct HTTPFenceRaceTests {
+    @Test("node1 fences node2 over Redfish; node2's fence of node1 over REST is refused with 409")
+    func acrossFrontEnds() async throws {
+        try await APIHarness.withRunning(redfish: true) { api in
+            let tokens = AccessTokens(store: api.harness.store)
+            let first = try await tokens.create(name: "node1", scope: .fence, domainPatterns: [], fromDomain: "pcmk1").secret
+            let second = try await tokens.create(name: "node2", scope: .fence, domainPatterns: [], fromDomain: "pcmk2").secret
+            let reset = try await api.curl(
+                "POST", "/redfish/v1/Systems/pcmk2/Actions/ComputerSystem.Reset", basic: "node1:\(first)",
+                arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#])
+            #expect(reset.status == 204, "\(reset.text)")
+            let refused = try await api.curl("POST", "/domains/pcmk1/off", token: second)
+            #expect(refused.status == 409, "\(refused.text)")
+            #expect(refused.json["type"] as? String == "urn:fencegate:problem:requester-fenced")
+            #expect(try api.harness.state("pcmk1") == .running)
+            let rows = try await api.harness.rows()
+            #expect(rows.map(\.source) == ["redfish", "http"])
+            #expect(rows[1].message == "refused: requester was fenced by operation \(rows[0].id)")
+        }
+    }
+}

@@ -74,11 +74,11 @@ struct TimeoutTests {
         let gate = Gate()
         harness.faulty.inject(.hang(gate), into: .destroy, for: uuid)
 
-        // The off is blocked inside destroy, the status queued behind it, before either deadline passes (6 s:
-        // long enough for a machine busy with the rest of the suite).
-        let off = Task { try await harness.perform(.off, "pcmk1", timeout: .seconds(6)) }
-        try await waitUntil("the off is inside destroy") { gate.arrived == 1 }
-        let status = Task { try await harness.perform(.status, "pcmk1", timeout: .seconds(6)) }
+        // The off is blocked inside destroy, the status queued behind it, before either deadline passes (15 s:
+        // on 2 cores busy with the rest of the suite, reaching destroy took more than 6 s now and then).
+        let off = Task { try await harness.perform(.off, "pcmk1", timeout: .seconds(15)) }
+        try await waitUntil("the off is inside destroy", limit: .seconds(30)) { gate.arrived == 1 }
+        let status = Task { try await harness.perform(.status, "pcmk1", timeout: .seconds(15)) }
         try await waitUntil("the status waits for the lock") {
             await harness.service.waitingOperations(domainUUID: uuid) == 1
         }

@@ -14,13 +14,13 @@ final class GatewayLab: @unchecked Sendable {
     private(set) var server: Process?
     private(set) var serverOutput = ""
 
-    init(guests: Int) async throws {
+    init(guests: Int, lastOctets: [Int]? = nil) async throws {
         if !NetworkLab.isAvailable {
             FileHandle.standardError.write(Data("WARNING: gateway interop tests SKIPPED: not root\n".utf8))
         }
         // Building the namespaces runs a few dozen `ip` commands: on a thread of its own, never on Swift's
         // cooperative pool, which the in-process services of other tests need.
-        lab = try await onOwnThread { try NetworkLab(guests: guests) }
+        lab = try await onOwnThread { try NetworkLab(guests: guests, lastOctets: lastOctets) }
         fencegate = try FencegateBinary()
         keyPath = fencegate.directory.file("fence_xvm.key")
         let keygen = try await fencegate.run(["keygen", keyPath])

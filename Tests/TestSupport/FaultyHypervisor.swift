@@ -7,6 +7,7 @@ public import FenceCore
 public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
     public enum Method: String, Sendable {
         case domain, domains, state, destroy, start, definition, startTransient, checkConnection, shutdown, reboot, injectNMI
+        case addresses
     }
 
     public enum Fault {
@@ -103,6 +104,10 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
 
     public func reboot(domain uuid: String) throws {
         try call(.reboot, uuid, { try real.reboot(domain: uuid) }, ignored: ())
+    }
+
+    public func addresses(ofDomain uuid: String) throws -> [String] {
+        try call(.addresses, uuid, { try real.addresses(ofDomain: uuid) }, ignored: [])
     }
 
     public func injectNMI(domain uuid: String) throws {

@@ -26,6 +26,17 @@ public enum Fixtures {
         "Db1": "a1a1a1a1-0000-4000-8000-000000000005",
     ]
 
+    /// `test:///…/race.xml`: node1, node2 (with interfaces on a network, so the test driver reports their
+    /// addresses: 198.18.0.11 and 198.18.0.31) and node3 (no interface); all running.
+    public static var raceURI: String { "test://" + path("race.xml") }
+
+    /// UUIDs of the race fixture's domains, by name.
+    public static let raceUUIDs: [String: String] = [
+        "node1": "d1d1d1d1-0000-4000-8000-000000000001",
+        "node2": "d1d1d1d1-0000-4000-8000-000000000002",
+        "node3": "d1d1d1d1-0000-4000-8000-000000000003",
+    ]
+
     /// UUIDs of the fixture's domains, by name.
     public static let uuids: [String: String] = [
         "pcmk1": "11111111-1111-4111-8111-111111111111",

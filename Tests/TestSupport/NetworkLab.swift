@@ -28,11 +28,14 @@ public final class NetworkLab: @unchecked Sendable {
             || geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/sbin/ip")
     }
 
-    public init(guests count: Int) throws {
+    /// - Parameter lastOctets: the guests' IPv4 addresses' last numbers (198.18.0.N); by default 11, 12, ….
+    public init(guests count: Int, lastOctets: [Int]? = nil) throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         host = "fgl-\(tag)-h"
+        let octets = lastOctets ?? (1...count).map { 10 + $0 }
         guests = (1...count).map { index in
-            Guest(namespace: "fgl-\(tag)-g\(index)", ipv4: "198.18.0.\(10 + index)", ipv6: "fd00::\(10 + index)")
+            let octet = octets[index - 1]
+            return Guest(namespace: "fgl-\(tag)-g\(index)", ipv4: "198.18.0.\(octet)", ipv6: "fd00::\(octet)")
         }
         do {
             try build()
@@ -115,19 +118,16 @@ public final class NetworkLab: @unchecked Sendable {
 
     static let ipPath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
 
+    /// Runs `ip ARGUMENTS` to completion (posix_spawn, output to a file: a pipe read to its end also waits
+    /// for any other process that inherited its write end).
     @discardableResult
     static func ip(_ arguments: [String], ignoringFailure: Bool = false) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ipPath)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.launchSerialized()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        if process.terminationStatus != 0 && !ignoringFailure {
+        let scratch = try TemporaryDirectory()
+        let outputPath = scratch.file("ip.out")
+        let pid = try spawnProgram(ipPath, arguments, standardOutput: outputPath, standardError: outputPath)
+        let status = waitForExit(pid)
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        if status != 0 && !ignoringFailure {
             throw ConditionNeverMet(description: "ip \(arguments.joined(separator: " ")) failed: \(text)")
         }
         return text

@@ -155,7 +155,9 @@ struct RedfishAPI: Sendable {
         case .toggle: action = .off
         }
         let token = try await authenticate(http, action: action, target: id)
-        let origin = RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress)
+        let origin = RequestOrigin(
+            frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress,
+            sendingDomain: token.fromDomain.map { .named($0) })
         var target = DomainTarget(id)
         if case .toggle = resetAction {
             // The button acts on the state it finds: read the (authorized) domain once, then act on it by

@@ -104,6 +104,10 @@ extension RedfishError {
                 resolution: "List the systems at /redfish/v1/Systems.")
         case .refused(_, let reason):
             self = RedfishError.forbidden(reason)
+        case .requesterFenced:
+            self = RedfishError(
+                status: 409, messageID: "OperationNotAllowed", message: "The operation was not allowed: \(error.description).",
+                resolution: "None: the node that asked is being fenced, or was fenced moments ago.")
         case .timedOut:
             self = RedfishError(
                 status: 504, messageID: "OperationTimeout", message: error.description,

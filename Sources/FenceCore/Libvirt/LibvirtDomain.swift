@@ -82,6 +82,37 @@ final class LibvirtDomain: @unchecked Sendable {
         return String(cString: xml)
     }
 
+    /// Where libvirt learns a guest's addresses (`virDomainInterfaceAddressesSource`).
+    enum AddressSource: UInt32, CaseIterable {
+        /// The DHCP leases of libvirt's own networks (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE`).
+        case lease = 0
+        /// The QEMU guest agent (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT`).
+        case agent = 1
+        /// The host's ARP table (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP`).
+        case arp = 2
+    }
+
+    /// The IP addresses of the domain's interfaces as `source` knows them (numeric text, as `inet_ntop`
+    /// writes them). Calls `virDomainInterfaceAddresses` and `virDomainInterfaceFree`.
+    func interfaceAddresses(from source: AddressSource) throws(LibvirtError) -> [String] {
+        var interfaces: UnsafeMutablePointer<virDomainInterfacePtr?>?
+        let count = virDomainInterfaceAddresses(handle, &interfaces, source.rawValue, 0)
+        guard count >= 0 else { throw LibvirtError.last(operation: "virDomainInterfaceAddresses") }
+        guard let interfaces else { return [] }
+        defer {
+            for index in 0..<Int(count) { interfaces[index].map(virDomainInterfaceFree) }
+            free(interfaces)
+        }
+        var addresses: [String] = []
+        for index in 0..<Int(count) {
+            guard let interface = interfaces[index]?.pointee, let list = interface.addrs else { continue }
+            for entry in 0..<Int(interface.naddrs) {
+                if let text = list[entry].addr { addresses.append(String(cString: text)) }
+            }
+        }
+        return addresses
+    }
+
     /// The maximum memory in KiB. Calls `virDomainGetMaxMemory`.
     func maxMemoryKiB() throws(LibvirtError) -> UInt {
         let memory = virDomainGetMaxMemory(handle)

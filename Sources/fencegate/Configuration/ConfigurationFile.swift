@@ -29,6 +29,8 @@ enum ConfigurationFile {
         "gateway.tcp": ["listen", "max_connections", "max_connections_per_address"],
         "gateway.group": ["name", "ip", "domains"],
         "logging": ["level", "format"],
+        "fence_races": ["window", "preferred", "grace", "requester"],
+        "fence_races.requester": ["address", "domain"],
     ]
 
     /// Reads and checks the file at `path`.
@@ -166,6 +168,28 @@ private struct Reader {
 
         if let gateway = try table("gateway", in: root) {
             settings.gateway = try self.gateway(gateway)
+        }
+
+        if let races = try table("fence_races", in: root) {
+            settings.raceWindow = try number("fence_races.window", races["window"]) ?? settings.raceWindow
+            settings.priorityGrace = try number("fence_races.grace", races["grace"]) ?? settings.priorityGrace
+            settings.preferredDomains = try strings("fence_races.preferred", races["preferred"])
+            if let requesters = races["requester"] {
+                guard let array = requesters.array else {
+                    throw error("fence_races.requester", "fence_races.requester must be an array of tables: [[fence_races.requester]]")
+                }
+                for (index, element) in array.enumerated() {
+                    let key = "fence_races.requester[\(index)]"
+                    guard let entry = element.table else { throw error(key, "each fence_races.requester must be a table") }
+                    try checkKeys(entry, of: "fence_races.requester", at: key)
+                    guard let address = try string("\(key).address", entry["address"]),
+                        let domain = try string("\(key).domain", entry["domain"])
+                    else {
+                        throw error(key, "fence_races.requester needs address = \"…\" (a guest's) and domain = \"…\" (its name or UUID)")
+                    }
+                    settings.requesterDomains[address] = domain
+                }
+            }
         }
 
         if let logging = try table("logging", in: root) {

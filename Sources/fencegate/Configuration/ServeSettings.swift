@@ -12,6 +12,10 @@ extension ServeSettings {
         configuration.hypervisorThreads = hypervisorThreads
         configuration.refusalsPerClientPerMinute = refusalsPerClient
         configuration.refusalsPerMinute = refusalsPerMinute
+        configuration.races.window = .milliseconds(Int64(raceWindow * 1000))
+        configuration.races.grace = .milliseconds(Int64(priorityGrace * 1000))
+        configuration.races.preferred = preferredDomains
+        configuration.races.requesters = requesterDomains
         return configuration
     }
 }
@@ -56,6 +60,13 @@ struct ServeSettings {
     var hypervisorThreads = FenceService.Configuration().hypervisorThreads
     var refusalsPerClient = FenceService.Configuration().refusalsPerClientPerMinute
     var refusalsPerMinute = FenceService.Configuration().refusalsPerMinute
+    /// Fence races: seconds a fenced domain's own fences are refused (0: no arbitration).
+    var raceWindow: Double = 60
+    /// Domains whose fences win a race within the grace period.
+    var preferredDomains: [String] = []
+    var priorityGrace: Double = 5
+    /// Guest addresses mapped to domains, where libvirt cannot tell.
+    var requesterDomains: [String: String] = [:]
     var gateway: GatewaySource = .none
     var logLevel: Logger.Level?
     var logFormat: LogFormat?
@@ -85,6 +96,17 @@ struct ServeSettings {
         check((1...1024).contains(hypervisorThreads), "--hypervisor-threads", "hypervisor.threads", "must be 1 to 1024")
         check((1...100_000).contains(refusalsPerClient), "--audit-refusals-per-client", "audit.refusals_per_client", "must be 1 to 100000")
         check((1...100_000).contains(refusalsPerMinute), "--audit-refusals-per-minute", "audit.refusals_per_minute", "must be 1 to 100000")
+        check(raceWindow >= 0 && raceWindow <= 86400, "--fence-race-window", "fence_races.window", "must be 0 (off) to 86400 seconds")
+        check(priorityGrace >= 0 && priorityGrace <= 300, "--priority-grace", "fence_races.grace", "must be 0 to 300 seconds")
+        for domain in preferredDomains {
+            check(DomainTarget(domain).problem == nil, "--preferred-domain", "fence_races.preferred", "'\(domain)' cannot name a domain")
+        }
+        for (address, domain) in requesterDomains {
+            check(
+                canonicalIPAddress(address) != nil, "--requester-domain", "fence_races.requester",
+                "address '\(address)' is not a numeric IPv4 or IPv6 address")
+            check(DomainTarget(domain).problem == nil, "--requester-domain", "fence_races.requester", "'\(domain)' cannot name a domain")
+        }
         return problems
     }
 
@@ -131,4 +153,11 @@ struct ServeSettings {
             return (configuration, file.libvirtURI)
         }
     }
+}
+
+/// `text` if it is a numeric IPv4 or IPv6 address, else nil.
+func canonicalIPAddress(_ text: String) -> String? {
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1 ? text : nil
 }

@@ -209,17 +209,35 @@ enum DoctorChecks {
         (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
-    /// Runs a program and returns its standard output, or nil if it failed.
+    /// Runs a program and returns its standard output, or nil if it failed or took longer than 10 s.
+    ///
+    /// The output goes to a temporary file, not a pipe: reading a pipe to its end waits for every copy of
+    /// its write end, and a copy inherited by another process left doctor waiting although the program had
+    /// exited (seen in the test suite, with `nft`).
     private static func runCommand(_ path: String, _ arguments: [String]) async throws -> String? {
+        var template = Array((NSTemporaryDirectory() + "/fencegate-doctor-XXXXXX").utf8CString)
+        let descriptor = mkstemp(&template)
+        guard descriptor >= 0 else { return nil }
+        let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { unlink(outputPath) }
+        let output = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
-        let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        while process.isRunning {
+            guard clock.now < deadline else {
+                process.terminate()
+                return nil
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        guard process.terminationStatus == 0 else { return nil }
+        return try? String(contentsOfFile: outputPath, encoding: .utf8)
     }
 }

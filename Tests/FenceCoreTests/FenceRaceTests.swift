@@ -1,0 +1,134 @@
+import Foundation
+import Logging
+import Store
+import TestSupport
+import Testing
+
+@testable import FenceCore
+
+/// Fence races: when two nodes fence each other, the first request wins and the other is refused, since its
+/// requester is being fenced or was just fenced. On the cluster fixture, with the requesting domain named
+/// as a token's `--from` names it (the gateway's address path is tested with the real fence_xvm).
+@Suite("Fence races: a node that is being fenced, or was just fenced, cannot fence")
+struct FenceRaceTests {
+    static func request(_ action: FenceAction, _ target: String, from sender: String?) -> FenceRequest {
+        FenceRequest(
+            action: action, target: DomainTarget(target),
+            origin: RequestOrigin(frontEnd: .http, requester: "node", sendingDomain: sender.map { .named(DomainTarget($0)) }))
+    }
+
+    @Test("two nodes fence each other while the first fence is under way: the first wins, the second is refused")
+    func mutualFenceWhileUnderWay() async throws {
+        let harness = try await ServiceHarness()
+        // pcmk1's teardown is slow (its destroy waits at the gate): it is still alive when it asks.
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids["pcmk1"]!)
+        let first = Task { try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2")) }
+        try await waitUntil("pcmk1's fence is under way") { gate.arrived == 1 }
+        await #expect {
+            _ = try await harness.service.perform(Self.request(.off, "pcmk2", from: "pcmk1"))
+        } throws: { error in
+            guard case FenceError.requesterFenced(_, let requester, _) = error else { return false }
+            return requester == "pcmk1"
+        }
+        gate.open()
+        #expect(try await first.value.power == .off)
+        #expect(try harness.state("pcmk2") == .running)
+        let rows = try await harness.rows()
+        #expect(rows.map(\.result) == [.success, .refused])
+        #expect(rows[1].message == "refused: requester was fenced by operation \(rows[0].id)", "\(rows[1])")
+        #expect(rows[1].errorCode == "requester_fenced" && rows[1].domainName == "pcmk2")
+    }
+
+    @Test("a node fenced moments ago cannot fence; after the window it can; its reads and ons never wait")
+    func fencedWithinTheWindow() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.races.window = .seconds(2)
+        let harness = try await ServiceHarness(configuration: configuration)
+        let fence = try await harness.service.perform(Self.request(.reboot, "pcmk3", from: "pcmk4"))
+        await #expect(throws: FenceError.self) {
+            _ = try await harness.service.perform(Self.request(.off, "pcmk4", from: "pcmk3"))
+        }
+        // Status, on, and other domains' fences are not affected.
+        #expect(try await harness.service.perform(Self.request(.status, "pcmk4", from: "pcmk3")).power == .on)
+        #expect(try await harness.service.perform(Self.request(.on, "stopped1", from: "pcmk3")).power == .on)
+        #expect(try await harness.service.perform(Self.request(.off, "pcmk6", from: "pcmk5")).power == .off)
+        // A request whose sender is unknown is decided as always.
+        #expect(try await harness.service.perform(Self.request(.off, "pcmk5", from: nil)).power == .off)
+        let refused = try #require(try await harness.rows().first { $0.result == .refused })
+        #expect(refused.message == "refused: requester was fenced by operation \(fence.operationID)")
+        try await Task.sleep(for: .seconds(2.2))
+        #expect(try await harness.service.perform(Self.request(.off, "pcmk4", from: "pcmk3")).power == .off)
+    }
+
+    @Test("a fence that failed did not fence: its target's own requests go through")
+    func failedFenceDoesNotCount() async throws {
+        let harness = try await ServiceHarness()
+        // The destroy fails and the domain stays running: a failure, nothing fenced.
+        harness.faulty.inject(.fail, into: .destroy, for: Fixtures.uuids["pcmk1"]!)
+        await #expect(throws: FenceError.self) { _ = try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2")) }
+        #expect(try await harness.service.perform(Self.request(.off, "pcmk2", from: "pcmk1")).power == .off)
+    }
+
+    @Test("a preferred node wins a race that a peer started first, within the grace period")
+    func preferredNodeWins() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.races.preferred = ["pcmk1"]
+        configuration.races.grace = .seconds(3)
+        let harness = try await ServiceHarness(configuration: configuration)
+        // pcmk2 asks first to fence the preferred pcmk1: that request waits the grace period ...
+        let fromPeer = Task { try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2")) }
+        try await waitUntil("pcmk2's request has its row") { try await harness.rows().count == 1 }
+        // ... while pcmk1's own request, arriving after it, is decided at once and fences pcmk2.
+        #expect(try await harness.service.perform(Self.request(.off, "pcmk2", from: "pcmk1")).power == .off)
+        await #expect {
+            _ = try await fromPeer.value
+        } throws: { error in
+            if case FenceError.requesterFenced = error { return true }
+            return false
+        }
+        #expect(try harness.state("pcmk1") == .running)
+        #expect(try harness.state("pcmk2") == .shutOff)
+    }
+
+    @Test("the sending domain of a guest's address: from the configuration, else from libvirt's interface addresses")
+    func sendingDomainByAddress() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.races.requesters = ["198.18.0.99": "node3"]
+        let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
+        func sender(_ address: String) async -> String? {
+            let request = FenceRequest(
+                action: .off, target: "node3",
+                origin: RequestOrigin(frontEnd: .multicast, requester: address, sendingDomain: .address(address)))
+            return await harness.service.sendingDomain(of: request, deadline: .now + .seconds(10))?.name
+        }
+        // The test driver reports node1's and node2's addresses (virDomainInterfaceAddresses).
+        #expect(await sender("198.18.0.11") == "node1")
+        #expect(await sender("198.18.0.31") == "node2")
+        #expect(await sender("198.18.0.99") == "node3")  // configured
+        #expect(await sender("198.18.0.12") == nil)  // nobody's
+        #expect(await sender("::ffff:198.18.0.11") == "node1")  // the same address, written otherwise
+    }
+
+    @Test("the ledger: exactly one of two nodes fencing each other gets through, from many threads at once")
+    func ledgerDecidesOnce() async {
+        for _ in 0..<200 {
+            let ledger = FenceLedger()
+            let a = DomainInfo(name: "a", uuid: "a", state: .running, isPersistent: true)
+            let b = DomainInfo(name: "b", uuid: "b", state: .running, isPersistent: true)
+            let winners = await withTaskGroup(of: Bool.self) { group in
+                // As the service does: quietly if nothing is being fenced, else with the requester checked.
+                group.addTask {
+                    ledger.claimIfQuiet(target: b, by: 1, window: .seconds(60))
+                        || ledger.claim(target: b, by: 1, requester: "a", window: .seconds(60)) == nil
+                }
+                group.addTask {
+                    ledger.claimIfQuiet(target: a, by: 2, window: .seconds(60))
+                        || ledger.claim(target: a, by: 2, requester: "b", window: .seconds(60)) == nil
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(winners == 1)
+        }
+    }
+}
