@@ -187,27 +187,24 @@ class Server:
               flush=True)
         return entry
 
-    def audit_rows(self):
-        """Rows in the operations table (read-only, beside the running server)."""
+    def audit_query(self, sql):
+        """One value from the audit database (read-only, beside the running server), or why it is unreadable."""
         try:
             connection = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
             try:
-                return connection.execute("SELECT count(*) FROM operations").fetchone()[0]
+                return connection.execute(sql).fetchone()[0]
             finally:
                 connection.close()
         except sqlite3.Error as error:
             return f"unreadable: {error}"
 
+    def audit_rows(self):
+        """Rows in the operations table."""
+        return self.audit_query("SELECT count(*) FROM operations")
+
     def target_bytes(self):
         """Bytes of the `target` column over all rows (what the requests themselves put in the log)."""
-        try:
-            connection = sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
-            try:
-                return connection.execute("SELECT coalesce(sum(length(CAST(target AS BLOB))), 0) FROM operations").fetchone()[0]
-            finally:
-                connection.close()
-        except sqlite3.Error as error:
-            return f"unreadable: {error}"
+        return self.audit_query("SELECT coalesce(sum(length(CAST(target AS BLOB))), 0) FROM operations")
 
     def stop(self, grace=30):
         self.stopped = terminate(self.process, grace)

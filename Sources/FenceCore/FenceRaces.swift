@@ -17,6 +17,10 @@ public struct FenceRaceRules: Sendable, Equatable {
     /// Requester addresses (as the call back reached them, or the TCP peer) mapped to domains (names or
     /// UUIDs), for guests whose addresses libvirt cannot tell (no libvirt network, no agent).
     public var requesters: [String: String] = [:]
+    /// Read a fenced domain's addresses when its fence begins, so that a request its guest sends to a
+    /// fence_xvm listener just before it dies is still known as its. Costs a hypervisor call before each
+    /// off and reboot: `serve` turns it on when a fence_xvm listener runs, and only then.
+    public var recordsGuestAddresses = false
 
     public init() {}
 

@@ -427,9 +427,9 @@ public final class FenceService: Sendable {
                 winner = (requester?.name ?? "?", operation)
             }
         }
-        guard winner == nil else { return winner }
+        guard winner == nil, rules.recordsGuestAddresses else { return winner }
         // The target's addresses while it still runs (nothing has been done to it yet), so that a request it
-        // sends before it dies (a guest's, known by its address) is known as its. One call; fences are rare.
+        // sends before it dies (a guest's, known by its address) is known as its.
         let addresses =
             (try? await blocking(action: request.action, target: target.name, deadline: deadline) { [hypervisor] in
                 try hypervisor.addresses(ofDomain: target.uuid)

@@ -41,9 +41,6 @@ final class HypervisorProbe: Sendable {
         self.check = check
     }
 
-    /// True while a check runs, and how many callers wait for it; for tests.
-    var census: (checking: Bool, waiting: Int) { state.withLock { ($0.runningSince != nil, $0.waiters.count) } }
-
     /// The hypervisor's reachability: a result at most `maximumAge` old, the running check's, or a new check's.
     func probe(uri: String, maximumAge: Duration) async -> Outcome {
         await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in

@@ -126,15 +126,6 @@ final class RefusalLimiter: Sendable {
         }
     }
 
-    /// The summary of `client`'s current window, whenever that began, if there is one (it is taken).
-    func takeSummary(client: String) -> Summary? {
-        state.withLock { state in
-            guard let entry = state.clients[client], entry.unrecorded > 0 else { return nil }
-            state.clients[client] = nil
-            return Self.summary(of: entry, client: client)
-        }
-    }
-
     private static func summary(of entry: ClientWindow, client: String) -> Summary? {
         guard entry.unrecorded > 0, let first = entry.first, let last = entry.last, let request = entry.lastRequest else {
             return nil

@@ -162,13 +162,7 @@ public final class FenceXVMGateway: Sendable {
         guard history.beginCallback(key) else { return }
         guard sessions.open(listener: .multicast, address: callback.host, limits: configuration) else {
             history.endCallback(key)
-            service.metrics.sessionTurnedAway(listener: "multicast")
-            logger.info(
-                "fence_xvm request dropped: too many call backs running",
-                metadata: [
-                    "fence.callback": "\(callback)", "limit": "\(configuration.maximumCallbacks)",
-                    "limit.per_address": "\(configuration.maximumCallbacksPerAddress)",
-                ])
+            turnedAway(.multicast, address: "\(callback)")
             return
         }
         let requester = FenceXVMSession.Requester(frontEnd: .multicast, identity: callback.host, clientAddress: source)
@@ -193,6 +187,15 @@ public final class FenceXVMGateway: Sendable {
         }
     }
 
+    /// Counts a call back or connection turned away at the listener's limits. Logged at debug only: a peer
+    /// needs no key to open connections, so one log line each would be a flood of its own; the counter
+    /// (`fencegate_gateway_sessions_refused_total`) is what to watch.
+    private func turnedAway(_ listener: GatewaySessions.Listener, address: String) {
+        let name = listener == .multicast ? "multicast" : "tcp"
+        service.metrics.sessionTurnedAway(listener: name)
+        logger.debug("session turned away at the listener's limits", metadata: ["listener": "\(name)", "peer.address": "\(address)"])
+    }
+
     // MARK: - TCP (fence_virt -T)
 
     private func acceptConnection(_ listener: Socket) throws {
@@ -200,13 +203,7 @@ public final class FenceXVMGateway: Sendable {
         let configuration = self.configuration
         let identity = peer?.host ?? "unknown"
         guard sessions.open(listener: .tcp, address: identity, limits: configuration) else {
-            service.metrics.sessionTurnedAway(listener: "tcp")
-            logger.info(
-                "fence_virt connection closed at once: too many connections",
-                metadata: [
-                    "peer.address": "\(identity)", "limit": "\(configuration.tcpMaximumConnections)",
-                    "limit.per_address": "\(configuration.tcpMaximumConnectionsPerAddress)",
-                ])
+            turnedAway(.tcp, address: identity)
             return  // `connection` closes as it goes out of scope
         }
         let requester = FenceXVMSession.Requester(frontEnd: .tcp, identity: identity, clientAddress: peer?.host)

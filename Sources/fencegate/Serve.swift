@@ -181,7 +181,8 @@ struct Serve: AsyncParsableCommand {
                 }
                 global.uri = uri
             }
-            let serviceConfiguration = settings.serviceConfiguration
+            var serviceConfiguration = settings.serviceConfiguration
+            serviceConfiguration.races.recordsGuestAddresses = gatewayConfiguration != nil
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
             let api = FenceHTTPAPI(service: context.service, logger: logger, redfish: settings.redfish)
             let server: HTTPServer

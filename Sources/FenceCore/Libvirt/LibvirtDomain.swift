@@ -83,7 +83,7 @@ final class LibvirtDomain: @unchecked Sendable {
     }
 
     /// Where libvirt learns a guest's addresses (`virDomainInterfaceAddressesSource`).
-    enum AddressSource: UInt32, CaseIterable {
+    enum AddressSource: UInt32 {
         /// The DHCP leases of libvirt's own networks (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE`).
         case lease = 0
         /// The QEMU guest agent (`VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT`).
