@@ -12,7 +12,8 @@ final class GatewayLab: @unchecked Sendable {
     let fencegate: FencegateBinary
     let keyPath: String
     private(set) var server: Process?
-    private(set) var serverOutput = ""
+    /// What `fencegate serve` logged so far (its standard error).
+    var serverLog: String { (try? String(contentsOfFile: fencegate.directory.file("serve.err"), encoding: .utf8)) ?? "" }
 
     init(guests: Int, lastOctets: [Int]? = nil) async throws {
         if !NetworkLab.isAvailable {
@@ -74,9 +75,11 @@ final class GatewayLab: @unchecked Sendable {
         try await startFenceVirtd(configuration: try writeFenceVirtConf(hash: hash, auth: auth, groups: groups))
     }
 
-    /// Writes a fence_virt.conf for the lab (multicast on the bridge, the lab's key, the cluster fixture)
-    /// and returns its path.
-    func writeFenceVirtConf(hash: String = "sha256", auth: String = "sha256", groups: String = "") throws -> String {
+    /// Writes a fence_virt.conf for the lab (multicast on the bridge, the lab's key, the cluster fixture or
+    /// `uri`) and returns its path.
+    func writeFenceVirtConf(
+        hash: String = "sha256", auth: String = "sha256", groups: String = "", uri: String = Fixtures.clusterURI
+    ) throws -> String {
         let configuration = fencegate.directory.file("fence_virt.conf")
         try """
             fence_virtd {
@@ -96,7 +99,7 @@ final class GatewayLab: @unchecked Sendable {
             }
             backends {
                 libvirt {
-                    uri = "\(Fixtures.clusterURI)";
+                    uri = "\(uri)";
                 }
             }
             \(groups)

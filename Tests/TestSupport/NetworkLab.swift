@@ -121,7 +121,7 @@ public final class NetworkLab: @unchecked Sendable {
     /// Runs `ip ARGUMENTS` to completion (posix_spawn, output to a file: a pipe read to its end also waits
     /// for any other process that inherited its write end).
     @discardableResult
-    static func ip(_ arguments: [String], ignoringFailure: Bool = false) throws -> String {
+    public static func ip(_ arguments: [String], ignoringFailure: Bool = false) throws -> String {
         let scratch = try TemporaryDirectory()
         let outputPath = scratch.file("ip.out")
         let pid = try spawnProgram(ipPath, arguments, standardOutput: outputPath, standardError: outputPath)

@@ -1,14 +1,25 @@
 import FenceCore
 import Foundation
 
-/// A real libvirtd (Debian's libvirt-daemon) started by a test, serving its test driver on a socket of its own.
+/// A real libvirtd (Debian's libvirt-daemon) started by a test, on a socket of its own.
 ///
 /// It runs as an unprivileged session daemon (as `nobody` when the tests run as root, as CI does), with its
 /// home and runtime directories in a fresh directory, so it touches neither a system libvirtd nor the host's
-/// state. Clients reach it with `uri`: `test+unix:///default?socket=…`, the daemon's shared test world (the
-/// domain `test`, running), which starts afresh each time the daemon does.
+/// state. Clients reach it with `uri`: by default `test+unix:///default?socket=…`, the daemon's shared test
+/// world (the domain `test`, running), which starts afresh each time the daemon does; with `driver: .qemu`,
+/// `qemu+unix:///session?socket=…`, where domains are real QEMU processes (TCG) owned by that user.
 public final class PrivateLibvirtd: @unchecked Sendable {
     public static let executable = "/usr/sbin/libvirtd"
+
+    /// The libvirt driver clients of this daemon use.
+    public enum Driver: Sendable {
+        /// libvirt's test driver: instant, state in memory.
+        case test
+        /// The QEMU driver in session mode: real QEMU processes (libvirt-daemon-driver-qemu, qemu-system-x86).
+        case qemu
+    }
+
+    public let driver: Driver
 
     /// The daemon's home and runtime directories live here; removed with it.
     private let directory: TemporaryDirectory
@@ -19,15 +30,21 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     public var socketPath: String { root + "/run/libvirt/libvirt-sock" }
     /// The daemon's log (warnings and errors), in its home directory, which it may write.
     public var logPath: String { root + "/home/libvirtd.log" }
-    /// The daemon's shared test-driver world, over its socket.
-    public var uri: String { "test+unix:///default?socket=\(socketPath)" }
+    /// The daemon's shared test-driver world, or its QEMU session, over its socket.
+    public var uri: String {
+        switch driver {
+        case .test: "test+unix:///default?socket=\(socketPath)"
+        case .qemu: "qemu+unix:///session?socket=\(socketPath)"
+        }
+    }
 
     /// Starts the daemon and waits until it answers.
-    public init() async throws {
+    public init(driver: Driver = .test) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ConditionNeverMet(
                 description: "\(Self.executable) is missing: install libvirt-daemon (scripts/install-dependencies --tests)")
         }
+        self.driver = driver
         directory = try TemporaryDirectory()
         chmod(directory.path, 0o755)  // nobody must reach its subdirectories
         for directory in ["home", "run"] {
@@ -41,6 +58,21 @@ public final class PrivateLibvirtd: @unchecked Sendable {
         if let pid = daemon.runningPID {
             kill(pid, SIGKILL)
             while !daemon.hasExited { usleep(10_000) }
+        }
+        // What the daemon started on its own and would outlive it: QEMU processes of domains still running, and
+        // the session's virtlogd. Each is found by the pid file it wrote in this daemon's runtime directory, and
+        // killed only if that PID still runs the program that wrote it.
+        let qemuRun = root + "/run/libvirt/qemu/run"
+        let pidFiles = ((try? FileManager.default.contentsOfDirectory(atPath: qemuRun)) ?? [])
+            .filter { $0.hasSuffix(".pid") }.map { (qemuRun + "/" + $0, "qemu-system") }
+            + [(root + "/run/libvirt/virtlogd.pid", "virtlogd")]
+        for (path, program) in pidFiles {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
+                let commandLine = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                commandLine.contains(program)
+            else { continue }
+            kill(pid, SIGKILL)
         }
     }
 
@@ -69,6 +101,12 @@ public final class PrivateLibvirtd: @unchecked Sendable {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw ConditionNeverMet(description: "libvirtd exited at start: \(log.suffix(2000))")
         }
+    }
+
+    /// The PID of the QEMU process of the running domain `name` (QEMU driver), from the pid file libvirtd keeps.
+    public func qemuPID(ofDomain name: String) -> Int32? {
+        let text = try? String(contentsOfFile: root + "/run/libvirt/qemu/run/\(name).pid", encoding: .utf8)
+        return text.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// Sends `signal` to the daemon and waits until it has exited.
