@@ -33,57 +33,14 @@ extension FenceHTTPAPI {
             }
             query.cursor = parsed
         }
-        if !token.domainPatterns.isEmpty { query.domainPatterns = token.domainPatterns }
-        let page: AuditPage
-        do {
-            page = try await service.store.query(query)
-        } catch {
-            throw FenceError.auditUnavailable(reason: "\(error)")
-        }
-        return .json(
-            .object([
-                ("operations", .array(page.records.map(Self.operationJSON))),
-                ("next_cursor", .optional(page.nextCursor?.description)),
-            ]))
+        return try .json(encoding: OperationPageJSON(try await service.operations(query, visibleTo: token)))
     }
 
     /// `GET /operations/{id}`.
     func showOperation(_ text: String, token: AccessToken) async throws -> HTTPResponse {
         guard let id = Int64(text), id > 0 else { throw Problem.badRequest("an operation id is a positive integer") }
-        let record: AuditRecord?
-        do {
-            record = try await service.store.operation(id: id)
-        } catch {
-            throw FenceError.auditUnavailable(reason: "\(error)")
-        }
-        guard let record, token.domainPatterns.isEmpty || record.domainName.map(token.permits(domainNamed:)) == true
-        else { throw Problem.operationNotFound(text) }
-        return .json(Self.operationJSON(record))
-    }
-
-    static func operationJSON(_ record: AuditRecord) -> JSONValue {
-        .object([
-            ("id", .integer(record.id)),
-            ("requested_at", .string(timestamp(record.requestedAt))),
-            ("finished_at", .optional(record.finishedAt.map(timestamp))),
-            ("duration_seconds", record.duration.map { .number($0.seconds) } ?? .null),
-            ("source", .string(record.source)),
-            ("requester", .optional(record.requester)),
-            ("client_address", .optional(record.clientAddress)),
-            ("target", .string(record.target)),
-            ("domain_name", .optional(record.domainName)),
-            ("domain_uuid", .optional(record.domainUUID)),
-            ("action", .string(record.action)),
-            ("state", .string(record.state.rawValue)),
-            ("result", .optional(record.result?.rawValue)),
-            ("power", .optional(record.powerState)),
-            ("error_code", .optional(record.errorCode)),
-            ("message", .optional(record.message)),
-        ])
-    }
-
-    static func timestamp(_ date: Date) -> String {
-        RFC3339.format(date)
+        guard let record = try await service.operation(id: id, visibleTo: token) else { throw Problem.operationNotFound(text) }
+        return try .json(encoding: OperationJSON(record))
     }
 
     private static func text(_ value: String?, name: String) throws -> String? {

@@ -10,7 +10,6 @@ import Synchronization
 /// of fence actions are audited through the service too. The contract is `openapi.yaml`.
 public final class FenceHTTPAPI: Sendable {
     let service: FenceService
-    let tokens: AccessTokens
     let logger: Logger
     private let responses = Mutex<[Int: UInt64]>([:])
     /// The Redfish front end under `/redfish`, when enabled.
@@ -20,9 +19,8 @@ public final class FenceHTTPAPI: Sendable {
     ///   HTTPS; `serve` insists unless plain HTTP is explicitly allowed).
     public init(service: FenceService, logger: Logger, redfish: Bool = false) {
         self.service = service
-        self.tokens = AccessTokens(store: service.store)
         self.logger = logger
-        self.redfish = redfish ? RedfishAPI(service: service, tokens: tokens, logger: logger) : nil
+        self.redfish = redfish ? RedfishAPI(service: service, logger: logger) : nil
     }
 
     /// Answers one request. Never throws: every failure becomes a problem response.
@@ -107,7 +105,7 @@ public final class FenceHTTPAPI: Sendable {
             return try await listDomains(token: try await authenticate(request))
         case 2 where segments[0] == "domains":
             try only("GET")
-            return try await showDomain(segments[1], request, token: try await authenticate(request))
+            return try await showDomain(segments[1], request)
         case 3 where segments[0] == "domains":
             guard let action = FenceAction(rawValue: segments[2]), FenceAction.fencing.contains(action) else {
                 throw Problem.routeNotFound(request.path)
@@ -127,17 +125,12 @@ public final class FenceHTTPAPI: Sendable {
 
     // MARK: - Authentication
 
-    /// The token presented as `Authorization: Bearer …`, or a 401 problem.
-    func authenticate(_ request: HTTPRequest) async throws -> AccessToken {
-        do {
-            return try await tokens.authenticate(Self.bearer(request))
-        } catch let failure as AuthenticationFailure {
-            logger.info("authentication failed", metadata: ["reason": "\(failure)", "peer.address": "\(request.clientAddress ?? "-")"])
-            throw Problem.unauthorized()
-        } catch {
-            logger.error("could not check a bearer token", metadata: ["error": "\(error)"])
-            throw FenceError.auditUnavailable(reason: "\(error)")
-        }
+    /// The token presented as `Authorization: Bearer …` (a 401 problem if none is valid), checked by the
+    /// service, which audits the refusal of a request `about` one domain.
+    func authenticate(_ request: HTTPRequest, about fenceRequest: FenceRequest? = nil) async throws -> AccessToken {
+        try await service.authenticate(
+            Self.bearer(request), origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: request.clientAddress),
+            about: fenceRequest)
     }
 
     static func bearer(_ request: HTTPRequest) -> String? {
@@ -155,14 +148,15 @@ public final class FenceHTTPAPI: Sendable {
     }
 
     /// One domain; a domain outside the token's patterns answers exactly as an unknown one (404).
-    private func showDomain(_ target: String, _ http: HTTPRequest, token: AccessToken) async throws -> HTTPResponse {
+    private func showDomain(_ target: String, _ http: HTTPRequest) async throws -> HTTPResponse {
         try Self.validateDomainParameter(target)
-        let domain = try await service.read(
-            FenceRequest(
-                action: .status, target: DomainTarget(target),
-                origin: RequestOrigin(frontEnd: .http, requester: token.name, clientAddress: http.clientAddress),
-                access: token))
-        return .json(Self.domainJSON(domain))
+        var request = FenceRequest(
+            action: .status, target: DomainTarget(target),
+            origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress))
+        let token = try await authenticate(http, about: request)
+        request.origin.requester = token.name
+        request.access = token
+        return .json(Self.domainJSON(try await service.read(request)))
     }
 
     private func fence(_ action: FenceAction, _ target: String, _ http: HTTPRequest) async throws -> HTTPResponse {
@@ -174,13 +168,7 @@ public final class FenceHTTPAPI: Sendable {
             origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress),
             timeout: timeout, waitForDomain: wait)
 
-        let token: AccessToken
-        do {
-            token = try await tokens.authenticate(Self.bearer(http))
-        } catch let failure as AuthenticationFailure {
-            await service.recordRefusal(request, reason: "authentication failed: \(failure)")
-            throw Problem.unauthorized()
-        }
+        let token = try await authenticate(http, about: request)
         request.origin.requester = token.name
         request.origin.sendingDomain = token.fromDomain.map { .named($0) }
         request.access = token
@@ -248,11 +236,5 @@ public final class FenceHTTPAPI: Sendable {
             throw Problem.badRequest("timeout must be a number of seconds from 1 to 3600")
         }
         return .milliseconds(Int64((seconds * 1000).rounded(.up)))
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON document built explicitly, so every documented field is present (null included) in a fixed order.
 enum JSONValue: Sendable, Equatable {
     case null
@@ -81,5 +83,14 @@ extension HTTPResponse {
         HTTPResponse(
             status: status, headers: [("Content-Type", contentType), ("Cache-Control", "no-store")],
             body: value.serialized + [UInt8(ascii: "\n")])
+    }
+
+    /// A JSON response from an `Encodable` value (the shapes FenceCore shares with the command line).
+    static func json(encoding value: some Encodable, status: Int = 200) throws -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return HTTPResponse(
+            status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            body: Array(try encoder.encode(value)) + [UInt8(ascii: "\n")])
     }
 }

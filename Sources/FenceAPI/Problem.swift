@@ -96,6 +96,9 @@ struct Problem: Error, Sendable {
             self.init(status: 400, kind: "bad-request", title: "Bad request", detail: reason)
         case .refused(_, let reason):
             self.init(status: 403, kind: "forbidden", title: "Forbidden", detail: reason)
+        case .unauthenticated:
+            // Why the credentials failed stays in the service's log: it would help a guesser.
+            self = .unauthorized()
         case .requesterFenced:
             self.init(status: 409, kind: "requester-fenced", title: "Requester fenced", detail: error.description)
         }

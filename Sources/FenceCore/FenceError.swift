@@ -21,6 +21,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidTarget(reason: String)
     /// The request's access policy does not allow it (a token's scope, fence_xvm's groups). Nothing was done.
     case refused(target: String, reason: String)
+    /// The request's credentials are missing, malformed, unknown or revoked. Nothing was done.
+    case unauthenticated(reason: String)
     /// The domain that sent this off or reboot is being fenced, or was fenced moments ago, by `operation`:
     /// a fence race it lost. Nothing was done.
     case requesterFenced(target: String, requester: String, operation: Int64)
@@ -37,6 +39,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notRunning: return "not_running"
         case .invalidTarget: return "invalid_target"
         case .refused: return "refused"
+        case .unauthenticated: return "unauthenticated"
         case .requesterFenced: return "requester_fenced"
         }
     }
@@ -61,6 +64,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return reason
         case .refused(let target, let reason):
             return "request for domain '\(target)' refused: \(reason)"
+        case .unauthenticated(let reason):
+            return "authentication failed: \(reason)"
         case .requesterFenced(let target, let requester, let operation):
             return "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
         }
@@ -95,8 +100,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Duration {
-    /// The duration in seconds, as `TimeInterval`.
-    var fenceTimeInterval: TimeInterval {
+    /// The duration in seconds (fractions included): for JSON, metrics and `Date` arithmetic.
+    public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 

@@ -44,21 +44,25 @@ public final class FenceService: Sendable {
         public init() {}
     }
 
-    public let hypervisor: any Hypervisor
-    public let store: AuditStore
+    /// The hypervisor and the audit log are the service's own: front ends reach them only through it.
+    let hypervisor: any Hypervisor
+    let store: AuditStore
+    /// API tokens, kept in the audit database; checked by `authenticate`.
+    let tokens: AccessTokens
     public let configuration: Configuration
-    private let logger: Logger
+    let logger: Logger
     /// Counters and latencies of fence operations since start.
     public let metrics = FenceMetrics()
-    private let locks = DomainLocks()
-    private let pool: BlockingThreadPool
-    private let probe: HypervisorProbe
-    private let refusals: RefusalLimiter
-    private let ledger = FenceLedger()
+    let locks = DomainLocks()
+    let pool: BlockingThreadPool
+    let probe: HypervisorProbe
+    let refusals: RefusalLimiter
+    let ledger = FenceLedger()
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor
         self.store = store
+        self.tokens = AccessTokens(store: store)
         self.configuration = configuration
         self.logger = logger
         let pool = BlockingThreadPool(
@@ -80,6 +84,12 @@ public final class FenceService: Sendable {
                 perClient: configuration.refusalsPerClientPerMinute, overall: configuration.refusalsPerMinute,
                 window: configuration.refusalWindow))
     }
+
+    /// The hypervisor's URI, for messages.
+    public var hypervisorURI: String { hypervisor.uri }
+
+    /// The audit database's path, for messages.
+    public var auditLogPath: String { store.path }
 
     /// Threads of the hypervisor pool, how many are in a call, and how many calls wait; for tests and metrics.
     package var hypervisorPoolCensus: (threads: Int, busy: Int, queued: Int) { pool.census }
@@ -103,7 +113,7 @@ public final class FenceService: Sendable {
     public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
         if let problem = request.target.problem { throw .invalidTarget(reason: problem) }
         do {
-            return try await resolve(request, deadline: ContinuousClock.now + configuration.operationTimeout)
+            return try await resolve(request, deadline: ContinuousClock.now + (request.timeout ?? configuration.operationTimeout))
         } catch {
             throw error.failure
         }
@@ -175,134 +185,6 @@ public final class FenceService: Sendable {
         }
     }
 
-    /// Records a request this service does not carry out (fence_xvm's `null`, unknown request codes) as a
-    /// failure, so that every request a front end answers is in the audit log.
-    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
-        await recordFinished(
-            action: action, target: DomainTarget(target).auditText, origin: origin, requestedAt: Date(),
-            since: ContinuousClock.now, result: .failure, error: nil, message: reason, errorCode: "unsupported")
-    }
-
-    private func recordFinished(
-        action: String, target: String, origin: RequestOrigin, requestedAt: Date, since started: ContinuousClock.Instant,
-        result: AuditResult, error: FenceError?, message: String?, errorCode: String? = nil
-    ) async {
-        let intent = AuditIntent(
-            source: origin.frontEnd.rawValue, requester: origin.requester, clientAddress: origin.clientAddress,
-            target: target, domainName: nil, domainUUID: nil, action: action, requestedAt: requestedAt)
-        let elapsed = ContinuousClock.now - started
-        metrics.operationRejected(action: action, result: result.rawValue, source: origin.frontEnd.rawValue)
-        do {
-            _ = try await store.record(
-                intent,
-                AuditCompletion(
-                    result: result, powerState: nil, errorCode: errorCode ?? error?.code, message: message,
-                    finishedAt: requestedAt.addingTimeInterval(elapsed.fenceTimeInterval)))
-        } catch {
-            logger.error("could not record a request in the audit log", metadata: ["error": "\(error)", "fence.action": "\(action)"])
-        }
-    }
-
-    // MARK: - Refusals
-
-    /// Records a request refused before its sender was authenticated (missing or wrong credentials), with
-    /// result `refused`; nothing reaches the hypervisor. Since a peer needs no credentials to be refused, these
-    /// refusals are rate-limited per client (`Configuration.refusalsPerClientPerMinute`, `refusalsPerMinute`):
-    /// the others are counted and recorded together in one summary row per client and minute.
-    /// - Returns: the row's id, or nil if the refusal was counted for a summary or could not be recorded
-    ///   (then the failure is logged: the request is refused either way).
-    @discardableResult
-    public func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
-        let client = "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
-        let (decision, ended) = refusals.admit(request, reason: reason, client: client)
-        if let ended { await recordSummary(ended) }
-        switch decision {
-        case .count(let key, let summaryDue, let window):
-            metrics.operationRejected(
-                action: request.action.rawValue, result: AuditResult.refused.rawValue,
-                source: request.origin.frontEnd.rawValue)
-            metrics.refusalUnrecorded()
-            logger.debug(
-                "fence request refused (counted for the summary row)",
-                metadata: refusalMetadata(request, reason: reason))
-            if let summaryDue {
-                _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
-                    guard let summary = refusals.takeSummary(client: key, window: window) else { return }
-                    Task { await recordSummary(summary) }
-                }
-            }
-            return nil
-        case .record:
-            return await writeRefusal(request, reason: reason)
-        }
-    }
-
-    /// Writes the refusal's row (always: the sender is authenticated, or this one is within its limits).
-    @discardableResult
-    private func writeRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
-        metrics.operationRejected(
-            action: request.action.rawValue, result: AuditResult.refused.rawValue,
-            source: request.origin.frontEnd.rawValue)
-        var metadata = refusalMetadata(request, reason: reason)
-        let intent = AuditIntent(
-            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.auditText,
-            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: Date())
-        do {
-            let id = try await store.record(
-                intent,
-                AuditCompletion(
-                    result: .refused, powerState: nil, errorCode: "refused", message: reason, finishedAt: Date()))
-            metadata["audit.id"] = "\(id)"
-            logger.notice("fence request refused", metadata: metadata)
-            return id
-        } catch {
-            metadata["error"] = "\(error)"
-            logger.error("fence request refused, and the refusal could not be recorded in the audit log", metadata: metadata)
-            return nil
-        }
-    }
-
-    private func refusalMetadata(_ request: FenceRequest, reason: String) -> Logger.Metadata {
-        [
-            "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
-            "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
-            "peer.address": "\(request.origin.clientAddress ?? "-")",
-        ]
-    }
-
-    /// Writes the summary rows of every client's refusals that are still only counted (at shutdown, so
-    /// that none is lost).
-    public func recordPendingRefusals() async {
-        for summary in refusals.takeAllSummaries() { await recordSummary(summary) }
-    }
-
-    /// The row that accounts for a client's refusals that did not get rows of their own.
-    private func recordSummary(_ summary: RefusalLimiter.Summary) async {
-        let request = summary.request
-        let limits = refusals.limits
-        let message =
-            "\(summary.count) more refusal\(summary.count == 1 ? "" : "s") from \(summary.client) between "
-            + "\(RFC3339.format(summary.first)) and \(RFC3339.format(summary.last)) not recorded one by one "
-            + "(at most \(limits.perClient) rows per client and \(limits.overall) in all per \(limits.window.fenceSeconds)); "
-            + "the last: \(request.action.rawValue) of '\(request.target.auditText)': \(summary.reason)"
-        let intent = AuditIntent(
-            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.auditText,
-            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: summary.first)
-        do {
-            let id = try await store.record(
-                intent,
-                AuditCompletion(
-                    result: .refused, powerState: nil, errorCode: "refusals_not_recorded", message: message,
-                    finishedAt: summary.last))
-            logger.notice(
-                "refused requests summarized", metadata: ["audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)"])
-        } catch {
-            logger.error("could not record a summary of refused requests", metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"])
-        }
-    }
-
     /// True while an operation on the domain with `uuid` runs (for front ends that offer "do not wait").
     public func isBusy(domainUUID uuid: String) async -> Bool {
         await locks.isHeld(uuid)
@@ -323,14 +205,14 @@ public final class FenceService: Sendable {
     }
 
     /// `resolve`, after checking that the target can name a domain at all.
-    private func checkAndResolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
+    func checkAndResolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
         if let problem = request.target.problem { throw Unresolved(failure: .invalidTarget(reason: problem), recorded: false) }
         return try await resolve(request, deadline: deadline)
     }
 
     /// The domain `request` names, if its access policy allows `request` on it. Looked up once; the policy
     /// judges that very domain; everything after acts on its UUID.
-    private func resolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
+    func resolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
         let found: DomainInfo?
         do {
             found = try await blocking(action: request.action, target: request.target.text, deadline: deadline) {
@@ -369,75 +251,6 @@ public final class FenceService: Sendable {
         return found
     }
 
-    // MARK: - Fence races
-
-    /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
-    /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
-    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (the
-    /// running domain that has it, if exactly one does). Nil if unknown.
-    func sendingDomain(of request: FenceRequest, deadline: ContinuousClock.Instant) async -> DomainInfo? {
-        let target: DomainTarget
-        switch request.origin.sendingDomain {
-        case nil:
-            return nil
-        case .named(let named):
-            target = named
-        case .address(let address):
-            if let configured = configuration.races.configuredDomain(for: address) {
-                target = configured
-            } else if let fenced = ledger.fencedDomain(withAddress: address) {
-                // Off by now, or about to be: the hypervisor may no longer report its addresses.
-                return fenced
-            } else {
-                let canonical = canonicalAddress(address)
-                return try? await blocking(action: request.action, target: address, deadline: deadline) { [hypervisor] in
-                    let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
-                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains { canonicalAddress($0) == canonical }
-                    }
-                    return owners.count == 1 ? owners[0] : nil
-                }
-            }
-        }
-        return try? await blocking(action: request.action, target: target.text, deadline: deadline) { [hypervisor] in
-            try hypervisor.domain(target)
-        }
-    }
-
-    /// Marks `target` as being fenced by `operationID`, unless the domain that sent the request is being
-    /// fenced or was fenced within the window: then returns that domain's name and the operation that
-    /// fenced it. A request from a domain other than a preferred one, to fence a preferred one, first waits
-    /// the grace period, so that a race between them is decided for the preferred one. The requester is
-    /// looked up only when it matters: when a domain is being fenced or was fenced lately, or for priority.
-    private func settleRace(
-        _ request: FenceRequest, target: DomainInfo, operationID: Int64, deadline: ContinuousClock.Instant
-    ) async -> (requester: String, operation: Int64)? {
-        let rules = configuration.races
-        var winner: (requester: String, operation: Int64)?
-        if rules.prefers(target), let requester = await sendingDomain(of: request, deadline: deadline),
-            requester.uuid != target.uuid, !rules.prefers(requester)
-        {
-            let wait = min(rules.grace, ContinuousClock.now.duration(to: deadline))
-            if wait > .zero { try? await Task.sleep(for: wait) }
-            if let operation = ledger.claim(target: target, by: operationID, requester: requester.uuid, window: rules.window) {
-                winner = (requester.name, operation)
-            }
-        } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
-            let requester = await sendingDomain(of: request, deadline: deadline)
-            if let operation = ledger.claim(target: target, by: operationID, requester: requester?.uuid, window: rules.window) {
-                winner = (requester?.name ?? "?", operation)
-            }
-        }
-        guard winner == nil, rules.recordsGuestAddresses else { return winner }
-        // The target's addresses while it still runs (nothing has been done to it yet), so that a request it
-        // sends before it dies (a guest's, known by its address) is known as its.
-        let addresses =
-            (try? await blocking(action: request.action, target: target.name, deadline: deadline) { [hypervisor] in
-                try hypervisor.addresses(ofDomain: target.uuid)
-            }) ?? []
-        ledger.record(addresses: addresses, of: target)
-        return nil
-    }
-
     // MARK: - Fencing (audited)
 
     /// Performs `request` and records it in the audit log.
@@ -451,10 +264,7 @@ public final class FenceService: Sendable {
         let started = clock.now
         let deadline = started + (request.timeout ?? configuration.operationTimeout)
         let requestedAt = Date()
-        var intent = AuditIntent(
-            source: request.origin.frontEnd.rawValue, requester: request.origin.requester,
-            clientAddress: request.origin.clientAddress, target: request.target.auditText,
-            domainName: nil, domainUUID: nil, action: request.action.rawValue, requestedAt: requestedAt)
+        var intent = AuditIntent(request, requestedAt: requestedAt)
         var logger = self.logger
         logger[metadataKey: "fence.action"] = "\(request.action.rawValue)"
         logger[metadataKey: "fence.target"] = "\(request.target)"
@@ -557,7 +367,7 @@ public final class FenceService: Sendable {
         }
         metrics.operationFinished(
             action: request.action.rawValue, result: auditResult.rawValue, source: request.origin.frontEnd.rawValue,
-            seconds: duration.fenceTimeInterval)
+            seconds: duration.seconds)
         switch result {
         case .success(let execution):
             await complete(
@@ -581,209 +391,6 @@ public final class FenceService: Sendable {
                 logger: logger)
             logger.error("fence operation failed", metadata: ["error": "\(failure)"])
             throw failure
-        }
-    }
-
-    // MARK: - Actions, with fence_virtd's libvirt semantics
-
-    /// What an action did: the domain afterwards, and a remark.
-    struct Execution: Sendable {
-        var domain: DomainInfo
-        var note: String?
-    }
-
-    private func execute(_ action: FenceAction, on domain: DomainInfo) async throws -> Execution {
-        // Re-read: the state seen at lookup may be stale after waiting for the lock.
-        guard let state = try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) else {
-            throw FenceError.domainNotFound(target: domain.name)
-        }
-        switch action {
-        case .status:
-            return Execution(domain: domain.with(state: state), note: nil)
-        case .off:
-            if state == .shutOff { return Execution(domain: domain.with(state: state), note: "already off") }
-            try await destroy(domain, action: .off)
-            return Execution(domain: try await refreshed(domain), note: nil)
-        case .on:
-            if state != .shutOff { return Execution(domain: domain.with(state: state), note: "already on") }
-            do {
-                try await hypervisorCall { try $0.start(domain: domain.uuid) }
-            } catch {
-                // Someone else may have started it meanwhile; running is what was asked.
-                guard try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) != .shutOff else { throw error }
-            }
-            return Execution(domain: try await refreshed(domain), note: nil)
-        case .reboot:
-            return try await reboot(domain, state: state)
-        case .shutdown, .gracefulReboot, .nmi:
-            return try await ask(action, domain, state: state)
-        }
-    }
-
-    /// The requests a guest acts on itself: asked, not waited for (a guest may take minutes, or ignore them).
-    private func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) async throws -> Execution {
-        guard state != .shutOff else {
-            if action == .shutdown { return Execution(domain: domain.with(state: state), note: "already off") }
-            throw FenceError.notRunning(action: action, target: domain.name)
-        }
-        let note: String
-        switch action {
-        case .shutdown:
-            try await hypervisorCall { try $0.shutdown(domain: domain.uuid) }
-            note = "shutdown requested; the guest powers off when its OS does"
-        case .gracefulReboot:
-            try await hypervisorCall { try $0.reboot(domain: domain.uuid) }
-            note = "restart requested; the guest restarts when its OS does"
-        default:
-            try await hypervisorCall { try $0.injectNMI(domain: domain.uuid) }
-            note = "NMI injected"
-        }
-        return Execution(domain: try await refreshed(domain), note: note)
-    }
-
-    /// Force off, wait until off, start again. A domain that was off stays off and reports success;
-    /// a failed restart is reported in the note, and the result is still success (the domain is fenced).
-    private func reboot(_ domain: DomainInfo, state: DomainState) async throws -> Execution {
-        if state == .shutOff {
-            return Execution(domain: domain.with(state: state), note: "was off; left off")
-        }
-        // A transient domain vanishes when destroyed: keep its definition to start it again.
-        let definition: String? =
-            domain.isPersistent ? nil : try await hypervisorCall { try $0.definition(ofDomain: domain.uuid) }
-        try await destroy(domain, action: .reboot)
-        try await waitUntilOff(domain)
-        do {
-            if let definition {
-                try await hypervisorCall { try $0.startTransient(definition: definition) }
-            } else {
-                try await hypervisorCall { try $0.start(domain: domain.uuid) }
-            }
-        } catch {
-            let reason = FenceError(mapping: error, action: .reboot, target: domain.name, uri: hypervisor.uri)
-            logger.warning(
-                "reboot: domain is off but could not be started again",
-                metadata: ["fence.domain": "\(domain.name)", "error": "\(reason)"])
-            let after = (try? await refreshed(domain)) ?? domain.with(state: .shutOff)
-            return Execution(domain: after, note: "fenced (off), but restart failed: \(reason)")
-        }
-        return Execution(domain: try await refreshed(domain), note: nil)
-    }
-
-    /// Destroys the domain; an error is forgiven if the domain is off (or gone) anyway.
-    private func destroy(_ domain: DomainInfo, action: FenceAction) async throws {
-        do {
-            try await hypervisorCall { try $0.destroy(domain: domain.uuid) }
-        } catch {
-            let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
-            guard state == nil || state == .shutOff else { throw error }
-        }
-    }
-
-    private func waitUntilOff(_ domain: DomainInfo) async throws {
-        let clock = ContinuousClock()
-        let limit = clock.now + configuration.shutOffWait
-        while true {
-            let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
-            if state == nil || state == .shutOff { return }
-            guard clock.now < limit else {
-                throw FenceError.operationFailed(
-                    action: .reboot, target: domain.name,
-                    reason: "still \(state?.rawValue ?? "present") \(configuration.shutOffWait.fenceSeconds) after destroy")
-            }
-            try? await Task.sleep(for: configuration.shutOffPollInterval)
-        }
-    }
-
-    /// The domain with its current state; `.shutOff` if it no longer exists (a destroyed transient domain).
-    private func refreshed(_ domain: DomainInfo) async throws -> DomainInfo {
-        let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
-        return domain.with(state: state ?? .shutOff)
-    }
-
-    // MARK: - Plumbing
-
-    private func hypervisorCall<T: Sendable>(_ body: @escaping @Sendable (any Hypervisor) throws -> T) async throws -> T {
-        try await pool.run { [hypervisor] in try body(hypervisor) }
-    }
-
-    /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
-    /// first.
-    private func blocking<T: Sendable>(
-        action: FenceAction, target: String, deadline: ContinuousClock.Instant? = nil,
-        _ body: @escaping @Sendable () throws -> T
-    ) async throws(FenceError) -> T {
-        let started = ContinuousClock.now
-        let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
-        do {
-            return try await withDeadline(limit) { [pool] in try await pool.run(body) }
-        } catch is DeadlineExceeded {
-            throw .timedOut(action: action, target: target, after: started.duration(to: .now))
-        } catch {
-            let failure = FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
-            noteIfUnavailable(failure)
-            throw failure
-        }
-    }
-
-    private func fenceError(_ error: any Error, _ request: FenceRequest, elapsed: Duration?) -> FenceError {
-        if error is DeadlineExceeded || error is CancellationError {
-            let after = elapsed ?? (request.timeout ?? configuration.operationTimeout)
-            return .timedOut(action: request.action, target: request.target.text, after: after)
-        }
-        let failure = FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri)
-        noteIfUnavailable(failure)
-        return failure
-    }
-
-    /// A call that found the hypervisor unreachable tells the health check and the metric at once.
-    private func noteIfUnavailable(_ failure: FenceError) {
-        guard case .hypervisorUnavailable = failure else { return }
-        probe.noteUnavailable()
-        metrics.hypervisor(up: false)
-    }
-
-    /// A request that failed before its intent row: one finished row, best effort (the failure is thrown anyway).
-    private func recordUnstarted(_ intent: AuditIntent, _ failure: FenceError, logger: Logger) async {
-        let completion = AuditCompletion(
-            result: failure.isTimeout ? .timedOut : .failure, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
-        do {
-            let id = try await store.record(intent, completion)
-            logger.notice("fence request failed before it started", metadata: ["audit.id": "\(id)", "error": "\(failure)"])
-        } catch {
-            logger.error("could not record a failed request in the audit log", metadata: ["error": "\(error)", "fence.failure": "\(failure)"])
-        }
-    }
-
-    /// Completes a row, retrying a few times: the operation has happened, so its result must not be lost.
-    private func complete(_ id: Int64, _ completion: AuditCompletion, logger: Logger) async {
-        for attempt in 1...max(1, configuration.completionAttempts) {
-            do {
-                try await store.complete(id, completion)
-                return
-            } catch {
-                logger.error(
-                    "could not complete the audit row", metadata: ["error": "\(error)", "audit.attempt": "\(attempt)"])
-                try? await Task.sleep(for: .milliseconds(100 * attempt))
-            }
-        }
-    }
-
-    /// After a timeout, the abandoned action may still finish: note how, so the record tells the truth.
-    private func recordLateCompletion(_ id: Int64, _ late: Result<Execution, any Error>, logger: Logger) async {
-        let note: String
-        switch late {
-        case .success(let execution):
-            note = "after the timeout, the hypervisor call finished: domain is \(execution.domain.power.rawValue)"
-        case .failure(is CancellationError):
-            note = "after the timeout, the request gave up waiting for the domain lock; nothing was done"
-        case .failure(let error):
-            note = "after the timeout, the hypervisor call failed: \(error)"
-        }
-        logger.warning("operation finished after its timeout", metadata: ["fence.late": "\(note)"])
-        do {
-            try await store.appendNote(id, note)
-        } catch {
-            logger.error("could not record a late completion", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -37,13 +37,7 @@ public actor AuditStore {
         self.database = database
         self.path = database.path
         self.logger = logger
-        self.insertStatement = try database.prepare(
-            """
-            INSERT INTO operations (requested_at, finished_at, duration_us, source, requester, client_address,
-                target, domain_name, domain_uuid, action, state, result, power_state, error_code, message,
-                owner_pid, owner_start)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        self.insertStatement = try database.prepare(AuditColumn.insertSQL)
         self.completeStatement = try database.prepare(
             """
             UPDATE operations SET state = 'finished', result = ?1, power_state = ?2, error_code = ?3,
@@ -268,17 +262,7 @@ public actor AuditStore {
     func perform(_ write: Write) throws(SQLiteError) -> Int64 {
         switch write {
         case .insert(let intent, let completion, let owner):
-            let requested = intent.requestedAt.microsecondsSince1970
-            let finished = completion?.finishedAt.microsecondsSince1970
-            try insertStatement.run([
-                .integer(requested), .optionalInteger(finished), .optionalInteger(finished.map { $0 - requested }),
-                .text(intent.source), .optionalText(intent.requester), .optionalText(intent.clientAddress),
-                .text(intent.target), .optionalText(intent.domainName), .optionalText(intent.domainUUID),
-                .text(intent.action), .text(completion == nil ? AuditState.started.rawValue : AuditState.finished.rawValue),
-                .optionalText(completion?.result.rawValue), .optionalText(completion?.powerState),
-                .optionalText(completion?.errorCode), .optionalText(completion?.message),
-                .integer(Int64(owner.pid)), .integer(owner.startTicks),
-            ])
+            try insertStatement.run(AuditRecord.insertValues(intent, completion, owner: owner))
             return database.lastInsertRowID
         case .complete(let id, let completion):
             let finished = completion.finishedAt.microsecondsSince1970
@@ -352,8 +336,8 @@ public actor AuditStore {
     /// One record by id, or nil.
     public func operation(id: Int64) throws -> AuditRecord? {
         try wrap {
-            try statement("SELECT \(Self.columns) FROM operations WHERE id = ?").rows([.integer(id)])
-                .first.map(Self.record)
+            try statement("SELECT \(AuditColumn.selectList) FROM operations WHERE id = ?").rows([.integer(id)])
+                .first.map(AuditRecord.init(row:))
         }
     }
 
@@ -362,7 +346,7 @@ public actor AuditStore {
     public func query(_ query: AuditQuery) throws -> AuditPage {
         let (sql, values) = try Self.select(query)
         return try wrap {
-            var records = try statement(sql).rows(values).map(Self.record)
+            var records = try statement(sql).rows(values).map(AuditRecord.init(row:))
             var next: AuditCursor?
             if records.count > query.limit {
                 records.removeLast()
@@ -421,7 +405,7 @@ public actor AuditStore {
         }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         values.append(.integer(Int64(query.limit + 1)))
-        return ("SELECT \(columns) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?", values)
+        return ("SELECT \(AuditColumn.selectList) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?", values)
     }
 
     func statement(_ sql: String) throws(SQLiteError) -> Statement {
@@ -442,24 +426,5 @@ public actor AuditStore {
         } catch {
             throw .database(SQLiteError(code: SQLITE_ERROR, message: "\(error)"))
         }
-    }
-
-    private static let columns = """
-        id, requested_at, finished_at, duration_us, source, requester, client_address, target, domain_name, \
-        domain_uuid, action, state, result, power_state, error_code, message
-        """
-
-    private static func record(_ row: [SQLiteValue]) -> AuditRecord {
-        let intent = AuditIntent(
-            source: row[4].text ?? "", requester: row[5].text, clientAddress: row[6].text, target: row[7].text ?? "",
-            domainName: row[8].text, domainUUID: row[9].text, action: row[10].text ?? "",
-            requestedAt: Date(microsecondsSince1970: row[1].integer ?? 0))
-        return AuditRecord(
-            id: row[0].integer ?? 0, intent: intent,
-            state: AuditState(rawValue: row[11].text ?? "") ?? .started,
-            result: row[12].text.flatMap(AuditResult.init(rawValue:)),
-            powerState: row[13].text, errorCode: row[14].text, message: row[15].text,
-            finishedAt: row[2].integer.map(Date.init(microsecondsSince1970:)),
-            duration: row[3].integer.map { .microseconds($0) })
     }
 }

@@ -53,8 +53,7 @@ struct Audit: AsyncParsableCommand {
                 throw CLIFailure.auditUnavailable("\(error)")
             }
             if json {
-                print(try JSONText.encode(AuditPageJSON(
-                    operations: page.records.map(AuditRecordJSON.init), nextCursor: page.nextCursor?.description)))
+                print(try JSONText.encode(OperationPageJSON(page)))
                 return
             }
             print(Table.render(header: Self.header, rows: page.records.map(Self.row)))
@@ -69,7 +68,7 @@ struct Audit: AsyncParsableCommand {
     private static func row(_ record: AuditRecord) -> [String] {
         [
             String(record.id),
-            formatTimestamp(record.requestedAt),
+            RFC3339.format(record.requestedAt),
             record.source,
             [record.requester, record.clientAddress.map { "@\($0)" }].compactMap { $0 }.joined(separator: " "),
             record.action,

@@ -15,7 +15,8 @@ enum CLIFailure: Error {
         switch self {
         case .fence(let error):
             switch error {
-            case .operationFailed, .domainBusy, .notRunning, .refused, .requesterFenced: return ExitStatus.failed
+            case .operationFailed, .domainBusy, .notRunning, .refused, .unauthenticated, .requesterFenced:
+                return ExitStatus.failed
             case .invalidTarget: return ExitStatus.badArguments
             case .domainNotFound: return ExitStatus.domainNotFound
             case .hypervisorUnavailable: return ExitStatus.hypervisorUnavailable

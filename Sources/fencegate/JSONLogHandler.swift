@@ -14,7 +14,7 @@ struct JSONLogHandler: EscapingLogHandler {
 
     func log(event: LogEvent) {
         var fields = Dictionary(escapedFields(of: event), uniquingKeysWith: { $1 })
-        fields["timestamp"] = formatTimestamp(Date())
+        fields["timestamp"] = RFC3339.format(Date())
         fields["level"] = event.level.rawValue
         fields["label"] = label
         fields["message"] = event.message.description.escapingControlCharacters

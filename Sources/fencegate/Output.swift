@@ -46,49 +46,6 @@ struct OutcomeJSON: Encodable {
     }
 }
 
-struct AuditRecordJSON: Encodable {
-    let id: Int64
-    let requestedAt: String
-    let finishedAt: String?
-    let durationSeconds: Double?
-    let source: String
-    let requester: String?
-    let clientAddress: String?
-    let target: String
-    let domainName: String?
-    let domainUuid: String?
-    let action: String
-    let state: String
-    let result: String?
-    let power: String?
-    let errorCode: String?
-    let message: String?
-
-    init(_ record: AuditRecord) {
-        id = record.id
-        requestedAt = formatTimestamp(record.requestedAt)
-        finishedAt = record.finishedAt.map(formatTimestamp)
-        durationSeconds = record.duration?.seconds
-        source = record.source
-        requester = record.requester
-        clientAddress = record.clientAddress
-        target = record.target
-        domainName = record.domainName
-        domainUuid = record.domainUUID
-        action = record.action
-        state = record.state.rawValue
-        result = record.result?.rawValue
-        power = record.powerState
-        errorCode = record.errorCode
-        message = record.message
-    }
-}
-
-struct AuditPageJSON: Encodable {
-    let operations: [AuditRecordJSON]
-    let nextCursor: String?
-}
-
 /// Left-aligned columns separated by two spaces. Cells are escaped (`\n`, `\u{1B}`…): the audit log holds
 /// text that requests supplied, and a table row must stay one row on the operator's terminal.
 enum Table {
@@ -103,18 +60,7 @@ enum Table {
     }
 }
 
-/// "2026-11-25T10:00:00.123Z"
-func formatTimestamp(_ date: Date) -> String {
-    RFC3339.format(date)
-}
-
 /// "0.004 s"
 func formatDuration(_ duration: Duration) -> String {
     String(format: "%.3f s", duration.seconds)
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
 }

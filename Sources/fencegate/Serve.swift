@@ -301,7 +301,7 @@ struct HypervisorWatch: Service {
             do {
                 try await service.monitor()
                 if reachable != true {
-                    logger.notice("hypervisor reachable", metadata: ["hypervisor.uri": "\(service.hypervisor.uri)"])
+                    logger.notice("hypervisor reachable", metadata: ["hypervisor.uri": "\(service.hypervisorURI)"])
                 }
                 reachable = true
             } catch {

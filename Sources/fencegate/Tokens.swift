@@ -80,7 +80,7 @@ struct Token: AsyncParsableCommand {
                             [
                                 $0.name, $0.scope.rawValue,
                                 $0.domainPatterns.isEmpty ? "*" : $0.domainPatterns.joined(separator: ","),
-                                formatTimestamp($0.createdAt), $0.revokedAt.map(formatTimestamp) ?? "-",
+                                RFC3339.format($0.createdAt), $0.revokedAt.map(RFC3339.format) ?? "-",
                             ]
                         }))
             }
@@ -140,8 +140,8 @@ struct TokenJSON: Encodable {
         scope = token.scope.rawValue
         domains = token.domainPatterns
         from = token.fromDomain?.text
-        createdAt = formatTimestamp(token.createdAt)
-        revokedAt = token.revokedAt.map(formatTimestamp)
+        createdAt = RFC3339.format(token.createdAt)
+        revokedAt = token.revokedAt.map(RFC3339.format)
     }
 }
 

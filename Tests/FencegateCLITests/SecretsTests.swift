@@ -85,7 +85,7 @@ struct SecretsTests {
         try await server.stop()
         let log = server.serve.stdout + server.serve.stderr
         #expect(log.contains("audit.id"), "trace logging was on and the fences were logged: \(log)")
-        #expect(log.contains("Redfish authentication failed"), "the Redfish refusals were logged")
+        #expect(log.contains("authentication failed"), "the refusals were logged (at debug level)")
         if format == "json" {
             let lines = server.serve.stderr.split(separator: "\n")
             #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })

@@ -12,7 +12,6 @@ import Logging
 /// the token's scope and domain patterns apply as in the REST API.
 struct RedfishAPI: Sendable {
     let service: FenceService
-    let tokens: AccessTokens
     let logger: Logger
 
     /// The `ResetType` values served, and the fence action each one runs.
@@ -195,29 +194,16 @@ struct RedfishAPI: Sendable {
 
     // MARK: - Authentication
 
-    /// The token named by HTTP Basic credentials (user: the token's name, password: the token). A failure
-    /// answers 401; for a Reset (`action` given) it is audited as a refusal first.
+    /// The token named by HTTP Basic credentials (user: the token's name, password: the token), checked by
+    /// the service; a failure answers 401, and is audited as a refusal when the request is about one system
+    /// (`action` and `target` given).
     private func authenticate(_ request: HTTPRequest, action: FenceAction?, target: String?) async throws -> AccessToken {
-        do {
-            guard let (user, password) = Self.basicCredentials(request) else { throw AuthenticationFailure.missing }
-            let token = try await tokens.authenticate(password)
-            guard token.name == user else { throw AuthenticationFailure.unknown }
-            return token
-        } catch let failure as AuthenticationFailure {
-            logger.info("Redfish authentication failed", metadata: ["reason": "\(failure)", "peer.address": "\(request.clientAddress ?? "-")"])
-            if let action, let target {
-                await service.recordRefusal(
-                    FenceRequest(
-                        action: action, target: DomainTarget(target),
-                        origin: RequestOrigin(frontEnd: .redfish, requester: nil, clientAddress: request.clientAddress)),
-                    reason: "authentication failed: \(failure)")
-            }
-            throw RedfishError.unauthorized()
-        } catch {
-            // The token store could not be read: the same 503 as the REST API's, without the storage error.
-            logger.error("could not check Redfish credentials", metadata: ["error": "\(error)"])
-            throw RedfishError(FenceError.auditUnavailable(reason: "\(error)"))
-        }
+        let origin = RequestOrigin(frontEnd: .redfish, requester: nil, clientAddress: request.clientAddress)
+        let credentials = Self.basicCredentials(request)
+        var about: FenceRequest?
+        if let action, let target { about = FenceRequest(action: action, target: DomainTarget(target), origin: origin) }
+        // Without Basic credentials there is no user to match: the token check fails as "missing".
+        return try await service.authenticate(credentials?.password, user: credentials?.user ?? "", origin: origin, about: about)
     }
 
     /// `Authorization: Basic base64(user:password)`, decoded; nil if absent or malformed.

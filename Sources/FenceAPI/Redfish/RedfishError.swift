@@ -104,6 +104,8 @@ extension RedfishError {
                 resolution: "List the systems at /redfish/v1/Systems.")
         case .refused(_, let reason):
             self = RedfishError.forbidden(reason)
+        case .unauthenticated:
+            self = RedfishError.unauthorized()
         case .requesterFenced:
             self = RedfishError(
                 status: 409, messageID: "OperationNotAllowed", message: "The operation was not allowed: \(error.description).",

@@ -1,0 +1,163 @@
+import Foundation
+import Logging
+
+/// What each action does to a domain, with fence_virtd's libvirt semantics, and the hypervisor calls under it.
+extension FenceService {
+    // MARK: - Actions, with fence_virtd's libvirt semantics
+
+    /// What an action did: the domain afterwards, and a remark.
+    struct Execution: Sendable {
+        var domain: DomainInfo
+        var note: String?
+    }
+
+    func execute(_ action: FenceAction, on domain: DomainInfo) async throws -> Execution {
+        // Re-read: the state seen at lookup may be stale after waiting for the lock.
+        guard let state = try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) else {
+            throw FenceError.domainNotFound(target: domain.name)
+        }
+        switch action {
+        case .status:
+            return Execution(domain: domain.with(state: state), note: nil)
+        case .off:
+            if state == .shutOff { return Execution(domain: domain.with(state: state), note: "already off") }
+            try await destroy(domain, action: .off)
+            return Execution(domain: try await refreshed(domain), note: nil)
+        case .on:
+            if state != .shutOff { return Execution(domain: domain.with(state: state), note: "already on") }
+            do {
+                try await hypervisorCall { try $0.start(domain: domain.uuid) }
+            } catch {
+                // Someone else may have started it meanwhile; running is what was asked.
+                guard try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) != .shutOff else { throw error }
+            }
+            return Execution(domain: try await refreshed(domain), note: nil)
+        case .reboot:
+            return try await reboot(domain, state: state)
+        case .shutdown, .gracefulReboot, .nmi:
+            return try await ask(action, domain, state: state)
+        }
+    }
+
+    /// The requests a guest acts on itself: asked, not waited for (a guest may take minutes, or ignore them).
+    func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) async throws -> Execution {
+        guard state != .shutOff else {
+            if action == .shutdown { return Execution(domain: domain.with(state: state), note: "already off") }
+            throw FenceError.notRunning(action: action, target: domain.name)
+        }
+        let note: String
+        switch action {
+        case .shutdown:
+            try await hypervisorCall { try $0.shutdown(domain: domain.uuid) }
+            note = "shutdown requested; the guest powers off when its OS does"
+        case .gracefulReboot:
+            try await hypervisorCall { try $0.reboot(domain: domain.uuid) }
+            note = "restart requested; the guest restarts when its OS does"
+        default:
+            try await hypervisorCall { try $0.injectNMI(domain: domain.uuid) }
+            note = "NMI injected"
+        }
+        return Execution(domain: try await refreshed(domain), note: note)
+    }
+
+    /// Force off, wait until off, start again. A domain that was off stays off and reports success;
+    /// a failed restart is reported in the note, and the result is still success (the domain is fenced).
+    func reboot(_ domain: DomainInfo, state: DomainState) async throws -> Execution {
+        if state == .shutOff {
+            return Execution(domain: domain.with(state: state), note: "was off; left off")
+        }
+        // A transient domain vanishes when destroyed: keep its definition to start it again.
+        let definition: String? =
+            domain.isPersistent ? nil : try await hypervisorCall { try $0.definition(ofDomain: domain.uuid) }
+        try await destroy(domain, action: .reboot)
+        try await waitUntilOff(domain)
+        do {
+            if let definition {
+                try await hypervisorCall { try $0.startTransient(definition: definition) }
+            } else {
+                try await hypervisorCall { try $0.start(domain: domain.uuid) }
+            }
+        } catch {
+            let reason = FenceError(mapping: error, action: .reboot, target: domain.name, uri: hypervisor.uri)
+            logger.warning(
+                "reboot: domain is off but could not be started again",
+                metadata: ["fence.domain": "\(domain.name)", "error": "\(reason)"])
+            let after = (try? await refreshed(domain)) ?? domain.with(state: .shutOff)
+            return Execution(domain: after, note: "fenced (off), but restart failed: \(reason)")
+        }
+        return Execution(domain: try await refreshed(domain), note: nil)
+    }
+
+    /// Destroys the domain; an error is forgiven if the domain is off (or gone) anyway.
+    func destroy(_ domain: DomainInfo, action: FenceAction) async throws {
+        do {
+            try await hypervisorCall { try $0.destroy(domain: domain.uuid) }
+        } catch {
+            let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
+            guard state == nil || state == .shutOff else { throw error }
+        }
+    }
+
+    func waitUntilOff(_ domain: DomainInfo) async throws {
+        let clock = ContinuousClock()
+        let limit = clock.now + configuration.shutOffWait
+        while true {
+            let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
+            if state == nil || state == .shutOff { return }
+            guard clock.now < limit else {
+                throw FenceError.operationFailed(
+                    action: .reboot, target: domain.name,
+                    reason: "still \(state?.rawValue ?? "present") \(configuration.shutOffWait.fenceSeconds) after destroy")
+            }
+            try? await Task.sleep(for: configuration.shutOffPollInterval)
+        }
+    }
+
+    /// The domain with its current state; `.shutOff` if it no longer exists (a destroyed transient domain).
+    func refreshed(_ domain: DomainInfo) async throws -> DomainInfo {
+        let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
+        return domain.with(state: state ?? .shutOff)
+    }
+
+    // MARK: - Plumbing
+
+    func hypervisorCall<T: Sendable>(_ body: @escaping @Sendable (any Hypervisor) throws -> T) async throws -> T {
+        try await pool.run { [hypervisor] in try body(hypervisor) }
+    }
+
+    /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
+    /// first.
+    func blocking<T: Sendable>(
+        action: FenceAction, target: String, deadline: ContinuousClock.Instant? = nil,
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws(FenceError) -> T {
+        let started = ContinuousClock.now
+        let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
+        do {
+            return try await withDeadline(limit) { [pool] in try await pool.run(body) }
+        } catch is DeadlineExceeded {
+            throw .timedOut(action: action, target: target, after: started.duration(to: .now))
+        } catch {
+            let failure = FenceError(mapping: error, action: action, target: target, uri: hypervisor.uri)
+            noteIfUnavailable(failure)
+            throw failure
+        }
+    }
+
+    func fenceError(_ error: any Error, _ request: FenceRequest, elapsed: Duration?) -> FenceError {
+        if error is DeadlineExceeded || error is CancellationError {
+            let after = elapsed ?? (request.timeout ?? configuration.operationTimeout)
+            return .timedOut(action: request.action, target: request.target.text, after: after)
+        }
+        let failure = FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri)
+        noteIfUnavailable(failure)
+        return failure
+    }
+
+    /// A call that found the hypervisor unreachable tells the health check and the metric at once.
+    func noteIfUnavailable(_ failure: FenceError) {
+        guard case .hypervisorUnavailable = failure else { return }
+        probe.noteUnavailable()
+        metrics.hypervisor(up: false)
+    }
+}

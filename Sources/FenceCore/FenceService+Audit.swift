@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import Store
+
+/// Writing the audit log: rows of requests that finished before starting, refusals (and their summaries),
+/// completions, and what a timed-out operation did later.
+extension FenceService {
+    /// Records a request this service does not carry out (fence_xvm's `null`, unknown request codes) as a
+    /// failure, so that every request a front end answers is in the audit log.
+    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
+        await recordFinished(
+            action: action, target: DomainTarget(target).auditText, origin: origin, requestedAt: Date(),
+            since: ContinuousClock.now, result: .failure, error: nil, message: reason, errorCode: "unsupported")
+    }
+
+    func recordFinished(
+        action: String, target: String, origin: RequestOrigin, requestedAt: Date, since started: ContinuousClock.Instant,
+        result: AuditResult, error: FenceError?, message: String?, errorCode: String? = nil
+    ) async {
+        let intent = AuditIntent(action: action, target: target, origin: origin, requestedAt: requestedAt)
+        let elapsed = ContinuousClock.now - started
+        metrics.operationRejected(action: action, result: result.rawValue, source: origin.frontEnd.rawValue)
+        do {
+            _ = try await store.record(
+                intent,
+                AuditCompletion(
+                    result: result, powerState: nil, errorCode: errorCode ?? error?.code, message: message,
+                    finishedAt: requestedAt.addingTimeInterval(elapsed.seconds)))
+        } catch {
+            logger.error("could not record a request in the audit log", metadata: ["error": "\(error)", "fence.action": "\(action)"])
+        }
+    }
+
+    // MARK: - Refusals
+
+    /// Records a request refused before its sender was authenticated (missing or wrong credentials), with
+    /// result `refused`; nothing reaches the hypervisor. Since a peer needs no credentials to be refused, these
+    /// refusals are rate-limited per client (`Configuration.refusalsPerClientPerMinute`, `refusalsPerMinute`):
+    /// the others are counted and recorded together in one summary row per client and minute.
+    /// - Returns: the row's id, or nil if the refusal was counted for a summary or could not be recorded
+    ///   (then the failure is logged: the request is refused either way).
+    @discardableResult
+    func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
+        let client = "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
+        let (decision, ended) = refusals.admit(request, reason: reason, client: client)
+        if let ended { await recordSummary(ended) }
+        switch decision {
+        case .count(let key, let summaryDue, let window):
+            metrics.operationRejected(
+                action: request.action.rawValue, result: AuditResult.refused.rawValue,
+                source: request.origin.frontEnd.rawValue)
+            metrics.refusalUnrecorded()
+            logger.debug(
+                "fence request refused (counted for the summary row)",
+                metadata: refusalMetadata(request, reason: reason))
+            if let summaryDue {
+                _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
+                    guard let summary = refusals.takeSummary(client: key, window: window) else { return }
+                    Task { await recordSummary(summary) }
+                }
+            }
+            return nil
+        case .record:
+            return await writeRefusal(request, reason: reason)
+        }
+    }
+
+    /// Writes the refusal's row (always: the sender is authenticated, or this one is within its limits).
+    @discardableResult
+    func writeRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
+        metrics.operationRejected(
+            action: request.action.rawValue, result: AuditResult.refused.rawValue,
+            source: request.origin.frontEnd.rawValue)
+        var metadata = refusalMetadata(request, reason: reason)
+        let intent = AuditIntent(request)
+        do {
+            let id = try await store.record(
+                intent,
+                AuditCompletion(
+                    result: .refused, powerState: nil, errorCode: "refused", message: reason, finishedAt: Date()))
+            metadata["audit.id"] = "\(id)"
+            logger.notice("fence request refused", metadata: metadata)
+            return id
+        } catch {
+            metadata["error"] = "\(error)"
+            logger.error("fence request refused, and the refusal could not be recorded in the audit log", metadata: metadata)
+            return nil
+        }
+    }
+
+    func refusalMetadata(_ request: FenceRequest, reason: String) -> Logger.Metadata {
+        [
+            "fence.action": "\(request.action.rawValue)", "fence.target": "\(request.target)",
+            "fence.origin": "\(request.origin.frontEnd.rawValue)", "fence.reason": "\(reason)",
+            "peer.address": "\(request.origin.clientAddress ?? "-")",
+        ]
+    }
+
+    /// Writes the summary rows of every client's refusals that are still only counted (at shutdown, so
+    /// that none is lost).
+    public func recordPendingRefusals() async {
+        for summary in refusals.takeAllSummaries() { await recordSummary(summary) }
+    }
+
+    /// The row that accounts for a client's refusals that did not get rows of their own.
+    func recordSummary(_ summary: RefusalLimiter.Summary) async {
+        let request = summary.request
+        let limits = refusals.limits
+        let message =
+            "\(summary.count) more refusal\(summary.count == 1 ? "" : "s") from \(summary.client) between "
+            + "\(RFC3339.format(summary.first)) and \(RFC3339.format(summary.last)) not recorded one by one "
+            + "(at most \(limits.perClient) rows per client and \(limits.overall) in all per \(limits.window.fenceSeconds)); "
+            + "the last: \(request.action.rawValue) of '\(request.target.auditText)': \(summary.reason)"
+        let intent = AuditIntent(request, requestedAt: summary.first)
+        do {
+            let id = try await store.record(
+                intent,
+                AuditCompletion(
+                    result: .refused, powerState: nil, errorCode: "refusals_not_recorded", message: message,
+                    finishedAt: summary.last))
+            logger.notice(
+                "refused requests summarized", metadata: ["audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)"])
+        } catch {
+            logger.error("could not record a summary of refused requests", metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"])
+        }
+    }
+
+    /// A request that failed before its intent row: one finished row, best effort (the failure is thrown anyway).
+    func recordUnstarted(_ intent: AuditIntent, _ failure: FenceError, logger: Logger) async {
+        let completion = AuditCompletion(
+            result: failure.isTimeout ? .timedOut : .failure, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
+        do {
+            let id = try await store.record(intent, completion)
+            logger.notice("fence request failed before it started", metadata: ["audit.id": "\(id)", "error": "\(failure)"])
+        } catch {
+            logger.error("could not record a failed request in the audit log", metadata: ["error": "\(error)", "fence.failure": "\(failure)"])
+        }
+    }
+
+    /// Completes a row, retrying a few times: the operation has happened, so its result must not be lost.
+    func complete(_ id: Int64, _ completion: AuditCompletion, logger: Logger) async {
+        for attempt in 1...max(1, configuration.completionAttempts) {
+            do {
+                try await store.complete(id, completion)
+                return
+            } catch {
+                logger.error(
+                    "could not complete the audit row", metadata: ["error": "\(error)", "audit.attempt": "\(attempt)"])
+                try? await Task.sleep(for: .milliseconds(100 * attempt))
+            }
+        }
+    }
+
+    /// After a timeout, the abandoned action may still finish: note how, so the record tells the truth.
+    func recordLateCompletion(_ id: Int64, _ late: Result<Execution, any Error>, logger: Logger) async {
+        let note: String
+        switch late {
+        case .success(let execution):
+            note = "after the timeout, the hypervisor call finished: domain is \(execution.domain.power.rawValue)"
+        case .failure(is CancellationError):
+            note = "after the timeout, the request gave up waiting for the domain lock; nothing was done"
+        case .failure(let error):
+            note = "after the timeout, the hypervisor call failed: \(error)"
+        }
+        logger.warning("operation finished after its timeout", metadata: ["fence.late": "\(note)"])
+        do {
+            try await store.appendNote(id, note)
+        } catch {
+            logger.error("could not record a late completion", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Logging
+public import Store
+
+extension FenceService {
+    // MARK: - Credentials (one rule for every front end)
+
+    /// Checks the API token a front end's request presents: `Authorization: Bearer …`, or for Redfish the
+    /// password of HTTP Basic, whose user must then be the token's name.
+    ///
+    /// A failure is logged at debug level only (a peer needs no credentials to cause one), and audited as a
+    /// refusal when the request is about one domain (`about`: a fence action, or a read of one domain), within
+    /// the limits on unauthenticated refusals (`Configuration.refusalsPerClientPerMinute`).
+    ///
+    /// - Parameters:
+    ///   - user: HTTP Basic's user name, which must equal the token's name; nil for a bearer token.
+    ///   - origin: where the request came from, for the log.
+    ///   - request: the request, when it is about one domain; its refusal is then audited.
+    /// - Throws: `.unauthenticated` (missing, malformed, unknown or revoked credentials: HTTP 401);
+    ///   `.auditUnavailable` if the tokens cannot be read.
+    public func authenticate(
+        _ presented: String?, user: String? = nil, origin: RequestOrigin, about request: FenceRequest? = nil
+    ) async throws(FenceError) -> AccessToken {
+        let failure: AuthenticationFailure
+        do {
+            let token = try await tokens.authenticate(presented)
+            guard user == nil || user == token.name else { throw AuthenticationFailure.unknown }
+            return token
+        } catch let error as AuthenticationFailure {
+            failure = error
+        } catch {
+            logger.error("could not check credentials", metadata: ["error": "\(error)"])
+            throw .auditUnavailable(reason: "\(error)")
+        }
+        if let request {
+            await recordRefusal(request, reason: "authentication failed: \(failure)")
+        } else {
+            logger.debug(
+                "authentication failed",
+                metadata: [
+                    "reason": "\(failure)", "fence.origin": "\(origin.frontEnd.rawValue)",
+                    "peer.address": "\(origin.clientAddress ?? "-")",
+                ])
+        }
+        throw .unauthenticated(reason: failure.description)
+    }
+
+    // MARK: - The audit log, as a credential may see it (not audited)
+
+    /// A page of the audit log, newest first, as `token` may see it: a token limited to some domains sees only
+    /// their operations.
+    public func operations(_ query: AuditQuery, visibleTo token: AccessToken) async throws(FenceError) -> AuditPage {
+        var query = query
+        if !token.domainPatterns.isEmpty { query.domainPatterns = token.domainPatterns }
+        do {
+            return try await store.query(query)
+        } catch {
+            throw .auditUnavailable(reason: "\(error)")
+        }
+    }
+
+    /// The operation with `id`, or nil if there is none or `token` may not see it.
+    public func operation(id: Int64, visibleTo token: AccessToken) async throws(FenceError) -> AuditRecord? {
+        let record: AuditRecord?
+        do {
+            record = try await store.operation(id: id)
+        } catch {
+            throw .auditUnavailable(reason: "\(error)")
+        }
+        guard let record, token.domainPatterns.isEmpty || record.domainName.map(token.permits(domainNamed:)) == true
+        else { return nil }
+        return record
+    }
+}

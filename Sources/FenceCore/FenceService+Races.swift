@@ -1,0 +1,73 @@
+import Foundation
+
+/// Fence races (see `FenceRaceRules`): which domain sent a request, and whether it lost a race.
+extension FenceService {
+    // MARK: - Fence races
+
+    /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
+    /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
+    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (the
+    /// running domain that has it, if exactly one does). Nil if unknown.
+    func sendingDomain(of request: FenceRequest, deadline: ContinuousClock.Instant) async -> DomainInfo? {
+        let target: DomainTarget
+        switch request.origin.sendingDomain {
+        case nil:
+            return nil
+        case .named(let named):
+            target = named
+        case .address(let address):
+            if let configured = configuration.races.configuredDomain(for: address) {
+                target = configured
+            } else if let fenced = ledger.fencedDomain(withAddress: address) {
+                // Off by now, or about to be: the hypervisor may no longer report its addresses.
+                return fenced
+            } else {
+                let canonical = canonicalAddress(address)
+                return try? await blocking(action: request.action, target: address, deadline: deadline) { [hypervisor] in
+                    let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
+                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains { canonicalAddress($0) == canonical }
+                    }
+                    return owners.count == 1 ? owners[0] : nil
+                }
+            }
+        }
+        return try? await blocking(action: request.action, target: target.text, deadline: deadline) { [hypervisor] in
+            try hypervisor.domain(target)
+        }
+    }
+
+    /// Marks `target` as being fenced by `operationID`, unless the domain that sent the request is being
+    /// fenced or was fenced within the window: then returns that domain's name and the operation that
+    /// fenced it. A request from a domain other than a preferred one, to fence a preferred one, first waits
+    /// the grace period, so that a race between them is decided for the preferred one. The requester is
+    /// looked up only when it matters: when a domain is being fenced or was fenced lately, or for priority.
+    func settleRace(
+        _ request: FenceRequest, target: DomainInfo, operationID: Int64, deadline: ContinuousClock.Instant
+    ) async -> (requester: String, operation: Int64)? {
+        let rules = configuration.races
+        var winner: (requester: String, operation: Int64)?
+        if rules.prefers(target), let requester = await sendingDomain(of: request, deadline: deadline),
+            requester.uuid != target.uuid, !rules.prefers(requester)
+        {
+            let wait = min(rules.grace, ContinuousClock.now.duration(to: deadline))
+            if wait > .zero { try? await Task.sleep(for: wait) }
+            if let operation = ledger.claim(target: target, by: operationID, requester: requester.uuid, window: rules.window) {
+                winner = (requester.name, operation)
+            }
+        } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
+            let requester = await sendingDomain(of: request, deadline: deadline)
+            if let operation = ledger.claim(target: target, by: operationID, requester: requester?.uuid, window: rules.window) {
+                winner = (requester?.name ?? "?", operation)
+            }
+        }
+        guard winner == nil, rules.recordsGuestAddresses else { return winner }
+        // The target's addresses while it still runs (nothing has been done to it yet), so that a request it
+        // sends before it dies (a guest's, known by its address) is known as its.
+        let addresses =
+            (try? await blocking(action: request.action, target: target.name, deadline: deadline) { [hypervisor] in
+                try hypervisor.addresses(ofDomain: target.uuid)
+            }) ?? []
+        ledger.record(addresses: addresses, of: target)
+        return nil
+    }
+}
