@@ -137,7 +137,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "fuzz-mhd",
-            dependencies: ["FuzzSupport", "APIFuzzSupport", "FenceAPI", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "FuzzSupport", "APIFuzzSupport", "FenceAPI", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Fuzz/MHDFuzzer",
             swiftSettings: swiftSettings
         ),

@@ -37,7 +37,10 @@ public final class FuzzedAPI: Sendable {
         let store = try! await AuditStore.open(path: path, logger: logger)
         let token = try! await AccessTokens(store: store).create(name: "fuzz", scope: .fence, domainPatterns: []).secret
         let service = FenceService(
-            hypervisor: LibvirtHypervisor(uri: "test:///default", logger: logger), store: store, logger: logger)
+            hypervisor: LibvirtHypervisor(uri: "test:///default", logger: logger),
+            store: store,
+            logger: logger
+        )
         return FuzzedAPI(api: FenceHTTPAPI(service: service, logger: logger, redfish: true), token: token)
     }
 

@@ -47,7 +47,8 @@ func fuzzOne(_ input: [UInt8]) {
             precondition(sent.count == 2 * size, "the daemon sent \(sent.count) bytes, not answer + challenge")
             precondition(
                 Array(sent.prefix(size)) == type.paddedDigest(key: fuzzKey, Array(stream.prefix(size))),
-                "the daemon's answer is not H(key ‖ their challenge)")
+                "the daemon's answer is not H(key ‖ their challenge)"
+            )
         }
     } catch {
         preconditionFailure("socket pair: \(error)")

@@ -3,7 +3,8 @@ import Foundation
 
 @_silgen_name("LLVMFuzzerRunDriver")
 private func llvmFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ argc: UnsafeMutablePointer<Int32>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
     _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
 ) -> Int32
 
@@ -31,8 +32,10 @@ nonisolated(unsafe) private var periodicLeakCheck: PeriodicLeakCheck?
 /// Hands control to libFuzzer (its flags in `argv`), feeding each input to `body`. SwiftPM names an
 /// executable's entry point `<module>_main`, so each fuzz target exports that and calls this.
 public func runFuzzer(
-    argc: Int32, argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
-    leakDetection: LeakDetection = .afterNewInputs, _ body: @escaping ([UInt8]) -> Void
+    argc: Int32,
+    argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
+    leakDetection: LeakDetection = .afterNewInputs,
+    _ body: @escaping ([UInt8]) -> Void
 ) -> Int32 {
     var arguments = (0..<Int(argc)).map { argv[$0] }
     if case .periodic(let interval) = leakDetection {
@@ -40,7 +43,9 @@ public func runFuzzer(
         arguments.insert(strdup("-detect_leaks=0"), at: min(1, arguments.count))
         let prefix = arguments.compactMap { $0.map { String(cString: $0) } }.last { $0.hasPrefix("-artifact_prefix=") }
         periodicLeakCheck = PeriodicLeakCheck(
-            interval: interval, artifactPrefix: prefix.map { String($0.dropFirst("-artifact_prefix=".count)) } ?? "")
+            interval: interval,
+            artifactPrefix: prefix.map { String($0.dropFirst("-artifact_prefix=".count)) } ?? ""
+        )
     }
     fuzzBody = body
     var count = Int32(arguments.count)
@@ -93,7 +98,8 @@ private final class PeriodicLeakCheck {
         }
         fatalError(
             "LeakSanitizer found leaks (above) after one of the \(inputsSinceLastPass.count) inputs in \(directory); "
-                + "find it with: \(CommandLine.arguments[0]) -detect_leaks=1 -runs=0 \(directory)")
+                + "find it with: \(CommandLine.arguments[0]) -detect_leaks=1 -runs=0 \(directory)"
+        )
     }
 }
 #endif

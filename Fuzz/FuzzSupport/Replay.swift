@@ -11,7 +11,8 @@ public func replayCorpus(_ paths: ArraySlice<String>, _ body: ([UInt8]) -> Void)
         }
         let files =
             isDirectory.boolValue
-            ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().map { path + "/" + $0 } : [path]
+            ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().map { path + "/" + $0 }
+            : [path]
         for file in files {
             guard let data = FileManager.default.contents(atPath: file) else { continue }
             body([UInt8](data))

@@ -24,7 +24,9 @@ func fuzzOne(_ bytes: [UInt8]) {
     if parts.count == 2 {
         for pair in parts[1].split(separator: "&") {
             let nameValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if query[String(nameValue[0])] == nil { query[String(nameValue[0])] = nameValue.count == 2 ? String(nameValue[1]) : "" }
+            if query[String(nameValue[0])] == nil {
+                query[String(nameValue[0])] = nameValue.count == 2 ? String(nameValue[1]) : ""
+            }
         }
     }
     var headers: [String: String] = [:]
@@ -37,13 +39,19 @@ func fuzzOne(_ bytes: [UInt8]) {
     }
     let body = Array(lines.dropFirst().joined(separator: "\n").utf8)
     let request = HTTPRequest(
-        method: method, path: String(parts.first ?? "/"), query: query, headers: headers, body: body,
-        clientAddress: "198.18.0.9")
+        method: method,
+        path: String(parts.first ?? "/"),
+        query: query,
+        headers: headers,
+        body: body,
+        clientAddress: "198.18.0.9"
+    )
 
     let response = waitFor { await fuzzed.api.handle(request) }
     precondition(
         FuzzedAPI.documentedStatuses.contains(response.status),
-        "undocumented status \(response.status) for \(method) \(requestTarget)")
+        "undocumented status \(response.status) for \(method) \(requestTarget)"
+    )
     if response.headers.contains(where: { $0.0.lowercased() == "content-type" && $0.1.contains("json") }) {
         precondition(FuzzedAPI.isJSON(response.body), "a JSON answer that does not parse")
     }

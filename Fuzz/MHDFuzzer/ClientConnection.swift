@@ -48,7 +48,8 @@ struct ClientConnection: ~Copyable {
             attempts += 1
             precondition(
                 error == EADDRNOTAVAIL && attempts < 200,
-                "cannot connect to the server on 127.0.0.1:\(port): \(String(cString: strerror(error)))")
+                "cannot connect to the server on 127.0.0.1:\(port): \(String(cString: strerror(error)))"
+            )
             usleep(10_000)
         }
         serverPort = port
@@ -127,7 +128,10 @@ struct ClientConnection: ~Copyable {
     /// The server accepts in its own thread, into the lowest free descriptor: most often the one after the
     /// client's, so that one is tried first while the server has not accepted yet, and all every so often.
     private static func findServerSide(
-        client: Int32, localPort: UInt16, serverPort: UInt16, by deadline: ContinuousClock.Instant
+        client: Int32,
+        localPort: UInt16,
+        serverPort: UInt16,
+        by deadline: ContinuousClock.Instant
     ) -> Int32? {
         let likely = (client + 1)..<(client + 4)
         let all = Array(0..<client) + Array(likely.upperBound..<(client + 64))

@@ -38,7 +38,8 @@ let libmicrohttpdStatuses: Set<Int> = [100, 400, 413, 414, 431, 500, 505]
 let libmicrohttpdInternalError = Array(
     ("<html><head><title>Internal server error</title></head><body>Please ask the developer of this Web "
         + "server to carefully read the GNU libmicrohttpd documentation about connection management and "
-        + "blocking.</body></html>").utf8)
+        + "blocking.</body></html>").utf8
+)
 
 /// How long the server may take to answer an input (or the health check) and close the connection.
 let answerDeadline: Duration = .seconds(5)
@@ -113,7 +114,8 @@ func check(_ answers: [SentResponse], headRequested: Bool) {
             let repeatedHeaderBlock = next.map { $0.status == response.status && isLibmicrohttpdError($0) } == true
             precondition(
                 isLibmicrohttpdError(response) && repeatedHeaderBlock,
-                "a \(response.status) answer without the body its Content-Length announces")
+                "a \(response.status) answer without the body its Content-Length announces"
+            )
         }
         check(response)
     }
@@ -131,11 +133,13 @@ func check(_ response: SentResponse) {
     let status = response.status
     precondition(
         FuzzedAPI.documentedStatuses.contains(status) || libmicrohttpdStatuses.contains(status),
-        "undocumented status \(status)")
+        "undocumented status \(status)"
+    )
     if status == 500 {
         precondition(
             isLibmicrohttpdError(response) && (response.body == nil || response.body == libmicrohttpdInternalError),
-            "a 500 that is not libmicrohttpd's own page: \(String(decoding: response.body ?? [], as: UTF8.self))")
+            "a 500 that is not libmicrohttpd's own page: \(String(decoding: response.body ?? [], as: UTF8.self))"
+        )
     }
     if let contentType = response.header("Content-Type"), contentType.contains("json"), let body = response.body {
         precondition(FuzzedAPI.isJSON(body), "a JSON answer that does not parse")

@@ -15,7 +15,8 @@ extension FenceHTTPAPI {
         if let result = parameters["result"] {
             guard let parsed = AuditResult(rawValue: result) else {
                 throw Problem.badRequest(
-                    "result must be one of: \(AuditResult.allCases.map(\.rawValue).joined(separator: ", "))")
+                    "result must be one of: \(AuditResult.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             query.result = parsed
         }
@@ -39,7 +40,9 @@ extension FenceHTTPAPI {
     /// `GET /operations/{id}`.
     func showOperation(_ text: String, token: AccessToken) async throws -> HTTPResponse {
         guard let id = Int64(text), id > 0 else { throw Problem.badRequest("an operation id is a positive integer") }
-        guard let record = try await service.operation(id: id, visibleTo: token) else { throw Problem.operationNotFound(text) }
+        guard let record = try await service.operation(id: id, visibleTo: token) else {
+            throw Problem.operationNotFound(text)
+        }
         return try .json(encoding: OperationJSON(record))
     }
 

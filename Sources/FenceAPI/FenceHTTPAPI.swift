@@ -1,5 +1,5 @@
-import Foundation
 public import FenceCore
+import Foundation
 public import Logging
 import Store
 import Synchronization
@@ -37,7 +37,8 @@ public final class FenceHTTPAPI: Sendable {
             metadata: [
                 "http.method": "\(request.method)", "http.path": "\(request.path)", "http.status": "\(response.status)",
                 "peer.address": "\(request.clientAddress ?? "-")",
-            ])
+            ]
+        )
         return response
     }
 
@@ -52,7 +53,8 @@ public final class FenceHTTPAPI: Sendable {
         } catch {
             logger.error(
                 "unexpected error answering a request",
-                metadata: ["http.method": "\(request.method)", "http.path": "\(request.path)", "error": "\(error)"])
+                metadata: ["http.method": "\(request.method)", "http.path": "\(request.path)", "error": "\(error)"]
+            )
             return Problem.internalError.response
         }
     }
@@ -72,7 +74,9 @@ public final class FenceHTTPAPI: Sendable {
     var responseCounts: [Int: UInt64] { responses.withLock { $0 } }
 
     private func route(_ request: HTTPRequest) async throws -> HTTPResponse {
-        guard request.isValidUTF8 else { throw Problem.badRequest("the path, a header or a query argument is not UTF-8") }
+        guard request.isValidUTF8 else {
+            throw Problem.badRequest("the path, a header or a query argument is not UTF-8")
+        }
         guard let allSegments = request.pathSegments else {
             throw Problem.badRequest("the path has a malformed escape, an encoded NUL, or is not UTF-8")
         }
@@ -97,7 +101,9 @@ public final class FenceHTTPAPI: Sendable {
             // tell from them whether a domain it may not see exists.
             let token = try await authenticate(request)
             guard token.domainPatterns.isEmpty else {
-                throw Problem.forbidden("token '\(token.name)' is limited to some domains; the metrics need a token for all domains")
+                throw Problem.forbidden(
+                    "token '\(token.name)' is limited to some domains; the metrics need a token for all domains"
+                )
             }
             return metrics()
         case 1 where segments[0] == "domains":
@@ -129,8 +135,10 @@ public final class FenceHTTPAPI: Sendable {
     /// service, which audits the refusal of a request `about` one domain.
     func authenticate(_ request: HTTPRequest, about fenceRequest: FenceRequest? = nil) async throws -> AccessToken {
         try await service.authenticate(
-            Self.bearer(request), origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: request.clientAddress),
-            about: fenceRequest)
+            Self.bearer(request),
+            origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: request.clientAddress),
+            about: fenceRequest
+        )
     }
 
     static func bearer(_ request: HTTPRequest) -> String? {
@@ -151,8 +159,10 @@ public final class FenceHTTPAPI: Sendable {
     private func showDomain(_ target: String, _ http: HTTPRequest) async throws -> HTTPResponse {
         try Self.validateDomainParameter(target)
         var request = FenceRequest(
-            action: .status, target: DomainTarget(target),
-            origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress))
+            action: .status,
+            target: DomainTarget(target),
+            origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress)
+        )
         let token = try await authenticate(http, about: request)
         request.origin.requester = token.name
         request.access = token
@@ -164,23 +174,31 @@ public final class FenceHTTPAPI: Sendable {
         let wait = try Self.booleanParameter(http.query["wait"], name: "wait") ?? true
         let timeout = try Self.timeoutParameter(http.query["timeout"])
         var request = FenceRequest(
-            action: action, target: DomainTarget(target),
+            action: action,
+            target: DomainTarget(target),
             origin: RequestOrigin(frontEnd: .http, requester: nil, clientAddress: http.clientAddress),
-            timeout: timeout, waitForDomain: wait)
+            timeout: timeout,
+            waitForDomain: wait
+        )
 
         let token = try await authenticate(http, about: request)
         request.origin.requester = token.name
         request.origin.sendingDomain = token.fromDomain.map { .named($0) }
         request.access = token
         let outcome = try await service.perform(
-            request, refusedAs: Problem.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; fencing needs 'fence'"))
+            request,
+            refusedAs: Problem.forbidden(
+                "token '\(token.name)' has scope '\(token.scope.rawValue)'; fencing needs 'fence'"
+            )
+        )
         return .json(
             .object([
                 ("operation_id", .integer(outcome.operationID)), ("action", .string(outcome.action.rawValue)),
                 ("result", .string("success")), ("domain", Self.domainJSON(outcome.domain)),
                 ("power", .string(outcome.power.rawValue)), ("duration_seconds", .number(outcome.duration.seconds)),
                 ("note", .optional(outcome.note)),
-            ]))
+            ])
+        )
     }
 
     static func domainJSON(_ domain: DomainInfo) -> JSONValue {
@@ -199,17 +217,20 @@ public final class FenceHTTPAPI: Sendable {
         let healthy = hypervisorUp && auditLogWritable
         return .json(
             .object([
-                ("status", .string(healthy ? "ok" : "unavailable")), ("hypervisor", .string(hypervisorUp ? "ok" : "unavailable")),
+                ("status", .string(healthy ? "ok" : "unavailable")),
+                ("hypervisor", .string(hypervisorUp ? "ok" : "unavailable")),
                 ("audit_log", .string(auditLogWritable ? "ok" : "unavailable")),
             ]),
-            status: healthy ? 200 : 503)
+            status: healthy ? 200 : 503
+        )
     }
 
     private func metrics() -> HTTPResponse {
         HTTPResponse(
             status: 200,
             headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
-            body: Array(PrometheusText.render(service.metrics.snapshot, responses: responseCounts).utf8))
+            body: Array(PrometheusText.render(service.metrics.snapshot, responses: responseCounts).utf8)
+        )
     }
 
     // MARK: - Parameters

@@ -81,8 +81,10 @@ extension HTTPResponse {
     /// A JSON response; the body ends with a newline, so that `curl` output stays one document a line.
     static func json(_ value: JSONValue, status: Int = 200, contentType: String = "application/json") -> HTTPResponse {
         HTTPResponse(
-            status: status, headers: [("Content-Type", contentType), ("Cache-Control", "no-store")],
-            body: value.serialized + [UInt8(ascii: "\n")])
+            status: status,
+            headers: [("Content-Type", contentType), ("Cache-Control", "no-store")],
+            body: value.serialized + [UInt8(ascii: "\n")]
+        )
     }
 
     /// A JSON response from an `Encodable` value (the shapes FenceCore shares with the command line).
@@ -90,7 +92,9 @@ extension HTTPResponse {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         return HTTPResponse(
-            status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
-            body: Array(try encoder.encode(value)) + [UInt8(ascii: "\n")])
+            status: status,
+            headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+            body: Array(try encoder.encode(value)) + [UInt8(ascii: "\n")]
+        )
     }
 }

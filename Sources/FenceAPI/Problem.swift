@@ -26,7 +26,9 @@ struct Problem: Error, Sendable {
                 ("type", .string(type)), ("title", .string(title)), ("status", .integer(Int64(status))),
                 ("detail", .string(detail)),
             ]),
-            status: status, contentType: "application/problem+json")
+            status: status,
+            contentType: "application/problem+json"
+        )
         response.headers += headers
         return response
     }
@@ -37,8 +39,12 @@ struct Problem: Error, Sendable {
 
     static func unauthorized(_ detail: String = "a valid bearer token is required") -> Problem {
         Problem(
-            status: 401, kind: "unauthorized", title: "Unauthorized", detail: detail,
-            headers: [("WWW-Authenticate", "Bearer realm=\"fencegate\"")])
+            status: 401,
+            kind: "unauthorized",
+            title: "Unauthorized",
+            detail: detail,
+            headers: [("WWW-Authenticate", "Bearer realm=\"fencegate\"")]
+        )
     }
 
     static func forbidden(_ detail: String) -> Problem {
@@ -55,19 +61,29 @@ struct Problem: Error, Sendable {
 
     static func methodNotAllowed(_ method: String, allowed: [String]) -> Problem {
         Problem(
-            status: 405, kind: "method-not-allowed", title: "Method not allowed",
+            status: 405,
+            kind: "method-not-allowed",
+            title: "Method not allowed",
             detail: "\(method) is not allowed here; use \(allowed.joined(separator: ", "))",
-            headers: [("Allow", allowed.joined(separator: ", "))])
+            headers: [("Allow", allowed.joined(separator: ", "))]
+        )
     }
 
     static func payloadTooLarge(limit: Int) -> Problem {
         Problem(
-            status: 413, kind: "payload-too-large", title: "Payload too large",
-            detail: "request bodies are limited to \(limit) bytes")
+            status: 413,
+            kind: "payload-too-large",
+            title: "Payload too large",
+            detail: "request bodies are limited to \(limit) bytes"
+        )
     }
 
     static let internalError = Problem(
-        status: 500, kind: "internal-error", title: "Internal error", detail: "the server failed; see its log")
+        status: 500,
+        kind: "internal-error",
+        title: "Internal error",
+        detail: "the server failed; see its log"
+    )
 
     /// The one mapping from the fence service's errors to HTTP.
     init(_ error: FenceError) {
@@ -80,18 +96,30 @@ struct Problem: Error, Sendable {
             self.init(status: 409, kind: "domain-not-running", title: "Domain not running", detail: error.description)
         case .hypervisorUnavailable:
             self.init(
-                status: 503, kind: "hypervisor-unavailable", title: "Hypervisor unavailable", detail: error.description,
-                headers: [("Retry-After", "5")])
+                status: 503,
+                kind: "hypervisor-unavailable",
+                title: "Hypervisor unavailable",
+                detail: error.description,
+                headers: [("Retry-After", "5")]
+            )
         case .auditUnavailable:
             // The storage error stays in the service's log: it names paths and database internals.
             self.init(
-                status: 503, kind: "audit-unavailable", title: "Audit log unavailable",
+                status: 503,
+                kind: "audit-unavailable",
+                title: "Audit log unavailable",
                 detail: "the audit log cannot be written now, so nothing was done; see the service's log",
-                headers: [("Retry-After", "5")])
+                headers: [("Retry-After", "5")]
+            )
         case .timedOut:
             self.init(status: 504, kind: "timed-out", title: "Operation timed out", detail: error.description)
         case .operationFailed:
-            self.init(status: 502, kind: "operation-failed", title: "Hypervisor operation failed", detail: error.description)
+            self.init(
+                status: 502,
+                kind: "operation-failed",
+                title: "Hypervisor operation failed",
+                detail: error.description
+            )
         case .invalidTarget(let reason):
             self.init(status: 400, kind: "bad-request", title: "Bad request", detail: reason)
         case .refused(_, let reason):

@@ -17,7 +17,9 @@ enum PrometheusText {
         for (action, histogram) in snapshot.latency.sorted(by: { $0.key < $1.key }) {
             let label = "action=\"\(escape(action))\""
             for (index, bound) in FenceMetrics.bucketBounds.enumerated() {
-                lines.append("fencegate_operation_duration_seconds_bucket{\(label),le=\"\(bound)\"} \(histogram.bucketCounts[index])")
+                lines.append(
+                    "fencegate_operation_duration_seconds_bucket{\(label),le=\"\(bound)\"} \(histogram.bucketCounts[index])"
+                )
             }
             lines.append("fencegate_operation_duration_seconds_bucket{\(label),le=\"+Inf\"} \(histogram.count)")
             lines.append("fencegate_operation_duration_seconds_sum{\(label)} \(histogram.sum)")
@@ -29,10 +31,14 @@ enum PrometheusText {
         lines.append("# HELP fencegate_hypervisor_up 1 if the hypervisor was reachable at the last check, else 0.")
         lines.append("# TYPE fencegate_hypervisor_up gauge")
         lines.append("fencegate_hypervisor_up \(snapshot.hypervisorUp == true ? 1 : 0)")
-        lines.append("# HELP fencegate_audit_refusals_unrecorded_total Refused requests counted in a summary row instead of a row of their own (the audit rate limit).")
+        lines.append(
+            "# HELP fencegate_audit_refusals_unrecorded_total Refused requests counted in a summary row instead of a row of their own (the audit rate limit)."
+        )
         lines.append("# TYPE fencegate_audit_refusals_unrecorded_total counter")
         lines.append("fencegate_audit_refusals_unrecorded_total \(snapshot.refusalsUnrecorded)")
-        lines.append("# HELP fencegate_gateway_sessions_refused_total fence_xvm call backs and fence_virt connections turned away at their limits, by listener.")
+        lines.append(
+            "# HELP fencegate_gateway_sessions_refused_total fence_xvm call backs and fence_virt connections turned away at their limits, by listener."
+        )
         lines.append("# TYPE fencegate_gateway_sessions_refused_total counter")
         for (listener, count) in snapshot.sessionsTurnedAway.sorted(by: { $0.key < $1.key }) {
             lines.append("fencegate_gateway_sessions_refused_total{listener=\"\(escape(listener))\"} \(count)")

@@ -12,7 +12,9 @@ public protocol AccessPolicy: Sendable {
     ///   - lookup: looks domains up (hypervisor calls); for policies whose entries might name another domain
     ///     than the resolved one (names that differ in case only).
     func refusal(
-        of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
+        of request: FenceRequest,
+        on domain: DomainInfo?,
+        lookup: DomainLookup
     ) async throws(FenceError) -> AccessRefusal?
 
     /// Whether a listing shows `domain`; `all` is the whole listing (every domain defined).
@@ -52,7 +54,9 @@ public struct UnrestrictedAccess: AccessPolicy {
     public init() {}
 
     public func refusal(
-        of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
+        of request: FenceRequest,
+        on domain: DomainInfo?,
+        lookup: DomainLookup
     ) async throws(FenceError) -> AccessRefusal? {
         nil
     }

@@ -37,7 +37,9 @@ extension AccessToken: AccessPolicy {
     /// A token's scope is checked first (whatever the domain); then its domain patterns against the resolved
     /// domain's exact name. A domain outside the patterns is concealed: answered as an unknown one.
     public func refusal(
-        of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
+        of request: FenceRequest,
+        on domain: DomainInfo?,
+        lookup: DomainLookup
     ) async throws(FenceError) -> AccessRefusal? {
         guard permits(request.action) else {
             return AccessRefusal(reason: "token '\(name)' has scope \(scope.rawValue)", concealsDomain: false)
@@ -101,9 +103,11 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
         case .notFound(let name):
             return "no active token named '\(name)'"
         case .invalidDomain(let domain):
-            return "invalid domain '\(domain.escapingControlCharacters)' for --from: \(DomainTarget(domain).problem ?? "")"
+            return
+                "invalid domain '\(domain.escapingControlCharacters)' for --from: \(DomainTarget(domain).problem ?? "")"
         case .noPattern:
-            return "no domain pattern given: name at least one domain pattern, or leave the domains out for a token that reaches every domain"
+            return
+                "no domain pattern given: name at least one domain pattern, or leave the domains out for a token that reaches every domain"
         }
     }
 }
@@ -123,9 +127,14 @@ public struct AccessTokens: Sendable {
     /// Creates a token. The returned secret is the only copy.
     /// - Parameter fromDomain: the domain (name or UUID) of the cluster node that will use the token.
     public func create(
-        name: String, scope: TokenScope, domainPatterns: [String], fromDomain: String? = nil
+        name: String,
+        scope: TokenScope,
+        domainPatterns: [String],
+        fromDomain: String? = nil
     ) async throws -> IssuedToken {
-        if let fromDomain, DomainTarget(fromDomain).problem != nil { throw TokenManagementError.invalidDomain(fromDomain) }
+        if let fromDomain, DomainTarget(fromDomain).problem != nil {
+            throw TokenManagementError.invalidDomain(fromDomain)
+        }
         guard Self.isValidName(name) else { throw TokenManagementError.invalidName(name) }
         guard domainPatterns.isEmpty || domainPatterns.contains(where: { !$0.isEmpty }) else {
             throw TokenManagementError.noPattern
@@ -136,8 +145,14 @@ public struct AccessTokens: Sendable {
         let publicID = try SecureRandom.bytes(count: 8).hexString
         let secret = base64URL(try SecureRandom.bytes(count: 32))
         let record = TokenRecord(
-            name: name, publicID: publicID, secretHash: Self.digest(secret), scope: scope.rawValue,
-            domainPatterns: domainPatterns, createdAt: Date(), fromDomain: fromDomain)
+            name: name,
+            publicID: publicID,
+            secretHash: Self.digest(secret),
+            scope: scope.rawValue,
+            domainPatterns: domainPatterns,
+            createdAt: Date(),
+            fromDomain: fromDomain
+        )
         do {
             try await store.insertToken(record)
         } catch AuditStoreError.tokenExists {
@@ -176,7 +191,9 @@ public struct AccessTokens: Sendable {
 
     static func isValidName(_ name: String) -> Bool {
         (1...64).contains(name.count)
-            && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+            && name.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0))
+            }
     }
 
     static func isValidPattern(_ pattern: String) -> Bool {
@@ -190,9 +207,13 @@ public struct AccessTokens: Sendable {
 
     private static func token(_ record: TokenRecord) -> AccessToken {
         AccessToken(
-            name: record.name, scope: TokenScope(rawValue: record.scope) ?? .read,
-            domainPatterns: record.domainPatterns, createdAt: record.createdAt, revokedAt: record.revokedAt,
-            fromDomain: record.fromDomain.map { DomainTarget($0) })
+            name: record.name,
+            scope: TokenScope(rawValue: record.scope) ?? .read,
+            domainPatterns: record.domainPatterns,
+            createdAt: record.createdAt,
+            revokedAt: record.revokedAt,
+            fromDomain: record.fromDomain.map { DomainTarget($0) }
+        )
     }
 }
 

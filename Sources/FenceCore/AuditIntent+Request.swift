@@ -6,12 +6,24 @@ extension AuditIntent {
     /// filled in once resolved.
     public init(action: String, target: String, origin: RequestOrigin, requestedAt: Date = Date()) {
         self.init(
-            source: origin.frontEnd.rawValue, requester: origin.requester, clientAddress: origin.clientAddress,
-            target: target, domainName: nil, domainUUID: nil, action: action, requestedAt: requestedAt)
+            source: origin.frontEnd.rawValue,
+            requester: origin.requester,
+            clientAddress: origin.clientAddress,
+            target: target,
+            domainName: nil,
+            domainUUID: nil,
+            action: action,
+            requestedAt: requestedAt
+        )
     }
 
     /// The intent row of `request`.
     public init(_ request: FenceRequest, requestedAt: Date = Date()) {
-        self.init(action: request.action.rawValue, target: request.target.auditText, origin: request.origin, requestedAt: requestedAt)
+        self.init(
+            action: request.action.rawValue,
+            target: request.target.auditText,
+            origin: request.origin,
+            requestedAt: requestedAt
+        )
     }
 }

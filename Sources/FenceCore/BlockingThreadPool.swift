@@ -65,8 +65,11 @@ package final class BlockingThreadPool: @unchecked Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 submit(
                     Job(
-                        id: id, run: { continuation.resume(with: Result(catching: body)) },
-                        abandon: { continuation.resume(throwing: $0) }))
+                        id: id,
+                        run: { continuation.resume(with: Result(catching: body)) },
+                        abandon: { continuation.resume(throwing: $0) }
+                    )
+                )
             }
         } onCancel: {
             abandon(id)

@@ -94,7 +94,8 @@ private final class DeadlineRace<T: Sendable>: Sendable {
 
     /// Resumes with `result` if nobody did yet. Returns false if the race was already decided.
     func finish(_ result: Result<T, any Error>) -> Bool {
-        let (continuation, ticket) = state.withLock { state -> (CheckedContinuation<T, any Error>?, DeadlineScheduler.Ticket?) in
+        let (continuation, ticket) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, DeadlineScheduler.Ticket?) in
             guard !state.finished else { return (nil, nil) }
             state.finished = true
             defer {

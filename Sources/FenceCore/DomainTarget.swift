@@ -33,7 +33,8 @@ public struct DomainTarget: Sendable, Hashable, CustomStringConvertible, Express
     public var problem: String? {
         if text.isEmpty { return "a domain name or UUID cannot be empty" }
         if text.utf8.count > Self.maximumBytes {
-            return "a domain name or UUID has at most \(Self.maximumBytes) bytes in UTF-8 (this one has \(text.utf8.count))"
+            return
+                "a domain name or UUID has at most \(Self.maximumBytes) bytes in UTF-8 (this one has \(text.utf8.count))"
         }
         if text.containsControlCharacters { return "a domain name or UUID cannot contain control characters" }
         return nil

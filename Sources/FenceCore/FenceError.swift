@@ -53,7 +53,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .auditUnavailable(let reason):
             return "audit log unavailable, operation refused and nothing done: \(reason)"
         case .timedOut(let action, let target, let after):
-            return "\(action.rawValue) of domain '\(target)' timed out after \(after.fenceSeconds); its state is unknown"
+            return
+                "\(action.rawValue) of domain '\(target)' timed out after \(after.fenceSeconds); its state is unknown"
         case .operationFailed(let action, let target, let reason):
             return "\(action.rawValue) of domain '\(target)' failed: \(reason)"
         case .domainBusy(let target):
@@ -67,7 +68,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unauthenticated(let reason):
             return "authentication failed: \(reason)"
         case .requesterFenced(let target, let requester, let operation):
-            return "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
+            return
+                "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
         }
     }
 

@@ -71,7 +71,9 @@ final class FenceLedger: Sendable {
             entries[target.uuid]?.domain = target
             // Forget what no longer matters, now and then (the map stays as small as the domains fenced lately).
             if entries.count > 64 {
-                entries = entries.filter { !$0.value.underWay.isEmpty || $0.value.lastFenced.map { now - $0.at < window } == true }
+                entries = entries.filter {
+                    !$0.value.underWay.isEmpty || $0.value.lastFenced.map { now - $0.at < window } == true
+                }
             }
             return nil
         }

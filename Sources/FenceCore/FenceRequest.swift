@@ -39,7 +39,12 @@ public struct RequestOrigin: Sendable, Equatable {
     /// arbitration. Nil if it cannot tell.
     public var sendingDomain: SendingDomain?
 
-    public init(frontEnd: FrontEnd, requester: String?, clientAddress: String? = nil, sendingDomain: SendingDomain? = nil) {
+    public init(
+        frontEnd: FrontEnd,
+        requester: String?,
+        clientAddress: String? = nil,
+        sendingDomain: SendingDomain? = nil
+    ) {
         self.frontEnd = frontEnd
         self.requester = requester
         self.clientAddress = clientAddress
@@ -69,8 +74,12 @@ public struct FenceRequest: Sendable {
     public var waitForDomain: Bool
 
     public init(
-        action: FenceAction, target: DomainTarget, origin: RequestOrigin, access: any AccessPolicy = UnrestrictedAccess(),
-        timeout: Duration? = nil, waitForDomain: Bool = true
+        action: FenceAction,
+        target: DomainTarget,
+        origin: RequestOrigin,
+        access: any AccessPolicy = UnrestrictedAccess(),
+        timeout: Duration? = nil,
+        waitForDomain: Bool = true
     ) {
         self.action = action
         self.target = target
@@ -96,7 +105,11 @@ public struct FenceOutcome: Sendable, Equatable {
     public var note: String?
 
     public init(
-        operationID: Int64, action: FenceAction, domain: DomainInfo, power: PowerState, duration: Duration,
+        operationID: Int64,
+        action: FenceAction,
+        domain: DomainInfo,
+        power: PowerState,
+        duration: Duration,
         note: String?
     ) {
         self.operationID = operationID

@@ -81,7 +81,8 @@ extension FenceService {
             let reason = FenceError(mapping: error, action: .reboot, target: domain.name, uri: hypervisor.uri)
             logger.warning(
                 "reboot: domain is off but could not be started again",
-                metadata: ["fence.domain": "\(domain.name)", "error": "\(reason)"])
+                metadata: ["fence.domain": "\(domain.name)", "error": "\(reason)"]
+            )
             let after = (try? await refreshed(domain)) ?? domain.with(state: .shutOff)
             return Execution(domain: after, note: "fenced (off), but restart failed: \(reason)")
         }
@@ -106,8 +107,11 @@ extension FenceService {
             if state == nil || state == .shutOff { return }
             guard clock.now < limit else {
                 throw FenceError.operationFailed(
-                    action: .reboot, target: domain.name,
-                    reason: "still \(state?.rawValue ?? "present") \(configuration.shutOffWait.fenceSeconds) after destroy")
+                    action: .reboot,
+                    target: domain.name,
+                    reason:
+                        "still \(state?.rawValue ?? "present") \(configuration.shutOffWait.fenceSeconds) after destroy"
+                )
             }
             try? await Task.sleep(for: configuration.shutOffPollInterval)
         }
@@ -128,7 +132,9 @@ extension FenceService {
     /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
     /// first.
     func blocking<T: Sendable>(
-        action: FenceAction, target: String, deadline: ContinuousClock.Instant? = nil,
+        action: FenceAction,
+        target: String,
+        deadline: ContinuousClock.Instant? = nil,
         _ body: @escaping @Sendable () throws -> T
     ) async throws(FenceError) -> T {
         let started = ContinuousClock.now
@@ -149,7 +155,12 @@ extension FenceService {
             let after = elapsed ?? (request.timeout ?? configuration.operationTimeout)
             return .timedOut(action: request.action, target: request.target.text, after: after)
         }
-        let failure = FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri)
+        let failure = FenceError(
+            mapping: error,
+            action: request.action,
+            target: request.target.text,
+            uri: hypervisor.uri
+        )
         noteIfUnavailable(failure)
         return failure
     }

@@ -9,13 +9,28 @@ extension FenceService {
     /// failure, so that every request a front end answers is in the audit log.
     public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
         await recordFinished(
-            action: action, target: DomainTarget(target).auditText, origin: origin, requestedAt: Date(),
-            since: ContinuousClock.now, result: .failure, error: nil, message: reason, errorCode: "unsupported")
+            action: action,
+            target: DomainTarget(target).auditText,
+            origin: origin,
+            requestedAt: Date(),
+            since: ContinuousClock.now,
+            result: .failure,
+            error: nil,
+            message: reason,
+            errorCode: "unsupported"
+        )
     }
 
     func recordFinished(
-        action: String, target: String, origin: RequestOrigin, requestedAt: Date, since started: ContinuousClock.Instant,
-        result: AuditResult, error: FenceError?, message: String?, errorCode: String? = nil
+        action: String,
+        target: String,
+        origin: RequestOrigin,
+        requestedAt: Date,
+        since started: ContinuousClock.Instant,
+        result: AuditResult,
+        error: FenceError?,
+        message: String?,
+        errorCode: String? = nil
     ) async {
         let intent = AuditIntent(action: action, target: target, origin: origin, requestedAt: requestedAt)
         let elapsed = ContinuousClock.now - started
@@ -24,10 +39,18 @@ extension FenceService {
             _ = try await store.record(
                 intent,
                 AuditCompletion(
-                    result: result, powerState: nil, errorCode: errorCode ?? error?.code, message: message,
-                    finishedAt: requestedAt.addingTimeInterval(elapsed.seconds)))
+                    result: result,
+                    powerState: nil,
+                    errorCode: errorCode ?? error?.code,
+                    message: message,
+                    finishedAt: requestedAt.addingTimeInterval(elapsed.seconds)
+                )
+            )
         } catch {
-            logger.error("could not record a request in the audit log", metadata: ["error": "\(error)", "fence.action": "\(action)"])
+            logger.error(
+                "could not record a request in the audit log",
+                metadata: ["error": "\(error)", "fence.action": "\(action)"]
+            )
         }
     }
 
@@ -41,18 +64,22 @@ extension FenceService {
     ///   (then the failure is logged: the request is refused either way).
     @discardableResult
     func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
-        let client = "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
+        let client =
+            "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
         let (decision, ended) = refusals.admit(request, reason: reason, client: client)
         if let ended { await recordSummary(ended) }
         switch decision {
         case .count(let key, let summaryDue, let window):
             metrics.operationRejected(
-                action: request.action.rawValue, result: AuditResult.refused.rawValue,
-                source: request.origin.frontEnd.rawValue)
+                action: request.action.rawValue,
+                result: AuditResult.refused.rawValue,
+                source: request.origin.frontEnd.rawValue
+            )
             metrics.refusalUnrecorded()
             logger.debug(
                 "fence request refused (counted for the summary row)",
-                metadata: refusalMetadata(request, reason: reason))
+                metadata: refusalMetadata(request, reason: reason)
+            )
             if let summaryDue {
                 _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
                     guard let summary = refusals.takeSummary(client: key, window: window) else { return }
@@ -69,21 +96,32 @@ extension FenceService {
     @discardableResult
     func writeRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
         metrics.operationRejected(
-            action: request.action.rawValue, result: AuditResult.refused.rawValue,
-            source: request.origin.frontEnd.rawValue)
+            action: request.action.rawValue,
+            result: AuditResult.refused.rawValue,
+            source: request.origin.frontEnd.rawValue
+        )
         var metadata = refusalMetadata(request, reason: reason)
         let intent = AuditIntent(request)
         do {
             let id = try await store.record(
                 intent,
                 AuditCompletion(
-                    result: .refused, powerState: nil, errorCode: "refused", message: reason, finishedAt: Date()))
+                    result: .refused,
+                    powerState: nil,
+                    errorCode: "refused",
+                    message: reason,
+                    finishedAt: Date()
+                )
+            )
             metadata["audit.id"] = "\(id)"
             logger.notice("fence request refused", metadata: metadata)
             return id
         } catch {
             metadata["error"] = "\(error)"
-            logger.error("fence request refused, and the refusal could not be recorded in the audit log", metadata: metadata)
+            logger.error(
+                "fence request refused, and the refusal could not be recorded in the audit log",
+                metadata: metadata
+            )
             return nil
         }
     }
@@ -116,24 +154,47 @@ extension FenceService {
             let id = try await store.record(
                 intent,
                 AuditCompletion(
-                    result: .refused, powerState: nil, errorCode: "refusals_not_recorded", message: message,
-                    finishedAt: summary.last))
+                    result: .refused,
+                    powerState: nil,
+                    errorCode: "refusals_not_recorded",
+                    message: message,
+                    finishedAt: summary.last
+                )
+            )
             logger.notice(
-                "refused requests summarized", metadata: ["audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)"])
+                "refused requests summarized",
+                metadata: [
+                    "audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)",
+                ]
+            )
         } catch {
-            logger.error("could not record a summary of refused requests", metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"])
+            logger.error(
+                "could not record a summary of refused requests",
+                metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"]
+            )
         }
     }
 
     /// A request that failed before its intent row: one finished row, best effort (the failure is thrown anyway).
     func recordUnstarted(_ intent: AuditIntent, _ failure: FenceError, logger: Logger) async {
         let completion = AuditCompletion(
-            result: failure.isTimeout ? .timedOut : .failure, powerState: nil, errorCode: failure.code, message: failure.description, finishedAt: Date())
+            result: failure.isTimeout ? .timedOut : .failure,
+            powerState: nil,
+            errorCode: failure.code,
+            message: failure.description,
+            finishedAt: Date()
+        )
         do {
             let id = try await store.record(intent, completion)
-            logger.notice("fence request failed before it started", metadata: ["audit.id": "\(id)", "error": "\(failure)"])
+            logger.notice(
+                "fence request failed before it started",
+                metadata: ["audit.id": "\(id)", "error": "\(failure)"]
+            )
         } catch {
-            logger.error("could not record a failed request in the audit log", metadata: ["error": "\(error)", "fence.failure": "\(failure)"])
+            logger.error(
+                "could not record a failed request in the audit log",
+                metadata: ["error": "\(error)", "fence.failure": "\(failure)"]
+            )
         }
     }
 
@@ -145,7 +206,9 @@ extension FenceService {
                 return
             } catch {
                 logger.error(
-                    "could not complete the audit row", metadata: ["error": "\(error)", "audit.attempt": "\(attempt)"])
+                    "could not complete the audit row",
+                    metadata: ["error": "\(error)", "audit.attempt": "\(attempt)"]
+                )
                 try? await Task.sleep(for: .milliseconds(100 * attempt))
             }
         }

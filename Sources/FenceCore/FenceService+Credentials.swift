@@ -18,7 +18,10 @@ extension FenceService {
     /// - Throws: `.unauthenticated` (missing, malformed, unknown or revoked credentials: HTTP 401);
     ///   `.auditUnavailable` if the tokens cannot be read.
     public func authenticate(
-        _ presented: String?, user: String? = nil, origin: RequestOrigin, about request: FenceRequest? = nil
+        _ presented: String?,
+        user: String? = nil,
+        origin: RequestOrigin,
+        about request: FenceRequest? = nil
     ) async throws(FenceError) -> AccessToken {
         let failure: AuthenticationFailure
         do {
@@ -39,7 +42,8 @@ extension FenceService {
                 metadata: [
                     "reason": "\(failure)", "fence.origin": "\(origin.frontEnd.rawValue)",
                     "peer.address": "\(origin.clientAddress ?? "-")",
-                ])
+                ]
+            )
         }
         throw .unauthenticated(reason: failure.description)
     }

@@ -23,9 +23,12 @@ extension FenceService {
                 return fenced
             } else {
                 let canonical = canonicalAddress(address)
-                return try? await blocking(action: request.action, target: address, deadline: deadline) { [hypervisor] in
+                return try? await blocking(action: request.action, target: address, deadline: deadline) {
+                    [hypervisor] in
                     let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
-                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains { canonicalAddress($0) == canonical }
+                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains {
+                            canonicalAddress($0) == canonical
+                        }
                     }
                     return owners.count == 1 ? owners[0] : nil
                 }
@@ -42,7 +45,10 @@ extension FenceService {
     /// the grace period, so that a race between them is decided for the preferred one. The requester is
     /// looked up only when it matters: when a domain is being fenced or was fenced lately, or for priority.
     func settleRace(
-        _ request: FenceRequest, target: DomainInfo, operationID: Int64, deadline: ContinuousClock.Instant
+        _ request: FenceRequest,
+        target: DomainInfo,
+        operationID: Int64,
+        deadline: ContinuousClock.Instant
     ) async -> (requester: String, operation: Int64)? {
         let rules = configuration.races
         var winner: (requester: String, operation: Int64)?
@@ -51,12 +57,22 @@ extension FenceService {
         {
             let wait = min(rules.grace, ContinuousClock.now.duration(to: deadline))
             if wait > .zero { try? await Task.sleep(for: wait) }
-            if let operation = ledger.claim(target: target, by: operationID, requester: requester.uuid, window: rules.window) {
+            if let operation = ledger.claim(
+                target: target,
+                by: operationID,
+                requester: requester.uuid,
+                window: rules.window
+            ) {
                 winner = (requester.name, operation)
             }
         } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
             let requester = await sendingDomain(of: request, deadline: deadline)
-            if let operation = ledger.claim(target: target, by: operationID, requester: requester?.uuid, window: rules.window) {
+            if let operation = ledger.claim(
+                target: target,
+                by: operationID,
+                requester: requester?.uuid,
+                window: rules.window
+            ) {
                 winner = (requester?.name ?? "?", operation)
             }
         }

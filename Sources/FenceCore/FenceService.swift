@@ -66,8 +66,10 @@ public final class FenceService: Sendable {
         self.configuration = configuration
         self.logger = logger
         let pool = BlockingThreadPool(
-            name: "fencegate.hypervisor", maximumThreads: configuration.hypervisorThreads,
-            maximumQueued: configuration.hypervisorQueue)
+            name: "fencegate.hypervisor",
+            maximumThreads: configuration.hypervisorThreads,
+            maximumQueued: configuration.hypervisorQueue
+        )
         self.pool = pool
         self.probe = HypervisorProbe(
             timeout: min(configuration.healthTimeout, configuration.operationTimeout)
@@ -81,8 +83,11 @@ public final class FenceService: Sendable {
         }
         self.refusals = RefusalLimiter(
             limits: RefusalLimiter.Limits(
-                perClient: configuration.refusalsPerClientPerMinute, overall: configuration.refusalsPerMinute,
-                window: configuration.refusalWindow))
+                perClient: configuration.refusalsPerClientPerMinute,
+                overall: configuration.refusalsPerMinute,
+                window: configuration.refusalWindow
+            )
+        )
     }
 
     /// The hypervisor's URI, for messages.
@@ -97,7 +102,9 @@ public final class FenceService: Sendable {
     // MARK: - Reads (not audited)
 
     /// Every defined domain that `access` lets its holder see, sorted by name.
-    public func domains(visibleTo access: any AccessPolicy = UnrestrictedAccess()) async throws(FenceError) -> [DomainInfo] {
+    public func domains(
+        visibleTo access: any AccessPolicy = UnrestrictedAccess()
+    ) async throws(FenceError) -> [DomainInfo] {
         let all = try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.domains() }
         return all.filter { access.lists($0, among: all) }
     }
@@ -113,7 +120,10 @@ public final class FenceService: Sendable {
     public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
         if let problem = request.target.problem { throw .invalidTarget(reason: problem) }
         do {
-            return try await resolve(request, deadline: ContinuousClock.now + (request.timeout ?? configuration.operationTimeout))
+            return try await resolve(
+                request,
+                deadline: ContinuousClock.now + (request.timeout ?? configuration.operationTimeout)
+            )
         } catch {
             throw error.failure
         }
@@ -151,19 +161,36 @@ public final class FenceService: Sendable {
 
     /// Lists the domains `access` lets the requester see for a front end's request, and records it in the
     /// audit log (action `list`).
-    public func list(origin: RequestOrigin, visibleTo access: any AccessPolicy = UnrestrictedAccess()) async throws(FenceError) -> [DomainInfo] {
+    public func list(
+        origin: RequestOrigin,
+        visibleTo access: any AccessPolicy = UnrestrictedAccess()
+    ) async throws(FenceError) -> [DomainInfo] {
         let started = ContinuousClock.now
         let requestedAt = Date()
         do {
             let domains = try await domains(visibleTo: access)
             await recordFinished(
-                action: "list", target: "*", origin: origin, requestedAt: requestedAt, since: started,
-                result: .success, error: nil, message: "\(domains.count) domains")
+                action: "list",
+                target: "*",
+                origin: origin,
+                requestedAt: requestedAt,
+                since: started,
+                result: .success,
+                error: nil,
+                message: "\(domains.count) domains"
+            )
             return domains
         } catch {
             await recordFinished(
-                action: "list", target: "*", origin: origin, requestedAt: requestedAt, since: started,
-                result: error.isTimeout ? .timedOut : .failure, error: error, message: error.description)
+                action: "list",
+                target: "*",
+                origin: origin,
+                requestedAt: requestedAt,
+                since: started,
+                result: error.isTimeout ? .timedOut : .failure,
+                error: error,
+                message: error.description
+            )
             throw error
         }
     }
@@ -175,12 +202,26 @@ public final class FenceService: Sendable {
         do {
             try await monitor()
             await recordFinished(
-                action: "monitor", target: "*", origin: origin, requestedAt: requestedAt, since: started,
-                result: .success, error: nil, message: nil)
+                action: "monitor",
+                target: "*",
+                origin: origin,
+                requestedAt: requestedAt,
+                since: started,
+                result: .success,
+                error: nil,
+                message: nil
+            )
         } catch {
             await recordFinished(
-                action: "monitor", target: "*", origin: origin, requestedAt: requestedAt, since: started,
-                result: error.isTimeout ? .timedOut : .failure, error: error, message: error.description)
+                action: "monitor",
+                target: "*",
+                origin: origin,
+                requestedAt: requestedAt,
+                since: started,
+                result: error.isTimeout ? .timedOut : .failure,
+                error: error,
+                message: error.description
+            )
             throw error
         }
     }
@@ -205,8 +246,13 @@ public final class FenceService: Sendable {
     }
 
     /// `resolve`, after checking that the target can name a domain at all.
-    func checkAndResolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
-        if let problem = request.target.problem { throw Unresolved(failure: .invalidTarget(reason: problem), recorded: false) }
+    func checkAndResolve(
+        _ request: FenceRequest,
+        deadline: ContinuousClock.Instant
+    ) async throws(Unresolved) -> DomainInfo {
+        if let problem = request.target.problem {
+            throw Unresolved(failure: .invalidTarget(reason: problem), recorded: false)
+        }
         return try await resolve(request, deadline: deadline)
     }
 
@@ -234,8 +280,14 @@ public final class FenceService: Sendable {
             refusal = try await request.access.refusal(of: request, on: found, lookup: lookup)
         } catch {
             throw Unresolved(
-                failure: FenceError(mapping: error, action: request.action, target: request.target.text, uri: hypervisor.uri),
-                recorded: false)
+                failure: FenceError(
+                    mapping: error,
+                    action: request.action,
+                    target: request.target.text,
+                    uri: hypervisor.uri
+                ),
+                recorded: false
+            )
         }
         if let refusal {
             // The sender is authenticated (a token, the fence_xvm key): its refusals are not rate-limited, so
@@ -247,7 +299,9 @@ public final class FenceService: Sendable {
                 : .refused(target: request.target.text, reason: refusal.reason)
             throw Unresolved(failure: failure, recorded: true)
         }
-        guard let found else { throw Unresolved(failure: .domainNotFound(target: request.target.text), recorded: false) }
+        guard let found else {
+            throw Unresolved(failure: .domainNotFound(target: request.target.text), recorded: false)
+        }
         return found
     }
 
@@ -280,7 +334,8 @@ public final class FenceService: Sendable {
                 metrics.operationRejected(
                     action: request.action.rawValue,
                     result: error.failure.isTimeout ? AuditResult.timedOut.rawValue : AuditResult.failure.rawValue,
-                    source: request.origin.frontEnd.rawValue)
+                    source: request.origin.frontEnd.rawValue
+                )
             }
             throw error.failure
         }
@@ -304,19 +359,32 @@ public final class FenceService: Sendable {
         if fences {
             if let winner = await settleRace(request, target: resolved, operationID: operationID, deadline: deadline) {
                 let failure = FenceError.requesterFenced(
-                    target: request.target.text, requester: winner.requester, operation: winner.operation)
+                    target: request.target.text,
+                    requester: winner.requester,
+                    operation: winner.operation
+                )
                 metrics.operationRejected(
-                    action: request.action.rawValue, result: AuditResult.refused.rawValue,
-                    source: request.origin.frontEnd.rawValue)
+                    action: request.action.rawValue,
+                    result: AuditResult.refused.rawValue,
+                    source: request.origin.frontEnd.rawValue
+                )
                 await complete(
                     operationID,
                     AuditCompletion(
-                        result: .refused, powerState: nil, errorCode: failure.code,
-                        message: "refused: requester was fenced by operation \(winner.operation)", finishedAt: Date()),
-                    logger: logger)
+                        result: .refused,
+                        powerState: nil,
+                        errorCode: failure.code,
+                        message: "refused: requester was fenced by operation \(winner.operation)",
+                        finishedAt: Date()
+                    ),
+                    logger: logger
+                )
                 logger.notice(
                     "fence request refused: its requester lost a fence race",
-                    metadata: ["fence.requester_domain": "\(winner.requester)", "fence.fenced_by": "\(winner.operation)"])
+                    metadata: [
+                        "fence.requester_domain": "\(winner.requester)", "fence.fenced_by": "\(winner.operation)",
+                    ]
+                )
                 throw failure
             }
         }
@@ -347,7 +415,8 @@ public final class FenceService: Sendable {
                 },
                 lateCompletion: { [self] late in
                     await recordLateCompletion(operationID, late, logger: operationLogger)
-                })
+                }
+            )
             result = .success(execution)
         } catch {
             result = .failure(fenceError(error, request, elapsed: clock.now - started))
@@ -366,29 +435,48 @@ public final class FenceService: Sendable {
             ledger.finish(target: resolved.uuid, operation: operationID, fenced: auditResult != .failure)
         }
         metrics.operationFinished(
-            action: request.action.rawValue, result: auditResult.rawValue, source: request.origin.frontEnd.rawValue,
-            seconds: duration.seconds)
+            action: request.action.rawValue,
+            result: auditResult.rawValue,
+            source: request.origin.frontEnd.rawValue,
+            seconds: duration.seconds
+        )
         switch result {
         case .success(let execution):
             await complete(
                 operationID,
                 AuditCompletion(
-                    result: .success, powerState: execution.domain.power.rawValue, errorCode: nil,
-                    message: execution.note, finishedAt: Date()),
-                logger: logger)
+                    result: .success,
+                    powerState: execution.domain.power.rawValue,
+                    errorCode: nil,
+                    message: execution.note,
+                    finishedAt: Date()
+                ),
+                logger: logger
+            )
             logger.notice(
                 "fence operation succeeded",
-                metadata: ["fence.power": "\(execution.domain.power.rawValue)", "fence.duration": "\(duration)"])
+                metadata: ["fence.power": "\(execution.domain.power.rawValue)", "fence.duration": "\(duration)"]
+            )
             return FenceOutcome(
-                operationID: operationID, action: request.action, domain: execution.domain,
-                power: execution.domain.power, duration: duration, note: execution.note)
+                operationID: operationID,
+                action: request.action,
+                domain: execution.domain,
+                power: execution.domain.power,
+                duration: duration,
+                note: execution.note
+            )
         case .failure(let failure):
             await complete(
                 operationID,
                 AuditCompletion(
-                    result: auditResult, powerState: nil, errorCode: failure.code, message: failure.description,
-                    finishedAt: Date()),
-                logger: logger)
+                    result: auditResult,
+                    powerState: nil,
+                    errorCode: failure.code,
+                    message: failure.description,
+                    finishedAt: Date()
+                ),
+                logger: logger
+            )
             logger.error("fence operation failed", metadata: ["error": "\(failure)"])
             throw failure
         }

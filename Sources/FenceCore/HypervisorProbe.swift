@@ -33,7 +33,8 @@ final class HypervisorProbe: Sendable {
 
     /// - Parameter check: one real check (a hypervisor call on the blocking pool).
     init(
-        timeout: Duration, scheduler: DeadlineScheduler = .shared,
+        timeout: Duration,
+        scheduler: DeadlineScheduler = .shared,
         check: @escaping @Sendable () async -> Outcome
     ) {
         self.timeout = timeout
@@ -45,14 +46,23 @@ final class HypervisorProbe: Sendable {
     func probe(uri: String, maximumAge: Duration) async -> Outcome {
         await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
             let now = clock.now
-            let expired: Outcome = .failure(.hypervisorUnavailable(uri: uri, reason: "no answer within \(timeout.fenceSeconds)"))
+            let expired: Outcome = .failure(
+                .hypervisorUnavailable(uri: uri, reason: "no answer within \(timeout.fenceSeconds)")
+            )
             // Decided and registered under one lock, so a check that ends meanwhile cannot miss this caller.
             let (answer, startCheck): (Outcome?, Bool) = state.withLock { state in
                 if let last = state.last, now - last.at < maximumAge { return (last.result, false) }
                 let startCheck = state.runningSince == nil
                 let since = state.runningSince ?? now
                 guard since + timeout > now else {
-                    return (.failure(.hypervisorUnavailable(uri: uri, reason: "no answer for \(since.duration(to: now).fenceSeconds)")), false)
+                    return (
+                        .failure(
+                            .hypervisorUnavailable(
+                                uri: uri,
+                                reason: "no answer for \(since.duration(to: now).fenceSeconds)"
+                            )
+                        ), false
+                    )
                 }
                 state.runningSince = since
                 let id = state.nextWaiter

@@ -41,11 +41,13 @@ public enum KeyFile {
 
         public var description: String {
             switch self {
-            case .missing(let path): return "the key file \(path) does not exist (create one with: fencegate keygen \(path))"
+            case .missing(let path):
+                return "the key file \(path) does not exist (create one with: fencegate keygen \(path))"
             case .unreadable(let path, let reason): return "cannot read the key file \(path): \(reason)"
             case .empty(let path): return "the key file \(path) is empty"
             case .writableByOthers(let path, let mode):
-                return "the key file \(path) has mode \(mode): group or others could replace the key; fix with: chmod 600 \(path)"
+                return
+                    "the key file \(path) has mode \(mode): group or others could replace the key; fix with: chmod 600 \(path)"
             case .untrusted(let problem):
                 return "refusing the key file: \(problem)"
             }

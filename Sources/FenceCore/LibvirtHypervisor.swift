@@ -52,7 +52,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         condition.lock()
         var chosen: Int
         while true {
-            if let idle = slots.indices.first(where: { slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true }) {
+            if let idle = slots.indices.first(where: {
+                slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true
+            }) {
                 slots[idle].callsInFlight += 1
                 let connection = slots[idle].connection!
                 condition.unlock()
@@ -69,7 +71,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
                 chosen = slots.count - 1
             } else {
                 chosen = 0
-                for index in slots.indices where slots[index].callsInFlight < slots[chosen].callsInFlight { chosen = index }
+                for index in slots.indices where slots[index].callsInFlight < slots[chosen].callsInFlight {
+                    chosen = index
+                }
                 if let shared = slots[chosen].connection, shared.isAlive {
                     slots[chosen].callsInFlight += 1
                     condition.unlock()
@@ -119,7 +123,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             connection.health.markDropped()
             logger.warning(
                 "hypervisor call failed on the connection; it will be re-opened",
-                metadata: ["hypervisor.uri": "\(uri)", "libvirt.error": "\(error)"])
+                metadata: ["hypervisor.uri": "\(uri)", "libvirt.error": "\(error)"]
+            )
             throw FenceError.hypervisorUnavailable(uri: uri, reason: error.message)
         }
     }
@@ -219,7 +224,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 
     private static func info(_ domain: LibvirtDomain) throws(LibvirtError) -> DomainInfo {
         DomainInfo(
-            name: try domain.name(), uuid: try domain.uuid(), state: try domain.state(),
-            isPersistent: try domain.isPersistent())
+            name: try domain.name(),
+            uuid: try domain.uuid(),
+            state: try domain.state(),
+            isPersistent: try domain.isPersistent()
+        )
     }
 }

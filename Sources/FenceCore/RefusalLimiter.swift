@@ -127,9 +127,17 @@ final class RefusalLimiter: Sendable {
     }
 
     private static func summary(of entry: ClientWindow, client: String) -> Summary? {
-        guard entry.unrecorded > 0, let first = entry.first, let last = entry.last, let request = entry.lastRequest else {
+        guard entry.unrecorded > 0, let first = entry.first, let last = entry.last, let request = entry.lastRequest
+        else {
             return nil
         }
-        return Summary(client: client, count: entry.unrecorded, first: first, last: last, request: request, reason: entry.lastReason)
+        return Summary(
+            client: client,
+            count: entry.unrecorded,
+            first: first,
+            last: last,
+            request: request,
+            reason: entry.lastReason
+        )
     }
 }

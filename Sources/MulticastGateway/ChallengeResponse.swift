@@ -22,14 +22,18 @@ package enum ChallengeResponse {
 
     /// Runs the daemon's half on a connected socket, all of it within `timeout`. Blocking: call off the
     /// cooperative pool.
-    package static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure) {
+    package static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure)
+    {
         try authenticate(socket, type: type, key: key, deadline: .now + timeout)
     }
 
     /// Runs the daemon's half on a connected socket, all of it by `deadline`. Blocking: call off the
     /// cooperative pool.
     package static func authenticate(
-        _ socket: Socket, type: HashType, key: [UInt8], deadline: ContinuousClock.Instant
+        _ socket: Socket,
+        type: HashType,
+        key: [UInt8],
+        deadline: ContinuousClock.Instant
     ) throws(Failure) {
         guard type != .none else { return }
         do {
@@ -42,7 +46,9 @@ package enum ChallengeResponse {
             }
             try socket.write(type.paddedDigest(key: key, theirChallenge) + ourChallenge, deadline: deadline)
             let answer = try socket.read(exactly: challengeSize, deadline: deadline)
-            guard constantTimeEquals(answer, type.paddedDigest(key: key, ourChallenge)) else { throw Failure.wrongResponse }
+            guard constantTimeEquals(answer, type.paddedDigest(key: key, ourChallenge)) else {
+                throw Failure.wrongResponse
+            }
         } catch let error as SocketError {
             throw .transport(error)
         } catch let error as Failure {

@@ -51,9 +51,10 @@ public struct FenceGroups: Sendable, Equatable {
     /// Whether `domain` is in a list answered to `requester`: its UUID or its name is in a group that contains
     /// the requester; `all` is every domain defined (to tell apart names that differ in case only).
     public func lists(_ domain: DomainInfo, to requester: String, among all: [DomainInfo]) -> Bool {
-        allowsEverything || domainEntries(for: requester).contains { entry in
-            entry.equalsIgnoringASCIICase(domain.uuid) || Self.entry(entry, names: domain, among: all)
-        }
+        allowsEverything
+            || domainEntries(for: requester).contains { entry in
+                entry.equalsIgnoringASCIICase(domain.uuid) || Self.entry(entry, names: domain, among: all)
+            }
     }
 
     /// Whether `entry` stands for `domain` by name: exactly, or differing in ASCII case only while it can
@@ -91,12 +92,15 @@ public struct GroupAccess: AccessPolicy {
     /// that very domain (see `FenceGroups`); one naming no existing domain is judged on its text, as
     /// fence_virtd judges every request. A refusal is answered "permission denied", as fence_virtd does.
     public func refusal(
-        of request: FenceRequest, on domain: DomainInfo?, lookup: DomainLookup
+        of request: FenceRequest,
+        on domain: DomainInfo?,
+        lookup: DomainLookup
     ) async throws(FenceError) -> AccessRefusal? {
         guard !groups.allowsEverything else { return nil }
         let refusal = AccessRefusal(
             reason: "groups do not allow \(requester) to \(request.action.rawValue) '\(request.target.text)'",
-            concealsDomain: false)
+            concealsDomain: false
+        )
         guard let domain else {
             return groups.permits(requester: requester, domain: request.target.text) ? nil : refusal
         }

@@ -72,18 +72,24 @@ public final class FenceXVMGateway: Sendable {
         // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits.
         let threads = configuration.maximumCallbacks + configuration.tcpMaximumConnections
         self.session = FenceXVMSession(
-            service: service, pool: BlockingThreadPool(name: "fencegate.gateway", maximumThreads: threads, maximumQueued: threads),
-            logger: logger)
+            service: service,
+            pool: BlockingThreadPool(name: "fencegate.gateway", maximumThreads: threads, maximumQueued: threads),
+            logger: logger
+        )
         if let multicast = configuration.multicast {
             guard let group = SocketAddress(host: multicast.group, port: multicast.port) else {
-                throw GatewayError(description: "multicast address \(multicast.group) is not a numeric IPv4 or IPv6 address")
+                throw GatewayError(
+                    description: "multicast address \(multicast.group) is not a numeric IPv4 or IPv6 address"
+                )
             }
             do {
                 multicastSocket = try Socket.multicastReceiver(group: group, interface: multicast.interface)
             } catch {
                 let hint = multicast.interface == nil ? " (no route for it? give the interface, e.g. the bridge)" : ""
                 throw GatewayError(
-                    description: "cannot listen for fence_xvm on \(group) on \(multicast.interface ?? "the default interface"): \(error)\(hint)")
+                    description:
+                        "cannot listen for fence_xvm on \(group) on \(multicast.interface ?? "the default interface"): \(error)\(hint)"
+                )
             }
         } else {
             multicastSocket = nil
@@ -145,7 +151,10 @@ public final class FenceXVMGateway: Sendable {
         guard let datagram = try socket.receiveDatagram(capacity: 512, timeout: .milliseconds(250)) else { return }
         let source = datagram.from?.host
         guard datagram.size == FenceXVMRequest.size, let request = try? FenceXVMRequest(bytes: datagram.bytes) else {
-            logger.debug("dropped a datagram of the wrong size", metadata: ["peer.address": "\(source ?? "-")", "size": "\(datagram.size)"])
+            logger.debug(
+                "dropped a datagram of the wrong size",
+                metadata: ["peer.address": "\(source ?? "-")", "size": "\(datagram.size)"]
+            )
             return
         }
         let configuration = self.configuration
@@ -154,7 +163,10 @@ public final class FenceXVMGateway: Sendable {
             return
         }
         guard let callback = request.callbackAddress else {
-            logger.debug("dropped a request with an unknown address family", metadata: ["peer.address": "\(source ?? "-")"])
+            logger.debug(
+                "dropped a request with an unknown address family",
+                metadata: ["peer.address": "\(source ?? "-")"]
+            )
             return
         }
         let key = RequestHistory.Key(request)
@@ -176,13 +188,19 @@ public final class FenceXVMGateway: Sendable {
             }
             do {
                 try await session.run(
-                    request, configuration: configuration, deadline: deadline,
+                    request,
+                    configuration: configuration,
+                    deadline: deadline,
                     connect: { try Socket.connection(to: callback, timeout: connectTimeout) },
-                    claim: { history.claim(key) }, from: requester)
+                    claim: { history.claim(key) },
+                    from: requester
+                )
                 history.answered(key)
             } catch {
                 logger.info(
-                    "fence_xvm request not answered", metadata: ["fence.callback": "\(callback)", "error": "\(error)"])
+                    "fence_xvm request not answered",
+                    metadata: ["fence.callback": "\(callback)", "error": "\(error)"]
+                )
             }
         }
     }
@@ -193,7 +211,10 @@ public final class FenceXVMGateway: Sendable {
     private func turnedAway(_ listener: GatewaySessions.Listener, address: String) {
         let name = listener == .multicast ? "multicast" : "tcp"
         service.metrics.sessionTurnedAway(listener: name)
-        logger.debug("session turned away at the listener's limits", metadata: ["listener": "\(name)", "peer.address": "\(address)"])
+        logger.debug(
+            "session turned away at the listener's limits",
+            metadata: ["listener": "\(name)", "peer.address": "\(address)"]
+        )
     }
 
     // MARK: - TCP (fence_virt -T)
@@ -218,24 +239,38 @@ public final class FenceXVMGateway: Sendable {
                     try connection.read(exactly: FenceXVMRequest.size, deadline: deadline)
                 }
             } catch {
-                logger.debug("fence_virt connection closed before a full request", metadata: ["peer.address": "\(identity)", "error": "\(error)"])
+                logger.debug(
+                    "fence_virt connection closed before a full request",
+                    metadata: ["peer.address": "\(identity)", "error": "\(error)"]
+                )
                 return
             }
             guard let request = try? FenceXVMRequest(bytes: bytes),
                 request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash)
             else {
-                logger.debug("dropped a tcp request that failed verification", metadata: ["peer.address": "\(identity)"])
+                logger.debug(
+                    "dropped a tcp request that failed verification",
+                    metadata: ["peer.address": "\(identity)"]
+                )
                 return
             }
             let key = RequestHistory.Key(request)
             guard !history.isKnown(key) else { return }
             do {
                 try await session.run(
-                    request, configuration: configuration, deadline: deadline, connect: { connection },
-                    claim: { history.claim(key) }, from: requester)
+                    request,
+                    configuration: configuration,
+                    deadline: deadline,
+                    connect: { connection },
+                    claim: { history.claim(key) },
+                    from: requester
+                )
                 history.answered(key)
             } catch {
-                logger.debug("fence_virt request not answered", metadata: ["peer.address": "\(identity)", "error": "\(error)"])
+                logger.debug(
+                    "fence_virt request not answered",
+                    metadata: ["peer.address": "\(identity)", "error": "\(error)"]
+                )
             }
         }
     }

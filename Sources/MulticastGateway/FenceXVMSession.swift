@@ -22,7 +22,12 @@ struct FenceXVMSession {
 
         /// The audit origin; the guest's address also tells the service which domain sent the request.
         var origin: RequestOrigin {
-            RequestOrigin(frontEnd: frontEnd, requester: identity, clientAddress: clientAddress, sendingDomain: .address(identity))
+            RequestOrigin(
+                frontEnd: frontEnd,
+                requester: identity,
+                clientAddress: clientAddress,
+                sendingDomain: .address(identity)
+            )
         }
     }
 
@@ -39,8 +44,12 @@ struct FenceXVMSession {
     /// decides whether the request runs (false: a duplicate). Throws `Unanswered` or the connection's error
     /// if the request did not run; returns once it ran and its answer was sent (or could not be).
     func run(
-        _ request: FenceXVMRequest, configuration: GatewayConfiguration, deadline: ContinuousClock.Instant,
-        connect: @escaping @Sendable () throws -> Socket, claim: () -> Bool, from requester: Requester
+        _ request: FenceXVMRequest,
+        configuration: GatewayConfiguration,
+        deadline: ContinuousClock.Instant,
+        connect: @escaping @Sendable () throws -> Socket,
+        claim: () -> Bool,
+        from requester: Requester
     ) async throws {
         let (type, key) = (configuration.auth, configuration.key)
         let socket: Socket
@@ -53,11 +62,15 @@ struct FenceXVMSession {
         } catch let failure as ChallengeResponse.Failure {
             logger.notice(
                 "fence_xvm authentication failed; request dropped",
-                metadata: ["peer.address": "\(requester.clientAddress ?? "-")", "reason": "\(failure)"])
+                metadata: ["peer.address": "\(requester.clientAddress ?? "-")", "reason": "\(failure)"]
+            )
             throw Unanswered.authentication(failure)
         }
         guard claim() else {
-            logger.debug("fence_xvm request answered already; copy dropped", metadata: ["peer.address": "\(requester.clientAddress ?? "-")"])
+            logger.debug(
+                "fence_xvm request answered already; copy dropped",
+                metadata: ["peer.address": "\(requester.clientAddress ?? "-")"]
+            )
             throw Unanswered.duplicate
         }
         let answer = await answer(request, groups: configuration.groups, from: requester)
@@ -76,16 +89,22 @@ struct FenceXVMSession {
         let access = GroupAccess(groups: groups, requester: requester.identity)
         guard let operation = request.operation else {
             await service.recordUnsupported(
-                action: "request-\(request.requestCode)", target: request.domain, origin: origin,
-                reason: "unknown fence_xvm request code \(request.requestCode)")
+                action: "request-\(request.requestCode)",
+                target: request.domain,
+                origin: origin,
+                reason: "unknown fence_xvm request code \(request.requestCode)"
+            )
             return [FenceXVMResult.failure.rawValue]
         }
         let action: FenceAction
         switch operation {
         case .null:
             await service.recordUnsupported(
-                action: "null", target: request.domain, origin: origin,
-                reason: "null is not carried out (fence_virtd's libvirt backend fails it too)")
+                action: "null",
+                target: request.domain,
+                origin: origin,
+                reason: "null is not carried out (fence_virtd's libvirt backend fails it too)"
+            )
             return [FenceXVMResult.failure.rawValue]
         case .devstatus:
             do {
@@ -107,8 +126,11 @@ struct FenceXVMSession {
         }
         guard let domain = request.domainText else {
             await service.recordUnsupported(
-                action: action.rawValue, target: request.domain, origin: origin,
-                reason: "the domain field is not UTF-8: it names no domain")
+                action: action.rawValue,
+                target: request.domain,
+                origin: origin,
+                reason: "the domain field is not UTF-8: it names no domain"
+            )
             return [action == .status ? FenceXVMResult.off.rawValue : FenceXVMResult.failure.rawValue]
         }
         let fenceRequest = FenceRequest(action: action, target: DomainTarget(domain), origin: origin, access: access)

@@ -35,7 +35,9 @@ public struct GatewayConfiguration: Sendable {
 
     /// What is wrong with the listeners' limits, by option name without dashes (for messages), if anything.
     public static func limitProblem(
-        tcpMaximumConnections: Int, tcpMaximumConnectionsPerAddress: Int, maximumCallbacks: Int
+        tcpMaximumConnections: Int,
+        tcpMaximumConnectionsPerAddress: Int,
+        maximumCallbacks: Int
     ) -> (option: String, message: String)? {
         if !(1...65536).contains(tcpMaximumConnections) { return ("tcp-max-connections", "must be 1 to 65536") }
         if !(1...65536).contains(tcpMaximumConnectionsPerAddress) {

@@ -37,7 +37,11 @@ enum AuditColumn: String, CaseIterable {
 
 extension AuditRecord {
     /// The values of a new row, in `AuditColumn.inserted` order.
-    static func insertValues(_ intent: AuditIntent, _ completion: AuditCompletion?, owner: ProcessIdentity) -> [SQLiteValue] {
+    static func insertValues(
+        _ intent: AuditIntent,
+        _ completion: AuditCompletion?,
+        owner: ProcessIdentity
+    ) -> [SQLiteValue] {
         let requested = intent.requestedAt.microsecondsSince1970
         let finished = completion?.finishedAt.microsecondsSince1970
         return AuditColumn.inserted.map { column -> SQLiteValue in
@@ -72,21 +76,29 @@ extension AuditRecord {
         self.init(
             id: value(.id).integer ?? 0,
             intent: AuditIntent(
-                source: value(.source).text ?? "", requester: value(.requester).text,
-                clientAddress: value(.clientAddress).text, target: value(.target).text ?? "",
-                domainName: value(.domainName).text, domainUUID: value(.domainUUID).text,
+                source: value(.source).text ?? "",
+                requester: value(.requester).text,
+                clientAddress: value(.clientAddress).text,
+                target: value(.target).text ?? "",
+                domainName: value(.domainName).text,
+                domainUUID: value(.domainUUID).text,
                 action: value(.action).text ?? "",
-                requestedAt: Date(microsecondsSince1970: value(.requestedAt).integer ?? 0)),
+                requestedAt: Date(microsecondsSince1970: value(.requestedAt).integer ?? 0)
+            ),
             state: AuditState(rawValue: value(.state).text ?? "") ?? .started,
             result: value(.result).text.flatMap(AuditResult.init(rawValue:)),
-            powerState: value(.powerState).text, errorCode: value(.errorCode).text, message: value(.message).text,
+            powerState: value(.powerState).text,
+            errorCode: value(.errorCode).text,
+            message: value(.message).text,
             finishedAt: value(.finishedAt).integer.map(Date.init(microsecondsSince1970:)),
-            duration: value(.duration).integer.map { .microseconds($0) })
+            duration: value(.duration).integer.map { .microseconds($0) }
+        )
     }
 }
 
 extension AuditColumn {
     /// Each selected column's position in a selected row.
     static let selectedIndex: [AuditColumn: Int] = Dictionary(
-        uniqueKeysWithValues: selected.enumerated().map { ($0.element, $0.offset) })
+        uniqueKeysWithValues: selected.enumerated().map { ($0.element, $0.offset) }
+    )
 }

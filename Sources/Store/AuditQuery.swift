@@ -26,8 +26,15 @@ public struct AuditQuery: Sendable, Equatable {
     public static let maximumLimit = 1000
 
     public init(
-        domain: String? = nil, action: String? = nil, source: String? = nil, result: AuditResult? = nil,
-        requester: String? = nil, domainPatterns: [String]? = nil, since: Date? = nil, until: Date? = nil, limit: Int = AuditQuery.defaultLimit,
+        domain: String? = nil,
+        action: String? = nil,
+        source: String? = nil,
+        result: AuditResult? = nil,
+        requester: String? = nil,
+        domainPatterns: [String]? = nil,
+        since: Date? = nil,
+        until: Date? = nil,
+        limit: Int = AuditQuery.defaultLimit,
         cursor: AuditCursor? = nil
     ) {
         self.domain = domain

@@ -44,8 +44,14 @@ public struct AuditIntent: Sendable, Equatable {
     public var requestedAt: Date
 
     public init(
-        source: String, requester: String?, clientAddress: String?, target: String,
-        domainName: String?, domainUUID: String?, action: String, requestedAt: Date
+        source: String,
+        requester: String?,
+        clientAddress: String?,
+        target: String,
+        domainName: String?,
+        domainUUID: String?,
+        action: String,
+        requestedAt: Date
     ) {
         self.source = source
         self.requester = requester

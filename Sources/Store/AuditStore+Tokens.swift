@@ -53,10 +53,14 @@ extension AuditStore {
     private static func tokenRecord(_ row: [SQLiteValue]) -> TokenRecord {
         let patterns = row[4].text ?? ""
         return TokenRecord(
-            name: row[0].text ?? "", publicID: row[1].text ?? "", secretHash: row[2].text ?? "",
+            name: row[0].text ?? "",
+            publicID: row[1].text ?? "",
+            secretHash: row[2].text ?? "",
             scope: row[3].text ?? "read",
             domainPatterns: patterns.isEmpty ? [] : patterns.split(separator: "\n").map(String.init),
             createdAt: Date(microsecondsSince1970: row[5].integer ?? 0),
-            revokedAt: row[6].integer.map(Date.init(microsecondsSince1970:)), fromDomain: row[7].text)
+            revokedAt: row[6].integer.map(Date.init(microsecondsSince1970:)),
+            fromDomain: row[7].text
+        )
     }
 }

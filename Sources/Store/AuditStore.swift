@@ -1,6 +1,6 @@
+internal import CSQLite
 public import Foundation
 public import Logging
-internal import CSQLite
 
 /// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns.
 ///
@@ -44,7 +44,8 @@ public actor AuditStore {
                 message = CASE WHEN message IS NULL THEN ?4 WHEN ?4 IS NULL THEN message ELSE ?4 || '; ' || message END,
                 finished_at = ?5, duration_us = ?5 - requested_at
             WHERE id = ?6 AND state = 'started'
-            """)
+            """
+        )
     }
 
     /// Opens (creating with mode 0600 if needed) and migrates the database at `path`; or, with `readOnly`,
@@ -55,24 +56,39 @@ public actor AuditStore {
     /// - Throws: `AuditStoreError`; `.cannotOpen` if a read-write open finds the file or filesystem read-only.
     /// - Parameter busyTimeout: how long a write waits for another process's lock before failing.
     public static func open(
-        path: String, busyTimeout: Duration = defaultBusyTimeout, readOnly: Bool = false, logger: Logger
+        path: String,
+        busyTimeout: Duration = defaultBusyTimeout,
+        readOnly: Bool = false,
+        logger: Logger
     ) async throws -> AuditStore {
         let executor = SerialQueueExecutor(label: "fencegate.audit-store")
-        let milliseconds = Int32(clamping: busyTimeout.components.seconds * 1000
-            + busyTimeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(
+            clamping: busyTimeout.components.seconds * 1000
+                + busyTimeout.components.attoseconds / 1_000_000_000_000_000
+        )
         return try await withCheckedThrowingContinuation { continuation in
             executor.queue.async {
-                continuation.resume(with: Result {
-                    try openOnQueue(
-                        path: path, busyTimeoutMilliseconds: milliseconds, readOnly: readOnly, executor: executor,
-                        logger: logger)
-                })
+                continuation.resume(
+                    with: Result {
+                        try openOnQueue(
+                            path: path,
+                            busyTimeoutMilliseconds: milliseconds,
+                            readOnly: readOnly,
+                            executor: executor,
+                            logger: logger
+                        )
+                    }
+                )
             }
         }
     }
 
     private static func openOnQueue(
-        path: String, busyTimeoutMilliseconds: Int32, readOnly: Bool, executor: SerialQueueExecutor, logger: Logger
+        path: String,
+        busyTimeoutMilliseconds: Int32,
+        readOnly: Bool,
+        executor: SerialQueueExecutor,
+        logger: Logger
     ) throws -> AuditStore {
         if readOnly {
             do throws(SQLiteError) {
@@ -99,7 +115,9 @@ public actor AuditStore {
             let database = try Database(path: path)
             if database.isReadOnly {
                 throw AuditStoreError.cannotOpen(
-                    path: path, reason: "it can only be read (the file or its filesystem is read-only)")
+                    path: path,
+                    reason: "it can only be read (the file or its filesystem is read-only)"
+                )
             }
             try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
             let mode = try database.query("PRAGMA journal_mode = WAL").first?.first?.text
@@ -122,7 +140,8 @@ public actor AuditStore {
         if access.othersCanRead {
             logger.warning(
                 "the audit database is readable by group or others; fix with: chmod 600 \(path)",
-                metadata: ["audit.path": "\(path)", "file.mode": "\(access.octal)"])
+                metadata: ["audit.path": "\(path)", "file.mode": "\(access.octal)"]
+            )
         }
     }
 
@@ -147,9 +166,12 @@ public actor AuditStore {
                 name TEXT NOT NULL,
                 applied_at INTEGER NOT NULL
             )
-            """)
+            """
+        )
         let known = Migration.all.last?.version ?? 0
-        let found = Int(try database.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0].integer ?? 0)
+        let found = Int(
+            try database.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0].integer ?? 0
+        )
         guard found <= known else {
             throw AuditStoreError.newerSchema(path: database.path, found: found, known: known)
         }
@@ -157,12 +179,15 @@ public actor AuditStore {
             try database.transaction { () throws(SQLiteError) in
                 // Another process may have applied it while we waited for the write lock.
                 let applied = try database.query(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", [.integer(Int64(migration.version))])
+                    "SELECT 1 FROM schema_migrations WHERE version = ?",
+                    [.integer(Int64(migration.version))]
+                )
                 guard applied.isEmpty else { return }
                 try database.execute(migration.sql)
                 try database.query(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    [.integer(Int64(migration.version)), .text(migration.name), .integer(Date().microsecondsSince1970)])
+                    [.integer(Int64(migration.version)), .text(migration.name), .integer(Date().microsecondsSince1970)]
+                )
             }
         }
     }
@@ -269,7 +294,8 @@ public actor AuditStore {
             // A note appended meanwhile (e.g. what a timed-out call did later) is kept after the message.
             try completeStatement.run([
                 .text(completion.result.rawValue), .optionalText(completion.powerState),
-                .optionalText(completion.errorCode), .optionalText(completion.message), .integer(finished), .integer(id),
+                .optionalText(completion.errorCode), .optionalText(completion.message), .integer(finished),
+                .integer(id),
             ])
             return Int64(database.changes)
         case .probe:
@@ -281,7 +307,8 @@ public actor AuditStore {
                     """
                     INSERT INTO write_probe (id, written_at) VALUES (1, ?)
                     ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at
-                    """)
+                    """
+                )
                 probeStatement = probe
             }
             try probe.run([.integer(Date().microsecondsSince1970)])
@@ -298,7 +325,8 @@ public actor AuditStore {
     public func recoverInterrupted(now: Date = Date()) throws -> Int {
         try wrap {
             let owners = try database.query(
-                "SELECT DISTINCT owner_pid, owner_start FROM operations WHERE state = 'started'")
+                "SELECT DISTINCT owner_pid, owner_start FROM operations WHERE state = 'started'"
+            )
             var marked = 0
             for row in owners {
                 guard let pid = row[0].integer, let start = row[1].integer else { continue }
@@ -310,7 +338,9 @@ public actor AuditStore {
                         message = 'the process performing this operation ended before recording its result; \
                     check the domain''s state', finished_at = ?
                     WHERE state = 'started' AND owner_pid = ? AND owner_start = ?
-                    """, [.integer(now.microsecondsSince1970), .integer(pid), .integer(start)])
+                    """,
+                    [.integer(now.microsecondsSince1970), .integer(pid), .integer(start)]
+                )
                 marked += database.changes
             }
             if marked > 0 {
@@ -405,7 +435,10 @@ public actor AuditStore {
         }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         values.append(.integer(Int64(query.limit + 1)))
-        return ("SELECT \(AuditColumn.selectList) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?", values)
+        return (
+            "SELECT \(AuditColumn.selectList) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?",
+            values
+        )
     }
 
     func statement(_ sql: String) throws(SQLiteError) -> Statement {

@@ -31,7 +31,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
         case .invalidLimit(let limit):
             return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
         case .writableByOthers(let path, let mode):
-            return "the audit database \(path) has mode \(mode): group or others could rewrite the audit log; fix with: chmod 600 \(path)"
+            return
+                "the audit database \(path) has mode \(mode): group or others could rewrite the audit log; fix with: chmod 600 \(path)"
         case .untrusted(let problem):
             return "refusing the audit database: \(problem)"
         case .tokenExists(let name):

@@ -49,13 +49,17 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
     public var description: String {
         switch self {
         case .symbolicLink(let path):
-            return "\(path) is a symbolic link; give the real path (a link could point the service at a file of someone else's choosing)"
+            return
+                "\(path) is a symbolic link; give the real path (a link could point the service at a file of someone else's choosing)"
         case .foreignOwner(let path, let owner):
-            return "\(path) belongs to user \(owner), neither root nor the user running fencegate (\(geteuid())); fix with: chown \(geteuid()) \(path)"
+            return
+                "\(path) belongs to user \(owner), neither root nor the user running fencegate (\(geteuid())); fix with: chown \(geteuid()) \(path)"
         case .foreignDirectoryOwner(let directory, let owner):
-            return "the directory \(directory) belongs to user \(owner), neither root nor the user running fencegate (\(geteuid())): that user could replace what it holds"
+            return
+                "the directory \(directory) belongs to user \(owner), neither root nor the user running fencegate (\(geteuid())): that user could replace what it holds"
         case .writableDirectory(let directory, let mode):
-            return "the directory \(directory) has mode \(mode): group or others could replace what it holds; fix with: chmod go-w \(directory)"
+            return
+                "the directory \(directory) has mode \(mode): group or others could replace what it holds; fix with: chmod go-w \(directory)"
         }
     }
 
@@ -66,7 +70,11 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
     /// both its own directory and its target's are checked. With `exclusiveDirectory`, the file's own
     /// directory may not be writable by others even if sticky: a database's `-wal` and `-shm` files are
     /// created there by name, and a sticky directory lets others create those names first.
-    public static func check(_ path: String, followingLink: Bool, exclusiveDirectory: Bool = false) -> UntrustedLocation? {
+    public static func check(
+        _ path: String,
+        followingLink: Bool,
+        exclusiveDirectory: Bool = false
+    ) -> UntrustedLocation? {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var info = stat()
         if lstat(absolute, &info) == 0 {
@@ -85,7 +93,8 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
 
     private static func checkDirectories(of absolutePath: String, exclusive: Bool) -> UntrustedLocation? {
         let parent = (absolutePath as NSString).deletingLastPathComponent
-        guard let resolved = realpath(parent.isEmpty ? "/" : parent, nil) else { return nil }  // missing: creating fails
+        // Missing: creating it fails, and says so.
+        guard let resolved = realpath(parent.isEmpty ? "/" : parent, nil) else { return nil }
         defer { free(resolved) }
         var directory = String(cString: resolved)
         var isOwnDirectory = true

@@ -20,8 +20,14 @@ public struct TokenRecord: Sendable, Equatable {
     public var fromDomain: String?
 
     public init(
-        name: String, publicID: String, secretHash: String, scope: String, domainPatterns: [String], createdAt: Date,
-        revokedAt: Date? = nil, fromDomain: String? = nil
+        name: String,
+        publicID: String,
+        secretHash: String,
+        scope: String,
+        domainPatterns: [String],
+        createdAt: Date,
+        revokedAt: Date? = nil,
+        fromDomain: String? = nil
     ) {
         self.name = name
         self.publicID = publicID

@@ -10,13 +10,15 @@ struct FencegateBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencegate-bench",
         abstract: "Benchmark helpers for bench/run (not part of the product).",
-        subcommands: [AuditScale.self, XVMLoad.self])
+        subcommands: [AuditScale.self, XVMLoad.self]
+    )
 }
 
 /// Fills an audit database with generated rows, then times the filtered, paginated queries the API offers.
 struct AuditScale: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Insert N audit rows, then time filtered page queries; prints JSON.")
+        abstract: "Insert N audit rows, then time filtered page queries; prints JSON."
+    )
 
     @Option(help: "Rows to insert.") var rows = 1_000_000
     @Option(help: "Queries per kind.") var queries = 200
@@ -43,13 +45,22 @@ struct AuditScale: AsyncParsableCommand {
                 let requested = start.addingTimeInterval(Double(index) * 0.25)
                 let failed = Int.random(in: 0..<50, using: &generator) == 0
                 let intent = AuditIntent(
-                    source: sources[index % sources.count], requester: "token-\(index % 7)", clientAddress: "198.18.0.\(index % 250)",
-                    target: domain, domainName: domain, domainUUID: nil,
-                    action: actions[Int.random(in: 0..<actions.count, using: &generator)], requestedAt: requested)
+                    source: sources[index % sources.count],
+                    requester: "token-\(index % 7)",
+                    clientAddress: "198.18.0.\(index % 250)",
+                    target: domain,
+                    domainName: domain,
+                    domainUUID: nil,
+                    action: actions[Int.random(in: 0..<actions.count, using: &generator)],
+                    requestedAt: requested
+                )
                 let completion = AuditCompletion(
-                    result: failed ? .failure : .success, powerState: failed ? nil : "off",
-                    errorCode: failed ? "operation_failed" : nil, message: nil,
-                    finishedAt: requested.addingTimeInterval(0.003))
+                    result: failed ? .failure : .success,
+                    powerState: failed ? nil : "off",
+                    errorCode: failed ? "operation_failed" : nil,
+                    message: nil,
+                    finishedAt: requested.addingTimeInterval(0.003)
+                )
                 chunk.append((intent, completion))
             }
             try await store.insertFinished(chunk)
@@ -92,7 +103,9 @@ struct AuditScale: AsyncParsableCommand {
             return AuditQuery(since: from, until: from.addingTimeInterval(3600), limit: 50)
         }
         try await measure("by_result") { _ in AuditQuery(result: .failure, limit: 50) }
-        try await measure("by_domain_and_action") { AuditQuery(domain: domains[$0 % domains.count], action: "reboot", limit: 50) }
+        try await measure("by_domain_and_action") {
+            AuditQuery(domain: domains[$0 % domains.count], action: "reboot", limit: 50)
+        }
         try await measure("unfiltered") { _ in AuditQuery(until: end, limit: 50) }
         let attributes = try FileManager.default.attributesOfItem(atPath: database)
         results["database_bytes"] = (attributes[.size] as? Int) ?? 0

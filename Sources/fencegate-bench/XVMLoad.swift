@@ -9,7 +9,8 @@ import Synchronization
 struct XVMLoad: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "xvm-load",
-        abstract: "Send signed fence_xvm status requests from concurrent workers; prints JSON latencies.")
+        abstract: "Send signed fence_xvm status requests from concurrent workers; prints JSON latencies."
+    )
 
     @Option(help: "Key file shared with the daemon.") var keyFile: String
     @Option(help: "Interface to multicast from.") var interface = "eth0"
@@ -42,7 +43,11 @@ struct XVMLoad: ParsableCommand {
                 let client: FenceXVMClient
                 do {
                     client = try FenceXVMClient(
-                        group: groupAddress, interface: interface, callbackHost: callback.bytes, key: key)
+                        group: groupAddress,
+                        interface: interface,
+                        callbackHost: callback.bytes,
+                        key: key
+                    )
                 } catch {
                     results.withLock { $0.failures["setup: \(error)", default: 0] += 1 }
                     return
@@ -78,11 +83,14 @@ struct XVMLoad: ParsableCommand {
         let seconds = (clock.now - started).seconds
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        let cpuSeconds = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        let cpuSeconds =
+            Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
         let output: [String: Any] = results.withLock { result in
-            ["seconds": seconds, "latencies_ms": result.latencies, "failures": result.failures,
-             "retransmissions": result.retransmissions, "cpu_seconds": cpuSeconds]
+            [
+                "seconds": seconds, "latencies_ms": result.latencies, "failures": result.failures,
+                "retransmissions": result.retransmissions, "cpu_seconds": cpuSeconds,
+            ]
         }
         let data = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Logging
 import Foundation
+import Logging
 import Store
 
 /// `fencegate audit`: the audit log, newest first, filtered and paginated.
@@ -11,10 +11,12 @@ struct Audit: AsyncParsableCommand {
         discussion: """
             Times for --since/--until: ISO 8601 (2026-11-25, 2026-11-25T10:00:00Z) or an age such as 30s, 15m, 2h, 7d. \
             When more rows match than --limit, the last line gives the --cursor for the next page.
-            """)
+            """
+    )
 
     @Option(help: "Only this domain (name or UUID).") var domain: String?
-    @Option(help: "Only this action: off, on, reboot, status, shutdown, graceful-reboot, nmi, list, monitor.") var action: String?
+    @Option(help: "Only this action: off, on, reboot, status, shutdown, graceful-reboot, nmi, list, monitor.")
+    var action: String?
     @Option(help: "Only this front end: cli, http, multicast, tcp, redfish.") var source: String?
     @Option(help: "Only this result: success, failure, timed_out, refused, interrupted.") var result: String?
     @Option(help: "Only this requester (token name, user, guest address).") var requester: String?
@@ -31,7 +33,8 @@ struct Audit: AsyncParsableCommand {
         }
         if let result, AuditResult(rawValue: result) == nil {
             throw ValidationError(
-                "--result must be one of: \(AuditResult.allCases.map(\.rawValue).joined(separator: ", "))")
+                "--result must be one of: \(AuditResult.allCases.map(\.rawValue).joined(separator: ", "))"
+            )
         }
         if let cursor, (try? AuditCursor(encoded: cursor)) == nil {
             throw ValidationError("--cursor is not a cursor printed by fencegate audit")
@@ -43,9 +46,16 @@ struct Audit: AsyncParsableCommand {
         try await reportingFailures {
             let store = try await ServiceContext.openAuditLogForQueries(global, logger: logger)
             let query = AuditQuery(
-                domain: domain, action: action, source: source, result: result.flatMap(AuditResult.init(rawValue:)),
-                requester: requester, since: since?.date, until: until?.date, limit: limit,
-                cursor: try cursor.map(AuditCursor.init(encoded:)))
+                domain: domain,
+                action: action,
+                source: source,
+                result: result.flatMap(AuditResult.init(rawValue:)),
+                requester: requester,
+                since: since?.date,
+                until: until?.date,
+                limit: limit,
+                cursor: try cursor.map(AuditCursor.init(encoded:))
+            )
             let page: AuditPage
             do {
                 page = try await store.query(query)
@@ -63,7 +73,9 @@ struct Audit: AsyncParsableCommand {
         }
     }
 
-    private static let header = ["ID", "REQUESTED", "SOURCE", "REQUESTER", "ACTION", "DOMAIN", "RESULT", "DURATION", "DETAIL"]
+    private static let header = [
+        "ID", "REQUESTED", "SOURCE", "REQUESTER", "ACTION", "DOMAIN", "RESULT", "DURATION", "DETAIL",
+    ]
 
     private static func row(_ record: AuditRecord) -> [String] {
         [

@@ -5,7 +5,8 @@ import Logging
 /// `fencegate domains`: every defined domain with its state.
 struct Domains: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List every defined domain with its UUID, state and power.")
+        abstract: "List every defined domain with its UUID, state and power."
+    )
 
     @Flag(name: .long, help: "Print the list as JSON.")
     var json = false
@@ -25,7 +26,9 @@ struct Domains: AsyncParsableCommand {
                         header: ["NAME", "UUID", "STATE", "POWER", "PERSISTENT"],
                         rows: domains.map {
                             [$0.name, $0.uuid, $0.state.rawValue, $0.power.rawValue, $0.isPersistent ? "yes" : "no"]
-                        }))
+                        }
+                    )
+                )
             }
         }
     }

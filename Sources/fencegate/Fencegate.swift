@@ -5,7 +5,8 @@ import ArgumentParser
 struct Fencegate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencegate",
-        abstract: "Fence (power off, on, reboot) libvirt virtual machines that run as cluster nodes, with an audit log.",
+        abstract:
+            "Fence (power off, on, reboot) libvirt virtual machines that run as cluster nodes, with an audit log.",
         discussion: """
             Every power action and status check runs through the one fence service and is recorded in the \
             audit log before it runs and completed after.

@@ -42,7 +42,9 @@ struct GatewayOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "A group: which requesters (ip=) may fence which domains (domain=, names or UUIDs). Repeatable; none: all allowed.",
-            valueName: "ip=A,B;domain=X,Y"))
+            valueName: "ip=A,B;domain=X,Y"
+        )
+    )
     var group: [String] = []
 
     var enabled: Bool { multicast || tcpListen != nil }
@@ -79,9 +81,10 @@ struct GatewayOptions: ParsableArguments {
         }
         for text in group { _ = try Self.parseGroup(text) }
         if let problem = GatewayConfiguration.limitProblem(
-            tcpMaximumConnections: tcpMaxConnections, tcpMaximumConnectionsPerAddress: tcpMaxConnectionsPerAddress,
-            maximumCallbacks: maxCallbacks)
-        {
+            tcpMaximumConnections: tcpMaxConnections,
+            tcpMaximumConnectionsPerAddress: tcpMaxConnectionsPerAddress,
+            maximumCallbacks: maxCallbacks
+        ) {
             throw ValidationError("--" + problem.option + " " + problem.message)
         }
     }
@@ -99,7 +102,11 @@ struct GatewayOptions: ParsableArguments {
         var configuration = GatewayConfiguration()
         configuration.multicast =
             multicast
-            ? MulticastListenerConfiguration(group: multicastAddress, port: multicastPort, interface: multicastInterface)
+            ? MulticastListenerConfiguration(
+                group: multicastAddress,
+                port: multicastPort,
+                interface: multicastInterface
+            )
             : nil
         configuration.tcp = tcpListen.flatMap(Self.tcpAddress)
         configuration.minimumHash = HashType(name: hash)!
@@ -153,7 +160,9 @@ struct GatewayOptions: ParsableArguments {
         for part in text.split(separator: ";") {
             let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard pair.count == 2 else { throw ValidationError("--group '\(text)': expected ip=…;domain=…") }
-            let values = pair[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let values = pair[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
             switch pair[0] {
             case "ip", "requester": group.requesters += values
             case "domain", "uuid": group.domains += values

@@ -8,21 +8,29 @@ struct GlobalOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "libvirt URI of the hypervisor (default: $FENCEGATE_URI, else qemu:///system).",
-            discussion: "test:///default is libvirt's built-in test driver: a demo world that lives inside one process.",
-            valueName: "uri"))
+            discussion:
+                "test:///default is libvirt's built-in test driver: a demo world that lives inside one process.",
+            valueName: "uri"
+        )
+    )
     var uri: String?
 
     @Option(
         name: .long,
         help: ArgumentHelp(
             "Path of the SQLite audit log (default: $FENCEGATE_DATABASE, else /var/lib/fencegate/audit.db for root, ~/.local/state/fencegate/audit.db otherwise).",
-            valueName: "path"))
+            valueName: "path"
+        )
+    )
     var database: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: LogLevelArgument?
 
-    @Option(name: .long, help: "Log lines on stderr: text (readable) or json (one object per line, for journald or ELK).")
+    @Option(
+        name: .long,
+        help: "Log lines on stderr: text (readable) or json (one object per line, for journald or ELK)."
+    )
     var logFormat: LogFormat?
 
     /// The URI in effect.
@@ -45,7 +53,9 @@ struct GlobalOptions: ParsableArguments {
     /// Bootstraps swift-log once for this process (stderr) and returns the root logger.
     /// `configuredLevel` and `configuredFormat` come from a configuration file; the options override them.
     func makeLogger(
-        defaultLevel: Logger.Level, configuredLevel: Logger.Level? = nil, configuredFormat: LogFormat? = nil
+        defaultLevel: Logger.Level,
+        configuredLevel: Logger.Level? = nil,
+        configuredFormat: LogFormat? = nil
     ) -> Logger {
         let level = logLevel?.level ?? configuredLevel ?? defaultLevel
         switch logFormat ?? configuredFormat ?? .text {

@@ -19,7 +19,11 @@ struct JSONLogHandler: EscapingLogHandler {
         fields["label"] = label
         fields["message"] = event.message.description.escapingControlCharacters
         fields["source"] = event.source.escapingControlCharacters
-        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: fields,
+                options: [.sortedKeys, .withoutEscapingSlashes]
+            )
         else { return }
         writeLine(String(decoding: data, as: UTF8.self) + "\n")
     }

@@ -5,7 +5,9 @@ import MulticastGateway
 /// `fencegate key fingerprint PATH…`: compare key files across the host and its guests without showing them.
 struct Key: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Key file tools.", subcommands: [Fingerprint.self])
+        abstract: "Key file tools.",
+        subcommands: [Fingerprint.self]
+    )
 
     /// Prints each key file's fingerprint: the first 16 bytes of SHA-256 over the bytes fence_xvm uses.
     struct Fingerprint: ParsableCommand {
@@ -13,9 +15,12 @@ struct Key: ParsableCommand {
             abstract: "Print key fingerprints (SHA-256 of the first 4096 bytes, 32 hex digits).",
             discussion: """
                 On a guest without fencegate the same fingerprint is: head -c 4096 KEYFILE | sha256sum | cut -c1-32
-                """)
+                """
+        )
 
-        @Argument(help: "Key files, e.g. /etc/cluster/fence_xvm.key.") var paths: [String] = [GatewayConfiguration.defaultKeyFile]
+        @Argument(help: "Key files, e.g. /etc/cluster/fence_xvm.key.") var paths: [String] = [
+            GatewayConfiguration.defaultKeyFile
+        ]
 
         func run() throws {
             var failed = false

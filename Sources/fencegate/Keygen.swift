@@ -5,7 +5,8 @@ import FenceCore
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a new random key file (4096 bytes, mode 0600) for fence_xvm and the gateway.",
-        discussion: "Copy the same file to every guest (e.g. /etc/cluster/fence_xvm.key) over a secure channel.")
+        discussion: "Copy the same file to every guest (e.g. /etc/cluster/fence_xvm.key) over a secure channel."
+    )
 
     @Argument(help: "Where to write the key, e.g. /etc/cluster/fence_xvm.key.")
     var path: String

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Logging
 import Foundation
+import Logging
 
 /// Options shared by `status`, `on`, `off` and `reboot`.
 struct PowerOptions: ParsableArguments {
@@ -28,9 +28,11 @@ func runPowerAction(_ action: FenceAction, _ options: PowerOptions, _ global: Gl
     try await reportingFailures {
         let context = try await ServiceContext.open(global, logger: logger)
         let request = FenceRequest(
-            action: action, target: DomainTarget(options.domain),
+            action: action,
+            target: DomainTarget(options.domain),
             origin: RequestOrigin(frontEnd: .cli, requester: currentUserDescription()),
-            timeout: options.timeout.map { .milliseconds(Int64($0 * 1000)) })
+            timeout: options.timeout.map { .milliseconds(Int64($0 * 1000)) }
+        )
         let outcome = try await context.service.perform(request)
         if options.json {
             print(try JSONText.encode(OutcomeJSON(outcome)))
@@ -46,7 +48,8 @@ func runPowerAction(_ action: FenceAction, _ options: PowerOptions, _ global: Gl
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print whether a domain is on or off (exit 0 on, 2 off); audited.")
+        abstract: "Print whether a domain is on or off (exit 0 on, 2 off); audited."
+    )
     @OptionGroup var options: PowerOptions
     @OptionGroup var global: GlobalOptions
     func run() async throws { try await runPowerAction(.status, options, global) }
@@ -54,7 +57,8 @@ struct Status: AsyncParsableCommand {
 
 struct On: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start a domain (already running is success); audited.")
+        abstract: "Start a domain (already running is success); audited."
+    )
     @OptionGroup var options: PowerOptions
     @OptionGroup var global: GlobalOptions
     func run() async throws { try await runPowerAction(.on, options, global) }
@@ -62,7 +66,8 @@ struct On: AsyncParsableCommand {
 
 struct Off: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Force a domain off at once, like pulling the plug (already off is success); audited.")
+        abstract: "Force a domain off at once, like pulling the plug (already off is success); audited."
+    )
     @OptionGroup var options: PowerOptions
     @OptionGroup var global: GlobalOptions
     func run() async throws { try await runPowerAction(.off, options, global) }
@@ -70,7 +75,8 @@ struct Off: AsyncParsableCommand {
 
 struct Reboot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Force a domain off, wait until it is off, start it again; a domain that was off stays off. Audited.")
+        abstract: "Force a domain off, wait until it is off, start it again; a domain that was off stays off. Audited."
+    )
     @OptionGroup var options: PowerOptions
     @OptionGroup var global: GlobalOptions
     func run() async throws { try await runPowerAction(.reboot, options, global) }

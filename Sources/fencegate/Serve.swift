@@ -11,13 +11,16 @@ import UnixSignals
 /// `fencegate serve`: runs the fence service and its HTTP API until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the fence service with its HTTP API until SIGTERM or SIGINT.")
+        abstract: "Run the fence service with its HTTP API until SIGTERM or SIGINT."
+    )
 
     @Option(
         help: ArgumentHelp(
             "Take every setting from this configuration file (TOML; see `fencegate config check`).",
             discussion: "Only --uri, --database, --log-level and --log-format may be added; they override the file.",
-            valueName: "path"))
+            valueName: "path"
+        )
+    )
     var config: String?
 
     @Option(help: "Address and port of the HTTP API: 127.0.0.1:8786, [::1]:8786, 0.0.0.0:8443 (port 0: any free port).")
@@ -29,7 +32,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Allow plain HTTP on a non-loopback address (bearer tokens then cross the network in clear text).")
     var allowPlainHttp = false
 
-    @Flag(help: "Serve the Redfish subset under /redfish/v1 (for fence_redfish); needs HTTPS unless --allow-plain-http.")
+    @Flag(
+        help: "Serve the Redfish subset under /redfish/v1 (for fence_redfish); needs HTTPS unless --allow-plain-http."
+    )
     var redfish = false
 
     @Option(help: "Largest request body accepted, in bytes (larger: 413).") var maxBodyBytes = 64 * 1024
@@ -54,26 +59,36 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Refused requests audited one by one per minute, all clients together.")
     var auditRefusalsPerMinute = ServeSettings().refusalsPerMinute
 
-    @Option(help: "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off).")
+    @Option(
+        help:
+            "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off)."
+    )
     var fenceRaceWindow = ServeSettings().raceWindow
 
     @Option(help: "A domain (name or UUID) whose fences win a race within the priority grace; repeatable.")
     var preferredDomain: [String] = []
 
-    @Option(help: "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first.")
+    @Option(
+        help:
+            "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first."
+    )
     var priorityGrace = ServeSettings().priorityGrace
 
     @Option(
         help: ArgumentHelp(
             "A guest address and the domain it belongs to, where libvirt cannot tell; repeatable.",
-            valueName: "address=domain"))
+            valueName: "address=domain"
+        )
+    )
     var requesterDomain: [String] = []
 
     @Option(
         help: ArgumentHelp(
             "Run in place of fence_virtd: read its configuration file as is (listener, key file, hash, auth, groups, libvirt URI).",
             discussion: "The fence_xvm gateway options below are then taken from the file and must not be given.",
-            valueName: "path"))
+            valueName: "path"
+        )
+    )
     var fenceVirtConf: String?
 
     @OptionGroup(title: "fence_xvm gateway") var gateway: GatewayOptions
@@ -83,16 +98,20 @@ struct Serve: AsyncParsableCommand {
         if config != nil {
             guard optionsAreDefaults else {
                 throw ValidationError(
-                    "--config gives serve's settings: put the others in the file (only --uri, --database, --log-level and --log-format may be added)")
+                    "--config gives serve's settings: put the others in the file (only --uri, --database, --log-level and --log-format may be added)"
+                )
             }
             return
         }
         if fenceVirtConf != nil, !gateway.changedOptions.isEmpty {
             throw ValidationError(
-                "--fence-virt-conf sets the gateway from fence_virt.conf; drop \(gateway.changedOptions.joined(separator: ", "))")
+                "--fence-virt-conf sets the gateway from fence_virt.conf; drop \(gateway.changedOptions.joined(separator: ", "))"
+            )
         }
         guard ListenAddress(listen) != nil else {
-            throw ValidationError("--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786")
+            throw ValidationError(
+                "--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786"
+            )
         }
         if let problem = try optionSettings().problems.first {
             throw ValidationError("\(problem.option) \(problem.message)")
@@ -136,7 +155,9 @@ struct Serve: AsyncParsableCommand {
         settings.priorityGrace = priorityGrace
         for pair in requesterDomain {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--requester-domain takes ADDRESS=DOMAIN, e.g. 192.168.122.11=pcmk1") }
+            guard parts.count == 2 else {
+                throw ValidationError("--requester-domain takes ADDRESS=DOMAIN, e.g. 192.168.122.11=pcmk1")
+            }
             settings.requesterDomains[parts[0]] = parts[1]
         }
         if let fenceVirtConf {
@@ -172,12 +193,18 @@ struct Serve: AsyncParsableCommand {
         }
         global.uri = global.uri ?? settings.uri
         global.database = global.database ?? settings.database
-        let logger = global.makeLogger(defaultLevel: .info, configuredLevel: settings.logLevel, configuredFormat: settings.logFormat)
+        let logger = global.makeLogger(
+            defaultLevel: .info,
+            configuredLevel: settings.logLevel,
+            configuredFormat: settings.logFormat
+        )
         try await reportingFailures {
             let gatewayConfiguration = try settings.loadGateway(logger: logger)
             if let uri = gatewayConfiguration?.uri {
                 if let given = global.uri, given != uri {
-                    throw CLIFailure.other("the libvirt URI \(given) contradicts fence_virt.conf's backends/libvirt/uri \(uri)")
+                    throw CLIFailure.other(
+                        "the libvirt URI \(given) contradicts fence_virt.conf's backends/libvirt/uri \(uri)"
+                    )
                 }
                 global.uri = uri
             }
@@ -204,12 +231,23 @@ struct Serve: AsyncParsableCommand {
             if let gatewayConfiguration = gatewayConfiguration?.configuration {
                 let fenceXVM: FenceXVMGateway
                 do {
-                    fenceXVM = try FenceXVMGateway(service: context.service, configuration: gatewayConfiguration, logger: logger)
+                    fenceXVM = try FenceXVMGateway(
+                        service: context.service,
+                        configuration: gatewayConfiguration,
+                        logger: logger
+                    )
                 } catch let error as GatewayError {
                     throw CLIFailure.other(error.description)
                 }
                 fenceXVMGateway = fenceXVM
-                services.append(.init(service: GatewayFrontEnd(gateway: fenceXVM, gracePeriod: serviceConfiguration.operationTimeout + .seconds(15))))
+                services.append(
+                    .init(
+                        service: GatewayFrontEnd(
+                            gateway: fenceXVM,
+                            gracePeriod: serviceConfiguration.operationTimeout + .seconds(15)
+                        )
+                    )
+                )
                 if let multicast = fenceXVM.configuration.multicast {
                     gatewaySummary += "; fence_xvm on \(multicast.group):\(multicast.port)"
                     if let interface = multicast.interface { gatewaySummary += " via \(interface)" }
@@ -217,7 +255,10 @@ struct Serve: AsyncParsableCommand {
                 if let tcp = fenceXVM.tcpAddress { gatewaySummary += "; fence_virt on tcp \(tcp)" }
             }
             let watch = HypervisorWatch(
-                service: context.service, interval: .milliseconds(Int64(settings.healthInterval * 1000)), logger: logger)
+                service: context.service,
+                interval: .milliseconds(Int64(settings.healthInterval * 1000)),
+                logger: logger
+            )
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let runningURI = global.resolvedURI
             let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, fenceXVMGateway] in
@@ -234,12 +275,18 @@ struct Serve: AsyncParsableCommand {
             // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [.init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch), .init(service: http)]
+                    services: [
+                        .init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch),
+                        .init(service: http),
+                    ]
                         + services + [.init(service: reload), .init(service: StoppingNotice(notifier: notifier))],
                     gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger))
+                    logger: logger
+                )
+            )
 
-            var summary = "fencegate serving \(scheme)://\(bound)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): hypervisor \(global.resolvedURI)"
+            var summary =
+                "fencegate serving \(scheme)://\(bound)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): hypervisor \(global.resolvedURI)"
             do {
                 let count = try await context.service.domains().count
                 summary += " (\(count) domain\(count == 1 ? "" : "s"))"
@@ -254,7 +301,8 @@ struct Serve: AsyncParsableCommand {
                 metadata: [
                     "http.listen": "\(scheme)://\(bound)", "hypervisor.uri": "\(global.resolvedURI)",
                     "audit.path": "\(context.store.path)",
-                ])
+                ]
+            )
             try await group.run()
             // Refusals still only counted (the audit rate limit) get their summary rows before the end.
             await context.service.recordPendingRefusals()

@@ -12,7 +12,9 @@ struct ServiceContext {
     /// Opens the audit log (creating its directory with mode 0700 if needed), marks operations left
     /// `started` by dead processes as interrupted, and sets up the hypervisor (connected on first use).
     static func open(
-        _ options: GlobalOptions, configuration: FenceService.Configuration = .init(), logger: Logger
+        _ options: GlobalOptions,
+        configuration: FenceService.Configuration = .init(),
+        logger: Logger
     ) async throws -> ServiceContext {
         let path = options.resolvedDatabase
         let store: AuditStore
@@ -20,7 +22,10 @@ struct ServiceContext {
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(
-                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                    atPath: directory,
+                    withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700]
+                )
             }
             store = try await AuditStore.open(path: path, logger: logger)
             try await store.recoverInterrupted()

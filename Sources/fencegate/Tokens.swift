@@ -7,12 +7,14 @@ import Logging
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create, list and revoke API tokens (stored as SHA-256 digests in the audit database).",
-        subcommands: [Create.self, List.self, Revoke.self])
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token and print its secret once.",
-            discussion: "Give the secret to the client as 'Authorization: Bearer SECRET'. It cannot be shown again.")
+            discussion: "Give the secret to the client as 'Authorization: Bearer SECRET'. It cannot be shown again."
+        )
 
         @Argument(help: "A unique name (letters, digits, '.', '_', '-'); it is the requester in the audit log.")
         var name: String
@@ -23,13 +25,17 @@ struct Token: AsyncParsableCommand {
         @Option(
             help: ArgumentHelp(
                 "Comma-separated domain-name patterns (* and ? wildcards) the token may see and act on; default all.",
-                valueName: "glob,…"))
+                valueName: "glob,…"
+            )
+        )
         var domains: String?
 
         @Option(
             help: ArgumentHelp(
                 "The domain (name or UUID) of the cluster node that will use the token: its requests come from that domain, so a fence race with it can be settled (see \"Fence races\").",
-                valueName: "domain"))
+                valueName: "domain"
+            )
+        )
         var from: String?
 
         @OptionGroup var global: GlobalOptions
@@ -42,15 +48,23 @@ struct Token: AsyncParsableCommand {
                 // "no pattern", which would mean every domain.
                 let patterns =
                     domains.map {
-                        $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+                        $0.split(separator: ",", omittingEmptySubsequences: false).map {
+                            $0.trimmingCharacters(in: .whitespaces)
+                        }
                     } ?? []
                 do {
                     let issued = try await AccessTokens(store: context.store).create(
-                        name: name, scope: scope.scope, domainPatterns: patterns, fromDomain: from)
+                        name: name,
+                        scope: scope.scope,
+                        domainPatterns: patterns,
+                        fromDomain: from
+                    )
                     print(issued.secret)
                     let reach = patterns.isEmpty ? "all domains" : "domains \(patterns.joined(separator: ", "))"
                     let node = from.map { ", used by domain \($0)" } ?? ""
-                    printNote("token '\(name)' created with scope \(scope.scope.rawValue) for \(reach)\(node); the secret above is shown only once")
+                    printNote(
+                        "token '\(name)' created with scope \(scope.scope.rawValue) for \(reach)\(node); the secret above is shown only once"
+                    )
                 } catch let error as TokenManagementError {
                     throw CLIFailure.other(error.description)
                 }
@@ -82,14 +96,17 @@ struct Token: AsyncParsableCommand {
                                 $0.domainPatterns.isEmpty ? "*" : $0.domainPatterns.joined(separator: ","),
                                 RFC3339.format($0.createdAt), $0.revokedAt.map(RFC3339.format) ?? "-",
                             ]
-                        }))
+                        }
+                    )
+                )
             }
         }
     }
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Revoke a token; a running server refuses it from the next request on.")
+            abstract: "Revoke a token; a running server refuses it from the next request on."
+        )
 
         @Argument(help: "The token's name.") var name: String
         @OptionGroup var global: GlobalOptions

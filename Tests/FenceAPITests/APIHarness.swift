@@ -29,21 +29,30 @@ struct APIHarness {
     let scoped: String
 
     static func withRunning(
-        uri: String = Fixtures.clusterURI, configure: (inout HTTPServerConfiguration) -> Void = { _ in },
-        busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil, redfish: Bool = false,
-        service configuration: FenceService.Configuration = .init(), _ body: (APIHarness) async throws -> Void
+        uri: String = Fixtures.clusterURI,
+        server serverConfiguration: HTTPServerConfiguration = HTTPServerConfiguration(),
+        busyTimeout: Duration = AuditStore.defaultBusyTimeout,
+        databasePath: String? = nil,
+        redfish: Bool = false,
+        service configuration: FenceService.Configuration = .init(),
+        _ body: (APIHarness) async throws -> Void
     ) async throws {
         let harness = try await ServiceHarness(
-            uri: uri, configuration: configuration, busyTimeout: busyTimeout, databasePath: databasePath)
+            uri: uri,
+            configuration: configuration,
+            busyTimeout: busyTimeout,
+            databasePath: databasePath
+        )
         let tokens = AccessTokens(store: harness.store)
         let ops = try await tokens.create(name: "ops", scope: .fence, domainPatterns: []).secret
         let viewer = try await tokens.create(name: "viewer", scope: .read, domainPatterns: []).secret
         let scoped = try await tokens.create(name: "pcmk12", scope: .fence, domainPatterns: ["pcmk1", "pcmk2"]).secret
         let api = FenceHTTPAPI(service: harness.service, logger: ServiceHarness.logger, redfish: redfish)
-        var configuration = HTTPServerConfiguration()
+        var configuration = serverConfiguration
         configuration.listen = ListenAddress(host: "127.0.0.1", port: 0)
-        configure(&configuration)
-        let server = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) { await api.handle($0) }
+        let server = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) {
+            await api.handle($0)
+        }
         let running = APIHarness(harness: harness, server: server, api: api, ops: ops, viewer: viewer, scoped: scoped)
         do {
             try await body(running)
@@ -58,13 +67,19 @@ struct APIHarness {
 
     /// Runs curl against the server. `token` nil sends no Authorization header.
     func curl(
-        _ method: String, _ path: String, token: String? = nil, basic: String? = nil, arguments: [String] = []
+        _ method: String,
+        _ path: String,
+        token: String? = nil,
+        basic: String? = nil,
+        arguments: [String] = []
     ) async throws -> CurlResult {
         let directory = harness.directory
         let name = UUID().uuidString
         let bodyPath = directory.file("\(name).body")
         let headerPath = directory.file("\(name).headers")
-        var command = ["-s", "-S", "-k", "--path-as-is", "-o", bodyPath, "-D", headerPath, "-w", "%{http_code}", "-X", method]
+        var command = [
+            "-s", "-S", "-k", "--path-as-is", "-o", bodyPath, "-D", headerPath, "-w", "%{http_code}", "-X", method,
+        ]
         if let token { command += ["-H", "Authorization: Bearer \(token)"] }
         if let basic { command += ["-u", basic] }
         command += arguments + [baseURL + path]
@@ -75,7 +90,9 @@ struct APIHarness {
         var headers: [String: String] = [:]
         for line in (try String(contentsOfFile: headerPath, encoding: .utf8)).split(separator: "\r\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces
+            )
         }
         let body = (try? Data(contentsOf: URL(fileURLWithPath: bodyPath))) ?? Data()
         return CurlResult(status: code, headers: headers, body: body)

@@ -6,15 +6,19 @@ import Testing
 
 @Suite("HTTP API: authentication and authorization")
 struct AuthenticationTests {
-    @Test("every endpoint but /healthz needs a valid bearer token", arguments: [
-        ("GET", "/domains"), ("GET", "/domains/pcmk1"), ("POST", "/domains/pcmk1/off"), ("GET", "/operations"),
-        ("GET", "/operations/1"), ("GET", "/metrics"),
-    ])
+    @Test(
+        "every endpoint but /healthz needs a valid bearer token",
+        arguments: [
+            ("GET", "/domains"), ("GET", "/domains/pcmk1"), ("POST", "/domains/pcmk1/off"), ("GET", "/operations"),
+            ("GET", "/operations/1"), ("GET", "/metrics"),
+        ]
+    )
     func tokenRequired(method: String, path: String) async throws {
         try await APIHarness.withRunning { api in
-            for token: String? in [nil, "", "garbage", "fgt_0123456789abcdef_" + String(repeating: "A", count: 43),
-                api.ops + "x", String(api.ops.dropLast()) + (api.ops.last == "A" ? "B" : "A")]
-            {
+            for token: String? in [
+                nil, "", "garbage", "fgt_0123456789abcdef_" + String(repeating: "A", count: 43),
+                api.ops + "x", String(api.ops.dropLast()) + (api.ops.last == "A" ? "B" : "A"),
+            ] {
                 let response = try await api.curl(method, path, token: token)
                 #expect(response.status == 401, "\(method) \(path) with \(token ?? "no token")")
                 #expect(response.headers["content-type"] == "application/problem+json")
@@ -84,7 +88,10 @@ struct AuthenticationTests {
             let hidden = try await api.curl("GET", "/domains/pcmk3", token: api.scoped)
             let unknown = try await api.curl("GET", "/domains/pcmk9", token: api.scoped)
             #expect(hidden.status == 404 && unknown.status == 404)
-            #expect(hidden.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"), "\(hidden.text) vs \(unknown.text)")
+            #expect(
+                hidden.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"),
+                "\(hidden.text) vs \(unknown.text)"
+            )
             #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk3"]!)", token: api.scoped).status == 404)
             #expect(try await api.curl("GET", "/domains/\(Fixtures.uuids["pcmk2"]!)", token: api.scoped).status == 200)
             // The metrics count every domain's operations: not for a token limited to some.
@@ -92,11 +99,20 @@ struct AuthenticationTests {
             #expect(try await api.curl("GET", "/metrics", token: api.viewer).status == 200)
 
             let refused = try await api.curl("POST", "/domains/\(Fixtures.uuids["pcmk3"]!)/off", token: api.scoped)
-            let unknownUUID = try await api.curl("POST", "/domains/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa/off", token: api.scoped)
+            let unknownUUID = try await api.curl(
+                "POST",
+                "/domains/aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa/off",
+                token: api.scoped
+            )
             #expect(refused.status == 404)
             #expect(
-                refused.text == unknownUUID.text.replacingOccurrences(of: "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", with: Fixtures.uuids["pcmk3"]!),
-                "\(refused.text) vs \(unknownUUID.text)")
+                refused.text
+                    == unknownUUID.text.replacingOccurrences(
+                        of: "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+                        with: Fixtures.uuids["pcmk3"]!
+                    ),
+                "\(refused.text) vs \(unknownUUID.text)"
+            )
             #expect(try api.harness.state("pcmk3") == .running)
             #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.scoped).status == 200)
             #expect(try await api.curl("POST", "/domains/ghost/off", token: api.scoped).status == 404)
@@ -112,9 +128,16 @@ struct AuthenticationTests {
             #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.ops).status == 200)
             // Reading and fencing pcmk3 were refused and audited (as such, with the reason); the unknown
             // domains were failures, and 9999… was never found, so it was not refused.
-            #expect(all.map(\.result) == [.refused, .refused, .refused, .failure, .success, .failure, .success], "\(all.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "")" })")
+            #expect(
+                all.map(\.result) == [.refused, .refused, .refused, .failure, .success, .failure, .success],
+                "\(all.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "")" })"
+            )
             #expect(all[0].requester == "pcmk12")
-            #expect(all.filter { $0.result == .refused }.allSatisfy { $0.message?.contains("outside token 'pcmk12'") == true })
+            #expect(
+                all.filter { $0.result == .refused }.allSatisfy {
+                    $0.message?.contains("outside token 'pcmk12'") == true
+                }
+            )
         }
     }
 }

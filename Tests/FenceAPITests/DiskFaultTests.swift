@@ -66,7 +66,8 @@ final class LoopFilesystem: @unchecked Sendable {
     /// Reports an error to ext4 (its `trigger_fs_error` knob), which then remounts the filesystem read-only.
     func failIntoReadOnly() async throws {
         let source = try await runProgram("/bin/findmnt", ["-n", "-o", "SOURCE", path])
-        let device = URL(fileURLWithPath: source.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).lastPathComponent
+        let device = URL(fileURLWithPath: source.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            .lastPathComponent
         try Data("1".utf8).write(to: URL(fileURLWithPath: "/sys/fs/ext4/\(device)/trigger_fs_error"))
         let options = try await runProgram("/bin/findmnt", ["-n", "-o", "OPTIONS", path])
         guard options.stdout.hasPrefix("ro") || options.stdout.contains("emergency_ro") else {
@@ -79,7 +80,10 @@ final class LoopFilesystem: @unchecked Sendable {
     }
 }
 
-@Suite("Disk faults under the running service", .enabled(if: SmallFilesystem.isAvailable, "needs root to mount a tmpfs"))
+@Suite(
+    "Disk faults under the running service",
+    .enabled(if: SmallFilesystem.isAvailable, "needs root to mount a tmpfs")
+)
 struct DiskFaultTests {
     @Test("a full disk refuses fences with 503 and does nothing; freeing space brings the service back")
     func fullDisk() async throws {
@@ -108,7 +112,8 @@ struct DiskFaultTests {
 
     @Test(
         "a filesystem turned read-only by an error refuses fences with 503 and does nothing; reads still work",
-        .enabled(if: LoopFilesystem.isAvailable, "needs root and loop devices"))
+        .enabled(if: LoopFilesystem.isAvailable, "needs root and loop devices")
+    )
     func readOnlyFilesystem() async throws {
         let filesystem = try await LoopFilesystem(megabytes: 16)
         let databasePath = filesystem.path + "/audit.db"
@@ -118,13 +123,18 @@ struct DiskFaultTests {
             for domain in ["pcmk2", "pcmk3"] {
                 let response = try await api.curl("POST", "/domains/\(domain)/off", token: api.ops)
                 #expect(response.status == 503, "\(domain): \(response.status) \(response.text)")
-                #expect(response.json["type"] as? String == "urn:fencegate:problem:audit-unavailable", "\(response.text)")
+                #expect(
+                    response.json["type"] as? String == "urn:fencegate:problem:audit-unavailable",
+                    "\(response.text)"
+                )
                 #expect(try api.harness.state(domain) == .running, "\(domain) was fenced without its audit row")
             }
             let health = try await api.curl("GET", "/healthz")
             #expect(health.status == 503 && health.json["audit_log"] as? String == "unavailable", "\(health.text)")
             // The hypervisor side still answers: an administrator can see what is running.
-            #expect(try await api.curl("GET", "/domains/pcmk2", token: api.viewer).json["state"] as? String == "running")
+            #expect(
+                try await api.curl("GET", "/domains/pcmk2", token: api.viewer).json["state"] as? String == "running"
+            )
         }
         // A restart on the read-only filesystem is refused with a clear error, not a half-working service.
         await #expect {

@@ -30,13 +30,20 @@ struct EndpointTests {
             #expect(byName.status == 200)
             #expect(byName.json["state"] as? String == "paused")
             #expect(byName.json["power"] as? String == "on")
-            let byUUID = try await api.curl("GET", "/domains/\(Fixtures.uuids["transient1"]!.uppercased())", token: api.ops)
+            let byUUID = try await api.curl(
+                "GET",
+                "/domains/\(Fixtures.uuids["transient1"]!.uppercased())",
+                token: api.ops
+            )
             #expect(byUUID.json["name"] as? String == "transient1")
             #expect(byUUID.json["persistent"] as? Bool == false)
             let unknown = try await api.curl("GET", "/domains/ghost", token: api.ops)
             #expect(unknown.status == 404)
             #expect(unknown.json["type"] as? String == "urn:fencegate:problem:domain-not-found")
-            #expect(try await api.curl("GET", "/domains/" + String(repeating: "x", count: 257), token: api.ops).status == 400)
+            #expect(
+                try await api.curl("GET", "/domains/" + String(repeating: "x", count: 257), token: api.ops).status
+                    == 400
+            )
             #expect(try await api.harness.rows().isEmpty)  // reads are not audited
         }
     }
@@ -66,7 +73,10 @@ struct EndpointTests {
             #expect(rows.map(\.action) == ["off", "off", "on", "reboot"])
             #expect(rows.allSatisfy { $0.source == "http" && $0.requester == "ops" && $0.clientAddress == "127.0.0.1" })
             #expect(rows.allSatisfy { $0.result == .success && $0.state == .finished })
-            #expect(rows.map(\.id) == [off, again, on, reboot].compactMap { ($0.json["operation_id"] as? Int).map(Int64.init) })
+            #expect(
+                rows.map(\.id)
+                    == [off, again, on, reboot].compactMap { ($0.json["operation_id"] as? Int).map(Int64.init) }
+            )
 
             let record = try await api.curl("GET", "/operations/\(rows[0].id)", token: api.viewer)
             #expect(record.status == 200)
@@ -96,11 +106,15 @@ struct EndpointTests {
         }
     }
 
-    @Test("bad parameters are 400 problems", arguments: [
-        "/operations?limit=0", "/operations?limit=1001", "/operations?limit=ten", "/operations?cursor=garbage",
-        "/operations?since=yesterday", "/operations?until=2026-13-01T00:00:00Z", "/operations?since=2026-02-29T00:00:00Z", "/operations?result=maybe",
-        "/operations?domain=", "/operations/0", "/operations/abc",
-    ])
+    @Test(
+        "bad parameters are 400 problems",
+        arguments: [
+            "/operations?limit=0", "/operations?limit=1001", "/operations?limit=ten", "/operations?cursor=garbage",
+            "/operations?since=yesterday", "/operations?until=2026-13-01T00:00:00Z",
+            "/operations?since=2026-02-29T00:00:00Z", "/operations?result=maybe",
+            "/operations?domain=", "/operations/0", "/operations/abc",
+        ]
+    )
     func badQuery(path: String) async throws {
         try await APIHarness.withRunning { api in
             let response = try await api.curl("GET", path, token: api.ops)
@@ -110,9 +124,13 @@ struct EndpointTests {
         }
     }
 
-    @Test("bad fence parameters are refused before anything runs", arguments: [
-        "?wait=maybe", "?timeout=0", "?timeout=0.5", "?timeout=-1", "?timeout=3601", "?timeout=soon", "?timeout=5e-324",
-    ])
+    @Test(
+        "bad fence parameters are refused before anything runs",
+        arguments: [
+            "?wait=maybe", "?timeout=0", "?timeout=0.5", "?timeout=-1", "?timeout=3601", "?timeout=soon",
+            "?timeout=5e-324",
+        ]
+    )
     func badFenceParameters(query: String) async throws {
         try await APIHarness.withRunning { api in
             let response = try await api.curl("POST", "/domains/pcmk1/off\(query)", token: api.ops)
@@ -123,15 +141,25 @@ struct EndpointTests {
 
     @Test("a body larger than the limit is 413, with or without a Content-Length")
     func bodyTooLarge() async throws {
-        try await APIHarness.withRunning(configure: { $0.maximumBodyBytes = 1024 }) { api in
+        var server = HTTPServerConfiguration()
+        server.maximumBodyBytes = 1024
+        try await APIHarness.withRunning(server: server) { api in
             let big = api.harness.directory.file("big.json")
             try Data(repeating: UInt8(ascii: "a"), count: 4096).write(to: URL(fileURLWithPath: big))
-            let declared = try await api.curl("POST", "/domains/pcmk1/off", token: api.ops, arguments: ["--data-binary", "@\(big)"])
+            let declared = try await api.curl(
+                "POST",
+                "/domains/pcmk1/off",
+                token: api.ops,
+                arguments: ["--data-binary", "@\(big)"]
+            )
             #expect(declared.status == 413)
             #expect(declared.json["type"] as? String == "urn:fencegate:problem:payload-too-large")
             let chunked = try await api.curl(
-                "POST", "/domains/pcmk1/off", token: api.ops,
-                arguments: ["-H", "Transfer-Encoding: chunked", "--data-binary", "@\(big)"])
+                "POST",
+                "/domains/pcmk1/off",
+                token: api.ops,
+                arguments: ["-H", "Transfer-Encoding: chunked", "--data-binary", "@\(big)"]
+            )
             #expect(chunked.status == 413)
             #expect(try api.harness.state("pcmk1") == .running)
             let small = try await api.curl("POST", "/domains/pcmk1/off", token: api.ops, arguments: ["--data", "{}"])
@@ -163,7 +191,11 @@ struct EndpointTests {
             var seen: [Int] = []
             var cursor: String?
             repeat {
-                let page = try await api.curl("GET", "/operations?limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""), token: api.ops)
+                let page = try await api.curl(
+                    "GET",
+                    "/operations?limit=3" + (cursor.map { "&cursor=\($0)" } ?? ""),
+                    token: api.ops
+                )
                 seen += (page.json["operations"] as? [[String: Any]])?.compactMap { $0["id"] as? Int } ?? []
                 cursor = page.json["next_cursor"] as? String
                 #expect(page.json.keys.contains("next_cursor"))

@@ -68,7 +68,10 @@ struct FailureStatusTests {
             let anonymous = try await api.curl("POST", "/domains/pcmk1/off")
             #expect(anonymous.status == 401)
             for answer in [response, anonymous] {
-                #expect(!answer.text.contains(api.harness.store.path) && !answer.text.lowercased().contains("sqlite"), "\(answer.text)")
+                #expect(
+                    !answer.text.contains(api.harness.store.path) && !answer.text.lowercased().contains("sqlite"),
+                    "\(answer.text)"
+                )
                 #expect(!answer.text.contains("locked"), "\(answer.text)")
             }
             let health = try await api.curl("GET", "/healthz")
@@ -97,7 +100,9 @@ struct TransportTests {
             let gate = Gate()
             let hung = ["pcmk1", "pcmk2", "pcmk3"]
             for name in hung { api.harness.faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids[name]!) }
-            let requests = hung.map { name in Task { try await api.curl("POST", "/domains/\(name)/off", token: api.ops) } }
+            let requests = hung.map { name in
+                Task { try await api.curl("POST", "/domains/\(name)/off", token: api.ops) }
+            }
             try await waitUntil("three offs are blocked in the hypervisor") { gate.arrived == hung.count }
             #expect(try await api.curl("POST", "/domains/pcmk4/off", token: api.ops).status == 200)
             #expect(try await api.curl("GET", "/domains/pcmk5", token: api.ops).status == 200)
@@ -113,16 +118,26 @@ struct TransportTests {
         let (certificate, key) = (directory.file("cert.pem"), directory.file("key.pem"))
         let (status, output) = try await run(
             "/usr/bin/openssl",
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
-             "-subj", "/CN=127.0.0.1"])
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+                "-subj", "/CN=127.0.0.1",
+            ]
+        )
         #expect(status == 0, "\(output)")
-        let pem = (try String(contentsOfFile: certificate, encoding: .utf8), try String(contentsOfFile: key, encoding: .utf8))
-        try await APIHarness.withRunning(configure: { $0.tls = pem }) { api in
+        let pem = (
+            try String(contentsOfFile: certificate, encoding: .utf8), try String(contentsOfFile: key, encoding: .utf8)
+        )
+        var server = HTTPServerConfiguration()
+        server.tls = pem
+        try await APIHarness.withRunning(server: server) { api in
             #expect(api.baseURL.hasPrefix("https://"))
             let response = try await api.curl("GET", "/domains/pcmk1", token: api.ops)
             #expect(response.status == 200)
             #expect(response.json["name"] as? String == "pcmk1")
-            let (plainStatus, _) = try await run("/usr/bin/curl", ["-s", "-o", "/dev/null", "http://127.0.0.1:\(api.server.port)/healthz"])
+            let (plainStatus, _) = try await run(
+                "/usr/bin/curl",
+                ["-s", "-o", "/dev/null", "http://127.0.0.1:\(api.server.port)/healthz"]
+            )
             #expect(plainStatus != 0)
         }
     }
@@ -133,18 +148,23 @@ struct TransportTests {
             var configuration = HTTPServerConfiguration()
             configuration.listen = ListenAddress(host: "127.0.0.1", port: api.server.port)
             #expect {
-                _ = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) { _ in HTTPResponse(status: 200) }
+                _ = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) { _ in
+                    HTTPResponse(status: 200)
+                }
             } throws: { error in
                 "\(error)".contains("cannot listen on 127.0.0.1:\(api.server.port)") && "\(error)".contains("in use")
             }
         }
     }
 
-    @Test("listen addresses parse as documented", arguments: [
-        ("127.0.0.1:8786", "127.0.0.1", UInt16(8786), true), ("0.0.0.0:443", "0.0.0.0", UInt16(443), false),
-        ("[::1]:9000", "::1", UInt16(9000), true), ("::1", "::1", ListenAddress.defaultPort, true),
-        ("10.1.2.3", "10.1.2.3", ListenAddress.defaultPort, false),
-    ])
+    @Test(
+        "listen addresses parse as documented",
+        arguments: [
+            ("127.0.0.1:8786", "127.0.0.1", UInt16(8786), true), ("0.0.0.0:443", "0.0.0.0", UInt16(443), false),
+            ("[::1]:9000", "::1", UInt16(9000), true), ("::1", "::1", ListenAddress.defaultPort, true),
+            ("10.1.2.3", "10.1.2.3", ListenAddress.defaultPort, false),
+        ]
+    )
     func listenAddresses(text: String, host: String, port: UInt16, loopback: Bool) throws {
         let address = try #require(ListenAddress(text))
         #expect(address.host == host)
@@ -152,7 +172,10 @@ struct TransportTests {
         #expect(address.isLoopback == loopback)
     }
 
-    @Test("bad listen addresses are rejected", arguments: ["localhost:80", "1.2.3.4:99999", "[::1", "host", "1.2.3.4:x"])
+    @Test(
+        "bad listen addresses are rejected",
+        arguments: ["localhost:80", "1.2.3.4:99999", "[::1", "host", "1.2.3.4:x"]
+    )
     func badListenAddresses(text: String) {
         #expect(ListenAddress(text) == nil)
     }

@@ -10,33 +10,51 @@ import Testing
 struct HostileHTTPTests {
     /// Every action audited so far (refusals included); a fence that ran has a row with its action.
     static func actions(_ api: APIHarness) async throws -> [String] {
-        try await api.harness.store.query(AuditQuery(limit: 1000)).records.map { "\($0.action) \($0.result?.rawValue ?? "-")" }
+        try await api.harness.store.query(AuditQuery(limit: 1000)).records.map {
+            "\($0.action) \($0.result?.rawValue ?? "-")"
+        }
     }
 
-    @Test("path tricks never reach another route or another domain", arguments: [
-        ("POST", "/domains/pcmk1%2Foff"), ("POST", "/domains/..%2Fpcmk1/off"), ("POST", "/domains/../domains/pcmk1/off"),
-        ("POST", "//domains//pcmk1//off"), ("POST", "/domains/pcmk1/off/"), ("POST", "/domains/pcmk1/off%2F"),
-        ("POST", "/domains/%2e%2e/off"), ("POST", "/domains/pcmk1%00/off"), ("POST", "/domains/pcmk1/off%00"),
-        ("GET", "/operations/../domains"), ("POST", "/domains/" + String(repeating: "a", count: 4000) + "/off"),
-    ])
+    @Test(
+        "path tricks never reach another route or another domain",
+        arguments: [
+            ("POST", "/domains/pcmk1%2Foff"), ("POST", "/domains/..%2Fpcmk1/off"),
+            ("POST", "/domains/../domains/pcmk1/off"),
+            ("POST", "//domains//pcmk1//off"), ("POST", "/domains/pcmk1/off/"), ("POST", "/domains/pcmk1/off%2F"),
+            ("POST", "/domains/%2e%2e/off"), ("POST", "/domains/pcmk1%00/off"), ("POST", "/domains/pcmk1/off%00"),
+            ("GET", "/operations/../domains"), ("POST", "/domains/" + String(repeating: "a", count: 4000) + "/off"),
+        ]
+    )
     func pathTricks(method: String, path: String) async throws {
         try await APIHarness.withRunning { api in
             let response = try await api.curl(method, path, token: api.ops)
-            #expect([400, 404, 405, 414].contains(response.status), "\(method) \(path): \(response.status) \(response.text)")
+            #expect(
+                [400, 404, 405, 414].contains(response.status),
+                "\(method) \(path): \(response.status) \(response.text)"
+            )
             // Nothing was switched off: every domain that was running still runs, and no off succeeded.
             #expect(try await Self.actions(api).allSatisfy { !$0.hasPrefix("off success") }, "\(path)")
             #expect(try await api.curl("GET", "/domains/pcmk1", token: api.ops).json["state"] as? String == "running")
         }
     }
 
-    @Test("garbled credentials are 401 with a challenge, whatever their shape", arguments: [
-        "Bearer", "Bearer ", "Bearer  x", "Basic dXNlcjpwYXNzd29yZA==", "Token abc", "Bearer fgt_", "Bearer fgt_zz_zz",
-        "Bearer fgt_0123456789abcdef_" + String(repeating: "A", count: 43) + "x", "Bearer " + String(repeating: "x", count: 8000),
-        "Bearer \u{00e9}t\u{00e9}", "Bearer fgt_0123456789abcdef_%00%00",
-    ])
+    @Test(
+        "garbled credentials are 401 with a challenge, whatever their shape",
+        arguments: [
+            "Bearer", "Bearer ", "Bearer  x", "Basic dXNlcjpwYXNzd29yZA==", "Token abc", "Bearer fgt_",
+            "Bearer fgt_zz_zz",
+            "Bearer fgt_0123456789abcdef_" + String(repeating: "A", count: 43) + "x",
+            "Bearer " + String(repeating: "x", count: 8000),
+            "Bearer \u{00e9}t\u{00e9}", "Bearer fgt_0123456789abcdef_%00%00",
+        ]
+    )
     func garbledCredentials(header: String) async throws {
         try await APIHarness.withRunning { api in
-            let response = try await api.curl("POST", "/domains/pcmk2/off", arguments: ["-H", "Authorization: \(header)"])
+            let response = try await api.curl(
+                "POST",
+                "/domains/pcmk2/off",
+                arguments: ["-H", "Authorization: \(header)"]
+            )
             #expect(response.status == 401, "\(header.prefix(40)): \(response.status)")
             #expect(response.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
             #expect(try await Self.actions(api).allSatisfy { $0.hasSuffix("refused") })
@@ -49,7 +67,9 @@ struct HostileHTTPTests {
             let filler = String(repeating: "x", count: 40_000)
             // libmicrohttpd answers 431 or closes the connection (curl then fails): both are a refusal.
             let refusals = [400, 413, 431]
-            let status = (try? await api.curl("GET", "/domains/pcmk1", token: api.ops, arguments: ["-H", "X-Filler: \(filler)"]))?.status
+            let status =
+                (try? await api.curl("GET", "/domains/pcmk1", token: api.ops, arguments: ["-H", "X-Filler: \(filler)"]))?
+                .status
             #expect(status == nil || refusals.contains(status!), "\(String(describing: status))")
             var many: [String] = []
             for index in 0..<2000 { many += ["-H", "X-Header-\(index): value"] }
@@ -62,14 +82,16 @@ struct HostileHTTPTests {
 
     @Test("slow clients holding connections open do not lock out others, and one address cannot take them all")
     func slowClients() async throws {
-        try await APIHarness.withRunning(configure: { configuration in
-            configuration.maximumConnections = 64
-            configuration.maximumConnectionsPerAddress = 16
-        }) { api in
+        var server = HTTPServerConfiguration()
+        server.maximumConnections = 64
+        server.maximumConnectionsPerAddress = 16
+        try await APIHarness.withRunning(server: server) { api in
             // 40 connections from 127.0.0.1 that send half a request line and then nothing.
             let port = api.server.port
             let held = try await onOwnThread {
-                (0..<40).compactMap { _ in SlowClient(host: "127.0.0.1", port: port, partial: "GET /domains/pcmk1 HTTP/1.1\r\nHost: x\r\n") }
+                (0..<40).compactMap { _ in
+                    SlowClient(host: "127.0.0.1", port: port, partial: "GET /domains/pcmk1 HTTP/1.1\r\nHost: x\r\n")
+                }
             }
             #expect(held.count == 40)
             try await Task.sleep(for: .milliseconds(300))
@@ -77,7 +99,11 @@ struct HostileHTTPTests {
             #expect(refused >= 40 - 16, "only \(refused) of the connections beyond the per-address limit were closed")
             // Another address (127.0.0.2, also loopback) is served at once, while the slow ones are still held.
             let other = try await api.curl(
-                "GET", "/domains/pcmk1", token: api.ops, arguments: ["--interface", "127.0.0.2", "--max-time", "5"])
+                "GET",
+                "/domains/pcmk1",
+                token: api.ops,
+                arguments: ["--interface", "127.0.0.2", "--max-time", "5"]
+            )
             #expect(other.status == 200)
             withExtendedLifetime(held) {}
         }
@@ -85,21 +111,29 @@ struct HostileHTTPTests {
 
     @Test("many connections at once: every request is answered; the server survives")
     func manyConnections() async throws {
-        try await APIHarness.withRunning(configure: { $0.maximumConnectionsPerAddress = 0 }) { api in
+        var server = HTTPServerConfiguration()
+        server.maximumConnectionsPerAddress = 0
+        try await APIHarness.withRunning(server: server) { api in
             let port = api.server.port
             let token = api.viewer
             // 200 connections opened and sent at once from one thread (no process per request), then read.
             let statuses = try await onOwnThread { () -> [Int] in
                 let clients = (0..<200).compactMap { index in
                     SlowClient(
-                        host: "127.0.0.1", port: port,
-                        partial: "GET /domains/pcmk\(index % 6 + 1) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\n"
-                            + "Connection: close\r\n\r\n")
+                        host: "127.0.0.1",
+                        port: port,
+                        partial:
+                            "GET /domains/pcmk\(index % 6 + 1) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\n"
+                            + "Connection: close\r\n\r\n"
+                    )
                 }
                 return clients.map { $0.statusCode(timeout: 20) }
             }
             #expect(statuses.count == 200)
-            #expect(statuses.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
+            #expect(
+                statuses.allSatisfy { $0 == 200 },
+                "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))"
+            )
             let health = try await api.curl("GET", "/healthz")
             #expect(health.status == 200)
         }
@@ -118,7 +152,9 @@ final class SlowClient: @unchecked Sendable {
         address.sin_port = port.bigEndian
         inet_pton(AF_INET, host, &address.sin_addr)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else {
             close(descriptor)

@@ -11,7 +11,9 @@ struct TokenIdentityTests {
     func patternsMatchTheResolvedDomain() async throws {
         try await APIHarness.withRunning(uri: Fixtures.identityURI) { api in
             let token = try await AccessTokens(store: api.harness.store).create(
-                name: "narrow", scope: .fence, domainPatterns: ["caf\u{E9}", "web?"]
+                name: "narrow",
+                scope: .fence,
+                domainPatterns: ["caf\u{E9}", "web?"]
             ).secret
             // The decomposed spelling, percent-encoded as UTF-8: e, U+0301.
             for path in ["/domains/cafe%CC%81", "/domains/WEB1"] {
@@ -34,10 +36,13 @@ struct TokenIdentityTests {
         }
     }
 
-    @Test("a target is limited in UTF-8 bytes and may not hold control characters: 400, no row", arguments: [
-        // 100 characters of 4 bytes each (U+00E9 and a combining U+0301): 400 bytes.
-        String(repeating: "%C3%A9%CC%81", count: 100), "pcmk%0A1", "pcmk%1B%5B31m1", "a%C2%851",
-    ])
+    @Test(
+        "a target is limited in UTF-8 bytes and may not hold control characters: 400, no row",
+        arguments: [
+            // 100 characters of 4 bytes each (U+00E9 and a combining U+0301): 400 bytes.
+            String(repeating: "%C3%A9%CC%81", count: 100), "pcmk%0A1", "pcmk%1B%5B31m1", "a%C2%851",
+        ]
+    )
     func targetLimits(encoded: String) async throws {
         try await APIHarness.withRunning { api in
             let fence = try await api.curl("POST", "/domains/\(encoded)/off", token: api.ops)

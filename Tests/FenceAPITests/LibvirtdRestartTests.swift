@@ -34,7 +34,10 @@ struct LibvirtdRestartTests {
 
             let refused = try await api.curl("POST", "/domains/test/off", token: api.ops)
             #expect(refused.status == 503, "\(refused.text)")
-            #expect(refused.json["type"] as? String == "urn:fencegate:problem:hypervisor-unavailable", "\(refused.text)")
+            #expect(
+                refused.json["type"] as? String == "urn:fencegate:problem:hypervisor-unavailable",
+                "\(refused.text)"
+            )
             let health = try await api.curl("GET", "/healthz")
             #expect(health.status == 503)
             #expect(health.json["hypervisor"] as? String == "unavailable", "\(health.text)")
@@ -72,8 +75,12 @@ struct LibvirtdRestartTests {
                             if let attributed { phase.count(attributed, succeeded: response.status == 200) }
                             answers.append(
                                 Answer(
-                                    phase: attributed, action: action, status: response.status,
-                                    operationID: (response.json["operation_id"] as? NSNumber)?.int64Value))
+                                    phase: attributed,
+                                    action: action,
+                                    status: response.status,
+                                    operationID: (response.json["operation_id"] as? NSNumber)?.int64Value
+                                )
+                            )
                             index += 1
                         }
                         return answers
@@ -107,7 +114,8 @@ struct LibvirtdRestartTests {
             print(
                 "libvirtd killed under load: before \(up.count) × 200; while down \(down.filter { $0 == 503 }.count) × 503,"
                     + " \(down.filter { $0 == 200 }.count) × 200; after the restart \(restarted.filter { $0 == 200 }.count) × 200,"
-                    + " \(restarted.filter { $0 == 503 }.count) × 503")
+                    + " \(restarted.filter { $0 == 503 }.count) × 503"
+            )
             let unexpected = answers.filter { $0.status != 200 && $0.status != 503 }
             #expect(unexpected.isEmpty, "\(unexpected)")
             #expect(!up.isEmpty && up.allSatisfy { $0 == 200 }, "before the kill: \(up)")
@@ -126,7 +134,10 @@ struct LibvirtdRestartTests {
                     Issue.record("no row for the answered operation \(answer)")
                     continue
                 }
-                #expect(row.action == answer.action && row.state == .finished && row.result == .success, "\(answer): \(row)")
+                #expect(
+                    row.action == answer.action && row.state == .finished && row.result == .success,
+                    "\(answer): \(row)"
+                )
             }
             #expect(rows.allSatisfy { $0.state == .finished }, "\(rows.filter { $0.state != .finished })")
             // Rows with success are exactly the 200s: none is a success that the client was not told of.

@@ -40,9 +40,19 @@ struct RedfishResourceTests {
                 #expect(system.json["@odata.type"] as? String == "#ComputerSystem.v1_13_0.ComputerSystem")
                 #expect(system.json["Name"] as? String == "pcmk1" && system.json["PowerState"] as? String == "On")
                 #expect(system.json["UUID"] as? String == Fixtures.uuids["pcmk1"])
-                let reset = try #require((system.json["Actions"] as? [String: Any])?["#ComputerSystem.Reset"] as? [String: Any])
-                #expect(reset["target"] as? String == "/redfish/v1/Systems/\(Fixtures.uuids["pcmk1"]!)/Actions/ComputerSystem.Reset")
-                #expect(reset["ResetType@Redfish.AllowableValues"] as? [String] == ["On", "ForceOff", "ForceRestart", "GracefulShutdown", "GracefulRestart", "PushPowerButton", "Nmi"])
+                let reset = try #require(
+                    (system.json["Actions"] as? [String: Any])?["#ComputerSystem.Reset"] as? [String: Any]
+                )
+                #expect(
+                    reset["target"] as? String
+                        == "/redfish/v1/Systems/\(Fixtures.uuids["pcmk1"]!)/Actions/ComputerSystem.Reset"
+                )
+                #expect(
+                    reset["ResetType@Redfish.AllowableValues"] as? [String] == [
+                        "On", "ForceOff", "ForceRestart", "GracefulShutdown", "GracefulRestart", "PushPowerButton",
+                        "Nmi",
+                    ]
+                )
             }
             let off = try await api.curl("GET", "/redfish/v1/Systems/stopped1", basic: basic(api))
             #expect(off.json["PowerState"] as? String == "Off")
@@ -58,8 +68,11 @@ struct RedfishResourceTests {
             let target = "/redfish/v1/Systems/pcmk2/Actions/ComputerSystem.Reset"
             func post(_ type: String, as user: String = "ops") async throws -> CurlResult {
                 try await api.curl(
-                    "POST", target, basic: basic(api, user),
-                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "\#(type)"}"#])
+                    "POST",
+                    target,
+                    basic: basic(api, user),
+                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "\#(type)"}"#]
+                )
             }
             #expect(try await post("ForceOff").status == 204)
             #expect(try api.harness.state("pcmk2") == .shutOff)
@@ -80,8 +93,11 @@ struct RedfishResourceTests {
         try await APIHarness.withRunning(redfish: true) { api in
             func post(_ type: String) async throws -> CurlResult {
                 try await api.curl(
-                    "POST", "/redfish/v1/Systems/pcmk3/Actions/ComputerSystem.Reset", basic: basic(api),
-                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "\#(type)"}"#])
+                    "POST",
+                    "/redfish/v1/Systems/pcmk3/Actions/ComputerSystem.Reset",
+                    basic: basic(api),
+                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "\#(type)"}"#]
+                )
             }
             #expect(try await post("GracefulShutdown").status == 204)
             #expect(try api.harness.state("pcmk3") == .shutOff)  // the test driver's guest obeys at once
@@ -111,18 +127,68 @@ struct RedfishResourceTests {
             let json = ["-H", "Content-Type: application/json", "--data"]
             let cases: [(CurlResult, Int, String)] = [
                 (try await api.curl("GET", "/redfish/v1/Chassis", basic: basic(api)), 404, "ResourceMissingAtURI"),
-                (try await api.curl("GET", "/redfish/v1/Systems/ghost", basic: basic(api)), 404, "ResourceMissingAtURI"),
-                (try await api.curl("DELETE", "/redfish/v1/Systems/pcmk1", basic: basic(api)), 405, "OperationNotAllowed"),
+                (
+                    try await api.curl("GET", "/redfish/v1/Systems/ghost", basic: basic(api)), 404,
+                    "ResourceMissingAtURI"
+                ),
+                (
+                    try await api.curl("DELETE", "/redfish/v1/Systems/pcmk1", basic: basic(api)), 405,
+                    "OperationNotAllowed"
+                ),
                 (try await api.curl("POST", target, basic: basic(api), arguments: json + ["{"]), 400, "MalformedJSON"),
-                (try await api.curl("POST", target, basic: basic(api), arguments: json + ["{}"]), 400, "ActionParameterMissing"),
-                (try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": 1}"#]), 400, "ActionParameterValueTypeError"),
-                (try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": "Boom"}"#]), 400, "ActionParameterValueNotInList"),
-                (try await api.curl("POST", target, basic: "ops:wrong", arguments: json + [#"{"ResetType": "ForceOff"}"#]), 401, "NoValidSession"),
-                (try await api.curl("POST", target, basic: "viewer:\(api.ops)", arguments: json + [#"{"ResetType": "ForceOff"}"#]), 401, "NoValidSession"),
-                (try await api.curl("POST", target, basic: basic(api, "viewer"), arguments: json + [#"{"ResetType": "ForceOff"}"#]), 403, "InsufficientPrivilege"),
+                (
+                    try await api.curl("POST", target, basic: basic(api), arguments: json + ["{}"]), 400,
+                    "ActionParameterMissing"
+                ),
+                (
+                    try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": 1}"#]),
+                    400, "ActionParameterValueTypeError"
+                ),
+                (
+                    try await api.curl(
+                        "POST",
+                        target,
+                        basic: basic(api),
+                        arguments: json + [#"{"ResetType": "Boom"}"#]
+                    ), 400, "ActionParameterValueNotInList"
+                ),
+                (
+                    try await api.curl(
+                        "POST",
+                        target,
+                        basic: "ops:wrong",
+                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
+                    ), 401, "NoValidSession"
+                ),
+                (
+                    try await api.curl(
+                        "POST",
+                        target,
+                        basic: "viewer:\(api.ops)",
+                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
+                    ), 401, "NoValidSession"
+                ),
+                (
+                    try await api.curl(
+                        "POST",
+                        target,
+                        basic: basic(api, "viewer"),
+                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
+                    ), 403, "InsufficientPrivilege"
+                ),
                 // Outside the token's patterns: exactly as an unknown system.
-                (try await api.curl("POST", "/redfish/v1/Systems/pcmk3/Actions/ComputerSystem.Reset", basic: basic(api, "pcmk12"), arguments: json + [#"{"ResetType": "ForceOff"}"#]), 404, "ResourceMissingAtURI"),
-                (try await api.curl("GET", "/redfish/v1/Systems/pcmk3", basic: basic(api, "pcmk12")), 404, "ResourceMissingAtURI"),
+                (
+                    try await api.curl(
+                        "POST",
+                        "/redfish/v1/Systems/pcmk3/Actions/ComputerSystem.Reset",
+                        basic: basic(api, "pcmk12"),
+                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
+                    ), 404, "ResourceMissingAtURI"
+                ),
+                (
+                    try await api.curl("GET", "/redfish/v1/Systems/pcmk3", basic: basic(api, "pcmk12")), 404,
+                    "ResourceMissingAtURI"
+                ),
             ]
             for (response, status, message) in cases {
                 #expect(response.status == status, "\(response.text)")
@@ -133,7 +199,10 @@ struct RedfishResourceTests {
             }
             #expect(cases[7].0.headers["www-authenticate"]?.hasPrefix("Basic realm=") == true)
             let unknown = try await api.curl("GET", "/redfish/v1/Systems/pcmk9", basic: basic(api, "pcmk12"))
-            #expect(cases[11].0.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"), "\(cases[11].0.text) vs \(unknown.text)")
+            #expect(
+                cases[11].0.text == unknown.text.replacingOccurrences(of: "pcmk9", with: "pcmk3"),
+                "\(cases[11].0.text) vs \(unknown.text)"
+            )
             #expect(try api.harness.state("pcmk1") == .running)
             #expect(try api.harness.state("pcmk3") == .running)
             let refused = try await api.harness.rows().filter { $0.result == .refused }

@@ -15,7 +15,11 @@ struct RefusalLimitTests {
         configuration.refusalWindow = .seconds(2)
         try await APIHarness.withRunning(service: configuration) { api in
             for index in 0..<20 {
-                let answer = try await api.curl("POST", "/domains/pcmk\(index % 6 + 1)/off", token: index == 7 ? "fgt_garbage" : nil)
+                let answer = try await api.curl(
+                    "POST",
+                    "/domains/pcmk\(index % 6 + 1)/off",
+                    token: index == 7 ? "fgt_garbage" : nil
+                )
                 #expect(answer.status == 401)
             }
             // Each window (2 s; a busy machine may need more than one for the 20 requests) has at most 3 rows
@@ -35,12 +39,22 @@ struct RefusalLimitTests {
             #expect(individual >= 3 && individual < 20)
             #expect(rows.allSatisfy { $0.result == .refused && $0.clientAddress == "127.0.0.1" && $0.source == "http" })
             let summary = try #require(rows.last { $0.errorCode == "refusals_not_recorded" })
-            #expect(summary.message?.contains(" more refusal") == true && summary.message?.contains(" from http 127.0.0.1 between ") == true, "\(summary.message ?? "")")
+            #expect(
+                summary.message?.contains(" more refusal") == true
+                    && summary.message?.contains(" from http 127.0.0.1 between ") == true,
+                "\(summary.message ?? "")"
+            )
             #expect(summary.message?.contains("the last: off of 'pcmk") == true, "\(summary.message ?? "")")
             // Every refusal is counted in the metrics too.
             let metrics = try await api.curl("GET", "/metrics", token: api.ops)
-            #expect(metrics.text.contains(#"fencegate_operations_total{action="off",result="refused",source="http"} 20"#), "\(metrics.text)")
-            #expect(metrics.text.contains("fencegate_audit_refusals_unrecorded_total \(20 - individual)"), "\(metrics.text)")
+            #expect(
+                metrics.text.contains(#"fencegate_operations_total{action="off",result="refused",source="http"} 20"#),
+                "\(metrics.text)"
+            )
+            #expect(
+                metrics.text.contains("fencegate_audit_refusals_unrecorded_total \(20 - individual)"),
+                "\(metrics.text)"
+            )
             // A new window: rows of their own again.
             try await Task.sleep(for: .seconds(2))
             #expect(try await api.curl("POST", "/domains/pcmk1/off").status == 401)
@@ -73,8 +87,10 @@ struct RefusalLimitTests {
                 let anonymous = try await api.curl("GET", path)
                 #expect(anonymous.status == 404, "\(anonymous.text)")
                 let reset = try await api.curl(
-                    "POST", path + "/Actions/ComputerSystem.Reset",
-                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#])
+                    "POST",
+                    path + "/Actions/ComputerSystem.Reset",
+                    arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#]
+                )
                 #expect(reset.status == 404, "\(reset.text)")
             }
             #expect(try await api.harness.rows().isEmpty)
@@ -89,11 +105,16 @@ struct HTTPFenceRaceTests {
     func acrossFrontEnds() async throws {
         try await APIHarness.withRunning(redfish: true) { api in
             let tokens = AccessTokens(store: api.harness.store)
-            let first = try await tokens.create(name: "node1", scope: .fence, domainPatterns: [], fromDomain: "pcmk1").secret
-            let second = try await tokens.create(name: "node2", scope: .fence, domainPatterns: [], fromDomain: "pcmk2").secret
+            let first = try await tokens.create(name: "node1", scope: .fence, domainPatterns: [], fromDomain: "pcmk1")
+                .secret
+            let second = try await tokens.create(name: "node2", scope: .fence, domainPatterns: [], fromDomain: "pcmk2")
+                .secret
             let reset = try await api.curl(
-                "POST", "/redfish/v1/Systems/pcmk2/Actions/ComputerSystem.Reset", basic: "node1:\(first)",
-                arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#])
+                "POST",
+                "/redfish/v1/Systems/pcmk2/Actions/ComputerSystem.Reset",
+                basic: "node1:\(first)",
+                arguments: ["-H", "Content-Type: application/json", "--data", #"{"ResetType": "ForceOff"}"#]
+            )
             #expect(reset.status == 204, "\(reset.text)")
             let refused = try await api.curl("POST", "/domains/pcmk1/off", token: second)
             #expect(refused.status == 409, "\(refused.text)")

@@ -10,7 +10,9 @@ import Testing
 /// timed, so these tests cannot be flaky on a slow machine.
 @Suite("Bounds: deadlines, threads and connections do not outlive or outnumber their requests")
 struct BoundsTests {
-    @Test("a deadline is forgotten when its work finishes: 10,000 quick operations with a 10-minute deadline leave none")
+    @Test(
+        "a deadline is forgotten when its work finishes: 10,000 quick operations with a 10-minute deadline leave none"
+    )
     func deadlinesGoWithTheirRequests() async throws {
         let scheduler = DeadlineScheduler(name: "test.deadlines")
         for _ in 0..<10_000 {
@@ -50,7 +52,9 @@ struct BoundsTests {
         #expect(fired.values == [100, 200, 300])
     }
 
-    @Test("the pool runs at most its threads; a queued call whose caller gives up never runs; a full queue refuses at once")
+    @Test(
+        "the pool runs at most its threads; a queued call whose caller gives up never runs; a full queue refuses at once"
+    )
     func poolIsBounded() async throws {
         let pool = BlockingThreadPool(name: "test.pool", maximumThreads: 3, maximumQueued: 2)
         let gate = Gate()
@@ -80,14 +84,18 @@ struct BoundsTests {
         configuration.operationTimeout = .seconds(30)
         let store = try await AuditStore.open(path: directory.file("audit.db"), logger: ServiceHarness.logger)
         let service = FenceService(
-            hypervisor: LibvirtHypervisor(uri: hung.uri, logger: ServiceHarness.logger), store: store,
-            configuration: configuration, logger: ServiceHarness.logger)
+            hypervisor: LibvirtHypervisor(uri: hung.uri, logger: ServiceHarness.logger),
+            store: store,
+            configuration: configuration,
+            logger: ServiceHarness.logger
+        )
         let calls = (0..<40).map { _ in Task { _ = try? await service.domains() } }
         try await waitUntil("a call reaches the hung libvirtd") { hung.accepted >= 1 }
         // 32 of them hold the pool's threads (waiting for the one open), the rest wait for a thread.
         try await waitUntil("every call is in the pool, waiting for the one open") {
             let census = service.hypervisorPoolCensus
-            return census.busy == configuration.hypervisorThreads && census.queued == 40 - configuration.hypervisorThreads
+            return census.busy == configuration.hypervisorThreads
+                && census.queued == 40 - configuration.hypervisorThreads
         }
         #expect(hung.accepted == 1, "\(hung.accepted) connections")
         // The calls that waited for the one open hold a pool thread each until it ends: at most the pool.

@@ -135,8 +135,13 @@ struct HypervisorConnectionTests {
     func connectionLimits() throws {
         let logger = Logger(label: "test")
         #expect(LibvirtHypervisor(uri: "qemu:///system", logger: logger).maximumConnections == 16)
-        #expect(LibvirtHypervisor(uri: "qemu+ssh://host/system", logger: logger, maximumConnections: 2).maximumConnections == 2)
-        #expect(LibvirtHypervisor(uri: "test:///default", logger: logger, maximumConnections: 8).maximumConnections == 1)
+        #expect(
+            LibvirtHypervisor(uri: "qemu+ssh://host/system", logger: logger, maximumConnections: 2).maximumConnections
+                == 2
+        )
+        #expect(
+            LibvirtHypervisor(uri: "test:///default", logger: logger, maximumConnections: 8).maximumConnections == 1
+        )
     }
 
     @Test("with the test driver, every call sees one world: a change made by one call is seen by the next")
@@ -156,7 +161,11 @@ struct HypervisorConnectionTests {
 
 @Suite("Refusal limits per client and overall")
 struct RefusalLimiterTests {
-    static let request = FenceRequest(action: .off, target: "pcmk1", origin: RequestOrigin(frontEnd: .http, requester: nil))
+    static let request = FenceRequest(
+        action: .off,
+        target: "pcmk1",
+        origin: RequestOrigin(frontEnd: .http, requester: nil)
+    )
 
     @Test("per client, overall, and beyond the clients tracked: rows are bounded, every refusal is counted")
     func limits() {

@@ -13,8 +13,14 @@ import Testing
 struct FenceRaceTests {
     static func request(_ action: FenceAction, _ target: String, from sender: String?) -> FenceRequest {
         FenceRequest(
-            action: action, target: DomainTarget(target),
-            origin: RequestOrigin(frontEnd: .http, requester: "node", sendingDomain: sender.map { .named(DomainTarget($0)) }))
+            action: action,
+            target: DomainTarget(target),
+            origin: RequestOrigin(
+                frontEnd: .http,
+                requester: "node",
+                sendingDomain: sender.map { .named(DomainTarget($0)) }
+            )
+        )
     }
 
     @Test("two nodes fence each other while the first fence is under way: the first wins, the second is refused")
@@ -66,7 +72,9 @@ struct FenceRaceTests {
         let harness = try await ServiceHarness()
         // The destroy fails and the domain stays running: a failure, nothing fenced.
         harness.faulty.inject(.fail, into: .destroy, for: Fixtures.uuids["pcmk1"]!)
-        await #expect(throws: FenceError.self) { _ = try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2")) }
+        await #expect(throws: FenceError.self) {
+            _ = try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2"))
+        }
         #expect(try await harness.service.perform(Self.request(.off, "pcmk2", from: "pcmk1")).power == .off)
     }
 
@@ -98,8 +106,10 @@ struct FenceRaceTests {
         let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
         func sender(_ address: String) async -> String? {
             let request = FenceRequest(
-                action: .off, target: "node3",
-                origin: RequestOrigin(frontEnd: .multicast, requester: address, sendingDomain: .address(address)))
+                action: .off,
+                target: "node3",
+                origin: RequestOrigin(frontEnd: .multicast, requester: address, sendingDomain: .address(address))
+            )
             return await harness.service.sendingDomain(of: request, deadline: .now + .seconds(10))?.name
         }
         // The test driver reports node1's and node2's addresses (virDomainInterfaceAddresses).

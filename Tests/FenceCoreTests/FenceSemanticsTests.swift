@@ -77,7 +77,8 @@ struct FenceSemanticsTests {
             xml: """
                 <domain type="test"><name>pcmk4</name><uuid>\(uuid)</uuid><memory>524288</memory>
                 <vcpu>1</vcpu><os><type>hvm</type></os></domain>
-                """)
+                """
+        )
         _ = try await harness.perform(.reboot, "pcmk4")
         #expect(try harness.libvirt.maxMemoryKiB(ofDomain: uuid) == 524_288)
         #expect(!harness.faulty.calls.contains { $0.hasPrefix("definition") || $0.hasPrefix("startTransient") })
@@ -149,9 +150,12 @@ struct FenceSemanticsTests {
 
 @Suite("Domains are found by name or UUID")
 struct DomainLookupTests {
-    @Test("a canonical UUID, in either case, is looked up as a UUID", arguments: [
-        "11111111-1111-4111-8111-111111111111", "11111111-1111-4111-8111-111111111111".uppercased(),
-    ])
+    @Test(
+        "a canonical UUID, in either case, is looked up as a UUID",
+        arguments: [
+            "11111111-1111-4111-8111-111111111111", "11111111-1111-4111-8111-111111111111".uppercased(),
+        ]
+    )
     func byUUID(uuid: String) async throws {
         let harness = try await ServiceHarness()
         let outcome = try await harness.perform(.status, uuid)
@@ -159,9 +163,12 @@ struct DomainLookupTests {
         #expect(outcome.domain.uuid == "11111111-1111-4111-8111-111111111111")
     }
 
-    @Test("a name, or text that is not a canonical UUID, is looked up as a name", arguments: [
-        ("pcmk1", true), ("PCMK1", false), ("11111111111141118111111111111111", false),
-    ])
+    @Test(
+        "a name, or text that is not a canonical UUID, is looked up as a name",
+        arguments: [
+            ("pcmk1", true), ("PCMK1", false), ("11111111111141118111111111111111", false),
+        ]
+    )
     func byName(text: String, found: Bool) async throws {
         let harness = try await ServiceHarness()
         if found {

@@ -29,13 +29,16 @@ struct CLITests {
 
     @Test(
         "audit reads a database on a read-only filesystem; a fence there is refused",
-        .enabled(if: geteuid() == 0, "needs root for a read-only bind mount"))
+        .enabled(if: geteuid() == 0, "needs root for a read-only bind mount")
+    )
     func auditOnReadOnlyFilesystem() async throws {
         let fencegate = try FencegateBinary()
         #expect(try await fencegate.run(["off", "pcmk2", "--uri", cluster]).status == 0)
         let readOnly = fencegate.directory.file("ro")
         try FileManager.default.createDirectory(atPath: readOnly, withIntermediateDirectories: false)
-        #expect(try await runProgram("/bin/mount", ["--bind", "-o", "ro", fencegate.directory.path, readOnly]).status == 0)
+        #expect(
+            try await runProgram("/bin/mount", ["--bind", "-o", "ro", fencegate.directory.path, readOnly]).status == 0
+        )
         defer { unmountLazily(readOnly) }
         let database = readOnly + "/audit.db"
 
@@ -78,14 +81,21 @@ struct CLITests {
         #expect(again.stdout.hasPrefix("stopped1: off (already off) "))
     }
 
-    @Test("errors are one line on stderr with a documented exit code", arguments: [
-        (["status", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
-        (["off", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
-        (["status", "test", "--uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"], Int32(5),
-         "hypervisor qemu+unix:///system?socket=/nonexistent/libvirt-sock unavailable"),
-        (["status", "test", "--uri", "test:///default", "--database", "/proc/fencegate/audit.db"], Int32(6),
-         "audit log unavailable"),
-    ])
+    @Test(
+        "errors are one line on stderr with a documented exit code",
+        arguments: [
+            (["status", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
+            (["off", "ghost", "--uri", cluster], Int32(4), "domain 'ghost' not found"),
+            (
+                ["status", "test", "--uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"], Int32(5),
+                "hypervisor qemu+unix:///system?socket=/nonexistent/libvirt-sock unavailable"
+            ),
+            (
+                ["status", "test", "--uri", "test:///default", "--database", "/proc/fencegate/audit.db"], Int32(6),
+                "audit log unavailable"
+            ),
+        ]
+    )
     func errors(arguments: [String], status: Int32, message: String) async throws {
         let fencegate = try FencegateBinary()
         let result = try await fencegate.run(arguments)
@@ -96,17 +106,20 @@ struct CLITests {
         #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
     }
 
-    @Test("bad arguments exit 64 before anything runs", arguments: [
-        ["off", "pcmk1", "--timeout", "0"],
-        ["off", ""],
-        ["audit", "--limit", "0"],
-        ["audit", "--limit", "1001"],
-        ["audit", "--cursor", "bogus"],
-        ["audit", "--result", "maybe"],
-        ["audit", "--since", "yesterday-ish"],
-        ["keygen", "/tmp/x", "--size", "8"],
-        ["frobnicate"],
-    ])
+    @Test(
+        "bad arguments exit 64 before anything runs",
+        arguments: [
+            ["off", "pcmk1", "--timeout", "0"],
+            ["off", ""],
+            ["audit", "--limit", "0"],
+            ["audit", "--limit", "1001"],
+            ["audit", "--cursor", "bogus"],
+            ["audit", "--result", "maybe"],
+            ["audit", "--since", "yesterday-ish"],
+            ["keygen", "/tmp/x", "--size", "8"],
+            ["frobnicate"],
+        ]
+    )
     func badArguments(arguments: [String]) async throws {
         let fencegate = try FencegateBinary()
         let result = try await fencegate.run(arguments + ["--uri", cluster])
@@ -146,7 +159,10 @@ struct CLIAuditTests {
         return fencegate
     }
 
-    private func operations(_ fencegate: FencegateBinary, _ arguments: [String]) async throws -> ([[String: Any]], String?) {
+    private func operations(
+        _ fencegate: FencegateBinary,
+        _ arguments: [String]
+    ) async throws -> ([[String: Any]], String?) {
         let page = try #require(try await fencegate.json(["audit"] + arguments) as? [String: Any])
         return (try #require(page["operations"] as? [[String: Any]]), page["next_cursor"] as? String)
     }
@@ -177,7 +193,10 @@ struct CLIAuditTests {
         var seen: [Int] = []
         var cursor: String?
         repeat {
-            let (page, next) = try await operations(fencegate, ["--limit", "2"] + (cursor.map { ["--cursor", $0] } ?? []))
+            let (page, next) = try await operations(
+                fencegate,
+                ["--limit", "2"] + (cursor.map { ["--cursor", $0] } ?? [])
+            )
             seen += page.compactMap { $0["id"] as? Int }
             cursor = next
         } while cursor != nil
@@ -245,7 +264,10 @@ struct ServeTests {
     @Test("starts, reports readiness, and exits 0 on SIGTERM")
     func serveAndStop() async throws {
         let fencegate = try FencegateBinary()
-        let server = try await RunningServer.start(fencegate, ["--uri", cluster, "--health-interval", "0.2", "--log-level", "info"])
+        let server = try await RunningServer.start(
+            fencegate,
+            ["--uri", cluster, "--health-interval", "0.2", "--log-level", "info"]
+        )
         #expect(server.serve.stdout.contains("hypervisor \(cluster) (9 domains), audit log \(fencegate.database)"))
         #expect(server.baseURL.hasPrefix("http://127.0.0.1:"))
         try await waitUntil("the first health check is logged") { server.serve.stderr.contains("hypervisor reachable") }

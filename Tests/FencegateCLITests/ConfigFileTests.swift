@@ -39,11 +39,18 @@ struct ConfigFileTests {
             ("[http]\ntls_cert = \"/c.pem\"\n", "2: http.tls_cert and the TLS key go together"),
             ("[gateway]\nhash = \"sha256\"\n", "1: [gateway] enables no listener"),
             ("[gateway]\nhash = \"md5\"\n[gateway.multicast]\n", "2: gateway.hash \"md5\" is not one of"),
-            ("[gateway]\n[gateway.multicast]\naddress = \"198.18.0.1\"\n", "3: gateway.multicast.address \"198.18.0.1\" is not a numeric multicast address"),
-            ("[gateway]\nfence_virt_conf = \"/etc/fence_virt.conf\"\n[gateway.multicast]\n", "3: gateway.multicast cannot be combined with gateway.fence_virt_conf"),
+            (
+                "[gateway]\n[gateway.multicast]\naddress = \"198.18.0.1\"\n",
+                "3: gateway.multicast.address \"198.18.0.1\" is not a numeric multicast address"
+            ),
+            (
+                "[gateway]\nfence_virt_conf = \"/etc/fence_virt.conf\"\n[gateway.multicast]\n",
+                "3: gateway.multicast cannot be combined with gateway.fence_virt_conf"
+            ),
             ("[gateway.tcp]\n[[gateway.group]]\nip = [\"198.18.0.2\"]\n", "2: gateway.group needs ip"),
             ("[logging]\nlevel = \"loud\"\n", "2: logging.level \"loud\" is not one of"),
-        ])
+        ]
+    )
     func errors(text: String, expected: String) async throws {
         let fencegate = try FencegateBinary()
         let path = fencegate.directory.file("fencegate.toml")
@@ -58,23 +65,25 @@ struct ConfigFileTests {
         let fencegate = try FencegateBinary()
         let imported = try await fencegate.run(["config", "import", "/etc/fence_virt.conf"])
         #expect(imported.status == 0, "\(imported.stderr)")
-        #expect(imported.stdout == """
-            # Fencegate configuration, converted from /etc/fence_virt.conf by `fencegate config import`.
+        #expect(
+            imported.stdout == """
+                # Fencegate configuration, converted from /etc/fence_virt.conf by `fencegate config import`.
 
-            [hypervisor]
-            uri = "qemu:///system"
+                [hypervisor]
+                uri = "qemu:///system"
 
-            [gateway]
-            key_file = "/etc/fence_virt.key"
-            hash = "sha256"
-            auth = "sha256"
+                [gateway]
+                key_file = "/etc/fence_virt.key"
+                hash = "sha256"
+                auth = "sha256"
 
-            [gateway.multicast]
-            address = "225.0.0.12"
-            port = 1229
-            interface = "virbr0"
+                [gateway.multicast]
+                address = "225.0.0.12"
+                port = 1229
+                interface = "virbr0"
 
-            """)
+                """
+        )
         let key = fencegate.directory.file("key")
         #expect(try await fencegate.run(["keygen", key]).status == 0)
         let path = fencegate.directory.file("fencegate.toml")
@@ -89,21 +98,35 @@ struct ConfigFileTests {
     func serveFromFile() async throws {
         let fencegate = try FencegateBinary()
         let path = fencegate.directory.file("fencegate.toml")
-        try "[hypervisor]\nuri = \"\(Fixtures.clusterURI)\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"notice\"\n"
+        try
+            "[hypervisor]\nuri = \"\(Fixtures.clusterURI)\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"notice\"\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
         let serve = try fencegate.start(["serve", "--config", path])
-        try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") || !serve.process.isRunning }
-        #expect(serve.stdout.contains("hypervisor \(Fixtures.clusterURI) (9 domains)"), "\(serve.stdout)\(serve.stderr)")
+        try await waitUntil("serve reports readiness") {
+            serve.stdout.contains("fencegate serving") || !serve.process.isRunning
+        }
+        #expect(
+            serve.stdout.contains("hypervisor \(Fixtures.clusterURI) (9 domains)"),
+            "\(serve.stdout)\(serve.stderr)"
+        )
         kill(serve.process.processIdentifier, SIGTERM)
         try await waitUntil("serve exits") { !serve.process.isRunning }
         #expect(serve.process.terminationStatus == 0)
 
         for extra in [["--listen", "127.0.0.1:9"], ["--hash", "sha1"], ["--key-file", "/k"], ["--redfish"]] {
             let mixed = try await fencegate.run(["serve", "--config", path] + extra)
-            #expect(mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"), "\(extra): \(mixed.stderr)")
+            #expect(
+                mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"),
+                "\(extra): \(mixed.stderr)"
+            )
         }
-        let withFenceVirtConf = try await fencegate.run(["serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1"])
-        #expect(withFenceVirtConf.status == 64 && withFenceVirtConf.stderr.contains("drop --auth"), "\(withFenceVirtConf.stderr)")
+        let withFenceVirtConf = try await fencegate.run([
+            "serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1",
+        ])
+        #expect(
+            withFenceVirtConf.status == 64 && withFenceVirtConf.stderr.contains("drop --auth"),
+            "\(withFenceVirtConf.stderr)"
+        )
         try "[http]\nthreads = 0\n".write(toFile: path, atomically: true, encoding: .utf8)
         let invalid = try await fencegate.run(["serve", "--config", path])
         #expect(invalid.status == 78 && invalid.stderr.contains("fencegate.toml:2: http.threads"), "\(invalid.stderr)")

@@ -17,7 +17,8 @@ struct CrashSafetyTests {
         var xml = "<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets><cores>2</cores>"
         xml += "<threads>1</threads><active>2</active></cpu><memory>16777216</memory>\n"
         for index in 1...count {
-            xml += "<domain type=\"test\"><name>vm\(index)</name><uuid>00000000-0000-4000-8000-\(String(format: "%012d", index))</uuid>"
+            xml +=
+                "<domain type=\"test\"><name>vm\(index)</name><uuid>00000000-0000-4000-8000-\(String(format: "%012d", index))</uuid>"
             xml += "<memory>262144</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n"
         }
         xml += "</node>\n"
@@ -41,11 +42,18 @@ struct CrashSafetyTests {
             // Each request fences a domain of its own, so rows can be matched to requests one to one.
             let requests = (0..<Self.requestsPerRound).map { offset in
                 let domain = "vm\(round * Self.requestsPerRound + offset + 1)"
-                return (domain, Task {
-                    try await runProgram(
-                        "/usr/bin/curl",
-                        ["-s", "--max-time", "5", "-X", "POST", "-H", "Authorization: Bearer \(token)", "\(server.baseURL)/domains/\(domain)/off"])
-                })
+                return (
+                    domain,
+                    Task {
+                        try await runProgram(
+                            "/usr/bin/curl",
+                            [
+                                "-s", "--max-time", "5", "-X", "POST", "-H", "Authorization: Bearer \(token)",
+                                "\(server.baseURL)/domains/\(domain)/off",
+                            ]
+                        )
+                    }
+                )
             }
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...40)))
             kill(server.serve.process.processIdentifier, SIGKILL)
@@ -68,7 +76,9 @@ struct CrashSafetyTests {
         let audit = try await fencegate.run(["audit", "--json", "--limit", "1000", "--uri", uri])
         #expect(audit.status == 0, "\(audit.stderr)")
         let operations = try #require(
-            (try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [String: Any])?["operations"] as? [[String: Any]])
+            (try JSONSerialization.jsonObject(with: Data(audit.stdout.utf8)) as? [String: Any])?["operations"]
+                as? [[String: Any]]
+        )
         var rowsByDomain: [String: [[String: Any]]] = [:]
         for row in operations {
             rowsByDomain[row["domain_name"] as? String ?? row["target"] as? String ?? "?", default: []].append(row)
@@ -83,7 +93,9 @@ struct CrashSafetyTests {
             #expect(row?["result"] as? String == "success", "\(domain): acknowledged, but recorded \(row ?? [:])")
         }
         interruptedSeen = operations.filter { ($0["state"] as? String) == "interrupted" }.count
-        print("crash safety: \(Self.kills) kills, \(operations.count) rows, \(acknowledged.count) acknowledged, \(interruptedSeen) interrupted")
+        print(
+            "crash safety: \(Self.kills) kills, \(operations.count) rows, \(acknowledged.count) acknowledged, \(interruptedSeen) interrupted"
+        )
         #expect(acknowledged.count > 0, "no request was ever answered: the kills came too early to test anything")
     }
 }

@@ -11,20 +11,32 @@ struct FenceRedfishTests {
 
     /// A server with HTTPS and Redfish, and tokens: `ops` (fence, every domain), `only2` (fence, pcmk2).
     private func withServer(_ body: (FencegateBinary, String, [String: String]) async throws -> Void) async throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.agent), "install fence-agents (scripts/install-dependencies --tests)")
+        #expect(
+            FileManager.default.isExecutableFile(atPath: Self.agent),
+            "install fence-agents (scripts/install-dependencies --tests)"
+        )
         let fencegate = try FencegateBinary()
         let (certificate, key) = (fencegate.directory.file("cert.pem"), fencegate.directory.file("key.pem"))
         let openssl = try await runProgram(
             "/usr/bin/openssl",
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1", "-subj", "/CN=127.0.0.1"])
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+                "-subj", "/CN=127.0.0.1",
+            ]
+        )
         #expect(openssl.status == 0, "\(openssl.stderr)")
         var secrets: [String: String] = [:]
         for (name, domains) in [("ops", [String]()), ("only2", ["pcmk2"])] {
-            let created = try await fencegate.run(["token", "create", name, "--scope", "fence"] + (domains.isEmpty ? [] : ["--domains", domains.joined(separator: ",")]))
+            let created = try await fencegate.run(
+                ["token", "create", name, "--scope", "fence"]
+                    + (domains.isEmpty ? [] : ["--domains", domains.joined(separator: ",")])
+            )
             secrets[name] = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         let server = try await RunningServer.start(
-            fencegate, ["--uri", Fixtures.clusterURI, "--tls-cert", certificate, "--tls-key", key, "--redfish"])
+            fencegate,
+            ["--uri", Fixtures.clusterURI, "--tls-cert", certificate, "--tls-key", key, "--redfish"]
+        )
         let address = String(server.baseURL.dropFirst("https://".count))
         do {
             try await body(fencegate, address, secrets)
@@ -35,9 +47,16 @@ struct FenceRedfishTests {
         #expect(try await server.stop() == 0)
     }
 
-    private func fenceRedfish(_ address: String, _ user: String, _ password: String, _ arguments: [String]) async throws -> ProgramResult {
+    private func fenceRedfish(
+        _ address: String,
+        _ user: String,
+        _ password: String,
+        _ arguments: [String]
+    ) async throws -> ProgramResult {
         try await runProgram(
-            Self.agent, ["--ip", address, "--username", user, "--password", password, "--ssl-insecure"] + arguments)
+            Self.agent,
+            ["--ip", address, "--username", user, "--password", password, "--ssl-insecure"] + arguments
+        )
     }
 
     private func rows(_ fencegate: FencegateBinary) async throws -> [AuditRecord] {
@@ -52,7 +71,8 @@ struct FenceRedfishTests {
             let cases: [([String], Int32, String)] = [
                 (["-o", "status"], 0, "Status: ON"), (["-o", "off"], 0, "Success: Powered OFF"),
                 (["-o", "status"], 2, "Status: OFF"), (["-o", "on"], 0, "Success: Powered ON"),
-                (["-o", "reboot"], 0, "Success: Rebooted"), (["-o", "status"], 0, "Status: ON"), (["-o", "monitor"], 0, ""),
+                (["-o", "reboot"], 0, "Success: Rebooted"), (["-o", "status"], 0, "Status: ON"),
+                (["-o", "monitor"], 0, ""),
                 (["-o", "diag"], 0, "Success: Rebooted"),  // the fence library words every diag so
             ]
             for (arguments, status, output) in cases {
@@ -63,7 +83,9 @@ struct FenceRedfishTests {
             // A reboot is off + on by the fence library, so: off, on, off, on; diag is an NMI.
             let performed = try await rows(fencegate).filter { $0.result == .success }
             #expect(performed.map(\.action) == ["off", "on", "off", "on", "nmi"])
-            #expect(performed.allSatisfy { $0.source == "redfish" && $0.requester == "ops" && $0.domainName == "pcmk1" })
+            #expect(
+                performed.allSatisfy { $0.source == "redfish" && $0.requester == "ops" && $0.domainName == "pcmk1" }
+            )
         }
     }
 
@@ -73,7 +95,9 @@ struct FenceRedfishTests {
             let off = try await fenceRedfish(address, "only2", secrets["only2"]!, ["-o", "off"])
             #expect(off.status == 0, "\(off.stdout)\(off.stderr)")
             let rows = try await rows(fencegate)
-            #expect(rows.map(\.domainName) == ["pcmk2"] && rows.first?.action == "off" && rows.first?.result == .success)
+            #expect(
+                rows.map(\.domainName) == ["pcmk2"] && rows.first?.action == "off" && rows.first?.result == .success
+            )
         }
     }
 
@@ -97,10 +121,15 @@ struct FenceRedfishTests {
     @Test("--redfish without HTTPS is refused unless plain HTTP is allowed explicitly")
     func needsHTTPS() async throws {
         let fencegate = try FencegateBinary()
-        let refused = try await fencegate.run(["serve", "--uri", Fixtures.clusterURI, "--listen", "127.0.0.1:0", "--redfish"])
+        let refused = try await fencegate.run([
+            "serve", "--uri", Fixtures.clusterURI, "--listen", "127.0.0.1:0", "--redfish",
+        ])
         #expect(refused.status == 64)
         #expect(refused.stderr.contains("--redfish sends passwords (HTTP Basic) on every request"), "\(refused.stderr)")
-        let server = try await RunningServer.start(fencegate, ["--uri", Fixtures.clusterURI, "--redfish", "--allow-plain-http"])
+        let server = try await RunningServer.start(
+            fencegate,
+            ["--uri", Fixtures.clusterURI, "--redfish", "--allow-plain-http"]
+        )
         let root = try await runProgram("/usr/bin/curl", ["-s", server.baseURL + "/redfish/v1"])
         #expect(root.stdout.contains("\"@odata.id\":\"/redfish/v1\""), "\(root.stdout)")
         #expect(try await server.stop() == 0)

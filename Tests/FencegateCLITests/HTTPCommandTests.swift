@@ -15,9 +15,12 @@ struct HTTPCommandTests {
         let fencegate = try FencegateBinary()
         let directory = fencegate.directory.path
         let server = try await RunningServer.start(
-            fencegate, ["--uri", "test:///default", "--database", directory + "/fencegate-demo.db"])
+            fencegate,
+            ["--uri", "test:///default", "--database", directory + "/fencegate-demo.db"]
+        )
         // The same lines, with this test's server address and binary.
-        let script = block
+        let script =
+            block
             .replacingOccurrences(of: "http://127.0.0.1:8786", with: server.baseURL)
             .replacingOccurrences(of: ".build/release/fencegate", with: FencegateBinary.url.path)
         let result = try await runProgram("/bin/bash", ["-euo", "pipefail", "-c", script], in: directory)
@@ -56,7 +59,11 @@ struct HTTPCommandTests {
         let server = try await RunningServer.start(fencegate, ["--uri", Fixtures.clusterURI])
         func status(_ path: String) async throws -> String {
             try await runProgram(
-                "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(secret)", server.baseURL + path]
+                "/usr/bin/curl",
+                [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(secret)",
+                    server.baseURL + path,
+                ]
             ).stdout
         }
         #expect(try await status("/domains/pcmk1") == "200")
@@ -77,10 +84,14 @@ struct HTTPCommandTests {
         #expect(try await fencegate.run(["token", "create", "x", "--scope", "admin"]).status == 64)
     }
 
-    @Test("serve refuses plain HTTP off loopback, half a TLS pair, and a bad address", arguments: [
-        ["--listen", "0.0.0.0:0"], ["--listen", "[::]:0"], ["--tls-cert", "/nonexistent"], ["--listen", "localhost:80"],
-        ["--operation-timeout", "0"],
-    ])
+    @Test(
+        "serve refuses plain HTTP off loopback, half a TLS pair, and a bad address",
+        arguments: [
+            ["--listen", "0.0.0.0:0"], ["--listen", "[::]:0"], ["--tls-cert", "/nonexistent"],
+            ["--listen", "localhost:80"],
+            ["--operation-timeout", "0"],
+        ]
+    )
     func serveValidation(arguments: [String]) async throws {
         let fencegate = try FencegateBinary()
         let result = try await fencegate.run(["serve", "--uri", "test:///default"] + arguments)

@@ -10,15 +10,24 @@ struct HostilePeersTests {
     @Test("memory stays flat: 24,000 requests after a warm-up leave the resident size where it was")
     func memoryStaysFlat() async throws {
         let fencegate = try FencegateBinary()
-        let token = try await fencegate.run(["token", "create", "reader"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try await fencegate.run(["token", "create", "reader"]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         // A long operation timeout: anything a request leaves behind until its deadline shows, as it did when
         // every request kept a sleeping timer task until then.
-        let server = try await RunningServer.start(fencegate, ["--uri", "test:///default", "--operation-timeout", "600"])
+        let server = try await RunningServer.start(
+            fencegate,
+            ["--uri", "test:///default", "--operation-timeout", "600"]
+        )
         let port = try #require(UInt16(server.baseURL.split(separator: ":").last ?? ""))
         func load(_ requests: Int) async throws {
             let reads = try await HTTPLoad.run(
-                port: port, path: "/domains/test", headers: ["Authorization": "Bearer \(token)"], connections: 4,
-                requests: requests)
+                port: port,
+                path: "/domains/test",
+                headers: ["Authorization": "Bearer \(token)"],
+                connections: 4,
+                requests: requests
+            )
             let health = try await HTTPLoad.run(port: port, path: "/healthz", connections: 4, requests: requests)
             #expect(reads == [200: requests] && health == [200: requests], "\(reads) \(health)")
         }
@@ -38,14 +47,18 @@ struct HostilePeersTests {
         let hung = try HungLibvirtdSocket(path: fencegate.directory.file("libvirt-sock"))
         defer { hung.stop() }
         let server = try await RunningServer.start(
-            fencegate, ["--uri", hung.uri, "--operation-timeout", "2", "--health-interval", "3600"])
+            fencegate,
+            ["--uri", hung.uri, "--operation-timeout", "2", "--health-interval", "3600"]
+        )
         let pid = server.serve.process.processIdentifier
         let port = try #require(UInt16(server.baseURL.split(separator: ":").last ?? ""))
         let before = try ProcessCensus(pid: pid)
         let answers = try await HTTPLoad.run(port: port, path: "/healthz", connections: 16, requests: 600)
         let after = try ProcessCensus(pid: pid)
         try await server.stop()
-        print("hung hypervisor, 600 × /healthz: before \(before), after \(after); \(hung.accepted) connections reached the socket")
+        print(
+            "hung hypervisor, 600 × /healthz: before \(before), after \(after); \(hung.accepted) connections reached the socket"
+        )
         #expect(answers == [503: 600], "\(answers)")
         // Before the fix: a pool thread and a connection per probe that timed out (544 threads for 1,200).
         #expect(after.threads <= before.threads + 4, "before \(before), after \(after)")
@@ -60,7 +73,9 @@ struct HostilePeersTests {
         let port = try #require(UInt16(server.baseURL.split(separator: ":").last ?? ""))
         func size() -> Int {
             ["", "-wal"].reduce(0) { total, suffix in
-                total + ((try? FileManager.default.attributesOfItem(atPath: fencegate.database + suffix)[.size] as? Int) ?? 0)
+                total
+                    + ((try? FileManager.default.attributesOfItem(atPath: fencegate.database + suffix)[.size] as? Int)
+                        ?? 0)
             }
         }
         _ = try await HTTPLoad.run(port: port, path: "/healthz", connections: 1, requests: 1)
@@ -70,13 +85,27 @@ struct HostilePeersTests {
         // accents: 4.2 KB each; the URL stays within libmicrohttpd's limit).
         let allowed = String(repeating: "a%CC%81", count: 85)
         let huge = String(repeating: "a" + String(repeating: "%CC%81", count: 10), count: 200)
-        let small = try await HTTPLoad.run(port: port, method: "POST", path: "/domains/\(allowed)/off", connections: 4, requests: 300)
-        let large = try await HTTPLoad.run(port: port, method: "POST", path: "/domains/\(huge)/off", connections: 4, requests: 300)
+        let small = try await HTTPLoad.run(
+            port: port,
+            method: "POST",
+            path: "/domains/\(allowed)/off",
+            connections: 4,
+            requests: 300
+        )
+        let large = try await HTTPLoad.run(
+            port: port,
+            method: "POST",
+            path: "/domains/\(huge)/off",
+            connections: 4,
+            requests: 300
+        )
         try await server.stop()
         let grown = size() - before
         let rows = try await AuditStore.open(path: fencegate.database, readOnly: true, logger: ServiceHarness.logger)
             .query(AuditQuery(limit: 1000)).records
-        print("600 anonymous refusals: answers \(small) \(large); \(rows.count) rows; the audit log grew by \(grown / 1024) KiB")
+        print(
+            "600 anonymous refusals: answers \(small) \(large); \(rows.count) rows; the audit log grew by \(grown / 1024) KiB"
+        )
         #expect(small == [401: 300])
         #expect(large == [400: 300], "\(large)")
         // One client: 10 rows of their own a minute; the others in one summary row, written when the minute

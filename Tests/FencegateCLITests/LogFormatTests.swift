@@ -10,11 +10,15 @@ struct LogFormatTests {
         let secret = try await fencegate.run(["token", "create", "ops", "--scope", "fence"]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try await RunningServer.start(
-            fencegate, ["--uri", Fixtures.clusterURI, "--log-format", "json", "--log-level", "notice"])
+            fencegate,
+            ["--uri", Fixtures.clusterURI, "--log-format", "json", "--log-level", "notice"]
+        )
         var ids: [Int] = []
         for path in ["/domains/pcmk1/off", "/domains/ghost/off"] {
             let answer = try await runProgram(
-                "/usr/bin/curl", ["-s", "-X", "POST", "-H", "Authorization: Bearer \(secret)", server.baseURL + path])
+                "/usr/bin/curl",
+                ["-s", "-X", "POST", "-H", "Authorization: Bearer \(secret)", server.baseURL + path]
+            )
             let object = try JSONSerialization.jsonObject(with: Data(answer.stdout.utf8)) as? [String: Any]
             if let id = object?["operation_id"] as? Int { ids.append(id) }
         }
@@ -23,7 +27,11 @@ struct LogFormatTests {
         let lines = server.serve.stderr.split(separator: "\n").map(String.init)
         let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(!lines.isEmpty && objects.count == lines.count, "lines that are not JSON objects: \(lines)")
-        #expect(objects.allSatisfy { ($0["timestamp"] as? String)?.hasSuffix("Z") == true && $0["level"] != nil && $0["message"] != nil })
+        #expect(
+            objects.allSatisfy {
+                ($0["timestamp"] as? String)?.hasSuffix("Z") == true && $0["level"] != nil && $0["message"] != nil
+            }
+        )
         let succeeded = objects.filter { $0["message"] as? String == "fence operation succeeded" }
         #expect(succeeded.count == 1 && ids.count == 1)
         #expect(succeeded.first?["audit.id"] as? String == ids.first.map(String.init), "\(succeeded)")

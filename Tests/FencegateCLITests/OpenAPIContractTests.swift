@@ -23,11 +23,13 @@ struct OpenAPIContractTests {
         let result = try await runProgram(
             try pythonTool("schemathesis"),
             [
-                "run", packageRoot + "/openapi.yaml", "--url", server.baseURL, "--header", "Authorization: Bearer \(token)",
+                "run", packageRoot + "/openapi.yaml", "--url", server.baseURL, "--header",
+                "Authorization: Bearer \(token)",
                 "--checks", "all", "--max-examples", "100", "--no-color", "--request-timeout", "20",
             ],
             in: scratch.path,
-            environment: ProcessInfo.processInfo.environment.merging(["SCHEMATHESIS_HOOKS": ""]) { $1 })
+            environment: ProcessInfo.processInfo.environment.merging(["SCHEMATHESIS_HOOKS": ""]) { $1 }
+        )
         let status = try await server.stop()
         #expect(result.status == 0, "schemathesis failed:\n\(result.stdout)\n\(result.stderr)")
         #expect(result.stdout.contains("passed"), "\(result.stdout)")

@@ -12,7 +12,9 @@ struct RunningServer {
         let logLevel = arguments.contains("--log-level") ? [] : ["--log-level", "warning"]
         let serve = try fencegate.start(["serve", "--listen", "127.0.0.1:0"] + logLevel + arguments)
         do {
-            try await waitUntil("serve reports readiness") { serve.stdout.contains("fencegate serving") || !serve.process.isRunning }
+            try await waitUntil("serve reports readiness") {
+                serve.stdout.contains("fencegate serving") || !serve.process.isRunning
+            }
         } catch {
             kill(serve.process.processIdentifier, SIGKILL)
             throw error

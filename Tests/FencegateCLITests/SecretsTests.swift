@@ -10,7 +10,8 @@ struct SecretsTests {
         let key = fencegate.directory.file("fence_xvm.key")
         #expect(try await fencegate.run(["keygen", key]).status == 0)
         #expect(try await fencegate.run(["token", "create", "ops"]).status == 0)
-        for path in [key, fencegate.database, fencegate.database + "-wal"] where FileManager.default.fileExists(atPath: path) {
+        for path in [key, fencegate.database, fencegate.database + "-wal"]
+        where FileManager.default.fileExists(atPath: path) {
             let mode = try #require(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
             #expect(mode == 0o600, "\(path) has mode \(String(mode, radix: 8))")
         }
@@ -23,7 +24,9 @@ struct SecretsTests {
         #expect(try await fencegate.run(["keygen", key]).status == 0)
 
         chmod(key, 0o666)
-        let refused = try await fencegate.run(["serve", "--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0", "--key-file", key])
+        let refused = try await fencegate.run([
+            "serve", "--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0", "--key-file", key,
+        ])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("chmod 600 \(key)"), "\(refused.stderr)")
 
@@ -50,7 +53,10 @@ struct SecretsTests {
         #expect(warned.stderr.contains("readable by group or others"), "\(warned.stderr)")
     }
 
-    @Test("no token, right or wrong, bearer or Redfish Basic, appears in the log, even at trace level", arguments: ["text", "json"])
+    @Test(
+        "no token, right or wrong, bearer or Redfish Basic, appears in the log, even at trace level",
+        arguments: ["text", "json"]
+    )
     func tokensNeverLogged(format: String) async throws {
         let fencegate = try FencegateBinary()
         let created = try await fencegate.run(["token", "create", "ops", "--scope", "fence"])
@@ -65,9 +71,16 @@ struct SecretsTests {
 
         let server = try await RunningServer.start(
             fencegate,
-            ["--uri", "test:///default", "--log-level", "trace", "--log-format", format, "--redfish", "--allow-plain-http"])
+            [
+                "--uri", "test:///default", "--log-level", "trace", "--log-format", format, "--redfish",
+                "--allow-plain-http",
+            ]
+        )
         func curl(_ method: String, _ path: String, _ credentials: [String]) async throws {
-            _ = try await runProgram("/usr/bin/curl", ["-s", "-o", "/dev/null", "-X", method] + credentials + [server.baseURL + path])
+            _ = try await runProgram(
+                "/usr/bin/curl",
+                ["-s", "-o", "/dev/null", "-X", method] + credentials + [server.baseURL + path]
+            )
         }
         for (bearer, path, method) in [
             (token, "/domains/test", "GET"), (token, "/domains/test/off", "POST"), (wrong, "/domains/test", "GET"),
@@ -80,7 +93,11 @@ struct SecretsTests {
         for (user, password) in [("ops", token), ("ops", wrong), ("nobody", token), ("ops", unknown)] {
             try await curl("GET", "/redfish/v1/Systems", ["-u", "\(user):\(password)"])
             try await curl("GET", "/redfish/v1/Systems/test", ["-u", "\(user):\(password)"])
-            try await curl("POST", "/redfish/v1/Systems/test/Actions/ComputerSystem.Reset", ["-u", "\(user):\(password)"] + reset)
+            try await curl(
+                "POST",
+                "/redfish/v1/Systems/test/Actions/ComputerSystem.Reset",
+                ["-u", "\(user):\(password)"] + reset
+            )
         }
         try await server.stop()
         let log = server.serve.stdout + server.serve.stderr
@@ -125,7 +142,10 @@ struct FileTrustTests {
         #expect(chown(fencegate.database, Self.nobody, Self.nobody) == 0)
         let refused = try await fencegate.run(["domains", "--uri", "test:///default"])
         #expect(refused.status == 6)
-        #expect(refused.stderr.contains("belongs to user 65534") && refused.stderr.contains("chown"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("belongs to user 65534") && refused.stderr.contains("chown"),
+            "\(refused.stderr)"
+        )
 
         let key = fencegate.directory.file("fence_xvm.key")
         #expect(try await fencegate.run(["keygen", key]).status == 0)
@@ -160,17 +180,25 @@ struct FileTrustTests {
         // Its own directory, private, below a sticky one: accepted.
         let own = open + "/private"
         #expect(mkdir(own, 0o700) == 0)
-        #expect(try await fencegate.run(["domains", "--uri", "test:///default", "--database", own + "/audit.db"]).status == 0)
+        #expect(
+            try await fencegate.run(["domains", "--uri", "test:///default", "--database", own + "/audit.db"]).status
+                == 0
+        )
     }
 
-    @Test("token create --domains with no pattern in it is an error, not a token for every domain", arguments: ["", ",", " , "])
+    @Test(
+        "token create --domains with no pattern in it is an error, not a token for every domain",
+        arguments: ["", ",", " , "]
+    )
     func noPattern(domains: String) async throws {
         let fencegate = try FencegateBinary()
         let created = try await fencegate.run(["token", "create", "ops", "--scope", "fence", "--domains", domains])
         #expect(created.status != 0)
         #expect(created.stderr.contains("no domain pattern given"), "\(created.stderr)")
         #expect(created.stdout.isEmpty)
-        let listed = try JSONSerialization.jsonObject(with: Data(try await fencegate.run(["token", "list", "--json"]).stdout.utf8))
+        let listed = try JSONSerialization.jsonObject(
+            with: Data(try await fencegate.run(["token", "list", "--json"]).stdout.utf8)
+        )
         #expect((listed as? [Any])?.isEmpty == true, "\(listed)")
     }
 }

@@ -11,7 +11,8 @@ struct SystemdNotifyTests {
         let notify = try NotifySocket(path: fencegate.directory.file("notify"))
         let serve = try fencegate.start(
             ["serve", "--listen", "127.0.0.1:0", "--uri", Fixtures.clusterURI, "--log-level", "notice"],
-            environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"])
+            environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"]
+        )
         let pid = serve.process.processIdentifier
         defer { if serve.process.isRunning { kill(pid, SIGKILL) } }
 
@@ -55,11 +56,15 @@ struct SystemdUnitTests {
     func verify() async throws {
         try #require(
             FileManager.default.isExecutableFile(atPath: Self.analyzer),
-            "systemd-analyze is missing: install systemd (scripts/install-dependencies --tests)")
+            "systemd-analyze is missing: install systemd (scripts/install-dependencies --tests)"
+        )
         let directory = try TemporaryDirectory()
         let unit = try String(contentsOfFile: packageRoot + "/systemd/fencegate.service", encoding: .utf8)
         #expect(unit.contains("ExecStart=/usr/local/bin/fencegate serve"))
-        #expect(unit.contains("Type=notify") && unit.contains("WatchdogSec=") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        #expect(
+            unit.contains("Type=notify") && unit.contains("WatchdogSec=")
+                && unit.contains("ExecReload=/bin/kill -HUP $MAINPID")
+        )
         let path = directory.file("fencegate.service")
         try unit.replacingOccurrences(of: "/usr/local/bin/fencegate", with: FencegateBinary.url.path)
             .write(toFile: path, atomically: true, encoding: .utf8)

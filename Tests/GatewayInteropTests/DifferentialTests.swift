@@ -15,12 +15,15 @@ struct DifferentialTests {
     }
 
     /// Runs `sequence` from guest 0 (and `otherGuest` from guest 1) against whichever server the lab runs.
-    static func answers(_ lab: GatewayLab, _ sequence: [[String]], otherGuest: [[String]] = []) async throws -> [Answer] {
+    static func answers(_ lab: GatewayLab, _ sequence: [[String]], otherGuest: [[String]] = []) async throws -> [Answer]
+    {
         var answers: [Answer] = []
         for (guest, list) in [(0, sequence), (1, otherGuest)] {
             for arguments in list {
                 let result = try await lab.fenceXVM(guest: guest, arguments + ["-t", "3"])
-                answers.append(Answer(arguments: ["guest\(guest)"] + arguments, status: result.status, output: result.stdout))
+                answers.append(
+                    Answer(arguments: ["guest\(guest)"] + arguments, status: result.status, output: result.stdout)
+                )
             }
         }
         return answers
@@ -69,7 +72,8 @@ struct DifferentialTests {
                         uuid = "22222222-2222-4222-8222-222222222222";
                     }
                 }
-                """)
+                """
+        )
         let sequence: [[String]] = [
             ["-H", "pcmk1", "-o", "status"], ["-H", "pcmk2", "-o", "status"],
             ["-H", "22222222-2222-4222-8222-222222222222", "-o", "status"], ["-H", "pcmk3", "-o", "off"],
@@ -102,7 +106,8 @@ struct DifferentialTests {
                         uuid = "33333333-3333-4333-8333-333333333333";
                     }
                 }
-                """)
+                """
+        )
         let sequence: [[String]] = [
             ["-H", "pcmk1", "-o", "status"], ["-H", "pcmk4", "-o", "status"], ["-H", "pcmk2", "-o", "reboot"],
             ["-H", "33333333-3333-4333-8333-333333333333", "-o", "off"], ["-H", "pcmk4", "-o", "off"],
@@ -123,7 +128,11 @@ struct DifferentialTests {
         let imported = try await lab.fencegate.run(["config", "import", configuration])
         #expect(imported.status == 0, "\(imported.stderr)")
         let toml = lab.fencegate.directory.file("fencegate.toml")
-        try (imported.stdout + "[http]\nlisten = \"127.0.0.1:0\"\n").write(toFile: toml, atomically: true, encoding: .utf8)
+        try (imported.stdout + "[http]\nlisten = \"127.0.0.1:0\"\n").write(
+            toFile: toml,
+            atomically: true,
+            encoding: .utf8
+        )
         try await lab.startFencegate(configFile: toml)
         let fromImport = try await Self.answers(lab, sequence, otherGuest: other)
         try await lab.stopServer()

@@ -40,11 +40,17 @@ struct FenceXVMInteropTests {
         #expect(try await lab.fenceXVM(["-o", "list-status"]).stdout == list.stdout)
 
         let rows = try await lab.rows()
-        #expect(rows.map(\.action) == [
-            "status", "status", "status", "off", "status", "off", "on", "off", "reboot", "reboot", "status",
-            "monitor", "null", "status", "list", "list",
-        ])
-        #expect(rows.allSatisfy { $0.source == "multicast" && $0.requester == lab.guestIPv4(0) && $0.clientAddress == lab.guestIPv4(0) })
+        #expect(
+            rows.map(\.action) == [
+                "status", "status", "status", "off", "status", "off", "on", "off", "reboot", "reboot", "status",
+                "monitor", "null", "status", "list", "list",
+            ]
+        )
+        #expect(
+            rows.allSatisfy {
+                $0.source == "multicast" && $0.requester == lab.guestIPv4(0) && $0.clientAddress == lab.guestIPv4(0)
+            }
+        )
         #expect(rows.filter { $0.result == .failure }.map(\.target) == ["ghost", "ghost", "pcmk1"])
         try await lab.stopServer()
     }
@@ -101,7 +107,10 @@ struct FenceXVMInteropTests {
         for (arguments, key) in [
             (["-c", "sha1"], nil), (["-c", "none"], nil), (["-c", "sha256"], otherKey),
         ] as [([String], String?)] {
-            let result = try await lab.fenceXVM(arguments + ["-H", "pcmk1", "-o", "off", "-t", "2", "-r", "10"], key: key)
+            let result = try await lab.fenceXVM(
+                arguments + ["-H", "pcmk1", "-o", "off", "-t", "2", "-r", "10"],
+                key: key
+            )
             #expect(result.status == 1, "\(arguments)")
             #expect(result.stdout.contains("Timed out waiting for response"), "\(arguments): \(result.stdout)")
         }
@@ -169,11 +178,19 @@ struct FenceXVMInteropTests {
         try await lab.startFencegate(["--tcp-listen", "\(NetworkLab.hostIPv4)"], multicast: false)
         let fromGuest = try await lab.lab.run(
             in: lab.lab.guests[0].namespace,
-            ["/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk2", "-o", "off", "-t", "5"])
+            [
+                "/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk2", "-o", "off", "-t",
+                "5",
+            ]
+        )
         #expect(fromGuest.status == 0, "\(fromGuest.stdout)\(fromGuest.stderr)")
         let status = try await lab.lab.run(
             in: lab.lab.host,
-            ["/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk2", "-o", "status", "-t", "5"])
+            [
+                "/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk2", "-o", "status",
+                "-t", "5",
+            ]
+        )
         #expect(status.status == 2)
         #expect(status.stdout == "Status: OFF\n")
         let rows = try await lab.rows()

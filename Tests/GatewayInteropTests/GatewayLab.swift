@@ -11,9 +11,11 @@ final class GatewayLab: @unchecked Sendable {
     let lab: NetworkLab
     let fencegate: FencegateBinary
     let keyPath: String
-    private(set) var server: Process?
+    private(set) var server: SpawnedProcess?
     /// What `fencegate serve` logged so far (its standard error).
-    var serverLog: String { (try? String(contentsOfFile: fencegate.directory.file("serve.err"), encoding: .utf8)) ?? "" }
+    var serverLog: String {
+        (try? String(contentsOfFile: fencegate.directory.file("serve.err"), encoding: .utf8)) ?? ""
+    }
 
     init(guests: Int, lastOctets: [Int]? = nil) async throws {
         if !NetworkLab.isAvailable {
@@ -30,7 +32,11 @@ final class GatewayLab: @unchecked Sendable {
 
     /// Starts `fencegate serve` in the host namespace on the cluster fixture (or `uri`), with the multicast
     /// listener on the bridge, plus `arguments`; waits until it is serving.
-    func startFencegate(_ arguments: [String] = [], multicast: Bool = true, uri: String = Fixtures.clusterURI) async throws {
+    func startFencegate(
+        _ arguments: [String] = [],
+        multicast: Bool = true,
+        uri: String = Fixtures.clusterURI
+    ) async throws {
         var command = [
             FencegateBinary.url.path, "serve", "--uri", uri, "--database", fencegate.database,
             "--listen", "127.0.0.1:0", "--key-file", keyPath, "--log-level", "info",
@@ -62,10 +68,13 @@ final class GatewayLab: @unchecked Sendable {
         let process = try lab.start(in: lab.host, command, stdout: output, stderr: errors)
         server = process
         try await waitUntil("fencegate serves") {
-            !process.isRunning || ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("fencegate serving")
+            !process.isRunning
+                || ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("fencegate serving")
         }
         guard process.isRunning else {
-            throw ConditionNeverMet(description: "serve exited: \((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")")
+            throw ConditionNeverMet(
+                description: "serve exited: \((try? String(contentsOfFile: errors, encoding: .utf8)) ?? "")"
+            )
         }
     }
 
@@ -78,32 +87,35 @@ final class GatewayLab: @unchecked Sendable {
     /// Writes a fence_virt.conf for the lab (multicast on the bridge, the lab's key, the cluster fixture or
     /// `uri`) and returns its path.
     func writeFenceVirtConf(
-        hash: String = "sha256", auth: String = "sha256", groups: String = "", uri: String = Fixtures.clusterURI
+        hash: String = "sha256",
+        auth: String = "sha256",
+        groups: String = "",
+        uri: String = Fixtures.clusterURI
     ) throws -> String {
         let configuration = fencegate.directory.file("fence_virt.conf")
         try """
-            fence_virtd {
-                listener = "multicast";
-                backend = "libvirt";
+        fence_virtd {
+            listener = "multicast";
+            backend = "libvirt";
+        }
+        listeners {
+            multicast {
+                key_file = "\(keyPath)";
+                address = "225.0.0.12";
+                interface = "br0";
+                family = "ipv4";
+                port = "1229";
+                hash = "\(hash)";
+                auth = "\(auth)";
             }
-            listeners {
-                multicast {
-                    key_file = "\(keyPath)";
-                    address = "225.0.0.12";
-                    interface = "br0";
-                    family = "ipv4";
-                    port = "1229";
-                    hash = "\(hash)";
-                    auth = "\(auth)";
-                }
+        }
+        backends {
+            libvirt {
+                uri = "\(uri)";
             }
-            backends {
-                libvirt {
-                    uri = "\(uri)";
-                }
-            }
-            \(groups)
-            """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        }
+        \(groups)
+        """.write(toFile: configuration, atomically: true, encoding: .utf8)
         return configuration
     }
 
@@ -112,7 +124,9 @@ final class GatewayLab: @unchecked Sendable {
         let process = try lab.start(
             in: lab.host,
             ["/usr/sbin/fence_virtd", "-F", "-p", fencegate.directory.file("fence_virtd.pid"), "-f", configuration],
-            stdout: fencegate.directory.file("virtd.out"), stderr: fencegate.directory.file("virtd.err"))
+            stdout: fencegate.directory.file("virtd.out"),
+            stderr: fencegate.directory.file("virtd.err")
+        )
         server = process
         try await waitUntil("fence_virtd answers") {
             guard process.isRunning else { throw ConditionNeverMet(description: "fence_virtd exited") }
@@ -144,8 +158,10 @@ final class GatewayLab: @unchecked Sendable {
     /// Runs fence_xvm as Pacemaker does: no arguments, `name=value` lines on stdin.
     func fenceXVMStdin(guest: Int = 0, _ lines: [String]) async throws -> ProgramResult {
         try await lab.run(
-            in: lab.guests[guest].namespace, ["/usr/sbin/fence_xvm"],
-            input: (["key_file=\(keyPath)"] + lines).joined(separator: "\n") + "\n")
+            in: lab.guests[guest].namespace,
+            ["/usr/sbin/fence_xvm"],
+            input: (["key_file=\(keyPath)"] + lines).joined(separator: "\n") + "\n"
+        )
     }
 
     /// Every audit row, oldest first.

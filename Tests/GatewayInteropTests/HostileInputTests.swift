@@ -15,11 +15,20 @@ struct HostileInputTests {
 
     /// A signed request from guest `guest` for `operation` on `domain`, calling back its port 1229.
     static func request(
-        _ lab: GatewayLab, guest: Int = 0, _ operation: FenceXVMOperation, _ domain: String, sequence: UInt32 = .random(in: 1...999_999)
+        _ lab: GatewayLab,
+        guest: Int = 0,
+        _ operation: FenceXVMOperation,
+        _ domain: String,
+        sequence: UInt32 = .random(in: 1...999_999)
     ) -> FenceXVMRequest {
         FenceXVMRequest(
-            operation: operation, domain: domain, address: SocketAddress(host: lab.guestIPv4(guest), port: 0)!.bytes,
-            port: callbackPort, sequenceNumber: sequence, family: 2)
+            operation: operation,
+            domain: domain,
+            address: SocketAddress(host: lab.guestIPv4(guest), port: 0)!.bytes,
+            port: callbackPort,
+            sequenceNumber: sequence,
+            family: 2
+        )
     }
 
     static func key(_ lab: GatewayLab) throws -> [UInt8] {
@@ -30,7 +39,11 @@ struct HostileInputTests {
     /// daemon's call backs (answering each with the client's half of the protocol when `key` is given, or
     /// closing it at once). Returns the result bytes received (nil for a call back closed unanswered).
     static func send(
-        _ lab: GatewayLab, guest: Int = 0, _ datagrams: [[UInt8]], watch: Duration, answeringWith key: [UInt8]? = nil
+        _ lab: GatewayLab,
+        guest: Int = 0,
+        _ datagrams: [[UInt8]],
+        watch: Duration,
+        answeringWith key: [UInt8]? = nil
     ) async throws -> [UInt8?] {
         let address = SocketAddress(host: lab.guestIPv4(guest), port: callbackPort)!
         return try await lab.lab.inNamespace(lab.lab.guests[guest].namespace) {
@@ -43,7 +56,14 @@ struct HostileInputTests {
             while clock.now < end {
                 guard let (connection, _) = try listener.accept(timeout: end - clock.now) else { continue }
                 if let key {
-                    results.append(try FenceXVMClient.answerCallback(on: connection, auth: .sha256, key: key, timeout: .seconds(10)))
+                    results.append(
+                        try FenceXVMClient.answerCallback(
+                            on: connection,
+                            auth: .sha256,
+                            key: key,
+                            timeout: .seconds(10)
+                        )
+                    )
                 } else {
                     results.append(nil)
                 }
@@ -93,9 +113,17 @@ struct HostileInputTests {
             ("garbage", (0..<176).map { _ in UInt8.random(in: 0...255) }),
             ("zero hash with a hash type", zeroHash.bytes),
             ("wrong key", try Self.request(lab, .off, "pcmk1").signed(hashType: .sha256, key: otherKey).bytes),
-            ("weaker hash than the minimum", try Self.request(lab, .off, "pcmk1").signed(hashType: .sha1, key: key).bytes),
+            (
+                "weaker hash than the minimum",
+                try Self.request(lab, .off, "pcmk1").signed(hashType: .sha1, key: key).bytes
+            ),
             ("unsigned", try Self.request(lab, .off, "pcmk1").signed(hashType: .none, key: key).bytes),
-            ("unknown hash type", try unknownHash.signed(hashType: .sha256, key: key).bytes.enumerated().map { $0.offset == 1 ? 9 : $0.element }),
+            (
+                "unknown hash type",
+                try unknownHash.signed(hashType: .sha256, key: key).bytes.enumerated().map {
+                    $0.offset == 1 ? 9 : $0.element
+                }
+            ),
             ("signed, then the operation changed", tampered.bytes),
             ("signed, then a bit of the domain flipped", flipped),
             ("unknown address family", try wrongFamily.signed(hashType: .sha256, key: key).bytes),
@@ -119,7 +147,12 @@ struct HostileInputTests {
         let key = try Self.key(lab)
         var request = Self.request(lab, .status, "pcmk2")
         request.flags = 0xFF
-        let answered = try await Self.send(lab, [try request.signed(hashType: .sha256, key: key).bytes], watch: .seconds(2), answeringWith: key)
+        let answered = try await Self.send(
+            lab,
+            [try request.signed(hashType: .sha256, key: key).bytes],
+            watch: .seconds(2),
+            answeringWith: key
+        )
         #expect(answered == [0])
         #expect(try await lab.rows().map(\.action) == ["status"])
     }
@@ -131,10 +164,20 @@ struct HostileInputTests {
         let key = try Self.key(lab)
         let off = try Self.request(lab, .off, "pcmk3", sequence: 4242).signed(hashType: .sha256, key: key)
         // The original and three copies at once (as a client with several addresses sends them): one runs.
-        let first = try await Self.send(lab, [off.bytes, off.bytes, off.bytes, off.bytes], watch: .seconds(2), answeringWith: key)
+        let first = try await Self.send(
+            lab,
+            [off.bytes, off.bytes, off.bytes, off.bytes],
+            watch: .seconds(2),
+            answeringWith: key
+        )
         #expect(first == [0])
         // Replayed later within the window, re-signed with fresh random bytes (as a retransmission is): dropped.
-        let replay = try await Self.send(lab, [try off.signed(hashType: .sha256, key: key).bytes], watch: .seconds(1), answeringWith: key)
+        let replay = try await Self.send(
+            lab,
+            [try off.signed(hashType: .sha256, key: key).bytes],
+            watch: .seconds(1),
+            answeringWith: key
+        )
         #expect(replay.isEmpty)
         // Another operation with the same sequence number is another request.
         let on = try Self.request(lab, .on, "pcmk3", sequence: 4242).signed(hashType: .sha256, key: key)
@@ -161,7 +204,11 @@ struct HostileInputTests {
             guard let (connection, _) = try listener.accept(timeout: .seconds(3)) else { return "no call back" }
             do {
                 _ = try FenceXVMClient.answerCallback(
-                    on: connection, auth: .sha256, key: [UInt8](repeating: 7, count: 4096), timeout: .seconds(3))
+                    on: connection,
+                    auth: .sha256,
+                    key: [UInt8](repeating: 7, count: 4096),
+                    timeout: .seconds(3)
+                )
                 return "answered"
             } catch {
                 return "\(error)"
@@ -193,7 +240,8 @@ struct HostileInputTests {
                     let request = try Self.request(lab, guest: 1, .off, "pcmk6").signed(hashType: .sha256, key: key)
                     try sender.send(request.bytes, to: Self.group)
                     if let (connection, _) = try listener.accept(timeout: .seconds(2)) {
-                        try connection.write([UInt8](repeating: 1, count: 10), timeout: .seconds(1))  // a partial challenge
+                        // A partial challenge.
+                        try connection.write([UInt8](repeating: 1, count: 10), timeout: .seconds(1))
                         held.append(connection)
                     }
                 }
@@ -216,7 +264,10 @@ struct HostileInputTests {
         #expect(held == 8)
         print("legitimate status while 20 call backs hang and 10 clients stall: \(latencies.map { "\($0)" })")
         let rows = try await lab.rows()
-        #expect(rows.map(\.action) == [String](repeating: "status", count: 5), "\(rows.map { "\($0.action) \($0.domainName ?? "-")" })")
+        #expect(
+            rows.map(\.action) == [String](repeating: "status", count: 5),
+            "\(rows.map { "\($0.action) \($0.domainName ?? "-")" })"
+        )
     }
 
     @Test("a flood of valid-looking packets from many addresses: legitimate guests answered, no leak, nothing run")
@@ -246,7 +297,8 @@ struct HostileInputTests {
             }
         }
         var answered = 0
-        for _ in 0..<5 where try await lab.fenceXVM(["-H", "pcmk1", "-o", "status", "-t", "10"]).stdout == "Status: ON\n" {
+        for _ in 0..<5
+        where try await lab.fenceXVM(["-H", "pcmk1", "-o", "status", "-t", "10"]).stdout == "Status: ON\n" {
             answered += 1
         }
         for flooder in flooders { #expect(try await flooder.value.isEmpty) }
@@ -259,7 +311,9 @@ struct HostileInputTests {
                 return now.descriptors <= before.descriptors + 2 && now.threads <= before.threads + 8
             }
         } catch {
-            Issue.record("before \(before), after the flood \(during), now \(try ProcessCensus(pid: server.processIdentifier))")
+            Issue.record(
+                "before \(before), after the flood \(during), now \(try ProcessCensus(pid: server.processIdentifier))"
+            )
         }
         #expect(try await lab.rows().map(\.action) == [String](repeating: "status", count: 5))
     }

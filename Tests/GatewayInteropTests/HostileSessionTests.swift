@@ -40,8 +40,12 @@ struct HostileSessionTests {
     func tcpConnectionLimits() async throws {
         let lab = try await GatewayLab(guests: 3)
         try await lab.startFencegate(
-            ["--tcp-listen", NetworkLab.hostIPv4, "--tcp-max-connections", "12", "--tcp-max-connections-per-address", "8"],
-            multicast: false)
+            [
+                "--tcp-listen", NetworkLab.hostIPv4, "--tcp-max-connections", "12", "--tcp-max-connections-per-address",
+                "8",
+            ],
+            multicast: false
+        )
         let server = try #require(lab.server)
         let before = try ProcessCensus(pid: server.processIdentifier)
 
@@ -64,10 +68,16 @@ struct HostileSessionTests {
         // Guest 1's go away; guest 2, a legitimate client, is answered while guest 0 still holds its 8.
         for socket in second { try? socket.shutdownWriting() }
         _ = consume second
-        try await waitUntil("guest 1's connections are gone") { try ProcessCensus(pid: server.processIdentifier).descriptors <= held.descriptors - 4 }
+        try await waitUntil("guest 1's connections are gone") {
+            try ProcessCensus(pid: server.processIdentifier).descriptors <= held.descriptors - 4
+        }
         let legitimate = try await lab.lab.run(
             in: lab.lab.guests[2].namespace,
-            ["/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk1", "-o", "status", "-t", "5"])
+            [
+                "/usr/sbin/fence_virt", "-T", NetworkLab.hostIPv4, "-k", lab.keyPath, "-H", "pcmk1", "-o", "status",
+                "-t", "5",
+            ]
+        )
         #expect(legitimate.stdout == "Status: ON\n", "\(legitimate.stdout)\(legitimate.stderr)")
         _ = consume first
         #expect(try await lab.rows().map(\.action) == ["status"])

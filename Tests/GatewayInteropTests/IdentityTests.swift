@@ -11,12 +11,18 @@ struct GroupIdentityTests {
     func groupsMatchTheResolvedDomain() async throws {
         let lab = try await GatewayLab(guests: 1)
         // db1: differs from the domain Db1 in ASCII case only, and no domain is named exactly db1.
-        try await lab.startFencegate(["--group", "ip=\(lab.guestIPv4(0));domain=web1,caf\u{E9},db1"], uri: Fixtures.identityURI)
+        try await lab.startFencegate(
+            ["--group", "ip=\(lab.guestIPv4(0));domain=web1,caf\u{E9},db1"],
+            uri: Fixtures.identityURI
+        )
 
         #expect(try await lab.fenceXVM(["-H", "web1", "-o", "status"]).stdout == "Status: ON\n")
         for other in ["WEB1", "cafe\u{301}"] {
             let refused = try await lab.fenceXVM(["-H", other, "-o", "off"])
-            #expect(refused.status == 3 && refused.stdout.contains("Permission denied"), "\(other): \(refused.stdout)\(refused.stderr)")
+            #expect(
+                refused.status == 3 && refused.stdout.contains("Permission denied"),
+                "\(other): \(refused.stdout)\(refused.stderr)"
+            )
         }
         // fence_virtd's case folding where it is unambiguous: db1 stands for Db1.
         #expect(try await lab.fenceXVM(["-H", "Db1", "-o", "off"]).status == 0)
@@ -30,7 +36,10 @@ struct GroupIdentityTests {
 
         let rows = try await lab.rows()
         let fenced = rows.filter { $0.action == "off" && $0.result == .success }
-        #expect(fenced.map(\.domainUUID) == [Fixtures.identityUUIDs["Db1"]], "\(rows.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "-")" })")
+        #expect(
+            fenced.map(\.domainUUID) == [Fixtures.identityUUIDs["Db1"]],
+            "\(rows.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "-")" })"
+        )
         let refused = rows.filter { $0.result == .refused }
         #expect(refused.map { Array($0.target.utf8) } == [Array("WEB1".utf8), Array("cafe\u{301}".utf8)])
         // Every operation has its row before it acts: no row names WEB1's or the other café's UUID, so

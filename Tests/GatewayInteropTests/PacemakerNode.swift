@@ -13,14 +13,20 @@ final class PacemakerNode: @unchecked Sendable {
     let name: String
     /// The node's directory: its logs are in `log/` (corosync.out, pacemaker/pacemaker.log).
     let directory: String
-    private let process: Process
+    private let process: SpawnedProcess
     private let initPID: pid_t
 
     /// Writes the node's directories and corosync.conf, and starts corosync then pacemakerd in `namespace`.
     ///
     /// - Parameters:
     ///   - ring: the cluster link's addresses, node name → address; `name` must be one of them.
-    init(name: String, ring: [(name: String, address: String)], namespace: String, lab: NetworkLab, in parent: String) async throws {
+    init(
+        name: String,
+        ring: [(name: String, address: String)],
+        namespace: String,
+        lab: NetworkLab,
+        in parent: String
+    ) async throws {
         self.name = name
         directory = parent + "/" + name
         let directories = [
@@ -30,12 +36,21 @@ final class PacemakerNode: @unchecked Sendable {
         for path in directories {
             try FileManager.default.createDirectory(atPath: directory + "/" + path, withIntermediateDirectories: true)
         }
-        let owner = try await runProgram("/bin/chown", ["-R", "hacluster:haclient", directory + "/lib-pacemaker", directory + "/log/pacemaker"])
+        let owner = try await runProgram(
+            "/bin/chown",
+            ["-R", "hacluster:haclient", directory + "/lib-pacemaker", directory + "/log/pacemaker"]
+        )
         guard owner.status == 0 else {
-            throw ConditionNeverMet(description: "chown hacluster:haclient failed (is pacemaker installed?): \(owner.stderr)")
+            throw ConditionNeverMet(
+                description: "chown hacluster:haclient failed (is pacemaker installed?): \(owner.stderr)"
+            )
         }
         for path in ["cib", "pengine", "blackbox", "cores"] { chmod(directory + "/lib-pacemaker/" + path, 0o750) }
-        try Self.corosyncConfiguration(ring: ring).write(toFile: directory + "/etc-corosync/corosync.conf", atomically: true, encoding: .utf8)
+        try Self.corosyncConfiguration(ring: ring).write(
+            toFile: directory + "/etc-corosync/corosync.conf",
+            atomically: true,
+            encoding: .utf8
+        )
         let boot = directory + "/boot.sh"
         try Self.bootScript(name: name, directory: directory).write(toFile: boot, atomically: true, encoding: .utf8)
         process = try lab.start(
@@ -44,18 +59,23 @@ final class PacemakerNode: @unchecked Sendable {
                 "/usr/bin/unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child",
                 "/usr/bin/setpriv", "--bounding-set", "-sys_boot", "/bin/sh", boot,
             ],
-            stdout: directory + "/node.out", stderr: directory + "/node.err")
+            stdout: directory + "/node.out",
+            stderr: directory + "/node.err"
+        )
         // `ip netns exec` execs unshare, whose one child is the node's PID 1.
         let unsharePID = process.processIdentifier
         let process = process
         var child: pid_t?
         try await waitUntil("node \(name) has its PID 1") {
-            let text = (try? String(contentsOfFile: "/proc/\(unsharePID)/task/\(unsharePID)/children", encoding: .utf8)) ?? ""
+            let text =
+                (try? String(contentsOfFile: "/proc/\(unsharePID)/task/\(unsharePID)/children", encoding: .utf8)) ?? ""
             child = text.split(separator: " ").first.flatMap { pid_t($0) }
             return child != nil || !process.isRunning
         }
         guard let child, process.isRunning else {
-            throw ConditionNeverMet(description: "node \(name) did not start: \(Self.tail(of: directory + "/node.err"))")
+            throw ConditionNeverMet(
+                description: "node \(name) did not start: \(Self.tail(of: directory + "/node.err"))"
+            )
         }
         initPID = child
     }
@@ -70,7 +90,10 @@ final class PacemakerNode: @unchecked Sendable {
 
     /// Runs a command inside the node (its mount, UTS and network namespaces): `crm_mon`, `cibadmin`….
     func run(_ command: [String]) async throws -> ProgramResult {
-        try await runProgram("/usr/bin/nsenter", ["--target", "\(initPID)", "--mount", "--uts", "--net", "--"] + command)
+        try await runProgram(
+            "/usr/bin/nsenter",
+            ["--target", "\(initPID)", "--mount", "--uts", "--net", "--"] + command
+        )
     }
 
     /// The last lines of one of the node's logs (a path under its directory), for failure messages.

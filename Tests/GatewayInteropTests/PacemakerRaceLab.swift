@@ -86,11 +86,14 @@ final class PacemakerRaceLab: @unchecked Sendable {
         /// QEMU process died).
         var fencedDomains: [String] {
             server == .fenceVirtd
-                ? powerCuts.map { "node \($0.node)" } : fenceRows.filter { $0.result == .success }.compactMap(\.domainName)
+                ? powerCuts.map { "node \($0.node)" }
+                : fenceRows.filter { $0.result == .success }.compactMap(\.domainName)
         }
         /// The requests refused because their requester was being, or had just been, fenced.
         var refusals: [AuditRecord] { fenceRows.filter { $0.result == .refused } }
-        var survivors: [String] { PacemakerRaceLab.nodeNames.filter { node in !powerCuts.contains { $0.node == node } } }
+        var survivors: [String] {
+            PacemakerRaceLab.nodeNames.filter { node in !powerCuts.contains { $0.node == node } }
+        }
         /// Between the first two requests' arrivals.
         var requestGap: Double? {
             guard fenceRows.count >= 2 else { return nil }
@@ -102,7 +105,9 @@ final class PacemakerRaceLab: @unchecked Sendable {
                 "#\(row.id) \(row.requester ?? "?") \(row.action) \(row.domainName ?? row.target): \(row.result?.rawValue ?? "unfinished")"
                     + (row.result == .refused ? " (\(row.message ?? ""))" : "")
             }
-            let cuts = powerCuts.map { "\($0.node) +\(String(format: "%.1f", Double($0.after.components.seconds) + Double($0.after.components.attoseconds) / 1e18)) s" }
+            let cuts = powerCuts.map {
+                "\($0.node) +\(String(format: "%.1f", Double($0.after.components.seconds) + Double($0.after.components.attoseconds) / 1e18)) s"
+            }
             return "round \(round) (\(server), \(teardown)): requests "
                 + (requestGap.map { String(format: "%.2f s apart", $0) } ?? "-") + "; "
                 + (rows.isEmpty ? "" : rows.joined(separator: "; ") + "; ")
@@ -135,7 +140,9 @@ final class PacemakerRaceLab: @unchecked Sendable {
                 try NetworkLab.ip(["-n", guest.namespace, "link", "set", "ring0", "up"])
             }
         }
-        var serve = zip(guests, Self.nodeNames).flatMap { guest, node in ["--requester-domain", "\(guest.ipv4)=\(domains[node]!)"] }
+        var serve = zip(guests, Self.nodeNames).flatMap { guest, node in
+            ["--requester-domain", "\(guest.ipv4)=\(domains[node]!)"]
+        }
         switch server {
         case .fencegate: try await gateway.startFencegate(serve, uri: libvirtd.uri)
         case .fencegateWithoutArbitration:
@@ -149,15 +156,25 @@ final class PacemakerRaceLab: @unchecked Sendable {
         for (guest, node) in zip(guests, Self.nodeNames) {
             nodes.append(
                 try await PacemakerNode(
-                    name: node, ring: Self.ring, namespace: guest.namespace, lab: gateway.lab, in: gateway.fencegate.directory.path))
+                    name: node,
+                    ring: Self.ring,
+                    namespace: guest.namespace,
+                    lab: gateway.lab,
+                    in: gateway.fencegate.directory.path
+                )
+            )
         }
-        defer { nodes.forEach { $0.powerCut() } }
+        defer { for node in nodes { node.powerCut() } }
         do {
             try await waitUntil("both nodes online", limit: .seconds(120), every: .milliseconds(500)) {
                 try await nodes[0].run(["crm_mon", "-1"]).stdout.contains("Online: [ node1 node2 ]")
             }
             try await configure(nodes[0], keyPath: gateway.keyPath)
-            try await waitUntil("both fence devices and the service run", limit: .seconds(120), every: .milliseconds(500)) {
+            try await waitUntil(
+                "both fence devices and the service run",
+                limit: .seconds(120),
+                every: .milliseconds(500)
+            ) {
                 let fencesNode1 = try await location(of: "fence-node1", from: nodes[0])
                 let fencesNode2 = try await location(of: "fence-node2", from: nodes[0])
                 let service = try await location(of: "service", from: nodes[0])
@@ -165,7 +182,9 @@ final class PacemakerRaceLab: @unchecked Sendable {
             }
         } catch {
             throw ConditionNeverMet(
-                description: "\(error); node1's pacemaker log:\n\(nodes[0].log("log/pacemaker/pacemaker.log"))\nserver:\n\(gateway.serverLog.suffix(3000))")
+                description:
+                    "\(error); node1's pacemaker log:\n\(nodes[0].log("log/pacemaker/pacemaker.log"))\nserver:\n\(gateway.serverLog.suffix(3000))"
+            )
         }
         let serviceBefore = try await location(of: "service", from: nodes[0]) ?? "?"
 
@@ -180,7 +199,8 @@ final class PacemakerRaceLab: @unchecked Sendable {
         defer {
             watcher.stop()
             // A domain still held must run again for the next round.
-            for (node, pid) in watched where teardown == .heldUntilKill && !watcher.cuts.contains(where: { $0.node == node.name }) {
+            for (node, pid) in watched
+            where teardown == .heldUntilKill && !watcher.cuts.contains(where: { $0.node == node.name }) {
                 kill(pid, SIGCONT)
             }
         }
@@ -206,15 +226,22 @@ final class PacemakerRaceLab: @unchecked Sendable {
         }
         // A second fence that was on its way would show within this time: no request above took longer.
         try await Task.sleep(for: .seconds(3))
-        let rows = server == .fenceVirtd ? [] : try await gateway.rows().filter { ["off", "reboot"].contains($0.action) }
+        let rows =
+            server == .fenceVirtd ? [] : try await gateway.rows().filter { ["off", "reboot"].contains($0.action) }
         let cuts = watcher.cuts
         let survivor = nodes.first { node in !cuts.contains { $0.node == node.name } }
         let serviceAfter: String? =
             if let survivor { try await location(of: "service", from: survivor) } else { nil }
         try await gateway.stopServer()
         return Outcome(
-            round: number, server: server, teardown: teardown, serviceBefore: serviceBefore, fenceRows: rows, powerCuts: cuts,
-            serviceAfter: serviceAfter)
+            round: number,
+            server: server,
+            teardown: teardown,
+            serviceBefore: serviceBefore,
+            fenceRows: rows,
+            powerCuts: cuts,
+            serviceAfter: serviceAfter
+        )
     }
 
     /// The node a resource runs on, as `node` sees it; nil if it runs nowhere.
@@ -239,10 +266,13 @@ final class PacemakerRaceLab: @unchecked Sendable {
             """
         }
         let resources =
-            "<resources>" + devices.joined() + #"<primitive id="service" class="ocf" provider="pacemaker" type="Dummy"/></resources>"#
+            "<resources>" + devices.joined()
+            + #"<primitive id="service" class="ocf" provider="pacemaker" type="Dummy"/></resources>"#
         let constraints =
             "<constraints>"
-            + Self.nodeNames.map { #"<rsc_location id="fence-\#($0)-elsewhere" rsc="fence-\#($0)" node="\#($0)" score="-INFINITY"/>"# }
+            + Self.nodeNames.map {
+                #"<rsc_location id="fence-\#($0)-elsewhere" rsc="fence-\#($0)" node="\#($0)" score="-INFINITY"/>"#
+            }
             .joined() + "</constraints>"
         // Devices and bans in one update, so that Pacemaker never starts a device on the node it fences.
         let query = try await node.run(["cibadmin", "--query", "--scope", "configuration"])
@@ -256,12 +286,15 @@ final class PacemakerRaceLab: @unchecked Sendable {
             ["crm_attribute", "--type", "crm_config", "--name", "stonith-enabled", "--update", "true"],
         ] {
             let result = try await node.run(command)
-            guard result.status == 0 else { throw ConditionNeverMet(description: "\(command[0]) failed: \(result.stderr)") }
+            guard result.status == 0 else {
+                throw ConditionNeverMet(description: "\(command[0]) failed: \(result.stderr)")
+            }
         }
     }
 
     private func startStoppedDomains() async throws {
-        for domain in domains.values.sorted() where try await virsh(["domstate", domain]).trimmingCharacters(in: .whitespacesAndNewlines) != "running" {
+        for domain in domains.values.sorted()
+        where try await virsh(["domstate", domain]).trimmingCharacters(in: .whitespacesAndNewlines) != "running" {
             try await virsh(["start", domain])
         }
     }
@@ -295,7 +328,9 @@ final class PacemakerRaceLab: @unchecked Sendable {
 /// It watches the QEMU processes by PID (every 20 ms, on a thread of its own) rather than asking libvirt,
 /// whose state of a domain that a reboot destroys and starts again may read "running" throughout.
 final class PowerCutWatcher: @unchecked Sendable {
-    private let state = Mutex<(cut: ContinuousClock.Instant?, cuts: [(node: String, after: Duration)], stopped: Bool)>((nil, [], false))
+    private let state = Mutex<(cut: ContinuousClock.Instant?, cuts: [(node: String, after: Duration)], stopped: Bool)>(
+        (nil, [], false)
+    )
 
     init(watching nodes: [(node: PacemakerNode, qemuPID: pid_t)]) {
         Thread { [self] in

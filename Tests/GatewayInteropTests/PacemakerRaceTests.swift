@@ -11,7 +11,9 @@ private let figureRounds = ProcessInfo.processInfo.environment["FENCEGATE_RACE_R
 /// that both nodes fence each other at once (`PacemakerRaceLab`).
 @Suite("Fence races in a real Pacemaker cluster", requiresRoot, .serialized)
 struct PacemakerRaceTests {
-    @Test("the link between two nodes is cut and both fence at once: exactly one is fenced, every round, and the survivor runs the service")
+    @Test(
+        "the link between two nodes is cut and both fence at once: exactly one is fenced, every round, and the survivor runs the service"
+    )
     func oneNodeSurvives() async throws {
         let lab = try await PacemakerRaceLab()
         for round in 1...2 {
@@ -33,7 +35,8 @@ struct PacemakerRaceTests {
         "figures: N rounds of each combination of server and teardown",
         .enabled(if: figureRounds != nil, "set FENCEGATE_RACE_ROUNDS=N"),
         arguments: [PacemakerRaceLab.Teardown.immediate, .heldUntilKill],
-        [PacemakerRaceLab.Server.fencegate, .fencegateWithoutArbitration, .fenceVirtd])
+        [PacemakerRaceLab.Server.fencegate, .fencegateWithoutArbitration, .fenceVirtd]
+    )
     func figures(teardown: PacemakerRaceLab.Teardown, server: PacemakerRaceLab.Server) async throws {
         if let only = ProcessInfo.processInfo.environment["FENCEGATE_RACE_SERVERS"],
             !only.split(separator: ",").contains(where: { $0 == server.rawValue })
@@ -56,7 +59,10 @@ struct PacemakerRaceTests {
                 + "\(outcomes.filter { $0.fencedDomains.count == 2 }.count); the loser asked in "
                 + "\(outcomes.filter { $0.fenceRows.count >= 2 }.count); refused in \(outcomes.filter { !$0.refusals.isEmpty }.count); "
                 + "gap between the requests "
-                + (gaps.isEmpty ? "-" : String(format: "%.2f–%.2f s (median %.2f s)", gaps.first!, gaps.last!, gaps[gaps.count / 2])))
+                + (gaps.isEmpty
+                    ? "-"
+                    : String(format: "%.2f–%.2f s (median %.2f s)", gaps.first!, gaps.last!, gaps[gaps.count / 2]))
+        )
         switch server {
         case .fencegate:
             for outcome in outcomes { Self.checkOneNodeFenced(outcome, lab: lab) }

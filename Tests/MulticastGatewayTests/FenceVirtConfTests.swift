@@ -22,12 +22,18 @@ struct FenceVirtConfTests {
     @Test("Debian's shipped /etc/fence_virt.conf (fence-virtd package)")
     func debianDefault() throws {
         let path = "/etc/fence_virt.conf"
-        try #require(FileManager.default.fileExists(atPath: path), "install fence-virtd (scripts/install-dependencies --tests)")
+        try #require(
+            FileManager.default.fileExists(atPath: path),
+            "install fence-virtd (scripts/install-dependencies --tests)"
+        )
         let configuration = try FenceVirtdConfiguration(contentsOf: path)
         #expect(configuration.listener == .multicast)
         #expect(configuration.keyFile == "/etc/fence_virt.key")
         #expect(configuration.libvirtURI == "qemu:///system")
-        #expect(configuration.gateway.multicast == MulticastListenerConfiguration(group: "225.0.0.12", port: 1229, interface: "virbr0"))
+        #expect(
+            configuration.gateway.multicast
+                == MulticastListenerConfiguration(group: "225.0.0.12", port: 1229, interface: "virbr0")
+        )
         #expect(configuration.gateway.tcp == nil)
         #expect(configuration.gateway.minimumHash == .sha256 && configuration.gateway.auth == .sha256)
         #expect(configuration.gateway.groups.allowsEverything)
@@ -84,40 +90,57 @@ struct FenceVirtConfTests {
         #expect(configuration.gateway.minimumHash == .sha512)
         #expect(configuration.gateway.auth == .sha1)
         #expect(configuration.gateway.multicast == MulticastListenerConfiguration())
-        #expect(configuration.gateway.groups.groups == [
-            .init(name: "cluster-a", requesters: ["198.18.0.2", "198.18.0.3"],
-                  domains: ["6695eb01-f6a4-8304-79aa-97f2502e193f", "node-a1", "node-a2"]),
-            .init(name: "unnamed-2", requesters: ["198.18.0.9"], domains: ["node-b1"]),
-        ])
+        #expect(
+            configuration.gateway.groups.groups == [
+                .init(
+                    name: "cluster-a",
+                    requesters: ["198.18.0.2", "198.18.0.3"],
+                    domains: ["6695eb01-f6a4-8304-79aa-97f2502e193f", "node-a1", "node-a2"]
+                ),
+                .init(name: "unnamed-2", requesters: ["198.18.0.9"], domains: ["node-b1"]),
+            ]
+        )
         #expect(configuration.gateway.groups.permits(requester: "198.18.0.3", domain: "NODE-A2"))
         #expect(!configuration.gateway.groups.permits(requester: "198.18.0.9", domain: "node-a1"))
-        #expect(configuration.ignored == [
-            "test.conf:4: fence_virtd/foreground is ignored: it concerns fence_virtd's own process (use --log-level and systemd here)",
-            "test.conf:14: listeners/tcp is ignored: the listener in use is multicast",
-        ])
+        #expect(
+            configuration.ignored == [
+                "test.conf:4: fence_virtd/foreground is ignored: it concerns fence_virtd's own process (use --log-level and systemd here)",
+                "test.conf:14: listeners/tcp is ignored: the listener in use is multicast",
+            ]
+        )
     }
 
     @Test("the tcp listener, IPv6: defaults to [::1]:1229")
     func tcpIPv6() throws {
-        let configuration = try read("""
+        let configuration = try read(
+            """
             fence_virtd { listener = "tcp"; backend = "libvirt"; }
             listeners { tcp { family = "ipv6"; key_file = "/k"; } }
-            """)
+            """
+        )
         #expect(configuration.listener == .tcp)
         #expect(configuration.gateway.multicast == nil)
         #expect(configuration.gateway.tcp?.description == "[::1]:1229")
         #expect(configuration.libvirtURI == nil)
-        let multicast6 = try read("""
+        let multicast6 = try read(
+            """
             fence_virtd { listener = "multicast"; backend = "libvirt"; }
             listeners { multicast { family = "ipv6"; port = "1300"; interface = "br0"; } }
-            """)
-        #expect(multicast6.gateway.multicast == MulticastListenerConfiguration(group: "ff05::3:1", port: 1300, interface: "br0"))
+            """
+        )
+        #expect(
+            multicast6.gateway.multicast
+                == MulticastListenerConfiguration(group: "ff05::3:1", port: 1300, interface: "br0")
+        )
         #expect(multicast6.keyFile == "/etc/cluster/fence_xvm.key")
     }
 
     @Test("syntax as fence_virtd's parser reads it: a value over two lines, '#' inside a name, any case")
     func syntax() throws {
-        let file = try SimpleConfig(parsing: "# c\nFence_Virtd {\n listener = \"multi\ncast\"; back#end = \"x\"; }\nempty { }\nnamed = \"v\" { a = \"b\"; }")
+        let file = try SimpleConfig(
+            parsing:
+                "# c\nFence_Virtd {\n listener = \"multi\ncast\"; back#end = \"x\"; }\nempty { }\nnamed = \"v\" { a = \"b\"; }"
+        )
         #expect(file.root.blocks.map(\.name) == ["Fence_Virtd", "empty", "named"])
         #expect(file.root.blocks[0].assignments(named: "LISTENER").first?.value == "multi\ncast")
         #expect(file.root.blocks[0].assignments(named: "back#end").first?.line == 4)
@@ -130,13 +153,20 @@ struct FenceVirtConfTests {
         "clear errors with the line",
         arguments: [
             ("fence_virtd {\n listener = \"multicast\";\n", "line 1: '{' of 'fence_virtd' is never closed"),
-            ("fence_virtd {\n listener = multicast;\n}", "line 2: 'listener =' must be followed by a value in double quotes, found 'multicast'"),
-            ("fence_virtd {\n listener = \"multicast\"\n}", "line 3: expected ';' after 'listener = \"multicast\"', found '}'"),
+            (
+                "fence_virtd {\n listener = multicast;\n}",
+                "line 2: 'listener =' must be followed by a value in double quotes, found 'multicast'"
+            ),
+            (
+                "fence_virtd {\n listener = \"multicast\"\n}",
+                "line 3: expected ';' after 'listener = \"multicast\"', found '}'"
+            ),
             ("a = \"\";", "line 1: empty value \"\": fence_virtd cannot read it"),
             ("a = \"open", "line 1: a quoted value is never closed"),
             ("}", "line 1: '}' without a matching '{'"),
             ("# only a comment\n", "line 1: the file has no settings"),
-        ])
+        ]
+    )
     func syntaxErrors(text: String, message: String) {
         #expect(failure(text)?.description == "test.conf:\(message.replacingOccurrences(of: "line ", with: ""))")
     }
@@ -149,19 +179,32 @@ struct FenceVirtConfTests {
             ("fence_virtd {\n listener = \"multicast\";\n backend = \"cpg\";\n}", "test.conf:3: the cpg backend"),
             ("fence_virtd { backend = \"libvirt\"; }", "test.conf:1: 'fence_virtd' sets no listener"),
             ("listeners { }", "test.conf: no 'fence_virtd { … }' section"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\";\n listener = \"tcp\"; }",
-             "test.conf:2: listener is set twice (lines 1 and 2)"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n hash = \"md5\"; } }",
-             "test.conf:3: hash \"md5\" is not one of none, sha1, sha256, sha512"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n port = \"0\"; } }",
-             "test.conf:3: port \"0\" is not a port number"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n address = \"198.18.0.1\"; } }",
-             "test.conf:3: address \"198.18.0.1\" is not a numeric multicast address"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n family = \"ipv6\";\n address = \"225.0.0.12\"; } }",
-             "test.conf:4: address \"225.0.0.12\" does not match family ipv6"),
-            ("fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nbackends { libvirt {\n uri = \"qemu:///system\";\n uri1 = \"qemu+ssh://b/system\"; } }",
-             "test.conf:4: uri1: several libvirt URIs are not supported"),
-        ])
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\";\n listener = \"tcp\"; }",
+                "test.conf:2: listener is set twice (lines 1 and 2)"
+            ),
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n hash = \"md5\"; } }",
+                "test.conf:3: hash \"md5\" is not one of none, sha1, sha256, sha512"
+            ),
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n port = \"0\"; } }",
+                "test.conf:3: port \"0\" is not a port number"
+            ),
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n address = \"198.18.0.1\"; } }",
+                "test.conf:3: address \"198.18.0.1\" is not a numeric multicast address"
+            ),
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast {\n family = \"ipv6\";\n address = \"225.0.0.12\"; } }",
+                "test.conf:4: address \"225.0.0.12\" does not match family ipv6"
+            ),
+            (
+                "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nbackends { libvirt {\n uri = \"qemu:///system\";\n uri1 = \"qemu+ssh://b/system\"; } }",
+                "test.conf:4: uri1: several libvirt URIs are not supported"
+            ),
+        ]
+    )
     func refusals(text: String, prefix: String) {
         let error = failure(text)
         #expect(error?.description.hasPrefix(prefix) == true, "\(String(describing: error))")

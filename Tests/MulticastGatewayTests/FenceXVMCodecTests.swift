@@ -11,10 +11,13 @@ enum CapturedVector {
         "01020400746573740000000000000000" + String(repeating: "0", count: 96) + "000000007f000001"
             + String(repeating: "0", count: 48) + "cd04bb14ebb9b6afc147030002000000"
             + "3b6af9e2df5eae03eb6ebb86eff6bb7b62649d314da524976a4f9504bd35e648"
-            + String(repeating: "0", count: 64))
+            + String(repeating: "0", count: 64)
+    )
     static let challenge = bytes(
-        "452b990f8cbbc87c9b9cee213a6c7e98339f208ad624be1ee97d77f304ed2232d4909fce28c9d773c5027a51126e5542f94bac7b623dc3c28bcff354c1f5ce28")
-    static let response = bytes("e124b6ee983d81be0f4c763c388a4283003334d8bcf2cfac9f6e3aa34c2c0e2f") + [UInt8](repeating: 0, count: 32)
+        "452b990f8cbbc87c9b9cee213a6c7e98339f208ad624be1ee97d77f304ed2232d4909fce28c9d773c5027a51126e5542f94bac7b623dc3c28bcff354c1f5ce28"
+    )
+    static let response =
+        bytes("e124b6ee983d81be0f4c763c388a4283003334d8bcf2cfac9f6e3aa34c2c0e2f") + [UInt8](repeating: 0, count: 32)
 
     static func bytes(_ hex: String) -> [UInt8] {
         var result: [UInt8] = []
@@ -68,7 +71,12 @@ struct FenceXVMCodecTests {
     @Test("unsigned packets pass only when none is allowed; unknown hash types never pass")
     func unsignedAndUnknown() throws {
         let unsigned = try FenceXVMRequest(
-            operation: .status, domain: "pcmk1", address: [198, 18, 0, 11], port: 1229, sequenceNumber: 1, family: 2
+            operation: .status,
+            domain: "pcmk1",
+            address: [198, 18, 0, 11],
+            port: 1229,
+            sequenceNumber: 1,
+            family: 2
         ).signed(hashType: .none, key: [])
         #expect(unsigned.random == [0, 0, 0, 0, 0, 0])
         #expect(unsigned.isAuthentic(key: [], minimumHash: .none))
@@ -82,8 +90,12 @@ struct FenceXVMCodecTests {
     @Test("signing as fence_xvm does round-trips for every algorithm", arguments: HashType.allCases)
     func signs(type: HashType) throws {
         let request = try FenceXVMRequest(
-            operation: .reboot, domain: "pcmk2", address: [0xfd] + [UInt8](repeating: 0, count: 14) + [0x11], port: 1229,
-            sequenceNumber: 999_999, family: 10
+            operation: .reboot,
+            domain: "pcmk2",
+            address: [0xfd] + [UInt8](repeating: 0, count: 14) + [0x11],
+            port: 1229,
+            sequenceNumber: 999_999,
+            family: 10
         ).signed(hashType: type, key: CapturedVector.key)
         let parsed = try FenceXVMRequest(bytes: request.bytes)
         #expect(parsed.isAuthentic(key: CapturedVector.key, minimumHash: type))
@@ -126,7 +138,9 @@ struct FenceXVMCodecTests {
 
     @Test("the daemon's answer to the captured challenge matches the capture")
     func authVector() {
-        #expect(HashType.sha256.paddedDigest(key: CapturedVector.key, CapturedVector.challenge) == CapturedVector.response)
+        #expect(
+            HashType.sha256.paddedDigest(key: CapturedVector.key, CapturedVector.challenge) == CapturedVector.response
+        )
     }
 }
 

@@ -7,7 +7,11 @@ import Testing
 @Suite("groups: fence_virtd's permission rules")
 struct FenceGroupsTests {
     let groups = FenceGroups([
-        .init(name: "cluster1", requesters: ["198.18.0.11", "198.18.0.12"], domains: ["pcmk1", "22222222-2222-4222-8222-222222222222"]),
+        .init(
+            name: "cluster1",
+            requesters: ["198.18.0.11", "198.18.0.12"],
+            domains: ["pcmk1", "22222222-2222-4222-8222-222222222222"]
+        ),
         .init(name: "cluster2", requesters: ["fd00::13"], domains: ["PCMK3"]),
     ])
 
@@ -17,22 +21,40 @@ struct FenceGroupsTests {
         #expect(FenceGroups([.init(requesters: [], domains: [])]).permits(requester: "x", domain: "y"))
     }
 
-    @Test("a requester may act on its groups' domains, compared case-insensitively", arguments: [
-        ("198.18.0.11", "pcmk1", true), ("198.18.0.12", "PCMK1", true), ("198.18.0.11", "pcmk3", false),
-        ("198.18.0.99", "pcmk1", false), ("FD00::13", "pcmk3", true), ("fd00::13", "pcmk1", false),
-        ("198.18.0.11", "22222222-2222-4222-8222-222222222222", true),
-        // Upstream quirk: a group that lists only the UUID denies the name.
-        ("198.18.0.11", "pcmk2", false),
-    ])
+    @Test(
+        "a requester may act on its groups' domains, compared case-insensitively",
+        arguments: [
+            ("198.18.0.11", "pcmk1", true), ("198.18.0.12", "PCMK1", true), ("198.18.0.11", "pcmk3", false),
+            ("198.18.0.99", "pcmk1", false), ("FD00::13", "pcmk3", true), ("fd00::13", "pcmk1", false),
+            ("198.18.0.11", "22222222-2222-4222-8222-222222222222", true),
+            // Upstream quirk: a group that lists only the UUID denies the name.
+            ("198.18.0.11", "pcmk2", false),
+        ]
+    )
     func permits(requester: String, domain: String, allowed: Bool) {
         #expect(groups.permits(requester: requester, domain: domain) == allowed)
     }
 
     @Test("a list holds the domains whose name or UUID is in one of the requester's groups")
     func lists() {
-        let pcmk2 = DomainInfo(name: "pcmk2", uuid: "22222222-2222-4222-8222-222222222222", state: .running, isPersistent: true)
-        let pcmk1 = DomainInfo(name: "pcmk1", uuid: "11111111-1111-4111-8111-111111111111", state: .running, isPersistent: true)
-        let pcmk3 = DomainInfo(name: "pcmk3", uuid: "33333333-3333-4333-8333-333333333333", state: .running, isPersistent: true)
+        let pcmk2 = DomainInfo(
+            name: "pcmk2",
+            uuid: "22222222-2222-4222-8222-222222222222",
+            state: .running,
+            isPersistent: true
+        )
+        let pcmk1 = DomainInfo(
+            name: "pcmk1",
+            uuid: "11111111-1111-4111-8111-111111111111",
+            state: .running,
+            isPersistent: true
+        )
+        let pcmk3 = DomainInfo(
+            name: "pcmk3",
+            uuid: "33333333-3333-4333-8333-333333333333",
+            state: .running,
+            isPersistent: true
+        )
         let all = [pcmk1, pcmk2, pcmk3]
         #expect(groups.lists(pcmk1, to: "198.18.0.11", among: all))
         #expect(groups.lists(pcmk2, to: "198.18.0.11", among: all))
@@ -41,18 +63,31 @@ struct FenceGroupsTests {
         #expect(!groups.lists(pcmk1, to: "198.18.0.99", among: all))
     }
 
-    @Test("case is folded for ASCII letters only, as strcasecmp in the C locale", arguments: [
-        ("web1", "WEB1", true), ("Web1", "wEb1", true), ("café", "CAFÉ", false), ("café", "cafe\u{301}", false),
-        ("straße", "STRASSE", false), ("ǅ", "ǆ", false), ("a", "a\u{0}", false),
-    ])
+    @Test(
+        "case is folded for ASCII letters only, as strcasecmp in the C locale",
+        arguments: [
+            ("web1", "WEB1", true), ("Web1", "wEb1", true), ("café", "CAFÉ", false), ("café", "cafe\u{301}", false),
+            ("straße", "STRASSE", false), ("ǅ", "ǆ", false), ("a", "a\u{0}", false),
+        ]
+    )
     func asciiFolding(left: String, right: String, equal: Bool) {
         #expect(left.equalsIgnoringASCIICase(right) == equal)
     }
 
     @Test("an entry that differs from a name in ASCII case only stands for it unless another domain has its exact name")
     func entryNamesOneDomain() {
-        let web1 = DomainInfo(name: "web1", uuid: "44444444-4444-4444-8444-444444444441", state: .running, isPersistent: true)
-        let upper = DomainInfo(name: "WEB1", uuid: "44444444-4444-4444-8444-444444444442", state: .running, isPersistent: true)
+        let web1 = DomainInfo(
+            name: "web1",
+            uuid: "44444444-4444-4444-8444-444444444441",
+            state: .running,
+            isPersistent: true
+        )
+        let upper = DomainInfo(
+            name: "WEB1",
+            uuid: "44444444-4444-4444-8444-444444444442",
+            state: .running,
+            isPersistent: true
+        )
         let groups = FenceGroups([.init(requesters: ["198.18.0.11"], domains: ["web1"])])
         // Both defined: the entry is web1's, never WEB1's.
         #expect(groups.lists(web1, to: "198.18.0.11", among: [web1, upper]))
@@ -70,7 +105,14 @@ struct FenceGroupsTests {
 @Suite("duplicate suppression")
 struct RequestHistoryTests {
     func request(_ operation: FenceXVMOperation, _ domain: String, sequence: UInt32 = 7) -> FenceXVMRequest {
-        FenceXVMRequest(operation: operation, domain: domain, address: [198, 18, 0, 11], port: 1229, sequenceNumber: sequence, family: 2)
+        FenceXVMRequest(
+            operation: operation,
+            domain: domain,
+            address: [198, 18, 0, 11],
+            port: 1229,
+            sequenceNumber: sequence,
+            family: 2
+        )
     }
 
     @Test("a copy is a duplicate while the first runs and within the window after; case does not matter")

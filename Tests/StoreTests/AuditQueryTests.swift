@@ -16,17 +16,27 @@ private func populatedStore(_ directory: TemporaryDirectory) async throws -> (Au
         for action in ["off", "on", "reboot", "status"] {
             for source in ["cli", "http"] {
                 let intent = AuditIntent(
-                    source: source, requester: source == "cli" ? "root" : "token-ops", clientAddress: nil,
-                    target: domain, domainName: domain,
-                    domainUUID: "00000000-0000-4000-8000-00000000000\(domain.last!)", action: action,
-                    requestedAt: base.addingTimeInterval(Double(index)))
+                    source: source,
+                    requester: source == "cli" ? "root" : "token-ops",
+                    clientAddress: nil,
+                    target: domain,
+                    domainName: domain,
+                    domainUUID: "00000000-0000-4000-8000-00000000000\(domain.last!)",
+                    action: action,
+                    requestedAt: base.addingTimeInterval(Double(index))
+                )
                 let id = try await store.begin(intent)
                 let result: AuditResult = index % 3 == 0 ? .failure : .success
                 try await store.complete(
                     id,
                     AuditCompletion(
-                        result: result, powerState: nil, errorCode: nil, message: nil,
-                        finishedAt: intent.requestedAt.addingTimeInterval(0.5)))
+                        result: result,
+                        powerState: nil,
+                        errorCode: nil,
+                        message: nil,
+                        finishedAt: intent.requestedAt.addingTimeInterval(0.5)
+                    )
+                )
                 index += 1
             }
         }
@@ -45,17 +55,23 @@ struct AuditQueryTests {
         #expect(all.map(\.requestedAt) == all.map(\.requestedAt).sorted(by: >))
     }
 
-    @Test("each filter returns exactly the matching rows", arguments: [
-        ("domain", AuditQuery(domain: "pcmk2", limit: 1000), 8),
-        ("domain by UUID", AuditQuery(domain: "00000000-0000-4000-8000-000000000003", limit: 1000), 8),
-        ("domain by upper-case UUID", AuditQuery(domain: "00000000-0000-4000-8000-000000000003".uppercased(), limit: 1000), 8),
-        ("action", AuditQuery(action: "reboot", limit: 1000), 6),
-        ("source", AuditQuery(source: "http", limit: 1000), 12),
-        ("result", AuditQuery(result: .failure, limit: 1000), 8),
-        ("requester", AuditQuery(requester: "token-ops", limit: 1000), 12),
-        ("combined", AuditQuery(domain: "pcmk1", action: "off", source: "cli", limit: 1000), 1),
-        ("no match", AuditQuery(domain: "nobody", limit: 1000), 0),
-    ])
+    @Test(
+        "each filter returns exactly the matching rows",
+        arguments: [
+            ("domain", AuditQuery(domain: "pcmk2", limit: 1000), 8),
+            ("domain by UUID", AuditQuery(domain: "00000000-0000-4000-8000-000000000003", limit: 1000), 8),
+            (
+                "domain by upper-case UUID",
+                AuditQuery(domain: "00000000-0000-4000-8000-000000000003".uppercased(), limit: 1000), 8
+            ),
+            ("action", AuditQuery(action: "reboot", limit: 1000), 6),
+            ("source", AuditQuery(source: "http", limit: 1000), 12),
+            ("result", AuditQuery(result: .failure, limit: 1000), 8),
+            ("requester", AuditQuery(requester: "token-ops", limit: 1000), 12),
+            ("combined", AuditQuery(domain: "pcmk1", action: "off", source: "cli", limit: 1000), 1),
+            ("no match", AuditQuery(domain: "nobody", limit: 1000), 0),
+        ]
+    )
     func filters(name: String, query: AuditQuery, expected: Int) async throws {
         let directory = try TemporaryDirectory()
         let (store, all, _) = try await populatedStore(directory)
@@ -87,7 +103,8 @@ struct AuditQueryTests {
         let directory = try TemporaryDirectory()
         let (store, _, base) = try await populatedStore(directory)
         let page = try await store.query(
-            AuditQuery(since: base.addingTimeInterval(5), until: base.addingTimeInterval(10), limit: 1000))
+            AuditQuery(since: base.addingTimeInterval(5), until: base.addingTimeInterval(10), limit: 1000)
+        )
         #expect(page.records.count == 5)
         #expect(page.records.first?.requestedAt == base.addingTimeInterval(9))
         #expect(page.records.last?.requestedAt == base.addingTimeInterval(5))
@@ -120,8 +137,16 @@ struct AuditQueryTests {
         for index in 0..<10 {
             _ = try await store.begin(
                 AuditIntent(
-                    source: "cli", requester: nil, clientAddress: nil, target: "d\(index)", domainName: nil,
-                    domainUUID: nil, action: "off", requestedAt: moment))
+                    source: "cli",
+                    requester: nil,
+                    clientAddress: nil,
+                    target: "d\(index)",
+                    domainName: nil,
+                    domainUUID: nil,
+                    action: "off",
+                    requestedAt: moment
+                )
+            )
         }
         var ids: [Int64] = []
         var cursor: AuditCursor?
@@ -133,10 +158,13 @@ struct AuditQueryTests {
         #expect(ids == Array((1...10).reversed()))
     }
 
-    @Test("bad cursors and limits are rejected", arguments: [
-        "", "garbage", "12", "12-", "-12", "1-2-3", "1.5-2", "+1-2", "١٢-٣", "1234567890123456789-1",
-        String(repeating: "1", count: 100),
-    ])
+    @Test(
+        "bad cursors and limits are rejected",
+        arguments: [
+            "", "garbage", "12", "12-", "-12", "1-2-3", "1.5-2", "+1-2", "١٢-٣", "1234567890123456789-1",
+            String(repeating: "1", count: 100),
+        ]
+    )
     func invalidCursor(text: String) async throws {
         #expect(throws: AuditStoreError.self) { try AuditCursor(encoded: text) }
     }
@@ -148,18 +176,21 @@ struct AuditQueryTests {
         await #expect(throws: AuditStoreError.self) { try await store.query(AuditQuery(limit: limit)) }
     }
 
-    @Test("every filter is served by an index, with no sort step", arguments: [
-        AuditQuery(),
-        AuditQuery(domain: "pcmk1"),
-        AuditQuery(domain: "00000000-0000-4000-8000-000000000001"),
-        AuditQuery(action: "off"),
-        AuditQuery(source: "http"),
-        AuditQuery(result: .failure),
-        AuditQuery(requester: "root"),
-        AuditQuery(since: Date(), until: Date()),
-        AuditQuery(domain: "pcmk1", cursor: AuditCursor(requestedAtMicroseconds: 5, id: 5)),
-        AuditQuery(domain: "pcmk1", action: "reboot"),
-    ])
+    @Test(
+        "every filter is served by an index, with no sort step",
+        arguments: [
+            AuditQuery(),
+            AuditQuery(domain: "pcmk1"),
+            AuditQuery(domain: "00000000-0000-4000-8000-000000000001"),
+            AuditQuery(action: "off"),
+            AuditQuery(source: "http"),
+            AuditQuery(result: .failure),
+            AuditQuery(requester: "root"),
+            AuditQuery(since: Date(), until: Date()),
+            AuditQuery(domain: "pcmk1", cursor: AuditCursor(requestedAtMicroseconds: 5, id: 5)),
+            AuditQuery(domain: "pcmk1", action: "reboot"),
+        ]
+    )
     func indexesServeQueries(query: AuditQuery) async throws {
         let directory = try TemporaryDirectory()
         let store = try await AuditStore.open(path: directory.file("audit.db"), logger: logger)

@@ -8,12 +8,22 @@ import Testing
 private let logger = Logger(label: "test")
 
 private func intent(
-    domain: String = "pcmk1", action: String = "off", source: String = "cli", requester: String? = "alice",
+    domain: String = "pcmk1",
+    action: String = "off",
+    source: String = "cli",
+    requester: String? = "alice",
     at date: Date = Date()
 ) -> AuditIntent {
     AuditIntent(
-        source: source, requester: requester, clientAddress: nil, target: domain, domainName: domain,
-        domainUUID: nil, action: action, requestedAt: date)
+        source: source,
+        requester: requester,
+        clientAddress: nil,
+        target: domain,
+        domainName: domain,
+        domainUUID: nil,
+        action: action,
+        requestedAt: date
+    )
 }
 
 private func completion(_ result: AuditResult, power: String? = "off") -> AuditCompletion {
@@ -44,7 +54,9 @@ struct AuditStoreTests {
         _ = try await AuditStore.open(path: path, logger: logger)
         _ = try await AuditStore.open(path: path, logger: logger)
         let database = try Database(path: path)
-        #expect(try database.query("SELECT COUNT(*) FROM schema_migrations")[0][0] == .integer(Int64(Migration.all.count)))
+        #expect(
+            try database.query("SELECT COUNT(*) FROM schema_migrations")[0][0] == .integer(Int64(Migration.all.count))
+        )
 
         try database.query("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
         await #expect {
@@ -97,7 +109,15 @@ struct AuditStoreTests {
         let id = try await store.begin(intent())
         try await store.appendNote(id, "finished late")
         try await store.complete(
-            id, AuditCompletion(result: .timedOut, powerState: nil, errorCode: "timed_out", message: "timed out", finishedAt: Date()))
+            id,
+            AuditCompletion(
+                result: .timedOut,
+                powerState: nil,
+                errorCode: "timed_out",
+                message: "timed out",
+                finishedAt: Date()
+            )
+        )
         #expect(try await store.operation(id: id)?.message == "timed out; finished late")
         let quiet = try await store.begin(intent())
         try await store.appendNote(quiet, "note")
@@ -132,8 +152,13 @@ struct AuditStoreTests {
         let id = try await store.record(
             intent(domain: "ghost"),
             AuditCompletion(
-                result: .failure, powerState: nil, errorCode: "domain_not_found", message: "not found",
-                finishedAt: Date()))
+                result: .failure,
+                powerState: nil,
+                errorCode: "domain_not_found",
+                message: "not found",
+                finishedAt: Date()
+            )
+        )
         try await store.appendNote(id, "later remark")
         let row = try #require(try await store.operation(id: id))
         #expect(row.state == .finished)
@@ -195,14 +220,12 @@ struct AuditStoreTests {
 
 /// A real child process (`sleep`), to have process identities that are alive or really dead.
 struct ChildProcess {
-    let process: Process
+    let process: SpawnedProcess
 
     static func sleeping() throws -> ChildProcess {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        process.arguments = ["60"]
-        try process.launchSerialized()
-        return ChildProcess(process: process)
+        ChildProcess(
+            process: try SpawnedProcess("/bin/sleep", ["60"], standardOutput: "/dev/null", standardError: "/dev/null")
+        )
     }
 
     var identity: ProcessIdentity {

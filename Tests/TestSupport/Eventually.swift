@@ -14,7 +14,9 @@ public struct ConditionNeverMet: Error, CustomStringConvertible {
 /// The limit is a safety net against a hung test, not a performance assertion: it is set far above
 /// how long the event normally takes.
 public func waitUntil(
-    _ what: String, limit: Duration = .seconds(20), every interval: Duration = .milliseconds(10),
+    _ what: String,
+    limit: Duration = .seconds(20),
+    every interval: Duration = .milliseconds(10),
     _ condition: () async throws -> Bool
 ) async throws {
     let clock = ContinuousClock()

@@ -1,12 +1,13 @@
-import Foundation
 public import FenceCore
+import Foundation
 
 /// A fault injector around the real libvirt test driver, for faults the test driver cannot produce on
 /// demand: a call that hangs (a stuck QEMU monitor), a destroy that leaves the domain running (a process
 /// in uninterruptible sleep), a start that fails. Every other call goes to the real driver unchanged.
 public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
     public enum Method: String, Sendable {
-        case domain, domains, state, destroy, start, definition, startTransient, checkConnection, shutdown, reboot, injectNMI
+        case domain, domains, state, destroy, start, definition, startTransient, checkConnection, shutdown, reboot,
+            injectNMI
         case addresses
     }
 
@@ -55,19 +56,31 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
             return ignored
         case .fail:
             throw LibvirtError(
-                code: .operationFailed, subsystem: 0, message: "injected failure", operation: "\(method.rawValue)")
+                code: .operationFailed,
+                subsystem: 0,
+                message: "injected failure",
+                operation: "\(method.rawValue)"
+            )
         case .failAfter:
             _ = try body()
             throw LibvirtError(
-                code: .operationFailed, subsystem: 0, message: "injected failure after the call took effect",
-                operation: "\(method.rawValue)")
+                code: .operationFailed,
+                subsystem: 0,
+                message: "injected failure after the call took effect",
+                operation: "\(method.rawValue)"
+            )
         case nil:
             return try body()
         }
     }
 
     public func domain(_ target: DomainTarget) throws -> DomainInfo {
-        try call(.domain, target.text, { try real.domain(target) }, ignored: DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true))
+        try call(
+            .domain,
+            target.text,
+            { try real.domain(target) },
+            ignored: DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true)
+        )
     }
 
     public func domains() throws -> [DomainInfo] {

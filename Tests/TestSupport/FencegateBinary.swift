@@ -29,7 +29,7 @@ public struct FencegateBinary: Sendable {
 
     /// A started `fencegate` process whose stdout and stderr go to files.
     public struct Running: @unchecked Sendable {
-        public let process: Process
+        public let process: SpawnedProcess
         public let stdoutPath: String
         public let stderrPath: String
 
@@ -39,23 +39,17 @@ public struct FencegateBinary: Sendable {
 
     /// Starts `fencegate ARGUMENTS` without waiting for it.
     public func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Running {
-        let process = Process()
-        process.executableURL = Self.url
-        process.arguments = arguments
-        process.environment = environment.merging(extra) { $1 }
         let name = UUID().uuidString
-        let running = Running(
-            process: process, stdoutPath: directory.file("\(name).out"), stderrPath: directory.file("\(name).err"))
-        for path in [running.stdoutPath, running.stderrPath] {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw ConditionNeverMet(description: "cannot create \(path)")
-            }
-        }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: running.stderrPath))
-        process.standardInput = FileHandle.nullDevice
-        try process.launchSerialized()
-        return running
+        let stdoutPath = directory.file("\(name).out")
+        let stderrPath = directory.file("\(name).err")
+        let process = try SpawnedProcess(
+            Self.url.path,
+            arguments,
+            environment: environment.merging(extra) { $1 },
+            standardOutput: stdoutPath,
+            standardError: stderrPath
+        )
+        return Running(process: process, stdoutPath: stdoutPath, stderrPath: stderrPath)
     }
 
     /// Runs `fencegate ARGUMENTS` to completion, waiting on a thread of its own: a test must never block
@@ -64,7 +58,11 @@ public struct FencegateBinary: Sendable {
         try await onOwnThread { [self] in
             let running = try start(arguments, environment: extra)
             running.process.waitUntilExit()
-            return ProgramResult(status: running.process.terminationStatus, stdout: running.stdout, stderr: running.stderr)
+            return ProgramResult(
+                status: running.process.terminationStatus,
+                stdout: running.stdout,
+                stderr: running.stderr
+            )
         }
     }
 

@@ -7,7 +7,11 @@ public enum HTTPLoad {
     /// Sends `requests` requests in all over `connections` connections and returns how many got each status
     /// (0: the connection failed).
     public static func run(
-        port: UInt16, method: String = "GET", path: String, headers: [String: String] = [:], connections: Int,
+        port: UInt16,
+        method: String = "GET",
+        path: String,
+        headers: [String: String] = [:],
+        connections: Int,
         requests: Int
     ) async throws -> [Int: Int] {
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -37,7 +41,9 @@ public enum HTTPLoad {
                 descriptor = connect(port: port)
                 buffer = []
             }
-            guard descriptor >= 0, send(descriptor, request), let (status, keepAlive) = readResponse(descriptor, &buffer) else {
+            guard descriptor >= 0, send(descriptor, request),
+                let (status, keepAlive) = readResponse(descriptor, &buffer)
+            else {
                 statuses[0, default: 0] += 1
                 if descriptor >= 0 { close(descriptor) }
                 descriptor = -1
@@ -74,7 +80,9 @@ public enum HTTPLoad {
     private static func send(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
-            let written = bytes.withUnsafeBytes { Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            let written = bytes.withUnsafeBytes {
+                Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if written < 0, errno == EINTR { continue }
             guard written > 0 else { return false }
             sent += written
@@ -102,13 +110,15 @@ public enum HTTPLoad {
         }
         let head = String(decoding: buffer[..<headerEnd!], as: UTF8.self).lowercased()
         let lines = head.split(separator: "\r\n")
-        guard let statusLine = lines.first, statusLine.count >= 12, let status = Int(statusLine.dropFirst(9).prefix(3)) else {
+        guard let statusLine = lines.first, statusLine.count >= 12, let status = Int(statusLine.dropFirst(9).prefix(3))
+        else {
             return nil
         }
-        let length = lines.compactMap { line -> Int? in
-            guard line.hasPrefix("content-length:") else { return nil }
-            return Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces))
-        }.first ?? 0
+        let length =
+            lines.compactMap { line -> Int? in
+                guard line.hasPrefix("content-length:") else { return nil }
+                return Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces))
+            }.first ?? 0
         let total = headerEnd! + 4 + length
         while buffer.count < total {
             guard fill() else { return nil }
@@ -142,7 +152,9 @@ public final class HungLibvirtdSocket: @unchecked Sendable {
             for (index, byte) in bytes.enumerated() { raw[index] = byte }
         }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard bound == 0, listen(descriptor, 1024) == 0 else {
             close(descriptor)

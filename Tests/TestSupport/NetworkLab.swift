@@ -1,5 +1,5 @@
 import CTestSupport
-public import Foundation
+import Foundation
 import Synchronization
 
 /// A test network that lives only in network namespaces this test creates: a "host" namespace with a Linux
@@ -20,7 +20,7 @@ public final class NetworkLab: @unchecked Sendable {
     public let guests: [Guest]
     public static let hostIPv4 = "198.18.0.1"
     public static let hostIPv6 = "fd00::1"
-    private let processes = Mutex<[Process]>([])
+    private let processes = Mutex<[SpawnedProcess]>([])
 
     /// True when this process may create namespaces (it runs as root and has `ip`).
     public static var isAvailable: Bool {
@@ -60,7 +60,9 @@ public final class NetworkLab: @unchecked Sendable {
             let port = "port\(index + 1)"
             try Self.ip(["netns", "add", guest.namespace])
             try Self.ip(["-n", guest.namespace, "link", "set", "lo", "up"])
-            try Self.ip(["-n", host, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", guest.namespace])
+            try Self.ip([
+                "-n", host, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", guest.namespace,
+            ])
             try Self.ip(["-n", host, "link", "set", port, "master", "br0"])
             try Self.ip(["-n", host, "link", "set", port, "up"])
             try Self.ip(["-n", guest.namespace, "addr", "add", "\(guest.ipv4)/24", "dev", "eth0"])
@@ -71,7 +73,10 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Kills the processes this lab started and deletes its namespaces. Safe to call twice.
     public func destroy() {
-        for process in processes.withLock({ list in defer { list = [] }; return list }) where process.isRunning {
+        for process in processes.withLock({ list in
+            defer { list = [] }
+            return list
+        }) where process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
@@ -86,15 +91,18 @@ public final class NetworkLab: @unchecked Sendable {
     }
 
     /// Starts `command` inside `namespace`; the lab kills it when destroyed. Output goes to the given files.
-    public func start(in namespace: String, _ command: [String], stdout: String, stderr: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.ipPath)
-        process.arguments = ["netns", "exec", namespace] + command
-        for path in [stdout, stderr] { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
-        process.standardInput = FileHandle.nullDevice
-        try process.launchSerialized()
+    public func start(
+        in namespace: String,
+        _ command: [String],
+        stdout: String,
+        stderr: String
+    ) throws -> SpawnedProcess {
+        let process = try SpawnedProcess(
+            Self.ipPath,
+            ["netns", "exec", namespace] + command,
+            standardOutput: stdout,
+            standardError: stderr
+        )
         processes.withLock { $0.append(process) }
         return process
     }
@@ -102,12 +110,17 @@ public final class NetworkLab: @unchecked Sendable {
     /// Runs `body` on a new thread that has entered `namespace`'s network namespace (setns), so the sockets it
     /// opens live there; the thread ends afterwards and is never reused. For tests that speak a protocol by
     /// hand from a guest.
-    public func inNamespace<T: Sendable>(_ namespace: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    public func inNamespace<T: Sendable>(
+        _ namespace: String,
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 let error = fg_enter_network_namespace("/run/netns/\(namespace)")
                 guard error == 0 else {
-                    continuation.resume(throwing: ConditionNeverMet(description: "cannot enter netns \(namespace): errno \(error)"))
+                    continuation.resume(
+                        throwing: ConditionNeverMet(description: "cannot enter netns \(namespace): errno \(error)")
+                    )
                     return
                 }
                 continuation.resume(with: Result { try body() })

@@ -21,7 +21,9 @@ public final class NotifySocket: @unchecked Sendable {
     /// The next message, or nil if none came within `timeout`.
     public func receive(timeout: Duration = .seconds(10)) async throws -> String? {
         let descriptor = self.descriptor
-        let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(
+            timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        )
         return try await onOwnThread {
             var buffer = [CChar](repeating: 0, count: 4096)
             let length = fg_receive_datagram(descriptor, &buffer, Int32(buffer.count), milliseconds)

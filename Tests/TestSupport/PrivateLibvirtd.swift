@@ -42,7 +42,9 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     public init(driver: Driver = .test) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ConditionNeverMet(
-                description: "\(Self.executable) is missing: install libvirt-daemon (scripts/install-dependencies --tests)")
+                description:
+                    "\(Self.executable) is missing: install libvirt-daemon (scripts/install-dependencies --tests)"
+            )
         }
         self.driver = driver
         directory = try TemporaryDirectory()
@@ -63,7 +65,8 @@ public final class PrivateLibvirtd: @unchecked Sendable {
         // the session's virtlogd. Each is found by the pid file it wrote in this daemon's runtime directory, and
         // killed only if that PID still runs the program that wrote it.
         let qemuRun = root + "/run/libvirt/qemu/run"
-        let pidFiles = ((try? FileManager.default.contentsOfDirectory(atPath: qemuRun)) ?? [])
+        let pidFiles =
+            ((try? FileManager.default.contentsOfDirectory(atPath: qemuRun)) ?? [])
             .filter { $0.hasSuffix(".pid") }.map { (qemuRun + "/" + $0, "qemu-system") }
             + [(root + "/run/libvirt/virtlogd.pid", "virtlogd")]
         for (path, program) in pidFiles {
@@ -86,8 +89,12 @@ public final class PrivateLibvirtd: @unchecked Sendable {
             if geteuid() == 0 {
                 try spawnProgram(
                     "/usr/bin/setpriv",
-                    ["--reuid=\(Self.nobody.uid)", "--regid=\(Self.nobody.gid)", "--clear-groups", "--", Self.executable],
-                    environment: environment)
+                    [
+                        "--reuid=\(Self.nobody.uid)", "--regid=\(Self.nobody.gid)", "--clear-groups", "--",
+                        Self.executable,
+                    ],
+                    environment: environment
+                )
             } else {
                 try spawnProgram(Self.executable, [], environment: environment)
             }

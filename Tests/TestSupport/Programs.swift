@@ -20,7 +20,10 @@ public struct ProgramResult: Sendable {
 /// `d_name` per /proc/self/fd entry and read past the end of its buffer when the test process held many
 /// sockets, and its pipes trap on EINTR. Output goes to temporary files.
 public func runProgram(
-    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil,
+    _ executable: String,
+    _ arguments: [String],
+    in directory: String? = nil,
+    environment: [String: String]? = nil,
     standardInput: String? = nil
 ) async throws -> ProgramResult {
     try await onOwnThread {
@@ -33,8 +36,14 @@ public func runProgram(
             try Data(standardInput.utf8).write(to: URL(fileURLWithPath: inputPath!))
         }
         let pid = try spawnProgram(
-            executable, arguments, in: directory, environment: environment, standardInput: inputPath,
-            standardOutput: outputPath, standardError: errorPath)
+            executable,
+            arguments,
+            in: directory,
+            environment: environment,
+            standardInput: inputPath,
+            standardOutput: outputPath,
+            standardError: errorPath
+        )
         let status = fg_wait(pid)
         let outputText = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         let errorText = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
@@ -46,8 +55,13 @@ public func runProgram(
 /// closed, standard input from `standardInput` (else /dev/null), output to the given files. Returns its PID;
 /// reap it with `waitForExit(_:)`.
 public func spawnProgram(
-    _ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String]? = nil,
-    standardInput: String? = nil, standardOutput: String = "/dev/null", standardError: String = "/dev/null"
+    _ executable: String,
+    _ arguments: [String],
+    in directory: String? = nil,
+    environment: [String: String]? = nil,
+    standardInput: String? = nil,
+    standardOutput: String = "/dev/null",
+    standardError: String = "/dev/null"
 ) throws -> Int32 {
     let variables = (environment ?? Process.initialEnvironment).map { "\($0.key)=\($0.value)" }
     var pid: pid_t = 0
@@ -68,7 +82,7 @@ public func waitForExit(_ pid: Int32) -> Int32 { fg_wait(pid) }
 /// Calls `body` with `strings` as a NULL-terminated C array (argv, envp style).
 private func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> T) -> T {
     let pointers = strings.map { strdup($0) } + [nil]
-    defer { pointers.forEach { free($0) } }
+    defer { for pointer in pointers { free(pointer) } }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
@@ -81,17 +95,6 @@ public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T)
 }
 
 extension Process {
-    private static let launchLock = NSLock()
-    /// The environment as the test process started, taken once.
+    /// The environment as the test process started, taken once: what spawned programs get by default.
     public static let initialEnvironment = ProcessInfo.processInfo.environment
-
-    /// `run()`, one launch at a time, with an explicit environment. For the few long-running processes the tests
-    /// keep a `Process` handle to (servers, namespace helpers); the many short programs go through
-    /// `runProgram`, whose spawning avoids `Process.run()`'s /proc/self/fd overread.
-    public func launchSerialized() throws {
-        if environment == nil { environment = Self.initialEnvironment }
-        Self.launchLock.lock()
-        defer { Self.launchLock.unlock() }
-        try run()
-    }
 }

@@ -1,5 +1,5 @@
-import Foundation
 public import FenceCore
+import Foundation
 public import Logging
 public import Store
 
@@ -20,25 +20,36 @@ public struct ServiceHarness: Sendable {
     public static let origin = RequestOrigin(frontEnd: .cli, requester: "tester", clientAddress: "198.18.0.7")
 
     public init(
-        uri: String = Fixtures.clusterURI, configuration: FenceService.Configuration = .init(),
-        busyTimeout: Duration = AuditStore.defaultBusyTimeout, databasePath: String? = nil
+        uri: String = Fixtures.clusterURI,
+        configuration: FenceService.Configuration = .init(),
+        busyTimeout: Duration = AuditStore.defaultBusyTimeout,
+        databasePath: String? = nil
     ) async throws {
         directory = try TemporaryDirectory()
         libvirt = LibvirtHypervisor(uri: uri, logger: Self.logger)
         faulty = FaultyHypervisor(libvirt)
         store = try await AuditStore.open(
-            path: databasePath ?? directory.file("audit.db"), busyTimeout: busyTimeout, logger: Self.logger)
+            path: databasePath ?? directory.file("audit.db"),
+            busyTimeout: busyTimeout,
+            logger: Self.logger
+        )
         service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)
     }
 
-    public func perform(_ action: FenceAction, _ target: String, timeout: Duration? = nil) async throws(FenceError) -> FenceOutcome {
+    public func perform(
+        _ action: FenceAction,
+        _ target: String,
+        timeout: Duration? = nil
+    ) async throws(FenceError) -> FenceOutcome {
         try await service.perform(
-            FenceRequest(action: action, target: DomainTarget(target), origin: Self.origin, timeout: timeout))
+            FenceRequest(action: action, target: DomainTarget(target), origin: Self.origin, timeout: timeout)
+        )
     }
 
     /// Starts an `off` of `name` whose destroy hangs in the hypervisor, and returns once it is blocked there.
     /// Open the returned gate to let the destroy proceed.
-    public func offHungInDestroy(_ name: String) async throws -> (operation: Task<FenceOutcome, any Error>, gate: Gate) {
+    public func offHungInDestroy(_ name: String) async throws -> (operation: Task<FenceOutcome, any Error>, gate: Gate)
+    {
         let gate = Gate()
         faulty.inject(.hang(gate), into: .destroy, for: Fixtures.uuids[name]!)
         let operation = Task { try await perform(.off, name) }

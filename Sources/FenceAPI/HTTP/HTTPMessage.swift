@@ -17,8 +17,13 @@ public struct HTTPRequest: Sendable {
     public var isValidUTF8: Bool
 
     public init(
-        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        body: [UInt8] = [], clientAddress: String? = nil, isValidUTF8: Bool = true
+        method: String,
+        path: String,
+        query: [String: String] = [:],
+        headers: [String: String] = [:],
+        body: [UInt8] = [],
+        clientAddress: String? = nil,
+        isValidUTF8: Bool = true
     ) {
         self.method = method
         self.path = path

@@ -1,7 +1,7 @@
+internal import CMicroHTTPD
 import Foundation
 public import Logging
 import Synchronization
-internal import CMicroHTTPD
 
 /// Settings of the HTTP listener.
 public struct HTTPServerConfiguration: Sendable {
@@ -44,12 +44,14 @@ public final class HTTPServer: Sendable {
     /// Binds and starts serving at once. Calls `MHD_start_daemon`.
     /// - Throws: `HTTPServerError` if the address cannot be bound or TLS cannot be set up.
     public init(
-        configuration: HTTPServerConfiguration, logger: Logger,
+        configuration: HTTPServerConfiguration,
+        logger: Logger,
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse
     ) throws {
         self.configuration = configuration
         let core = ServerCore(maximumBodyBytes: configuration.maximumBodyBytes, logger: logger, handler: handler)
-        var flags = UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
+        var flags =
+            UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
             | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
         if configuration.listen.isIPv6 { flags |= UInt32(MHD_USE_IPv6.rawValue) }
         if configuration.tls != nil { flags |= UInt32(MHD_USE_TLS.rawValue) }
@@ -58,17 +60,28 @@ public final class HTTPServer: Sendable {
         errno = 0
         let started = address.withUnsafeBytes { addressBytes in
             fg_mhd_start(
-                flags, configuration.listen.port, accessHandler, coreContext, requestCompleted, coreContext,
+                flags,
+                configuration.listen.port,
+                accessHandler,
+                coreContext,
+                requestCompleted,
+                coreContext,
                 addressBytes.baseAddress?.assumingMemoryBound(to: sockaddr.self),
-                configuration.maximumConnections, configuration.maximumConnectionsPerAddress,
+                configuration.maximumConnections,
+                configuration.maximumConnectionsPerAddress,
                 configuration.connectionTimeoutSeconds,
-                configuration.connectionMemoryBytes, configuration.threads,
-                configuration.tls?.certificate, configuration.tls?.key)
+                configuration.connectionMemoryBytes,
+                configuration.threads,
+                configuration.tls?.certificate,
+                configuration.tls?.key
+            )
         }
         guard let started else {
             let reason = errno != 0 ? String(cString: strerror(errno)) : "libmicrohttpd refused the settings"
             throw HTTPServerError(
-                description: "cannot listen on \(configuration.listen)\(configuration.tls == nil ? "" : " with TLS"): \(reason)")
+                description:
+                    "cannot listen on \(configuration.listen)\(configuration.tls == nil ? "" : " with TLS"): \(reason)"
+            )
         }
         self.core = core
         self.daemon = Mutex(DaemonPointer(pointer: started))
@@ -91,7 +104,10 @@ public final class HTTPServer: Sendable {
         let pending = core.inFlight.load(ordering: .acquiring)
         if pending > 0 {
             // libmicrohttpd aborts when stopped with suspended connections; leave it to process exit.
-            core.logger.error("HTTP requests still running after the grace period", metadata: ["http.in_flight": "\(pending)"])
+            core.logger.error(
+                "HTTP requests still running after the grace period",
+                metadata: ["http.in_flight": "\(pending)"]
+            )
             return
         }
         daemon.withLock { daemon in
@@ -142,7 +158,12 @@ final class RequestContext: @unchecked Sendable {
     private let response = Mutex<HTTPResponse?>(nil)
 
     func setResponse(_ value: HTTPResponse) { response.withLock { $0 = value } }
-    func takeResponse() -> HTTPResponse? { response.withLock { value in defer { value = nil }; return value } }
+    func takeResponse() -> HTTPResponse? {
+        response.withLock { value in
+            defer { value = nil }
+            return value
+        }
+    }
 }
 
 /// The `MHD_Daemon*`, owned by `HTTPServer`: libmicrohttpd's daemon calls are thread-safe, and the pointer
@@ -158,7 +179,15 @@ struct SuspendedConnection: @unchecked Sendable {
 
 /// libmicrohttpd's access handler: called once when the headers are in, once per body chunk, and once at the
 /// end; again after a resume. Must not throw or trap: it runs on libmicrohttpd's threads.
-private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, method, _, uploadData, uploadDataSize, contextSlot in
+private let accessHandler: MHD_AccessHandlerCallback = {
+    cls,
+    connection,
+    url,
+    method,
+    _,
+    uploadData,
+    uploadDataSize,
+    contextSlot in
     guard let cls, let connection, let url, let method, let uploadDataSize, let contextSlot else { return fg_mhd_no() }
     let core = Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue()
 
@@ -209,9 +238,13 @@ private let accessHandler: MHD_AccessHandlerCallback = { cls, connection, url, m
     let headers = pairs(connection, headers: true)
     let query = pairs(connection, headers: false)
     var request = HTTPRequest(
-        method: text(method), path: text(url),
-        query: query.values, headers: Dictionary(headers.values.map { ($0.key.lowercased(), $0.value) }) { first, _ in first },
-        body: context.body, clientAddress: clientAddress(connection))
+        method: text(method),
+        path: text(url),
+        query: query.values,
+        headers: Dictionary(headers.values.map { ($0.key.lowercased(), $0.value) }) { first, _ in first },
+        body: context.body,
+        clientAddress: clientAddress(connection)
+    )
     request.isValidUTF8 = valid && headers.valid && query.valid
 
     core.inFlight.add(1, ordering: .relaxed)
@@ -281,7 +314,8 @@ private func pairs(_ connection: OpaquePointer, headers: Bool) -> (values: [Stri
     let collector = PairCollector(decodesEscapes: !headers)
     withExtendedLifetime(collector) {
         let context = Unmanaged.passUnretained(collector).toOpaque()
-        _ = headers
+        _ =
+            headers
             ? fg_mhd_headers(connection, collectPair, context)
             : fg_mhd_query_arguments(connection, collectPair, context)
     }
@@ -300,7 +334,8 @@ private func clientAddress(_ connection: OpaquePointer) -> String? {
     case AF_INET6:
         return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6 in
             var raw = v6.pointee.sin6_addr
-            guard let text = inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count)).map({ String(cString: $0) }) else {
+            guard let text = inet_ntop(AF_INET6, &raw, &buffer, socklen_t(buffer.count)).map({ String(cString: $0) })
+            else {
                 return nil
             }
             return text.hasPrefix("::ffff:") && text.contains(".") ? String(text.dropFirst(7)) : text

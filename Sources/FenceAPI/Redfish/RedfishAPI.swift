@@ -40,7 +40,9 @@ struct RedfishAPI: Sendable {
         } catch {
             logger.error("unexpected error answering a Redfish request", metadata: ["error": "\(error)"])
             return RedfishError(
-                status: 500, messageID: "InternalError", message: "The request failed due to an internal service error.",
+                status: 500,
+                messageID: "InternalError",
+                message: "The request failed due to an internal service error.",
                 resolution: "See the service's log."
             ).response
         }
@@ -50,7 +52,10 @@ struct RedfishAPI: Sendable {
         let method = request.method == "HEAD" ? "GET" : request.method
         func only(_ allowed: String) throws {
             guard method == allowed else {
-                throw RedfishError.methodNotAllowed(request.method, allowed: allowed == "GET" ? ["GET", "HEAD"] : [allowed])
+                throw RedfishError.methodNotAllowed(
+                    request.method,
+                    allowed: allowed == "GET" ? ["GET", "HEAD"] : [allowed]
+                )
             }
         }
         switch segments {
@@ -70,7 +75,8 @@ struct RedfishAPI: Sendable {
             if DomainTarget(path[2]).problem != nil { throw RedfishError.notFound(request.path) }
             let token = try await authenticate(request, action: .status, target: path[2])
             return Self.json(Self.system(try await permittedDomain(path[2], token, request)))
-        case let path where path.count == 5 && path[0] == "v1" && path[1] == "Systems" && path[3] == "Actions"
+        case let path
+        where path.count == 5 && path[0] == "v1" && path[1] == "Systems" && path[3] == "Actions"
             && path[4] == "ComputerSystem.Reset":
             try only("POST")
             return try await reset(path[2], request)
@@ -132,9 +138,12 @@ struct RedfishAPI: Sendable {
     private func permittedDomain(_ id: String, _ token: AccessToken, _ http: HTTPRequest) async throws -> DomainInfo {
         try await service.read(
             FenceRequest(
-                action: .status, target: DomainTarget(id),
+                action: .status,
+                target: DomainTarget(id),
                 origin: RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress),
-                access: token))
+                access: token
+            )
+        )
     }
 
     // MARK: - Reset
@@ -145,7 +154,8 @@ struct RedfishAPI: Sendable {
             throw RedfishError.badRequest(
                 "ActionParameterValueNotInList",
                 "The value \(resetType) for the parameter ResetType in the action ComputerSystem.Reset is not in the list of acceptable values.",
-                resolution: "Use one of \(Self.resetTypes.map(\.0).joined(separator: ", ")).")
+                resolution: "Use one of \(Self.resetTypes.map(\.0).joined(separator: ", "))."
+            )
         }
         if DomainTarget(id).problem != nil { throw RedfishError.notFound(http.path) }
         var action: FenceAction
@@ -155,20 +165,29 @@ struct RedfishAPI: Sendable {
         }
         let token = try await authenticate(http, action: action, target: id)
         let origin = RequestOrigin(
-            frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress,
-            sendingDomain: token.fromDomain.map { .named($0) })
+            frontEnd: .redfish,
+            requester: token.name,
+            clientAddress: http.clientAddress,
+            sendingDomain: token.fromDomain.map { .named($0) }
+        )
         var target = DomainTarget(id)
         if case .toggle = resetAction {
             // The button acts on the state it finds: read the (authorized) domain once, then act on it by
             // UUID, so the press cannot land on another domain than the one read.
-            let domain = try await service.read(FenceRequest(action: .status, target: target, origin: origin, access: token))
+            let domain = try await service.read(
+                FenceRequest(action: .status, target: target, origin: origin, access: token)
+            )
             action = domain.power == .on ? .off : .on
             target = DomainTarget(domain.uuid)
         }
         let request = FenceRequest(action: action, target: target, origin: origin, access: token)
         // Finished before the answer goes out: fence_redfish reads the state right after.
         _ = try await service.perform(
-            request, refusedAs: RedfishError.forbidden("token '\(token.name)' has scope '\(token.scope.rawValue)'; Reset needs 'fence'"))
+            request,
+            refusedAs: RedfishError.forbidden(
+                "token '\(token.name)' has scope '\(token.scope.rawValue)'; Reset needs 'fence'"
+            )
+        )
         return HTTPResponse(status: 204, headers: [("OData-Version", "4.0"), ("Cache-Control", "no-store")])
     }
 
@@ -176,18 +195,25 @@ struct RedfishAPI: Sendable {
     private static func resetType(_ body: [UInt8]) throws -> String {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
             throw RedfishError.badRequest(
-                "MalformedJSON", "The request body submitted was malformed JSON and could not be parsed by the receiving service.",
-                resolution: "Send a JSON object such as {\"ResetType\": \"ForceOff\"}.")
+                "MalformedJSON",
+                "The request body submitted was malformed JSON and could not be parsed by the receiving service.",
+                resolution: "Send a JSON object such as {\"ResetType\": \"ForceOff\"}."
+            )
         }
         guard let value = object["ResetType"] else {
             throw RedfishError.badRequest(
-                "ActionParameterMissing", "The action ComputerSystem.Reset requires the parameter ResetType to be present in the request body.",
-                resolution: "Send {\"ResetType\": \"ForceOff\"} (or another of the system's ResetType@Redfish.AllowableValues).")
+                "ActionParameterMissing",
+                "The action ComputerSystem.Reset requires the parameter ResetType to be present in the request body.",
+                resolution:
+                    "Send {\"ResetType\": \"ForceOff\"} (or another of the system's ResetType@Redfish.AllowableValues)."
+            )
         }
         guard let text = value as? String else {
             throw RedfishError.badRequest(
-                "ActionParameterValueTypeError", "The value for the parameter ResetType in the action ComputerSystem.Reset is of a different type than the parameter can accept.",
-                resolution: "ResetType is a string.")
+                "ActionParameterValueTypeError",
+                "The value for the parameter ResetType in the action ComputerSystem.Reset is of a different type than the parameter can accept.",
+                resolution: "ResetType is a string."
+            )
         }
         return text
     }
@@ -197,13 +223,19 @@ struct RedfishAPI: Sendable {
     /// The token named by HTTP Basic credentials (user: the token's name, password: the token), checked by
     /// the service; a failure answers 401, and is audited as a refusal when the request is about one system
     /// (`action` and `target` given).
-    private func authenticate(_ request: HTTPRequest, action: FenceAction?, target: String?) async throws -> AccessToken {
+    private func authenticate(_ request: HTTPRequest, action: FenceAction?, target: String?) async throws -> AccessToken
+    {
         let origin = RequestOrigin(frontEnd: .redfish, requester: nil, clientAddress: request.clientAddress)
         let credentials = Self.basicCredentials(request)
         var about: FenceRequest?
         if let action, let target { about = FenceRequest(action: action, target: DomainTarget(target), origin: origin) }
         // Without Basic credentials there is no user to match: the token check fails as "missing".
-        return try await service.authenticate(credentials?.password, user: credentials?.user ?? "", origin: origin, about: about)
+        return try await service.authenticate(
+            credentials?.password,
+            user: credentials?.user ?? "",
+            origin: origin,
+            about: about
+        )
     }
 
     /// `Authorization: Basic base64(user:password)`, decoded; nil if absent or malformed.
@@ -229,12 +261,18 @@ struct RedfishAPI: Sendable {
     /// This service root's UUID (Redfish requires one; clients use it to tell services apart): derived from
     /// the host's /etc/machine-id, so it is stable across restarts and differs between hosts.
     static let serviceUUID: String = {
-        let machine = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8)) ?? ProcessInfo.processInfo.hostName
-        var bytes = Array(DigestAlgorithm.sha256.digest(Array("fencegate redfish service root ".utf8), Array(machine.utf8)).prefix(16))
+        let machine =
+            (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8)) ?? ProcessInfo.processInfo.hostName
+        var bytes = Array(
+            DigestAlgorithm.sha256.digest(Array("fencegate redfish service root ".utf8), Array(machine.utf8)).prefix(16)
+        )
         bytes[6] = (bytes[6] & 0x0F) | 0x50  // version 5 layout (name-based)
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
         let hex = bytes.hexString
-        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+        let parts = [
+            hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4),
+            hex.dropFirst(20),
+        ]
         return parts.joined(separator: "-")
     }()
 }

@@ -42,27 +42,43 @@ struct RedfishError: Error {
 
     static func notFound(_ path: String) -> RedfishError {
         RedfishError(
-            status: 404, messageID: "ResourceMissingAtURI", message: "The resource at the URI \(path) was not found.",
-            resolution: "Use a URI from the service root's links (GET /redfish/v1).")
+            status: 404,
+            messageID: "ResourceMissingAtURI",
+            message: "The resource at the URI \(path) was not found.",
+            resolution: "Use a URI from the service root's links (GET /redfish/v1)."
+        )
     }
 
     static func unauthorized() -> RedfishError {
         RedfishError(
-            status: 401, messageID: "NoValidSession", message: "There is no valid session established with the implementation.",
-            resolution: "Send HTTP Basic credentials: a Fencegate token's name as the user and the token as the password.",
-            headers: [("WWW-Authenticate", "Basic realm=\"fencegate\", charset=\"UTF-8\"")])
+            status: 401,
+            messageID: "NoValidSession",
+            message: "There is no valid session established with the implementation.",
+            resolution:
+                "Send HTTP Basic credentials: a Fencegate token's name as the user and the token as the password.",
+            headers: [("WWW-Authenticate", "Basic realm=\"fencegate\", charset=\"UTF-8\"")]
+        )
     }
 
     static func forbidden(_ why: String) -> RedfishError {
         RedfishError(
-            status: 403, messageID: "InsufficientPrivilege", message: "There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation: \(why).",
-            resolution: "Use a token whose scope and domains allow it (fencegate token create … --scope fence --domains …).")
+            status: 403,
+            messageID: "InsufficientPrivilege",
+            message:
+                "There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation: \(why).",
+            resolution:
+                "Use a token whose scope and domains allow it (fencegate token create … --scope fence --domains …)."
+        )
     }
 
     static func methodNotAllowed(_ method: String, allowed: [String]) -> RedfishError {
         RedfishError(
-            status: 405, messageID: "OperationNotAllowed", message: "The HTTP method \(method) is not allowed on this resource.",
-            resolution: "Use \(allowed.joined(separator: " or ")).", headers: [("Allow", allowed.joined(separator: ", "))])
+            status: 405,
+            messageID: "OperationNotAllowed",
+            message: "The HTTP method \(method) is not allowed on this resource.",
+            resolution: "Use \(allowed.joined(separator: " or ")).",
+            headers: [("Allow", allowed.joined(separator: ", "))]
+        )
     }
 
     static func badRequest(_ messageID: String, _ message: String, resolution: String) -> RedfishError {
@@ -77,48 +93,75 @@ extension RedfishError {
         switch error {
         case .domainNotFound:
             self = RedfishError(
-                status: 404, messageID: "ResourceMissingAtURI", message: error.description,
-                resolution: "List the systems at /redfish/v1/Systems.")
+                status: 404,
+                messageID: "ResourceMissingAtURI",
+                message: error.description,
+                resolution: "List the systems at /redfish/v1/Systems."
+            )
         case .domainBusy:
             self = RedfishError(
-                status: 409, messageID: "ResourceInUse", message: error.description,
-                resolution: "Retry when the operation under way has finished.")
+                status: 409,
+                messageID: "ResourceInUse",
+                message: error.description,
+                resolution: "Retry when the operation under way has finished."
+            )
         case .notRunning:
             self = RedfishError(
-                status: 409, messageID: "ResourceInStandby",
+                status: 409,
+                messageID: "ResourceInStandby",
                 message: "The request could not be performed because the resource is in standby: \(error.description).",
-                resolution: "Power the system on first (ResetType On).")
+                resolution: "Power the system on first (ResetType On)."
+            )
         case .hypervisorUnavailable:
             self = RedfishError(
-                status: 503, messageID: "ServiceTemporarilyUnavailable", message: error.description,
-                resolution: "Retry later; nothing was done.", headers: [("Retry-After", "5")])
+                status: 503,
+                messageID: "ServiceTemporarilyUnavailable",
+                message: error.description,
+                resolution: "Retry later; nothing was done.",
+                headers: [("Retry-After", "5")]
+            )
         case .auditUnavailable:
             // The storage error stays in the service's log: it names paths and database internals.
             self = RedfishError(
-                status: 503, messageID: "ServiceTemporarilyUnavailable",
+                status: 503,
+                messageID: "ServiceTemporarilyUnavailable",
                 message: "The audit log cannot be written now, so nothing was done.",
-                resolution: "Retry later; the service's log says why.", headers: [("Retry-After", "5")])
+                resolution: "Retry later; the service's log says why.",
+                headers: [("Retry-After", "5")]
+            )
         case .invalidTarget:
             self = RedfishError(
-                status: 404, messageID: "ResourceMissingAtURI", message: error.description,
-                resolution: "List the systems at /redfish/v1/Systems.")
+                status: 404,
+                messageID: "ResourceMissingAtURI",
+                message: error.description,
+                resolution: "List the systems at /redfish/v1/Systems."
+            )
         case .refused(_, let reason):
             self = RedfishError.forbidden(reason)
         case .unauthenticated:
             self = RedfishError.unauthorized()
         case .requesterFenced:
             self = RedfishError(
-                status: 409, messageID: "OperationNotAllowed", message: "The operation was not allowed: \(error.description).",
-                resolution: "None: the node that asked is being fenced, or was fenced moments ago.")
+                status: 409,
+                messageID: "OperationNotAllowed",
+                message: "The operation was not allowed: \(error.description).",
+                resolution: "None: the node that asked is being fenced, or was fenced moments ago."
+            )
         case .timedOut:
             self = RedfishError(
-                status: 504, messageID: "OperationTimeout", message: error.description,
-                resolution: "Read the system's PowerState; the audit log has the outcome.")
+                status: 504,
+                messageID: "OperationTimeout",
+                message: error.description,
+                resolution: "Read the system's PowerState; the audit log has the outcome."
+            )
         case .operationFailed:
             // 502, as in the REST API: the hypervisor failed the call, not this service.
             self = RedfishError(
-                status: 502, messageID: "GeneralError", message: error.description,
-                resolution: "Read the system's PowerState; the audit log has the outcome.")
+                status: 502,
+                messageID: "GeneralError",
+                message: error.description,
+                resolution: "Read the system's PowerState; the audit log has the outcome."
+            )
         }
     }
 }

@@ -1,5 +1,5 @@
-import Synchronization
 internal import CLibvirt
+import Synchronization
 
 /// One open libvirt connection; owns the `virConnectPtr` and closes it in `deinit`.
 ///
@@ -22,7 +22,11 @@ final class LibvirtConnection: @unchecked Sendable {
     init(uri: String) throws(LibvirtError) {
         guard LibvirtRuntime.ready else {
             throw LibvirtError(
-                code: .internalError, subsystem: 0, message: "libvirt could not be initialised", operation: "virInitialize")
+                code: .internalError,
+                subsystem: 0,
+                message: "libvirt could not be initialised",
+                operation: "virInitialize"
+            )
         }
         guard let handle = virConnectOpen(uri) else {
             throw LibvirtError.last(operation: "virConnectOpen(\(uri))")

@@ -71,11 +71,19 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
     static func last(operation: String) -> LibvirtError {
         defer { virResetLastError() }
         guard let error = virGetLastError() else {
-            return LibvirtError(code: .internalError, subsystem: 0, message: "unknown libvirt error", operation: operation)
+            return LibvirtError(
+                code: .internalError,
+                subsystem: 0,
+                message: "unknown libvirt error",
+                operation: operation
+            )
         }
         let message = error.pointee.message.map { String(cString: $0) } ?? "no message"
         return LibvirtError(
-            code: Code(rawValue: error.pointee.code), subsystem: error.pointee.domain, message: message,
-            operation: operation)
+            code: Code(rawValue: error.pointee.code),
+            subsystem: error.pointee.domain,
+            message: message,
+            operation: operation
+        )
     }
 }

@@ -1,5 +1,5 @@
-import Foundation
 internal import CLibvirt
+import Foundation
 
 /// Process-wide libvirt set-up, done once before the first connection is opened.
 ///

@@ -41,8 +41,14 @@ package final class FenceXVMClient {
     ///   - interface: the interface to send from.
     ///   - callbackHost: this client's IPv4 address on that interface, where the daemon calls back.
     package init(
-        group: SocketAddress, interface: String, callbackHost: [UInt8], key: [UInt8], hash: HashType = .sha256,
-        auth: HashType = .sha256, timeout: Duration = .seconds(30), retransmitInterval: Duration = .seconds(1)
+        group: SocketAddress,
+        interface: String,
+        callbackHost: [UInt8],
+        key: [UInt8],
+        hash: HashType = .sha256,
+        auth: HashType = .sha256,
+        timeout: Duration = .seconds(30),
+        retransmitInterval: Duration = .seconds(1)
     ) throws {
         self.group = group
         self.key = key
@@ -60,8 +66,13 @@ package final class FenceXVMClient {
     package func request(_ operation: FenceXVMOperation, domain: String) throws(Failure) -> UInt8 {
         // Like fence_xvm: every copy shares one sequence number, with fresh random bytes and hash.
         let unsigned = FenceXVMRequest(
-            operation: operation, domain: domain, address: callback.bytes, port: callback.port,
-            sequenceNumber: UInt32.random(in: 1...UInt32.max), family: 2)
+            operation: operation,
+            domain: domain,
+            address: callback.bytes,
+            port: callback.port,
+            sequenceNumber: UInt32.random(in: 1...UInt32.max),
+            family: 2
+        )
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         let connection = try Self.mappingErrors { () throws -> Socket in
@@ -80,7 +91,10 @@ package final class FenceXVMClient {
     /// The client's half of a call back (§4), on a connection the daemon opened: challenge the daemon, check
     /// its answer, answer its challenge, then read the one-byte result.
     static func answerCallback(
-        on connection: Socket, auth: HashType, key: [UInt8], timeout: Duration
+        on connection: Socket,
+        auth: HashType,
+        key: [UInt8],
+        timeout: Duration
     ) throws(Failure) -> UInt8 {
         try mappingErrors {
             if auth != .none {
@@ -88,7 +102,9 @@ package final class FenceXVMClient {
                 let ourChallenge = try SecureRandom.bytes(count: size)
                 try connection.write(ourChallenge, timeout: timeout)
                 let answer = try connection.read(exactly: size, timeout: timeout)
-                guard constantTimeEquals(answer, auth.paddedDigest(key: key, ourChallenge)) else { throw Failure.daemonNotAuthentic }
+                guard constantTimeEquals(answer, auth.paddedDigest(key: key, ourChallenge)) else {
+                    throw Failure.daemonNotAuthentic
+                }
                 let theirChallenge = try connection.read(exactly: size, timeout: timeout)
                 try connection.write(auth.paddedDigest(key: key, theirChallenge), timeout: timeout)
             }

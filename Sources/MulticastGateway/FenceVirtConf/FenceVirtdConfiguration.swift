@@ -30,7 +30,11 @@ public struct FenceVirtdConfiguration: Sendable {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw FenceVirtdConfigurationError(path: path, line: nil, message: "cannot read it: \(error.localizedDescription)")
+            throw FenceVirtdConfigurationError(
+                path: path,
+                line: nil,
+                message: "cannot read it: \(error.localizedDescription)"
+            )
         }
         try self.init(text: text, path: path)
     }
@@ -52,10 +56,15 @@ public struct FenceVirtdConfiguration: Sendable {
         let root = file.root
         guard let daemon = try reader.onlyBlock("fence_virtd", in: root) else {
             throw reader.error(
-                nil, "no 'fence_virtd { … }' section: it names the listener and the backend, as in fence_virt.conf(5)")
+                nil,
+                "no 'fence_virtd { … }' section: it names the listener and the backend, as in fence_virt.conf(5)"
+            )
         }
         guard let listenerSetting = try reader.single("listener", in: daemon) else {
-            throw reader.error(daemon.line, "'fence_virtd' sets no listener: add listener = \"multicast\"; (or \"tcp\")")
+            throw reader.error(
+                daemon.line,
+                "'fence_virtd' sets no listener: add listener = \"multicast\"; (or \"tcp\")"
+            )
         }
         guard let backendSetting = try reader.single("backend", in: daemon) else {
             throw reader.error(daemon.line, "'fence_virtd' sets no backend: add backend = \"libvirt\";")
@@ -67,14 +76,18 @@ public struct FenceVirtdConfiguration: Sendable {
             throw reader.error(
                 listenerSetting.line,
                 "the serial listener (VM serial ports and vmchannel) is not supported: guests can keep fence_xvm over "
-                    + "multicast (listener = \"multicast\") or use fence_virt -T over TCP (listener = \"tcp\")")
+                    + "multicast (listener = \"multicast\") or use fence_virt -T over TCP (listener = \"tcp\")"
+            )
         case "vsock":
             throw reader.error(
                 listenerSetting.line,
-                "the vsock listener is not supported: use listener = \"multicast\" (fence_xvm) or \"tcp\" (fence_virt -T)")
+                "the vsock listener is not supported: use listener = \"multicast\" (fence_xvm) or \"tcp\" (fence_virt -T)"
+            )
         default:
             throw reader.error(
-                listenerSetting.line, "unknown listener \"\(listenerSetting.value)\": fence_virtd knows multicast, tcp, serial and vsock")
+                listenerSetting.line,
+                "unknown listener \"\(listenerSetting.value)\": fence_virtd knows multicast, tcp, serial and vsock"
+            )
         }
         switch backendSetting.value.lowercased() {
         case "libvirt": break
@@ -82,10 +95,13 @@ public struct FenceVirtdConfiguration: Sendable {
             throw reader.error(
                 backendSetting.line,
                 "the cpg backend (routing requests between hosts over corosync) is not supported: Fencegate fences the "
-                    + "domains of its own host's libvirt; run it on each host with backend = \"libvirt\"")
+                    + "domains of its own host's libvirt; run it on each host with backend = \"libvirt\""
+            )
         default:
             throw reader.error(
-                backendSetting.line, "unknown backend \"\(backendSetting.value)\": Fencegate supports backend = \"libvirt\"")
+                backendSetting.line,
+                "unknown backend \"\(backendSetting.value)\": Fencegate supports backend = \"libvirt\""
+            )
         }
         for setting in daemon.assignments where !["listener", "backend"].contains(setting.name.lowercased()) {
             let name = setting.name.lowercased()
@@ -102,13 +118,19 @@ public struct FenceVirtdConfiguration: Sendable {
         for other in listeners?.blocks ?? [] where other.name.lowercased() != listener.rawValue {
             reader.ignore(other.line, "listeners/\(other.name)", "the listener in use is \(listener.rawValue)")
         }
-        let known = ["key_file", "hash", "auth", "family", "address", "port"] + (listener == .multicast ? ["interface"] : [])
+        let known =
+            ["key_file", "hash", "auth", "family", "address", "port"] + (listener == .multicast ? ["interface"] : [])
         for setting in settings?.assignments ?? [] where !known.contains(setting.name.lowercased()) {
-            reader.ignore(setting.line, "listeners/\(listener.rawValue)/\(setting.name)", "the \(listener.rawValue) listener has no such setting")
+            reader.ignore(
+                setting.line,
+                "listeners/\(listener.rawValue)/\(setting.name)",
+                "the \(listener.rawValue) listener has no such setting"
+            )
         }
 
         var gateway = GatewayConfiguration()
-        keyFile = try reader.single("key_file", in: settings)?.value
+        keyFile =
+            try reader.single("key_file", in: settings)?.value
             ?? GatewayConfiguration.defaultKeyFile
         gateway.minimumHash = try reader.hash("hash", in: settings) ?? .sha256
         gateway.auth = try reader.hash("auth", in: settings) ?? .sha256
@@ -135,7 +157,10 @@ public struct FenceVirtdConfiguration: Sendable {
                 throw reader.error(addressSetting?.line, "address \"\(group)\" is not a numeric multicast address")
             }
             guard (address.family == .ipv6) == ipv6 else {
-                throw reader.error(addressSetting?.line, "address \"\(group)\" does not match family \(ipv6 ? "ipv6" : "ipv4")")
+                throw reader.error(
+                    addressSetting?.line,
+                    "address \"\(group)\" does not match family \(ipv6 ? "ipv6" : "ipv4")"
+                )
             }
             let interface = try reader.single("interface", in: settings)?.value
             gateway.multicast = MulticastListenerConfiguration(group: group, port: port, interface: interface)
@@ -146,7 +171,10 @@ public struct FenceVirtdConfiguration: Sendable {
                 throw reader.error(addressSetting?.line, "address \"\(host)\" is not a numeric IP address")
             }
             guard (address.family == .ipv6) == ipv6 else {
-                throw reader.error(addressSetting?.line, "address \"\(host)\" does not match family \(ipv6 ? "ipv6" : "ipv4")")
+                throw reader.error(
+                    addressSetting?.line,
+                    "address \"\(host)\" does not match family \(ipv6 ? "ipv6" : "ipv4")"
+                )
             }
             gateway.multicast = nil
             gateway.tcp = address
@@ -163,9 +191,14 @@ public struct FenceVirtdConfiguration: Sendable {
                     if setting.name.lowercased().hasPrefix("uri") {
                         throw reader.error(
                             setting.line,
-                            "\(setting.name): several libvirt URIs are not supported; Fencegate serves one hypervisor (uri)")
+                            "\(setting.name): several libvirt URIs are not supported; Fencegate serves one hypervisor (uri)"
+                        )
                     }
-                    reader.ignore(setting.line, "backends/libvirt/\(setting.name)", "the libvirt backend has no such setting")
+                    reader.ignore(
+                        setting.line,
+                        "backends/libvirt/\(setting.name)",
+                        "the libvirt backend has no such setting"
+                    )
                 }
             }
         }
@@ -181,7 +214,8 @@ public struct FenceVirtdConfiguration: Sendable {
                 var group = FenceGroups.Group(
                     name: try reader.single("name", in: block)?.value,
                     requesters: block.assignments(named: "ip").map(\.value),
-                    domains: block.assignments(named: "uuid").map(\.value))
+                    domains: block.assignments(named: "uuid").map(\.value)
+                )
                 if group.name == nil { group.name = "unnamed-\(groups.count + 1)" }
                 for setting in block.assignments where !["name", "ip", "uuid"].contains(setting.name.lowercased()) {
                     reader.ignore(setting.line, "groups/group/\(setting.name)", "a group has name, ip and uuid entries")
@@ -229,7 +263,10 @@ private struct SectionReader {
         ignored.append("\(path):\(line): \(what) is ignored: \(why)")
     }
 
-    func single(_ name: String, in block: SimpleConfig.Block?) throws(FenceVirtdConfigurationError) -> SimpleConfig.Assignment? {
+    func single(
+        _ name: String,
+        in block: SimpleConfig.Block?
+    ) throws(FenceVirtdConfigurationError) -> SimpleConfig.Assignment? {
         guard let found = block?.assignments(named: name) else { return nil }
         if found.count > 1 {
             throw error(found[1].line, "\(name) is set twice (lines \(found[0].line) and \(found[1].line)); keep one")
@@ -237,10 +274,16 @@ private struct SectionReader {
         return found.first
     }
 
-    func onlyBlock(_ name: String, in block: SimpleConfig.Block?) throws(FenceVirtdConfigurationError) -> SimpleConfig.Block? {
+    func onlyBlock(
+        _ name: String,
+        in block: SimpleConfig.Block?
+    ) throws(FenceVirtdConfigurationError) -> SimpleConfig.Block? {
         guard let found = block?.blocks(named: name) else { return nil }
         if found.count > 1 {
-            throw error(found[1].line, "section '\(name)' appears twice (lines \(found[0].line) and \(found[1].line)); merge them")
+            throw error(
+                found[1].line,
+                "section '\(name)' appears twice (lines \(found[0].line) and \(found[1].line)); merge them"
+            )
         }
         return found.first
     }

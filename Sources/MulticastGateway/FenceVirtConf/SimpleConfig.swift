@@ -85,10 +85,18 @@ private enum Lexer {
                 index += 1
             case "#":
                 while index < characters.count, characters[index] != "\n" { index += 1 }
-            case "{": tokens.append((.openBrace, line)); index += 1
-            case "}": tokens.append((.closeBrace, line)); index += 1
-            case ";": tokens.append((.semicolon, line)); index += 1
-            case "=": tokens.append((.equals, line)); index += 1
+            case "{":
+                tokens.append((.openBrace, line))
+                index += 1
+            case "}":
+                tokens.append((.closeBrace, line))
+                index += 1
+            case ";":
+                tokens.append((.semicolon, line))
+                index += 1
+            case "=":
+                tokens.append((.equals, line))
+                index += 1
             case "\"":
                 let start = line
                 var value = String.UnicodeScalarView()
@@ -145,7 +153,10 @@ private struct Parser {
     }
 
     /// Items until `}` (of the block opened at `closedBy`) or the end of the file (top level).
-    private mutating func parseItems(into block: inout SimpleConfig.Block, closedBy opening: Int?) throws(SimpleConfigError) {
+    private mutating func parseItems(
+        into block: inout SimpleConfig.Block,
+        closedBy opening: Int?
+    ) throws(SimpleConfigError) {
         while true {
             guard position < tokens.count else {
                 if let opening {
@@ -167,7 +178,11 @@ private struct Parser {
         }
     }
 
-    private mutating func parseItem(named name: String, at line: Int, into block: inout SimpleConfig.Block) throws(SimpleConfigError) {
+    private mutating func parseItem(
+        named name: String,
+        at line: Int,
+        into block: inout SimpleConfig.Block
+    ) throws(SimpleConfigError) {
         let (token, tokenLine) = try next(expecting: "'=' or '{' after '\(name)'")
         switch token {
         case .openBrace:
@@ -179,7 +194,8 @@ private struct Parser {
             guard case .value(let value) = valueToken else {
                 throw SimpleConfigError(
                     line: valueLine,
-                    message: "'\(name) =' must be followed by a value in double quotes, found \(valueToken.shown)")
+                    message: "'\(name) =' must be followed by a value in double quotes, found \(valueToken.shown)"
+                )
             }
             let (end, endLine) = try next(expecting: "';' after '\(name) = \"\(value)\"'")
             switch end {
@@ -191,10 +207,15 @@ private struct Parser {
                 block.blocks.append(child)
             default:
                 throw SimpleConfigError(
-                    line: endLine, message: "expected ';' after '\(name) = \"\(value)\"', found \(end.shown)")
+                    line: endLine,
+                    message: "expected ';' after '\(name) = \"\(value)\"', found \(end.shown)"
+                )
             }
         default:
-            throw SimpleConfigError(line: tokenLine, message: "expected '=' or '{' after '\(name)', found \(token.shown)")
+            throw SimpleConfigError(
+                line: tokenLine,
+                message: "expected '=' or '{' after '\(name)', found \(token.shown)"
+            )
         }
     }
 }

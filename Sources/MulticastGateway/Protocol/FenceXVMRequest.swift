@@ -84,7 +84,11 @@ public struct FenceXVMRequest: Sendable, Equatable {
 
     /// Builds a request (for clients and tests); sign it with `signed(hashType:key:)`.
     public init(
-        operation: FenceXVMOperation, domain: String, address: [UInt8], port: UInt16, sequenceNumber: UInt32,
+        operation: FenceXVMOperation,
+        domain: String,
+        address: [UInt8],
+        port: UInt16,
+        sequenceNumber: UInt32,
         family: UInt32
     ) {
         requestCode = operation.rawValue

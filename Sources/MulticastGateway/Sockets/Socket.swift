@@ -106,7 +106,13 @@ package final class Socket: @unchecked Sendable {
     /// Waits until readable (or writable), at most `timeout`. Returns false on timeout.
     func wait(forWriting: Bool = false, timeout: Duration) throws(SocketError) -> Bool {
         var descriptorSet = pollfd(fd: descriptor, events: Int16(forWriting ? POLLOUT : POLLIN), revents: 0)
-        let milliseconds = Int32(clamping: max(0, timeout.components.seconds * 1000 + (timeout.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
+        let milliseconds = Int32(
+            clamping: max(
+                0,
+                timeout.components.seconds * 1000 + (timeout.components.attoseconds + 999_999_999_999_999)
+                    / 1_000_000_000_000_000
+            )
+        )
         let ready = try call("poll") { Int(poll(&descriptorSet, 1, milliseconds)) }
         return ready > 0
     }
@@ -120,7 +126,10 @@ package final class Socket: @unchecked Sendable {
 
     /// Receives one datagram of at most `capacity` bytes, waiting at most `timeout`; nil on timeout.
     /// The returned byte count is the datagram's real size, so an oversized datagram is detected.
-    func receiveDatagram(capacity: Int, timeout: Duration) throws(SocketError) -> (bytes: [UInt8], size: Int, from: SocketAddress?)? {
+    func receiveDatagram(
+        capacity: Int,
+        timeout: Duration
+    ) throws(SocketError) -> (bytes: [UInt8], size: Int, from: SocketAddress?)? {
         guard try wait(timeout: timeout) else { return nil }
         var buffer = [UInt8](repeating: 0, count: capacity)
         var storage = sockaddr_storage()
@@ -141,7 +150,9 @@ package final class Socket: @unchecked Sendable {
     func send(_ bytes: [UInt8], to address: SocketAddress) throws(SocketError) {
         try call("sendto(\(address))") {
             bytes.withUnsafeBytes { raw in
-                address.withSocketAddress { sendto(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) }
+                address.withSocketAddress {
+                    sendto(descriptor, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1)
+                }
             }
         }
     }
@@ -171,7 +182,9 @@ package final class Socket: @unchecked Sendable {
         do throws(SocketError) {
             accepted = try call("accept") {
                 withUnsafeMutablePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Int(Foundation.accept(descriptor, $0, &length)) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        Int(Foundation.accept(descriptor, $0, &length))
+                    }
                 }
             }
         } catch {
@@ -211,7 +224,9 @@ package final class Socket: @unchecked Sendable {
         while sent < bytes.count {
             guard try wait(forWriting: true, until: deadline) else { throw .timedOut("write") }
             let written = try call("write") {
-                bytes.withUnsafeBytes { Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+                bytes.withUnsafeBytes {
+                    Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+                }
             }
             sent += written
         }

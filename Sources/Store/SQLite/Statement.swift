@@ -13,7 +13,13 @@ final class Statement: @unchecked Sendable {
     init(database: Database, sql: String) throws(SQLiteError) {
         var pointer: OpaquePointer?
         let status = sqlite3_prepare_v3(
-            database.rawHandle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, nil)
+            database.rawHandle,
+            sql,
+            -1,
+            UInt32(SQLITE_PREPARE_PERSISTENT),
+            &pointer,
+            nil
+        )
         guard status == SQLITE_OK, let pointer else {
             throw database.error(status, sql: sql)
         }
@@ -66,7 +72,13 @@ final class Statement: @unchecked Sendable {
             case .text(let text):
                 // With its byte length (the terminating NUL left out), so text holding a NUL is bound whole.
                 status = text.utf8CString.withUnsafeBufferPointer {
-                    sqlite3_bind_text(handle, index, $0.baseAddress, Int32(clamping: $0.count - 1), fg_sqlite_transient())
+                    sqlite3_bind_text(
+                        handle,
+                        index,
+                        $0.baseAddress,
+                        Int32(clamping: $0.count - 1),
+                        fg_sqlite_transient()
+                    )
                 }
             }
             guard status == SQLITE_OK else { throw database.error(status, sql: sql) }

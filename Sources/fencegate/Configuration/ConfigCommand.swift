@@ -7,12 +7,15 @@ import MulticastGateway
 struct Config: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a configuration file, or convert fence_virtd's into one.",
-        subcommands: [Check.self, Import.self])
+        subcommands: [Check.self, Import.self]
+    )
 
     /// `fencegate config check FILE`: parses and validates, as `serve --config FILE` would.
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate a configuration file; print its errors with line numbers (exit 78) or a summary (exit 0).")
+            abstract:
+                "Validate a configuration file; print its errors with line numbers (exit 78) or a summary (exit 0)."
+        )
 
         @Argument(help: "The TOML configuration file.") var path: String
 
@@ -34,17 +37,22 @@ struct Config: ParsableCommand {
                 throw ExitCode(ExitStatus.configuration)
             }
             var lines = ["\(path): OK"]
-            lines.append("  hypervisor: \(settings.uri ?? gateway?.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")")
+            lines.append(
+                "  hypervisor: \(settings.uri ?? gateway?.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")"
+            )
             lines.append("  audit log: \(settings.database ?? "the default path")")
             lines.append("  HTTP API: \(settings.tlsCert == nil ? "http" : "https")://\(settings.listen)")
             if let configuration = gateway?.configuration {
                 if let multicast = configuration.multicast {
-                    lines.append("  fence_xvm: multicast \(multicast.group):\(multicast.port) on \(multicast.interface ?? "the default interface")")
+                    lines.append(
+                        "  fence_xvm: multicast \(multicast.group):\(multicast.port) on \(multicast.interface ?? "the default interface")"
+                    )
                 }
                 if let tcp = configuration.tcp { lines.append("  fence_virt: tcp \(tcp)") }
                 let groups = configuration.groups.groups.count
                 lines.append(
-                    "  hash \(configuration.minimumHash), auth \(configuration.auth), \(configuration.key.count)-byte key, \(groups) group(s)")
+                    "  hash \(configuration.minimumHash), auth \(configuration.auth), \(configuration.key.count)-byte key, \(groups) group(s)"
+                )
             } else {
                 lines.append("  fence_xvm gateway: off")
             }
@@ -55,7 +63,8 @@ struct Config: ParsableCommand {
     /// `fencegate config import /etc/fence_virt.conf`: the same settings as a Fencegate configuration file.
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print fence_virtd's configuration file as a Fencegate configuration file (TOML).")
+            abstract: "Print fence_virtd's configuration file as a Fencegate configuration file (TOML)."
+        )
 
         @Argument(help: "fence_virtd's configuration file.") var path = "/etc/fence_virt.conf"
 
@@ -80,7 +89,8 @@ enum FencegateTOML {
         lines += file.ignored.map { "# \($0)" }
         if let uri = file.libvirtURI { lines += ["", "[hypervisor]", "uri = \(quoted(uri))"] }
         lines += [
-            "", "[gateway]", "key_file = \(quoted(file.keyFile))", "hash = \(quoted(file.gateway.minimumHash.description))",
+            "", "[gateway]", "key_file = \(quoted(file.keyFile))",
+            "hash = \(quoted(file.gateway.minimumHash.description))",
             "auth = \(quoted(file.gateway.auth.description))",
         ]
         if let multicast = file.gateway.multicast {

@@ -50,7 +50,11 @@ enum ConfigurationFile {
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigurationError(path: path, line: error.source.begin.line, message: "not valid TOML: \(error.description)")
+            throw ConfigurationError(
+                path: path,
+                line: error.source.begin.line,
+                message: "not valid TOML: \(error.description)"
+            )
         } catch {
             throw ConfigurationError(path: path, line: nil, message: "not valid TOML: \(error)")
         }
@@ -100,7 +104,9 @@ struct KeyLines {
                 table = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
                 lines[table] = lines[table] ?? index + 1
             } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                let key = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                let key = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\"'")
+                )
                 let path = table.isEmpty ? key : "\(table).\(key)"
                 lines[path] = lines[path] ?? index + 1
             }
@@ -129,27 +135,38 @@ private struct Reader {
 
     mutating func settings(_ root: TOMLTable) throws(ConfigurationError) -> ServeSettings {
         for key in root.keys where ConfigurationFile.schema[key] == nil {
-            throw error(key, "unknown table or key '\(key)' (known: \(ConfigurationFile.schema.keys.filter { !$0.contains(".") }.sorted().joined(separator: ", ")))")
+            throw error(
+                key,
+                "unknown table or key '\(key)' (known: \(ConfigurationFile.schema.keys.filter { !$0.contains(".") }.sorted().joined(separator: ", ")))"
+            )
         }
         var settings = ServeSettings()
         let hypervisor = try table("hypervisor", in: root)
         settings.uri = try string("hypervisor.uri", hypervisor?["uri"])
-        settings.operationTimeout = try number("hypervisor.operation_timeout", hypervisor?["operation_timeout"]) ?? settings.operationTimeout
-        settings.healthInterval = try number("hypervisor.health_interval", hypervisor?["health_interval"]) ?? settings.healthInterval
+        settings.operationTimeout =
+            try number("hypervisor.operation_timeout", hypervisor?["operation_timeout"]) ?? settings.operationTimeout
+        settings.healthInterval =
+            try number("hypervisor.health_interval", hypervisor?["health_interval"]) ?? settings.healthInterval
 
-        settings.hypervisorThreads = try integer("hypervisor.threads", hypervisor?["threads"], in: 1...1024) ?? settings.hypervisorThreads
+        settings.hypervisorThreads =
+            try integer("hypervisor.threads", hypervisor?["threads"], in: 1...1024) ?? settings.hypervisorThreads
 
         let audit = try table("audit", in: root)
         settings.database = try string("audit.database", audit?["database"])
         settings.refusalsPerClient =
-            try integer("audit.refusals_per_client", audit?["refusals_per_client"], in: 1...100_000) ?? settings.refusalsPerClient
+            try integer("audit.refusals_per_client", audit?["refusals_per_client"], in: 1...100_000)
+            ?? settings.refusalsPerClient
         settings.refusalsPerMinute =
-            try integer("audit.refusals_per_minute", audit?["refusals_per_minute"], in: 1...100_000) ?? settings.refusalsPerMinute
+            try integer("audit.refusals_per_minute", audit?["refusals_per_minute"], in: 1...100_000)
+            ?? settings.refusalsPerMinute
 
         if let http = try table("http", in: root) {
             if let listen = try string("http.listen", http["listen"]) {
                 guard let address = ListenAddress(listen) else {
-                    throw error("http.listen", "http.listen \"\(listen)\" is not a numeric address with an optional port, e.g. 127.0.0.1:8786")
+                    throw error(
+                        "http.listen",
+                        "http.listen \"\(listen)\" is not a numeric address with an optional port, e.g. 127.0.0.1:8786"
+                    )
                 }
                 settings.listen = address
             }
@@ -157,13 +174,23 @@ private struct Reader {
             settings.tlsKey = try string("http.tls_key", http["tls_key"])
             settings.allowPlainHTTP = try bool("http.allow_plain_http", http["allow_plain_http"]) ?? false
             settings.redfish = try bool("http.redfish", http["redfish"]) ?? false
-            settings.maxBodyBytes = try integer("http.max_body_bytes", http["max_body_bytes"], in: 1...(64 << 20)) ?? settings.maxBodyBytes
-            settings.maxConnections = UInt32(try integer("http.max_connections", http["max_connections"], in: 1...1_000_000) ?? Int(settings.maxConnections))
+            settings.maxBodyBytes =
+                try integer("http.max_body_bytes", http["max_body_bytes"], in: 1...(64 << 20)) ?? settings.maxBodyBytes
+            settings.maxConnections = UInt32(
+                try integer("http.max_connections", http["max_connections"], in: 1...1_000_000)
+                    ?? Int(settings.maxConnections)
+            )
             settings.maxConnectionsPerAddress = UInt32(
                 try integer("http.max_connections_per_address", http["max_connections_per_address"], in: 0...1_000_000)
-                    ?? Int(settings.maxConnectionsPerAddress))
-            settings.connectionTimeout = UInt32(try integer("http.connection_timeout", http["connection_timeout"], in: 1...86400) ?? Int(settings.connectionTimeout))
-            settings.httpThreads = UInt32(try integer("http.threads", http["threads"], in: 1...64) ?? Int(settings.httpThreads))
+                    ?? Int(settings.maxConnectionsPerAddress)
+            )
+            settings.connectionTimeout = UInt32(
+                try integer("http.connection_timeout", http["connection_timeout"], in: 1...86400)
+                    ?? Int(settings.connectionTimeout)
+            )
+            settings.httpThreads = UInt32(
+                try integer("http.threads", http["threads"], in: 1...64) ?? Int(settings.httpThreads)
+            )
         }
 
         if let gateway = try table("gateway", in: root) {
@@ -176,16 +203,24 @@ private struct Reader {
             settings.preferredDomains = try strings("fence_races.preferred", races["preferred"])
             if let requesters = races["requester"] {
                 guard let array = requesters.array else {
-                    throw error("fence_races.requester", "fence_races.requester must be an array of tables: [[fence_races.requester]]")
+                    throw error(
+                        "fence_races.requester",
+                        "fence_races.requester must be an array of tables: [[fence_races.requester]]"
+                    )
                 }
                 for (index, element) in array.enumerated() {
                     let key = "fence_races.requester[\(index)]"
-                    guard let entry = element.table else { throw error(key, "each fence_races.requester must be a table") }
+                    guard let entry = element.table else {
+                        throw error(key, "each fence_races.requester must be a table")
+                    }
                     try checkKeys(entry, of: "fence_races.requester", at: key)
                     guard let address = try string("\(key).address", entry["address"]),
                         let domain = try string("\(key).domain", entry["domain"])
                     else {
-                        throw error(key, "fence_races.requester needs address = \"…\" (a guest's) and domain = \"…\" (its name or UUID)")
+                        throw error(
+                            key,
+                            "fence_races.requester needs address = \"…\" (a guest's) and domain = \"…\" (its name or UUID)"
+                        )
                     }
                     settings.requesterDomains[address] = domain
                 }
@@ -195,7 +230,10 @@ private struct Reader {
         if let logging = try table("logging", in: root) {
             if let level = try string("logging.level", logging["level"]) {
                 guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
-                    throw error("logging.level", "logging.level \"\(level)\" is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw error(
+                        "logging.level",
+                        "logging.level \"\(level)\" is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 settings.logLevel = parsed
             }
@@ -212,7 +250,10 @@ private struct Reader {
     private func gateway(_ gateway: TOMLTable) throws(ConfigurationError) -> ServeSettings.GatewaySource {
         if let fenceVirtConf = try string("gateway.fence_virt_conf", gateway["fence_virt_conf"]) {
             if let other = gateway.keys.first(where: { $0 != "fence_virt_conf" }) {
-                throw error("gateway.\(other)", "gateway.\(other) cannot be combined with gateway.fence_virt_conf, which sets the whole gateway")
+                throw error(
+                    "gateway.\(other)",
+                    "gateway.\(other) cannot be combined with gateway.fence_virt_conf, which sets the whole gateway"
+                )
             }
             return .fenceVirtConf(fenceVirtConf)
         }
@@ -225,30 +266,50 @@ private struct Reader {
             let port = try integer("gateway.multicast.port", multicast["port"], in: 1...65535) ?? 1229
             let address = try string("gateway.multicast.address", multicast["address"]) ?? "225.0.0.12"
             guard let group = SocketAddress(host: address, port: UInt16(port)), group.isMulticast else {
-                throw error("gateway.multicast.address", "gateway.multicast.address \"\(address)\" is not a numeric multicast address")
+                throw error(
+                    "gateway.multicast.address",
+                    "gateway.multicast.address \"\(address)\" is not a numeric multicast address"
+                )
             }
             configuration.multicast = MulticastListenerConfiguration(
-                group: address, port: UInt16(port), interface: try string("gateway.multicast.interface", multicast["interface"]))
+                group: address,
+                port: UInt16(port),
+                interface: try string("gateway.multicast.interface", multicast["interface"])
+            )
             configuration.maximumCallbacks =
-                try integer("gateway.multicast.max_callbacks", multicast["max_callbacks"], in: 1...65536) ?? configuration.maximumCallbacks
+                try integer("gateway.multicast.max_callbacks", multicast["max_callbacks"], in: 1...65536)
+                ?? configuration.maximumCallbacks
         }
         if let tcp = try table("tcp", in: gateway, path: "gateway.tcp") {
             let listen = try string("gateway.tcp.listen", tcp["listen"]) ?? "127.0.0.1:1229"
             guard let address = GatewayOptions.tcpAddress(listen) else {
-                throw error("gateway.tcp.listen", "gateway.tcp.listen \"\(listen)\" is not a numeric address with an optional port")
+                throw error(
+                    "gateway.tcp.listen",
+                    "gateway.tcp.listen \"\(listen)\" is not a numeric address with an optional port"
+                )
             }
             configuration.tcp = address
             configuration.tcpMaximumConnections =
-                try integer("gateway.tcp.max_connections", tcp["max_connections"], in: 1...65536) ?? configuration.tcpMaximumConnections
+                try integer("gateway.tcp.max_connections", tcp["max_connections"], in: 1...65536)
+                ?? configuration.tcpMaximumConnections
             configuration.tcpMaximumConnectionsPerAddress =
-                try integer("gateway.tcp.max_connections_per_address", tcp["max_connections_per_address"], in: 1...65536)
+                try integer(
+                    "gateway.tcp.max_connections_per_address",
+                    tcp["max_connections_per_address"],
+                    in: 1...65536
+                )
                 ?? configuration.tcpMaximumConnectionsPerAddress
         }
         guard configuration.multicast != nil || configuration.tcp != nil else {
-            throw error("gateway", "[gateway] enables no listener: add [gateway.multicast] and/or [gateway.tcp], or gateway.fence_virt_conf")
+            throw error(
+                "gateway",
+                "[gateway] enables no listener: add [gateway.multicast] and/or [gateway.tcp], or gateway.fence_virt_conf"
+            )
         }
         if let groups = gateway["group"] {
-            guard let array = groups.array else { throw error("gateway.group", "gateway.group must be an array of tables: [[gateway.group]]") }
+            guard let array = groups.array else {
+                throw error("gateway.group", "gateway.group must be an array of tables: [[gateway.group]]")
+            }
             var parsed: [FenceGroups.Group] = []
             for (index, element) in array.enumerated() {
                 let key = "gateway.group[\(index)]"
@@ -257,9 +318,18 @@ private struct Reader {
                 let requesters = try strings("\(key).ip", group["ip"])
                 let domains = try strings("\(key).domains", group["domains"])
                 guard !requesters.isEmpty, !domains.isEmpty else {
-                    throw error(key, "gateway.group needs ip = [\"…\"] (the guests) and domains = [\"…\"] (names or UUIDs)")
+                    throw error(
+                        key,
+                        "gateway.group needs ip = [\"…\"] (the guests) and domains = [\"…\"] (names or UUIDs)"
+                    )
                 }
-                parsed.append(FenceGroups.Group(name: try string("\(key).name", group["name"]), requesters: requesters, domains: domains))
+                parsed.append(
+                    FenceGroups.Group(
+                        name: try string("\(key).name", group["name"]),
+                        requesters: requesters,
+                        domains: domains
+                    )
+                )
             }
             configuration.groups = FenceGroups(parsed)
         }
@@ -271,11 +341,18 @@ private struct Reader {
     private func checkKeys(_ table: TOMLTable, of schemaName: String, at key: String) throws(ConfigurationError) {
         let known = ConfigurationFile.schema[schemaName] ?? []
         for name in table.keys where !known.contains(name) {
-            throw error("\(key).\(name)", "unknown key '\(name)' in [\(schemaName)] (known: \(known.sorted().joined(separator: ", ")))")
+            throw error(
+                "\(key).\(name)",
+                "unknown key '\(name)' in [\(schemaName)] (known: \(known.sorted().joined(separator: ", ")))"
+            )
         }
     }
 
-    private func table(_ name: String, in parent: TOMLTable, path: String? = nil) throws(ConfigurationError) -> TOMLTable? {
+    private func table(
+        _ name: String,
+        in parent: TOMLTable,
+        path: String? = nil
+    ) throws(ConfigurationError) -> TOMLTable? {
         let key = path ?? name
         guard let value = parent[name] else { return nil }
         guard let table = value.table else { throw error(key, "\(key) must be a table: [\(key)]") }
@@ -291,7 +368,9 @@ private struct Reader {
 
     private func strings(_ key: String, _ value: (any TOMLValueConvertible)?) throws(ConfigurationError) -> [String] {
         guard let value else { return [] }
-        guard let array = value.array else { throw error(key, "\(key) must be an array of strings, e.g. [\"a\", \"b\"]") }
+        guard let array = value.array else {
+            throw error(key, "\(key) must be an array of strings, e.g. [\"a\", \"b\"]")
+        }
         var result: [String] = []
         for element in array {
             guard let string = element.string else { throw error(key, "\(key) must hold strings only") }
@@ -306,10 +385,16 @@ private struct Reader {
         return bool
     }
 
-    private func integer(_ key: String, _ value: (any TOMLValueConvertible)?, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+    private func integer(
+        _ key: String,
+        _ value: (any TOMLValueConvertible)?,
+        in range: ClosedRange<Int>
+    ) throws(ConfigurationError) -> Int? {
         guard let value else { return nil }
         guard let integer = value.int else { throw error(key, "\(key) must be a whole number") }
-        guard range.contains(integer) else { throw error(key, "\(key) must be \(range.lowerBound) to \(range.upperBound)") }
+        guard range.contains(integer) else {
+            throw error(key, "\(key) must be \(range.lowerBound) to \(range.upperBound)")
+        }
         return integer
     }
 
@@ -322,7 +407,9 @@ private struct Reader {
 
     private func hash(_ key: String, _ value: (any TOMLValueConvertible)?) throws(ConfigurationError) -> HashType? {
         guard let name = try string(key, value) else { return nil }
-        guard let type = HashType(name: name.lowercased()) else { throw error(key, "\(key) \"\(name)\" is not one of none, sha1, sha256, sha512") }
+        guard let type = HashType(name: name.lowercased()) else {
+            throw error(key, "\(key) \"\(name)\" is not one of none, sha1, sha256, sha512")
+        }
         return type
     }
 }

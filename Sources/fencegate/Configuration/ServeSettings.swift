@@ -79,33 +79,85 @@ struct ServeSettings {
         }
         check((tlsCert == nil) == (tlsKey == nil), "--tls-cert", "http.tls_cert", "and the TLS key go together")
         check(
-            tlsCert != nil || listen.isLoopback || allowPlainHTTP, "--listen", "http.listen",
+            tlsCert != nil || listen.isLoopback || allowPlainHTTP,
+            "--listen",
+            "http.listen",
             "\(listen) is not loopback: refusing plain HTTP (bearer tokens would cross the network in clear text); "
-                + "give a TLS certificate and key, or allow plain HTTP explicitly")
+                + "give a TLS certificate and key, or allow plain HTTP explicitly"
+        )
         check(
-            !redfish || tlsCert != nil || allowPlainHTTP, "--redfish", "http.redfish",
-            "sends passwords (HTTP Basic) on every request: serve it over HTTPS (a TLS certificate and key), or allow plain HTTP explicitly")
-        check(healthInterval >= 0.1 && healthInterval <= 3600, "--health-interval", "hypervisor.health_interval", "must be 0.1 to 3600 seconds")
+            !redfish || tlsCert != nil || allowPlainHTTP,
+            "--redfish",
+            "http.redfish",
+            "sends passwords (HTTP Basic) on every request: serve it over HTTPS (a TLS certificate and key), or allow plain HTTP explicitly"
+        )
         check(
-            operationTimeout > 0 && operationTimeout <= 3600, "--operation-timeout", "hypervisor.operation_timeout",
-            "must be more than 0 and at most 3600 seconds")
-        check((1...(64 * 1024 * 1024)).contains(maxBodyBytes), "--max-body-bytes", "http.max_body_bytes", "must be 1 to 67108864")
+            healthInterval >= 0.1 && healthInterval <= 3600,
+            "--health-interval",
+            "hypervisor.health_interval",
+            "must be 0.1 to 3600 seconds"
+        )
+        check(
+            operationTimeout > 0 && operationTimeout <= 3600,
+            "--operation-timeout",
+            "hypervisor.operation_timeout",
+            "must be more than 0 and at most 3600 seconds"
+        )
+        check(
+            (1...(64 * 1024 * 1024)).contains(maxBodyBytes),
+            "--max-body-bytes",
+            "http.max_body_bytes",
+            "must be 1 to 67108864"
+        )
         check(maxConnections >= 1, "--max-connections", "http.max_connections", "must be at least 1")
         check((1...64).contains(httpThreads), "--http-threads", "http.threads", "must be 1 to 64")
         check(connectionTimeout >= 1, "--connection-timeout", "http.connection_timeout", "must be at least 1 second")
         check((1...1024).contains(hypervisorThreads), "--hypervisor-threads", "hypervisor.threads", "must be 1 to 1024")
-        check((1...100_000).contains(refusalsPerClient), "--audit-refusals-per-client", "audit.refusals_per_client", "must be 1 to 100000")
-        check((1...100_000).contains(refusalsPerMinute), "--audit-refusals-per-minute", "audit.refusals_per_minute", "must be 1 to 100000")
-        check(raceWindow >= 0 && raceWindow <= 86400, "--fence-race-window", "fence_races.window", "must be 0 (off) to 86400 seconds")
-        check(priorityGrace >= 0 && priorityGrace <= 300, "--priority-grace", "fence_races.grace", "must be 0 to 300 seconds")
+        check(
+            (1...100_000).contains(refusalsPerClient),
+            "--audit-refusals-per-client",
+            "audit.refusals_per_client",
+            "must be 1 to 100000"
+        )
+        check(
+            (1...100_000).contains(refusalsPerMinute),
+            "--audit-refusals-per-minute",
+            "audit.refusals_per_minute",
+            "must be 1 to 100000"
+        )
+        check(
+            raceWindow >= 0 && raceWindow <= 86400,
+            "--fence-race-window",
+            "fence_races.window",
+            "must be 0 (off) to 86400 seconds"
+        )
+        check(
+            priorityGrace >= 0 && priorityGrace <= 300,
+            "--priority-grace",
+            "fence_races.grace",
+            "must be 0 to 300 seconds"
+        )
         for domain in preferredDomains {
-            check(DomainTarget(domain).problem == nil, "--preferred-domain", "fence_races.preferred", "'\(domain)' cannot name a domain")
+            check(
+                DomainTarget(domain).problem == nil,
+                "--preferred-domain",
+                "fence_races.preferred",
+                "'\(domain)' cannot name a domain"
+            )
         }
         for (address, domain) in requesterDomains {
             check(
-                canonicalIPAddress(address) != nil, "--requester-domain", "fence_races.requester",
-                "address '\(address)' is not a numeric IPv4 or IPv6 address")
-            check(DomainTarget(domain).problem == nil, "--requester-domain", "fence_races.requester", "'\(domain)' cannot name a domain")
+                canonicalIPAddress(address) != nil,
+                "--requester-domain",
+                "fence_races.requester",
+                "address '\(address)' is not a numeric IPv4 or IPv6 address"
+            )
+            check(
+                DomainTarget(domain).problem == nil,
+                "--requester-domain",
+                "fence_races.requester",
+                "'\(domain)' cannot name a domain"
+            )
         }
         return problems
     }
@@ -122,7 +174,8 @@ struct ServeSettings {
         if let tlsCert, let tlsKey {
             do {
                 configuration.tls = (
-                    try String(contentsOfFile: tlsCert, encoding: .utf8), try String(contentsOfFile: tlsKey, encoding: .utf8)
+                    try String(contentsOfFile: tlsCert, encoding: .utf8),
+                    try String(contentsOfFile: tlsKey, encoding: .utf8)
                 )
             } catch {
                 throw CLIFailure.other("cannot read the TLS certificate or key: \(error.localizedDescription)")

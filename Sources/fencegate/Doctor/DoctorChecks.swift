@@ -30,10 +30,13 @@ enum DoctorChecks {
             let level: Finding.Level = needed ? .fail : .warn
             return [
                 Finding(
-                    level: level, check: check, detail: "\(error)",
+                    level: level,
+                    check: check,
+                    detail: "\(error)",
                     fix: FileManager.default.fileExists(atPath: path)
                         ? "chown root:root \(path) && chmod 600 \(path)"
-                        : "fencegate keygen \(path)   # then copy it to every guest (same path), see README")
+                        : "fencegate keygen \(path)   # then copy it to every guest (same path), see README"
+                )
             ]
         }
         let used = contents.key.prefix(GatewayConfiguration.maximumKeyBytes)
@@ -42,8 +45,11 @@ enum DoctorChecks {
         if used.count < 32 {
             findings.append(
                 .warn(
-                    check, "only \(used.count) bytes: a short key can be guessed",
-                    fix: "fencegate keygen --force \(path)   # 4096 random bytes; copy it to every guest"))
+                    check,
+                    "only \(used.count) bytes: a short key can be guessed",
+                    fix: "fencegate keygen --force \(path)   # 4096 random bytes; copy it to every guest"
+                )
+            )
         }
         if let warning = contents.warning {
             findings.append(.warn(check, warning, fix: "chmod 600 \(path)"))
@@ -52,7 +58,9 @@ enum DoctorChecks {
             .ok(
                 check,
                 "\(used.count) bytes used, fingerprint \(fingerprint); on each guest, "
-                    + "`head -c 4096 \(path) | sha256sum | cut -c1-32` must print the same"))
+                    + "`head -c 4096 \(path) | sha256sum | cut -c1-32` must print the same"
+            )
+        )
         return findings
     }
 
@@ -64,16 +72,22 @@ enum DoctorChecks {
         guard let interface = multicast.interface else {
             return [
                 .warn(
-                    "multicast interface", "none given: the group is joined on the default route's interface",
-                    fix: "give the guests' bridge: --multicast-interface virbr0 (fence_virt.conf: interface = \"virbr0\";)")
+                    "multicast interface",
+                    "none given: the group is joined on the default route's interface",
+                    fix:
+                        "give the guests' bridge: --multicast-interface virbr0 (fence_virt.conf: interface = \"virbr0\";)"
+                )
             ]
         }
         let base = "/sys/class/net/\(interface)"
         guard FileManager.default.fileExists(atPath: base) else {
             return [
                 .fail(
-                    "interface \(interface)", "does not exist on this host",
-                    fix: "name an existing interface (ip link); for libvirt's default network it is virbr0 (virsh net-start default)")
+                    "interface \(interface)",
+                    "does not exist on this host",
+                    fix:
+                        "name an existing interface (ip link); for libvirt's default network it is virbr0 (virsh net-start default)"
+                )
             ]
         }
         guard FileManager.default.fileExists(atPath: base + "/bridge") else {
@@ -91,7 +105,8 @@ enum DoctorChecks {
                         echo 1 > \(base)/bridge/multicast_querier   # or: echo 0 > \(base)/bridge/multicast_snooping
                         to keep it after reboots: ip link set \(interface) type bridge mcast_querier 1 in the network's start-up \
                         (a libvirt network hook, NetworkManager: nmcli connection modify \(interface) bridge.multicast-querier yes)
-                        """)
+                        """
+                )
             ]
         }
         let state = snooping == 1 ? "IGMP snooping on, querier on" : "IGMP snooping off (multicast is flooded)"
@@ -133,15 +148,23 @@ enum DoctorChecks {
         } catch {
             findings = [
                 .fail(
-                    "libvirt \(subject.uri)", "\(error)",
-                    fix: "start libvirt (systemctl enable --now libvirtd, or virtqemud.socket) and check the URI (virsh -c '\(subject.uri)' list --all)")
+                    "libvirt \(subject.uri)",
+                    "\(error)",
+                    fix:
+                        "start libvirt (systemctl enable --now libvirtd, or virtqemud.socket) and check the URI (virsh -c '\(subject.uri)' list --all)"
+                )
             ]
         }
-        if subject.uri.hasPrefix("qemu"), let access = FileAccess(path: "/dev/kvm"), access.permissions & 0o060 != 0o060 {
+        if subject.uri.hasPrefix("qemu"), let access = FileAccess(path: "/dev/kvm"), access.permissions & 0o060 != 0o060
+        {
             findings.append(
                 .warn(
-                    "/dev/kvm", "mode \(access.octal): the kvm group cannot use it, so libvirt re-probes QEMU on every define and start (seconds each)",
-                    fix: "chgrp kvm /dev/kvm && chmod 0660 /dev/kvm   # what Debian's udev rule sets; find what changed it"))
+                    "/dev/kvm",
+                    "mode \(access.octal): the kvm group cannot use it, so libvirt re-probes QEMU on every define and start (seconds each)",
+                    fix:
+                        "chgrp kvm /dev/kvm && chmod 0660 /dev/kvm   # what Debian's udev rule sets; find what changed it"
+                )
+            )
         }
         return findings
     }
@@ -158,7 +181,13 @@ enum DoctorChecks {
             if access(directory.isEmpty ? "." : directory, W_OK) == 0 {
                 return [.ok(check, "not created yet; serve creates it (mode 0600)")]
             }
-            return [.fail(check, "cannot be created: \(directory) is not writable", fix: "run as root, or give --database PATH")]
+            return [
+                .fail(
+                    check,
+                    "cannot be created: \(directory) is not writable",
+                    fix: "run as root, or give --database PATH"
+                )
+            ]
         }
         var logger = Logger(label: "doctor")
         logger.logLevel = .critical
@@ -168,7 +197,11 @@ enum DoctorChecks {
             return [.ok(check, "writable")]
         } catch {
             return [
-                .fail(check, "\(error)", fix: "free space or fix the filesystem (it may have turned read-only), or stop what holds its lock")
+                .fail(
+                    check,
+                    "\(error)",
+                    fix: "free space or fix the filesystem (it may have turned read-only), or stop what holds its lock"
+                )
             ]
         }
     }
@@ -176,9 +209,27 @@ enum DoctorChecks {
     /// Firewall hints: an nftables input chain whose policy drops must accept the guests' requests.
     static func firewall(_ subject: DoctorSubject) async -> [Finding] {
         guard let gateway = subject.gateway else { return [] }
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"),
-            let ruleset = try? await runCommand("/usr/sbin/nft", ["list", "ruleset"])
-        else { return [.ok("firewall", "nftables not in use here (check any other firewall yourself)")] }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft") else {
+            return [.ok("firewall", "nftables not in use here (check any other firewall yourself)")]
+        }
+        // Once more after a failure: a ruleset dump can be interrupted when netlink state changes meanwhile.
+        var listing = await runCommand("/usr/sbin/nft", ["list", "ruleset"])
+        if case .failure = listing {
+            try? await Task.sleep(for: .milliseconds(200))
+            listing = await runCommand("/usr/sbin/nft", ["list", "ruleset"])
+        }
+        let ruleset: String
+        switch listing {
+        case .success(let output): ruleset = output
+        case .failure(let failure):
+            return [
+                .warn(
+                    "firewall",
+                    "could not read the nftables ruleset: \(failure.reason)",
+                    fix: "run `nft list ruleset` and check that the gateway's ports are accepted"
+                )
+            ]
+        }
         var wanted: [(String, UInt16, String)] = []
         if let multicast = gateway.multicast { wanted.append(("udp", multicast.port, "fence_xvm requests")) }
         if let tcp = gateway.tcp { wanted.append(("tcp", tcp.port, "fence_virt -T")) }
@@ -189,7 +240,9 @@ enum DoctorChecks {
             let missing = wanted.filter { protocolName, port, _ in !chain.accepts(protocolName, port: port) }
             let name = "\(chain.family) \(chain.table) \(chain.name)"
             guard !missing.isEmpty else {
-                findings.append(.ok("firewall", "nftables chain \(name) drops by default and accepts the gateway's ports"))
+                findings.append(
+                    .ok("firewall", "nftables chain \(name) drops by default and accepts the gateway's ports")
+                )
                 continue
             }
             let via = gateway.multicast?.interface.map { "iifname \"\($0)\" " } ?? ""
@@ -198,46 +251,72 @@ enum DoctorChecks {
             }
             findings.append(
                 .warn(
-                    "firewall", "nftables chain \(name) drops by default and does not accept \(missing.map { "\($0.0) \($0.1)" }.joined(separator: ", "))",
-                    fix: (rules + ["the call back to the guests (TCP to their port) must be allowed out, and its replies in"])
-                        .joined(separator: "\n")))
+                    "firewall",
+                    "nftables chain \(name) drops by default and does not accept \(missing.map { "\($0.0) \($0.1)" }.joined(separator: ", "))",
+                    fix: (rules + [
+                        "the call back to the guests (TCP to their port) must be allowed out, and its replies in"
+                    ])
+                    .joined(separator: "\n")
+                )
+            )
         }
         return findings
     }
 
     private static func readNumber(_ path: String) -> Int? {
-        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
+            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 
-    /// Runs a program and returns its standard output, or nil if it failed or took longer than 10 s.
+    /// Why a program run by `runCommand` gave no output.
+    struct CommandFailure: Error {
+        let reason: String
+    }
+
+    /// Runs a program and returns its standard output; a failure says why (its exit status and standard
+    /// error, or that it took longer than 10 s).
     ///
-    /// The output goes to a temporary file, not a pipe: reading a pipe to its end waits for every copy of
+    /// The output goes to temporary files, not pipes: reading a pipe to its end waits for every copy of
     /// its write end, and a copy inherited by another process left doctor waiting although the program had
     /// exited (seen in the test suite, with `nft`).
-    private static func runCommand(_ path: String, _ arguments: [String]) async throws -> String? {
+    private static func runCommand(_ path: String, _ arguments: [String]) async -> Result<String, CommandFailure> {
         var template = Array((NSTemporaryDirectory() + "/fencegate-doctor-XXXXXX").utf8CString)
-        let descriptor = mkstemp(&template)
-        guard descriptor >= 0 else { return nil }
-        let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        defer { unlink(outputPath) }
-        let output = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let clock = ContinuousClock()
-        let deadline = clock.now + .seconds(10)
-        while process.isRunning {
-            guard clock.now < deadline else {
-                process.terminate()
-                return nil
-            }
-            try? await Task.sleep(for: .milliseconds(10))
+        guard mkdtemp(&template) != nil else {
+            return .failure(
+                CommandFailure(reason: "cannot create a temporary directory: \(String(cString: strerror(errno)))")
+            )
         }
-        guard process.terminationStatus == 0 else { return nil }
-        return try? String(contentsOfFile: outputPath, encoding: .utf8)
+        let directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let outputPath = directory + "/stdout"
+        let errorPath = directory + "/stderr"
+        let ending: ChildProcess.Ending
+        do {
+            ending = try await ChildProcess.run(
+                path,
+                arguments,
+                outputPath: outputPath,
+                errorPath: errorPath,
+                timeout: .seconds(10)
+            )
+        } catch {
+            return .failure(CommandFailure(reason: "\(error)"))
+        }
+        let errors = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+            .trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
+        switch ending {
+        case .exited(0):
+            guard let text = try? String(contentsOfFile: outputPath, encoding: .utf8) else {
+                return .failure(CommandFailure(reason: "cannot read what \(path) printed"))
+            }
+            return .success(text)
+        case .exited(let status):
+            return .failure(CommandFailure(reason: "\(path) exited with status \(status): \(errors)"))
+        case .killedBySignal(let signal):
+            return .failure(CommandFailure(reason: "\(path) was killed by signal \(signal): \(errors)"))
+        case .timedOut:
+            return .failure(CommandFailure(reason: "\(path) took longer than 10 s: \(errors)"))
+        }
     }
 }

@@ -16,7 +16,8 @@ struct NftablesInputChains {
                 guard rule.contains("accept"), rule.contains("\(transport) dport") else { return false }
                 let after = rule.components(separatedBy: "\(transport) dport").last ?? ""
                 let words = after.split(whereSeparator: { " {},".contains($0) })
-                return words.first == Substring(String(port)) || (after.hasPrefix(" {") && words.contains(Substring(String(port))))
+                return words.first == Substring(String(port))
+                    || (after.hasPrefix(" {") && words.contains(Substring(String(port))))
             }
         }
     }
@@ -26,8 +27,11 @@ struct NftablesInputChains {
     var dropping: [Chain] { chains.filter(\.dropsByDefault) }
 
     init(_ ruleset: String) {
-        var family = "", table = "", name = ""
-        var isInput = false, drops = false
+        var family = ""
+        var table = ""
+        var name = ""
+        var isInput = false
+        var drops = false
         var rules: [String] = []
         var inChain = false
         for raw in ruleset.split(separator: "\n") {

@@ -37,7 +37,10 @@ enum PortOwners {
             let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
             var holds = false
             for descriptor in descriptors {
-                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+                guard
+                    let target = try? FileManager.default.destinationOfSymbolicLink(
+                        atPath: "/proc/\(pid)/fd/\(descriptor)"
+                    ),
                     target.hasPrefix("socket:[")
                 else { continue }
                 let inode = String(target.dropFirst("socket:[".count).dropLast())
@@ -47,7 +50,8 @@ enum PortOwners {
                 }
             }
             if holds {
-                let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                let name =
+                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
                 owners.append(Owner(pid: pid, name: name))
             }
