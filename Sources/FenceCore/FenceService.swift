@@ -165,65 +165,46 @@ public final class FenceService: Sendable {
         origin: RequestOrigin,
         visibleTo access: any AccessPolicy = UnrestrictedAccess()
     ) async throws(FenceError) -> [DomainInfo] {
-        let started = ContinuousClock.now
-        let requestedAt = Date()
-        do {
+        try await recordingRead("list", origin: origin) { () throws(FenceError) in
             let domains = try await domains(visibleTo: access)
-            await recordFinished(
-                action: "list",
-                target: "*",
-                origin: origin,
-                requestedAt: requestedAt,
-                since: started,
-                result: .success,
-                error: nil,
-                message: "\(domains.count) domains"
-            )
-            return domains
-        } catch {
-            await recordFinished(
-                action: "list",
-                target: "*",
-                origin: origin,
-                requestedAt: requestedAt,
-                since: started,
-                result: error.isTimeout ? .timedOut : .failure,
-                error: error,
-                message: error.description
-            )
-            throw error
+            return (domains, "\(domains.count) domains")
         }
     }
 
     /// Checks the hypervisor for a front end's request (fence_xvm's `monitor`) and records it (action `monitor`).
     public func monitor(origin: RequestOrigin) async throws(FenceError) {
+        try await recordingRead("monitor", origin: origin) { () throws(FenceError) in
+            try await monitor()
+            return ((), nil)
+        }
+    }
+
+    /// Runs a front end's read of no one domain (`list`, `monitor`), which answers a value and a message for
+    /// the audit row, and records it with its outcome.
+    private func recordingRead<T>(
+        _ action: String,
+        origin: RequestOrigin,
+        _ body: () async throws(FenceError) -> (T, String?)
+    ) async throws(FenceError) -> T {
         let started = ContinuousClock.now
         let requestedAt = Date()
+        let result: Result<(T, String?), FenceError>
         do {
-            try await monitor()
-            await recordFinished(
-                action: "monitor",
-                target: "*",
-                origin: origin,
-                requestedAt: requestedAt,
-                since: started,
-                result: .success,
-                error: nil,
-                message: nil
-            )
+            result = .success(try await body())
         } catch {
-            await recordFinished(
-                action: "monitor",
-                target: "*",
-                origin: origin,
-                requestedAt: requestedAt,
-                since: started,
-                result: error.isTimeout ? .timedOut : .failure,
-                error: error,
-                message: error.description
-            )
-            throw error
+            result = .failure(error)
         }
+        await recordFinished(
+            action: action,
+            target: "*",
+            origin: origin,
+            requestedAt: requestedAt,
+            since: started,
+            result: result.auditResult,
+            error: result.failure,
+            message: result.failure?.description ?? result.success?.1
+        )
+        return try result.get().0
     }
 
     /// True while an operation on the domain with `uuid` runs (for front ends that offer "do not wait").
@@ -488,5 +469,21 @@ extension DomainInfo {
         var copy = self
         copy.state = state
         return copy
+    }
+}
+
+extension Result where Failure == FenceError {
+    fileprivate var success: Success? { try? get() }
+
+    fileprivate var failure: FenceError? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+
+    fileprivate var auditResult: AuditResult {
+        switch self {
+        case .success: .success
+        case .failure(let error): error.isTimeout ? .timedOut : .failure
+        }
     }
 }
