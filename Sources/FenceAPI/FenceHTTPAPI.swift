@@ -46,8 +46,8 @@ public final class FenceHTTPAPI: Sendable {
     private func answer(_ request: HTTPRequest) async -> HTTPResponse {
         do {
             return try await route(request)
-        } catch let problem as Problem {
-            return problem.response
+        } catch let error as any HTTPResponseError {
+            return error.response
         } catch let error as FenceError {
             return Problem(error).response
         } catch {

@@ -85,50 +85,33 @@ struct Problem: Error, Sendable {
         detail: "the server failed; see its log"
     )
 
-    /// The one mapping from the fence service's errors to HTTP.
+    /// A fence-service error as a problem: its status from `FenceError.httpStatus`, its type from `kind`.
     init(_ error: FenceError) {
-        switch error {
-        case .domainNotFound:
-            self.init(status: 404, kind: "domain-not-found", title: "Domain not found", detail: error.description)
-        case .domainBusy:
-            self.init(status: 409, kind: "domain-busy", title: "Domain busy", detail: error.description)
-        case .notRunning:
-            self.init(status: 409, kind: "domain-not-running", title: "Domain not running", detail: error.description)
-        case .hypervisorUnavailable:
-            self.init(
-                status: 503,
-                kind: "hypervisor-unavailable",
-                title: "Hypervisor unavailable",
-                detail: error.description,
-                headers: [("Retry-After", "5")]
-            )
-        case .auditUnavailable:
+        let (kind, title, detail): (String, String, String) =
+            switch error {
+            case .domainNotFound: ("domain-not-found", "Domain not found", error.description)
+            case .domainBusy: ("domain-busy", "Domain busy", error.description)
+            case .notRunning: ("domain-not-running", "Domain not running", error.description)
+            case .hypervisorUnavailable: ("hypervisor-unavailable", "Hypervisor unavailable", error.description)
             // The storage error stays in the service's log: it names paths and database internals.
-            self.init(
-                status: 503,
-                kind: "audit-unavailable",
-                title: "Audit log unavailable",
-                detail: "the audit log cannot be written now, so nothing was done; see the service's log",
-                headers: [("Retry-After", "5")]
-            )
-        case .timedOut:
-            self.init(status: 504, kind: "timed-out", title: "Operation timed out", detail: error.description)
-        case .operationFailed:
-            self.init(
-                status: 502,
-                kind: "operation-failed",
-                title: "Hypervisor operation failed",
-                detail: error.description
-            )
-        case .invalidTarget(let reason):
-            self.init(status: 400, kind: "bad-request", title: "Bad request", detail: reason)
-        case .refused(_, let reason):
-            self.init(status: 403, kind: "forbidden", title: "Forbidden", detail: reason)
-        case .unauthenticated:
+            case .auditUnavailable:
+                (
+                    "audit-unavailable", "Audit log unavailable",
+                    "the audit log cannot be written now, so nothing was done; see the service's log"
+                )
+            case .timedOut: ("timed-out", "Operation timed out", error.description)
+            case .operationFailed: ("operation-failed", "Hypervisor operation failed", error.description)
+            case .invalidTarget(let reason): ("bad-request", "Bad request", reason)
+            case .refused(_, let reason): ("forbidden", "Forbidden", reason)
             // Why the credentials failed stays in the service's log: it would help a guesser.
-            self = .unauthorized()
-        case .requesterFenced:
-            self.init(status: 409, kind: "requester-fenced", title: "Requester fenced", detail: error.description)
-        }
+            case .unauthenticated:
+                (Problem.unauthorized().kind, Problem.unauthorized().title, Problem.unauthorized().detail)
+            case .requesterFenced: ("requester-fenced", "Requester fenced", error.description)
+            }
+        var headers = error.httpHeaders
+        if case .unauthenticated = error { headers += Problem.unauthorized().headers }
+        self.init(status: error.httpStatus, kind: kind, title: title, detail: detail, headers: headers)
     }
 }
+
+extension Problem: HTTPResponseError {}

@@ -33,7 +33,7 @@ struct RedfishAPI: Sendable {
     func handle(_ request: HTTPRequest, segments: [String]) async -> HTTPResponse {
         do {
             return try await route(request, segments)
-        } catch let error as RedfishError {
+        } catch let error as any HTTPResponseError {
             return error.response
         } catch let error as FenceError {
             return RedfishError(error).response

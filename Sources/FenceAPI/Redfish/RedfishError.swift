@@ -87,81 +87,59 @@ struct RedfishError: Error {
 
 }
 
-extension RedfishError {
-    /// The fence service's errors, as Redfish answers them.
+extension RedfishError: HTTPResponseError {
+    /// A fence-service error as Redfish answers it: its status from `FenceError.httpStatus`, a message of the
+    /// Base registry for its kind.
     init(_ error: FenceError) {
-        switch error {
-        case .domainNotFound:
-            self = RedfishError(
-                status: 404,
-                messageID: "ResourceMissingAtURI",
-                message: error.description,
-                resolution: "List the systems at /redfish/v1/Systems."
-            )
-        case .domainBusy:
-            self = RedfishError(
-                status: 409,
-                messageID: "ResourceInUse",
-                message: error.description,
-                resolution: "Retry when the operation under way has finished."
-            )
-        case .notRunning:
-            self = RedfishError(
-                status: 409,
-                messageID: "ResourceInStandby",
-                message: "The request could not be performed because the resource is in standby: \(error.description).",
-                resolution: "Power the system on first (ResetType On)."
-            )
-        case .hypervisorUnavailable:
-            self = RedfishError(
-                status: 503,
-                messageID: "ServiceTemporarilyUnavailable",
-                message: error.description,
-                resolution: "Retry later; nothing was done.",
-                headers: [("Retry-After", "5")]
-            )
-        case .auditUnavailable:
+        let readState = "Read the system's PowerState; the audit log has the outcome."
+        let (messageID, message, resolution): (String, String, String) =
+            switch error {
+            case .domainNotFound:
+                ("ResourceMissingAtURI", error.description, "List the systems at /redfish/v1/Systems.")
+            case .domainBusy:
+                ("ResourceInUse", error.description, "Retry when the operation under way has finished.")
+            case .notRunning:
+                (
+                    "ResourceInStandby",
+                    "The request could not be performed because the resource is in standby: \(error.description).",
+                    "Power the system on first (ResetType On)."
+                )
+            case .hypervisorUnavailable:
+                ("ServiceTemporarilyUnavailable", error.description, "Retry later; nothing was done.")
             // The storage error stays in the service's log: it names paths and database internals.
-            self = RedfishError(
-                status: 503,
-                messageID: "ServiceTemporarilyUnavailable",
-                message: "The audit log cannot be written now, so nothing was done.",
-                resolution: "Retry later; the service's log says why.",
-                headers: [("Retry-After", "5")]
-            )
-        case .invalidTarget:
-            self = RedfishError(
-                status: 404,
-                messageID: "ResourceMissingAtURI",
-                message: error.description,
-                resolution: "List the systems at /redfish/v1/Systems."
-            )
-        case .refused(_, let reason):
-            self = RedfishError.forbidden(reason)
-        case .unauthenticated:
-            self = RedfishError.unauthorized()
-        case .requesterFenced:
-            self = RedfishError(
-                status: 409,
-                messageID: "OperationNotAllowed",
-                message: "The operation was not allowed: \(error.description).",
-                resolution: "None: the node that asked is being fenced, or was fenced moments ago."
-            )
-        case .timedOut:
-            self = RedfishError(
-                status: 504,
-                messageID: "OperationTimeout",
-                message: error.description,
-                resolution: "Read the system's PowerState; the audit log has the outcome."
-            )
-        case .operationFailed:
-            // 502, as in the REST API: the hypervisor failed the call, not this service.
-            self = RedfishError(
-                status: 502,
-                messageID: "GeneralError",
-                message: error.description,
-                resolution: "Read the system's PowerState; the audit log has the outcome."
-            )
-        }
+            case .auditUnavailable:
+                (
+                    "ServiceTemporarilyUnavailable", "The audit log cannot be written now, so nothing was done.",
+                    "Retry later; the service's log says why."
+                )
+            case .invalidTarget:
+                ("GeneralError", error.description, "Name a system by an Id listed at /redfish/v1/Systems.")
+            case .refused(_, let reason):
+                (
+                    RedfishError.forbidden(reason).messageID, RedfishError.forbidden(reason).message,
+                    RedfishError.forbidden(reason).resolution
+                )
+            case .unauthenticated:
+                (
+                    RedfishError.unauthorized().messageID, RedfishError.unauthorized().message,
+                    RedfishError.unauthorized().resolution
+                )
+            case .requesterFenced:
+                (
+                    "OperationNotAllowed", "The operation was not allowed: \(error.description).",
+                    "None: the node that asked is being fenced, or was fenced moments ago."
+                )
+            case .timedOut: ("OperationTimeout", error.description, readState)
+            case .operationFailed: ("GeneralError", error.description, readState)
+            }
+        var headers = error.httpHeaders
+        if case .unauthenticated = error { headers += RedfishError.unauthorized().headers }
+        self.init(
+            status: error.httpStatus,
+            messageID: messageID,
+            message: message,
+            resolution: resolution,
+            headers: headers
+        )
     }
 }
