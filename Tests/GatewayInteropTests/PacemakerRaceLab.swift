@@ -1,3 +1,4 @@
+import FenceCore
 import Foundation
 import Store
 import Synchronization
@@ -19,7 +20,7 @@ import TestSupport
 /// directory; their QEMU processes are killed with it.
 ///
 /// Whether both nodes get to ask depends on the loser outliving the gap between the two requests (about 1 s
-/// here), and a plain QEMU domain dies 1.2–1.4 s after libvirt's destroy begins. `Teardown.heldUntilKill`
+/// here), and a plain QEMU domain dies about 1.4 s after libvirt's destroy begins. `Teardown.heldUntilKill`
 /// makes that margin certain with a fault injected into the real QEMU: its process is stopped (SIGSTOP) just
 /// before the cut, so it cannot act on the SIGTERM with which libvirt's destroy begins, and dies of the
 /// SIGKILL that libvirt sends 10 s later, like a guest whose QEMU does not die on SIGTERM (stuck in I/O, or
@@ -47,7 +48,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
 
     /// How a domain dies when libvirt destroys it.
     enum Teardown: String, Sendable, CustomStringConvertible {
-        /// As QEMU does: on libvirt's SIGTERM, 1.2–1.4 s after the destroy begins.
+        /// As QEMU does: on libvirt's SIGTERM, about 1.4 s after the destroy begins.
         case immediate = "QEMU as is"
         /// Only on libvirt's SIGKILL, 10 s after the destroy begins (the QEMU process held with SIGSTOP).
         case heldUntilKill = "QEMU held until SIGKILL"
@@ -106,7 +107,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
                     + (row.result == .refused ? " (\(row.message ?? ""))" : "")
             }
             let cuts = powerCuts.map {
-                "\($0.node) +\(String(format: "%.1f", Double($0.after.components.seconds) + Double($0.after.components.attoseconds) / 1e18)) s"
+                "\($0.node) +\(String(format: "%.1f", $0.after.seconds)) s"
             }
             return "round \(round) (\(server), \(teardown)): requests "
                 + (requestGap.map { String(format: "%.2f s apart", $0) } ?? "-") + "; "

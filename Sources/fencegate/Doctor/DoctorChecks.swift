@@ -212,7 +212,7 @@ enum DoctorChecks {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft") else {
             return [.ok("firewall", "nftables not in use here (check any other firewall yourself)")]
         }
-        // Once more after a failure: a ruleset dump can be interrupted when netlink state changes meanwhile.
+        // Once more after a failure, so that one transient failure is not reported as a finding.
         var listing = await runCommand("/usr/sbin/nft", ["list", "ruleset"])
         if case .failure = listing {
             try? await Task.sleep(for: .milliseconds(200))
