@@ -49,9 +49,11 @@ struct FenceRaceTests {
     @Test("a node fenced moments ago cannot fence; after the window it can; its reads and ons never wait")
     func fencedWithinTheWindow() async throws {
         var configuration = FenceService.Configuration()
-        configuration.races.window = .seconds(2)
+        // Long enough that the refusal below lands inside it on a loaded CI machine (2 s did not, once).
+        configuration.races.window = .seconds(10)
         let harness = try await ServiceHarness(configuration: configuration)
         let fence = try await harness.service.perform(Self.request(.reboot, "pcmk3", from: "pcmk4"))
+        let fenceEnded = ContinuousClock.now  // the window runs from the fence's end, which is before this
         await #expect(throws: FenceError.self) {
             _ = try await harness.service.perform(Self.request(.off, "pcmk4", from: "pcmk3"))
         }
@@ -63,7 +65,7 @@ struct FenceRaceTests {
         #expect(try await harness.service.perform(Self.request(.off, "pcmk5", from: nil)).power == .off)
         let refused = try #require(try await harness.rows().first { $0.result == .refused })
         #expect(refused.message == "refused: requester was fenced by operation \(fence.operationID)")
-        try await Task.sleep(for: .seconds(2.2))
+        try await Task.sleep(until: fenceEnded + configuration.races.window + .milliseconds(200))
         #expect(try await harness.service.perform(Self.request(.off, "pcmk4", from: "pcmk3")).power == .off)
     }
 
@@ -82,7 +84,7 @@ struct FenceRaceTests {
     func preferredNodeWins() async throws {
         var configuration = FenceService.Configuration()
         configuration.races.preferred = ["pcmk1"]
-        configuration.races.grace = .seconds(3)
+        configuration.races.grace = .seconds(10)  // pcmk1's request must arrive within it, even on a loaded machine
         let harness = try await ServiceHarness(configuration: configuration)
         // pcmk2 asks first to fence the preferred pcmk1: that request waits the grace period ...
         let fromPeer = Task { try await harness.service.perform(Self.request(.off, "pcmk1", from: "pcmk2")) }
