@@ -108,7 +108,7 @@ public final class FenceHTTPAPI: Sendable {
             return metrics()
         case 1 where segments[0] == "domains":
             try only("GET")
-            return try await listDomains(token: try await authenticate(request))
+            return try await listDomains(token: try await authenticate(request), request)
         case 2 where segments[0] == "domains":
             try only("GET")
             return try await showDomain(segments[1], request)
@@ -150,8 +150,9 @@ public final class FenceHTTPAPI: Sendable {
 
     // MARK: - Domains
 
-    private func listDomains(token: AccessToken) async throws -> HTTPResponse {
-        let domains = try await service.domains(visibleTo: token)
+    private func listDomains(token: AccessToken, _ http: HTTPRequest) async throws -> HTTPResponse {
+        let origin = RequestOrigin(frontEnd: .http, requester: token.name, clientAddress: http.clientAddress)
+        let domains = try await service.list(origin: origin, visibleTo: token)
         return .json(.object([("domains", .array(domains.map(Self.domainJSON)))]))
     }
 

@@ -9,10 +9,7 @@ extension FenceService {
     /// failure, so that every request a front end answers is in the audit log.
     public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
         await recordFinished(
-            action: action,
-            target: DomainTarget(target).auditText,
-            origin: origin,
-            requestedAt: Date(),
+            AuditIntent(action: action, target: DomainTarget(target).auditText, origin: origin),
             since: ContinuousClock.now,
             result: .failure,
             error: nil,
@@ -21,35 +18,34 @@ extension FenceService {
         )
     }
 
+    /// Writes the one row of a request that changed nothing (a read, or one this service does not carry out),
+    /// once it has finished.
     func recordFinished(
-        action: String,
-        target: String,
-        origin: RequestOrigin,
-        requestedAt: Date,
+        _ intent: AuditIntent,
         since started: ContinuousClock.Instant,
         result: AuditResult,
         error: FenceError?,
         message: String?,
+        powerState: PowerState? = nil,
         errorCode: String? = nil
     ) async {
-        let intent = AuditIntent(action: action, target: target, origin: origin, requestedAt: requestedAt)
         let elapsed = ContinuousClock.now - started
-        metrics.operationRejected(action: action, result: result.rawValue, source: origin.frontEnd.rawValue)
+        metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
         do {
             _ = try await store.record(
                 intent,
                 AuditCompletion(
                     result: result,
-                    powerState: nil,
+                    powerState: powerState?.rawValue,
                     errorCode: errorCode ?? error?.code,
                     message: message,
-                    finishedAt: requestedAt.addingTimeInterval(elapsed.seconds)
+                    finishedAt: intent.requestedAt.addingTimeInterval(elapsed.seconds)
                 )
             )
         } catch {
             logger.error(
                 "could not record a request in the audit log",
-                metadata: ["error": "\(error)", "fence.action": "\(action)"]
+                metadata: ["error": "\(error)", "fence.action": "\(intent.action)"]
             )
         }
     }

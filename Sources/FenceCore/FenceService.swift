@@ -99,7 +99,7 @@ public final class FenceService: Sendable {
     /// Threads of the hypervisor pool, how many are in a call, and how many calls wait; for tests and metrics.
     package var hypervisorPoolCensus: (threads: Int, busy: Int, queued: Int) { pool.census }
 
-    // MARK: - Reads (not audited)
+    // MARK: - Reads for the command line and tests (not audited: their callers can read the database itself)
 
     /// Every defined domain that `access` lets its holder see, sorted by name.
     public func domains(
@@ -109,24 +109,42 @@ public final class FenceService: Sendable {
         return all.filter { access.lists($0, among: all) }
     }
 
-    /// One domain by name or UUID, for reads that the command line and tests make (no access policy).
+    /// One domain by name or UUID (no access policy).
     public func domain(_ target: DomainTarget) async throws(FenceError) -> DomainInfo {
         try await blocking(action: .status, target: target.text) { [hypervisor] in try hypervisor.domain(target) }
     }
 
-    /// Reads the domain `request` names, if its access policy allows: a `status` that is answered but not
-    /// audited (REST's and Redfish's GET of one domain). A refusal is audited; one that conceals the domain
+    // MARK: - Reads for front ends (audited, as every front end's request is)
+
+    /// Reads the domain `request` names, if its access policy allows (REST's and Redfish's GET of one domain):
+    /// a `status` that does not wait for the domain's lock (fence_xvm's status goes through `perform` and
+    /// does). Recorded as one finished row with the power state read; a refusal that conceals the domain
     /// throws `.domainNotFound`, exactly as for a domain that does not exist.
     public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
-        if let problem = request.target.problem { throw .invalidTarget(reason: problem) }
+        let started = ContinuousClock.now
+        var intent = AuditIntent(request)
+        let result: Result<DomainInfo, FenceError>
         do {
-            return try await resolve(
+            let domain = try await checkAndResolve(
                 request,
-                deadline: ContinuousClock.now + (request.timeout ?? configuration.operationTimeout)
+                deadline: started + (request.timeout ?? configuration.operationTimeout)
             )
+            intent.domainName = domain.name
+            intent.domainUUID = domain.uuid
+            result = .success(domain)
         } catch {
-            throw error.failure
+            if error.recorded { throw error.failure }
+            result = .failure(error.failure)
         }
+        await recordFinished(
+            intent,
+            since: started,
+            result: result.auditResult,
+            error: result.failure,
+            message: result.failure?.description,
+            powerState: result.success?.power
+        )
+        return try result.get()
     }
 
     /// Succeeds if the hypervisor is reachable now (fence_xvm's `monitor`, the periodic check). Concurrent
@@ -159,8 +177,8 @@ public final class FenceService: Sendable {
         }
     }
 
-    /// Lists the domains `access` lets the requester see for a front end's request, and records it in the
-    /// audit log (action `list`).
+    /// Lists the domains `access` lets the requester see for a front end's request (fence_xvm's list, REST's
+    /// `GET /domains`, Redfish's Systems), and records it in the audit log (action `list`).
     public func list(
         origin: RequestOrigin,
         visibleTo access: any AccessPolicy = UnrestrictedAccess()
@@ -187,7 +205,7 @@ public final class FenceService: Sendable {
         _ body: () async throws(FenceError) -> (T, String?)
     ) async throws(FenceError) -> T {
         let started = ContinuousClock.now
-        let requestedAt = Date()
+        let intent = AuditIntent(action: action, target: "*", origin: origin)
         let result: Result<(T, String?), FenceError>
         do {
             result = .success(try await body())
@@ -195,10 +213,7 @@ public final class FenceService: Sendable {
             result = .failure(error)
         }
         await recordFinished(
-            action: action,
-            target: "*",
-            origin: origin,
-            requestedAt: requestedAt,
+            intent,
             since: started,
             result: result.auditResult,
             error: result.failure,

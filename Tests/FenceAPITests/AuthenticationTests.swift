@@ -121,18 +121,21 @@ struct AuthenticationTests {
             _ = try await api.curl("POST", "/domains/pcmk5/off", token: api.ops)
             let operations = try await api.curl("GET", "/operations", token: api.scoped)
             let seen = (operations.json["operations"] as? [[String: Any]])?.compactMap { $0["domain_name"] as? String }
-            #expect(seen == ["pcmk1"])
+            #expect(seen == ["pcmk1", "pcmk2"])  // its off of pcmk1 and its read of pcmk2, newest first
             let all = try await api.harness.rows()
             let pcmk5 = try #require(all.first { $0.domainName == "pcmk5" })
             #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.scoped).status == 404)
             #expect(try await api.curl("GET", "/operations/\(pcmk5.id)", token: api.ops).status == 200)
-            // Reading and fencing pcmk3 were refused and audited (as such, with the reason); the unknown
-            // domains were failures, and 9999… was never found, so it was not refused.
+            // Every request about domains is audited: the list and the reads that were allowed too. Reading
+            // and fencing pcmk3 were refused (as such, with the reason); the unknown domains were failures,
+            // and aaaaaaaa… was never found, so it was not refused.
             #expect(
-                all.map(\.result) == [.refused, .refused, .refused, .failure, .success, .failure, .success],
+                all.map(\.result) == [
+                    .success, .refused, .failure, .refused, .success, .refused, .failure, .success, .failure, .success,
+                ],
                 "\(all.map { "\($0.action) \($0.target) \($0.result?.rawValue ?? "")" })"
             )
-            #expect(all[0].requester == "pcmk12")
+            #expect(all[0].requester == "pcmk12" && all[0].action == "list")
             #expect(
                 all.filter { $0.result == .refused }.allSatisfy {
                     $0.message?.contains("outside token 'pcmk12'") == true

@@ -20,6 +20,9 @@ struct EndpointTests {
             #expect(stopped["state"] as? String == "shut-off")
             #expect(stopped["power"] as? String == "off")
             #expect(stopped["persistent"] as? Bool == true)
+            let rows = try await api.harness.rows()
+            #expect(rows.map(\.action) == ["list"] && rows.first?.result == .success, "\(rows)")
+            #expect(rows.first?.message == "\(Fixtures.uuids.count) domains")
         }
     }
 
@@ -44,7 +47,13 @@ struct EndpointTests {
                 try await api.curl("GET", "/domains/" + String(repeating: "x", count: 257), token: api.ops).status
                     == 400
             )
-            #expect(try await api.harness.rows().isEmpty)  // reads are not audited
+            // Each read is audited as a status, with what it read; the over-long name gets no row (400 first).
+            let rows = try await api.harness.rows()
+            #expect(rows.map(\.action) == ["status", "status", "status"])
+            #expect(rows.map(\.result) == [.success, .success, .failure])
+            #expect(rows.map(\.domainName) == ["paused1", "transient1", nil])
+            #expect(rows[0].powerState == "on" && rows[0].source == "http" && rows[0].requester == "ops")
+            #expect(rows[2].errorCode == "domain_not_found" && rows[2].target == "ghost")
         }
     }
 

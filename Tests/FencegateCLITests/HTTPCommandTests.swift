@@ -31,12 +31,12 @@ struct HTTPCommandTests {
         #expect(lines.count == 5, "\(result.stdout)")
         guard lines.count == 5 else { return }
         #expect(lines[0].contains(#""name":"test""#))
-        #expect(lines[1].hasPrefix(#"{"operation_id":1,"action":"off","result":"success""#))
+        #expect(lines[1].hasPrefix(#"{"operation_id":2,"action":"off","result":"success""#))
         #expect(lines[2].contains(#""power":"off""#))
         #expect(lines[3].contains(#""action":"on","result":"success""#))
         let page = try #require(try JSONSerialization.jsonObject(with: Data(lines[4].utf8)) as? [String: Any])
         let operations = try #require(page["operations"] as? [[String: Any]])
-        #expect(operations.compactMap { $0["action"] as? String } == ["on", "off"])
+        #expect(operations.compactMap { $0["action"] as? String } == ["on", "status", "off", "list"])
         #expect(operations.allSatisfy { ($0["requester"] as? String)?.hasPrefix("demo-") == true })
         #expect(operations.allSatisfy { $0["client_address"] as? String == "127.0.0.1" })
     }

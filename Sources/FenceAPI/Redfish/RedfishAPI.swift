@@ -68,7 +68,7 @@ struct RedfishAPI: Sendable {
         case ["v1", "Systems"]:
             try only("GET")
             let token = try await authenticate(request, action: nil, target: nil)
-            return Self.json(try await systems(token))
+            return Self.json(try await systems(token, request))
         case let path where path.count == 3 && path[0] == "v1" && path[1] == "Systems":
             try only("GET")
             // An id that cannot name a domain is no system, before anything is looked up or recorded.
@@ -97,8 +97,9 @@ struct RedfishAPI: Sendable {
         ])
     }
 
-    private func systems(_ token: AccessToken) async throws -> JSONValue {
-        let domains = try await service.domains(visibleTo: token)
+    private func systems(_ token: AccessToken, _ http: HTTPRequest) async throws -> JSONValue {
+        let origin = RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress)
+        let domains = try await service.list(origin: origin, visibleTo: token)
         return .object([
             ("@odata.id", .string(Self.root + "/Systems")),
             ("@odata.type", .string("#ComputerSystemCollection.ComputerSystemCollection")),
