@@ -161,9 +161,9 @@ struct Serve: AsyncParsableCommand {
             settings.requesterDomains[parts[0]] = parts[1]
         }
         if let fenceVirtConf {
-            settings.gateway = .fenceVirtConf(fenceVirtConf)
+            settings.gateways = [.fenceVirtConf(fenceVirtConf)]
         } else if gateway.enabled {
-            settings.gateway = .direct(try gateway.settings(), keyFile: gateway.keyFile)
+            settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFile)]
         }
         return settings
     }
@@ -199,8 +199,8 @@ struct Serve: AsyncParsableCommand {
             configuredFormat: settings.logFormat
         )
         try await reportingFailures {
-            let gatewayConfiguration = try settings.loadGateway(logger: logger)
-            if let uri = gatewayConfiguration?.uri {
+            let gatewayConfigurations = try settings.loadGateways(logger: logger)
+            if let uri = gatewayConfigurations.uri {
                 if let given = global.uri, given != uri {
                     throw CLIFailure.other(
                         "the libvirt URI \(given) contradicts fence_virt.conf's backends/libvirt/uri \(uri)"
@@ -209,7 +209,7 @@ struct Serve: AsyncParsableCommand {
                 global.uri = uri
             }
             var serviceConfiguration = settings.serviceConfiguration
-            serviceConfiguration.races.recordsGuestAddresses = gatewayConfiguration != nil
+            serviceConfiguration.races.recordsGuestAddresses = !gatewayConfigurations.configurations.isEmpty
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
             let api = FenceHTTPAPI(service: context.service, logger: logger, redfish: settings.redfish)
             let server: HTTPServer
@@ -227,19 +227,23 @@ struct Serve: AsyncParsableCommand {
             let notifier = SystemdNotifier()
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             var gatewaySummary = ""
-            var fenceXVMGateway: FenceXVMGateway?
-            if let gatewayConfiguration = gatewayConfiguration?.configuration {
+            var gateways: [FenceXVMGateway] = []
+            let several = gatewayConfigurations.configurations.count > 1
+            for (index, configuration) in gatewayConfigurations.configurations.enumerated() {
+                // With several gateways, each one's log lines name it as the configuration file does.
+                var gatewayLogger = logger
+                if several { gatewayLogger[metadataKey: "gateway"] = "gateway[\(index)]" }
                 let fenceXVM: FenceXVMGateway
                 do {
                     fenceXVM = try FenceXVMGateway(
                         service: context.service,
-                        configuration: gatewayConfiguration,
-                        logger: logger
+                        configuration: configuration,
+                        logger: gatewayLogger
                     )
                 } catch let error as GatewayError {
-                    throw CLIFailure.other(error.description)
+                    throw CLIFailure.other(several ? "gateway[\(index)]: \(error.description)" : error.description)
                 }
-                fenceXVMGateway = fenceXVM
+                gateways.append(fenceXVM)
                 services.append(
                     .init(
                         service: GatewayFrontEnd(
@@ -248,11 +252,7 @@ struct Serve: AsyncParsableCommand {
                         )
                     )
                 )
-                if let multicast = fenceXVM.configuration.multicast {
-                    gatewaySummary += "; fence_xvm on \(multicast.group):\(multicast.port)"
-                    if let interface = multicast.interface { gatewaySummary += " via \(interface)" }
-                }
-                if let tcp = fenceXVM.tcpAddress { gatewaySummary += "; fence_virt on tcp \(tcp)" }
+                gatewaySummary += fenceXVM.summary
             }
             let watch = HypervisorWatch(
                 service: context.service,
@@ -261,12 +261,19 @@ struct Serve: AsyncParsableCommand {
             )
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let runningURI = global.resolvedURI
-            let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, fenceXVMGateway] in
-                guard let fenceXVMGateway else { return ["no fence_xvm gateway runs: nothing to reload"] }
-                guard let reread = try currentSettings().loadGateway(logger: logger) else {
-                    return ["the gateway is no longer configured: restart to stop it"]
+            let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, gateways] in
+                guard !gateways.isEmpty else { return ["no fence_xvm gateway runs: nothing to reload"] }
+                let reread = try currentSettings().loadGateways(logger: logger)
+                guard reread.configurations.count == gateways.count else {
+                    return [
+                        "the gateways changed from \(gateways.count) to \(reread.configurations.count): restart to apply"
+                    ]
                 }
-                var notes = fenceXVMGateway.reload(reread.configuration)
+                var notes: [String] = []
+                for (index, gateway) in gateways.enumerated() {
+                    let gatewayNotes = gateway.reload(reread.configurations[index])
+                    notes += gateways.count > 1 ? gatewayNotes.map { "gateway[\(index)]: \($0)" } : gatewayNotes
+                }
                 if let uri = reread.uri, uri != runningURI {
                     notes.append("the libvirt URI changed to \(uri): restart to apply")
                 }
@@ -360,5 +367,18 @@ struct HypervisorWatch: Service {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
+    }
+}
+
+extension FenceXVMGateway {
+    /// What this gateway listens on, for the start-up line: `; fence_xvm on 225.0.0.12:1229 via virbr0`.
+    fileprivate var summary: String {
+        var summary = ""
+        if let multicast = configuration.multicast {
+            summary += "; fence_xvm on \(multicast.group):\(multicast.port)"
+            if let interface = multicast.interface { summary += " via \(interface)" }
+        }
+        if let tcp = tcpAddress { summary += "; fence_virt on tcp \(tcp)" }
+        return summary
     }
 }

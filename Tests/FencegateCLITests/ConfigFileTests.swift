@@ -49,6 +49,16 @@ struct ConfigFileTests {
             ),
             ("[gateway.tcp]\n[[gateway.group]]\nip = [\"198.18.0.2\"]\n", "2: gateway.group needs ip"),
             ("[logging]\nlevel = \"loud\"\n", "2: logging.level \"loud\" is not one of"),
+            // Several gateways: each error names its gateway, at its line.
+            (
+                "[[gateway]]\n[gateway.tcp]\n\n[[gateway]]\n[gateway.multicast]\nport = 0\n",
+                "6: gateway[1].multicast.port must be 1 to 65535"
+            ),
+            (
+                "[[gateway]]\n[gateway.tcp]\n[[gateway]]\n[gateway.tcp]\n[[gateway.group]]\nip = [\"198.18.0.2\"]\n",
+                "5: gateway.group needs ip"
+            ),
+            ("[[gateway]]\n[gateway.tcp]\n[[gateway]]\nkey_fil = \"/k\"\n", "4: unknown key 'key_fil' in [gateway]"),
         ]
     )
     func errors(text: String, expected: String) async throws {
@@ -58,6 +68,63 @@ struct ConfigFileTests {
         let check = try await fencegate.run(["config", "check", path])
         #expect(check.status == 78)
         #expect(check.stderr.hasPrefix("fencegate: error: \(path):\(expected)"), "\(check.stderr)")
+    }
+
+    @Test("several gateways: each with its listeners, key and groups; two on one address are refused")
+    func severalGateways() async throws {
+        let fencegate = try FencegateBinary()
+        let keyA = fencegate.directory.file("a.key")
+        let keyB = fencegate.directory.file("b.key")
+        #expect(try await fencegate.run(["keygen", keyA]).status == 0)
+        #expect(try await fencegate.run(["keygen", keyB, "--size", "512"]).status == 0)
+        let path = fencegate.directory.file("fencegate.toml")
+        func gateway(_ key: String, _ address: String, _ interface: String) -> String {
+            """
+            [[gateway]]
+            key_file = "\(key)"
+            [gateway.multicast]
+            address = "\(address)"
+            interface = "\(interface)"
+            [[gateway.group]]
+            ip = ["198.18.0.11"]
+            domains = ["pcmk1"]
+
+            """
+        }
+        try
+            (gateway(keyA, "225.0.0.12", "br0") + gateway(keyA, "ff05::3:1", "br0") + gateway(keyB, "225.0.0.12", "br1"))
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let check = try await fencegate.run(["config", "check", path])
+        #expect(check.status == 0, "\(check.stderr)")
+        for (index, listener, key) in [
+            (0, "225.0.0.12:1229 on br0", 4096), (1, "ff05::3:1:1229 on br0", 4096), (2, "225.0.0.12:1229 on br1", 512),
+        ] {
+            #expect(
+                check.stdout.contains(
+                    "  gateway[\(index)]:\n    fence_xvm: multicast \(listener)\n    hash sha256, auth sha256, \(key)-byte key, 1 group(s)"
+                ),
+                "\(check.stdout)"
+            )
+        }
+
+        // The README's example, with this test's keys.
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        let start = try #require(readme.range(of: "<!-- gateways:start -->\n```toml\n"))
+        let end = try #require(readme.range(of: "```\n<!-- gateways:end -->"))
+        try String(readme[start.upperBound..<end.lowerBound])
+            .replacingOccurrences(of: "/etc/cluster/a.key", with: keyA)
+            .replacingOccurrences(of: "/etc/cluster/b.key", with: keyB)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let example = try await fencegate.run(["config", "check", path])
+        #expect(example.status == 0, "\(example.stderr)")
+        #expect(example.stdout.contains("  gateway[2]:\n    fence_xvm: multicast 225.0.0.12:1229 on virbr1"))
+
+        // The same group, port and interface twice: a request would reach both.
+        try (gateway(keyA, "225.0.0.12", "br0") + gateway(keyB, "225.0.0.12", "br0"))
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let clash = try await fencegate.run(["config", "check", path])
+        #expect(clash.status == 78)
+        #expect(clash.stderr.contains("gateway[0] and gateway[1] would listen on the same address"), "\(clash.stderr)")
     }
 
     @Test("config import prints Debian's fence_virt.conf as TOML that config check accepts")

@@ -17,13 +17,16 @@ final class GatewayLab: @unchecked Sendable {
         (try? String(contentsOfFile: fencegate.directory.file("serve.err"), encoding: .utf8)) ?? ""
     }
 
-    init(guests: Int, lastOctets: [Int]? = nil) async throws {
+    /// - Parameter secondBridge: guests on a second bridge, `br1` (see `NetworkLab`), after the others.
+    init(guests: Int, lastOctets: [Int]? = nil, secondBridge: Int = 0) async throws {
         if !NetworkLab.isAvailable {
             FileHandle.standardError.write(Data("WARNING: gateway interop tests SKIPPED: not root\n".utf8))
         }
         // Building the namespaces runs a few dozen `ip` commands: on a thread of its own, never on Swift's
         // cooperative pool, which the in-process services of other tests need.
-        lab = try await onOwnThread { try NetworkLab(guests: guests, lastOctets: lastOctets) }
+        lab = try await onOwnThread {
+            try NetworkLab(guests: guests, lastOctets: lastOctets, secondBridge: secondBridge)
+        }
         fencegate = try FencegateBinary()
         keyPath = fencegate.directory.file("fence_xvm.key")
         let keygen = try await fencegate.run(["keygen", keyPath])

@@ -4,8 +4,8 @@ import Synchronization
 
 /// A test network that lives only in network namespaces this test creates: a "host" namespace with a Linux
 /// bridge `br0` (standing in for virbr0, multicast snooping off) at 198.18.0.1/24 and fd00::1/64, and guest
-/// namespaces on veth ports of that bridge at 198.18.0.(10+n) and fd00::(10+n). Nothing touches the machine's
-/// own interfaces or routes.
+/// namespaces on veth ports of that bridge at 198.18.0.(10+n) and fd00::(10+n) (optionally a second bridge,
+/// `br1`, with guests of its own). Nothing touches the machine's own interfaces or routes.
 ///
 /// Everything is deleted in `deinit`, also after a failed test; processes started with `start` are killed
 /// (by PID) first. Needs root: see `NetworkLab.isAvailable`.
@@ -14,6 +14,8 @@ public final class NetworkLab: @unchecked Sendable {
         public let namespace: String
         public let ipv4: String
         public let ipv6: String
+        /// `br0`, or `br1` for the guests of the second bridge.
+        public let bridge: String
     }
 
     public let host: String
@@ -28,15 +30,32 @@ public final class NetworkLab: @unchecked Sendable {
             || geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/sbin/ip")
     }
 
-    /// - Parameter lastOctets: the guests' IPv4 addresses' last numbers (198.18.0.N); by default 11, 12, ….
-    public init(guests count: Int, lastOctets: [Int]? = nil) throws {
+    /// - Parameters:
+    ///   - lastOctets: the guests' IPv4 addresses' last numbers (198.18.0.N); by default 11, 12, ….
+    ///   - secondBridge: guests on a second bridge, `br1` (198.18.1.1/24, fd01::1/64), at 198.18.1.(10+n)
+    ///     and fd01::(10+n); they follow the first bridge's guests in `guests`.
+    public init(guests count: Int, lastOctets: [Int]? = nil, secondBridge: Int = 0) throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         host = "fgl-\(tag)-h"
         let octets = lastOctets ?? (1...count).map { 10 + $0 }
-        guests = (1...count).map { index in
-            let octet = octets[index - 1]
-            return Guest(namespace: "fgl-\(tag)-g\(index)", ipv4: "198.18.0.\(octet)", ipv6: "fd00::\(octet)")
-        }
+        guests =
+            (1...count).map { index in
+                let octet = octets[index - 1]
+                return Guest(
+                    namespace: "fgl-\(tag)-g\(index)",
+                    ipv4: "198.18.0.\(octet)",
+                    ipv6: "fd00::\(octet)",
+                    bridge: "br0"
+                )
+            }
+            + (0..<secondBridge).map { index in
+                Guest(
+                    namespace: "fgl-\(tag)-b\(index + 1)",
+                    ipv4: "198.18.1.\(11 + index)",
+                    ipv6: "fd01::\(11 + index)",
+                    bridge: "br1"
+                )
+            }
         do {
             try build()
         } catch {
@@ -56,6 +75,12 @@ public final class NetworkLab: @unchecked Sendable {
         try Self.ip(["-n", host, "addr", "add", "\(Self.hostIPv4)/24", "dev", "br0"])
         try Self.ip(["-n", host, "addr", "add", "\(Self.hostIPv6)/64", "dev", "br0", "nodad"])
         try Self.ip(["-n", host, "link", "set", "br0", "up"])
+        if guests.contains(where: { $0.bridge == "br1" }) {
+            try Self.ip(["-n", host, "link", "add", "br1", "type", "bridge", "mcast_snooping", "0"])
+            try Self.ip(["-n", host, "addr", "add", "198.18.1.1/24", "dev", "br1"])
+            try Self.ip(["-n", host, "addr", "add", "fd01::1/64", "dev", "br1", "nodad"])
+            try Self.ip(["-n", host, "link", "set", "br1", "up"])
+        }
         for (index, guest) in guests.enumerated() {
             let port = "port\(index + 1)"
             try Self.ip(["netns", "add", guest.namespace])
@@ -63,7 +88,7 @@ public final class NetworkLab: @unchecked Sendable {
             try Self.ip([
                 "-n", host, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", guest.namespace,
             ])
-            try Self.ip(["-n", host, "link", "set", port, "master", "br0"])
+            try Self.ip(["-n", host, "link", "set", port, "master", guest.bridge])
             try Self.ip(["-n", host, "link", "set", port, "up"])
             try Self.ip(["-n", guest.namespace, "addr", "add", "\(guest.ipv4)/24", "dev", "eth0"])
             try Self.ip(["-n", guest.namespace, "addr", "add", "\(guest.ipv6)/64", "dev", "eth0", "nodad"])

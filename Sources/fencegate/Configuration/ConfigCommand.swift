@@ -29,33 +29,35 @@ struct Config: ParsableCommand {
             }
             var logger = Logger(label: "config")
             logger.logLevel = .critical
-            let gateway: (configuration: GatewayConfiguration, uri: String?)?
+            let gateways: (configurations: [GatewayConfiguration], uri: String?)
             do {
-                gateway = try settings.loadGateway(logger: logger)
+                gateways = try settings.loadGateways(logger: logger)
             } catch let failure as CLIFailure {
                 printError("\(path): \(failure.message)")
                 throw ExitCode(ExitStatus.configuration)
             }
             var lines = ["\(path): OK"]
             lines.append(
-                "  hypervisor: \(settings.uri ?? gateway?.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")"
+                "  hypervisor: \(settings.uri ?? gateways.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")"
             )
             lines.append("  audit log: \(settings.database ?? "the default path")")
             lines.append("  HTTP API: \(settings.tlsCert == nil ? "http" : "https")://\(settings.listen)")
-            if let configuration = gateway?.configuration {
+            for (index, configuration) in gateways.configurations.enumerated() {
+                // With several gateways, each one's lines are named as in the file.
+                let indent = gateways.configurations.count > 1 ? "    " : "  "
+                if gateways.configurations.count > 1 { lines.append("  gateway[\(index)]:") }
                 if let multicast = configuration.multicast {
                     lines.append(
-                        "  fence_xvm: multicast \(multicast.group):\(multicast.port) on \(multicast.interface ?? "the default interface")"
+                        "\(indent)fence_xvm: multicast \(multicast.group):\(multicast.port) on \(multicast.interface ?? "the default interface")"
                     )
                 }
-                if let tcp = configuration.tcp { lines.append("  fence_virt: tcp \(tcp)") }
+                if let tcp = configuration.tcp { lines.append("\(indent)fence_virt: tcp \(tcp)") }
                 let groups = configuration.groups.groups.count
                 lines.append(
-                    "  hash \(configuration.minimumHash), auth \(configuration.auth), \(configuration.key.count)-byte key, \(groups) group(s)"
+                    "\(indent)hash \(configuration.minimumHash), auth \(configuration.auth), \(configuration.key.count)-byte key, \(groups) group(s)"
                 )
-            } else {
-                lines.append("  fence_xvm gateway: off")
             }
+            if gateways.configurations.isEmpty { lines.append("  fence_xvm gateway: off") }
             print(lines.joined(separator: "\n"))
         }
     }

@@ -90,18 +90,32 @@ struct KeyLines {
 
     init(_ text: String) {
         var table = ""
+        // The current element of each array of tables, by its path with the elements above it resolved
+        // (`gateway`, `gateway[1].group`): a `[gateway.multicast]` after the second `[[gateway]]` is
+        // `gateway[1].multicast`.
         var arrayIndexes: [String: Int] = [:]
+        func resolved(_ name: String) -> String {
+            var path = ""
+            for component in name.split(separator: ".").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                path = path.isEmpty ? component : "\(path).\(component)"
+                if let index = arrayIndexes[path] { path += "[\(index)]" }
+            }
+            return path
+        }
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("[[") {
                 let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
-                let position = arrayIndexes[name, default: -1] + 1
-                arrayIndexes[name] = position
-                table = "\(name)[\(position)]"
+                // The array's own path: its parents resolved, itself not (each element's arrays are its own).
+                let parent =
+                    name.lastIndex(of: ".").map { resolved(String(name[..<$0])) + name[$0...] } ?? name
+                let position = arrayIndexes[parent, default: -1] + 1
+                arrayIndexes[parent] = position
+                table = "\(parent)[\(position)]"
                 lines[table] = lines[table] ?? index + 1
-                lines[name] = lines[name] ?? index + 1
+                lines[parent] = lines[parent] ?? index + 1
             } else if line.hasPrefix("[") {
-                table = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                table = resolved(line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces))
                 lines[table] = lines[table] ?? index + 1
             } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
                 let key = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(
@@ -193,8 +207,18 @@ private struct Reader {
             )
         }
 
-        if let gateway = try table("gateway", in: root) {
-            settings.gateway = try self.gateway(gateway)
+        if let gateway = root["gateway"] {
+            // One gateway as [gateway], or several as [[gateway]], each with its own listeners, key and groups.
+            if let array = gateway.array {
+                for (index, element) in array.enumerated() {
+                    let key = "gateway[\(index)]"
+                    guard let table = element.table else { throw error(key, "each gateway must be a table") }
+                    try checkKeys(table, of: "gateway", at: key)
+                    settings.gateways.append(try self.gateway(table, at: key))
+                }
+            } else if let table = try table("gateway", in: root) {
+                settings.gateways = [try self.gateway(table, at: "gateway")]
+            }
         }
 
         if let races = try table("fence_races", in: root) {
@@ -247,54 +271,58 @@ private struct Reader {
         return settings
     }
 
-    private func gateway(_ gateway: TOMLTable) throws(ConfigurationError) -> ServeSettings.GatewaySource {
-        if let fenceVirtConf = try string("gateway.fence_virt_conf", gateway["fence_virt_conf"]) {
+    private func gateway(
+        _ gateway: TOMLTable,
+        at prefix: String
+    ) throws(ConfigurationError) -> ServeSettings.GatewaySource {
+        if let fenceVirtConf = try string("\(prefix).fence_virt_conf", gateway["fence_virt_conf"]) {
             if let other = gateway.keys.first(where: { $0 != "fence_virt_conf" }) {
                 throw error(
-                    "gateway.\(other)",
-                    "gateway.\(other) cannot be combined with gateway.fence_virt_conf, which sets the whole gateway"
+                    "\(prefix).\(other)",
+                    "\(prefix).\(other) cannot be combined with gateway.fence_virt_conf, which sets the whole gateway"
                 )
             }
             return .fenceVirtConf(fenceVirtConf)
         }
         var configuration = GatewayConfiguration()
-        configuration.minimumHash = try hash("gateway.hash", gateway["hash"]) ?? configuration.minimumHash
-        configuration.auth = try hash("gateway.auth", gateway["auth"]) ?? configuration.auth
-        let keyFile = try string("gateway.key_file", gateway["key_file"]) ?? GatewayConfiguration.defaultKeyFile
+        configuration.minimumHash = try hash("\(prefix).hash", gateway["hash"]) ?? configuration.minimumHash
+        configuration.auth = try hash("\(prefix).auth", gateway["auth"]) ?? configuration.auth
+        let keyFile = try string("\(prefix).key_file", gateway["key_file"]) ?? GatewayConfiguration.defaultKeyFile
         configuration.multicast = nil
-        if let multicast = try table("multicast", in: gateway, path: "gateway.multicast") {
-            let port = try integer("gateway.multicast.port", multicast["port"], in: 1...65535) ?? 1229
-            let address = try string("gateway.multicast.address", multicast["address"]) ?? "225.0.0.12"
+        if let multicast = try table("multicast", in: gateway, path: "\(prefix).multicast", schema: "gateway.multicast")
+        {
+            let port = try integer("\(prefix).multicast.port", multicast["port"], in: 1...65535) ?? 1229
+            let address = try string("\(prefix).multicast.address", multicast["address"]) ?? "225.0.0.12"
             guard let group = SocketAddress(host: address, port: UInt16(port)), group.isMulticast else {
                 throw error(
-                    "gateway.multicast.address",
-                    "gateway.multicast.address \"\(address)\" is not a numeric multicast address"
+                    "\(prefix).multicast.address",
+                    "\(prefix).multicast.address \"\(address)\" is not a numeric multicast address"
                 )
             }
             configuration.multicast = MulticastListenerConfiguration(
                 group: address,
                 port: UInt16(port),
-                interface: try string("gateway.multicast.interface", multicast["interface"])
+                interface: try string("\(prefix).multicast.interface", multicast["interface"])
             )
             configuration.maximumCallbacks =
-                try integer("gateway.multicast.max_callbacks", multicast["max_callbacks"], in: 1...65536)
+                try integer("\(prefix).multicast.max_callbacks", multicast["max_callbacks"], in: 1...65536)
                 ?? configuration.maximumCallbacks
         }
-        if let tcp = try table("tcp", in: gateway, path: "gateway.tcp") {
-            let listen = try string("gateway.tcp.listen", tcp["listen"]) ?? "127.0.0.1:1229"
+        if let tcp = try table("tcp", in: gateway, path: "\(prefix).tcp", schema: "gateway.tcp") {
+            let listen = try string("\(prefix).tcp.listen", tcp["listen"]) ?? "127.0.0.1:1229"
             guard let address = GatewayOptions.tcpAddress(listen) else {
                 throw error(
-                    "gateway.tcp.listen",
-                    "gateway.tcp.listen \"\(listen)\" is not a numeric address with an optional port"
+                    "\(prefix).tcp.listen",
+                    "\(prefix).tcp.listen \"\(listen)\" is not a numeric address with an optional port"
                 )
             }
             configuration.tcp = address
             configuration.tcpMaximumConnections =
-                try integer("gateway.tcp.max_connections", tcp["max_connections"], in: 1...65536)
+                try integer("\(prefix).tcp.max_connections", tcp["max_connections"], in: 1...65536)
                 ?? configuration.tcpMaximumConnections
             configuration.tcpMaximumConnectionsPerAddress =
                 try integer(
-                    "gateway.tcp.max_connections_per_address",
+                    "\(prefix).tcp.max_connections_per_address",
                     tcp["max_connections_per_address"],
                     in: 1...65536
                 )
@@ -302,17 +330,17 @@ private struct Reader {
         }
         guard configuration.multicast != nil || configuration.tcp != nil else {
             throw error(
-                "gateway",
-                "[gateway] enables no listener: add [gateway.multicast] and/or [gateway.tcp], or gateway.fence_virt_conf"
+                prefix,
+                "[\(prefix)] enables no listener: add [gateway.multicast] and/or [gateway.tcp], or gateway.fence_virt_conf"
             )
         }
         if let groups = gateway["group"] {
             guard let array = groups.array else {
-                throw error("gateway.group", "gateway.group must be an array of tables: [[gateway.group]]")
+                throw error("\(prefix).group", "\(prefix).group must be an array of tables: [[gateway.group]]")
             }
             var parsed: [FenceGroups.Group] = []
             for (index, element) in array.enumerated() {
-                let key = "gateway.group[\(index)]"
+                let key = "\(prefix).group[\(index)]"
                 guard let group = element.table else { throw error(key, "each gateway.group must be a table") }
                 try checkKeys(group, of: "gateway.group", at: key)
                 let requesters = try strings("\(key).ip", group["ip"])
@@ -348,15 +376,18 @@ private struct Reader {
         }
     }
 
+    /// The table `name` in `parent`, if there is one; `path` names it in errors (default: `name`), `schema`
+    /// lists its keys (default: `path`).
     private func table(
         _ name: String,
         in parent: TOMLTable,
-        path: String? = nil
+        path: String? = nil,
+        schema: String? = nil
     ) throws(ConfigurationError) -> TOMLTable? {
         let key = path ?? name
         guard let value = parent[name] else { return nil }
         guard let table = value.table else { throw error(key, "\(key) must be a table: [\(key)]") }
-        try checkKeys(table, of: key, at: key)
+        try checkKeys(table, of: schema ?? key, at: key)
         return table
     }
 

@@ -23,10 +23,8 @@ extension ServeSettings {
 /// Everything `serve` runs with, from its command-line options or from a configuration file; the defaults
 /// are the options' defaults.
 struct ServeSettings {
-    /// Where the fence_xvm gateway's settings come from.
+    /// Where one fence_xvm gateway's settings come from.
     enum GatewaySource {
-        /// No gateway listener.
-        case none
         /// Settings given directly (without the key, which is read from `keyFile` at start and on reload).
         case direct(GatewayConfiguration, keyFile: String)
         /// fence_virtd's configuration file.
@@ -67,7 +65,8 @@ struct ServeSettings {
     var priorityGrace: Double = 5
     /// Guest addresses mapped to domains, where libvirt cannot tell.
     var requesterDomains: [String: String] = [:]
-    var gateway: GatewaySource = .none
+    /// The fence_xvm gateways, each with its own listeners, key, hashes and groups (none: no gateway).
+    var gateways: [GatewaySource] = []
     var logLevel: Logger.Level?
     var logFormat: LogFormat?
 
@@ -184,12 +183,39 @@ struct ServeSettings {
         return configuration
     }
 
-    /// The gateway's configuration with its key read, and the libvirt URI fence_virt.conf names (if any);
-    /// nil when no listener is enabled. Called at start and again on SIGHUP.
-    func loadGateway(logger: Logger) throws -> (configuration: GatewayConfiguration, uri: String?)? {
-        switch gateway {
-        case .none:
-            return nil
+    /// Each gateway's configuration with its key read, and the libvirt URI fence_virt.conf names (if any
+    /// does; all that do must agree). Called at start and again on SIGHUP.
+    /// - Throws: `CLIFailure` for a file or key that cannot be read, and for two gateways that would listen
+    ///   on the same multicast group, port and interface, or the same TCP address.
+    func loadGateways(logger: Logger) throws -> (configurations: [GatewayConfiguration], uri: String?) {
+        var configurations: [GatewayConfiguration] = []
+        var uri: String?
+        for (index, source) in gateways.enumerated() {
+            let (configuration, fileURI) = try Self.load(source, logger: logger)
+            if let fileURI {
+                if let uri, uri != fileURI {
+                    throw CLIFailure.other(
+                        "the gateways' fence_virt.conf files name different libvirt URIs: \(uri) and \(fileURI)"
+                    )
+                }
+                uri = fileURI
+            }
+            if let clash = configurations.firstIndex(where: { $0.sharesListener(with: configuration) }) {
+                throw CLIFailure.other(
+                    "gateway[\(clash)] and gateway[\(index)] would listen on the same address: give each its own "
+                        + "multicast group, port or interface, or TCP address"
+                )
+            }
+            configurations.append(configuration)
+        }
+        return (configurations, uri)
+    }
+
+    private static func load(
+        _ source: GatewaySource,
+        logger: Logger
+    ) throws -> (configuration: GatewayConfiguration, uri: String?) {
+        switch source {
         case .direct(var configuration, let keyFile):
             try GatewayOptions.loadKey(into: &configuration, from: keyFile, logger: logger)
             return (configuration, nil)
@@ -205,6 +231,22 @@ struct ServeSettings {
             try GatewayOptions.loadKey(into: &configuration, from: file.keyFile, logger: logger)
             return (configuration, file.libvirtURI)
         }
+    }
+}
+
+extension GatewayConfiguration {
+    /// True if this gateway and `other` would both listen on one multicast group, port and interface, or on
+    /// one TCP address: each request must reach exactly one gateway.
+    func sharesListener(with other: GatewayConfiguration) -> Bool {
+        if let mine = multicast, let theirs = other.multicast,
+            SocketAddress(host: mine.group, port: mine.port) == SocketAddress(host: theirs.group, port: theirs.port),
+            mine.interface == nil || theirs.interface == nil || mine.interface == theirs.interface
+        {
+            return true
+        }
+        // Other clashes of TCP addresses (a wildcard and a specific one) fail when the second one binds.
+        if let mine = tcp, let theirs = other.tcp, mine == theirs, mine.port != 0 { return true }
+        return false
     }
 }
 

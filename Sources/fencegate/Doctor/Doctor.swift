@@ -53,48 +53,63 @@ struct Doctor: AsyncParsableCommand {
                 findings.append(.fail("configuration", error.description, fix: "correct the file at the line shown"))
             }
         } else if let fenceVirtConf {
-            settings.gateway = .fenceVirtConf(fenceVirtConf)
+            settings.gateways = [.fenceVirtConf(fenceVirtConf)]
         } else if gateway.enabled {
-            settings.gateway = .direct(try gateway.settings(), keyFile: gateway.keyFile)
+            settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFile)]
         }
-        var subject = DoctorSubject(
+        let subject = DoctorSubject(
             uri: global.uri ?? settings.uri ?? global.resolvedURI,
             databasePath: global.database ?? settings.database ?? global.resolvedDatabase,
             http: settings.listen,
             gateway: nil,
             keyFile: gateway.keyFile
         )
-        switch settings.gateway {
-        case .none:
+        if settings.gateways.isEmpty {
             findings.append(
                 .ok(
                     "fence_xvm gateway",
                     "not enabled by these settings (give serve's options, --config or --fence-virt-conf)"
                 )
             )
-        case .direct(let configuration, let keyFile):
-            subject.gateway = configuration
-            subject.keyFile = keyFile
-        case .fenceVirtConf(let path):
-            do {
-                let file = try FenceVirtdConfiguration(contentsOf: path)
-                findings.append(.ok("fence_virt.conf", "\(path): \(file.listener.rawValue) listener, libvirt backend"))
-                for note in file.ignored {
-                    findings.append(.warn("fence_virt.conf", note, fix: "remove the setting, or ignore this"))
-                }
-                subject.gateway = file.gateway
-                subject.keyFile = file.keyFile
-                if let uri = file.libvirtURI, global.uri == nil { subject.uri = uri }
-            } catch {
-                findings.append(.fail("fence_virt.conf", error.description, fix: "correct the file at the line shown"))
-            }
         }
-        findings += DoctorChecks.key(subject)
-        findings += DoctorChecks.bridge(subject)
-        findings += DoctorChecks.ports(subject)
-        findings += DoctorChecks.libvirt(subject)
-        findings += await DoctorChecks.database(subject)
-        findings += await DoctorChecks.firewall(subject)
+        // Each gateway is checked on its own (its key, bridge, ports, firewall); what they share is said once.
+        var subjects = [subject]
+        for source in settings.gateways {
+            var gatewaySubject = subject
+            switch source {
+            case .direct(let configuration, let keyFile):
+                gatewaySubject.gateway = configuration
+                gatewaySubject.keyFile = keyFile
+            case .fenceVirtConf(let path):
+                do {
+                    let file = try FenceVirtdConfiguration(contentsOf: path)
+                    findings.append(
+                        .ok("fence_virt.conf", "\(path): \(file.listener.rawValue) listener, libvirt backend")
+                    )
+                    for note in file.ignored {
+                        findings.append(.warn("fence_virt.conf", note, fix: "remove the setting, or ignore this"))
+                    }
+                    gatewaySubject.gateway = file.gateway
+                    gatewaySubject.keyFile = file.keyFile
+                    if let uri = file.libvirtURI, global.uri == nil { gatewaySubject.uri = uri }
+                } catch {
+                    findings.append(
+                        .fail("fence_virt.conf", error.description, fix: "correct the file at the line shown")
+                    )
+                }
+            }
+            subjects.append(gatewaySubject)
+        }
+        if subjects.count > 1 { subjects.removeFirst() }
+        func add(_ more: [Finding]) {
+            for finding in more where !findings.contains(finding) { findings.append(finding) }
+        }
+        for subject in subjects { add(DoctorChecks.key(subject)) }
+        for subject in subjects { add(DoctorChecks.bridge(subject)) }
+        for subject in subjects { add(DoctorChecks.ports(subject)) }
+        add(DoctorChecks.libvirt(subjects[0]))
+        add(await DoctorChecks.database(subjects[0]))
+        for subject in subjects { add(await DoctorChecks.firewall(subject)) }
 
         if json {
             print(try JSONText.encode(findings))
