@@ -10,10 +10,10 @@ struct GatewayOptions: ParsableArguments {
     var multicast = false
 
     @Option(help: "Multicast group: IPv4 (default 225.0.0.12) or IPv6 (e.g. ff05::3:1, which selects IPv6).")
-    var multicastAddress = "225.0.0.12"
+    var multicastAddress: String?
 
-    @Option(help: "UDP port of the multicast listener; fence_xvm calls back the same port number.")
-    var multicastPort: UInt16 = 1229
+    @Option(help: "UDP port of the multicast listener (default 1229); fence_xvm calls back the same port number.")
+    var multicastPort: UInt16?
 
     @Option(help: "Join the group on this interface only, e.g. the guests' bridge virbr0.")
     var multicastInterface: String?
@@ -21,23 +21,40 @@ struct GatewayOptions: ParsableArguments {
     @Option(help: "Answer fence_virt -T on this TCP address[:port] (port 1229 by default), e.g. 127.0.0.1.")
     var tcpListen: String?
 
-    @Option(help: "Most fence_virt -T connections open at once (more are closed at once).")
-    var tcpMaxConnections = GatewayConfiguration().tcpMaximumConnections
+    @Option(
+        help:
+            "Most fence_virt -T connections open at once (more are closed at once; default \(GatewayConfiguration().tcpMaximumConnections))."
+    )
+    var tcpMaxConnections: Int?
 
-    @Option(help: "Most fence_virt -T connections open at once from one address.")
-    var tcpMaxConnectionsPerAddress = GatewayConfiguration().tcpMaximumConnectionsPerAddress
+    @Option(
+        help:
+            "Most fence_virt -T connections open at once from one address (default \(GatewayConfiguration().tcpMaximumConnectionsPerAddress))."
+    )
+    var tcpMaxConnectionsPerAddress: Int?
 
-    @Option(help: "Most fence_xvm call backs running at once (more requests are dropped; fence_xvm sends again).")
-    var maxCallbacks = GatewayConfiguration().maximumCallbacks
+    @Option(
+        help:
+            "Most fence_xvm call backs running at once (more requests are dropped; fence_xvm sends again; default \(GatewayConfiguration().maximumCallbacks))."
+    )
+    var maxCallbacks: Int?
 
-    @Option(help: "The shared key file; its first 4096 bytes are the key (as fence_xvm reads it).")
-    var keyFile = GatewayConfiguration.defaultKeyFile
+    @Option(
+        help:
+            "The shared key file (default \(GatewayConfiguration.defaultKeyFile)); its first 4096 bytes are the key (as fence_xvm reads it)."
+    )
+    var keyFile: String?
 
-    @Option(help: "Weakest packet hash accepted: none, sha1, sha256, sha512 (stronger ones are always accepted).")
-    var hash = "sha256"
+    @Option(
+        help:
+            "Weakest packet hash accepted: none, sha1, sha256 (the default), sha512 (stronger ones are always accepted)."
+    )
+    var hash: String?
 
-    @Option(help: "Challenge-response algorithm: none, sha1, sha256, sha512 (must match the guests' auth).")
-    var auth = "sha256"
+    @Option(
+        help: "Challenge-response algorithm: none, sha1, sha256 (the default), sha512 (must match the guests' auth)."
+    )
+    var auth: String?
 
     @Option(
         help: ArgumentHelp(
@@ -49,72 +66,66 @@ struct GatewayOptions: ParsableArguments {
 
     var enabled: Bool { multicast || tcpListen != nil }
 
-    /// The gateway options given with a value other than their default, by name.
-    var changedOptions: [String] {
-        let defaults = GatewayConfiguration()
-        var changed: [String] = []
-        if multicast { changed.append("--multicast") }
-        if multicastAddress != "225.0.0.12" { changed.append("--multicast-address") }
-        if multicastPort != 1229 { changed.append("--multicast-port") }
-        if multicastInterface != nil { changed.append("--multicast-interface") }
-        if tcpListen != nil { changed.append("--tcp-listen") }
-        if tcpMaxConnections != defaults.tcpMaximumConnections { changed.append("--tcp-max-connections") }
-        if tcpMaxConnectionsPerAddress != defaults.tcpMaximumConnectionsPerAddress {
-            changed.append("--tcp-max-connections-per-address")
-        }
-        if maxCallbacks != defaults.maximumCallbacks { changed.append("--max-callbacks") }
-        if keyFile != GatewayConfiguration.defaultKeyFile { changed.append("--key-file") }
-        if hash != defaults.minimumHash.description { changed.append("--hash") }
-        if auth != defaults.auth.description { changed.append("--auth") }
-        if !group.isEmpty { changed.append("--group") }
-        return changed
+    /// The key file given, else fence_xvm's default.
+    var keyFileOrDefault: String { keyFile ?? GatewayConfiguration.defaultKeyFile }
+
+    /// The gateway options given, by name.
+    var givenOptions: [String] {
+        let given: [(String, Bool)] = [
+            ("--multicast", multicast), ("--multicast-address", multicastAddress != nil),
+            ("--multicast-port", multicastPort != nil), ("--multicast-interface", multicastInterface != nil),
+            ("--tcp-listen", tcpListen != nil), ("--tcp-max-connections", tcpMaxConnections != nil),
+            ("--tcp-max-connections-per-address", tcpMaxConnectionsPerAddress != nil),
+            ("--max-callbacks", maxCallbacks != nil), ("--key-file", keyFile != nil), ("--hash", hash != nil),
+            ("--auth", auth != nil), ("--group", !group.isEmpty),
+        ]
+        return given.filter(\.1).map(\.0)
     }
 
     func validate() throws {
-        guard HashType(name: hash) != nil else { throw ValidationError("--hash must be none, sha1, sha256 or sha512") }
-        guard HashType(name: auth) != nil else { throw ValidationError("--auth must be none, sha1, sha256 or sha512") }
-        guard SocketAddress(host: multicastAddress, port: multicastPort) != nil else {
+        if let hash, HashType(name: hash) == nil {
+            throw ValidationError("--hash must be none, sha1, sha256 or sha512")
+        }
+        if let auth, HashType(name: auth) == nil {
+            throw ValidationError("--auth must be none, sha1, sha256 or sha512")
+        }
+        if let multicastAddress, SocketAddress(host: multicastAddress, port: multicastPort ?? 1229) == nil {
             throw ValidationError("--multicast-address must be a numeric IPv4 or IPv6 multicast address")
         }
         if let tcpListen, Self.tcpAddress(tcpListen) == nil {
             throw ValidationError("--tcp-listen must be a numeric address with an optional port, e.g. 127.0.0.1:1229")
         }
         for text in group { _ = try Self.parseGroup(text) }
+        let configuration = try settings()
         if let problem = GatewayConfiguration.limitProblem(
-            tcpMaximumConnections: tcpMaxConnections,
-            tcpMaximumConnectionsPerAddress: tcpMaxConnectionsPerAddress,
-            maximumCallbacks: maxCallbacks
+            tcpMaximumConnections: configuration.tcpMaximumConnections,
+            tcpMaximumConnectionsPerAddress: configuration.tcpMaximumConnectionsPerAddress,
+            maximumCallbacks: configuration.maximumCallbacks
         ) {
             throw ValidationError("--" + problem.option + " " + problem.message)
         }
     }
 
-    /// The gateway's configuration, reading the key file (a key file that group or others may read is used,
-    /// with a warning logged; one they may write is refused).
-    func configuration(logger: Logger) throws -> GatewayConfiguration {
-        var configuration = try settings()
-        try Self.loadKey(into: &configuration, from: keyFile, logger: logger)
-        return configuration
-    }
-
-    /// The gateway's settings from the options, without the key.
+    /// The gateway's settings from the options given (fence_virtd's defaults for the others), without the key.
     func settings() throws -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
+        let defaultListener = MulticastListenerConfiguration()
         configuration.multicast =
             multicast
             ? MulticastListenerConfiguration(
-                group: multicastAddress,
-                port: multicastPort,
+                group: multicastAddress ?? defaultListener.group,
+                port: multicastPort ?? defaultListener.port,
                 interface: multicastInterface
             )
             : nil
         configuration.tcp = tcpListen.flatMap(Self.tcpAddress)
-        configuration.minimumHash = HashType(name: hash)!
-        configuration.auth = HashType(name: auth)!
+        configuration.minimumHash = hash.flatMap(HashType.init(name:)) ?? configuration.minimumHash
+        configuration.auth = auth.flatMap(HashType.init(name:)) ?? configuration.auth
         configuration.groups = FenceGroups(try group.map(Self.parseGroup))
-        configuration.tcpMaximumConnections = tcpMaxConnections
-        configuration.tcpMaximumConnectionsPerAddress = tcpMaxConnectionsPerAddress
-        configuration.maximumCallbacks = maxCallbacks
+        configuration.tcpMaximumConnections = tcpMaxConnections ?? configuration.tcpMaximumConnections
+        configuration.tcpMaximumConnectionsPerAddress =
+            tcpMaxConnectionsPerAddress ?? configuration.tcpMaximumConnectionsPerAddress
+        configuration.maximumCallbacks = maxCallbacks ?? configuration.maximumCallbacks
         return configuration
     }
 

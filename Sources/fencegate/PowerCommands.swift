@@ -31,7 +31,7 @@ func runPowerAction(_ action: FenceAction, _ options: PowerOptions, _ global: Gl
             action: action,
             target: DomainTarget(options.domain),
             origin: RequestOrigin(frontEnd: .cli, requester: currentUserDescription()),
-            timeout: options.timeout.map { .milliseconds(Int64($0 * 1000)) }
+            timeout: options.timeout.map { .seconds($0) }
         )
         let outcome = try await context.service.perform(request)
         if options.json {

@@ -16,15 +16,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Take every setting from this configuration file (TOML; see `fencegate config check`).",
-            discussion: "Only --uri, --database, --log-level and --log-format may be added; they override the file.",
+            "Take the settings from this configuration file (TOML; see `fencegate config check`).",
+            discussion: "Options given besides override the file's settings, which override the defaults.",
             valueName: "path"
         )
     )
     var config: String?
 
-    @Option(help: "Address and port of the HTTP API: 127.0.0.1:8786, [::1]:8786, 0.0.0.0:8443 (port 0: any free port).")
-    var listen = ListenAddress.default.description
+    @Option(
+        help:
+            "Address and port of the HTTP API: 127.0.0.1:8786 (the default), [::1]:8786, 0.0.0.0:8443 (port 0: any free port)."
+    )
+    var listen: String?
 
     @Option(help: "PEM certificate (chain) for HTTPS.") var tlsCert: String?
     @Option(help: "PEM private key for HTTPS.") var tlsKey: String?
@@ -37,42 +40,64 @@ struct Serve: AsyncParsableCommand {
     )
     var redfish = false
 
-    @Option(help: "Largest request body accepted, in bytes (larger: 413).") var maxBodyBytes = 64 * 1024
-    @Option(help: "Most simultaneous HTTP connections.") var maxConnections: UInt32 = 256
-    @Option(help: "Most simultaneous HTTP connections from one client address (0: no limit).")
-    var maxConnectionsPerAddress: UInt32 = 64
-    @Option(help: "Seconds an idle HTTP connection is kept.") var connectionTimeout: UInt32 = 30
-    @Option(help: "libmicrohttpd threads accepting and parsing requests.") var httpThreads: UInt32 = 2
-
-    @Option(help: "Seconds a fence operation may take, lock wait included, before it fails as timed out.")
-    var operationTimeout: Double = 60
-
-    @Option(help: "Seconds between hypervisor connection checks (a dropped connection is re-opened).")
-    var healthInterval: Double = 5
-
-    @Option(help: "Most threads blocked in hypervisor calls at once; further calls wait for one.")
-    var hypervisorThreads = ServeSettings().hypervisorThreads
-
-    @Option(help: "Refused requests audited one by one per client and minute; the rest share one summary row.")
-    var auditRefusalsPerClient = ServeSettings().refusalsPerClient
-
-    @Option(help: "Refused requests audited one by one per minute, all clients together.")
-    var auditRefusalsPerMinute = ServeSettings().refusalsPerMinute
+    @Option(help: "Largest request body accepted, in bytes (larger: 413; default \(ServeSettings().maxBodyBytes)).")
+    var maxBodyBytes: Int?
+    @Option(help: "Most simultaneous HTTP connections (default \(ServeSettings().maxConnections)).")
+    var maxConnections: UInt32?
+    @Option(
+        help:
+            "Most simultaneous HTTP connections from one client address (0: no limit; default \(ServeSettings().maxConnectionsPerAddress))."
+    )
+    var maxConnectionsPerAddress: UInt32?
+    @Option(help: "Seconds an idle HTTP connection is kept (default \(ServeSettings().connectionTimeout)).")
+    var connectionTimeout: UInt32?
+    @Option(help: "libmicrohttpd threads accepting and parsing requests (default \(ServeSettings().httpThreads)).")
+    var httpThreads: UInt32?
 
     @Option(
         help:
-            "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off)."
+            "Seconds a fence operation may take, lock wait included, before it fails as timed out (default \(ServeSettings().operationTimeout.formatted()))."
     )
-    var fenceRaceWindow = ServeSettings().raceWindow
+    var operationTimeout: Double?
+
+    @Option(
+        help:
+            "Seconds between hypervisor connection checks (a dropped connection is re-opened; default \(ServeSettings().healthInterval.formatted()))."
+    )
+    var healthInterval: Double?
+
+    @Option(
+        help:
+            "Most threads blocked in hypervisor calls at once; further calls wait for one (default \(ServeSettings().hypervisorThreads))."
+    )
+    var hypervisorThreads: Int?
+
+    @Option(
+        help:
+            "Refused requests audited one by one per client and minute; the rest share one summary row (default \(ServeSettings().refusalsPerClient))."
+    )
+    var auditRefusalsPerClient: Int?
+
+    @Option(
+        help:
+            "Refused requests audited one by one per minute, all clients together (default \(ServeSettings().refusalsPerMinute))."
+    )
+    var auditRefusalsPerMinute: Int?
+
+    @Option(
+        help:
+            "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off; default \(ServeSettings().raceWindow.formatted()))."
+    )
+    var fenceRaceWindow: Double?
 
     @Option(help: "A domain (name or UUID) whose fences win a race within the priority grace; repeatable.")
     var preferredDomain: [String] = []
 
     @Option(
         help:
-            "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first."
+            "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first (default \(ServeSettings().priorityGrace.formatted()))."
     )
-    var priorityGrace = ServeSettings().priorityGrace
+    var priorityGrace: Double?
 
     @Option(
         help: ArgumentHelp(
@@ -95,87 +120,107 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
-        if config != nil {
-            guard optionsAreDefaults else {
-                throw ValidationError(
-                    "--config gives serve's settings: put the others in the file (only --uri, --database, --log-level and --log-format may be added)"
-                )
-            }
-            return
-        }
-        if fenceVirtConf != nil, !gateway.changedOptions.isEmpty {
+        if fenceVirtConf != nil, !gateway.givenOptions.isEmpty {
             throw ValidationError(
-                "--fence-virt-conf sets the gateway from fence_virt.conf; drop \(gateway.changedOptions.joined(separator: ", "))"
+                "--fence-virt-conf sets the gateway from fence_virt.conf; drop \(gateway.givenOptions.joined(separator: ", "))"
             )
         }
-        guard ListenAddress(listen) != nil else {
+        if let listen, ListenAddress(listen) == nil {
             throw ValidationError(
                 "--listen must be a numeric IPv4 or IPv6 address with an optional port, e.g. 127.0.0.1:8786"
             )
         }
-        if let problem = try optionSettings().problems.first {
+        // Without a file the options are the whole story: check them now. A file's settings are checked
+        // with the options applied once the file is read.
+        if config == nil, let problem = try settings(over: ServeSettings()).problems.first {
             throw ValidationError("\(problem.option) \(problem.message)")
         }
     }
 
-    /// True if no serve option but `--config` (and the global ones) was changed from its default.
-    private var optionsAreDefaults: Bool {
-        let defaults = ServeSettings()
-        return listen == defaults.listen.description && tlsCert == nil && tlsKey == nil && !allowPlainHttp && !redfish
-            && maxBodyBytes == defaults.maxBodyBytes && maxConnections == defaults.maxConnections
-            && maxConnectionsPerAddress == defaults.maxConnectionsPerAddress
-            && connectionTimeout == defaults.connectionTimeout && httpThreads == defaults.httpThreads
-            && operationTimeout == defaults.operationTimeout && healthInterval == defaults.healthInterval
-            && hypervisorThreads == defaults.hypervisorThreads && auditRefusalsPerClient == defaults.refusalsPerClient
-            && auditRefusalsPerMinute == defaults.refusalsPerMinute && fenceRaceWindow == defaults.raceWindow
-            && preferredDomain.isEmpty && priorityGrace == defaults.priorityGrace && requesterDomain.isEmpty
-            && fenceVirtConf == nil && gateway.changedOptions.isEmpty
-    }
-
-    /// The settings the options give.
-    private func optionSettings() throws -> ServeSettings {
-        var settings = ServeSettings()
-        settings.listen = ListenAddress(listen) ?? settings.listen
-        settings.tlsCert = tlsCert
-        settings.tlsKey = tlsKey
-        settings.allowPlainHTTP = allowPlainHttp
-        settings.redfish = redfish
-        settings.maxBodyBytes = maxBodyBytes
-        settings.maxConnections = maxConnections
-        settings.maxConnectionsPerAddress = maxConnectionsPerAddress
-        settings.connectionTimeout = connectionTimeout
-        settings.httpThreads = httpThreads
-        settings.operationTimeout = operationTimeout
-        settings.healthInterval = healthInterval
-        settings.hypervisorThreads = hypervisorThreads
-        settings.refusalsPerClient = auditRefusalsPerClient
-        settings.refusalsPerMinute = auditRefusalsPerMinute
-        settings.raceWindow = fenceRaceWindow
-        settings.preferredDomains = preferredDomain
-        settings.priorityGrace = priorityGrace
-        for pair in requesterDomain {
-            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else {
-                throw ValidationError("--requester-domain takes ADDRESS=DOMAIN, e.g. 192.168.122.11=pcmk1")
-            }
-            settings.requesterDomains[parts[0]] = parts[1]
+    /// `base` (the configuration file's settings, or the defaults) with the options given applied over it.
+    private func settings(over base: ServeSettings) throws -> ServeSettings {
+        var settings = base
+        func override<Value>(_ keyPath: WritableKeyPath<ServeSettings, Value>, _ value: Value?) {
+            if let value { settings[keyPath: keyPath] = value }
         }
+        override(\.listen, listen.flatMap(ListenAddress.init))
+        override(\.tlsCert, tlsCert)
+        override(\.tlsKey, tlsKey)
+        if allowPlainHttp { settings.allowPlainHTTP = true }
+        if redfish { settings.redfish = true }
+        override(\.maxBodyBytes, maxBodyBytes)
+        override(\.maxConnections, maxConnections)
+        override(\.maxConnectionsPerAddress, maxConnectionsPerAddress)
+        override(\.connectionTimeout, connectionTimeout)
+        override(\.httpThreads, httpThreads)
+        override(\.operationTimeout, operationTimeout)
+        override(\.healthInterval, healthInterval)
+        override(\.hypervisorThreads, hypervisorThreads)
+        override(\.refusalsPerClient, auditRefusalsPerClient)
+        override(\.refusalsPerMinute, auditRefusalsPerMinute)
+        override(\.raceWindow, fenceRaceWindow)
+        if !preferredDomain.isEmpty { settings.preferredDomains = preferredDomain }
+        override(\.priorityGrace, priorityGrace)
+        if !requesterDomain.isEmpty { settings.requesterDomains = try Self.requesterDomains(requesterDomain) }
+        let gateways: [ServeSettings.GatewaySource]
         if let fenceVirtConf {
-            settings.gateways = [.fenceVirtConf(fenceVirtConf)]
+            gateways = [.fenceVirtConf(fenceVirtConf)]
         } else if gateway.enabled {
-            settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFile)]
+            gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFileOrDefault)]
+        } else if !gateway.givenOptions.isEmpty {
+            throw ValidationError(
+                "\(gateway.givenOptions.joined(separator: ", ")) configure a listener that is not enabled: add --multicast or --tcp-listen"
+            )
+        } else {
+            gateways = []
+        }
+        if !gateways.isEmpty {
+            guard settings.gateways.isEmpty else {
+                throw ValidationError(
+                    "the configuration file sets the fence_xvm gateway: drop the gateway options, or the file's [gateway]"
+                )
+            }
+            settings.gateways = gateways
         }
         return settings
     }
 
-    /// The settings in effect: the configuration file's, or the options'. Read again on SIGHUP.
-    private func currentSettings() throws -> ServeSettings {
-        guard let config else { return try optionSettings() }
-        do {
-            return try ConfigurationFile.read(path: config)
-        } catch {
-            throw CLIFailure.configuration(error.description)
+    /// `ADDRESS=DOMAIN` pairs.
+    private static func requesterDomains(_ pairs: [String]) throws -> [String: String] {
+        var domains: [String: String] = [:]
+        for pair in pairs {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else {
+                throw ValidationError("--requester-domain takes ADDRESS=DOMAIN, e.g. 192.168.122.11=pcmk1")
+            }
+            domains[parts[0]] = parts[1]
         }
+        return domains
+    }
+
+    /// The settings in effect: the options given, over the configuration file's settings (if any), over the
+    /// defaults. Read again on SIGHUP.
+    private func currentSettings() throws -> ServeSettings {
+        var base = ServeSettings()
+        if let config {
+            do {
+                base = try ConfigurationFile.read(path: config)
+            } catch {
+                throw CLIFailure.configuration(error.description)
+            }
+        }
+        let settings: ServeSettings
+        do {
+            settings = try self.settings(over: base)
+        } catch let error as ValidationError {
+            throw CLIFailure.configuration("\(config.map { "\($0): " } ?? "")\(error.message)")
+        }
+        if let problem = settings.problems.first {
+            throw CLIFailure.configuration(
+                "\(config.map { "\($0): " } ?? "")\(problem.option) (\(problem.key) in the file) \(problem.message)"
+            )
+        }
+        return settings
     }
 
     func run() async throws {
@@ -256,7 +301,7 @@ struct Serve: AsyncParsableCommand {
             }
             let watch = HypervisorWatch(
                 service: context.service,
-                interval: .milliseconds(Int64(settings.healthInterval * 1000)),
+                interval: .seconds(settings.healthInterval),
                 logger: logger
             )
             let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
@@ -279,19 +324,6 @@ struct Serve: AsyncParsableCommand {
                 }
                 return notes
             }
-            // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
-            let group = ServiceGroup(
-                configuration: ServiceGroupConfiguration(
-                    services: [
-                        .init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch),
-                        .init(service: http),
-                    ]
-                        + services + [.init(service: reload), .init(service: StoppingNotice(notifier: notifier))],
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger
-                )
-            )
-
             var summary =
                 "fencegate serving \(scheme)://\(bound)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): hypervisor \(global.resolvedURI)"
             do {
@@ -300,16 +332,33 @@ struct Serve: AsyncParsableCommand {
             } catch {
                 summary += " (unreachable for now: \(error); retrying every \(settings.healthInterval) s)"
             }
-            print(summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.")
-            fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
-            notifier?.notify(["READY=1", "MAINPID=\(getpid())", "STATUS=\(summary)"])
-            logger.notice(
-                "ready",
+            // Ready is said once the group runs, so that SIGTERM already stops it gracefully.
+            let ready = ReadyNotice(
+                notifier: notifier,
+                logger: logger,
+                line: summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.",
+                status: summary,
                 metadata: [
                     "http.listen": "\(scheme)://\(bound)", "hypervisor.uri": "\(global.resolvedURI)",
                     "audit.path": "\(context.store.path)",
                 ]
             )
+            // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [
+                        .init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch),
+                        .init(service: http),
+                    ]
+                        + services + [
+                            .init(service: reload), .init(service: ready),
+                            .init(service: StoppingNotice(notifier: notifier)),
+                        ],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            )
+
             try await group.run()
             // Refusals still only counted (the audit rate limit) get their summary rows before the end.
             await context.service.recordPendingRefusals()

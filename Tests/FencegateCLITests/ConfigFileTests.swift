@@ -161,32 +161,46 @@ struct ConfigFileTests {
         #expect(broken.status == 78 && broken.stderr.contains("cannot read it"))
     }
 
-    @Test("serve --config runs from the file; other serve options with it are refused")
+    @Test("serve --config runs from the file; options given besides override it; the gateway is set in one place")
     func serveFromFile() async throws {
         let fencegate = try FencegateBinary()
         let path = fencegate.directory.file("fencegate.toml")
         try
             "[hypervisor]\nuri = \"\(Fixtures.clusterURI)\"\n[http]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"notice\"\n"
             .write(toFile: path, atomically: true, encoding: .utf8)
-        let serve = try fencegate.start(["serve", "--config", path])
-        try await waitUntil("serve reports readiness") {
-            serve.stdout.contains("fencegate serving") || !serve.process.isRunning
-        }
-        #expect(
-            serve.stdout.contains("hypervisor \(Fixtures.clusterURI) (9 domains)"),
-            "\(serve.stdout)\(serve.stderr)"
-        )
-        kill(serve.process.processIdentifier, SIGTERM)
-        try await waitUntil("serve exits") { !serve.process.isRunning }
-        #expect(serve.process.terminationStatus == 0)
-
-        for extra in [["--listen", "127.0.0.1:9"], ["--hash", "sha1"], ["--key-file", "/k"], ["--redfish"]] {
-            let mixed = try await fencegate.run(["serve", "--config", path] + extra)
+        // The file alone, then the file with options over it (Redfish and plain HTTP are not in the file).
+        for extra in [[], ["--redfish", "--allow-plain-http", "--operation-timeout", "30"]] {
+            let serve = try fencegate.start(["serve", "--config", path] + extra)
+            try await waitUntil("serve reports readiness") {
+                serve.stdout.contains("fencegate serving") || !serve.process.isRunning
+            }
             #expect(
-                mixed.status == 64 && mixed.stderr.contains("--config gives serve's settings"),
-                "\(extra): \(mixed.stderr)"
+                serve.stdout.contains("hypervisor \(Fixtures.clusterURI) (9 domains)"),
+                "\(serve.stdout)\(serve.stderr)"
             )
+            #expect(serve.stdout.contains("(Redfish at /redfish/v1)") == !extra.isEmpty, "\(serve.stdout)")
+            kill(serve.process.processIdentifier, SIGTERM)
+            try await waitUntil("serve exits") { !serve.process.isRunning }
+            #expect(serve.process.terminationStatus == 0)
         }
+
+        // An option that makes the merged settings invalid names itself and the file's key.
+        let plain = try await fencegate.run(["serve", "--config", path, "--listen", "0.0.0.0:0"])
+        #expect(plain.status == 78, "\(plain.stderr)")
+        #expect(
+            plain.stderr.contains("--listen (http.listen in the file) 0.0.0.0:0 is not loopback"),
+            "\(plain.stderr)"
+        )
+        // Gateway options without a listener, and a gateway set both in the file and by options, are refused.
+        let noListener = try await fencegate.run(["serve", "--config", path, "--hash", "sha1"])
+        #expect(noListener.status == 78 && noListener.stderr.contains("add --multicast or --tcp-listen"))
+        try (try String(contentsOfFile: path, encoding: .utf8) + "[gateway]\n[gateway.tcp]\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let twice = try await fencegate.run(["serve", "--config", path, "--multicast"])
+        #expect(
+            twice.status == 78 && twice.stderr.contains("the configuration file sets the fence_xvm gateway"),
+            "\(twice.stderr)"
+        )
         let withFenceVirtConf = try await fencegate.run([
             "serve", "--fence-virt-conf", "/etc/fence_virt.conf", "--auth", "sha1",
         ])

@@ -8,12 +8,12 @@ import MulticastGateway
 extension ServeSettings {
     var serviceConfiguration: FenceService.Configuration {
         var configuration = FenceService.Configuration()
-        configuration.operationTimeout = .milliseconds(Int64(operationTimeout * 1000))
+        configuration.operationTimeout = .seconds(operationTimeout)
         configuration.hypervisorThreads = hypervisorThreads
         configuration.refusalsPerClientPerMinute = refusalsPerClient
         configuration.refusalsPerMinute = refusalsPerMinute
-        configuration.races.window = .milliseconds(Int64(raceWindow * 1000))
-        configuration.races.grace = .milliseconds(Int64(priorityGrace * 1000))
+        configuration.races.window = .seconds(raceWindow)
+        configuration.races.grace = .seconds(priorityGrace)
         configuration.races.preferred = preferredDomains
         configuration.races.requesters = requesterDomains
         return configuration

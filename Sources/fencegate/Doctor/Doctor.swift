@@ -55,14 +55,14 @@ struct Doctor: AsyncParsableCommand {
         } else if let fenceVirtConf {
             settings.gateways = [.fenceVirtConf(fenceVirtConf)]
         } else if gateway.enabled {
-            settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFile)]
+            settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFileOrDefault)]
         }
         let subject = DoctorSubject(
             uri: global.uri ?? settings.uri ?? global.resolvedURI,
             databasePath: global.database ?? settings.database ?? global.resolvedDatabase,
             http: settings.listen,
             gateway: nil,
-            keyFile: gateway.keyFile
+            keyFile: gateway.keyFileOrDefault
         )
         if settings.gateways.isEmpty {
             findings.append(

@@ -21,6 +21,26 @@ struct SystemdWatchdog: Service {
     }
 }
 
+/// Says the service is ready (stdout, systemd's READY=1, the log) once the service group runs, so that a
+/// SIGTERM from then on always stops it gracefully.
+struct ReadyNotice: Service {
+    let notifier: SystemdNotifier?
+    let logger: Logger
+    /// The line on standard output.
+    let line: String
+    /// systemd's STATUS.
+    let status: String
+    let metadata: Logger.Metadata
+
+    func run() async throws {
+        print(line)
+        fflush(nil)  // stdout is usually a file or the journal here, where it would stay buffered
+        notifier?.notify(["READY=1", "MAINPID=\(getpid())", "STATUS=\(status)"])
+        logger.notice("ready", metadata: metadata)
+        try? await gracefulShutdown()
+    }
+}
+
 /// Tells systemd that the service is stopping as soon as a graceful shutdown begins (it is listed last, so
 /// it hears of it first).
 struct StoppingNotice: Service {
