@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What a fence request asks the hypervisor to do.
 public enum FenceAction: String, Sendable, CaseIterable, Codable {
     /// Force the domain off at once (already off is success).
@@ -38,17 +40,32 @@ public struct RequestOrigin: Sendable, Equatable {
     /// The domain (cluster node) that sent the request, as far as the front end can tell; for fence-race
     /// arbitration. Nil if it cannot tell.
     public var sendingDomain: SendingDomain?
+    /// The front end's id of the request (`RequestID.next()`), in every log line about it; nil if none.
+    public var requestID: String?
 
     public init(
         frontEnd: FrontEnd,
         requester: String?,
         clientAddress: String? = nil,
-        sendingDomain: SendingDomain? = nil
+        sendingDomain: SendingDomain? = nil,
+        requestID: String? = nil
     ) {
         self.frontEnd = frontEnd
         self.requester = requester
         self.clientAddress = clientAddress
         self.sendingDomain = sendingDomain
+        self.requestID = requestID
+    }
+}
+
+/// Ids for requests, unique in this process, so that the log lines of one request can be found together
+/// (metadata `request.id`).
+public enum RequestID {
+    private static let counter = Atomic<UInt64>(0)
+
+    /// The next id: `r1`, `r2`, …
+    public static func next() -> String {
+        "r\(counter.add(1, ordering: .relaxed).newValue)"
     }
 }
 

@@ -319,6 +319,7 @@ public final class FenceService: Sendable {
         logger[metadataKey: "fence.action"] = "\(request.action.rawValue)"
         logger[metadataKey: "fence.target"] = "\(request.target)"
         logger[metadataKey: "fence.origin"] = "\(request.origin.frontEnd.rawValue)"
+        if let requestID = request.origin.requestID { logger[metadataKey: "request.id"] = "\(requestID)" }
 
         // 1. Check the target, resolve the domain, and authorize on what was resolved (nothing changes yet).
         let resolved: DomainInfo

@@ -1,6 +1,7 @@
 public import FenceCore
 import Foundation
 public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Why the gateway could not start.
@@ -12,9 +13,11 @@ public struct GatewayError: Error, CustomStringConvertible {
 /// listener for `fence_virt -T`. Every request goes through the fence service and is audited with source
 /// `multicast` or `tcp` and the requesting guest's address.
 ///
-/// Each listener reads on its own thread; each verified request is then handled in its own task, so a slow
-/// operation for one guest never delays another guest's request.
-public final class FenceXVMGateway: Sendable {
+/// A lifecycle service: `run()` serves until graceful shutdown, then stops reading requests and returns
+/// once the ones being answered have finished (each is bounded by its deadlines). Each listener sleeps on
+/// its own thread until a datagram or connection arrives (or the shutdown wakes it); each verified request
+/// is handled in a child task of `run()`, so a slow operation for one guest never delays another guest's.
+public final class FenceXVMGateway: Service, Sendable {
     private let current: Mutex<GatewayConfiguration>
     private let service: FenceService
     private let logger: Logger
@@ -23,8 +26,9 @@ public final class FenceXVMGateway: Sendable {
     private let sessions = GatewaySessions()
     private let multicastSocket: Socket?
     private let tcpSocket: Socket?
+    /// Wakes the listener threads for good: signalled at graceful shutdown or cancellation.
+    private let stopListening: Wakeup
     private let stopping = Atomic<Bool>(false)
-    private let loopsRunning = Atomic<Int>(0)
 
     /// The TCP listener's bound address (useful with port 0), if there is one.
     public let tcpAddress: SocketAddress?
@@ -65,6 +69,11 @@ public final class FenceXVMGateway: Sendable {
     /// Binds the configured listeners. Call `start()` to serve.
     /// - Throws: `GatewayError` naming the address that could not be bound or joined.
     public init(service: FenceService, configuration: GatewayConfiguration, logger: Logger) throws {
+        do {
+            stopListening = try Wakeup()
+        } catch {
+            throw GatewayError(description: "cannot create the gateway's wake-up pipe: \(error)")
+        }
         self.service = service
         self.current = Mutex(configuration)
         self.logger = logger
@@ -108,80 +117,109 @@ public final class FenceXVMGateway: Sendable {
         }
     }
 
-    /// Starts the listeners' threads.
-    public func start() {
+    /// A request to handle: run as a child task of `run()`.
+    private typealias Work = @Sendable () async -> Void
+
+    /// Serves until graceful shutdown (or cancellation); then stops the listeners and returns once every
+    /// request being handled has finished.
+    public func run() async {
+        let (work, queue) = AsyncStream.makeStream(of: Work.self)
+        startListeners(queue)
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    // Ends when the last listener thread has stopped: the group then drains.
+                    for await item in work { group.addTask { await item() } }
+                }
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } onCancel: {
+            self.stop()
+        }
+    }
+
+    private func stop() {
+        stopping.store(true, ordering: .releasing)
+        stopListening.signal()
+    }
+
+    /// One thread per listener, asleep until a request (or `stop()`); the last one to stop ends `queue`.
+    private func startListeners(_ queue: AsyncStream<Work>.Continuation) {
+        var loops: [(String, @Sendable () throws -> Work?)] = []
         if let multicastSocket {
-            runLoop(name: "fencegate.multicast") { [self] in try receiveDatagram(multicastSocket) }
+            loops.append(("fencegate.multicast", { [self] in try receiveDatagram(multicastSocket) }))
         }
         if let tcpSocket {
-            runLoop(name: "fencegate.tcp") { [self] in try acceptConnection(tcpSocket) }
+            loops.append(("fencegate.tcp", { [self] in try acceptConnection(tcpSocket) }))
         }
-    }
-
-    /// Stops reading new requests and waits (at most `gracePeriod`) for the ones being answered.
-    public func shutdown(gracePeriod: Duration) async {
-        stopping.store(true, ordering: .releasing)
-        let clock = ContinuousClock()
-        let deadline = clock.now + gracePeriod
-        while (loopsRunning.load(ordering: .acquiring) > 0 || sessions.census != (0, 0)) && clock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    private func runLoop(name: String, _ step: @escaping @Sendable () throws -> Void) {
-        loopsRunning.add(1, ordering: .relaxed)
-        let thread = Thread { [self] in
-            while !stopping.load(ordering: .acquiring) {
-                do {
-                    try step()
-                } catch {
-                    logger.error("fence_xvm listener error", metadata: ["listener": "\(name)", "error": "\(error)"])
-                    Thread.sleep(forTimeInterval: 0.1)
+        let running = Atomic<Int>(loops.count)
+        if loops.isEmpty { queue.finish() }
+        for (name, step) in loops {
+            let thread = Thread { [self] in
+                while !stopping.load(ordering: .acquiring) {
+                    do {
+                        if let work = try step() { queue.yield(work) }
+                    } catch {
+                        logger.error(
+                            "fence_xvm listener error",
+                            metadata: ["listener": "\(name)", "error": "\(error)"]
+                        )
+                        Thread.sleep(forTimeInterval: 0.1)
+                    }
                 }
+                if running.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { queue.finish() }
             }
-            loopsRunning.subtract(1, ordering: .releasing)
+            thread.name = name
+            thread.start()
         }
-        thread.name = name
-        thread.start()
     }
 
     // MARK: - Multicast
 
-    private func receiveDatagram(_ socket: Socket) throws {
-        guard let datagram = try socket.receiveDatagram(capacity: 512, timeout: .milliseconds(250)) else { return }
+    /// The next datagram's work, if it is a verified request to call back; nil otherwise.
+    private func receiveDatagram(_ socket: Socket) throws -> Work? {
+        guard let datagram = try socket.receiveDatagram(capacity: 512, orUntil: stopListening) else { return nil }
         let source = datagram.from?.host
         guard datagram.size == FenceXVMRequest.size, let request = try? FenceXVMRequest(bytes: datagram.bytes) else {
             logger.debug(
                 "dropped a datagram of the wrong size",
                 metadata: ["peer.address": "\(source ?? "-")", "size": "\(datagram.size)"]
             )
-            return
+            return nil
         }
         let configuration = self.configuration
         guard request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash) else {
             logger.debug("dropped a request that failed verification", metadata: ["peer.address": "\(source ?? "-")"])
-            return
+            return nil
         }
         guard let callback = request.callbackAddress else {
             logger.debug(
                 "dropped a request with an unknown address family",
                 metadata: ["peer.address": "\(source ?? "-")"]
             )
-            return
+            return nil
         }
         let key = RequestHistory.Key(request)
         // Copies of a request being called back, or answered within the window, make no call back.
-        guard history.beginCallback(key) else { return }
+        guard history.beginCallback(key) else { return nil }
         guard sessions.open(listener: .multicast, address: callback.host, limits: configuration) else {
             history.endCallback(key)
             turnedAway(.multicast, address: "\(callback)")
-            return
+            return nil
         }
-        let requester = FenceXVMSession.Requester(frontEnd: .multicast, identity: callback.host, clientAddress: source)
-        let (session, history, sessions, logger) = (session, history, sessions, logger)
+        let requester = FenceXVMSession.Requester(
+            frontEnd: .multicast,
+            identity: callback.host,
+            clientAddress: source,
+            requestID: RequestID.next()
+        )
+        let (session, history, sessions) = (session, history, sessions)
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(requester.requestID)"
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.ioTimeout
         let connectTimeout = configuration.connectTimeout
-        Task {
+        return { [logger] in
             defer {
                 history.endCallback(key)
                 sessions.close(listener: .multicast, address: callback.host)
@@ -219,19 +257,27 @@ public final class FenceXVMGateway: Sendable {
 
     // MARK: - TCP (fence_virt -T)
 
-    private func acceptConnection(_ listener: Socket) throws {
-        guard let (connection, peer) = try listener.accept(timeout: .milliseconds(250)) else { return }
+    /// The next connection's work; nil if it was turned away (or none came before the shutdown).
+    private func acceptConnection(_ listener: Socket) throws -> Work? {
+        guard let (connection, peer) = try listener.accept(orUntil: stopListening) else { return nil }
         let configuration = self.configuration
         let identity = peer?.host ?? "unknown"
         guard sessions.open(listener: .tcp, address: identity, limits: configuration) else {
             turnedAway(.tcp, address: identity)
-            return  // `connection` closes as it goes out of scope
+            return nil  // `connection` closes as it goes out of scope
         }
-        let requester = FenceXVMSession.Requester(frontEnd: .tcp, identity: identity, clientAddress: peer?.host)
-        let (session, history, sessions, logger) = (session, history, sessions, logger)
+        let requester = FenceXVMSession.Requester(
+            frontEnd: .tcp,
+            identity: identity,
+            clientAddress: peer?.host,
+            requestID: RequestID.next()
+        )
+        let (session, history, sessions) = (session, history, sessions)
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(requester.requestID)"
         // One deadline for everything before the client has proved it holds the key.
         let deadline = ContinuousClock.now + configuration.ioTimeout
-        Task {
+        return { [logger] in
             defer { sessions.close(listener: .tcp, address: identity) }
             let bytes: [UInt8]
             do {

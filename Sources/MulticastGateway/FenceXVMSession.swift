@@ -19,6 +19,8 @@ struct FenceXVMSession {
         let identity: String
         /// The address the bytes came from.
         let clientAddress: String?
+        /// This request's id in the log (`RequestID`).
+        let requestID: String
 
         /// The audit origin; the guest's address also tells the service which domain sent the request.
         var origin: RequestOrigin {
@@ -26,7 +28,8 @@ struct FenceXVMSession {
                 frontEnd: frontEnd,
                 requester: identity,
                 clientAddress: clientAddress,
-                sendingDomain: .address(identity)
+                sendingDomain: .address(identity),
+                requestID: requestID
             )
         }
     }
@@ -51,6 +54,8 @@ struct FenceXVMSession {
         claim: () -> Bool,
         from requester: Requester
     ) async throws {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(requester.requestID)"
         let (type, key) = (configuration.auth, configuration.key)
         let socket: Socket
         do {

@@ -289,14 +289,7 @@ struct Serve: AsyncParsableCommand {
                     throw CLIFailure.other(several ? "gateway[\(index)]: \(error.description)" : error.description)
                 }
                 gateways.append(fenceXVM)
-                services.append(
-                    .init(
-                        service: GatewayFrontEnd(
-                            gateway: fenceXVM,
-                            gracePeriod: serviceConfiguration.operationTimeout + .seconds(15)
-                        )
-                    )
-                )
+                services.append(.init(service: fenceXVM))
                 gatewaySummary += fenceXVM.summary
             }
             let watch = HypervisorWatch(
@@ -376,19 +369,6 @@ struct HTTPFrontEnd: Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.shutdown(gracePeriod: gracePeriod)
-    }
-}
-
-/// The fence_xvm gateway as a lifecycle service: on graceful shutdown it stops reading requests and lets the
-/// ones being answered finish.
-struct GatewayFrontEnd: Service {
-    let gateway: FenceXVMGateway
-    let gracePeriod: Duration
-
-    func run() async throws {
-        gateway.start()
-        try? await gracefulShutdown()
-        await gateway.shutdown(gracePeriod: gracePeriod)
     }
 }
 
