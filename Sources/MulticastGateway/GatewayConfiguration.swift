@@ -1,3 +1,4 @@
+public import FenceCore
 import Foundation
 
 /// Settings of the fence_xvm gateway; the defaults are fence_virtd's.

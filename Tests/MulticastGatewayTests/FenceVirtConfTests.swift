@@ -1,3 +1,4 @@
+import FenceCore
 import Foundation
 import MulticastGateway
 import Testing

@@ -1,3 +1,4 @@
+import FenceCore
 import Foundation
 
 /// fence_virtd's own configuration file (`/etc/fence_virt.conf`), read as fence_virtd reads it, so that

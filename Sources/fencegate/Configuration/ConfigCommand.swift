@@ -1,4 +1,5 @@
 import ArgumentParser
+import FenceCore
 import Foundation
 import Logging
 import MulticastGateway

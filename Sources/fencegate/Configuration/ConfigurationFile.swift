@@ -1,4 +1,5 @@
 import FenceAPI
+import FenceCore
 import Foundation
 import Logging
 import MulticastGateway

@@ -1,4 +1,3 @@
-public import FenceCore
 import Foundation
 
 /// Which requester may fence which domain: fence_virtd's `groups` section, with its matching rules
