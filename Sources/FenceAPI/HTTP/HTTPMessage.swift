@@ -49,6 +49,12 @@ extension HTTPRequest {
     }
 }
 
+/// A method a route answers. HEAD is not one: the router answers it with the GET route.
+enum HTTPMethod: String, Sendable {
+    case get = "GET"
+    case post = "POST"
+}
+
 /// One HTTP response: status, header fields, body.
 public struct HTTPResponse: Sendable {
     public var status: Int

@@ -87,7 +87,26 @@ struct RedfishError: Error {
 
 }
 
-extension RedfishError: HTTPResponseError {
+extension RedfishError: RouterError {
+    static let internalError = RedfishError(
+        status: 500,
+        messageID: "InternalError",
+        message: "The request failed due to an internal service error.",
+        resolution: "See the service's log."
+    )
+
+    /// A request the router could not read (a malformed escape, not UTF-8).
+    static func unreadableRequest(_ detail: String) -> RedfishError {
+        badRequest(
+            "GeneralError",
+            "The request could not be read: \(detail).",
+            resolution: "Send the path percent-encoded as UTF-8, and the header fields and query in UTF-8."
+        )
+    }
+
+    /// An id that cannot name a domain names no system: answered as any unknown resource.
+    static func invalidParameter(_ reason: String, path: String) -> RedfishError { notFound(path) }
+
     /// A fence-service error as Redfish answers it: its status from `FenceError.httpStatus`, a message of the
     /// Base registry for its kind.
     init(_ error: FenceError) {

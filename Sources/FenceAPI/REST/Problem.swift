@@ -51,7 +51,7 @@ struct Problem: Error, Sendable {
         Problem(status: 403, kind: "forbidden", title: "Forbidden", detail: detail)
     }
 
-    static func routeNotFound(_ path: String) -> Problem {
+    static func notFound(_ path: String) -> Problem {
         Problem(status: 404, kind: "not-found", title: "Not found", detail: "no resource at \(path)")
     }
 
@@ -114,4 +114,9 @@ struct Problem: Error, Sendable {
     }
 }
 
-extension Problem: HTTPResponseError {}
+extension Problem: RouterError {
+    static func unreadableRequest(_ detail: String) -> Problem { badRequest(detail) }
+
+    /// A path parameter that cannot name what it stands for is a bad request, and costs no audit row.
+    static func invalidParameter(_ reason: String, path: String) -> Problem { badRequest(reason) }
+}

@@ -2,7 +2,7 @@ import FenceCore
 import Foundation
 import Store
 
-extension FenceHTTPAPI {
+extension RESTAPI {
     /// `GET /operations`: the audit log, newest first, filtered and paged. A token limited to some domains
     /// sees only their operations.
     func listOperations(_ request: HTTPRequest, token: AccessToken) async throws -> HTTPResponse {
