@@ -53,6 +53,7 @@ let package = Package(
                 "Store",
                 "CMicroHTTPD",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -158,7 +159,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FenceAPITests",
-            dependencies: ["FenceAPI", "FenceCore", "Store", "TestSupport"],
+            dependencies: [
+                "FenceAPI", "FenceCore", "Store", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

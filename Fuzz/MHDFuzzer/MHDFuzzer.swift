@@ -22,6 +22,8 @@ final class FuzzedServer: Sendable {
         } catch {
             preconditionFailure("cannot start the HTTP server: \(error)")
         }
+        // Answers for the rest of the fuzzing process.
+        Task { [server] in await server.run() }
     }
 }
 

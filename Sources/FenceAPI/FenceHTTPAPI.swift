@@ -29,7 +29,7 @@ public final class FenceHTTPAPI: Sendable {
             "http request",
             metadata: [
                 "http.method": "\(request.method)", "http.path": "\(request.path)", "http.status": "\(response.status)",
-                "peer.address": "\(request.clientAddress ?? "-")",
+                "peer.address": "\(request.clientAddress ?? "-")", "request.id": "\(request.requestID ?? "-")",
             ]
         )
         return response

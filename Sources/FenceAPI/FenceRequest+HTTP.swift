@@ -4,7 +4,7 @@ extension HTTPRequest {
     /// Where this request comes from, before its credentials are checked: the front end and the client's
     /// address, no requester yet.
     func origin(through frontEnd: FrontEnd) -> RequestOrigin {
-        RequestOrigin(frontEnd: frontEnd, requester: nil, clientAddress: clientAddress)
+        RequestOrigin(frontEnd: frontEnd, requester: nil, clientAddress: clientAddress, requestID: requestID)
     }
 }
 

@@ -297,7 +297,6 @@ struct Serve: AsyncParsableCommand {
                 interval: .seconds(settings.healthInterval),
                 logger: logger
             )
-            let http = HTTPFrontEnd(server: server, gracePeriod: serviceConfiguration.operationTimeout + .seconds(5))
             let runningURI = global.resolvedURI
             let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, gateways] in
                 guard !gateways.isEmpty else { return ["no fence_xvm gateway runs: nothing to reload"] }
@@ -341,7 +340,7 @@ struct Serve: AsyncParsableCommand {
                 configuration: ServiceGroupConfiguration(
                     services: [
                         .init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch),
-                        .init(service: http),
+                        .init(service: server),
                     ]
                         + services + [
                             .init(service: reload), .init(service: ready),
@@ -357,18 +356,6 @@ struct Serve: AsyncParsableCommand {
             await context.service.recordPendingRefusals()
             logger.notice("stopped")
         }
-    }
-}
-
-/// The HTTP server as a lifecycle service: on graceful shutdown it stops accepting, lets in-flight requests
-/// finish (each is bounded by the operation timeout), then stops.
-struct HTTPFrontEnd: Service {
-    let server: HTTPServer
-    let gracePeriod: Duration
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        await server.shutdown(gracePeriod: gracePeriod)
     }
 }
 

@@ -54,13 +54,7 @@ struct APIHarness {
             await api.handle($0)
         }
         let running = APIHarness(harness: harness, server: server, api: api, ops: ops, viewer: viewer, scoped: scoped)
-        do {
-            try await body(running)
-        } catch {
-            await server.shutdown(gracePeriod: .seconds(10))
-            throw error
-        }
-        await server.shutdown(gracePeriod: .seconds(10))
+        try await server.serving { try await body(running) }
     }
 
     var baseURL: String { "\(server.configuration.tls == nil ? "http" : "https")://127.0.0.1:\(server.port)" }

@@ -15,6 +15,8 @@ public struct HTTPRequest: Sendable {
     public var clientAddress: String?
     /// False if the path, a header or a query argument was not valid UTF-8.
     public var isValidUTF8: Bool
+    /// The server's id for this request (`RequestID`), in every log line about it.
+    public var requestID: String?
 
     public init(
         method: String,
@@ -23,7 +25,8 @@ public struct HTTPRequest: Sendable {
         headers: [String: String] = [:],
         body: [UInt8] = [],
         clientAddress: String? = nil,
-        isValidUTF8: Bool = true
+        isValidUTF8: Bool = true,
+        requestID: String? = nil
     ) {
         self.method = method
         self.path = path
@@ -32,6 +35,7 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.clientAddress = clientAddress
         self.isValidUTF8 = isValidUTF8
+        self.requestID = requestID
     }
 }
 

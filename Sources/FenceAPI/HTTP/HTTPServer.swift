@@ -1,6 +1,8 @@
 internal import CMicroHTTPD
+import FenceCore
 import Foundation
 public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// Settings of the HTTP listener.
@@ -29,19 +31,24 @@ public struct HTTPServerError: Error, CustomStringConvertible {
     public let description: String
 }
 
-/// An HTTP(S) server on libmicrohttpd that hands each request to an async handler.
+/// An HTTP(S) server on libmicrohttpd that hands each request to an async handler; a lifecycle service.
 ///
-/// libmicrohttpd's own threads accept and parse; for each complete request the connection is suspended,
-/// the handler runs as a Swift task, and the connection is resumed with its response. A slow handler
-/// (a fence operation waiting on the hypervisor) thus holds no libmicrohttpd thread.
-public final class HTTPServer: Sendable {
+/// `init` binds and starts libmicrohttpd, so that a taken port fails before anything is announced and the
+/// bound port is known; `run()` answers. libmicrohttpd's own threads accept and parse; for each complete
+/// request the connection is suspended, the handler runs as a child task of `run()`, and the connection is
+/// resumed with its response. A slow handler (a fence operation waiting on the hypervisor) thus holds no
+/// libmicrohttpd thread. On graceful shutdown (or cancellation) the server stops accepting, answers requests
+/// that still arrive on open connections with 503, lets the ones being answered finish and their responses
+/// go out, stops libmicrohttpd, and `run()` returns.
+public final class HTTPServer: Service, Sendable {
     private let core: ServerCore
     private let daemon: Mutex<DaemonPointer?>
+    private let requests: AsyncStream<PendingRequest>
     /// The port actually bound (useful with port 0).
     public let port: UInt16
     public let configuration: HTTPServerConfiguration
 
-    /// Binds and starts serving at once. Calls `MHD_start_daemon`.
+    /// Binds and starts libmicrohttpd; requests are answered once `run()` runs. Calls `MHD_start_daemon`.
     /// - Throws: `HTTPServerError` if the address cannot be bound or TLS cannot be set up.
     public init(
         configuration: HTTPServerConfiguration,
@@ -49,7 +56,13 @@ public final class HTTPServer: Sendable {
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse
     ) throws {
         self.configuration = configuration
-        let core = ServerCore(maximumBodyBytes: configuration.maximumBodyBytes, logger: logger, handler: handler)
+        let (requests, queue) = AsyncStream.makeStream(of: PendingRequest.self)
+        let core = ServerCore(
+            maximumBodyBytes: configuration.maximumBodyBytes,
+            logger: logger,
+            handler: handler,
+            queue: queue
+        )
         var flags =
             UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
             | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
@@ -84,46 +97,68 @@ public final class HTTPServer: Sendable {
             )
         }
         self.core = core
+        self.requests = requests
         self.daemon = Mutex(DaemonPointer(pointer: started))
         self.port = fg_mhd_bound_port(started)
     }
 
-    /// Requests being answered now.
+    /// Requests being answered now (their handlers run).
     public var inFlight: Int { core.inFlight.load(ordering: .relaxed) }
 
-    /// Stops accepting connections, lets in-flight requests finish (at most `gracePeriod`), then stops.
-    /// Calls `MHD_quiesce_daemon` and `MHD_stop_daemon`.
-    public func shutdown(gracePeriod: Duration) async {
-        guard let current = daemon.withLock({ $0 }) else { return }
-        let listenSocket = MHD_quiesce_daemon(current.pointer)
-        let clock = ContinuousClock()
-        let deadline = clock.now + gracePeriod
-        while core.inFlight.load(ordering: .acquiring) > 0 && clock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        let pending = core.inFlight.load(ordering: .acquiring)
-        if pending > 0 {
-            // libmicrohttpd aborts when stopped with suspended connections; leave it to process exit.
-            core.logger.error(
-                "HTTP requests still running after the grace period",
-                metadata: ["http.in_flight": "\(pending)"]
-            )
-            return
+    /// Answers requests until graceful shutdown or cancellation, then drains (see the type's description)
+    /// and stops libmicrohttpd. Calls `MHD_quiesce_daemon` and `MHD_stop_daemon`.
+    public func run() async {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    // Ends once draining and every dispatched request's response has gone out.
+                    for await pending in requests {
+                        group.addTask { [core] in await core.answer(pending) }
+                    }
+                }
+            } onGracefulShutdown: {
+                self.beginDraining()
+            }
+        } onCancel: {
+            self.beginDraining()
         }
         daemon.withLock { daemon in
-            if let stopping = daemon {
-                core.stopping.store(true, ordering: .releasing)
-                MHD_stop_daemon(stopping.pointer)
+            if let running = daemon {
+                MHD_stop_daemon(running.pointer)
                 daemon = nil
             }
         }
+    }
+
+    /// Serves while `body` runs, then drains and stops: for tools and tests that run no service group.
+    public func serving<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.run() }
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            beginDraining()
+            try await group.waitForAll()
+            return try result.get()
+        }
+    }
+
+    /// Stops accepting connections; from now on requests are answered 503, and the request stream ends once
+    /// the dispatched ones have been answered.
+    private func beginDraining() {
+        let listenSocket = daemon.withLock { daemon in daemon.map { MHD_quiesce_daemon($0.pointer) } ?? -1 }
         if listenSocket >= 0 { close(listenSocket) }
+        core.beginDraining()
     }
 
     deinit {
         daemon.withLock { daemon in
             if let stopping = daemon {
-                if core.inFlight.load(ordering: .acquiring) == 0 {
+                // libmicrohttpd aborts when stopped with suspended connections: then leave it to process exit.
+                if core.dispatched.load(ordering: .acquiring) == 0 {
                     MHD_stop_daemon(stopping.pointer)
                 }
                 daemon = nil
@@ -132,18 +167,66 @@ public final class HTTPServer: Sendable {
     }
 }
 
+/// A request whose connection is suspended until its handler has answered.
+struct PendingRequest: Sendable {
+    let request: HTTPRequest
+    let context: RequestContext
+    let connection: SuspendedConnection
+}
+
 /// What the C callbacks reach through their `cls` pointer. Owned by `HTTPServer`, which outlives the daemon.
 final class ServerCore: Sendable {
     let maximumBodyBytes: Int
     let logger: Logger
     let handler: @Sendable (HTTPRequest) async -> HTTPResponse
+    private let queue: AsyncStream<PendingRequest>.Continuation
+    /// Handlers running now.
     let inFlight = Atomic<Int>(0)
-    let stopping = Atomic<Bool>(false)
+    /// Requests handed to `run()` whose response has not gone out yet (until `requestCompleted`).
+    let dispatched = Atomic<Int>(0)
+    let draining = Atomic<Bool>(false)
 
-    init(maximumBodyBytes: Int, logger: Logger, handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse) {
+    init(
+        maximumBodyBytes: Int,
+        logger: Logger,
+        handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse,
+        queue: AsyncStream<PendingRequest>.Continuation
+    ) {
         self.maximumBodyBytes = maximumBodyBytes
         self.logger = logger
         self.handler = handler
+        self.queue = queue
+    }
+
+    /// Hands a complete request to `run()`; false while draining (then it must be answered at once). The
+    /// count goes up before the check, so that draining never ends with a request slipping in after it.
+    func dispatch(_ pending: PendingRequest) -> Bool {
+        dispatched.add(1, ordering: .sequentiallyConsistent)
+        guard !draining.load(ordering: .sequentiallyConsistent) else {
+            requestFinished()
+            return false
+        }
+        queue.yield(pending)
+        return true
+    }
+
+    func answer(_ pending: PendingRequest) async {
+        inFlight.add(1, ordering: .relaxed)
+        let response = await handler(pending.request)
+        pending.context.setResponse(response)
+        inFlight.subtract(1, ordering: .releasing)
+        MHD_resume_connection(pending.connection.pointer)
+    }
+
+    /// A dispatched request's response has gone out (or its connection closed).
+    func requestFinished() {
+        let remaining = dispatched.subtract(1, ordering: .sequentiallyConsistent).newValue
+        if remaining == 0 && draining.load(ordering: .sequentiallyConsistent) { queue.finish() }
+    }
+
+    func beginDraining() {
+        draining.store(true, ordering: .sequentiallyConsistent)
+        if dispatched.load(ordering: .sequentiallyConsistent) == 0 { queue.finish() }
     }
 }
 
@@ -155,6 +238,8 @@ final class RequestContext: @unchecked Sendable {
     var body: [UInt8] = []
     var tooLarge = false
     var dispatched = false
+    /// Counted in `ServerCore.dispatched` until the request completes.
+    var counted = false
     private let response = Mutex<HTTPResponse?>(nil)
 
     func setResponse(_ value: HTTPResponse) { response.withLock { $0 = value } }
@@ -247,23 +332,30 @@ private let accessHandler: MHD_AccessHandlerCallback = {
     )
     request.isValidUTF8 = valid && headers.valid && query.valid
 
-    core.inFlight.add(1, ordering: .relaxed)
+    request.requestID = RequestID.next()
+    let pending = PendingRequest(
+        request: request,
+        context: context,
+        connection: SuspendedConnection(pointer: connection)
+    )
+    // Suspended before the handler can resume it; counted until `requestCompleted`, unless not dispatched.
     MHD_suspend_connection(connection)
-    let suspended = SuspendedConnection(pointer: connection)
-    Task {
-        let response = await core.handler(request)
-        context.setResponse(response)
-        core.inFlight.subtract(1, ordering: .releasing)
-        MHD_resume_connection(suspended.pointer)
+    context.counted = true
+    guard core.dispatch(pending) else {
+        context.counted = false
+        context.setResponse(Problem.shuttingDown.response)
+        MHD_resume_connection(connection)
+        return fg_mhd_yes()
     }
     return fg_mhd_yes()
 }
 
 /// Releases the per-request context.
-private let requestCompleted: MHD_RequestCompletedCallback = { _, _, contextSlot, _ in
+private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSlot, _ in
     guard let contextSlot, let slot = contextSlot.pointee else { return }
-    Unmanaged<RequestContext>.fromOpaque(slot).release()
+    let context = Unmanaged<RequestContext>.fromOpaque(slot).takeRetainedValue()
     contextSlot.pointee = nil
+    if context.counted, let cls { Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue().requestFinished() }
 }
 
 private func header(_ connection: OpaquePointer, _ name: String) -> String? {

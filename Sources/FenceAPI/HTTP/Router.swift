@@ -74,6 +74,8 @@ struct Router: Sendable {
             do {
                 return try await route.handler(request, PathParameters(parameters))
             } catch {
+                var logger = self.logger
+                if let requestID = request.requestID { logger[metadataKey: "request.id"] = "\(requestID)" }
                 return group.response(to: error, answering: request, logger: logger)
             }
         }

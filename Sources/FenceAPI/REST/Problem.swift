@@ -78,6 +78,15 @@ struct Problem: Error, Sendable {
         )
     }
 
+    /// For a request that arrives on an open connection while the server stops (any route, Redfish's too).
+    static let shuttingDown = Problem(
+        status: 503,
+        kind: "shutting-down",
+        title: "Shutting down",
+        detail: "the service is stopping; ask again shortly, or through another fence device",
+        headers: [("Retry-After", "5"), ("Connection", "close")]
+    )
+
     static let internalError = Problem(
         status: 500,
         kind: "internal-error",

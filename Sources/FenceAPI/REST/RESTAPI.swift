@@ -56,7 +56,8 @@ struct RESTAPI: Sendable {
     // MARK: - Domains
 
     private func listDomains(_ http: HTTPRequest, _ token: AccessToken) async throws -> HTTPResponse {
-        let origin = RequestOrigin(frontEnd: .http, requester: token.name, clientAddress: http.clientAddress)
+        var origin = http.origin(through: .http)
+        origin.requester = token.name
         let domains = try await service.list(origin: origin, visibleTo: token)
         return .json(.object([("domains", .array(domains.map(Self.domainJSON)))]))
     }

@@ -4,12 +4,9 @@ extension RedfishAPI {
     /// `POST /redfish/v1/Systems/{id}/Actions/ComputerSystem.Reset`, answered (204) once the action has
     /// finished: fence_redfish reads the state right after.
     func reset(_ reset: ResetRequest, _ token: AccessToken, _ http: HTTPRequest) async throws -> HTTPResponse {
-        let origin = RequestOrigin(
-            frontEnd: .redfish,
-            requester: token.name,
-            clientAddress: http.clientAddress,
-            sendingDomain: token.fromDomain.map { .named($0) }
-        )
+        var origin = http.origin(through: .redfish)
+        origin.requester = token.name
+        origin.sendingDomain = token.fromDomain.map { .named($0) }
         var action = reset.fenceRequest.action
         var target = reset.fenceRequest.target
         if case .toggle = reset.resetAction {

@@ -56,7 +56,8 @@ struct RedfishAPI: Sendable {
     }
 
     private func systems(_ token: AccessToken, _ http: HTTPRequest) async throws -> JSONValue {
-        let origin = RequestOrigin(frontEnd: .redfish, requester: token.name, clientAddress: http.clientAddress)
+        var origin = http.origin(through: .redfish)
+        origin.requester = token.name
         let domains = try await service.list(origin: origin, visibleTo: token)
         return .object([
             ("@odata.id", .string(Self.root + "/Systems")),
