@@ -256,68 +256,25 @@ struct Serve: AsyncParsableCommand {
             var serviceConfiguration = settings.serviceConfiguration
             serviceConfiguration.races.recordsGuestAddresses = !gatewayConfigurations.configurations.isEmpty
             let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
-            let api = FenceHTTPAPI(service: context.service, logger: logger, redfish: settings.redfish)
-            let server: HTTPServer
-            do {
-                server = try HTTPServer(configuration: try settings.httpConfiguration(), logger: logger) { request in
-                    await api.handle(request)
-                }
-            } catch let error as HTTPServerError {
-                throw CLIFailure.other(error.description)
-            }
-            let scheme = settings.tlsCert == nil ? "http" : "https"
-            var bound = settings.listen
-            bound.port = server.port
-
             let notifier = SystemdNotifier()
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            var gatewaySummary = ""
-            var gateways: [FenceXVMGateway] = []
-            let several = gatewayConfigurations.configurations.count > 1
-            for (index, configuration) in gatewayConfigurations.configurations.enumerated() {
-                // With several gateways, each one's log lines name it as the configuration file does.
-                var gatewayLogger = logger
-                if several { gatewayLogger[metadataKey: "gateway"] = "gateway[\(index)]" }
-                let fenceXVM: FenceXVMGateway
-                do {
-                    fenceXVM = try FenceXVMGateway(
-                        service: context.service,
-                        configuration: configuration,
-                        logger: gatewayLogger
-                    )
-                } catch let error as GatewayError {
-                    throw CLIFailure.other(several ? "gateway[\(index)]: \(error.description)" : error.description)
-                }
-                gateways.append(fenceXVM)
-                services.append(.init(service: fenceXVM))
-                gatewaySummary += fenceXVM.summary
-            }
-            let watch = HypervisorWatch(
+            let frontEnds = try FrontEnds(
+                settings: settings,
+                gateways: gatewayConfigurations.configurations,
                 service: context.service,
-                interval: .seconds(settings.healthInterval),
                 logger: logger
             )
             let runningURI = global.resolvedURI
-            let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self, gateways] in
-                guard !gateways.isEmpty else { return ["no fence_xvm gateway runs: nothing to reload"] }
+            let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self] in
                 let reread = try currentSettings().loadGateways(logger: logger)
-                guard reread.configurations.count == gateways.count else {
-                    return [
-                        "the gateways changed from \(gateways.count) to \(reread.configurations.count): restart to apply"
-                    ]
-                }
-                var notes: [String] = []
-                for (index, gateway) in gateways.enumerated() {
-                    let gatewayNotes = gateway.reload(reread.configurations[index])
-                    notes += gateways.count > 1 ? gatewayNotes.map { "gateway[\(index)]: \($0)" } : gatewayNotes
-                }
+                var notes = frontEnds.reloadGateways(reread.configurations)
                 if let uri = reread.uri, uri != runningURI {
                     notes.append("the libvirt URI changed to \(uri): restart to apply")
                 }
                 return notes
             }
             var summary =
-                "fencegate serving \(scheme)://\(bound)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): hypervisor \(global.resolvedURI)"
+                "fencegate serving \(frontEnds.httpURL)\(settings.redfish ? " (Redfish at /redfish/v1)" : ""): "
+            summary += "hypervisor \(runningURI)"
             do {
                 let count = try await context.service.domains().count
                 summary += " (\(count) domain\(count == 1 ? "" : "s"))"
@@ -328,24 +285,25 @@ struct Serve: AsyncParsableCommand {
             let ready = ReadyNotice(
                 notifier: notifier,
                 logger: logger,
-                line: summary + ", audit log \(context.store.path)\(gatewaySummary). Stop with Ctrl-C.",
+                line: summary + ", audit log \(context.store.path)\(frontEnds.gatewaySummary). Stop with Ctrl-C.",
                 status: summary,
                 metadata: [
-                    "http.listen": "\(scheme)://\(bound)", "hypervisor.uri": "\(global.resolvedURI)",
+                    "http.listen": "\(frontEnds.httpURL)", "hypervisor.uri": "\(runningURI)",
                     "audit.path": "\(context.store.path)",
                 ]
             )
+            let watch = HypervisorWatch(
+                service: context.service,
+                interval: .seconds(settings.healthInterval),
+                logger: logger
+            )
             // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
+            let services: [any Service] =
+                [SystemdWatchdog(notifier: notifier), watch] + frontEnds.services
+                + [reload, ready, StoppingNotice(notifier: notifier)]
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [
-                        .init(service: SystemdWatchdog(notifier: notifier)), .init(service: watch),
-                        .init(service: server),
-                    ]
-                        + services + [
-                            .init(service: reload), .init(service: ready),
-                            .init(service: StoppingNotice(notifier: notifier)),
-                        ],
+                    services: services.map { .init(service: $0) },
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )
@@ -383,18 +341,5 @@ struct HypervisorWatch: Service {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
-    }
-}
-
-extension FenceXVMGateway {
-    /// What this gateway listens on, for the start-up line: `; fence_xvm on 225.0.0.12:1229 via virbr0`.
-    fileprivate var summary: String {
-        var summary = ""
-        if let multicast = configuration.multicast {
-            summary += "; fence_xvm on \(multicast.group):\(multicast.port)"
-            if let interface = multicast.interface { summary += " via \(interface)" }
-        }
-        if let tcp = tcpAddress { summary += "; fence_virt on tcp \(tcp)" }
-        return summary
     }
 }
