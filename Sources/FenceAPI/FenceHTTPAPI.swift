@@ -7,17 +7,16 @@ public import Logging
 /// of requests about one domain are audited through the service too. The contract is `openapi.yaml`.
 public final class FenceHTTPAPI: Sendable {
     private let router: Router
-    private let responses: ResponseCounts
+    private let responses: ResponseCounter
     private let logger: Logger
 
     /// - Parameter redfish: serve the Redfish subset under `/redfish` (HTTP Basic credentials: serve it over
     ///   HTTPS; `serve` insists unless plain HTTP is explicitly allowed).
     public init(service: FenceService, logger: Logger, redfish: Bool = false) {
-        let responses = ResponseCounts()
-        var router = Router(root: RESTAPI(service: service, responses: responses).routes, logger: logger)
+        var router = Router(root: RESTAPI(service: service).routes, logger: logger)
         if redfish { router.mount(RedfishAPI(service: service).routes, at: "/redfish") }
         self.router = router
-        self.responses = responses
+        self.responses = ResponseCounter(metrics: service.metrics)
         self.logger = logger
     }
 

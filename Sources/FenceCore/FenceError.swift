@@ -102,7 +102,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Duration {
-    /// The duration in seconds (fractions included): for JSON, metrics and `Date` arithmetic.
+    /// The duration in seconds (fractions included): for JSON and `Date` arithmetic.
     public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }

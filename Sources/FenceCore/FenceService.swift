@@ -435,7 +435,7 @@ public final class FenceService: Sendable {
             action: request.action.rawValue,
             result: auditResult.rawValue,
             source: request.origin.frontEnd.rawValue,
-            seconds: duration.seconds
+            duration: duration
         )
         switch result {
         case .success(let execution):

@@ -8,8 +8,6 @@ import Foundation
 /// requests about one domain are audited through the service too.
 struct RESTAPI: Sendable {
     let service: FenceService
-    /// Read by the metrics.
-    let responses: ResponseCounts
 
     /// The routes, mounted at the root of the router.
     var routes: RouteGroup {
@@ -133,7 +131,7 @@ struct RESTAPI: Sendable {
         return HTTPResponse(
             status: 200,
             headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Cache-Control", "no-store")],
-            body: Array(PrometheusText.render(service.metrics.snapshot, responses: responses.byStatus).utf8)
+            body: service.metrics.exposition()
         )
     }
 
