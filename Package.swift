@@ -29,6 +29,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CLibcrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // No pkgConfig: libcpg.pc asks for -pthread, which SwiftPM refuses with a warning; the headers are
+        // in /usr/include/corosync and the module map names the libraries.
+        .systemLibrary(name: "CCorosync", providers: [.apt(["libcpg-dev", "libvotequorum-dev"])]),
 
         .target(
             name: "Store",
@@ -71,6 +74,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "FenceCore",
+                "CCorosync",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fencegate",
             dependencies: [
@@ -78,6 +91,7 @@ let package = Package(
                 "Store",
                 "FenceAPI",
                 "MulticastGateway",
+                "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -116,6 +130,12 @@ let package = Package(
         // Fuzz targets: a corpus replayer in normal builds; libFuzzer entry points with
         // `-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING` (Fuzz/run).
         .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "fuzz-cluster-wire",
+            dependencies: ["FuzzSupport", "Cluster"],
+            path: "Fuzz/ClusterWireFuzzer",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fuzz-fence-xvm",
             dependencies: ["FuzzSupport", "MulticastGateway"],
@@ -168,6 +188,11 @@ let package = Package(
                 "FenceAPI", "FenceCore", "Store", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["Cluster"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import FenceAPI
 import FenceCore
 import Foundation
@@ -90,6 +91,14 @@ struct Serve: AsyncParsableCommand {
     )
     var fenceRaceWindow: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "Join the Fencegate cluster of this name through the local corosync (CPG); see the README's cluster mode.",
+            valueName: "name"
+        )
+    )
+    var cluster: String?
+
     @Option(help: "A domain (name or UUID) whose fences win a race within the priority grace; repeatable.")
     var preferredDomain: [String] = []
 
@@ -159,6 +168,7 @@ struct Serve: AsyncParsableCommand {
         override(\.refusalsPerClient, auditRefusalsPerClient)
         override(\.refusalsPerMinute, auditRefusalsPerMinute)
         override(\.raceWindow, fenceRaceWindow)
+        override(\.clusterName, cluster)
         if !preferredDomain.isEmpty { settings.preferredDomains = preferredDomain }
         override(\.priorityGrace, priorityGrace)
         if !requesterDomain.isEmpty { settings.requesterDomains = try Self.requesterDomains(requesterDomain) }
@@ -297,9 +307,23 @@ struct Serve: AsyncParsableCommand {
                 interval: .seconds(settings.healthInterval),
                 logger: logger
             )
+            let membership = settings.clusterName.map { name in
+                ClusterMembership(
+                    configuration: .init(
+                        name: name,
+                        hello: Hello(
+                            keyFingerprints: gatewayConfigurations.configurations.map {
+                                KeyFile.fingerprint(of: $0.key)
+                            },
+                            hostName: ProcessInfo.processInfo.hostName
+                        )
+                    ),
+                    logger: logger
+                )
+            }
             // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
             let services: [any Service] =
-                [SystemdWatchdog(notifier: notifier), watch] + frontEnds.services
+                [SystemdWatchdog(notifier: notifier), watch] + (membership.map { [$0] } ?? []) + frontEnds.services
                 + [reload, ready, StoppingNotice(notifier: notifier)]
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(

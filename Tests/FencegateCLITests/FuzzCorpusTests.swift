@@ -6,7 +6,7 @@ import Testing
 /// same harness the fuzzer runs, built normally: each must pass its invariants. `Fuzz/run` does the fuzzing.
 @Suite("Fuzz corpora replay cleanly")
 struct FuzzCorpusTests {
-    @Test("every corpus input passes", arguments: ["fence-xvm", "challenge-response", "http", "mhd"])
+    @Test("every corpus input passes", arguments: ["fence-xvm", "challenge-response", "http", "mhd", "cluster-wire"])
     func replay(target: String) async throws {
         let binary = FencegateBinary.url.deletingLastPathComponent().appendingPathComponent("fuzz-\(target)").path
         #expect(FileManager.default.isExecutableFile(atPath: binary), "\(binary) was not built")

@@ -9,7 +9,7 @@ import TestSupport
 ///
 /// Each round builds a fresh lab: the host namespace with its bridge and `fencegate serve` (multicast on the
 /// bridge, the guests' addresses mapped to their domains with `--requester-domain`), two guest namespaces on
-/// the bridge (198.18.0.11 and .12) that become `node1` and `node2` (`PacemakerNode`), and the cluster's own
+/// the bridge (198.18.0.11 and .12) that become `node1` and `node2` (`ClusterNode`), and the cluster's own
 /// link, a veth pair between the two nodes (198.18.2.1 and .2), apart from the fencing network. Pacemaker is
 /// configured with one fence_xvm device per node, each kept off the node it fences, a Dummy resource
 /// `service`, and no fencing delays of any kind. Each node is tied to its domain: the moment the domain's QEMU
@@ -153,10 +153,10 @@ final class PacemakerRaceLab: @unchecked Sendable {
             try await gateway.startFenceVirtd(configuration: try gateway.writeFenceVirtConf(uri: libvirtd.uri))
         }
 
-        var nodes: [PacemakerNode] = []
+        var nodes: [ClusterNode] = []
         for (guest, node) in zip(guests, Self.nodeNames) {
             nodes.append(
-                try await PacemakerNode(
+                try await ClusterNode(
                     name: node,
                     ring: Self.ring,
                     namespace: guest.namespace,
@@ -189,7 +189,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
         }
         let serviceBefore = try await location(of: "service", from: nodes[0]) ?? "?"
 
-        var watched: [(PacemakerNode, pid_t)] = []
+        var watched: [(ClusterNode, pid_t)] = []
         for node in nodes {
             guard let pid = libvirtd.qemuPID(ofDomain: domains[node.name]!) else {
                 throw ConditionNeverMet(description: "no QEMU process for \(domains[node.name]!)")
@@ -246,7 +246,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
     }
 
     /// The node a resource runs on, as `node` sees it; nil if it runs nowhere.
-    private func location(of resource: String, from node: PacemakerNode) async throws -> String? {
+    private func location(of resource: String, from node: ClusterNode) async throws -> String? {
         let result = try await node.run(["crm_resource", "--locate", "--resource", resource])
         // "resource service is running on: node1"
         guard let range = result.stdout.range(of: "is running on: ") else { return nil }
@@ -255,7 +255,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
 
     /// Loads the cluster configuration through `node`: one fence_xvm device per node (mapped to its domain,
     /// banned from the node it fences), the Dummy resource `service`, and fencing enabled. No delays.
-    private func configure(_ node: PacemakerNode, keyPath: String) async throws {
+    private func configure(_ node: ClusterNode, keyPath: String) async throws {
         let devices = Self.nodeNames.map { name in
             """
             <primitive id="fence-\(name)" class="stonith" type="fence_xvm">
@@ -333,7 +333,7 @@ final class PowerCutWatcher: @unchecked Sendable {
         (nil, [], false)
     )
 
-    init(watching nodes: [(node: PacemakerNode, qemuPID: pid_t)]) {
+    init(watching nodes: [(node: ClusterNode, qemuPID: pid_t)]) {
         Thread { [self] in
             var alive = nodes
             while !state.withLock({ $0.stopped }) {

@@ -59,6 +59,7 @@ struct Config: ParsableCommand {
                 )
             }
             if gateways.configurations.isEmpty { lines.append("  fence_xvm gateway: off") }
+            if let cluster = settings.clusterName { lines.append("  cluster: \(cluster) (corosync CPG)") }
             print(lines.joined(separator: "\n"))
         }
     }

@@ -31,6 +31,7 @@ enum ConfigurationFile {
         "gateway.group": ["name", "ip", "domains"],
         "logging": ["level", "format"],
         "fence_races": ["window", "preferred", "grace", "requester"],
+        "cluster": ["name"],
         "fence_races.requester": ["address", "domain"],
     ]
 
@@ -220,6 +221,13 @@ private struct Reader {
             } else if let table = try table("gateway", in: root) {
                 settings.gateways = [try self.gateway(table, at: "gateway")]
             }
+        }
+
+        if let cluster = try table("cluster", in: root) {
+            guard let name = try string("cluster.name", cluster["name"]) else {
+                throw error("cluster", "[cluster] needs name = \"…\" (the CPG group all hosts join)")
+            }
+            settings.clusterName = name
         }
 
         if let races = try table("fence_races", in: root) {

@@ -67,6 +67,8 @@ struct ServeSettings {
     var requesterDomains: [String: String] = [:]
     /// The fence_xvm gateways, each with its own listeners, key, hashes and groups (none: no gateway).
     var gateways: [GatewaySource] = []
+    /// The cluster's CPG group: join it (cluster mode); nil: this host alone.
+    var clusterName: String?
     var logLevel: Logger.Level?
     var logFormat: LogFormat?
 
@@ -136,6 +138,14 @@ struct ServeSettings {
             "fence_races.grace",
             "must be 0 to 300 seconds"
         )
+        if let clusterName {
+            check(
+                (1...128).contains(clusterName.utf8.count) && !clusterName.contains(where: \.isNewline),
+                "--cluster",
+                "cluster.name",
+                "must be 1 to 128 bytes on one line"
+            )
+        }
         for domain in preferredDomains {
             check(
                 DomainTarget(domain).problem == nil,

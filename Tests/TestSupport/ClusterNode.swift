@@ -1,28 +1,32 @@
 import Foundation
-import TestSupport
 
-/// One Pacemaker node (Debian's corosync and pacemaker) running in a guest namespace of a lab, as if that
-/// namespace were a VM.
+/// One cluster node (Debian's corosync, and optionally pacemaker) running in a guest namespace of a lab, as
+/// if that namespace were a host or a VM.
 ///
 /// The node gets mount, UTS and PID namespaces of its own (`unshare`), private directories bound over
 /// /var/lib/corosync, /var/lib/pacemaker, /var/log, /run and /etc/corosync, a tmpfs /dev/shm, and the hostname
 /// `name`. Its processes run without CAP_SYS_BOOT, so nothing Pacemaker does (a "panic" reboots the machine
 /// it runs on) can reach this machine. `powerCut()` kills the node's PID 1, and with it every process of the
 /// node at once, as pulling a VM's power would. The network lab kills it too when destroyed.
-final class PacemakerNode: @unchecked Sendable {
-    let name: String
+public final class ClusterNode: @unchecked Sendable {
+    public let name: String
     /// The node's directory: its logs are in `log/` (corosync.out, pacemaker/pacemaker.log).
-    let directory: String
+    public let directory: String
     private let process: SpawnedProcess
     private let initPID: pid_t
 
-    /// Writes the node's directories and corosync.conf, and starts corosync then pacemakerd in `namespace`.
+    /// Writes the node's directories and corosync.conf, and starts corosync (then pacemakerd, if asked) in
+    /// `namespace`.
     ///
     /// - Parameters:
-    ///   - ring: the cluster link's addresses, node name → address; `name` must be one of them.
-    init(
+    ///   - ring: the cluster link's addresses, node name → address; `name` must be one of them. Two nodes
+    ///     get votequorum's two-node mode.
+    ///   - cluster: corosync's cluster name.
+    public init(
         name: String,
         ring: [(name: String, address: String)],
+        cluster: String = "fgrace",
+        pacemaker: Bool = true,
         namespace: String,
         lab: NetworkLab,
         in parent: String
@@ -46,13 +50,17 @@ final class PacemakerNode: @unchecked Sendable {
             )
         }
         for path in ["cib", "pengine", "blackbox", "cores"] { chmod(directory + "/lib-pacemaker/" + path, 0o750) }
-        try Self.corosyncConfiguration(ring: ring).write(
+        try Self.corosyncConfiguration(ring: ring, cluster: cluster).write(
             toFile: directory + "/etc-corosync/corosync.conf",
             atomically: true,
             encoding: .utf8
         )
         let boot = directory + "/boot.sh"
-        try Self.bootScript(name: name, directory: directory).write(toFile: boot, atomically: true, encoding: .utf8)
+        try Self.bootScript(name: name, directory: directory, pacemaker: pacemaker).write(
+            toFile: boot,
+            atomically: true,
+            encoding: .utf8
+        )
         process = try lab.start(
             in: namespace,
             [
@@ -81,32 +89,51 @@ final class PacemakerNode: @unchecked Sendable {
     }
 
     /// Whether the node still runs.
-    var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.isRunning }
 
     /// Kills the node's PID 1 and so every process of the node (its PID namespace), at once.
-    func powerCut() {
+    public func powerCut() {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
-    /// Runs a command inside the node (its mount, UTS and network namespaces): `crm_mon`, `cibadmin`….
-    func run(_ command: [String]) async throws -> ProgramResult {
+    /// Runs a command inside the node (its mount, UTS, network and PID namespaces, so that process ids it
+    /// reads from /proc are the node's): `crm_mon`, `cibadmin`, `pkill corosync`….
+    public func run(_ command: [String]) async throws -> ProgramResult {
         try await runProgram(
             "/usr/bin/nsenter",
-            ["--target", "\(initPID)", "--mount", "--uts", "--net", "--"] + command
+            ["--target", "\(initPID)", "--mount", "--uts", "--net", "--pid", "--"] + command
         )
     }
 
+    /// Starts a long-running command inside the node (its PID namespace too, so that `powerCut()` ends it),
+    /// with its output in files under the node's directory (`NAME.out`, `NAME.err`).
+    public func start(_ command: [String], logName: String) throws -> SpawnedProcess {
+        try SpawnedProcess(
+            "/usr/bin/nsenter",
+            ["--target", "\(initPID)", "--mount", "--uts", "--net", "--pid", "--"] + command,
+            standardOutput: directory + "/\(logName).out",
+            standardError: directory + "/\(logName).err"
+        )
+    }
+
+    /// Waits until corosync in this node says the cluster is quorate.
+    public func waitUntilQuorate() async throws {
+        try await waitUntil("node \(name) is quorate", limit: .seconds(60)) {
+            (try? await self.run(["corosync-quorumtool", "-s"]))?.stdout.contains("Quorate:          Yes") == true
+        }
+    }
+
     /// The last lines of one of the node's logs (a path under its directory), for failure messages.
-    func log(_ path: String, lines: Int = 30) -> String { Self.tail(of: directory + "/" + path, lines: lines) }
+    public func log(_ path: String, lines: Int = 30) -> String { Self.tail(of: directory + "/" + path, lines: lines) }
 
     private static func tail(of path: String, lines: Int = 30) -> String {
         let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no \(path))"
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
-    /// corosync.conf for a cluster of the nodes on `ring`, with knet, a 1 s token, and votequorum's two-node mode.
-    /// One directive per line: corosync's parser rejects `totem { version: 2` on one line.
-    private static func corosyncConfiguration(ring: [(name: String, address: String)]) -> String {
+    /// corosync.conf for a cluster of the nodes on `ring`, with knet, a 1 s token, and votequorum (two-node
+    /// mode for two). One directive per line: corosync's parser rejects `totem { version: 2` on one line.
+    private static func corosyncConfiguration(ring: [(name: String, address: String)], cluster: String) -> String {
         let nodes = ring.enumerated().map { index, node in
             """
                 node {
@@ -119,7 +146,7 @@ final class PacemakerNode: @unchecked Sendable {
         return """
             totem {
                 version: 2
-                cluster_name: fgrace
+                cluster_name: \(cluster)
                 transport: knet
                 crypto_cipher: none
                 crypto_hash: none
@@ -130,7 +157,7 @@ final class PacemakerNode: @unchecked Sendable {
             }
             quorum {
                 provider: corosync_votequorum
-                two_node: 1
+                two_node: \(ring.count == 2 ? 1 : 0)
             }
             logging {
                 to_stderr: yes
@@ -140,8 +167,9 @@ final class PacemakerNode: @unchecked Sendable {
             """
     }
 
-    /// The node's PID 1: private mounts, hostname, corosync (waited for), then pacemakerd; waits on both.
-    private static func bootScript(name: String, directory: String) -> String {
+    /// The node's PID 1: private mounts, hostname, corosync (waited for), then pacemakerd if asked; then it
+    /// stays, reaping, until the power cut.
+    private static func bootScript(name: String, directory: String, pacemaker: Bool) -> String {
         """
         set -e
         mount --bind '\(directory)/lib-corosync' /var/lib/corosync
@@ -153,8 +181,9 @@ final class PacemakerNode: @unchecked Sendable {
         hostname '\(name)'
         corosync -f > /var/log/corosync.out 2>&1 &
         until corosync-cfgtool -s > /dev/null 2>&1; do sleep 0.2; done
-        PCMK_logfacility=none PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd > /var/log/pacemakerd.out 2>&1 &
-        wait
+        \(pacemaker ? "PCMK_logfacility=none PCMK_logfile=/var/log/pacemaker/pacemaker.log pacemakerd > /var/log/pacemakerd.out 2>&1 &" : "")
+        # PID 1 stays while the daemons come and go (a stopped corosync is not a power cut), reaping them.
+        while :; do sleep 1 & wait; done
 
         """
     }

@@ -1,0 +1,57 @@
+import Testing
+
+@testable import Cluster
+
+@Suite("Cluster wire format")
+struct ClusterWireTests {
+    static let hello = Hello(keyFingerprints: ["b2", "a1"], hostName: "host1")
+
+    @Test("a hello round-trips; the envelope is magic, version, kind and length, big-endian")
+    func roundTrip() throws {
+        let bytes = ClusterMessage.hello(Self.hello).encoded
+        #expect(Array(bytes.prefix(12)) == Array("FGCL".utf8) + [0, 1, 0, 1, 0, 0, 0, UInt8(bytes.count - 12)])
+        #expect(try ClusterMessage(decoding: bytes) == .hello(Self.hello))
+        #expect(Self.hello.keyFingerprints == ["a1", "b2"])  // sorted, so that equal sets compare equal
+        #expect(ClusterMessage.version(of: bytes) == 1)
+    }
+
+    @Test("another version, kind, magic or length is refused, naming why")
+    func refusals() {
+        let valid = ClusterMessage.hello(Self.hello).encoded
+        func decode(_ bytes: [UInt8]) -> WireError? {
+            do {
+                _ = try ClusterMessage(decoding: bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        var version = valid
+        version[5] = 2
+        #expect(decode(version) == .unsupportedVersion(2))
+        #expect(ClusterMessage.version(of: version) == 2)
+        var kind = valid
+        kind[7] = 99
+        #expect(decode(kind) == .unknownKind(99))
+        var magic = valid
+        magic[0] = 0
+        #expect(decode(magic) == .notFencegate)
+        #expect(ClusterMessage.version(of: magic) == nil)
+        #expect(decode(Array(valid.dropLast())) == .truncated(field: "payload"))
+        #expect(decode(valid + [0]) == .trailingBytes(1))
+        #expect(decode([]) == .truncated(field: "magic"))
+        // A text field longer than its bound is refused before anything is read from it.
+        var long = Array(valid.prefix(12))
+        long += [0, 0] + [0xFF, 0xFF]
+        long[11] = UInt8(long.count - 12)
+        #expect(decode(long) == .tooLong(field: "host name", length: 65535, limit: 255))
+    }
+
+    @Test("texts are cut to their bound at a character boundary, so that they always decode")
+    func boundedTexts() throws {
+        let name = String(repeating: "é", count: 200)  // 400 bytes of UTF-8
+        let hello = Hello(keyFingerprints: [], hostName: name)
+        #expect(hello.hostName.utf8.count == 254)
+        #expect(try ClusterMessage(decoding: ClusterMessage.hello(hello).encoded) == .hello(hello))
+    }
+}
