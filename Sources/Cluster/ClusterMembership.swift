@@ -47,9 +47,14 @@ public final class ClusterMembership: Service, Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private let current = Mutex(View())
+    /// This host's introduction as it is now (keys can change on reload).
+    private let hello: Mutex<Hello>
+    /// While joined: asks the hello sender to introduce this host again (the newest request is enough).
+    private let introductions = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
     public init(configuration: Configuration, logger: Logger) {
         self.configuration = configuration
+        hello = Mutex(configuration.hello)
         var logger = logger
         logger[metadataKey: "cluster.name"] = "\(configuration.name)"
         self.logger = logger
@@ -58,12 +63,23 @@ public final class ClusterMembership: Service, Sendable {
     /// The group now.
     public var view: View { current.withLock { $0 } }
 
+    /// Takes this host's new introduction (its gateway keys were reloaded) and sends it to the members; they
+    /// judge it again.
+    public func update(_ newHello: Hello) {
+        let changed = hello.withLock { current in
+            defer { current = newHello }
+            return current != newHello
+        }
+        if changed { introductions.withLock { $0 }?.yield() }
+    }
+
     /// Joins, and rejoins after corosync goes away, until graceful shutdown or cancellation.
     public func run() async {
         var lastFailure: String?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
-                let group = try CPGGroup(name: configuration.name)
+                let name = configuration.name
+                let group = try await cancelWhenGracefulShutdown { try await CPGGroup.join(name: name) }
                 lastFailure = nil
                 current.withLock { $0 = View(local: group.local) }
                 logger.notice("joined the cluster", metadata: ["cluster.member": "\(group.local)"])
@@ -76,6 +92,8 @@ public final class ClusterMembership: Service, Sendable {
                 if !Task.isShuttingDownGracefully && !Task.isCancelled {
                     logger.error("left the cluster: corosync went away; rejoining")
                 }
+            } catch is CancellationError {
+                break
             } catch {
                 // Logged once per cause, not once a second.
                 if lastFailure != "\(error)" {
@@ -88,26 +106,44 @@ public final class ClusterMembership: Service, Sendable {
     }
 
     private func serve(_ group: CPGGroup) async {
-        let hello = ClusterMessage.hello(configuration.hello).encoded
-        await introduce(hello, through: group)
-        for await event in group.events {
-            switch event {
-            case .membership(let members, let left, let joined):
-                changeMembership(members: members, left: left, joined: joined, local: group.local)
-                // Newcomers learn of the members already there by their hellos, sent again.
-                if joined.contains(where: { $0 != group.local }) { await introduce(hello, through: group) }
-            case .message(let from, let bytes):
-                guard from != group.local else { continue }
-                receive(bytes, from: from)
+        let (requests, introduce) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        introductions.withLock { $0 = introduce }
+        let left = Flag()
+        await withDiscardingTaskGroup { tasks in
+            // Hellos go out beside the event loop: a send waiting on corosync's flow control delays no event.
+            tasks.addTask { await self.sendHellos(requests, through: group, left: left) }
+            introduce.yield()
+            var warned: Set<CPGMember> = []
+            for await event in group.events {
+                switch event {
+                case .membership(let members, let left, let joined):
+                    changeMembership(members: members, left: left, joined: joined, local: group.local)
+                    // Newcomers learn of the members already there by their hellos, sent again.
+                    if joined.contains(where: { $0 != group.local }) { introduce.yield() }
+                case .message(let from, let bytes):
+                    guard from != group.local else { continue }
+                    // A member whose standing changed (it joined, or its keys changed) may not know this
+                    // host's standing either: introduce this host again. Standings settle, so this ends.
+                    if receive(bytes, from: from, warned: &warned) { introduce.yield() }
+                }
             }
+            left.set()
+            introductions.withLock { $0 = nil }
+            introduce.finish()
+            group.leave()
         }
     }
 
-    private func introduce(_ hello: [UInt8], through group: CPGGroup) async {
-        do {
-            try await group.send(hello, deadline: .now + .seconds(5))
-        } catch {
-            logger.error("could not send this host's hello", metadata: ["error": "\(error)"])
+    /// Sends this host's hello each time one is asked for, until the group is left.
+    private func sendHellos(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
+        for await _ in requests {
+            let bytes = ClusterMessage.hello(hello.withLock { $0 }).encoded
+            do {
+                try await group.send(bytes, deadline: .now + .seconds(5))
+            } catch {
+                guard !left.isSet else { return }
+                logger.error("could not send this host's hello", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -128,7 +164,8 @@ public final class ClusterMembership: Service, Sendable {
         }
     }
 
-    private func receive(_ bytes: [UInt8], from member: CPGMember) {
+    /// Judges a member's message; true if its standing changed.
+    private func receive(_ bytes: [UInt8], from member: CPGMember, warned: inout Set<CPGMember>) -> Bool {
         let standing: Standing
         do {
             switch try ClusterMessage(decoding: bytes) {
@@ -139,17 +176,20 @@ public final class ClusterMembership: Service, Sendable {
                 reason: "it speaks cluster protocol \(version), this host \(ClusterMessage.protocolVersion)"
             )
         } catch {
-            logger.warning(
-                "dropped an unreadable message from a member",
-                metadata: ["cluster.member": "\(member)", "error": "\(error)"]
-            )
-            return
+            // Once per member and membership: a member cannot flood the log.
+            if warned.insert(member).inserted {
+                logger.warning(
+                    "dropped an unreadable message from a member (further ones are dropped silently)",
+                    metadata: ["cluster.member": "\(member)", "error": "\(error)"]
+                )
+            }
+            return false
         }
         let previous = current.withLock { view in
             defer { view.members[member] = standing }
             return view.members[member]
         }
-        guard previous != standing else { return }
+        guard previous != standing else { return false }
         switch standing {
         case .accepted(let hello):
             logger.notice(
@@ -161,11 +201,12 @@ public final class ClusterMembership: Service, Sendable {
         case .pending:
             break
         }
+        return true
     }
 
     private func judge(_ hello: Hello) -> Standing {
-        let ours = configuration.hello.keyFingerprints
-        guard hello.keyFingerprints == ours else {
+        let ours = self.hello.withLock { $0.keyFingerprints }
+        guard Set(hello.keyFingerprints) == Set(ours) else {
             return .refused(
                 reason: "host \(hello.hostName) holds other gateway keys "
                     + "(\(hello.keyFingerprints.joined(separator: ", ")); this host: \(ours.joined(separator: ", ")))"
@@ -173,4 +214,12 @@ public final class ClusterMembership: Service, Sendable {
         }
         return .accepted(hello)
     }
+}
+
+/// A flag set once, read from other tasks.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

@@ -18,6 +18,36 @@ extension FenceService {
         )
     }
 
+    /// Records a front end's read once it has finished: a row of its own within the read limits
+    /// (`Configuration.readsPerClientPerMinute`, `readsPerMinute`), else counted for its requester's summary
+    /// row. A read is answered even if its row cannot be written (the failure is logged).
+    func recordRead(
+        _ intent: AuditIntent,
+        since started: ContinuousClock.Instant,
+        result: AuditResult,
+        error: FenceError?,
+        message: String?,
+        powerState: PowerState? = nil
+    ) async {
+        let client = "\(intent.source) \(intent.requester ?? intent.clientAddress ?? "-")"
+        let (decision, ended) = reads.admit(intent, result: result, reason: message ?? result.rawValue, client: client)
+        if let ended { await recordSummary(ended, of: reads) }
+        switch decision {
+        case .record:
+            await recordFinished(
+                intent,
+                since: started,
+                result: result,
+                error: error,
+                message: message,
+                powerState: powerState
+            )
+        case .count(let key, let summaryDue, let window):
+            metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
+            if let summaryDue { scheduleSummary(of: reads, client: key, window: window, at: summaryDue) }
+        }
+    }
+
     /// Writes the one row of a request that changed nothing (a read, or one this service does not carry out),
     /// once it has finished.
     func recordFinished(
@@ -62,8 +92,8 @@ extension FenceService {
     func recordRefusal(_ request: FenceRequest, reason: String) async -> Int64? {
         let client =
             "\(request.origin.frontEnd.rawValue) \(request.origin.clientAddress ?? request.origin.requester ?? "-")"
-        let (decision, ended) = refusals.admit(request, reason: reason, client: client)
-        if let ended { await recordSummary(ended) }
+        let (decision, ended) = refusals.admit(AuditIntent(request), result: .refused, reason: reason, client: client)
+        if let ended { await recordSummary(ended, of: refusals) }
         switch decision {
         case .count(let key, let summaryDue, let window):
             metrics.operationRejected(
@@ -76,12 +106,7 @@ extension FenceService {
                 "fence request refused (counted for the summary row)",
                 metadata: refusalMetadata(request, reason: reason)
             )
-            if let summaryDue {
-                _ = DeadlineScheduler.shared.schedule(at: summaryDue) { [self] in
-                    guard let summary = refusals.takeSummary(client: key, window: window) else { return }
-                    Task { await recordSummary(summary) }
-                }
-            }
+            if let summaryDue { scheduleSummary(of: refusals, client: key, window: window, at: summaryDue) }
             return nil
         case .record:
             return await writeRefusal(request, reason: reason)
@@ -133,40 +158,55 @@ extension FenceService {
     /// Writes the summary rows of every client's refusals that are still only counted (at shutdown, so
     /// that none is lost).
     public func recordPendingRefusals() async {
-        for summary in refusals.takeAllSummaries() { await recordSummary(summary) }
+        for summary in refusals.takeAllSummaries() { await recordSummary(summary, of: refusals) }
+        for summary in reads.takeAllSummaries() { await recordSummary(summary, of: reads) }
     }
 
-    /// The row that accounts for a client's refusals that did not get rows of their own.
-    func recordSummary(_ summary: RefusalLimiter.Summary) async {
-        let request = summary.request
-        let limits = refusals.limits
+    /// Writes the client's summary row when its window ends (if it is still to be written then).
+    func scheduleSummary(
+        of limiter: AuditRowLimiter,
+        client: String,
+        window: ContinuousClock.Instant,
+        at due: ContinuousClock.Instant
+    ) {
+        _ = DeadlineScheduler.shared.schedule(at: due) { [self] in
+            guard let summary = limiter.takeSummary(client: client, window: window) else { return }
+            Task { await recordSummary(summary, of: limiter) }
+        }
+    }
+
+    /// The row that accounts for a client's refusals, or reads, that did not get rows of their own.
+    func recordSummary(_ summary: AuditRowLimiter.Summary, of limiter: AuditRowLimiter) async {
+        let isRefusals = limiter === refusals
+        let kind = isRefusals ? "refusal" : "read"
+        let last = summary.intent
+        let limits = limiter.limits
         let message =
-            "\(summary.count) more refusal\(summary.count == 1 ? "" : "s") from \(summary.client) between "
+            "\(summary.count) more \(kind)\(summary.count == 1 ? "" : "s") from \(summary.client) between "
             + "\(RFC3339.format(summary.first)) and \(RFC3339.format(summary.last)) not recorded one by one "
             + "(at most \(limits.perClient) rows per client and \(limits.overall) in all per \(limits.window.fenceSeconds)); "
-            + "the last: \(request.action.rawValue) of '\(request.target.auditText)': \(summary.reason)"
-        let intent = AuditIntent(request, requestedAt: summary.first)
+            + "the last: \(last.action) of '\(last.target)': \(summary.reason)"
+        var intent = last
+        intent.requestedAt = summary.first
         do {
             let id = try await store.record(
                 intent,
                 AuditCompletion(
-                    result: .refused,
+                    result: summary.result,
                     powerState: nil,
-                    errorCode: "refusals_not_recorded",
+                    errorCode: isRefusals ? "refusals_not_recorded" : "reads_not_recorded",
                     message: message,
                     finishedAt: summary.last
                 )
             )
             logger.notice(
-                "refused requests summarized",
-                metadata: [
-                    "audit.id": "\(id)", "fence.refusals": "\(summary.count)", "peer.address": "\(summary.client)",
-                ]
+                "\(kind)s summarized",
+                metadata: ["audit.id": "\(id)", "fence.count": "\(summary.count)", "peer.address": "\(summary.client)"]
             )
         } catch {
             logger.error(
-                "could not record a summary of refused requests",
-                metadata: ["error": "\(error)", "fence.refusals": "\(summary.count)"]
+                "could not record a summary of \(kind)s",
+                metadata: ["error": "\(error)", "fence.count": "\(summary.count)"]
             )
         }
     }

@@ -36,7 +36,13 @@ public final class FenceService: Sendable {
         public var refusalsPerClientPerMinute = 10
         /// Refused requests that get a row of their own per minute, all clients together.
         public var refusalsPerMinute = 60
-        /// The refusal limits' window: a minute, shorter in tests.
+        /// Reads (list, monitor, REST's and Redfish's GETs of domains) that get an audit row of their own, per
+        /// requester and minute; the rest are counted in one summary row per requester and minute, so that a
+        /// monitoring script cannot fill the disk (and then stop fencing).
+        public var readsPerClientPerMinute = 60
+        /// Reads that get a row of their own per minute, all requesters together.
+        public var readsPerMinute = 600
+        /// The refusal and read limits' window: a minute, shorter in tests.
         package var refusalWindow: Duration = .seconds(60)
         /// How fence races are settled (see `FenceRaceRules`).
         public var races = FenceRaceRules()
@@ -56,7 +62,8 @@ public final class FenceService: Sendable {
     let locks = DomainLocks()
     let pool: BlockingThreadPool
     let probe: HypervisorProbe
-    let refusals: RefusalLimiter
+    let refusals: AuditRowLimiter
+    let reads: AuditRowLimiter
     let ledger = FenceLedger()
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
@@ -81,10 +88,17 @@ public final class FenceService: Sendable {
                 return .failure(FenceError(mapping: error, action: .status, target: "*", uri: hypervisor.uri))
             }
         }
-        self.refusals = RefusalLimiter(
-            limits: RefusalLimiter.Limits(
+        self.refusals = AuditRowLimiter(
+            limits: AuditRowLimiter.Limits(
                 perClient: configuration.refusalsPerClientPerMinute,
                 overall: configuration.refusalsPerMinute,
+                window: configuration.refusalWindow
+            )
+        )
+        self.reads = AuditRowLimiter(
+            limits: AuditRowLimiter.Limits(
+                perClient: configuration.readsPerClientPerMinute,
+                overall: configuration.readsPerMinute,
                 window: configuration.refusalWindow
             )
         )
@@ -136,7 +150,7 @@ public final class FenceService: Sendable {
             if error.recorded { throw error.failure }
             result = .failure(error.failure)
         }
-        await recordFinished(
+        await recordRead(
             intent,
             since: started,
             result: result.auditResult,
@@ -212,7 +226,7 @@ public final class FenceService: Sendable {
         } catch {
             result = .failure(error)
         }
-        await recordFinished(
+        await recordRead(
             intent,
             since: started,
             result: result.auditResult,

@@ -142,6 +142,8 @@ public final class FenceXVMGateway: Service, Sendable {
     private func stop() {
         stopping.store(true, ordering: .releasing)
         stopListening.signal()
+        // fence_virt -T clients are refused at once rather than left waiting in the backlog.
+        tcpSocket?.stopListening()
     }
 
     /// One thread per listener, asleep until a request (or `stop()`); the last one to stop ends `queue`.
@@ -161,6 +163,7 @@ public final class FenceXVMGateway: Service, Sendable {
                     do {
                         if let work = try step() { queue.yield(work) }
                     } catch {
+                        if stopping.load(ordering: .acquiring) { break }  // the listener was shut at stop()
                         logger.error(
                             "fence_xvm listener error",
                             metadata: ["listener": "\(name)", "error": "\(error)"]

@@ -195,6 +195,14 @@ struct Serve: AsyncParsableCommand {
         return settings
     }
 
+    /// This host's introduction to the cluster: its gateway keys' fingerprints and its name.
+    private static func hello(of gateways: [GatewayConfiguration]) -> Hello {
+        Hello(
+            keyFingerprints: gateways.map { KeyFile.fingerprint(of: $0.key) },
+            hostName: ProcessInfo.processInfo.hostName
+        )
+    }
+
     /// `ADDRESS=DOMAIN` pairs.
     private static func requesterDomains(_ pairs: [String]) throws -> [String: String] {
         var domains: [String: String] = [:]
@@ -273,10 +281,21 @@ struct Serve: AsyncParsableCommand {
                 service: context.service,
                 logger: logger
             )
+            let membership = settings.clusterName.map { name in
+                ClusterMembership(
+                    configuration: .init(
+                        name: name,
+                        hello: Self.hello(of: gatewayConfigurations.configurations)
+                    ),
+                    logger: logger
+                )
+            }
             let runningURI = global.resolvedURI
             let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self] in
                 let reread = try currentSettings().loadGateways(logger: logger)
                 var notes = frontEnds.reloadGateways(reread.configurations)
+                // Members judge this host by its keys: tell them the new ones.
+                membership?.update(Self.hello(of: reread.configurations))
                 if let uri = reread.uri, uri != runningURI {
                     notes.append("the libvirt URI changed to \(uri): restart to apply")
                 }
@@ -307,20 +326,6 @@ struct Serve: AsyncParsableCommand {
                 interval: .seconds(settings.healthInterval),
                 logger: logger
             )
-            let membership = settings.clusterName.map { name in
-                ClusterMembership(
-                    configuration: .init(
-                        name: name,
-                        hello: Hello(
-                            keyFingerprints: gatewayConfigurations.configurations.map {
-                                KeyFile.fingerprint(of: $0.key)
-                            },
-                            hostName: ProcessInfo.processInfo.hostName
-                        )
-                    ),
-                    logger: logger
-                )
-            }
             // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
             let services: [any Service] =
                 [SystemdWatchdog(notifier: notifier), watch] + (membership.map { [$0] } ?? []) + frontEnds.services

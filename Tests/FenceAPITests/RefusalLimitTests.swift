@@ -125,4 +125,34 @@ struct HTTPFenceRaceTests {
             #expect(rows[1].message == "refused: requester was fenced by operation \(rows[0].id)")
         }
     }
+
+    @Test("reads are rows too, but a read token's flood gets a summary row, not a row per request")
+    func readSummaryRow() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.readsPerClientPerMinute = 4
+        configuration.refusalWindow = .seconds(2)
+        try await APIHarness.withRunning(service: configuration) { api in
+            for index in 0..<12 {
+                let answer = try await api.curl("GET", "/domains/pcmk\(index % 6 + 1)", token: api.viewer)
+                #expect(answer.status == 200)  // answered, whatever its row
+            }
+            func accounted() async throws -> (individual: Int, summarized: Int, rows: [AuditRecord]) {
+                let rows = try await api.harness.rows()
+                let summarized = rows.filter { $0.errorCode == "reads_not_recorded" }.compactMap { row in
+                    row.message?.split(separator: " ").first.flatMap { Int($0) }
+                }
+                return (rows.filter { $0.errorCode == nil }.count, summarized.reduce(0, +), rows)
+            }
+            try await waitUntil("every read is in a row or a summary", limit: .seconds(20)) {
+                let (individual, summarized, _) = try await accounted()
+                return individual + summarized == 12
+            }
+            let (individual, _, rows) = try await accounted()
+            #expect(individual >= 4 && individual < 12)
+            #expect(rows.allSatisfy { $0.action == "status" && $0.requester == "viewer" && $0.result == .success })
+            let summary = try #require(rows.last { $0.errorCode == "reads_not_recorded" })
+            #expect(summary.message?.contains(" more read") == true, "\(summary.message ?? "")")
+            #expect(summary.message?.contains(" from http viewer between ") == true, "\(summary.message ?? "")")
+        }
+    }
 }

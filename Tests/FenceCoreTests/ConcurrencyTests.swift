@@ -160,22 +160,20 @@ struct HypervisorConnectionTests {
 }
 
 @Suite("Refusal limits per client and overall")
-struct RefusalLimiterTests {
-    static let request = FenceRequest(
-        action: .off,
-        target: "pcmk1",
-        origin: RequestOrigin(frontEnd: .http, requester: nil)
+struct AuditRowLimiterTests {
+    static let intent = AuditIntent(
+        FenceRequest(action: .off, target: "pcmk1", origin: RequestOrigin(frontEnd: .http, requester: nil))
     )
 
     @Test("per client, overall, and beyond the clients tracked: rows are bounded, every refusal is counted")
     func limits() {
-        let limiter = RefusalLimiter(limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3))
+        let limiter = AuditRowLimiter(limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3))
         var recorded = 0
         var counted = 0
         var summaryKeys: Set<String> = []
         for client in 0..<10 {
             for _ in 0..<4 {
-                switch limiter.admit(Self.request, reason: "no token", client: "client \(client)").0 {
+                switch limiter.admit(Self.intent, result: .refused, reason: "no token", client: "client \(client)").0 {
                 case .record:
                     recorded += 1
                 case .count(let key, let due, let window):
@@ -190,7 +188,7 @@ struct RefusalLimiterTests {
         #expect(counted == 35)
         // One summary per tracked client with counted refusals, and one for every client beyond those, each
         // found under the key its decision named.
-        #expect(summaryKeys == ["client 0", "client 1", "client 2", RefusalLimiter.otherClients])
+        #expect(summaryKeys == ["client 0", "client 1", "client 2", AuditRowLimiter.otherClients])
         let summaries = limiter.takeAllSummaries()
         #expect(summaries.map(\.count).reduce(0, +) == 35)
         #expect(Set(summaries.map(\.client)) == summaryKeys)

@@ -9,7 +9,9 @@ import Testing
 struct ClusterMembershipTests {
     static let cluster = "fencegate-lab"
 
-    @Test("same key: accepted; another key: refused on both sides; corosync restarted: the member rejoins")
+    @Test(
+        "same key: accepted; another key: refused on both sides; corosync restarted: rejoins; keys reloaded: accepted"
+    )
     func joinRefuseRejoin() async throws {
         let lab = try await GatewayLab(guests: 3)
         let otherKey = lab.fencegate.directory.file("other.key")
@@ -70,6 +72,15 @@ struct ClusterMembershipTests {
         _ = try nodes[1].start(["corosync", "-f"], logName: "corosync-again")
         try await waitUntil("host2 rejoins and is accepted again", limit: .seconds(60)) {
             count("joined the cluster", in: 1) == 2 && count("member accepted", in: 0) == 2
+        }
+
+        // host3 takes the others' key and reloads (SIGHUP): its new hello is accepted, and it accepts them.
+        try FileManager.default.removeItem(atPath: otherKey)
+        try FileManager.default.copyItem(atPath: lab.keyPath, toPath: otherKey)
+        // (The server runs under nsenter in the node's PID namespace: signal it there.)
+        #expect(try await nodes[2].run(["pkill", "-HUP", "-x", "fencegate"]).status == 0)
+        try await waitUntil("host3 and the others accept each other after its reload", limit: .seconds(30)) {
+            count("member accepted", in: 2) == 2 && count("cluster.host=host3", in: 0) >= 1
         }
         #expect(servers.allSatisfy { $0.isRunning })
     }

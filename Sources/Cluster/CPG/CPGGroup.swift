@@ -55,13 +55,44 @@ public final class CPGGroup: Sendable {
     private let sender: BlockingThreadPool
     private let stopDispatch: Wakeup
 
-    /// Joins the group `name` (at most 128 bytes) through the local corosync.
-    /// - Throws: `CPGError` (corosync not running: `CS_ERR_LIBRARY`), or `WakeupError`.
-    public init(name: String) throws {
+    /// The most events waiting to be consumed; beyond, the group is left (and `events` ends), so that a
+    /// consumer that falls behind costs bounded memory and rejoins with a fresh view.
+    public static let eventBuffer = 256
+
+    /// Joins the group `name` (1 to 128 bytes) through the local corosync, on a thread of its own: libcpg's
+    /// calls block without a time limit while corosync does not answer. Cancelling gives up waiting (a join
+    /// that completes later is left at once).
+    /// - Throws: `CPGError` (corosync not running: `CS_ERR_LIBRARY`), `WakeupError`, `CancellationError`.
+    public static func join(name: String) async throws -> CPGGroup {
+        let waiting = Mutex<CheckedContinuation<CPGGroup, any Error>?>(nil)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                waiting.withLock { $0 = continuation }
+                let thread = Thread {
+                    let result = Result { try CPGGroup(name: name) }
+                    if let joiner = waiting.withLock({ $0.take() }) {
+                        joiner.resume(with: result)
+                    } else {
+                        (try? result.get())?.leave()  // the caller gave up: leave at once
+                    }
+                }
+                thread.name = "fencegate.cpg-join"
+                thread.start()
+            }
+        } onCancel: {
+            waiting.withLock { $0.take() }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Joins the group, blocking the calling thread (see `join(name:)`).
+    init(name: String) throws {
         let nameBytes = Array(name.utf8)
         precondition(!nameBytes.isEmpty && nameBytes.count <= Int(CPG_MAX_NAME_LENGTH), "a CPG name is 1 to 128 bytes")
         self.name = name
-        let (events, continuation) = AsyncStream.makeStream(of: CPGEvent.self)
+        let (events, continuation) = AsyncStream.makeStream(
+            of: CPGEvent.self,
+            bufferingPolicy: .bufferingOldest(Self.eventBuffer)
+        )
         self.events = events
         let state = CPGState(continuation: continuation)
         self.state = state
@@ -130,16 +161,20 @@ public final class CPGGroup: Sendable {
     }
 
     /// Leaves the group and stops dispatching; `events` ends.
+    /// `events` ends at once; libcpg is finalized on the dispatch thread (which may wait on corosync).
     public func leave() {
+        state.finish()
         stopDispatch.signal()
     }
 
     deinit {
+        state.finish()
         stopDispatch.signal()
     }
 
     private func startDispatching(descriptor: Int32) {
         let (handle, state, stop) = (handle, state, stopDispatch)
+        state.onOverflow = { stop.signal() }
         let thread = Thread {
             // Until the leave (or a dispatch error: corosync went away).
             while (try? stop.waitReadable(descriptor)) == true, cpg_dispatch(handle, CS_DISPATCH_ALL) == CS_OK {}
@@ -154,14 +189,24 @@ public final class CPGGroup: Sendable {
 }
 
 /// What the C callbacks reach through libcpg's context pointer: the stream to deliver to.
-final class CPGState: Sendable {
+final class CPGState: @unchecked Sendable {
+    // @unchecked: `onOverflow` is set once, before the dispatch thread starts, and only read after.
     private let continuation: AsyncStream<CPGEvent>.Continuation
+    var onOverflow: @Sendable () -> Void = {}
 
     init(continuation: AsyncStream<CPGEvent>.Continuation) {
         self.continuation = continuation
     }
 
-    func deliver(_ event: CPGEvent) { continuation.yield(event) }
+    /// Delivers `event`; if the buffer is full, ends the stream and leaves the group (an event dropped would
+    /// leave this member's view silently wrong).
+    func deliver(_ event: CPGEvent) {
+        if case .dropped = continuation.yield(event) {
+            continuation.finish()
+            onOverflow()
+        }
+    }
+
     func finish() { continuation.finish() }
 }
 

@@ -68,18 +68,18 @@ public enum ClusterMessage: Sendable, Equatable {
 
 /// A member's introduction: who it is and what it must share with the others to fence for them.
 public struct Hello: Sendable, Equatable {
-    /// The fingerprints of its gateway keys (`fencegate key fingerprint`), sorted: members must hold the
-    /// same keys, since any of them may answer a guest's request that another one heard.
-    public var keyFingerprints: [String]
+    /// The fingerprints of its gateway keys (`fencegate key fingerprint`), sorted, each once: members must
+    /// hold the same keys, since any of them may answer a guest's request that another one heard.
+    public let keyFingerprints: [String]
     /// The member's host name, for the log and `cluster status`.
-    public var hostName: String
+    public let hostName: String
 
     static let textLimit = 255
     static let fingerprintLimit = 64
 
     public init(keyFingerprints: [String], hostName: String) {
-        self.keyFingerprints = keyFingerprints.prefix(Self.fingerprintLimit).map { truncated($0, to: Self.textLimit) }
-            .sorted()
+        self.keyFingerprints = Array(Set(keyFingerprints.map { truncated($0, to: Self.textLimit) })).sorted()
+            .prefix(Self.fingerprintLimit).map { $0 }
         self.hostName = truncated(hostName, to: Self.textLimit)
     }
 

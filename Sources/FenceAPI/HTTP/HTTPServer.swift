@@ -122,6 +122,16 @@ public final class HTTPServer: Service, Sendable {
         } onCancel: {
             self.beginDraining()
         }
+        let pending = core.dispatched.load(ordering: .acquiring)
+        guard pending == 0 else {
+            // Cancelled with requests still suspended: libmicrohttpd aborts when stopped so; leave it to
+            // process exit (a graceful shutdown always waits for them instead).
+            core.logger.error(
+                "HTTP requests still unanswered at cancellation",
+                metadata: ["http.pending": "\(pending)"]
+            )
+            return
+        }
         daemon.withLock { daemon in
             if let running = daemon {
                 MHD_stop_daemon(running.pointer)
@@ -149,9 +159,9 @@ public final class HTTPServer: Service, Sendable {
     /// Stops accepting connections; from now on requests are answered 503, and the request stream ends once
     /// the dispatched ones have been answered.
     private func beginDraining() {
+        core.beginDraining()
         let listenSocket = daemon.withLock { daemon in daemon.map { MHD_quiesce_daemon($0.pointer) } ?? -1 }
         if listenSocket >= 0 { close(listenSocket) }
-        core.beginDraining()
     }
 
     deinit {
@@ -206,7 +216,12 @@ final class ServerCore: Sendable {
             requestFinished()
             return false
         }
-        queue.yield(pending)
+        // The stream ends early if run() is cancelled: then this request is answered at once, like one
+        // that arrives while draining.
+        if case .terminated = queue.yield(pending) {
+            requestFinished()
+            return false
+        }
         return true
     }
 

@@ -54,6 +54,12 @@ package final class Socket: @unchecked Sendable {
         return (Socket(descriptor: descriptors[0]), Socket(descriptor: descriptors[1]))
     }
 
+    /// Stops a listening socket from taking connections (`shutdown(SHUT_RDWR)`): the kernel refuses new
+    /// ones and resets those not yet accepted. The descriptor stays open until `deinit`.
+    func stopListening() {
+        _ = shutdown(descriptor, Int32(SHUT_RDWR))
+    }
+
     /// Ends this side's writing (`shutdown(SHUT_WR)`): the peer reads end of file after what was sent.
     package func shutdownWriting() throws(SocketError) {
         try call("shutdown") { Int(shutdown(descriptor, Int32(SHUT_WR))) }

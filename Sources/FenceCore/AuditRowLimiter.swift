@@ -1,15 +1,17 @@
 import Foundation
+import Store
 import Synchronization
 
-/// Bounds how fast refused requests can grow the audit log, since a peer needs no credentials to be refused.
+/// Bounds how fast one kind of row can grow the audit log: refusals (a peer needs no credentials to be
+/// refused) and reads (a read token or a guest may ask as often as it likes).
 ///
-/// Per client (a front end and a network address) and per window (a minute by default), the first
-/// `perClient` refusals get a row each, and at most `overall` rows are written for all clients together.
-/// Refusals beyond that are counted, and when the client's window ends one summary row records how many
-/// there were, between when and when, and the last one's reason. At most `maximumClients` clients are
-/// tracked at once; refusals from others share one entry. So a flood writes at most
-/// `overall + maximumClients + 1` rows per window, and every refusal is accounted for in a row.
-final class RefusalLimiter: Sendable {
+/// Per client (a front end and a network address or requester) and per window (a minute by default), the
+/// first `perClient` rows are written one each, and at most `overall` rows for all clients together. Rows
+/// beyond that are counted, and when the client's window ends one summary row records how many there were,
+/// between when and when, and the last one. At most `maximumClients` clients are tracked at once; others
+/// share one entry. So a flood writes at most `overall + maximumClients + 1` rows per window, and every
+/// request is accounted for in a row.
+final class AuditRowLimiter: Sendable {
     /// The limits; documented in the README ("Refusals").
     struct Limits: Sendable, Equatable {
         var perClient = 10
@@ -24,8 +26,9 @@ final class RefusalLimiter: Sendable {
         let count: Int
         let first: Date
         let last: Date
-        /// The last refused request, and why it was refused.
-        let request: FenceRequest
+        /// The last request counted (its intent row), its result, and why it was refused or what it answered.
+        let intent: AuditIntent
+        let result: AuditResult
         let reason: String
     }
 
@@ -43,7 +46,8 @@ final class RefusalLimiter: Sendable {
         var unrecorded = 0
         var first: Date?
         var last: Date?
-        var lastRequest: FenceRequest?
+        var lastIntent: AuditIntent?
+        var lastResult = AuditResult.refused
         var lastReason = ""
     }
 
@@ -65,9 +69,14 @@ final class RefusalLimiter: Sendable {
         state = Mutex(State(overallStart: clock.now))
     }
 
-    /// Decides whether the refusal of `request` from `client` gets a row; returns also any summary of an
+    /// Decides whether `intent` from `client` gets a row of its own; returns also any summary of an
     /// earlier window of that client that has ended and is still to be written.
-    func admit(_ request: FenceRequest, reason: String, client: String) -> (Decision, Summary?) {
+    func admit(
+        _ intent: AuditIntent,
+        result: AuditResult,
+        reason: String,
+        client: String
+    ) -> (Decision, Summary?) {
         let now = clock.now
         let window = limits.window
         return state.withLock { state in
@@ -101,7 +110,8 @@ final class RefusalLimiter: Sendable {
             entry.unrecorded += 1
             entry.first = entry.first ?? date
             entry.last = date
-            entry.lastRequest = request
+            entry.lastIntent = intent
+            entry.lastResult = result
             entry.lastReason = reason
             let due = entry.unrecorded == 1 ? entry.start + window : nil
             return (.count(key: key, summaryDue: due, window: entry.start), ended)
@@ -127,7 +137,7 @@ final class RefusalLimiter: Sendable {
     }
 
     private static func summary(of entry: ClientWindow, client: String) -> Summary? {
-        guard entry.unrecorded > 0, let first = entry.first, let last = entry.last, let request = entry.lastRequest
+        guard entry.unrecorded > 0, let first = entry.first, let last = entry.last, let intent = entry.lastIntent
         else {
             return nil
         }
@@ -136,7 +146,8 @@ final class RefusalLimiter: Sendable {
             count: entry.unrecorded,
             first: first,
             last: last,
-            request: request,
+            intent: intent,
+            result: entry.lastResult,
             reason: entry.lastReason
         )
     }
