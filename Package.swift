@@ -122,6 +122,7 @@ let package = Package(
                 "Store",
                 "FenceCore",
                 "MulticastGateway",
+                "Cluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

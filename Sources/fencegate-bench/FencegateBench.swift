@@ -10,7 +10,7 @@ struct FencegateBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencegate-bench",
         abstract: "Benchmark helpers for bench/run (not part of the product).",
-        subcommands: [AuditScale.self, XVMLoad.self]
+        subcommands: [AuditScale.self, XVMLoad.self, ClusterHello.self]
     )
 }
 

@@ -3,8 +3,9 @@ import TestSupport
 import Testing
 
 /// Cluster mode, joining: three hosts, each with a real corosync (knet) and `fencegate serve --cluster`, in
-/// namespaces of the lab. Members introduce themselves; one holding another gateway key is refused on both
-/// sides; a member whose corosync restarts rejoins by itself.
+/// namespaces of the lab. Members introduce themselves; one holding another gateway key, or speaking another
+/// protocol version (`fencegate-bench cluster-hello`), is refused on both sides; a member whose corosync
+/// restarts rejoins by itself, and one whose keys are reloaded is judged again.
 @Suite("Cluster membership over corosync CPG", requiresRoot, .serialized)
 struct ClusterMembershipTests {
     static let cluster = "fencegate-lab"
@@ -81,6 +82,16 @@ struct ClusterMembershipTests {
         #expect(try await nodes[2].run(["pkill", "-HUP", "-x", "fencegate"]).status == 0)
         try await waitUntil("host3 and the others accept each other after its reload", limit: .seconds(30)) {
             count("member accepted", in: 2) == 2 && count("cluster.host=host3", in: 0) >= 1
+        }
+
+        // A member that speaks another protocol version is refused, with the reason, by every host.
+        let bench = FencegateBinary.url.deletingLastPathComponent().appendingPathComponent("fencegate-bench").path
+        _ = try nodes[2].start(
+            [bench, "cluster-hello", "--group", Self.cluster, "--version", "2", "--seconds", "30"],
+            logName: "impostor"
+        )
+        try await waitUntil("every host refuses the member speaking protocol 2", limit: .seconds(30)) {
+            (0..<3).allSatisfy { count("it speaks cluster protocol 2, this host 1", in: $0) == 1 }
         }
         #expect(servers.allSatisfy { $0.isRunning })
     }
