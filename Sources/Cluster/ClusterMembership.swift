@@ -1,4 +1,4 @@
-import FenceCore
+public import FenceCore
 import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -8,7 +8,7 @@ import Synchronization
 /// (`Hello`: protocol version, key fingerprints), and accepts a member only if it speaks this protocol
 /// version and holds the same keys; a refused member is logged on both sides, with the reason. Rejoins by
 /// itself when corosync goes away and comes back. A lifecycle service.
-public final class ClusterMembership: Service, Sendable {
+public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     public struct Configuration: Sendable {
         /// The CPG group's name (1 to 128 bytes).
         public var name: String
@@ -37,6 +37,8 @@ public final class ClusterMembership: Service, Sendable {
         public var local: CPGMember?
         /// The other members and their standing.
         public var members: [CPGMember: Standing] = [:]
+        /// Each accepted member's domains, as it last reported them (this host's own too, while joined).
+        public var domains: [CPGMember: [DomainReport.Domain]] = [:]
 
         /// The accepted members, sorted.
         public var accepted: [CPGMember] {
@@ -52,8 +54,21 @@ public final class ClusterMembership: Service, Sendable {
     /// While joined: asks the hello sender to introduce this host again (the newest request is enough).
     private let introductions = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
-    public init(configuration: Configuration, logger: Logger) {
+    /// This host's domains, as the fence service lists them, and its signals when they change.
+    private let localDomains: (@Sendable () async throws -> [DomainInfo])?
+    private let domainChanges: AsyncStream<Void>?
+
+    /// - Parameter service: the fence service whose hypervisor's domains this host reports to the others
+    ///   (when they change, by the hypervisor's events); nil reports none.
+    public init(configuration: Configuration, service: FenceService? = nil, logger: Logger) {
         self.configuration = configuration
+        if let service {
+            localDomains = { try await service.domains() }
+            domainChanges = service.domainChanges()
+        } else {
+            localDomains = nil
+            domainChanges = nil
+        }
         hello = Mutex(configuration.hello)
         var logger = logger
         logger[metadataKey: "cluster.name"] = "\(configuration.name)"
@@ -75,6 +90,19 @@ public final class ClusterMembership: Service, Sendable {
 
     /// Joins, and rejoins after corosync goes away, until graceful shutdown or cancellation.
     public func run() async {
+        await withDiscardingTaskGroup { tasks in
+            if let domainChanges {
+                // Each change of this host's domains is announced (coalesced while a send is under way).
+                tasks.addTask {
+                    for await _ in domainChanges { self.introductions.withLock { $0 }?.yield() }
+                }
+            }
+            await membershipLoop()
+            tasks.cancelAll()
+        }
+    }
+
+    private func membershipLoop() async {
         var lastFailure: String?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
@@ -110,8 +138,9 @@ public final class ClusterMembership: Service, Sendable {
         introductions.withLock { $0 = introduce }
         let left = Flag()
         await withDiscardingTaskGroup { tasks in
-            // Hellos go out beside the event loop: a send waiting on corosync's flow control delays no event.
-            tasks.addTask { await self.sendHellos(requests, through: group, left: left) }
+            // Announcements go out beside the event loop: a send waiting on corosync's flow control, or a
+            // listing waiting on the hypervisor, delays no event.
+            tasks.addTask { await self.announce(requests, through: group, left: left) }
             introduce.yield()
             var warned: Set<CPGMember> = []
             for await event in group.events {
@@ -134,15 +163,30 @@ public final class ClusterMembership: Service, Sendable {
         }
     }
 
-    /// Sends this host's hello each time one is asked for, until the group is left.
-    private func sendHellos(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
+    /// Sends this host's hello, then its domains, each time an announcement is asked for, until the group
+    /// is left.
+    private func announce(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
         for await _ in requests {
-            let bytes = ClusterMessage.hello(hello.withLock { $0 }).encoded
-            do {
-                try await group.send(bytes, deadline: .now + .seconds(5))
-            } catch {
-                guard !left.isSet else { return }
-                logger.error("could not send this host's hello", metadata: ["error": "\(error)"])
+            var messages = [ClusterMessage.hello(hello.withLock { $0 })]
+            if let localDomains {
+                do {
+                    let report = DomainReport(domains: try await localDomains().map(DomainReport.Domain.init))
+                    current.withLock { $0.domains[group.local] = report.domains }
+                    messages.append(.domains(report))
+                } catch {
+                    logger.warning(
+                        "could not list this host's domains for the cluster",
+                        metadata: ["error": "\(error)"]
+                    )
+                }
+            }
+            for message in messages {
+                do {
+                    try await group.send(message.encoded, deadline: .now + .seconds(5))
+                } catch {
+                    guard !left.isSet else { return }
+                    logger.error("could not send to the cluster", metadata: ["error": "\(error)"])
+                }
             }
         }
     }
@@ -154,7 +198,10 @@ public final class ClusterMembership: Service, Sendable {
         local: CPGMember
     ) {
         current.withLock { view in
-            for (member, _) in left { view.members[member] = nil }
+            for (member, _) in left {
+                view.members[member] = nil
+                view.domains[member] = nil
+            }
             for member in members where member != local && view.members[member] == nil {
                 view.members[member] = .pending
             }
@@ -169,7 +216,14 @@ public final class ClusterMembership: Service, Sendable {
         let standing: Standing
         do {
             switch try ClusterMessage(decoding: bytes) {
-            case .hello(let hello): standing = judge(hello)
+            case .hello(let hello):
+                standing = judge(hello)
+            case .domains(let report):
+                // Kept from accepted members only: a refused one's view of the domains is not trusted.
+                current.withLock { view in
+                    if case .accepted = view.members[member] { view.domains[member] = report.domains }
+                }
+                return false
             }
         } catch .unsupportedVersion(let version) {
             standing = .refused(
@@ -186,7 +240,10 @@ public final class ClusterMembership: Service, Sendable {
             return false
         }
         let previous = current.withLock { view in
-            defer { view.members[member] = standing }
+            defer {
+                view.members[member] = standing
+                if case .accepted = standing {} else { view.domains[member] = nil }
+            }
             return view.members[member]
         }
         guard previous != standing else { return false }
@@ -222,4 +279,63 @@ final class Flag: Sendable {
 
     func set() { value.store(true, ordering: .releasing) }
     var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+extension DomainReport.Domain {
+    /// The domain as this host's hypervisor lists it.
+    init(_ domain: DomainInfo) {
+        self.init(uuid: domain.uuid, name: domain.name, state: domain.state.rawValue, isPersistent: domain.isPersistent)
+    }
+}
+
+extension ClusterMembership {
+    /// The group as this host sees it, for `FenceService.clusterStatus`.
+    public var status: ClusterStatus {
+        let view = self.view
+        let ownName = hello.withLock { $0.hostName }
+        func domains(_ member: CPGMember) -> [DomainInfo] {
+            (view.domains[member] ?? []).map {
+                DomainInfo(
+                    name: $0.name,
+                    uuid: $0.uuid,
+                    state: DomainState(rawValue: $0.state) ?? .noState,
+                    isPersistent: $0.isPersistent
+                )
+            }
+        }
+        var members: [ClusterStatus.Member] = []
+        if let local = view.local {
+            members.append(
+                .init(
+                    nodeID: local.nodeID,
+                    pid: local.pid,
+                    isLocal: true,
+                    hostName: ownName,
+                    standing: "local",
+                    reason: nil,
+                    domains: domains(local)
+                )
+            )
+        }
+        for member in view.members.keys.sorted() {
+            let (standing, host, reason): (String, String?, String?) =
+                switch view.members[member]! {
+                case .pending: ("pending", nil, nil)
+                case .accepted(let hello): ("accepted", hello.hostName, nil)
+                case .refused(let why): ("refused", nil, why)
+                }
+            members.append(
+                .init(
+                    nodeID: member.nodeID,
+                    pid: member.pid,
+                    isLocal: false,
+                    hostName: host,
+                    standing: standing,
+                    reason: reason,
+                    domains: domains(member)
+                )
+            )
+        }
+        return ClusterStatus(name: configuration.name, members: members)
+    }
 }

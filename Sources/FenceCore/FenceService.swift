@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 public import Store
+import Synchronization
 
 /// The one path every fence request takes, from every front end.
 ///
@@ -65,6 +66,7 @@ public final class FenceService: Sendable {
     let refusals: AuditRowLimiter
     let reads: AuditRowLimiter
     let ledger = FenceLedger()
+    private let cluster = Mutex<(any ClusterDirectory)?>(nil)
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor
@@ -102,6 +104,30 @@ public final class FenceService: Sendable {
                 window: configuration.refusalWindow
             )
         )
+    }
+
+    /// Makes the cluster's status readable by front ends (cluster mode).
+    public func attach(_ directory: any ClusterDirectory) {
+        cluster.withLock { $0 = directory }
+    }
+
+    /// The cluster's status with only the domains `access` lets its holder see; nil outside cluster mode.
+    /// Not audited: it reads no hypervisor, only what the members reported.
+    public func clusterStatus(visibleTo access: any AccessPolicy = UnrestrictedAccess()) -> ClusterStatus? {
+        guard var status = cluster.withLock({ $0 })?.status else { return nil }
+        for index in status.members.indices {
+            let all = status.members[index].domains
+            status.members[index].domains = all.filter { access.lists($0, among: all) }
+        }
+        return status
+    }
+
+    /// A signal after each change of the hypervisor's domains (defined, undefined, started, stopped), as its
+    /// events report them: each call gives a stream of its own, in which signals not yet consumed coalesce.
+    public func domainChanges() -> AsyncStream<Void> {
+        let (changes, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        hypervisor.observeChanges { signal.yield() }
+        return changes
     }
 
     /// The hypervisor's URI, for messages.

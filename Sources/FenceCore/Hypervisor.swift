@@ -45,6 +45,15 @@ public protocol Hypervisor: Sendable {
     /// The IP addresses the hypervisor knows for the running domain's interfaces: from its DHCP leases,
     /// else the host's ARP table, else the guest agent, whichever answers first with addresses.
     func addresses(ofDomain uuid: String) throws -> [String]
+
+    /// Calls `observer` after a domain is defined, undefined, started or stopped, as the hypervisor reports
+    /// it (and after a reconnect, when changes may have been missed).
+    func observeChanges(_ observer: @escaping @Sendable () -> Void)
+}
+
+extension Hypervisor {
+    /// No change notifications (a hypervisor without events).
+    public func observeChanges(_ observer: @escaping @Sendable () -> Void) {}
 }
 
 /// What the service knows of one domain.

@@ -29,6 +29,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// True while one call opens a connection. Opens are never concurrent: when libvirtd accepts and then
     /// hangs, the calls that need a connection wait for the one open instead of each opening another socket.
     private var opening = false
+    /// Called after lifecycle events, which are observed on the connection in slot 0 (the test driver's
+    /// world; for other drivers, one connection is enough to hear every domain's events).
+    private var changeObservers: [@Sendable () -> Void] = []
 
     /// - Parameter maximumConnections: connections to spread concurrent calls over (the test driver: one).
     public init(uri: String, logger: Logger, maximumConnections: Int = 16) {
@@ -99,11 +102,30 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         switch result {
         case .success(let connection):
             logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(chosen)"])
+            if chosen == 0 {
+                if !connection.observeLifecycle({ [weak self] in self?.notifyChanges() }) {
+                    logger.debug("hypervisor reports no domain events", metadata: ["hypervisor.uri": "\(uri)"])
+                }
+                notifyChanges()  // what changed while there was no connection was not reported
+            }
             return (chosen, connection)
         case .failure(let error):
             release(chosen)
             throw FenceError.hypervisorUnavailable(uri: uri, reason: error.message)
         }
+    }
+
+    public func observeChanges(_ observer: @escaping @Sendable () -> Void) {
+        condition.lock()
+        changeObservers.append(observer)
+        condition.unlock()
+    }
+
+    private func notifyChanges() {
+        condition.lock()
+        let observers = changeObservers
+        condition.unlock()
+        for observer in observers { observer() }
     }
 
     private func release(_ index: Int) {

@@ -287,9 +287,11 @@ struct Serve: AsyncParsableCommand {
                         name: name,
                         hello: Self.hello(of: gatewayConfigurations.configurations)
                     ),
+                    service: context.service,
                     logger: logger
                 )
             }
+            if let membership { context.service.attach(membership) }
             let runningURI = global.resolvedURI
             let reload = ReloadOnHangup(notifier: notifier, logger: logger) { [self] in
                 let reread = try currentSettings().loadGateways(logger: logger)

@@ -54,4 +54,21 @@ struct ClusterWireTests {
         #expect(hello.hostName.utf8.count == 254)
         #expect(try ClusterMessage(decoding: ClusterMessage.hello(hello).encoded) == .hello(hello))
     }
+
+    @Test("a domain report round-trips; a persistence flag other than 0 or 1 is refused")
+    func domainReport() throws {
+        let report = DomainReport(domains: [
+            .init(uuid: "11111111-1111-4111-8111-111111111111", name: "pcmk1", state: "running", isPersistent: true),
+            .init(
+                uuid: "22222222-2222-4222-8222-222222222222",
+                name: "stopped1",
+                state: "shut-off",
+                isPersistent: false
+            ),
+        ])
+        var bytes = ClusterMessage.domains(report).encoded
+        #expect(try ClusterMessage(decoding: bytes) == .domains(report))
+        bytes[bytes.count - 1] = 2
+        #expect(throws: WireError.invalid(field: "domain persistence")) { try ClusterMessage(decoding: bytes) }
+    }
 }

@@ -10,13 +10,8 @@ import Testing
 struct ClusterMembershipTests {
     static let cluster = "fencegate-lab"
 
-    @Test(
-        "same key: accepted; another key: refused on both sides; corosync restarted: rejoins; keys reloaded: accepted"
-    )
-    func joinRefuseRejoin() async throws {
-        let lab = try await GatewayLab(guests: 3)
-        let otherKey = lab.fencegate.directory.file("other.key")
-        #expect(try await lab.fencegate.run(["keygen", otherKey]).status == 0)
+    /// One corosync host (`host1`…) per guest namespace of `lab`, all quorate.
+    static func corosyncHosts(_ lab: GatewayLab) async throws -> [ClusterNode] {
         let ring = lab.lab.guests.enumerated().map { (name: "host\($0.offset + 1)", address: $0.element.ipv4) }
         var nodes: [ClusterNode] = []
         for (index, guest) in lab.lab.guests.enumerated() {
@@ -33,6 +28,15 @@ struct ClusterMembershipTests {
             )
         }
         for node in nodes { try await node.waitUntilQuorate() }
+        return nodes
+    }
+
+    @Test("same key accepted, other key or protocol refused both ways; corosync restart: rejoin; key reload: accepted")
+    func joinRefuseRejoin() async throws {
+        let lab = try await GatewayLab(guests: 3)
+        let otherKey = lab.fencegate.directory.file("other.key")
+        #expect(try await lab.fencegate.run(["keygen", otherKey]).status == 0)
+        let nodes = try await Self.corosyncHosts(lab)
 
         var servers: [SpawnedProcess] = []
         for (index, node) in nodes.enumerated() {
@@ -120,5 +124,89 @@ struct ClusterMembershipTests {
         kill(server.processIdentifier, SIGTERM)
         try await waitUntil("serve exits") { !server.isRunning }
         #expect(server.terminationStatus == 0, "\(lab.serverLog)")
+    }
+
+    @Test("each host knows every other host's domains, and a change of one, from their reports (GET /cluster)")
+    func domainLocations() async throws {
+        let lab = try await GatewayLab(guests: 3)
+        let nodes = try await Self.corosyncHosts(lab)
+        // Each host its own world: host1 the cluster fixture, host2 the identity one, host3 the race one.
+        let worlds = [Fixtures.clusterURI, Fixtures.identityURI, Fixtures.raceURI]
+        var tokens: [String] = []
+        for (index, node) in nodes.enumerated() {
+            let database = node.directory + "/audit.db"
+            let created = try await lab.fencegate.run([
+                "token", "create", "ops", "--scope", "fence", "--database", database,
+            ])
+            #expect(created.status == 0, "\(created.stderr)")
+            tokens.append(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            _ = try node.start(
+                [
+                    FencegateBinary.url.path, "serve", "--cluster", Self.cluster, "--uri", worlds[index], "--database",
+                    database, "--listen", "127.0.0.1:0", "--multicast", "--multicast-interface", "eth0", "--key-file",
+                    lab.keyPath,
+                ],
+                logName: "serve"
+            )
+        }
+        func address(_ index: Int) throws -> String {
+            let line = nodes[index].log("serve.out", lines: 5)
+            guard let start = line.range(of: "serving http://")?.upperBound,
+                let end = line[start...].firstIndex(of: ":").flatMap({ line[$0...].firstIndex(of: " ") })
+            else { throw ConditionNeverMet(description: "no address in \(line)") }
+            return "http://" + line[start..<end].trimmingCharacters(in: CharacterSet(charactersIn: ":"))
+        }
+        func curl(_ index: Int, _ method: String, _ path: String) async throws -> [String: Any] {
+            let result = try await nodes[index].run([
+                "curl", "-s", "-X", method, "-H", "Authorization: Bearer \(tokens[index])", try address(index) + path,
+            ])
+            return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        func hosts(seenFrom index: Int) async throws -> [String: [String: String]] {
+            let members = try await curl(index, "GET", "/cluster")["members"] as? [[String: Any]] ?? []
+            var hosts: [String: [String: String]] = [:]
+            for member in members {
+                guard let host = member["host"] as? String else { continue }
+                let domains = member["domains"] as? [[String: Any]] ?? []
+                hosts[host] = Dictionary(
+                    domains.compactMap { domain in
+                        (domain["name"] as? String).map { ($0, domain["state"] as? String ?? "") }
+                    },
+                    uniquingKeysWith: { first, _ in first }
+                )
+            }
+            return hosts
+        }
+        try await waitUntil("every host serves HTTP") { (try? (0..<3).map(address)) != nil }
+
+        // Every host sees all three hosts' domains.
+        let clock = ContinuousClock()
+        let started = clock.now
+        try await waitUntil("each host knows every host's domains", limit: .seconds(30)) {
+            for index in 0..<3 {
+                let seen = try await hosts(seenFrom: index)
+                guard seen["host1"]?["pcmk1"] == "running", seen["host2"]?["Db1"] == "running",
+                    seen["host3"]?["node3"] == "running"
+                else { return false }
+            }
+            return true
+        }
+        print("cluster: every host's domains known everywhere \(clock.now - started) after the servers started")
+
+        // host2 fences one of its domains: host1 and host3 learn it from host2's report.
+        let fenced = clock.now
+        let off = try await curl(1, "POST", "/domains/Db1/off")
+        #expect(off["result"] as? String == "success", "\(off)")
+        try await waitUntil("host1 and host3 see Db1 shut off on host2") {
+            let fromHost1 = try await hosts(seenFrom: 0)["host2"]?["Db1"]
+            let fromHost3 = try await hosts(seenFrom: 2)["host2"]?["Db1"]
+            return fromHost1 == "shut-off" && fromHost3 == "shut-off"
+        }
+        print("cluster: a fence on host2 known on host1 and host3 \(clock.now - fenced) after it was asked")
+        // The cluster view is not audited; the fence is.
+        let rows = try await lab.fencegate.run(["audit", "--database", nodes[1].directory + "/audit.db", "--json"])
+        let page = try JSONSerialization.jsonObject(with: Data(rows.stdout.utf8)) as? [String: Any]
+        let actions = (page?["operations"] as? [[String: Any]])?.compactMap { $0["action"] as? String }
+        #expect(actions?.contains("off") == true && actions?.contains("cluster") == false, "\(rows.stdout)")
     }
 }

@@ -123,6 +123,10 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         try call(.addresses, uuid, { try real.addresses(ofDomain: uuid) }, ignored: [])
     }
 
+    public func observeChanges(_ observer: @escaping @Sendable () -> Void) {
+        real.observeChanges(observer)
+    }
+
     public func injectNMI(domain uuid: String) throws {
         try call(.injectNMI, uuid, { try real.injectNMI(domain: uuid) }, ignored: ())
     }

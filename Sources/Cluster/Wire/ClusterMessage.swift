@@ -7,6 +7,8 @@
 public enum ClusterMessage: Sendable, Equatable {
     /// A member introduces itself: sent on joining and whenever members join.
     case hello(Hello)
+    /// A member's domains: sent after its hello, and after each change its hypervisor reports.
+    case domains(DomainReport)
 
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt16 = 1
@@ -17,6 +19,7 @@ public enum ClusterMessage: Sendable, Equatable {
 
     enum Kind: UInt16 {
         case hello = 1
+        case domains = 2
     }
 
     /// The bytes on the wire.
@@ -27,6 +30,9 @@ public enum ClusterMessage: Sendable, Equatable {
         case .hello(let hello):
             kind = .hello
             hello.encode(into: &payload)
+        case .domains(let report):
+            kind = .domains
+            report.encode(into: &payload)
         }
         var envelope = WireWriter()
         envelope.write(raw: Self.magic)
@@ -61,6 +67,7 @@ public enum ClusterMessage: Sendable, Equatable {
         guard let kind = Kind(rawValue: kindValue) else { throw .unknownKind(kindValue) }
         switch kind {
         case .hello: self = .hello(try Hello(decoding: &reader))
+        case .domains: self = .domains(try DomainReport(decoding: &reader))
         }
         try reader.end()
     }
@@ -111,4 +118,69 @@ func truncated(_ text: String, to limit: Int) -> String {
         result.append(character)
     }
     return result
+}
+
+/// The domains one member's hypervisor has, as it last listed them.
+public struct DomainReport: Sendable, Equatable {
+    /// One domain: its UUID, name, libvirt state (`running`, `shut-off`, …) and whether it is persistent.
+    public struct Domain: Sendable, Equatable {
+        public let uuid: String
+        public let name: String
+        public let state: String
+        public let isPersistent: Bool
+
+        public init(uuid: String, name: String, state: String, isPersistent: Bool) {
+            self.uuid = truncated(uuid, to: DomainReport.uuidLimit)
+            self.name = truncated(name, to: DomainReport.nameLimit)
+            self.state = truncated(state, to: DomainReport.stateLimit)
+            self.isPersistent = isPersistent
+        }
+    }
+
+    public let domains: [Domain]
+
+    /// The most domains one report holds; a report that would exceed `ClusterMessage.maximumSize` (only
+    /// thousands of very long names can) is cut to fit.
+    public static let domainLimit = 4096
+    static let uuidLimit = 64
+    static let nameLimit = 256
+    static let stateLimit = 32
+
+    public init(domains: [Domain]) {
+        var kept: [Domain] = []
+        var size = ClusterMessage.headerSize + 2
+        for domain in domains.prefix(Self.domainLimit) {
+            size += 2 + domain.uuid.utf8.count + 2 + domain.name.utf8.count + 2 + domain.state.utf8.count + 1
+            guard size <= ClusterMessage.maximumSize else { break }
+            kept.append(domain)
+        }
+        self.domains = kept
+    }
+
+    func encode(into writer: inout WireWriter) {
+        writer.write(UInt16(domains.count))
+        for domain in domains {
+            writer.write(text: domain.uuid)
+            writer.write(text: domain.name)
+            writer.write(text: domain.state)
+            writer.write(UInt8(domain.isPersistent ? 1 : 0))
+        }
+    }
+
+    init(decoding reader: inout WireReader) throws(WireError) {
+        let count = Int(try reader.uint16("domain count"))
+        guard count <= Self.domainLimit else {
+            throw .tooLong(field: "domains", length: count, limit: Self.domainLimit)
+        }
+        var domains: [Domain] = []
+        for _ in 0..<count {
+            let uuid = try reader.text("domain uuid", limit: Self.uuidLimit)
+            let name = try reader.text("domain name", limit: Self.nameLimit)
+            let state = try reader.text("domain state", limit: Self.stateLimit)
+            let persistent = try reader.uint8("domain persistence")
+            guard persistent <= 1 else { throw .invalid(field: "domain persistence") }
+            domains.append(Domain(uuid: uuid, name: name, state: state, isPersistent: persistent == 1))
+        }
+        self.domains = domains
+    }
 }

@@ -14,6 +14,8 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
     case trailingBytes(Int)
     /// A text field that is not UTF-8.
     case notUTF8(field: String)
+    /// A value outside its field's range.
+    case invalid(field: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unknownKind(let kind): "unknown message kind \(kind)"
         case .trailingBytes(let count): "\(count) bytes after the last field"
         case .notUTF8(let field): "\(field) is not UTF-8"
+        case .invalid(let field): "\(field) is out of range"
         }
     }
 }

@@ -34,6 +34,7 @@ struct RESTAPI: Sendable {
                 handler: { _, fenceRequest, token in try await fence(fenceRequest, token) }
             )
         }
+        routes.authenticated(.get, "/cluster") { request, _, token in try cluster(request, token) }
         routes.authenticated(.get, "/operations") { request, _, token in
             try await listOperations(request, token: token)
         }
@@ -94,6 +95,22 @@ struct RESTAPI: Sendable {
                 ("note", .optional(outcome.note)),
             ])
         )
+    }
+
+    /// Cluster mode: the members as this host sees them, each with its domains (those the token may see).
+    private func cluster(_ http: HTTPRequest, _ token: AccessToken) throws -> HTTPResponse {
+        guard let status = service.clusterStatus(visibleTo: token) else {
+            throw Problem.notFound(http.path)  // not in cluster mode
+        }
+        let members: [JSONValue] = status.members.map { member in
+            .object([
+                ("node", .integer(Int64(member.nodeID))), ("pid", .integer(Int64(member.pid))),
+                ("local", .bool(member.isLocal)), ("host", .optional(member.hostName)),
+                ("standing", .string(member.standing)), ("reason", .optional(member.reason)),
+                ("domains", .array(member.domains.map(Self.domainJSON))),
+            ])
+        }
+        return .json(.object([("name", .string(status.name)), ("members", .array(members))]))
     }
 
     static func domainJSON(_ domain: DomainInfo) -> JSONValue {

@@ -12,6 +12,8 @@ final class LibvirtConnection: @unchecked Sendable {
     /// Set by libvirt's close callback (keepalive timeout, EOF, I/O error) or by a failing call.
     let health: ConnectionHealth
     private let closeCallbackRegistered: Bool
+    /// libvirt's id of the lifecycle callback, once registered.
+    private let lifecycleCallback = Mutex<Int32?>(nil)
 
     /// Counts connections whose `virConnectClose` in `deinit` left references behind: a leaked domain handle.
     package static let leakedReferences = Atomic<Int>(0)
@@ -47,12 +49,38 @@ final class LibvirtConnection: @unchecked Sendable {
     }
 
     deinit {
+        if let id = lifecycleCallback.withLock({ $0 }), virConnectDomainEventDeregisterAny(handle, id) < 0 {
+            virResetLastError()
+        }
         if closeCallbackRegistered, virConnectUnregisterCloseCallback(handle, connectionClosed) < 0 {
             virResetLastError()
         }
         if virConnectClose(handle) > 0 {
             Self.leakedReferences.add(1, ordering: .relaxed)
         }
+    }
+
+    /// Calls `changed` (on libvirt's event thread) after each lifecycle event of a domain of this connection:
+    /// defined, undefined, started, suspended, resumed, stopped, shut down… until the connection is closed.
+    /// Calls `virConnectDomainEventRegisterAny`; returns false where the driver has no events.
+    func observeLifecycle(_ changed: @escaping @Sendable () -> Void) -> Bool {
+        let observer = LifecycleObserver(changed)
+        let opaque = Unmanaged.passRetained(observer).toOpaque()
+        let id = virConnectDomainEventRegisterAny(
+            handle,
+            nil,
+            Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue),
+            unsafeBitCast(lifecycleEvent, to: virConnectDomainEventGenericCallback.self),
+            opaque,
+            releaseLifecycleObserver
+        )
+        guard id >= 0 else {
+            virResetLastError()
+            Unmanaged<LifecycleObserver>.fromOpaque(opaque).release()
+            return false
+        }
+        lifecycleCallback.withLock { $0 = id }
+        return true
     }
 
     /// True unless the connection was reported closed. Calls `virConnectIsAlive`.
@@ -128,4 +156,30 @@ private let connectionClosed: virConnectCloseFunc = { _, _, opaque in
 private let releaseConnectionHealth: virFreeCallback = { opaque in
     guard let opaque else { return }
     Unmanaged<ConnectionHealth>.fromOpaque(opaque).release()
+}
+
+/// The closure a lifecycle callback calls; owned by libvirt (released by `releaseLifecycleObserver`).
+final class LifecycleObserver: Sendable {
+    let changed: @Sendable () -> Void
+
+    init(_ changed: @escaping @Sendable () -> Void) {
+        self.changed = changed
+    }
+}
+
+/// libvirt's lifecycle callback (`virConnectDomainEventCallback`), on the event thread.
+private let lifecycleEvent:
+    @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+        _,
+        _,
+        _,
+        _,
+        opaque in
+        if let opaque { Unmanaged<LifecycleObserver>.fromOpaque(opaque).takeUnretainedValue().changed() }
+        return 0
+    }
+
+/// libvirt's free callback for the lifecycle observer: balances the `passRetained` of `observeLifecycle`.
+private let releaseLifecycleObserver: virFreeCallback = { opaque in
+    if let opaque { Unmanaged<LifecycleObserver>.fromOpaque(opaque).release() }
 }

@@ -1,0 +1,51 @@
+/// The cluster as this host sees it (cluster mode): its members, their standing and their domains. Front
+/// ends read it through `FenceService.clusterStatus(visibleTo:)`.
+public struct ClusterStatus: Sendable, Equatable {
+    public struct Member: Sendable, Equatable {
+        public var nodeID: UInt32
+        public var pid: UInt32
+        /// This host's own process.
+        public var isLocal: Bool
+        /// The member's host name, once its hello arrived.
+        public var hostName: String?
+        /// `local`, `pending` (no hello yet), `accepted` or `refused`.
+        public var standing: String
+        /// Why it was refused.
+        public var reason: String?
+        /// Its domains, as it last reported them (accepted members and this host only).
+        public var domains: [DomainInfo]
+
+        public init(
+            nodeID: UInt32,
+            pid: UInt32,
+            isLocal: Bool,
+            hostName: String?,
+            standing: String,
+            reason: String?,
+            domains: [DomainInfo]
+        ) {
+            self.nodeID = nodeID
+            self.pid = pid
+            self.isLocal = isLocal
+            self.hostName = hostName
+            self.standing = standing
+            self.reason = reason
+            self.domains = domains
+        }
+    }
+
+    /// The CPG group's name.
+    public var name: String
+    /// Every member, this host first, then by node id and pid; empty while not joined.
+    public var members: [Member]
+
+    public init(name: String, members: [Member]) {
+        self.name = name
+        self.members = members
+    }
+}
+
+/// Where the fence service reads the cluster's status from (the cluster membership, in cluster mode).
+public protocol ClusterDirectory: Sendable {
+    var status: ClusterStatus { get }
+}
