@@ -39,6 +39,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         public var members: [CPGMember: Standing] = [:]
         /// Each accepted member's domains, as it last reported them (this host's own too, while joined).
         public var domains: [CPGMember: [DomainReport.Domain]] = [:]
+        /// Whether this host's partition is quorate (votequorum); nil while unknown.
+        public var quorate: Bool?
 
         /// The accepted members, sorted.
         public var accepted: [CPGMember] {
@@ -137,7 +139,21 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         let (requests, introduce) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         introductions.withLock { $0 = introduce }
         let left = Flag()
+        let quorum: QuorumWatch?
+        do {
+            quorum = try await QuorumWatch.start()
+        } catch {
+            logger.warning(
+                "cannot track the cluster's quorum (is votequorum the quorum provider?); reported as unknown",
+                metadata: ["error": "\(error)"]
+            )
+            quorum = nil
+        }
+        defer { quorum?.stop() }
         await withDiscardingTaskGroup { tasks in
+            if let quorum {
+                tasks.addTask { await self.track(quorum) }
+            }
             // Announcements go out beside the event loop: a send waiting on corosync's flow control, or a
             // listing waiting on the hypervisor, delays no event.
             tasks.addTask { await self.announce(requests, through: group, left: left) }
@@ -160,6 +176,23 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             introductions.withLock { $0 = nil }
             introduce.finish()
             group.leave()
+            quorum?.stop()  // ends its tracking task
+        }
+    }
+
+    /// Keeps the view's quorum state, and logs each change.
+    private func track(_ quorum: QuorumWatch) async {
+        for await quorate in quorum.changes {
+            let previous = current.withLock { view in
+                defer { view.quorate = quorate }
+                return view.quorate
+            }
+            guard previous != quorate else { continue }
+            if quorate {
+                logger.notice("this host's partition is quorate")
+            } else {
+                logger.warning("this host's partition is not quorate")
+            }
         }
     }
 
@@ -336,6 +369,6 @@ extension ClusterMembership {
                 )
             )
         }
-        return ClusterStatus(name: configuration.name, members: members)
+        return ClusterStatus(name: configuration.name, quorate: view.quorate, members: members)
     }
 }

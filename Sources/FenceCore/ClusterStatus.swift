@@ -36,11 +36,14 @@ public struct ClusterStatus: Sendable, Equatable {
 
     /// The CPG group's name.
     public var name: String
+    /// Whether this host's partition is quorate (corosync's votequorum); nil while unknown.
+    public var quorate: Bool?
     /// Every member, this host first, then by node id and pid; empty while not joined.
     public var members: [Member]
 
-    public init(name: String, members: [Member]) {
+    public init(name: String, quorate: Bool?, members: [Member]) {
         self.name = name
+        self.quorate = quorate
         self.members = members
     }
 }

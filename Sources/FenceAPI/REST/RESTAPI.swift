@@ -110,7 +110,12 @@ struct RESTAPI: Sendable {
                 ("domains", .array(member.domains.map(Self.domainJSON))),
             ])
         }
-        return .json(.object([("name", .string(status.name)), ("members", .array(members))]))
+        return .json(
+            .object([
+                ("name", .string(status.name)), ("quorate", status.quorate.map { .bool($0) } ?? .null),
+                ("members", .array(members)),
+            ])
+        )
     }
 
     static func domainJSON(_ domain: DomainInfo) -> JSONValue {
