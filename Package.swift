@@ -79,6 +79,7 @@ let package = Package(
             dependencies: [
                 "FenceCore",
                 "CCorosync",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

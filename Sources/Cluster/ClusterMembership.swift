@@ -51,6 +51,13 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     public let configuration: Configuration
     private let logger: Logger
     private let current = Mutex(View())
+
+    /// Changes the view, and the gauges with it; returns what `change` returns.
+    private func changeView<T>(_ change: (inout View) -> T) -> T {
+        let (result, view) = current.withLock { view in (change(&view), view) }
+        metrics?.record(view)
+        return result
+    }
     /// This host's introduction as it is now (keys can change on reload).
     private let hello: Mutex<Hello>
     /// While joined: asks the hello sender to introduce this host again (the newest request is enough).
@@ -59,6 +66,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// This host's domains, as the fence service lists them, and its signals when they change.
     private let localDomains: (@Sendable () async throws -> [DomainInfo])?
     private let domainChanges: AsyncStream<Void>?
+    private let metrics: ClusterMetrics?
 
     /// - Parameter service: the fence service whose hypervisor's domains this host reports to the others
     ///   (when they change, by the hypervisor's events); nil reports none.
@@ -67,9 +75,11 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         if let service {
             localDomains = { try await service.domains() }
             domainChanges = service.domainChanges()
+            metrics = ClusterMetrics(metrics: service.metrics)
         } else {
             localDomains = nil
             domainChanges = nil
+            metrics = nil
         }
         hello = Mutex(configuration.hello)
         var logger = logger
@@ -111,14 +121,14 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 let name = configuration.name
                 let group = try await cancelWhenGracefulShutdown { try await CPGGroup.join(name: name) }
                 lastFailure = nil
-                current.withLock { $0 = View(local: group.local) }
+                changeView { $0 = View(local: group.local) }
                 logger.notice("joined the cluster", metadata: ["cluster.member": "\(group.local)"])
                 await withGracefulShutdownHandler {
                     await serve(group)
                 } onGracefulShutdown: {
                     group.leave()
                 }
-                current.withLock { $0 = View() }
+                changeView { $0 = View() }
                 if !Task.isShuttingDownGracefully && !Task.isCancelled {
                     logger.error("left the cluster: corosync went away; rejoining")
                 }
@@ -183,7 +193,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// Keeps the view's quorum state, and logs each change.
     private func track(_ quorum: QuorumWatch) async {
         for await quorate in quorum.changes {
-            let previous = current.withLock { view in
+            let previous = changeView { view in
                 defer { view.quorate = quorate }
                 return view.quorate
             }
@@ -230,7 +240,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         joined: [CPGMember],
         local: CPGMember
     ) {
-        current.withLock { view in
+        changeView { view in
             for (member, _) in left {
                 view.members[member] = nil
                 view.domains[member] = nil
@@ -272,7 +282,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             }
             return false
         }
-        let previous = current.withLock { view in
+        let previous = changeView { view in
             defer {
                 view.members[member] = standing
                 if case .accepted = standing {} else { view.domains[member] = nil }

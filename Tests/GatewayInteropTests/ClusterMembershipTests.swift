@@ -212,12 +212,21 @@ struct ClusterMembershipTests {
             let all = [try await quorate(0), try await quorate(1), try await quorate(2)]
             return all == [true, true, true]
         }
+        func metrics(_ index: Int) async throws -> String {
+            try await nodes[index].run([
+                "curl", "-s", "-H", "Authorization: Bearer \(tokens[index])", try address(index) + "/metrics",
+            ]).stdout
+        }
+        let host1Metrics = try await metrics(0)
+        #expect(host1Metrics.contains("fencegate_cluster_members{standing=\"accepted\"} 2.0"), "\(host1Metrics)")
+        #expect(host1Metrics.contains("fencegate_cluster_quorate 1.0"), "\(host1Metrics)")
         #expect(try await nodes[2].run(["ip", "link", "set", "eth0", "down"]).status == 0)
         try await waitUntil("host3 alone is not quorate; host1 and host2 are", limit: .seconds(30)) {
             let all = [try await quorate(0), try await quorate(1), try await quorate(2)]
             return all == [true, true, false]
         }
         #expect(nodes[2].log("serve.err", lines: 400).contains("this host's partition is not quorate"))
+        #expect(try await metrics(2).contains("fencegate_cluster_quorate 0.0"))
         #expect(try await nodes[2].run(["ip", "link", "set", "eth0", "up"]).status == 0)
         try await waitUntil("host3 is quorate again", limit: .seconds(60)) { try await quorate(2) == true }
 
