@@ -227,6 +227,8 @@ struct ClusterMembershipTests {
         }
         #expect(nodes[2].log("serve.err", lines: 400).contains("this host's partition is not quorate"))
         #expect(try await metrics(2).contains("fencegate_cluster_quorate 0.0"))
+        let health = try await nodes[2].run(["curl", "-s", try address(2) + "/healthz"]).stdout
+        #expect(health.contains("\"cluster\":\"not-quorate\"") && health.contains("\"status\":\"ok\""), "\(health)")
         #expect(try await nodes[2].run(["ip", "link", "set", "eth0", "up"]).status == 0)
         try await waitUntil("host3 is quorate again", limit: .seconds(60)) { try await quorate(2) == true }
 

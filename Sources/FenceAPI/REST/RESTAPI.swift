@@ -132,14 +132,17 @@ struct RESTAPI: Sendable {
     private func health() async -> HTTPResponse {
         let (hypervisorUp, auditLogWritable) = await service.health()
         let healthy = hypervisorUp && auditLogWritable
-        return .json(
-            .object([
-                ("status", .string(healthy ? "ok" : "unavailable")),
-                ("hypervisor", .string(hypervisorUp ? "ok" : "unavailable")),
-                ("audit_log", .string(auditLogWritable ? "ok" : "unavailable")),
-            ]),
-            status: healthy ? 200 : 503
-        )
+        var fields: [(String, JSONValue)] = [
+            ("status", .string(healthy ? "ok" : "unavailable")),
+            ("hypervisor", .string(hypervisorUp ? "ok" : "unavailable")),
+            ("audit_log", .string(auditLogWritable ? "ok" : "unavailable")),
+        ]
+        // Cluster mode: this host's partition's quorum, shown, not (yet) a reason for 503.
+        if let status = service.clusterStatus() {
+            let quorum = status.quorate.map { $0 ? "quorate" : "not-quorate" } ?? "unknown"
+            fields.append(("cluster", .string(quorum)))
+        }
+        return .json(.object(fields), status: healthy ? 200 : 503)
     }
 
     /// Metrics count every domain's operations and refusals: a token limited to some domains could tell from
