@@ -9,6 +9,9 @@ import Synchronization
 /// version and holds the same keys; a refused member is logged on both sides, with the reason. Rejoins by
 /// itself when corosync goes away and comes back. A lifecycle service.
 public final class ClusterMembership: Service, ClusterDirectory, Sendable {
+    /// Whether this host's partition is quorate; nil while unknown (for health checks: no domain lists).
+    public var quorate: Bool? { current.withLock { $0.quorate } }
+
     public struct Configuration: Sendable {
         /// The CPG group's name (1 to 128 bytes).
         public var name: String
@@ -52,11 +55,14 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     private let logger: Logger
     private let current = Mutex(View())
 
-    /// Changes the view, and the gauges with it; returns what `change` returns.
+    /// Changes the view, and the gauges with it (under the same lock, so the gauges show the latest view);
+    /// returns what `change` returns.
     private func changeView<T>(_ change: (inout View) -> T) -> T {
-        let (result, view) = current.withLock { view in (change(&view), view) }
-        metrics?.record(view)
-        return result
+        current.withLock { view in
+            let result = change(&view)
+            metrics?.record(view)
+            return result
+        }
     }
     /// This host's introduction as it is now (keys can change on reload).
     private let hello: Mutex<Hello>
@@ -65,8 +71,12 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
 
     /// This host's domains, as the fence service lists them, and its signals when they change.
     private let localDomains: (@Sendable () async throws -> [DomainInfo])?
-    private let domainChanges: AsyncStream<Void>?
+    private let domainChanges: (@Sendable () -> AsyncStream<Void>)?
     private let metrics: ClusterMetrics?
+    /// The least time between two announcements: a storm of lifecycle events, or members whose standing
+    /// keeps changing, cost at most five listings and reports a second (and a change is still known on the
+    /// other hosts well within a second).
+    static let announcementSpacing: Duration = .milliseconds(200)
 
     /// - Parameter service: the fence service whose hypervisor's domains this host reports to the others
     ///   (when they change, by the hypervisor's events); nil reports none.
@@ -74,7 +84,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         self.configuration = configuration
         if let service {
             localDomains = { try await service.domains() }
-            domainChanges = service.domainChanges()
+            domainChanges = { service.domainChanges() }
             metrics = ClusterMetrics(metrics: service.metrics)
         } else {
             localDomains = nil
@@ -103,10 +113,10 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// Joins, and rejoins after corosync goes away, until graceful shutdown or cancellation.
     public func run() async {
         await withDiscardingTaskGroup { tasks in
-            if let domainChanges {
+            if let changes = domainChanges?() {
                 // Each change of this host's domains is announced (coalesced while a send is under way).
                 tasks.addTask {
-                    for await _ in domainChanges { self.introductions.withLock { $0 }?.yield() }
+                    for await _ in changes { self.introductions.withLock { $0 }?.yield() }
                 }
             }
             await membershipLoop()
@@ -151,7 +161,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         let left = Flag()
         let quorum: QuorumWatch?
         do {
-            quorum = try await QuorumWatch.start()
+            quorum = try await cancelWhenGracefulShutdown { try await QuorumWatch.start() }
+        } catch is CancellationError {
+            quorum = nil
         } catch {
             logger.warning(
                 "cannot track the cluster's quorum (is votequorum the quorum provider?); reported as unknown",
@@ -187,11 +199,13 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             introduce.finish()
             group.leave()
             quorum?.stop()  // ends its tracking task
+            tasks.cancelAll()  // an announcement under way is not waited for
         }
     }
 
     /// Keeps the view's quorum state, and logs each change.
     private func track(_ quorum: QuorumWatch) async {
+        defer { changeView { $0.quorate = nil } }  // unknown once votequorum is no longer heard
         for await quorate in quorum.changes {
             let previous = changeView { view in
                 defer { view.quorate = quorate }
@@ -209,7 +223,11 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// Sends this host's hello, then its domains, each time an announcement is asked for, until the group
     /// is left.
     private func announce(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
+        var last: ContinuousClock.Instant?
         for await _ in requests {
+            if let last { try? await Task.sleep(until: last + Self.announcementSpacing) }
+            guard !left.isSet, !Task.isCancelled else { return }
+            last = .now
             var messages = [ClusterMessage.hello(hello.withLock { $0 })]
             if let localDomains {
                 do {

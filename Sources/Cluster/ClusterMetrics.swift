@@ -12,7 +12,7 @@ struct ClusterMetrics: Sendable {
     static let quorate = MetricFamily(
         name: "fencegate_cluster_quorate",
         help:
-            "1 if this host's partition of the cluster is quorate (corosync's votequorum), 0 if not; absent while unknown."
+            "1 if this host's partition of the cluster is quorate (corosync's votequorum), else 0 (also while unknown)."
     )
     static let standings = ["local", "pending", "accepted", "refused"]
 
@@ -36,8 +36,6 @@ struct ClusterMetrics: Sendable {
         for (standing, count) in counts {
             Gauge(label: Self.members.name, dimensions: [("standing", standing)], factory: factory).record(count)
         }
-        if let quorate = view.quorate {
-            Gauge(label: Self.quorate.name, factory: factory).record(quorate ? 1 : 0)
-        }
+        Gauge(label: Self.quorate.name, factory: factory).record(view.quorate == true ? 1 : 0)
     }
 }

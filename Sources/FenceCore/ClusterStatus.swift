@@ -51,4 +51,6 @@ public struct ClusterStatus: Sendable, Equatable {
 /// Where the fence service reads the cluster's status from (the cluster membership, in cluster mode).
 public protocol ClusterDirectory: Sendable {
     var status: ClusterStatus { get }
+    /// Whether this host's partition is quorate; nil while unknown. Cheap: for health checks.
+    var quorate: Bool? { get }
 }

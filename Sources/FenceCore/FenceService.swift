@@ -122,6 +122,12 @@ public final class FenceService: Sendable {
         return status
     }
 
+    /// Cluster mode: whether this host's partition is quorate (`.some(nil)` while unknown); nil outside
+    /// cluster mode. Cheap, for health checks.
+    public func clusterQuorum() -> Bool?? {
+        cluster.withLock { $0 }.map { $0.quorate }
+    }
+
     /// A signal after each change of the hypervisor's domains (defined, undefined, started, stopped), as its
     /// events report them: each call gives a stream of its own, in which signals not yet consumed coalesce.
     public func domainChanges() -> AsyncStream<Void> {

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import Synchronization
 
 /// The hypervisor behind one libvirt URI, over shared connections that are re-opened when they drop.
 ///
@@ -30,8 +31,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// hangs, the calls that need a connection wait for the one open instead of each opening another socket.
     private var opening = false
     /// Called after lifecycle events, which are observed on the connection in slot 0 (the test driver's
-    /// world; for other drivers, one connection is enough to hear every domain's events).
-    private var changeObservers: [@Sendable () -> Void] = []
+    /// world; for other drivers, one connection is enough to hear every domain's events) once there is an
+    /// observer. A lock of their own: libvirt's event thread must never wait on `condition`, which is held
+    /// while a dropped connection is closed.
+    private let changeObservers = Mutex<[@Sendable () -> Void]>([])
 
     /// - Parameter maximumConnections: connections to spread concurrent calls over (the test driver: one).
     public init(uri: String, logger: Logger, maximumConnections: Int = 16) {
@@ -102,10 +105,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         switch result {
         case .success(let connection):
             logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(chosen)"])
-            if chosen == 0 {
-                if !connection.observeLifecycle({ [weak self] in self?.notifyChanges() }) {
-                    logger.debug("hypervisor reports no domain events", metadata: ["hypervisor.uri": "\(uri)"])
-                }
+            if chosen == 0, changeObservers.withLock({ !$0.isEmpty }) {
+                observeLifecycle(on: connection)
                 notifyChanges()  // what changed while there was no connection was not reported
             }
             return (chosen, connection)
@@ -116,16 +117,26 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func observeChanges(_ observer: @escaping @Sendable () -> Void) {
+        let first = changeObservers.withLock { observers in
+            observers.append(observer)
+            return observers.count == 1
+        }
+        guard first else { return }
+        // The first observer: hear the events of the connection already open in slot 0, if there is one.
         condition.lock()
-        changeObservers.append(observer)
+        let open = slots.first?.connection
         condition.unlock()
+        if let open { observeLifecycle(on: open) }
+    }
+
+    private func observeLifecycle(on connection: LibvirtConnection) {
+        if !connection.observeLifecycle({ [weak self] in self?.notifyChanges() }) {
+            logger.debug("hypervisor reports no domain events", metadata: ["hypervisor.uri": "\(uri)"])
+        }
     }
 
     private func notifyChanges() {
-        condition.lock()
-        let observers = changeObservers
-        condition.unlock()
-        for observer in observers { observer() }
+        for observer in changeObservers.withLock({ $0 }) { observer() }
     }
 
     private func release(_ index: Int) {

@@ -24,6 +24,7 @@ struct DomainChangeTests {
             FenceRequest(action: .off, target: "pcmk1", origin: RequestOrigin(frontEnd: .cli, requester: "test"))
         )
         try await waitUntil("the stop is signalled") { signals.count.load(ordering: .relaxed) >= 1 }
+        try await Task.sleep(for: .milliseconds(300))  // the off's events all delivered
         let afterOff = signals.count.load(ordering: .relaxed)
         _ = try await harness.service.perform(
             FenceRequest(action: .on, target: "pcmk1", origin: RequestOrigin(frontEnd: .cli, requester: "test"))

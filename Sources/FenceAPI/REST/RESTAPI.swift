@@ -138,9 +138,8 @@ struct RESTAPI: Sendable {
             ("audit_log", .string(auditLogWritable ? "ok" : "unavailable")),
         ]
         // Cluster mode: this host's partition's quorum, shown, not (yet) a reason for 503.
-        if let status = service.clusterStatus() {
-            let quorum = status.quorate.map { $0 ? "quorate" : "not-quorate" } ?? "unknown"
-            fields.append(("cluster", .string(quorum)))
+        if let quorate = service.clusterQuorum() {
+            fields.append(("cluster", .string(quorate.map { $0 ? "quorate" : "not-quorate" } ?? "unknown")))
         }
         return .json(.object(fields), status: healthy ? 200 : 503)
     }

@@ -64,6 +64,7 @@ final class LibvirtConnection: @unchecked Sendable {
     /// defined, undefined, started, suspended, resumed, stopped, shut down… until the connection is closed.
     /// Calls `virConnectDomainEventRegisterAny`; returns false where the driver has no events.
     func observeLifecycle(_ changed: @escaping @Sendable () -> Void) -> Bool {
+        guard lifecycleCallback.withLock({ $0 }) == nil else { return true }  // once per connection
         let observer = LifecycleObserver(changed)
         let opaque = Unmanaged.passRetained(observer).toOpaque()
         let id = virConnectDomainEventRegisterAny(
