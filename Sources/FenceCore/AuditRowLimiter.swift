@@ -60,11 +60,17 @@ final class AuditRowLimiter: Sendable {
     /// The key for refusals from clients beyond `maximumClients`.
     static let otherClients = "other clients"
 
+    /// What is limited, for the summary rows and log lines: `refusal`, `read`.
+    let kind: String
     let limits: Limits
     private let state: Mutex<State>
     private let clock = ContinuousClock()
 
-    init(limits: Limits = Limits()) {
+    /// The error code of this limiter's summary rows: `refusals_not_recorded`, `reads_not_recorded`.
+    var summaryErrorCode: String { "\(kind)s_not_recorded" }
+
+    init(kind: String, limits: Limits = Limits()) {
+        self.kind = kind
         self.limits = limits
         state = Mutex(State(overallStart: clock.now))
     }

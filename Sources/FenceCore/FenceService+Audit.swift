@@ -177,8 +177,7 @@ extension FenceService {
 
     /// The row that accounts for a client's refusals, or reads, that did not get rows of their own.
     func recordSummary(_ summary: AuditRowLimiter.Summary, of limiter: AuditRowLimiter) async {
-        let isRefusals = limiter === refusals
-        let kind = isRefusals ? "refusal" : "read"
+        let kind = limiter.kind
         let last = summary.intent
         let limits = limiter.limits
         let message =
@@ -194,7 +193,7 @@ extension FenceService {
                 AuditCompletion(
                     result: summary.result,
                     powerState: nil,
-                    errorCode: isRefusals ? "refusals_not_recorded" : "reads_not_recorded",
+                    errorCode: limiter.summaryErrorCode,
                     message: message,
                     finishedAt: summary.last
                 )

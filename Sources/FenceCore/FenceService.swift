@@ -91,6 +91,7 @@ public final class FenceService: Sendable {
             }
         }
         self.refusals = AuditRowLimiter(
+            kind: "refusal",
             limits: AuditRowLimiter.Limits(
                 perClient: configuration.refusalsPerClientPerMinute,
                 overall: configuration.refusalsPerMinute,
@@ -98,6 +99,7 @@ public final class FenceService: Sendable {
             )
         )
         self.reads = AuditRowLimiter(
+            kind: "read",
             limits: AuditRowLimiter.Limits(
                 perClient: configuration.readsPerClientPerMinute,
                 overall: configuration.readsPerMinute,

@@ -167,7 +167,10 @@ struct AuditRowLimiterTests {
 
     @Test("per client, overall, and beyond the clients tracked: rows are bounded, every refusal is counted")
     func limits() {
-        let limiter = AuditRowLimiter(limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3))
+        let limiter = AuditRowLimiter(
+            kind: "refusal",
+            limits: .init(perClient: 2, overall: 5, window: .seconds(60), maximumClients: 3)
+        )
         var recorded = 0
         var counted = 0
         var summaryKeys: Set<String> = []

@@ -64,23 +64,10 @@ public final class CPGGroup: Sendable {
     /// that completes later is left at once).
     /// - Throws: `CPGError` (corosync not running: `CS_ERR_LIBRARY`), `WakeupError`, `CancellationError`.
     public static func join(name: String) async throws -> CPGGroup {
-        let waiting = Mutex<CheckedContinuation<CPGGroup, any Error>?>(nil)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiting.withLock { $0 = continuation }
-                let thread = Thread {
-                    let result = Result { try CPGGroup(name: name) }
-                    if let joiner = waiting.withLock({ $0.take() }) {
-                        joiner.resume(with: result)
-                    } else {
-                        (try? result.get())?.leave()  // the caller gave up: leave at once
-                    }
-                }
-                thread.name = "fencegate.cpg-join"
-                thread.start()
-            }
-        } onCancel: {
-            waiting.withLock { $0.take() }?.resume(throwing: CancellationError())
+        try await connectOnOwnThread(name: "fencegate.cpg-join") {
+            try CPGGroup(name: name)
+        } abandon: { group in
+            group.leave()  // the caller gave up: leave at once
         }
     }
 
@@ -175,16 +162,19 @@ public final class CPGGroup: Sendable {
     private func startDispatching(descriptor: Int32) {
         let (handle, state, stop) = (handle, state, stopDispatch)
         state.onOverflow = { stop.signal() }
-        let thread = Thread {
-            // Until the leave (or a dispatch error: corosync went away).
-            while (try? stop.waitReadable(descriptor)) == true, cpg_dispatch(handle, CS_DISPATCH_ALL) == CS_OK {}
-            cpg_finalize(handle)
-            state.finish()
-            // Balances the retain handed to libcpg as its context; no callback runs after cpg_finalize.
-            Unmanaged.passUnretained(state).release()
-        }
-        thread.name = "fencegate.cpg"
-        thread.start()
+        // Until the leave (or a dispatch error: corosync went away).
+        startDispatchThread(
+            name: "fencegate.cpg",
+            descriptor: descriptor,
+            stop: stop,
+            dispatch: { cpg_dispatch(handle, CS_DISPATCH_ALL) },
+            finalize: {
+                cpg_finalize(handle)
+                state.finish()
+                // Balances the retain handed to libcpg as its context; no callback runs after cpg_finalize.
+                Unmanaged.passUnretained(state).release()
+            }
+        )
     }
 }
 

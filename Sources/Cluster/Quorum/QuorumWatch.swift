@@ -18,23 +18,10 @@ public final class QuorumWatch: Sendable {
     /// Starts tracking, on a thread of its own (libvotequorum's calls block while corosync does not answer).
     /// - Throws: `CPGError` (corosync not running), `WakeupError`, `CancellationError`.
     public static func start() async throws -> QuorumWatch {
-        let waiting = Mutex<CheckedContinuation<QuorumWatch, any Error>?>(nil)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                waiting.withLock { $0 = continuation }
-                let thread = Thread {
-                    let result = Result { try QuorumWatch() }
-                    if let starter = waiting.withLock({ $0.take() }) {
-                        starter.resume(with: result)
-                    } else {
-                        (try? result.get())?.stop()  // the caller gave up
-                    }
-                }
-                thread.name = "fencegate.quorum-start"
-                thread.start()
-            }
-        } onCancel: {
-            waiting.withLock { $0.take() }?.resume(throwing: CancellationError())
+        try await connectOnOwnThread(name: "fencegate.quorum-start") {
+            try QuorumWatch()
+        } abandon: { watch in
+            watch.stop()  // the caller gave up
         }
     }
 
@@ -62,17 +49,18 @@ public final class QuorumWatch: Sendable {
             Unmanaged<QuorumState>.fromOpaque(context).release()
             throw error
         }
-        let (stop, handleForThread, descriptorForThread) = (stopDispatch, handle, descriptor)
-        let thread = Thread {
-            let (handle, descriptor) = (handleForThread, descriptorForThread)
-            // Until stopped (or a dispatch error: corosync went away).
-            while (try? stop.waitReadable(descriptor)) == true, votequorum_dispatch(handle, CS_DISPATCH_ALL) == CS_OK {}
-            votequorum_finalize(handle)
-            state.finish()
-            Unmanaged.passUnretained(state).release()  // the context's retain; no callback runs after finalize
-        }
-        thread.name = "fencegate.quorum"
-        thread.start()
+        // Until stopped (or a dispatch error: corosync went away).
+        startDispatchThread(
+            name: "fencegate.quorum",
+            descriptor: descriptor,
+            stop: stopDispatch,
+            dispatch: { [handle] in votequorum_dispatch(handle, CS_DISPATCH_ALL) },
+            finalize: { [handle] in
+                votequorum_finalize(handle)
+                state.finish()
+                Unmanaged.passUnretained(state).release()  // the context's retain; no callback runs after finalize
+            }
+        )
     }
 
     /// Stops tracking; `changes` ends at once.
