@@ -36,14 +36,25 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
 
     /// The group as this host sees it.
     public struct View: Sendable, Equatable {
-        /// This process, while joined.
-        public var local: CPGMember?
-        /// The other members and their standing.
-        public var members: [CPGMember: Standing] = [:]
-        /// Each accepted member's domains, as it last reported them (this host's own too, while joined).
-        public var domains: [CPGMember: [DomainReport.Domain]] = [:]
+        /// What every member decides alike (membership, reports, claims, where requests run).
+        var ledger: ClusterLedger
         /// Whether this host's partition is quorate (votequorum); nil while unknown.
         public var quorate: Bool?
+
+        init(local: CPGMember? = nil, hostName: String, role: Hello.Role) {
+            ledger = ClusterLedger(localHostName: hostName, localRole: role)
+            ledger.local = local
+        }
+
+        /// This process, while joined.
+        public var local: CPGMember? { ledger.local }
+        /// The other members and their standing.
+        public var members: [CPGMember: Standing] { ledger.members }
+        /// Each host's domains, as reported since the last member joined (this host's own too, while joined).
+        public var domains: [CPGMember: [DomainReport.Domain]] { ledger.domains }
+        /// Hosts that left the cluster (by name) and that an operator confirmed down.
+        public var departed: [String] { ledger.departed.keys.sorted() }
+        public var confirmedDown: Set<String> { ledger.confirmedDown }
 
         /// The accepted members, sorted.
         public var accepted: [CPGMember] {
@@ -52,12 +63,18 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     }
 
     public let configuration: Configuration
-    private let logger: Logger
-    private let current = Mutex(View())
+    let logger: Logger
+    let current: Mutex<View>
+    /// The group while joined: requests and claims are sent through it.
+    let joined = Mutex<CPGGroup?>(nil)
+    /// This host's requests and claims waiting for the cluster's decision or the executor's answer.
+    let forwarding = Forwarding()
+    /// Where forwarded requests are executed (nil: this member executes nothing).
+    let service: FenceService?
 
     /// Changes the view, and the gauges with it (under the same lock, so the gauges show the latest view);
     /// returns what `change` returns.
-    private func changeView<T>(_ change: (inout View) -> T) -> T {
+    func changeView<T>(_ change: (inout View) -> T) -> T {
         current.withLock { view in
             let result = change(&view)
             metrics?.record(view)
@@ -65,7 +82,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         }
     }
     /// This host's introduction as it is now (keys can change on reload).
-    private let hello: Mutex<Hello>
+    let hello: Mutex<Hello>
     /// While joined: asks the hello sender to introduce this host again (the newest request is enough).
     private let introductions = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
@@ -82,6 +99,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     ///   (when they change, by the hypervisor's events); nil reports none.
     public init(configuration: Configuration, service: FenceService? = nil, logger: Logger) {
         self.configuration = configuration
+        self.service = service
+        current = Mutex(View(hostName: configuration.hello.hostName, role: configuration.hello.role))
         if let service {
             localDomains = { try await service.domains() }
             domainChanges = { service.domainChanges() }
@@ -131,14 +150,20 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 let name = configuration.name
                 let group = try await cancelWhenGracefulShutdown { try await CPGGroup.join(name: name) }
                 lastFailure = nil
-                changeView { $0 = View(local: group.local) }
+                let introduction = self.hello.withLock { $0 }
+                changeView {
+                    $0 = View(local: group.local, hostName: introduction.hostName, role: introduction.role)
+                }
+                joined.withLock { $0 = group }
                 logger.notice("joined the cluster", metadata: ["cluster.member": "\(group.local)"])
                 await withGracefulShutdownHandler {
                     await serve(group)
                 } onGracefulShutdown: {
                     group.leave()
                 }
-                changeView { $0 = View() }
+                joined.withLock { $0 = nil }
+                forwarding.failAll(reason: "this host left the cluster (corosync went away)")
+                changeView { $0 = View(hostName: introduction.hostName, role: introduction.role) }
                 if !Task.isShuttingDownGracefully && !Task.isCancelled {
                     logger.error("left the cluster: corosync went away; rejoining")
                 }
@@ -184,14 +209,17 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             for await event in group.events {
                 switch event {
                 case .membership(let members, let left, let joined):
-                    changeMembership(members: members, left: left, joined: joined, local: group.local)
-                    // Newcomers learn of the members already there by their hellos, sent again.
-                    if joined.contains(where: { $0 != group.local }) { introduce.yield() }
+                    let decisions = changeMembership(members: members, left: left, joined: joined)
+                    act(on: decisions, group: group, tasks: &tasks)
+                    // Every report was forgotten: every member reports again (and newcomers learn of the
+                    // members already there by their hellos).
+                    if !joined.isEmpty { introduce.yield() }
                 case .message(let from, let bytes):
-                    guard from != group.local else { continue }
                     // A member whose standing changed (it joined, or its keys changed) may not know this
                     // host's standing either: introduce this host again. Standings settle, so this ends.
-                    if receive(bytes, from: from, warned: &warned) { introduce.yield() }
+                    let (changed, decisions) = receive(bytes, from: from, warned: &warned)
+                    act(on: decisions, group: group, tasks: &tasks)
+                    if changed { introduce.yield() }
                 }
             }
             left.set()
@@ -224,6 +252,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// is left.
     private func announce(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
         var last: ContinuousClock.Instant?
+        var lastListed: [DomainReport.Domain] = []
         for await _ in requests {
             if let last { try? await Task.sleep(until: last + Self.announcementSpacing) }
             guard !left.isSet, !Task.isCancelled else { return }
@@ -232,13 +261,15 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             if let localDomains {
                 do {
                     let report = DomainReport(domains: try await localDomains().map(DomainReport.Domain.init))
-                    current.withLock { $0.domains[group.local] = report.domains }
+                    lastListed = report.domains
                     messages.append(.domains(report))
                 } catch {
                     logger.warning(
-                        "could not list this host's domains for the cluster",
+                        "could not list this host's domains for the cluster; reported as unknown",
                         metadata: ["error": "\(error)"]
                     )
+                    // The others must not take "could not list" for "has none": a domain may run here.
+                    messages.append(.domains(DomainReport(domains: lastListed, hypervisorReachable: false)))
                 }
             }
             for message in messages {
@@ -255,36 +286,65 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     private func changeMembership(
         members: [CPGMember],
         left: [(CPGMember, CPGEvent.LeaveReason)],
-        joined: [CPGMember],
-        local: CPGMember
-    ) {
-        changeView { view in
-            for (member, _) in left {
-                view.members[member] = nil
-                view.domains[member] = nil
+        joined: [CPGMember]
+    ) -> [ClusterLedger.Decision] {
+        let departedHosts = changeView { view in
+            let hosts = left.compactMap { member, _ -> String? in
+                if case .accepted(let hello) = view.members[member], hello.role == .host { return hello.hostName }
+                return nil
             }
-            for member in members where member != local && view.members[member] == nil {
-                view.members[member] = .pending
-            }
+            return (hosts, view.ledger.changeMembership(members: members, left: left.map(\.0), joined: joined))
         }
         for (member, reason) in left {
             logger.notice("member left", metadata: ["cluster.member": "\(member)", "cluster.reason": "\(reason)"])
         }
+        // Requests this host sent to a member that left will not be answered by it: their outcome is unknown.
+        forwarding.executorsLeft(Set(left.map(\.0)))
+        for host in departedHosts.0 {
+            logger.warning(
+                "host left the cluster: its domains are not fenced until it is back or confirmed down",
+                metadata: ["cluster.host": "\(host)"]
+            )
+        }
+        return departedHosts.1
     }
 
-    /// Judges a member's message; true if its standing changed.
-    private func receive(_ bytes: [UInt8], from member: CPGMember, warned: inout Set<CPGMember>) -> Bool {
+    /// Takes a delivered message in; returns whether the sender's standing changed, and the requests decided.
+    private func receive(
+        _ bytes: [UInt8],
+        from member: CPGMember,
+        warned: inout Set<CPGMember>
+    )
+        -> (changed: Bool, decisions: [ClusterLedger.Decision])
+    {
+        let isLocal = member == current.withLock { $0.local }
         let standing: Standing
         do {
             switch try ClusterMessage(decoding: bytes) {
             case .hello(let hello):
-                standing = judge(hello)
+                standing = isLocal ? .accepted(hello) : judge(hello)
             case .domains(let report):
-                // Kept from accepted members only: a refused one's view of the domains is not trusted.
-                current.withLock { view in
-                    if case .accepted = view.members[member] { view.domains[member] = report.domains }
+                // Kept from this host and accepted hosts only: a refused member's view is not trusted.
+                return (false, changeView { $0.ledger.report(report, from: member) })
+            case .claim(let claim):
+                let won = changeView { $0.ledger.claim(claim, by: member, at: .now) }
+                if isLocal { forwarding.claimDecided(claim, won: won) }
+                return (false, [])
+            case .release(let claim):
+                changeView { $0.ledger.release(claim, by: member) }
+                return (false, [])
+            case .request(let request):
+                return (false, changeView { $0.ledger.deliver(request, from: member) })
+            case .reply(let reply):
+                if isLocal || current.withLock({ $0.ledger.isTrusted(member) }),
+                    reply.receiver == current.withLock({ $0.local })
+                {
+                    forwarding.replied(reply)
                 }
-                return false
+                return (false, [])
+            case .confirmDown(let confirmation):
+                confirm(confirmation, from: member)
+                return (false, [])
             }
         } catch .unsupportedVersion(let version) {
             standing = .refused(
@@ -298,28 +358,54 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                     metadata: ["cluster.member": "\(member)", "error": "\(error)"]
                 )
             }
-            return false
+            return (false, [])
         }
-        let previous = changeView { view in
-            defer {
-                view.members[member] = standing
-                if case .accepted = standing {} else { view.domains[member] = nil }
-            }
-            return view.members[member]
+        let (previous, decisions) = changeView { view in
+            let previous = view.members[member]
+            return (previous, view.ledger.introduce(member, as: standing))
         }
-        guard previous != standing else { return false }
+        guard !isLocal, previous != standing else { return (false, decisions) }
         switch standing {
         case .accepted(let hello):
             logger.notice(
                 "member accepted",
-                metadata: ["cluster.member": "\(member)", "cluster.host": "\(hello.hostName)"]
+                metadata: [
+                    "cluster.member": "\(member)", "cluster.host": "\(hello.hostName)",
+                    "cluster.role": "\(hello.role == .host ? "host" : "operator")",
+                ]
             )
         case .refused(let reason):
             logger.error("member refused", metadata: ["cluster.member": "\(member)", "cluster.reason": "\(reason)"])
         case .pending:
             break
         }
-        return true
+        return (true, decisions)
+    }
+
+    /// An operator's confirmation that a host is down, from an accepted member.
+    private func confirm(_ confirmation: DownConfirmation, from member: CPGMember) {
+        let accepted = changeView { view -> Bool? in
+            guard view.ledger.isTrusted(member) else { return nil }
+            return view.ledger.confirmDown(confirmation.hostName)
+        }
+        switch accepted {
+        case nil:
+            break
+        case true?:
+            logger.warning(
+                "host confirmed down by an operator: its domains count as off while this partition is quorate",
+                metadata: [
+                    "cluster.host": "\(confirmation.hostName)", "cluster.confirmed_by": "\(confirmation.confirmedBy)",
+                ]
+            )
+        case false?:
+            logger.error(
+                "refused to confirm a host down: it is a member of the cluster",
+                metadata: [
+                    "cluster.host": "\(confirmation.hostName)", "cluster.confirmed_by": "\(confirmation.confirmedBy)",
+                ]
+            )
+        }
     }
 
     private func judge(_ hello: Hello) -> Standing {
@@ -355,14 +441,7 @@ extension ClusterMembership {
         let view = self.view
         let ownName = hello.withLock { $0.hostName }
         func domains(_ member: CPGMember) -> [DomainInfo] {
-            (view.domains[member] ?? []).map {
-                DomainInfo(
-                    name: $0.name,
-                    uuid: $0.uuid,
-                    state: DomainState(rawValue: $0.state) ?? .noState,
-                    isPersistent: $0.isPersistent
-                )
-            }
+            (view.domains[member] ?? []).map(DomainInfo.init)
         }
         var members: [ClusterStatus.Member] = []
         if let local = view.local {

@@ -26,6 +26,10 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The domain that sent this off or reboot is being fenced, or was fenced moments ago, by `operation`:
     /// a fence race it lost. Nothing was done.
     case requesterFenced(target: String, requester: String, operation: Int64)
+    /// Cluster mode: the cluster cannot decide or act for the domain now (corosync unreachable, membership
+    /// changing, the domain's host left and is not confirmed down, this partition not quorate, the executor
+    /// left mid-request). Nothing was done, or, where the reason says so, the outcome is unknown.
+    case clusterUnavailable(target: String, reason: String)
 
     /// A stable, machine-readable name for the kind of error (used in the audit log and APIs).
     public var code: String {
@@ -41,6 +45,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .refused: return "refused"
         case .unauthenticated: return "unauthenticated"
         case .requesterFenced: return "requester_fenced"
+        case .clusterUnavailable: return "cluster_unavailable"
         }
     }
 
@@ -70,6 +75,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .requesterFenced(let target, let requester, let operation):
             return
                 "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
+        case .clusterUnavailable(let target, let reason):
+            return "cluster cannot act on domain '\(target)': \(reason)"
         }
     }
 

@@ -42,14 +42,19 @@ public struct RequestOrigin: Sendable, Equatable {
     public var sendingDomain: SendingDomain?
     /// The front end's id of the request (`RequestID.next()`), in every log line about it; nil if none.
     public var requestID: String?
+    /// Cluster mode: the host that received the request, when it forwarded it here to be executed (the
+    /// service then executes it without routing it again); nil for a request received here.
+    public var receivedOn: String?
 
     public init(
         frontEnd: FrontEnd,
         requester: String?,
         clientAddress: String? = nil,
         sendingDomain: SendingDomain? = nil,
-        requestID: String? = nil
+        requestID: String? = nil,
+        receivedOn: String? = nil
     ) {
+        self.receivedOn = receivedOn
         self.frontEnd = frontEnd
         self.requester = requester
         self.clientAddress = clientAddress

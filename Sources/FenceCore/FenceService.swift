@@ -113,6 +113,21 @@ public final class FenceService: Sendable {
         cluster.withLock { $0 = directory }
     }
 
+    /// Cluster mode: the router that decides where requests about domains run; nil outside cluster mode.
+    var router: (any ClusterRouter)? { cluster.withLock { $0 } as? any ClusterRouter }
+
+    /// Cluster mode: claims the fence_xvm call back of a guest's request (`key`: the request's duplicate
+    /// key) among the hosts that heard it; true if this host calls back. Always true outside cluster mode.
+    public func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool {
+        guard let router else { return true }
+        return await router.claimCallback(key, deadline: deadline)
+    }
+
+    /// Cluster mode: gives a claimed call back up (it failed), so that another host may answer a copy.
+    public func releaseCallback(_ key: [UInt8]) async {
+        await router?.releaseCallback(key)
+    }
+
     /// The cluster's status with only the domains `access` lets its holder see; nil outside cluster mode.
     /// Not audited: it reads no hypervisor, only what the members reported.
     public func clusterStatus(visibleTo access: any AccessPolicy = UnrestrictedAccess()) -> ClusterStatus? {
@@ -232,7 +247,14 @@ public final class FenceService: Sendable {
         visibleTo access: any AccessPolicy = UnrestrictedAccess()
     ) async throws(FenceError) -> [DomainInfo] {
         try await recordingRead("list", origin: origin) { () throws(FenceError) in
-            let domains = try await domains(visibleTo: access)
+            let domains: [DomainInfo]
+            if let router {
+                // Cluster mode: every host's domains, as the members reported them.
+                let all = router.clusterDomains().map(\.domain)
+                domains = all.filter { access.lists($0, among: all) }
+            } else {
+                domains = try await self.domains(visibleTo: access)
+            }
             return (domains, "\(domains.count) domains")
         }
     }
@@ -303,6 +325,9 @@ public final class FenceService: Sendable {
     /// The domain `request` names, if its access policy allows `request` on it. Looked up once; the policy
     /// judges that very domain; everything after acts on its UUID.
     func resolve(_ request: FenceRequest, deadline: ContinuousClock.Instant) async throws(Unresolved) -> DomainInfo {
+        if let router, request.origin.receivedOn == nil {
+            return try await resolveInCluster(request, router: router)
+        }
         let found: DomainInfo?
         do {
             found = try await blocking(action: request.action, target: request.target.text, deadline: deadline) {
@@ -319,6 +344,43 @@ public final class FenceService: Sendable {
                     try hypervisor.domains()
                 }
             })
+        return try await authorize(request, on: found, lookup: lookup)
+    }
+
+    /// Cluster mode: the domain `request` names among the members' reports, if its access policy allows.
+    private func resolveInCluster(
+        _ request: FenceRequest,
+        router: any ClusterRouter
+    ) async throws(Unresolved)
+        -> DomainInfo
+    {
+        let found: DomainInfo?
+        switch router.locate(request.target) {
+        case .found(let located): found = located.domain
+        case .notFound: found = nil
+        case .ambiguous(let hosts):
+            throw Unresolved(
+                failure: .invalidTarget(
+                    reason:
+                        "several domains named '\(request.target.text)' in the cluster (on \(hosts.joined(separator: ", "))): name one by its UUID"
+                ),
+                recorded: false
+            )
+        case .unavailable(let reason):
+            throw Unresolved(failure: .clusterUnavailable(target: request.target.text, reason: reason), recorded: false)
+        }
+        let lookup = DomainLookup(all: { router.clusterDomains().map(\.domain) })
+        return try await authorize(request, on: found, lookup: lookup)
+    }
+
+    /// Asks the request's access policy about `found` (nil: no such domain); writes a refusal's row.
+    private func authorize(
+        _ request: FenceRequest,
+        on found: DomainInfo?,
+        lookup: DomainLookup
+    ) async throws(Unresolved)
+        -> DomainInfo
+    {
         let refusal: AccessRefusal?
         do {
             refusal = try await request.access.refusal(of: request, on: found, lookup: lookup)
@@ -434,6 +496,30 @@ public final class FenceService: Sendable {
             }
         }
 
+        // 2c. Cluster mode: the cluster decides where the request runs; if elsewhere, that host's answer is
+        // this one's.
+        if let router, request.origin.receivedOn == nil {
+            let routed = RoutedRequest(
+                action: request.action,
+                domain: resolved,
+                target: request.target.text,
+                origin: request.origin,
+                waitForDomain: request.waitForDomain
+            )
+            let outcome = await router.route(routed, deadline: deadline)
+            if outcome != .here {
+                return try await finishRouted(
+                    outcome,
+                    request: request,
+                    domain: resolved,
+                    operationID: operationID,
+                    fences: fences,
+                    since: started,
+                    logger: logger
+                )
+            }
+        }
+
         // 3. Lock the domain and act, within the deadline.
         metrics.operationStarted()
         let operationLogger = logger
@@ -467,8 +553,9 @@ public final class FenceService: Sendable {
             result = .failure(fenceError(error, request, elapsed: clock.now - started))
         }
 
-        // 4. Complete the row.
+        // 4. Complete the row (a request forwarded by another host of the cluster says which).
         let duration = clock.now - started
+        let forwardedFrom = request.origin.receivedOn.map { "received on \($0)" }
         let auditResult: AuditResult
         switch result {
         case .success: auditResult = .success
@@ -493,7 +580,7 @@ public final class FenceService: Sendable {
                     result: .success,
                     powerState: execution.domain.power.rawValue,
                     errorCode: nil,
-                    message: execution.note,
+                    message: [forwardedFrom, execution.note].compactMap { $0 }.joined(separator: "; ").nilIfEmpty,
                     finishedAt: Date()
                 ),
                 logger: logger
@@ -517,7 +604,7 @@ public final class FenceService: Sendable {
                     result: auditResult,
                     powerState: nil,
                     errorCode: failure.code,
-                    message: failure.description,
+                    message: [forwardedFrom, failure.description].compactMap { $0 }.joined(separator: "; "),
                     finishedAt: Date()
                 ),
                 logger: logger
@@ -526,6 +613,11 @@ public final class FenceService: Sendable {
             throw failure
         }
     }
+}
+
+extension String {
+    /// Nil for the empty string.
+    var nilIfEmpty: String? { isEmpty ? nil : self }
 }
 
 extension DomainInfo {

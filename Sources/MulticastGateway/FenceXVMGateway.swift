@@ -217,7 +217,7 @@ public final class FenceXVMGateway: Service, Sendable {
             clientAddress: source,
             requestID: RequestID.next()
         )
-        let (session, history, sessions) = (session, history, sessions)
+        let (session, history, sessions, service) = (session, history, sessions, service)
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.ioTimeout
@@ -226,6 +226,11 @@ public final class FenceXVMGateway: Service, Sendable {
             defer {
                 history.endCallback(key)
                 sessions.close(listener: .multicast, address: callback.host)
+            }
+            // Cluster mode: every host may have heard the request; the first claim delivered calls back.
+            guard await service.claimCallback(key.bytes, deadline: deadline) else {
+                logger.debug("fence_xvm request called back by another host of the cluster")
+                return
             }
             do {
                 try await session.run(
@@ -238,6 +243,8 @@ public final class FenceXVMGateway: Service, Sendable {
                 )
                 history.answered(key)
             } catch {
+                // Not answered here: a copy of the request may be answered by another host.
+                await service.releaseCallback(key.bytes)
                 logger.info(
                     "fence_xvm request not answered",
                     metadata: ["fence.callback": "\(callback)", "error": "\(error)"]

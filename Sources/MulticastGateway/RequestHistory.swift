@@ -17,6 +17,11 @@ final class RequestHistory: Sendable {
         /// The domain field's bytes, ASCII letters folded to lower case (fence_virtd's `strcasecmp`).
         let domain: [UInt8]
 
+        /// The key as bytes, for claims among the hosts of a cluster.
+        var bytes: [UInt8] {
+            [request] + withUnsafeBytes(of: sequenceNumber.littleEndian, Array.init) + domain
+        }
+
         init(_ request: FenceXVMRequest) {
             self.request = request.requestCode
             self.sequenceNumber = request.sequenceNumber

@@ -15,7 +15,8 @@ enum CLIFailure: Error {
         switch self {
         case .fence(let error):
             switch error {
-            case .operationFailed, .domainBusy, .notRunning, .refused, .unauthenticated, .requesterFenced:
+            case .operationFailed, .domainBusy, .notRunning, .refused, .unauthenticated, .requesterFenced,
+                .clusterUnavailable:
                 return ExitStatus.failed
             case .invalidTarget: return ExitStatus.badArguments
             case .domainNotFound: return ExitStatus.domainNotFound

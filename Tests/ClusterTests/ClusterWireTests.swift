@@ -71,4 +71,54 @@ struct ClusterWireTests {
         bytes[bytes.count - 1] = 2
         #expect(throws: WireError.invalid(field: "domain persistence")) { try ClusterMessage(decoding: bytes) }
     }
+
+    @Test("forwarding messages round-trip: claims, requests, both kinds of reply, a confirmation, an operator")
+    func forwardingMessages() throws {
+        let request = ForwardedRequest(
+            serial: 7,
+            action: "reboot",
+            domainUUID: "11111111-1111-4111-8111-111111111111",
+            domainName: "pcmk1",
+            target: "pcmk1",
+            frontEnd: "multicast",
+            requester: "198.18.0.10",
+            clientAddress: "198.18.0.10",
+            requestID: "r12",
+            receivedOn: "host1",
+            timeoutMilliseconds: 60_000,
+            waitForDomain: false
+        )
+        let member = CPGMember(nodeID: 2, pid: 4242)
+        let messages: [ClusterMessage] = [
+            .claim(CallbackClaim(key: [1, 2, 3, 4])), .release(CallbackClaim(key: [9])), .request(request),
+            .reply(
+                .init(
+                    receiver: member,
+                    serial: 7,
+                    executedOn: "host2",
+                    outcome: .success(operationID: -1, state: "running", note: "")
+                )
+            ),
+            .reply(
+                .init(
+                    receiver: member,
+                    serial: 8,
+                    executedOn: "host2",
+                    outcome: .failure(code: "timed_out", message: "late")
+                )
+            ),
+            .confirmDown(DownConfirmation(hostName: "host3", confirmedBy: "root")),
+            .hello(Hello(keyFingerprints: ["a"], hostName: "ops", role: .operator)),
+            .domains(DomainReport(domains: [], hypervisorReachable: false)),
+        ]
+        for message in messages {
+            #expect(try ClusterMessage(decoding: message.encoded) == message)
+        }
+        // A role or flag out of range is refused.
+        var hello = ClusterMessage.hello(Self.hello).encoded
+        hello[hello.count - 1] = 7
+        #expect(throws: WireError.invalid(field: "role")) { try ClusterMessage(decoding: hello) }
+        // A claim key longer than its bound is cut on sending and refused on reading.
+        #expect(CallbackClaim(key: Array(repeating: 1, count: 500)).key.count == 128)
+    }
 }

@@ -130,37 +130,9 @@ struct ClusterMembershipTests {
     func domainLocations() async throws {
         let lab = try await GatewayLab(guests: 3)
         let nodes = try await Self.corosyncHosts(lab)
-        // Each host its own world: host1 the cluster fixture, host2 the identity one, host3 the race one.
-        let worlds = [Fixtures.clusterURI, Fixtures.identityURI, Fixtures.raceURI]
-        var tokens: [String] = []
-        for (index, node) in nodes.enumerated() {
-            let database = node.directory + "/audit.db"
-            let created = try await lab.fencegate.run([
-                "token", "create", "ops", "--scope", "fence", "--database", database,
-            ])
-            #expect(created.status == 0, "\(created.stderr)")
-            tokens.append(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
-            _ = try node.start(
-                [
-                    FencegateBinary.url.path, "serve", "--cluster", Self.cluster, "--uri", worlds[index], "--database",
-                    database, "--listen", "127.0.0.1:0", "--multicast", "--multicast-interface", "eth0", "--key-file",
-                    lab.keyPath,
-                ],
-                logName: "serve"
-            )
-        }
-        func address(_ index: Int) throws -> String {
-            let line = nodes[index].log("serve.out", lines: 5)
-            guard let start = line.range(of: "serving http://")?.upperBound,
-                let end = line[start...].firstIndex(of: ":").flatMap({ line[$0...].firstIndex(of: " ") })
-            else { throw ConditionNeverMet(description: "no address in \(line)") }
-            return "http://" + line[start..<end].trimmingCharacters(in: CharacterSet(charactersIn: ":"))
-        }
+        let servers = try await ClusterServers.start(lab, nodes: nodes, cluster: Self.cluster)
         func curl(_ index: Int, _ method: String, _ path: String) async throws -> [String: Any] {
-            let result = try await nodes[index].run([
-                "curl", "-s", "-X", method, "-H", "Authorization: Bearer \(tokens[index])", try address(index) + path,
-            ])
-            return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+            try await servers.curl(index, method, path).body
         }
         func hosts(seenFrom index: Int) async throws -> [String: [String: String]] {
             let members = try await curl(index, "GET", "/cluster")["members"] as? [[String: Any]] ?? []
@@ -177,7 +149,6 @@ struct ClusterMembershipTests {
             }
             return hosts
         }
-        try await waitUntil("every host serves HTTP") { (try? (0..<3).map(address)) != nil }
 
         // Every host sees all three hosts' domains.
         let clock = ContinuousClock()
@@ -214,7 +185,8 @@ struct ClusterMembershipTests {
         }
         func metrics(_ index: Int) async throws -> String {
             try await nodes[index].run([
-                "curl", "-s", "-H", "Authorization: Bearer \(tokens[index])", try address(index) + "/metrics",
+                "curl", "-s", "-H", "Authorization: Bearer \(servers.tokens[index])",
+                try servers.address(index) + "/metrics",
             ]).stdout
         }
         try await waitUntil("host1's gauges show two accepted members and quorum") {
@@ -231,19 +203,98 @@ struct ClusterMembershipTests {
         try await waitUntil("host3's gauge shows no quorum") {
             try await metrics(2).contains("fencegate_cluster_quorate 0.0")
         }
-        let health = try await nodes[2].run(["curl", "-s", try address(2) + "/healthz"]).stdout
+        let health = try await nodes[2].run(["curl", "-s", try servers.address(2) + "/healthz"]).stdout
         #expect(health.contains("\"cluster\":\"not-quorate\"") && health.contains("\"status\":\"ok\""), "\(health)")
         #expect(try await nodes[2].run(["ip", "link", "set", "eth0", "up"]).status == 0)
         try await waitUntil("host3 is quorate again", limit: .seconds(60)) { try await quorate(2) == true }
 
         // The cluster view is not audited; the fence is.
-        let rows = try await lab.fencegate.run(["audit", "--database", nodes[1].directory + "/audit.db", "--json"])
-        let page = try JSONSerialization.jsonObject(with: Data(rows.stdout.utf8)) as? [String: Any]
-        let actions = (page?["operations"] as? [[String: Any]])?.compactMap { $0["action"] as? String }
-        #expect(actions == ["off"], "\(rows.stdout)")
+        let actions = try await servers.rows(1).compactMap { $0["action"] as? String }
+        #expect(actions == ["off"], "\(actions)")
         // host1 was only asked GET /cluster, /metrics and /healthz: none of them is audited.
-        let host1 = try await lab.fencegate.run(["audit", "--database", nodes[0].directory + "/audit.db", "--json"])
-        let host1Page = try JSONSerialization.jsonObject(with: Data(host1.stdout.utf8)) as? [String: Any]
-        #expect((host1Page?["operations"] as? [Any])?.isEmpty == true, "\(host1.stdout)")
+        #expect(try await servers.rows(0).isEmpty)
+    }
+
+    @Test("any host fences any domain, executed once where it is; fence_xvm heard by every host: one call back")
+    func forwarding() async throws {
+        let lab = try await GatewayLab(guests: 3)
+        let nodes = try await Self.corosyncHosts(lab)
+        let servers = try await ClusterServers.start(lab, nodes: nodes, cluster: Self.cluster)
+        try await waitUntil("host1 resolves host2's and host3's domains", limit: .seconds(30)) {
+            let db1 = try await servers.curl(0, "GET", "/domains/Db1").status
+            let node3 = try await servers.curl(0, "GET", "/domains/node3").status
+            return db1 == 200 && node3 == 200
+        }
+
+        // HTTP on host1, domain on host2: executed on host2, answered by host1; both audit it.
+        let off = try await servers.curl(0, "POST", "/domains/Db1/off")
+        #expect(off.status == 200 && off.body["result"] as? String == "success", "\(off)")
+        #expect((off.body["note"] as? String)?.hasPrefix("executed on host2 (its operation ") == true, "\(off)")
+        let executed = try await servers.rows(1).filter { $0["action"] as? String == "off" }
+        #expect(executed.count == 1, "\(executed)")
+        #expect(executed.first?["message"] as? String == "received on host1", "\(executed)")
+        #expect(executed.first?["requester"] as? String == "ops" && executed.first?["domain_name"] as? String == "Db1")
+        let received = try await servers.rows(0).filter { $0["action"] as? String == "off" }
+        #expect(received.count == 1 && received.first?["result"] as? String == "success", "\(received)")
+        #expect(received.first?["power"] as? String == "off", "\(received)")
+        try await waitUntil("host1 sees Db1 off") {
+            let domain = try await servers.curl(0, "GET", "/domains/Db1").body
+            return domain["state"] as? String == "shut-off"
+        }
+
+        // An unknown domain is unknown everywhere.
+        #expect(try await servers.curl(0, "POST", "/domains/nosuch/off").status == 404)
+
+        // fence_xvm in the bridge's namespace: every host hears its multicast; exactly one calls back, the
+        // domain's host executes once.
+        let fenced = try await lab.lab.run(
+            in: lab.lab.host,
+            ["/usr/sbin/fence_xvm", "-k", lab.keyPath, "-t", "10", "-o", "off", "-H", "node3"]
+        )
+        #expect(fenced.status == 0, "\(fenced.stderr)")
+        var node3Rows: [[String: Any]] = []
+        for index in 0..<3 {
+            node3Rows += try await servers.rows(index).filter {
+                $0["domain_name"] as? String == "node3" && $0["action"] as? String == "off"
+            }
+        }
+        let executions = node3Rows.filter { !(($0["message"] as? String)?.hasPrefix("executed on") ?? false) }
+        let answers = node3Rows.filter { !(($0["message"] as? String)?.hasPrefix("received on") ?? false) }
+        // Every host heard it; the two that lost the claim did not call back (a second call back would be
+        // refused or fail its challenge once the client has its answer).
+        try await waitUntil("two hosts leave the call back to another") {
+            (0..<3).filter { servers.log($0).contains("called back by another host of the cluster") }.count == 2
+        }
+        try await Task.sleep(for: .seconds(1))
+        #expect((0..<3).allSatisfy { !servers.log($0).contains("fence_xvm request not answered") })
+        #expect(executions.count == 1, "\(node3Rows)")
+        #expect(answers.count == 1, "\(node3Rows)")
+        #expect(node3Rows.allSatisfy { $0["source"] as? String == "multicast" && $0["result"] as? String == "success" })
+        let status = try await lab.lab.run(
+            in: lab.lab.host,
+            ["/usr/sbin/fence_xvm", "-k", lab.keyPath, "-t", "10", "-o", "status", "-H", "node3"]
+        )
+        #expect(status.status == 2, "node3 is off: \(status.stdout) \(status.stderr)")
+        // A list shows every host's domains.
+        let list = try await lab.lab.run(
+            in: lab.lab.host,
+            ["/usr/sbin/fence_xvm", "-k", lab.keyPath, "-t", "10", "-o", "list"]
+        )
+        #expect(list.status == 0 && ["pcmk1", "Db1", "node3"].allSatisfy(list.stdout.contains), "\(list.stdout)")
+
+        // host2's Fencegate stops: its domains are not "off", and a fence of one fails, saying why.
+        #expect(try await nodes[1].run(["pkill", "-TERM", "-x", "fencegate"]).status == 0)
+        try await waitUntil("host1 sees host2 leave") { servers.log(0).contains("host left the cluster") }
+        let orphan = try await servers.curl(0, "POST", "/domains/web1/off")
+        #expect(orphan.status == 503, "\(orphan)")
+        #expect(orphan.body["type"] as? String == "urn:fencegate:problem:cluster-unavailable", "\(orphan)")
+        #expect(
+            (orphan.body["detail"] as? String)?.contains("host2 left the cluster and is not confirmed down") == true
+        )
+        let refusedRow = try await servers.rows(0).first
+        #expect(
+            refusedRow?["result"] as? String == "failure"
+                && refusedRow?["error_code"] as? String == "cluster_unavailable"
+        )
     }
 }

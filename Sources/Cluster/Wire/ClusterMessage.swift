@@ -9,6 +9,16 @@ public enum ClusterMessage: Sendable, Equatable {
     case hello(Hello)
     /// A member's domains: sent after its hello, and after each change its hypervisor reports.
     case domains(DomainReport)
+    /// A member claims a fence_xvm call back; the first claim delivered wins.
+    case claim(CallbackClaim)
+    /// A member gives a claim up (its call back failed): another copy of the request may be answered.
+    case release(CallbackClaim)
+    /// A request for the member that executes it.
+    case request(ForwardedRequest)
+    /// The executor's answer.
+    case reply(ForwardedReply)
+    /// An operator confirms that a host which left is down.
+    case confirmDown(DownConfirmation)
 
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt16 = 1
@@ -20,6 +30,11 @@ public enum ClusterMessage: Sendable, Equatable {
     enum Kind: UInt16 {
         case hello = 1
         case domains = 2
+        case claim = 3
+        case release = 4
+        case request = 5
+        case reply = 6
+        case confirmDown = 7
     }
 
     /// The bytes on the wire.
@@ -33,6 +48,21 @@ public enum ClusterMessage: Sendable, Equatable {
         case .domains(let report):
             kind = .domains
             report.encode(into: &payload)
+        case .claim(let claim):
+            kind = .claim
+            claim.encode(into: &payload)
+        case .release(let claim):
+            kind = .release
+            claim.encode(into: &payload)
+        case .request(let request):
+            kind = .request
+            request.encode(into: &payload)
+        case .reply(let reply):
+            kind = .reply
+            reply.encode(into: &payload)
+        case .confirmDown(let confirmation):
+            kind = .confirmDown
+            confirmation.encode(into: &payload)
         }
         var envelope = WireWriter()
         envelope.write(raw: Self.magic)
@@ -68,6 +98,11 @@ public enum ClusterMessage: Sendable, Equatable {
         switch kind {
         case .hello: self = .hello(try Hello(decoding: &reader))
         case .domains: self = .domains(try DomainReport(decoding: &reader))
+        case .claim: self = .claim(try CallbackClaim(decoding: &reader))
+        case .release: self = .release(try CallbackClaim(decoding: &reader))
+        case .request: self = .request(try ForwardedRequest(decoding: &reader))
+        case .reply: self = .reply(try ForwardedReply(decoding: &reader))
+        case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
         }
         try reader.end()
     }
@@ -80,20 +115,30 @@ public struct Hello: Sendable, Equatable {
     public let keyFingerprints: [String]
     /// The member's host name, for the log and `cluster status`.
     public let hostName: String
+    /// What the member is: a host that fences, or an operator's command (`fencegate cluster …`), which
+    /// reports no domains and executes nothing.
+    public let role: Role
+
+    public enum Role: UInt8, Sendable {
+        case host = 0
+        case `operator` = 1
+    }
 
     static let textLimit = 255
     static let fingerprintLimit = 64
 
-    public init(keyFingerprints: [String], hostName: String) {
+    public init(keyFingerprints: [String], hostName: String, role: Role = .host) {
         self.keyFingerprints = Array(Set(keyFingerprints.map { truncated($0, to: Self.textLimit) })).sorted()
             .prefix(Self.fingerprintLimit).map { $0 }
         self.hostName = truncated(hostName, to: Self.textLimit)
+        self.role = role
     }
 
     func encode(into writer: inout WireWriter) {
         writer.write(UInt16(keyFingerprints.count))
         for fingerprint in keyFingerprints { writer.write(text: fingerprint) }
         writer.write(text: hostName)
+        writer.write(role.rawValue)
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
@@ -105,6 +150,8 @@ public struct Hello: Sendable, Equatable {
         for _ in 0..<count { fingerprints.append(try reader.text("key fingerprint", limit: Self.textLimit)) }
         keyFingerprints = fingerprints
         hostName = try reader.text("host name", limit: Self.textLimit)
+        guard let role = Role(rawValue: try reader.uint8("role")) else { throw .invalid(field: "role") }
+        self.role = role
     }
 }
 
@@ -138,6 +185,9 @@ public struct DomainReport: Sendable, Equatable {
     }
 
     public let domains: [Domain]
+    /// False if the member's hypervisor could not be listed: `domains` are then the last ones it listed
+    /// (none if it never could), and where a domain runs cannot be known for sure.
+    public let hypervisorReachable: Bool
 
     /// The most domains one report holds; a report that would exceed `ClusterMessage.maximumSize` (only
     /// thousands of very long names can) is cut to fit.
@@ -146,9 +196,10 @@ public struct DomainReport: Sendable, Equatable {
     static let nameLimit = 256
     static let stateLimit = 32
 
-    public init(domains: [Domain]) {
+    public init(domains: [Domain], hypervisorReachable: Bool = true) {
+        self.hypervisorReachable = hypervisorReachable
         var kept: [Domain] = []
-        var size = ClusterMessage.headerSize + 2
+        var size = ClusterMessage.headerSize + 3
         for domain in domains.prefix(Self.domainLimit) {
             size += 2 + domain.uuid.utf8.count + 2 + domain.name.utf8.count + 2 + domain.state.utf8.count + 1
             guard size <= ClusterMessage.maximumSize else { break }
@@ -158,6 +209,7 @@ public struct DomainReport: Sendable, Equatable {
     }
 
     func encode(into writer: inout WireWriter) {
+        writer.write(UInt8(hypervisorReachable ? 1 : 0))
         writer.write(UInt16(domains.count))
         for domain in domains {
             writer.write(text: domain.uuid)
@@ -168,6 +220,9 @@ public struct DomainReport: Sendable, Equatable {
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
+        let reachable = try reader.uint8("hypervisor reachable")
+        guard reachable <= 1 else { throw .invalid(field: "hypervisor reachable") }
+        hypervisorReachable = reachable == 1
         let count = Int(try reader.uint16("domain count"))
         guard count <= Self.domainLimit else {
             throw .tooLong(field: "domains", length: count, limit: Self.domainLimit)

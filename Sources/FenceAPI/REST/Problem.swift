@@ -116,6 +116,7 @@ struct Problem: Error, Sendable {
             case .unauthenticated:
                 (Problem.unauthorized().kind, Problem.unauthorized().title, Problem.unauthorized().detail)
             case .requesterFenced: ("requester-fenced", "Requester fenced", error.description)
+            case .clusterUnavailable: ("cluster-unavailable", "Cluster unavailable", error.description)
             }
         var headers = error.httpHeaders
         if case .unauthenticated = error { headers += Problem.unauthorized().headers }

@@ -148,6 +148,8 @@ extension RedfishError: RouterError {
                     "OperationNotAllowed", "The operation was not allowed: \(error.description).",
                     "None: the node that asked is being fenced, or was fenced moments ago."
                 )
+            case .clusterUnavailable:
+                ("ServiceTemporarilyUnavailable", error.description, "Retry later, or see the cluster's status.")
             case .timedOut: ("OperationTimeout", error.description, readState)
             case .operationFailed: ("GeneralError", error.description, readState)
             }

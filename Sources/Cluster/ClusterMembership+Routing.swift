@@ -1,0 +1,215 @@
+public import FenceCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Cluster mode's requests: every request about a domain that a front end of this host received goes to
+/// the group; at its delivery every member decides alike where it runs (`ClusterLedger.placement`); the
+/// executor runs it through its fence service and replies; this host answers with that reply.
+extension ClusterMembership: ClusterRouter {
+    /// The longest an answer may take to come back after the request's own deadline (the executor answers
+    /// "timed out" at that deadline; its reply needs a moment to arrive).
+    static let replyGrace: Duration = .seconds(2)
+    /// The longest a fence_xvm call back claim waits for its delivery.
+    static let claimWait: Duration = .seconds(2)
+
+    public func locate(_ target: DomainTarget) -> ClusterLocation {
+        let view = self.view
+        guard view.local != nil else {
+            return .unavailable(reason: "this host is not in the cluster (corosync unreachable)")
+        }
+        let matches = clusterDomains(of: view.ledger).filter { entry in
+            if let uuid = target.uuid { return entry.domain.uuid == uuid }
+            return entry.domain.name == target.text
+        }
+        if matches.count > 1 { return .ambiguous(hosts: matches.map(\.host)) }
+        if let match = matches.first { return .found(match) }
+        if let reason = view.ledger.unsettledReason { return .unavailable(reason: reason) }
+        return .notFound
+    }
+
+    public func clusterDomains() -> [ClusterDomain] {
+        clusterDomains(of: view.ledger)
+    }
+
+    /// Each domain once (by UUID): on the host where it runs, else the first where it is defined, else as a
+    /// host that left last reported it.
+    private func clusterDomains(of ledger: ClusterLedger) -> [ClusterDomain] {
+        var found: [String: ClusterDomain] = [:]
+        var order: [String] = []
+        for (member, host) in ledger.hosts {
+            for reported in ledger.domains[member] ?? [] {
+                let domain = DomainInfo(reported)
+                if let seen = found[domain.uuid] {
+                    if seen.domain.power != .on, domain.power == .on {
+                        found[domain.uuid] = ClusterDomain(domain: domain, host: host, hostLeft: false)
+                    }
+                } else {
+                    found[domain.uuid] = ClusterDomain(domain: domain, host: host, hostLeft: false)
+                    order.append(domain.uuid)
+                }
+            }
+        }
+        for host in ledger.departed.keys.sorted() {
+            for reported in ledger.departed[host] ?? [] where found[reported.uuid] == nil {
+                found[reported.uuid] = ClusterDomain(domain: DomainInfo(reported), host: host, hostLeft: true)
+                order.append(reported.uuid)
+            }
+        }
+        return order.map { found[$0]! }.sorted { ($0.domain.name, $0.domain.uuid) < ($1.domain.name, $1.domain.uuid) }
+    }
+
+    public func route(_ request: RoutedRequest, deadline: ContinuousClock.Instant) async -> RouteOutcome {
+        guard let group = joined.withLock({ $0 }) else {
+            return .failed(
+                host: nil,
+                .clusterUnavailable(
+                    target: request.target,
+                    reason: "this host is not in the cluster (corosync unreachable); nothing was done"
+                )
+            )
+        }
+        let serial = forwarding.register(action: request.action, target: request.target)
+        let remaining = max(Duration.zero, deadline - .now)
+        let (seconds, attoseconds) = remaining.components
+        let milliseconds = min(Int64(UInt32.max), seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        let message = ForwardedRequest(
+            serial: serial,
+            action: request.action.rawValue,
+            domainUUID: request.domain.uuid,
+            domainName: request.domain.name,
+            target: request.target,
+            frontEnd: request.origin.frontEnd.rawValue,
+            requester: request.origin.requester ?? "",
+            clientAddress: request.origin.clientAddress ?? "",
+            requestID: request.origin.requestID ?? "",
+            receivedOn: hello.withLock { $0.hostName },
+            timeoutMilliseconds: UInt32(milliseconds),
+            waitForDomain: request.waitForDomain
+        )
+        do {
+            try await group.send(ClusterMessage.request(message).encoded, deadline: deadline)
+        } catch {
+            forwarding.fail(serial, reason: "could not send the request to the cluster (\(error)); nothing was done")
+        }
+        return await forwarding.wait(serial, until: deadline + Self.replyGrace)
+    }
+
+    public func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool {
+        // Not in the cluster: this host answers (a request about a domain then fails at once, saying why).
+        guard let group = joined.withLock({ $0 }) else { return true }
+        let claim = CallbackClaim(key: key)
+        guard forwarding.registerClaim(claim) else { return false }
+        let limit = min(deadline, .now + Self.claimWait)
+        do {
+            try await group.send(ClusterMessage.claim(claim).encoded, deadline: limit)
+        } catch {
+            forwarding.claimDecided(claim, won: true)
+        }
+        return await forwarding.waitForClaim(claim, until: limit)
+    }
+
+    public func releaseCallback(_ key: [UInt8]) async {
+        guard let group = joined.withLock({ $0 }) else { return }
+        try? await group.send(ClusterMessage.release(CallbackClaim(key: key)).encoded, deadline: .now + .seconds(5))
+    }
+
+    /// Acts on requests decided at a delivery: answers this host's own, executes those placed here.
+    func act(
+        on decisions: [ClusterLedger.Decision],
+        group: CPGGroup,
+        tasks: inout DiscardingTaskGroup
+    ) {
+        let (local, quorate) = current.withLock { ($0.local, $0.quorate) }
+        for decision in decisions {
+            let serial = decision.request.serial
+            let mine = decision.from == local
+            switch decision.placement {
+            case .member(let member, let host):
+                if member == local {
+                    if mine {
+                        forwarding.answer(serial, .here)
+                    } else {
+                        tasks.addTask { await self.execute(decision.request, from: decision.from, group: group) }
+                    }
+                } else if mine {
+                    forwarding.executorDecided(serial, member: member, host: host)
+                }
+            case .unsettled(let reason), .unavailable(let reason):
+                if mine { forwarding.fail(serial, reason: reason + "; nothing was done") }
+            case .confirmedDown(let host):
+                guard mine else { continue }
+                if quorate == true {
+                    forwarding.answer(serial, .hostDown(host: host))
+                } else {
+                    forwarding.fail(
+                        serial,
+                        reason: "its host \(host) was confirmed down, but this host's partition is not quorate "
+                            + "(it may be the minority); nothing was done"
+                    )
+                }
+            case .notFound:
+                if mine {
+                    forwarding.answer(serial, .failed(host: nil, .domainNotFound(target: decision.request.target)))
+                }
+            }
+        }
+    }
+
+    /// Executes a request another host received, through this host's fence service, and replies.
+    private func execute(_ request: ForwardedRequest, from receiver: CPGMember, group: CPGGroup) async {
+        let executedOn = hello.withLock { $0.hostName }
+        let outcome: ForwardedReply.Outcome
+        if let service, let action = FenceAction(rawValue: request.action),
+            let frontEnd = FrontEnd(rawValue: request.frontEnd)
+        {
+            let origin = RequestOrigin(
+                frontEnd: frontEnd,
+                requester: request.requester.isEmpty ? nil : request.requester,
+                clientAddress: request.clientAddress.isEmpty ? nil : request.clientAddress,
+                requestID: request.requestID.isEmpty ? nil : request.requestID,
+                receivedOn: request.receivedOn
+            )
+            let fenceRequest = FenceRequest(
+                action: action,
+                target: DomainTarget(request.domainUUID),
+                origin: origin,
+                timeout: .milliseconds(Int64(request.timeoutMilliseconds)),
+                waitForDomain: request.waitForDomain
+            )
+            do {
+                let done = try await service.perform(fenceRequest)
+                outcome = .success(
+                    operationID: done.operationID,
+                    state: done.domain.state.rawValue,
+                    note: done.note ?? ""
+                )
+            } catch {
+                outcome = .failure(code: error.code, message: error.description)
+            }
+        } else {
+            outcome = .failure(code: "operation_failed", message: "this host cannot execute '\(request.action)'")
+        }
+        let reply = ForwardedReply(receiver: receiver, serial: request.serial, executedOn: executedOn, outcome: outcome)
+        do {
+            try await group.send(ClusterMessage.reply(reply).encoded, deadline: .now + .seconds(5))
+        } catch {
+            logger.error(
+                "could not send a forwarded request's answer to the host that received it",
+                metadata: ["cluster.member": "\(receiver)", "error": "\(error)"]
+            )
+        }
+    }
+}
+
+extension DomainInfo {
+    /// The domain as a member reported it.
+    init(_ reported: DomainReport.Domain) {
+        self.init(
+            name: reported.name,
+            uuid: reported.uuid,
+            state: DomainState(rawValue: reported.state) ?? .noState,
+            isPersistent: reported.isPersistent
+        )
+    }
+}

@@ -1,0 +1,79 @@
+/// Cluster mode: how a request about a domain reaches the host that executes it. The cluster membership
+/// implements it; the fence service asks it for every request that a front end of this host received.
+public protocol ClusterRouter: ClusterDirectory {
+    /// Resolves `target` among the domains the members reported (this host's included, and those of hosts
+    /// that left, with their host's name).
+    func locate(_ target: DomainTarget) -> ClusterLocation
+
+    /// Every domain the members report, once each (by UUID; where it runs if anywhere), for lists and for
+    /// access policies that judge a domain among all.
+    func clusterDomains() -> [ClusterDomain]
+
+    /// Sends `request` to the cluster, which decides at delivery, alike on every host, where it runs; if
+    /// elsewhere, waits for that host's answer until `deadline` (plus the time the answer takes to return).
+    func route(_ request: RoutedRequest, deadline: ContinuousClock.Instant) async -> RouteOutcome
+
+    /// fence_xvm: claims the call back of a guest's request among the hosts that heard it. True: this host
+    /// calls back; false: another host does (or the cluster could not decide in time).
+    func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool
+
+    /// Gives a claim up (the call back failed): another host may answer a copy of the request.
+    func releaseCallback(_ key: [UInt8]) async
+}
+
+/// A domain of the cluster and the host it is on.
+public struct ClusterDomain: Sendable, Equatable {
+    public var domain: DomainInfo
+    /// The host where it runs, or else where it is defined (its first member, by node id).
+    public var host: String
+    /// True if its host left the cluster (the domain is as that host last reported it).
+    public var hostLeft: Bool
+
+    public init(domain: DomainInfo, host: String, hostLeft: Bool) {
+        self.domain = domain
+        self.host = host
+        self.hostLeft = hostLeft
+    }
+}
+
+/// Where a target is in the cluster, as the members reported it.
+public enum ClusterLocation: Sendable, Equatable {
+    case found(ClusterDomain)
+    case notFound
+    /// Several domains of that name, with different UUIDs, on `hosts`: only a UUID names one of them.
+    case ambiguous(hosts: [String])
+    /// Not joined (corosync unreachable), or joined without reports yet.
+    case unavailable(reason: String)
+}
+
+/// A request for the cluster: resolved and authorized by the host that received it.
+public struct RoutedRequest: Sendable {
+    public var action: FenceAction
+    public var domain: DomainInfo
+    /// How the requester named the domain.
+    public var target: String
+    public var origin: RequestOrigin
+    public var waitForDomain: Bool
+
+    public init(action: FenceAction, domain: DomainInfo, target: String, origin: RequestOrigin, waitForDomain: Bool) {
+        self.action = action
+        self.domain = domain
+        self.target = target
+        self.origin = origin
+        self.waitForDomain = waitForDomain
+    }
+}
+
+/// Where the cluster decided a request runs, and what came of it.
+public enum RouteOutcome: Sendable, Equatable {
+    /// On this host: the fence service executes it now.
+    case here
+    /// Executed on `host`, whose audit row is `operationID` there.
+    case executed(host: String, operationID: Int64, state: DomainState, note: String?)
+    /// The domain's host left the cluster and an operator confirmed it down, and this partition is quorate:
+    /// the domain is off (nothing was executed).
+    case hostDown(host: String)
+    /// Not executed, or not known to be (`FenceError.clusterUnavailable`, `.timedOut`); `host` is the
+    /// executor when one was decided.
+    case failed(host: String?, FenceError)
+}

@@ -1,0 +1,212 @@
+import FenceCore
+import Testing
+
+@testable import Cluster
+
+/// The ledger every member keeps: fed the same deliveries, members decide alike where each request runs.
+@Suite("Cluster ledger: decisions at delivery")
+struct ClusterLedgerTests {
+    static let (a, b, c) = (CPGMember(nodeID: 1, pid: 10), CPGMember(nodeID: 2, pid: 20), CPGMember(nodeID: 3, pid: 30))
+    static let x = "11111111-1111-4111-8111-111111111111"
+    static let y = "22222222-2222-4222-8222-222222222222"
+
+    static func hello(_ host: String, role: Hello.Role = .host) -> Hello {
+        Hello(keyFingerprints: ["k"], hostName: host, role: role)
+    }
+
+    static func domain(_ uuid: String, _ name: String, _ state: String) -> DomainReport.Domain {
+        .init(uuid: uuid, name: name, state: state, isPersistent: true)
+    }
+
+    static func request(_ serial: UInt64, _ uuid: String) -> ForwardedRequest {
+        ForwardedRequest(
+            serial: serial,
+            action: "off",
+            domainUUID: uuid,
+            domainName: "d",
+            target: "d",
+            frontEnd: "http",
+            requester: "ops",
+            clientAddress: "",
+            requestID: "r1",
+            receivedOn: "host1",
+            timeoutMilliseconds: 1000,
+            waitForDomain: true
+        )
+    }
+
+    /// A delivery, as CPG hands it to every member.
+    enum Delivery {
+        case membership(members: [CPGMember], left: [CPGMember], joined: [CPGMember])
+        case hello(CPGMember, Hello)
+        case report(CPGMember, DomainReport)
+        case request(CPGMember, ForwardedRequest)
+    }
+
+    /// Applies `deliveries` to `ledger` (whose local member is `ledger.local`); returns the decisions made.
+    static func apply(_ deliveries: [Delivery], to ledger: inout ClusterLedger) -> [ClusterLedger.Decision] {
+        var decisions: [ClusterLedger.Decision] = []
+        for delivery in deliveries {
+            switch delivery {
+            case .membership(let members, let left, let joined):
+                decisions += ledger.changeMembership(members: members, left: left, joined: joined)
+            case .hello(let member, let hello):
+                decisions += ledger.introduce(member, as: .accepted(hello))
+            case .report(let member, let report):
+                decisions += ledger.report(report, from: member)
+            case .request(let member, let request):
+                decisions += ledger.deliver(request, from: member)
+            }
+        }
+        return decisions
+    }
+
+    static func ledger(_ local: CPGMember, _ host: String) -> ClusterLedger {
+        var ledger = ClusterLedger(localHostName: host, localRole: .host)
+        ledger.local = local
+        return ledger
+    }
+
+    /// host1 (a) runs x; host2 (b) has x defined and off, and runs y.
+    static let twoHosts: [Delivery] = [
+        .membership(members: [a, b], left: [], joined: [a, b]),
+        .hello(a, hello("host1")), .hello(b, hello("host2")),
+        .report(a, DomainReport(domains: [domain(x, "x", "running")])),
+        .report(b, DomainReport(domains: [domain(x, "x", "shut-off"), domain(y, "y", "running")])),
+    ]
+
+    @Test("the host where a domain runs executes it, else the first where it is defined; alike on every member")
+    func placement() {
+        var first = Self.ledger(Self.a, "host1")
+        var second = Self.ledger(Self.b, "host2")
+        let requests: [Delivery] = [
+            .request(Self.a, Self.request(1, Self.x)), .request(Self.b, Self.request(2, Self.y)),
+            .request(Self.a, Self.request(3, "33333333-3333-4333-8333-333333333333")),
+        ]
+        let decided = Self.apply(Self.twoHosts + requests, to: &first)
+        #expect(decided == Self.apply(Self.twoHosts + requests, to: &second))
+        #expect(
+            decided.map(\.placement) == [
+                .member(Self.a, host: "host1"), .member(Self.b, host: "host2"), .notFound,
+            ]
+        )
+        // x stops on host1: it is defined on both, and the first host by node id executes.
+        var stopped = first
+        _ = stopped.report(DomainReport(domains: [Self.domain(Self.x, "x", "shut-off")]), from: Self.a)
+        #expect(stopped.placement(ofDomain: Self.x) == .member(Self.a, host: "host1"))
+    }
+
+    @Test("a newcomer: every report is forgotten and requests wait until all reported again, then alike")
+    func newcomer() {
+        var first = Self.ledger(Self.a, "host1")
+        var second = Self.ledger(Self.b, "host2")
+        _ = Self.apply(Self.twoHosts, to: &first)
+        _ = Self.apply(Self.twoHosts, to: &second)
+        var third = Self.ledger(Self.c, "host3")  // saw nothing before its join
+        let afterJoin: [Delivery] = [
+            .membership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c]),
+            .request(Self.a, Self.request(1, Self.x)),
+            .hello(Self.c, Self.hello("host3")), .hello(Self.a, Self.hello("host1")),
+            .hello(Self.b, Self.hello("host2")),
+            .report(Self.c, DomainReport(domains: [])),
+            .report(Self.a, DomainReport(domains: [Self.domain(Self.x, "x", "running")])),
+        ]
+        let beforeLast = [first, second, third].map { ledger in
+            var ledger = ledger
+            return Self.apply(afterJoin, to: &ledger)
+        }
+        #expect(beforeLast.allSatisfy { $0.isEmpty }, "parked while host2 has not reported again")
+        let last: [Delivery] = [
+            .report(Self.b, DomainReport(domains: [Self.domain(Self.x, "x", "shut-off")]))
+        ]
+        let decisions = [
+            Self.apply(afterJoin + last, to: &first), Self.apply(afterJoin + last, to: &second),
+            Self.apply(afterJoin + last, to: &third),
+        ]
+        #expect(decisions.allSatisfy { $0.map(\.placement) == [.member(Self.a, host: "host1")] }, "\(decisions)")
+    }
+
+    @Test("a host that left: its domains are not off until it is confirmed down; no start elsewhere by guess")
+    func departedHost() {
+        var ledger = Self.ledger(Self.a, "host1")
+        // y runs on host2 and is also defined (off) on host1.
+        _ = Self.apply(
+            [
+                .membership(members: [Self.a, Self.b], left: [], joined: [Self.a, Self.b]),
+                .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+                .report(Self.a, DomainReport(domains: [Self.domain(Self.y, "y", "shut-off")])),
+                .report(
+                    Self.b,
+                    DomainReport(domains: [Self.domain(Self.y, "y", "running"), Self.domain(Self.x, "x", "running")])
+                ),
+                .membership(members: [Self.a], left: [Self.b], joined: []),
+            ],
+            to: &ledger
+        )
+        guard case .unavailable(let reason) = ledger.placement(ofDomain: Self.y) else {
+            Issue.record("y must not be placed: \(ledger.placement(ofDomain: Self.y))")
+            return
+        }
+        #expect(reason.contains("host2 left the cluster and is not confirmed down"))
+        let memberConfirmed = ledger.confirmDown("host1")
+        #expect(!memberConfirmed, "a member cannot be confirmed down")
+        let departedConfirmed = ledger.confirmDown("host2")
+        #expect(departedConfirmed)
+        #expect(ledger.placement(ofDomain: Self.x) == .confirmedDown(host: "host2"))
+        #expect(ledger.placement(ofDomain: Self.y) == .member(Self.a, host: "host1"))
+        // host2 comes back: a host like any other, no longer confirmed down.
+        _ = ledger.changeMembership(members: [Self.a, Self.b], left: [], joined: [Self.b])
+        _ = ledger.introduce(Self.b, as: .accepted(Self.hello("host2")))
+        #expect(ledger.confirmedDown.isEmpty && ledger.departed.isEmpty)
+    }
+
+    @Test("a host whose hypervisor cannot be listed: only domains running elsewhere are placed")
+    func unreachableHypervisor() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(
+            Self.twoHosts + [
+                .report(Self.b, DomainReport(domains: [], hypervisorReachable: false)),
+                .report(
+                    Self.a,
+                    DomainReport(domains: [Self.domain(Self.x, "x", "shut-off"), Self.domain(Self.y, "y", "running")])
+                ),
+            ],
+            to: &ledger
+        )
+        #expect(ledger.placement(ofDomain: Self.y) == .member(Self.a, host: "host1"))
+        guard case .unavailable(let reason) = ledger.placement(ofDomain: Self.x) else {
+            Issue.record("x may run on host2: \(ledger.placement(ofDomain: Self.x))")
+            return
+        }
+        #expect(reason.contains("host2 cannot be listed"))
+    }
+
+    @Test("requests from members not accepted are ignored; a call back claim: first wins, release and leave free it")
+    func trustAndClaims() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(Self.twoHosts, to: &ledger)
+        _ = ledger.changeMembership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c])
+        _ = ledger.introduce(Self.c, as: .refused(reason: "other keys"))
+        _ = ledger.report(DomainReport(domains: [Self.domain(Self.x, "x", "running")]), from: Self.a)
+        _ = ledger.report(DomainReport(domains: []), from: Self.b)
+        let fromRefused = ledger.deliver(Self.request(1, Self.x), from: Self.c)
+        let fromAccepted = ledger.deliver(Self.request(2, Self.x), from: Self.b)
+        #expect(fromRefused.isEmpty)
+        #expect(fromAccepted.map(\.placement) == [.member(Self.a, host: "host1")])
+
+        let claim = CallbackClaim(key: [1, 2, 3])
+        let now = ContinuousClock.now
+        var outcomes: [Bool] = []
+        outcomes.append(ledger.claim(claim, by: Self.c, at: now))  // a refused member claims nothing
+        outcomes.append(ledger.claim(claim, by: Self.b, at: now))
+        outcomes.append(ledger.claim(claim, by: Self.a, at: now))
+        ledger.release(claim, by: Self.a)  // not the holder: no effect
+        outcomes.append(ledger.claim(claim, by: Self.a, at: now))
+        ledger.release(claim, by: Self.b)
+        outcomes.append(ledger.claim(claim, by: Self.a, at: now))
+        outcomes.append(ledger.claim(claim, by: Self.b, at: now + ClusterLedger.claimWindow))  // expired
+        _ = ledger.changeMembership(members: [Self.a, Self.c], left: [Self.b], joined: [])  // b's claim goes
+        outcomes.append(ledger.claim(claim, by: Self.a, at: now + ClusterLedger.claimWindow))
+        #expect(outcomes == [false, true, false, false, true, true, true])
+    }
+}
