@@ -101,7 +101,10 @@ struct ClusterLedger: Sendable, Equatable {
             return .member(running.member, host: running.name)
         }
         // 2. It may run on a host that left, or on one whose hypervisor cannot be listed: no guessing.
-        let departedHosts = departed.keys.sorted().filter { departed[$0]!.contains { $0.uuid == uuid } }
+        let current = Set(hosts.map(\.name))
+        let departedHosts = departed.keys.sorted().filter { name in
+            !current.contains(name) && departed[name]!.contains { $0.uuid == uuid }
+        }
         if let host = departedHosts.first(where: { !confirmedDown.contains($0) }) {
             return .unavailable(
                 reason: "its host \(host) left the cluster and is not confirmed down "
@@ -185,6 +188,25 @@ struct ClusterLedger: Sendable, Equatable {
         lastReports[member] = report.domains
         if report.hypervisorReachable { unreachable.remove(member) } else { unreachable.insert(member) }
         return drainParked()
+    }
+
+    /// What this member knows of the hosts that left, for the members that joined later.
+    var departedReport: DepartedReport {
+        DepartedReport(
+            hosts: departed.keys.sorted().map {
+                DepartedReport.Host(name: $0, confirmedDown: confirmedDown.contains($0), domains: departed[$0] ?? [])
+            }
+        )
+    }
+
+    /// Another host's knowledge of the hosts that left, merged in (hosts that are members now excepted).
+    mutating func merge(_ report: DepartedReport, from member: CPGMember) {
+        guard member != local, case .accepted(let hello) = members[member], hello.role == .host else { return }
+        let current = Set(hosts.map(\.name))
+        for host in report.hosts where !current.contains(host.name) {
+            if departed[host.name] == nil { departed[host.name] = host.domains }
+            if host.confirmedDown { confirmedDown.insert(host.name) }
+        }
     }
 
     /// An operator's confirmation that a host which left is down; false if that host is a member now.

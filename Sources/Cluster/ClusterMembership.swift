@@ -258,6 +258,10 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             guard !left.isSet, !Task.isCancelled else { return }
             last = .now
             var messages = [ClusterMessage.hello(hello.withLock { $0 })]
+            // What this host knows of the hosts that left goes before its domains: once every host's domains
+            // arrived, every member knows them too.
+            let departed = current.withLock { $0.ledger.departedReport }
+            if !departed.hosts.isEmpty { messages.append(.departed(departed)) }
             if let localDomains {
                 do {
                     let report = DomainReport(domains: try await localDomains().map(DomainReport.Domain.init))
@@ -344,6 +348,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 return (false, [])
             case .confirmDown(let confirmation):
                 confirm(confirmation, from: member)
+                return (false, [])
+            case .departed(let report):
+                changeView { $0.ledger.merge(report, from: member) }
                 return (false, [])
             }
         } catch .unsupportedVersion(let version) {
@@ -453,16 +460,17 @@ extension ClusterMembership {
                     hostName: ownName,
                     standing: "local",
                     reason: nil,
+                    role: view.ledger.localRole.name,
                     domains: domains(local)
                 )
             )
         }
         for member in view.members.keys.sorted() {
-            let (standing, host, reason): (String, String?, String?) =
+            let (standing, host, reason, role): (String, String?, String?, String?) =
                 switch view.members[member]! {
-                case .pending: ("pending", nil, nil)
-                case .accepted(let hello): ("accepted", hello.hostName, nil)
-                case .refused(let why): ("refused", nil, why)
+                case .pending: ("pending", nil, nil, nil)
+                case .accepted(let hello): ("accepted", hello.hostName, nil, hello.role.name)
+                case .refused(let why): ("refused", nil, why, nil)
                 }
             members.append(
                 .init(
@@ -472,10 +480,18 @@ extension ClusterMembership {
                     hostName: host,
                     standing: standing,
                     reason: reason,
+                    role: role,
                     domains: domains(member)
                 )
             )
         }
-        return ClusterStatus(name: configuration.name, quorate: view.quorate, members: members)
+        let departed = view.ledger.departed.keys.sorted().map { host in
+            ClusterStatus.DepartedHost(
+                hostName: host,
+                confirmedDown: view.ledger.confirmedDown.contains(host),
+                domains: (view.ledger.departed[host] ?? []).map(DomainInfo.init)
+            )
+        }
+        return ClusterStatus(name: configuration.name, quorate: view.quorate, members: members, departed: departed)
     }
 }

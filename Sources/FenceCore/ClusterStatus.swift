@@ -12,6 +12,8 @@ public struct ClusterStatus: Sendable, Equatable {
         public var standing: String
         /// Why it was refused.
         public var reason: String?
+        /// `host` (fences domains) or `operator` (a `fencegate cluster` command), once its hello arrived.
+        public var role: String?
         /// Its domains, as it last reported them (accepted members and this host only).
         public var domains: [DomainInfo]
 
@@ -22,8 +24,10 @@ public struct ClusterStatus: Sendable, Equatable {
             hostName: String?,
             standing: String,
             reason: String?,
+            role: String?,
             domains: [DomainInfo]
         ) {
+            self.role = role
             self.nodeID = nodeID
             self.pid = pid
             self.isLocal = isLocal
@@ -40,11 +44,28 @@ public struct ClusterStatus: Sendable, Equatable {
     public var quorate: Bool?
     /// Every member, this host first, then by node id and pid; empty while not joined.
     public var members: [Member]
+    /// Hosts that left the cluster while this host was in it: their domains are not fenced (nor reported
+    /// off) unless an operator confirmed them down and this partition is quorate.
+    public var departed: [DepartedHost]
 
-    public init(name: String, quorate: Bool?, members: [Member]) {
+    public struct DepartedHost: Sendable, Equatable {
+        public var hostName: String
+        public var confirmedDown: Bool
+        /// Its domains as it last reported them.
+        public var domains: [DomainInfo]
+
+        public init(hostName: String, confirmedDown: Bool, domains: [DomainInfo]) {
+            self.hostName = hostName
+            self.confirmedDown = confirmedDown
+            self.domains = domains
+        }
+    }
+
+    public init(name: String, quorate: Bool?, members: [Member], departed: [DepartedHost] = []) {
         self.name = name
         self.quorate = quorate
         self.members = members
+        self.departed = departed
     }
 }
 

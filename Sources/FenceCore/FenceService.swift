@@ -136,6 +136,10 @@ public final class FenceService: Sendable {
             let all = status.members[index].domains
             status.members[index].domains = all.filter { access.lists($0, among: all) }
         }
+        for index in status.departed.indices {
+            let all = status.departed[index].domains
+            status.departed[index].domains = all.filter { access.lists($0, among: all) }
+        }
         return status
     }
 

@@ -16,7 +16,7 @@ struct Fencegate: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, Domains.self, Status.self, On.self, Off.self, Reboot.self, Audit.self, Token.self, Keygen.self,
-            Doctor.self, Config.self, Key.self,
+            Doctor.self, Config.self, Key.self, ClusterCommand.self,
         ]
     )
 }

@@ -209,4 +209,30 @@ struct ClusterLedgerTests {
         outcomes.append(ledger.claim(claim, by: Self.a, at: now + ClusterLedger.claimWindow))
         #expect(outcomes == [false, true, false, false, true, true, true])
     }
+
+    @Test("a member that joins later learns the hosts that left from the others' reports, before deciding")
+    func departedKnownToNewcomers() {
+        var old = Self.ledger(Self.a, "host1")
+        _ = Self.apply(Self.twoHosts + [.membership(members: [Self.a], left: [Self.b], joined: [])], to: &old)
+        let confirmed = old.confirmDown("host2")
+        #expect(confirmed)
+        var newcomer = Self.ledger(Self.c, "host3")
+        let join: [Delivery] = [
+            .membership(members: [Self.a, Self.c], left: [], joined: [Self.c]),
+            .hello(Self.a, Self.hello("host1")), .hello(Self.c, Self.hello("host3")),
+        ]
+        _ = Self.apply(join, to: &old)
+        _ = Self.apply(join, to: &newcomer)
+        let report = old.departedReport
+        old.merge(report, from: Self.a)  // its own: nothing changes
+        newcomer.merge(report, from: Self.a)
+        let reports: [Delivery] = [
+            .report(Self.a, DomainReport(domains: [])), .report(Self.c, DomainReport(domains: [])),
+        ]
+        _ = Self.apply(reports, to: &old)
+        _ = Self.apply(reports, to: &newcomer)
+        #expect(newcomer.placement(ofDomain: Self.y) == .confirmedDown(host: "host2"))
+        #expect(old.placement(ofDomain: Self.y) == newcomer.placement(ofDomain: Self.y))
+        #expect(newcomer.departed.keys.sorted() == ["host2"] && newcomer.confirmedDown == ["host2"])
+    }
 }

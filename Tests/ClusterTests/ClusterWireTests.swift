@@ -110,6 +110,16 @@ struct ClusterWireTests {
             .confirmDown(DownConfirmation(hostName: "host3", confirmedBy: "root")),
             .hello(Hello(keyFingerprints: ["a"], hostName: "ops", role: .operator)),
             .domains(DomainReport(domains: [], hypervisorReachable: false)),
+            .departed(
+                DepartedReport(hosts: [
+                    .init(
+                        name: "host2",
+                        confirmedDown: true,
+                        domains: [.init(uuid: "u", name: "n", state: "running", isPersistent: true)]
+                    ),
+                    .init(name: "host4", confirmedDown: false, domains: []),
+                ])
+            ),
         ]
         for message in messages {
             #expect(try ClusterMessage(decoding: message.encoded) == message)

@@ -296,5 +296,41 @@ struct ClusterMembershipTests {
             refusedRow?["result"] as? String == "failure"
                 && refusedRow?["error_code"] as? String == "cluster_unavailable"
         )
+
+        // An operator's view, through host1's corosync: host2 is gone, not confirmed down.
+        func fencegate(_ index: Int, _ arguments: [String]) async throws -> ProgramResult {
+            try await nodes[index].run(
+                [FencegateBinary.url.path] + arguments + ["--cluster", Self.cluster, "--key-file", lab.keyPath]
+            )
+        }
+        let view = try await fencegate(0, ["cluster", "status"])
+        #expect(view.status == 0, "\(view.stderr)")
+        #expect(view.stdout.contains("quorate") && view.stdout.contains("node3"), "\(view.stdout)")
+        #expect(view.stdout.contains("host host2 left the cluster; not confirmed down"), "\(view.stdout)")
+        // A member cannot be confirmed down; host2 can, and then its domains count as off (an on fails).
+        let member = try await fencegate(0, ["cluster", "confirm-down", "host3"])
+        #expect(member.status == 1 && member.stderr.contains("host host3 is a member"), "\(member.stderr)")
+        let confirmed = try await fencegate(2, ["cluster", "confirm-down", "host2"])
+        #expect(confirmed.status == 0, "\(confirmed.stderr)")
+        let offAfter = try await servers.curl(0, "POST", "/domains/web1/off")
+        #expect(offAfter.status == 200, "\(offAfter)")
+        #expect((offAfter.body["note"] as? String)?.contains("host2 left the cluster and was confirmed down") == true)
+        let onAfter = try await servers.curl(0, "POST", "/domains/web1/on")
+        #expect(onAfter.status == 503, "\(onAfter)")
+        #expect(servers.log(0).contains("host confirmed down by an operator"))
+
+        // host2 is back: a host like any other again; its domains are fenced there.
+        _ = try nodes[1].start(
+            [
+                FencegateBinary.url.path, "serve", "--cluster", Self.cluster, "--uri", ClusterServers.worlds[1],
+                "--database", nodes[1].directory + "/audit.db", "--listen", "127.0.0.1:0", "--multicast",
+                "--multicast-interface", "eth0", "--key-file", lab.keyPath,
+            ],
+            logName: "serve-again"
+        )
+        try await waitUntil("host3 fences web1 on host2 again", limit: .seconds(30)) {
+            let on = try await servers.curl(2, "POST", "/domains/web1/on")
+            return on.status == 200 && (on.body["note"] as? String)?.hasPrefix("executed on host2") == true
+        }
     }
 }

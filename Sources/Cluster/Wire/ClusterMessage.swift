@@ -19,6 +19,8 @@ public enum ClusterMessage: Sendable, Equatable {
     case reply(ForwardedReply)
     /// An operator confirms that a host which left is down.
     case confirmDown(DownConfirmation)
+    /// The hosts that left, as a member knows them (for members that joined later).
+    case departed(DepartedReport)
 
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt16 = 1
@@ -35,6 +37,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case request = 5
         case reply = 6
         case confirmDown = 7
+        case departed = 8
     }
 
     /// The bytes on the wire.
@@ -63,6 +66,9 @@ public enum ClusterMessage: Sendable, Equatable {
         case .confirmDown(let confirmation):
             kind = .confirmDown
             confirmation.encode(into: &payload)
+        case .departed(let report):
+            kind = .departed
+            report.encode(into: &payload)
         }
         var envelope = WireWriter()
         envelope.write(raw: Self.magic)
@@ -103,6 +109,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case .request: self = .request(try ForwardedRequest(decoding: &reader))
         case .reply: self = .reply(try ForwardedReply(decoding: &reader))
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
+        case .departed: self = .departed(try DepartedReport(decoding: &reader))
         }
         try reader.end()
     }
@@ -122,6 +129,9 @@ public struct Hello: Sendable, Equatable {
     public enum Role: UInt8, Sendable {
         case host = 0
         case `operator` = 1
+
+        /// `host` or `operator`.
+        public var name: String { self == .host ? "host" : "operator" }
     }
 
     static let textLimit = 255
@@ -206,6 +216,11 @@ public struct DomainReport: Sendable, Equatable {
             kept.append(domain)
         }
         self.domains = kept
+    }
+
+    /// The report's size on the wire.
+    var encodedSize: Int {
+        domains.reduce(3) { $0 + 2 + $1.uuid.utf8.count + 2 + $1.name.utf8.count + 2 + $1.state.utf8.count + 1 }
     }
 
     func encode(into writer: inout WireWriter) {

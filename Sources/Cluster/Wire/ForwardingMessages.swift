@@ -205,3 +205,68 @@ public struct DownConfirmation: Sendable, Equatable {
         confirmedBy = try reader.text("confirmed by", limit: Hello.textLimit)
     }
 }
+
+/// The hosts that left the cluster as a member knows them (kind `departed`), sent before its domains, so
+/// that a member which joined later knows them too: their domains are not fenced by guess on any member.
+public struct DepartedReport: Sendable, Equatable {
+    public struct Host: Sendable, Equatable {
+        public let name: String
+        public let confirmedDown: Bool
+        /// Its domains as it last reported them.
+        public let domains: [DomainReport.Domain]
+
+        public init(name: String, confirmedDown: Bool, domains: [DomainReport.Domain]) {
+            self.name = truncated(name, to: Hello.textLimit)
+            self.confirmedDown = confirmedDown
+            self.domains = domains
+        }
+    }
+
+    public let hosts: [Host]
+
+    /// The most hosts one report names; a report that would exceed `ClusterMessage.maximumSize` keeps the
+    /// names and drops the domains of the hosts that do not fit.
+    static let hostLimit = 64
+
+    public init(hosts: [Host]) {
+        var kept: [Host] = []
+        var size = ClusterMessage.headerSize + 2
+        for host in hosts.prefix(Self.hostLimit) {
+            let domainsSize = DomainReport(domains: host.domains).encodedSize
+            size += 2 + host.name.utf8.count + 1
+            if size + domainsSize <= ClusterMessage.maximumSize - 4096 {
+                size += domainsSize
+                kept.append(host)
+            } else {
+                size += DomainReport(domains: []).encodedSize
+                kept.append(Host(name: host.name, confirmedDown: host.confirmedDown, domains: []))
+            }
+        }
+        self.hosts = kept
+    }
+
+    func encode(into writer: inout WireWriter) {
+        writer.write(UInt16(hosts.count))
+        for host in hosts {
+            writer.write(text: host.name)
+            writer.write(UInt8(host.confirmedDown ? 1 : 0))
+            DomainReport(domains: host.domains).encode(into: &writer)
+        }
+    }
+
+    init(decoding reader: inout WireReader) throws(WireError) {
+        let count = Int(try reader.uint16("departed host count"))
+        guard count <= Self.hostLimit else {
+            throw .tooLong(field: "departed hosts", length: count, limit: Self.hostLimit)
+        }
+        var hosts: [Host] = []
+        for _ in 0..<count {
+            let name = try reader.text("departed host name", limit: Hello.textLimit)
+            let confirmed = try reader.uint8("confirmed down")
+            guard confirmed <= 1 else { throw .invalid(field: "confirmed down") }
+            let domains = try DomainReport(decoding: &reader)
+            hosts.append(Host(name: name, confirmedDown: confirmed == 1, domains: domains.domains))
+        }
+        self.hosts = hosts
+    }
+}

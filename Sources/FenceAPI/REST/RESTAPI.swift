@@ -107,13 +107,19 @@ struct RESTAPI: Sendable {
                 ("node", .integer(Int64(member.nodeID))), ("pid", .integer(Int64(member.pid))),
                 ("local", .bool(member.isLocal)), ("host", .optional(member.hostName)),
                 ("standing", .string(member.standing)), ("reason", .optional(member.reason)),
-                ("domains", .array(member.domains.map(Self.domainJSON))),
+                ("role", .optional(member.role)), ("domains", .array(member.domains.map(Self.domainJSON))),
+            ])
+        }
+        let departed: [JSONValue] = status.departed.map { host in
+            .object([
+                ("host", .string(host.hostName)), ("confirmed_down", .bool(host.confirmedDown)),
+                ("domains", .array(host.domains.map(Self.domainJSON))),
             ])
         }
         return .json(
             .object([
                 ("name", .string(status.name)), ("quorate", status.quorate.map { .bool($0) } ?? .null),
-                ("members", .array(members)),
+                ("members", .array(members)), ("departed", .array(departed)),
             ])
         )
     }
