@@ -69,6 +69,7 @@ extension ClusterMembership: ClusterRouter {
                 )
             )
         }
+        let sent = ContinuousClock.now
         let serial = forwarding.register(action: request.action, target: request.target)
         let remaining = max(Duration.zero, deadline - .now)
         let (seconds, attoseconds) = remaining.components
@@ -92,7 +93,9 @@ extension ClusterMembership: ClusterRouter {
         } catch {
             forwarding.fail(serial, reason: "could not send the request to the cluster (\(error)); nothing was done")
         }
-        return await forwarding.wait(serial, until: deadline + Self.replyGrace)
+        let outcome = await forwarding.wait(serial, until: deadline + Self.replyGrace)
+        metrics?.forwarded(result: outcome.resultName, duration: .now - sent)
+        return outcome
     }
 
     public func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool {
@@ -190,6 +193,10 @@ extension ClusterMembership: ClusterRouter {
         } else {
             outcome = .failure(code: "operation_failed", message: "this host cannot execute '\(request.action)'")
         }
+        switch outcome {
+        case .success: metrics?.executed(result: "success")
+        case .failure(let code, _): metrics?.executed(result: code == "timed_out" ? "timed_out" : "failure")
+        }
         let reply = ForwardedReply(receiver: receiver, serial: request.serial, executedOn: executedOn, outcome: outcome)
         do {
             try await group.send(ClusterMessage.reply(reply).encoded, deadline: .now + .seconds(5))
@@ -198,6 +205,17 @@ extension ClusterMembership: ClusterRouter {
                 "could not send a forwarded request's answer to the host that received it",
                 metadata: ["cluster.member": "\(receiver)", "error": "\(error)"]
             )
+        }
+    }
+}
+
+extension RouteOutcome {
+    /// The result's name for metrics: `here` (not forwarded), `success`, `failure` or `timed_out`.
+    var resultName: String {
+        switch self {
+        case .here: "here"
+        case .executed, .hostDown: "success"
+        case .failed(_, let error): error.isTimeout ? "timed_out" : "failure"
         }
     }
 }

@@ -89,7 +89,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     /// This host's domains, as the fence service lists them, and its signals when they change.
     private let localDomains: (@Sendable () async throws -> [DomainInfo])?
     private let domainChanges: (@Sendable () -> AsyncStream<Void>)?
-    private let metrics: ClusterMetrics?
+    let metrics: ClusterMetrics?
     /// The least time between two announcements: a storm of lifecycle events, or members whose standing
     /// keeps changing, cost at most five listings and reports a second (and a change is still known on the
     /// other hosts well within a second).

@@ -143,6 +143,12 @@ public final class FenceService: Sendable {
         return status
     }
 
+    /// Cluster mode: each domain of the cluster (by UUID) with the host it is on; nil outside cluster mode.
+    public func domainHosts() -> [String: ClusterDomain]? {
+        guard let router else { return nil }
+        return Dictionary(router.clusterDomains().map { ($0.domain.uuid, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// Cluster mode: whether this host's partition is quorate (`.some(nil)` while unknown); nil outside
     /// cluster mode. Cheap, for health checks.
     public func clusterQuorum() -> Bool?? {
@@ -500,6 +506,7 @@ public final class FenceService: Sendable {
             }
         }
 
+        metrics.operationStarted()
         // 2c. Cluster mode: the cluster decides where the request runs; if elsewhere, that host's answer is
         // this one's.
         if let router, request.origin.receivedOn == nil {
@@ -525,7 +532,6 @@ public final class FenceService: Sendable {
         }
 
         // 3. Lock the domain and act, within the deadline.
-        metrics.operationStarted()
         let operationLogger = logger
         let result: Result<Execution, FenceError>
         do {

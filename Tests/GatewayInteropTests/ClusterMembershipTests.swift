@@ -1,4 +1,5 @@
 import Foundation
+import Store
 import TestSupport
 import Testing
 
@@ -121,6 +122,27 @@ struct ClusterMembershipTests {
         try await Task.sleep(for: .seconds(2.5))
         #expect(lab.serverLog.components(separatedBy: "cannot join the cluster").count == 2, "\(lab.serverLog)")
         #expect(server.isRunning)
+        // A fence fails at once, saying why, and is audited.
+        let token = try await lab.fencegate.run([
+            "token", "create", "ops", "--scope", "fence", "--database", lab.fencegate.database,
+        ]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let output = (try? String(contentsOfFile: lab.fencegate.directory.file("serve.out"), encoding: .utf8)) ?? ""
+        let address =
+            output.split(separator: " ").first { $0.hasPrefix("http://") }
+            .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: ":")) } ?? "-"
+        let clock = ContinuousClock()
+        let started = clock.now
+        let fence = try await lab.lab.run(
+            in: lab.lab.host,
+            ["curl", "-s", "-X", "POST", "-H", "Authorization: Bearer \(token)", address + "/domains/test/off"]
+        )
+        #expect(clock.now - started < .seconds(2), "fails fast")
+        #expect(
+            fence.stdout.contains("cluster-unavailable") && fence.stdout.contains("corosync unreachable"),
+            "\(fence.stdout)"
+        )
+        let rows = try await lab.rows()
+        #expect(rows.last?.action == "off" && rows.last?.errorCode == "cluster_unavailable", "\(rows)")
         kill(server.processIdentifier, SIGTERM)
         try await waitUntil("serve exits") { !server.isRunning }
         #expect(server.terminationStatus == 0, "\(lab.serverLog)")
@@ -241,6 +263,22 @@ struct ClusterMembershipTests {
             let domain = try await servers.curl(0, "GET", "/domains/Db1").body
             return domain["state"] as? String == "shut-off"
         }
+
+        // GET /domains shows each domain's host; the metrics count the request on both sides.
+        let listed = try await servers.curl(0, "GET", "/domains").body["domains"] as? [[String: Any]] ?? []
+        let db1 = listed.first { $0["name"] as? String == "Db1" }
+        #expect(db1?["host"] as? String == "host2" && db1?["host_left"] as? Bool == false, "\(listed)")
+        #expect(listed.first { $0["name"] as? String == "pcmk1" }?["host"] as? String == "host1")
+        func metrics(_ index: Int) async throws -> String {
+            try await nodes[index].run([
+                "curl", "-s", "-H", "Authorization: Bearer \(servers.tokens[index])",
+                try servers.address(index) + "/metrics",
+            ]).stdout
+        }
+        #expect(try await metrics(0).contains("fencegate_cluster_forwarded_total{result=\"success\"} 1"))
+        #expect(try await metrics(0).contains("fencegate_cluster_forwarded_duration_seconds_count"))
+        #expect(try await metrics(1).contains("fencegate_cluster_executed_total{result=\"success\"} 1"))
+        #expect(try await metrics(0).contains("fencegate_operations_in_flight 0"))
 
         // An unknown domain is unknown everywhere.
         #expect(try await servers.curl(0, "POST", "/domains/nosuch/off").status == 404)

@@ -58,12 +58,15 @@ struct RESTAPI: Sendable {
         var origin = http.origin(through: .http)
         origin.requester = token.name
         let domains = try await service.list(origin: origin, visibleTo: token)
-        return .json(.object([("domains", .array(domains.map(Self.domainJSON)))]))
+        // Cluster mode: each domain's host.
+        let hosts = service.domainHosts()
+        return .json(.object([("domains", .array(domains.map { Self.domainJSON($0, host: hosts?[$0.uuid]) }))]))
     }
 
     /// One domain; a domain outside the token's patterns answers exactly as an unknown one (404).
     private func showDomain(_ status: FenceRequest, _ token: AccessToken) async throws -> HTTPResponse {
-        .json(Self.domainJSON(try await service.read(status.authorized(by: token))))
+        let domain = try await service.read(status.authorized(by: token))
+        return .json(Self.domainJSON(domain, host: service.domainHosts()?[domain.uuid]))
     }
 
     /// `POST /domains/{domain}/{action}` as the service performs it, with `?wait=` and `?timeout=`.
@@ -107,13 +110,13 @@ struct RESTAPI: Sendable {
                 ("node", .integer(Int64(member.nodeID))), ("pid", .integer(Int64(member.pid))),
                 ("local", .bool(member.isLocal)), ("host", .optional(member.hostName)),
                 ("standing", .string(member.standing)), ("reason", .optional(member.reason)),
-                ("role", .optional(member.role)), ("domains", .array(member.domains.map(Self.domainJSON))),
+                ("role", .optional(member.role)), ("domains", .array(member.domains.map { Self.domainJSON($0) })),
             ])
         }
         let departed: [JSONValue] = status.departed.map { host in
             .object([
                 ("host", .string(host.hostName)), ("confirmed_down", .bool(host.confirmedDown)),
-                ("domains", .array(host.domains.map(Self.domainJSON))),
+                ("domains", .array(host.domains.map { Self.domainJSON($0) })),
             ])
         }
         return .json(
@@ -124,11 +127,14 @@ struct RESTAPI: Sendable {
         )
     }
 
-    static func domainJSON(_ domain: DomainInfo) -> JSONValue {
-        .object([
+    /// A domain as JSON; with `host` (cluster mode), the host it is on.
+    static func domainJSON(_ domain: DomainInfo, host: ClusterDomain? = nil) -> JSONValue {
+        var fields: [(String, JSONValue)] = [
             ("name", .string(domain.name)), ("uuid", .string(domain.uuid)), ("state", .string(domain.state.rawValue)),
             ("power", .string(domain.power.rawValue)), ("persistent", .bool(domain.isPersistent)),
-        ])
+        ]
+        if let host { fields += [("host", .string(host.host)), ("host_left", .bool(host.hostLeft))] }
+        return .object(fields)
     }
 
     // MARK: - Health and metrics
