@@ -5,10 +5,16 @@ import FenceCore
 /// which hosts left (and which an operator confirmed down), which fence_xvm call backs are claimed, and so
 /// where each forwarded request runs.
 ///
-/// On every membership change that brings a member in, all reports are forgotten, on every member at the
-/// same point of the order, and every member reports again: a newcomer, which never saw the earlier
-/// reports, then holds the same reports as the others. Until every member has reported, requests wait
-/// (`parked`), on every member alike, and are decided in order once the reports are complete.
+/// Standing is judged here too, from delivered hellos only: a member is accepted if its last delivered
+/// hello holds the same keys as this member's own last delivered hello (not the keys loaded now), and every
+/// member is judged again when this member's own hello is delivered. Two members with the same keys thus
+/// judge every third member alike at every point of the order.
+///
+/// On every membership change that brings a member in, every member must introduce itself again (a hello
+/// delivered after the change) and report its domains again before its reports count: a newcomer, which
+/// never saw the earlier messages, then holds the same state as the others from the point where all have
+/// introduced themselves and reported. Until then requests wait (`parked`), alike everywhere; requests
+/// still waiting at the next join are refused, alike everywhere (the newcomer never saw them).
 struct ClusterLedger: Sendable, Equatable {
     /// This process, while joined.
     var local: CPGMember?
@@ -17,6 +23,10 @@ struct ClusterLedger: Sendable, Equatable {
     var localRole: Hello.Role
     /// The other members and their standing.
     var members: [CPGMember: ClusterMembership.Standing] = [:]
+    /// Each member's last delivered hello (this member's own included).
+    var hellos: [CPGMember: Hello] = [:]
+    /// The members (this one included) whose hello, or refusal, was delivered since the last join.
+    var introduced: Set<CPGMember> = []
     /// Each host's domains, as reported since the last member joined (this host's own included).
     var domains: [CPGMember: [DomainReport.Domain]] = [:]
     /// Hosts whose last report said their hypervisor could not be listed.
@@ -35,10 +45,11 @@ struct ClusterLedger: Sendable, Equatable {
     /// How long a claimed call back keeps further copies of the request from being claimed (fence_virtd
     /// drops copies of a request for 10 s).
     static let claimWindow: Duration = .seconds(10)
-    /// The most call backs claimed at once, and the most requests parked; beyond, a claim is refused and a
-    /// request fails, alike on every member.
+    /// The most call backs claimed at once, requests parked, and hosts remembered as departed; beyond, a
+    /// claim is refused, a request fails, a confirmation is refused, alike on every member.
     static let claimLimit = 4096
     static let parkedLimit = 1024
+    static let departedLimit = 256
 
     init(localHostName: String, localRole: Hello.Role) {
         self.localHostName = localHostName
@@ -47,9 +58,9 @@ struct ClusterLedger: Sendable, Equatable {
 
     static func == (left: ClusterLedger, right: ClusterLedger) -> Bool {
         left.local == right.local && left.members == right.members && left.domains == right.domains
-            && left.unreachable == right.unreachable && left.departed == right.departed
-            && left.confirmedDown == right.confirmedDown && left.claims.keys == right.claims.keys
-            && left.parked.map(\.request) == right.parked.map(\.request)
+            && left.introduced == right.introduced && left.unreachable == right.unreachable
+            && left.departed == right.departed && left.confirmedDown == right.confirmedDown
+            && left.claims.keys == right.claims.keys && left.parked.map(\.request) == right.parked.map(\.request)
     }
 
     // MARK: - Who executes
@@ -60,14 +71,16 @@ struct ClusterLedger: Sendable, Equatable {
         case member(CPGMember, host: String)
         /// Not yet: some member's hello or report has not arrived since the last one joined.
         case unsettled(reason: String)
-        /// Nowhere, for `reason` (its host left and is not confirmed down; a hypervisor cannot be listed).
+        /// Nowhere, for `reason` (its host left and is not confirmed down; it may run where this member
+        /// cannot see; it runs on several hosts).
         case unavailable(reason: String)
         /// Its host left and an operator confirmed it down: the domain is off.
         case confirmedDown(host: String)
         case notFound
     }
 
-    /// The members that host domains, with their names, sorted by node id and pid: the tie-break order.
+    /// The members that host domains and are accepted (this one included), with their names, sorted by
+    /// node id and pid: the tie-break order.
     var hosts: [(member: CPGMember, name: String)] {
         var hosts: [(CPGMember, String)] = []
         if let local, localRole == .host { hosts.append((local, localHostName)) }
@@ -77,10 +90,27 @@ struct ClusterLedger: Sendable, Equatable {
         return hosts.sorted { $0.0 < $1.0 }
     }
 
-    /// Why requests cannot be decided yet, or nil when every member's hello and every host's report arrived.
-    var unsettledReason: String? {
+    /// Members that may host domains this member cannot see: refused ones that are hosts (or whose role is
+    /// unknown: their hello could not be read), and hosts whose hypervisor cannot be listed.
+    var blindSpots: [String] {
+        var spots: [String] = []
         for member in members.keys.sorted() {
-            if case .pending = members[member] { return "waiting for the hello of member \(member)" }
+            guard case .refused = members[member], (hellos[member]?.role ?? .host) == .host else { continue }
+            spots.append("member \(hellos[member]?.hostName ?? "\(member)") is refused")
+        }
+        for (member, name) in hosts where unreachable.contains(member) {
+            spots.append("the hypervisor of host \(name) cannot be listed")
+        }
+        return spots
+    }
+
+    /// Why requests cannot be decided yet, or nil when every member introduced itself since the last join
+    /// and every host reported.
+    var unsettledReason: String? {
+        if let local, !introduced.contains(local) { return "waiting for this host's own introduction" }
+        for member in members.keys.sorted() {
+            if !introduced.contains(member) { return "waiting for the hello of member \(member)" }
+            if case .pending = members[member] { return "waiting for this host's own introduction" }
         }
         for (member, name) in hosts where domains[member] == nil {
             return "waiting for the domains of host \(name)"
@@ -96,11 +126,15 @@ struct ClusterLedger: Sendable, Equatable {
                 $0.uuid == uuid && (!running || DomainState(rawValue: $0.state)?.power == .on)
             }
         }
-        // 1. Where it runs.
-        if let running = hosts.first(where: { has($0.member, running: true) }) {
-            return .member(running.member, host: running.name)
+        // 1. Where it runs: one host (on several, as in a live migration, none: which copy to act on is a guess).
+        let running = hosts.filter { has($0.member, running: true) }
+        if running.count > 1 {
+            return .unavailable(
+                reason: "it runs on hosts \(running.map(\.name).joined(separator: " and ")) (a migration under way?)"
+            )
         }
-        // 2. It may run on a host that left, or on one whose hypervisor cannot be listed: no guessing.
+        if let running = running.first { return .member(running.member, host: running.name) }
+        // 2. It may run on a host that left, or where this member cannot see: no guessing.
         let current = Set(hosts.map(\.name))
         let departedHosts = departed.keys.sorted().filter { name in
             !current.contains(name) && departed[name]!.contains { $0.uuid == uuid }
@@ -111,10 +145,8 @@ struct ClusterLedger: Sendable, Equatable {
                     + "(`fencegate cluster confirm-down \(host)` once it is)"
             )
         }
-        if let blind = hosts.first(where: { unreachable.contains($0.member) }) {
-            return .unavailable(
-                reason: "the hypervisor of host \(blind.name) cannot be listed: the domain may run there"
-            )
+        if let blind = blindSpots.first {
+            return .unavailable(reason: "\(blind): the domain may run there")
         }
         // 3. Where it is defined.
         if let defined = hosts.first(where: { has($0.member, running: false) }) {
@@ -124,9 +156,21 @@ struct ClusterLedger: Sendable, Equatable {
         return .notFound
     }
 
+    /// True if placing the domain relies on an operator's confirmation that a host is down: only a quorate
+    /// partition acts on that.
+    func reliesOnConfirmation(_ uuid: String) -> Bool {
+        confirmedDown.contains { host in departed[host]?.contains { $0.uuid == uuid } ?? false }
+    }
+
     // MARK: - Changes, as delivered
 
-    /// A membership change. Returns the parked requests that are now decided.
+    /// A standing that changed, for the log.
+    struct StandingChange: Sendable, Equatable {
+        let member: CPGMember
+        let standing: ClusterMembership.Standing
+    }
+
+    /// A membership change. Returns the requests decided by it (refused: they waited across a join).
     mutating func changeMembership(
         members current: [CPGMember],
         left: [CPGMember],
@@ -134,9 +178,12 @@ struct ClusterLedger: Sendable, Equatable {
     ) -> [Decision] {
         for member in left {
             if case .accepted(let hello) = members[member], hello.role == .host {
-                departed[hello.hostName] = lastReports[member] ?? []
+                // A host that leaves before it reported again keeps what was known of it.
+                departed[hello.hostName] = lastReports[member] ?? departed[hello.hostName] ?? []
             }
             members[member] = nil
+            hellos[member] = nil
+            introduced.remove(member)
             domains[member] = nil
             lastReports[member] = nil
             unreachable.remove(member)
@@ -144,48 +191,105 @@ struct ClusterLedger: Sendable, Equatable {
         }
         // Requests from a member that left have no one to answer.
         parked.removeAll { left.contains($0.from) }
+        var decisions: [Decision] = []
         if !joined.isEmpty {
-            // A newcomer never saw the reports so far: all are forgotten and sent again, alike everywhere.
+            // A newcomer never saw the messages so far: every member introduces itself and reports again,
+            // and the requests still waiting (which the newcomer never saw) are refused, alike everywhere.
+            introduced = []
             domains = [:]
             unreachable = []
+            decisions = parked.map {
+                Decision(
+                    from: $0.from,
+                    request: $0.request,
+                    placement: .unavailable(reason: "the cluster's membership changed while it waited"),
+                    requiresQuorum: false
+                )
+            }
+            parked = []
         }
         for member in current where member != local && members[member] == nil {
             members[member] = .pending
         }
-        return drainParked()
+        return decisions
     }
 
-    /// A member's hello, judged (this host's own hello is always accepted: it holds its own keys).
-    mutating func introduce(_ member: CPGMember, as standing: ClusterMembership.Standing) -> [Decision] {
-        if member != local {
-            members[member] = standing
-            if case .accepted = standing {
-            } else {
-                domains[member] = nil
-                lastReports[member] = nil
+    /// A member's hello, delivered. Returns the standings that changed, and the requests now decided.
+    mutating func introduce(_ member: CPGMember, _ hello: Hello) -> ([StandingChange], [Decision]) {
+        hellos[member] = hello
+        introduced.insert(member)
+        var changes: [StandingChange] = []
+        if member == local {
+            // This member's keys as delivered: every member is judged again by them.
+            for other in members.keys.sorted() {
+                if let change = judge(other) { changes.append(change) }
             }
+        } else if let change = judge(member) {
+            changes.append(change)
         }
-        if case .accepted(let hello) = standing, hello.role == .host {
-            // A host that left and came back is a host like any other again.
-            departed[hello.hostName] = nil
+        if case .accepted(let hello) = members[member], hello.role == .host {
+            // A host that is back is not down (what it had stays known until it reports again).
             confirmedDown.remove(hello.hostName)
         }
-        return drainParked()
+        return (changes, drainParked())
     }
 
-    /// A member's report, kept if it is this host or an accepted host.
-    mutating func report(_ report: DomainReport, from member: CPGMember) -> [Decision] {
-        let isHost: Bool
-        if member == local {
-            isHost = localRole == .host
-        } else if case .accepted(let hello) = members[member] {
-            isHost = hello.role == .host
+    /// A member whose introduction cannot be read (another protocol version, bytes that do not decode) is
+    /// refused, with the reason; a member already introduced is not judged by a later unreadable message.
+    mutating func refuse(_ member: CPGMember, reason: String) -> ([StandingChange], [Decision]) {
+        guard member != local, !introduced.contains(member) else { return ([], []) }
+        introduced.insert(member)
+        hellos[member] = nil
+        let standing = ClusterMembership.Standing.refused(reason: reason)
+        let changed = members[member] != standing
+        members[member] = standing
+        domains[member] = nil
+        return (changed ? [StandingChange(member: member, standing: standing)] : [], drainParked())
+    }
+
+    /// Judges `member` by its last hello against this member's own last delivered hello.
+    private mutating func judge(_ member: CPGMember) -> StandingChange? {
+        guard let hello = hellos[member] else { return nil }
+        let standing: ClusterMembership.Standing
+        if let own = local.flatMap({ hellos[$0] }) {
+            if Set(hello.keyFingerprints) == Set(own.keyFingerprints) {
+                standing = .accepted(hello)
+            } else {
+                standing = .refused(
+                    reason: "host \(hello.hostName) holds other gateway keys "
+                        + "(\(hello.keyFingerprints.joined(separator: ", ")); this host: "
+                        + "\(own.keyFingerprints.joined(separator: ", ")))"
+                )
+            }
         } else {
-            isHost = false
+            standing = .pending
         }
-        guard isHost else { return [] }
+        guard members[member] != standing else { return nil }
+        members[member] = standing
+        if case .accepted = standing {
+        } else {
+            domains[member] = nil
+            lastReports[member] = nil
+        }
+        return StandingChange(member: member, standing: standing)
+    }
+
+    /// A member's report, kept if it is this host or an accepted host that introduced itself since the
+    /// last join.
+    mutating func report(_ report: DomainReport, from member: CPGMember) -> [Decision] {
+        guard introduced.contains(member) else { return [] }
+        let host: String
+        if member == local {
+            guard localRole == .host else { return [] }
+            host = localHostName
+        } else if case .accepted(let hello) = members[member], hello.role == .host {
+            host = hello.hostName
+        } else {
+            return []
+        }
         domains[member] = report.domains
         lastReports[member] = report.domains
+        departed[host] = nil  // it is back, with what it has now
         if report.hypervisorReachable { unreachable.remove(member) } else { unreachable.insert(member) }
         return drainParked()
     }
@@ -204,14 +308,17 @@ struct ClusterLedger: Sendable, Equatable {
         guard member != local, case .accepted(let hello) = members[member], hello.role == .host else { return }
         let current = Set(hosts.map(\.name))
         for host in report.hosts where !current.contains(host.name) {
+            guard departed[host.name] != nil || departed.count < Self.departedLimit else { continue }
             if departed[host.name] == nil { departed[host.name] = host.domains }
             if host.confirmedDown { confirmedDown.insert(host.name) }
         }
     }
 
-    /// An operator's confirmation that a host which left is down; false if that host is a member now.
+    /// An operator's confirmation that a host which left is down; false if that host is a member now (or
+    /// too many hosts are remembered as departed).
     mutating func confirmDown(_ host: String) -> Bool {
         guard !hosts.contains(where: { $0.name == host }) else { return false }
+        guard departed[host] != nil || departed.count < Self.departedLimit else { return false }
         confirmedDown.insert(host)
         if departed[host] == nil { departed[host] = [] }
         return true
@@ -231,6 +338,18 @@ struct ClusterLedger: Sendable, Equatable {
         let from: CPGMember
         let request: ForwardedRequest
         let placement: Placement
+        /// The placement relies on an operator's confirmation that a host is down: the executor acts only
+        /// if its partition is quorate.
+        let requiresQuorum: Bool
+    }
+
+    private func decide(_ request: ForwardedRequest, from member: CPGMember) -> Decision {
+        Decision(
+            from: member,
+            request: request,
+            placement: placement(ofDomain: request.domainUUID),
+            requiresQuorum: reliesOnConfirmation(request.domainUUID)
+        )
     }
 
     /// A request delivered now: decided, or parked until the reports are complete.
@@ -245,23 +364,34 @@ struct ClusterLedger: Sendable, Equatable {
                     Decision(
                         from: member,
                         request: request,
-                        placement: .unavailable(reason: "too many requests wait for the cluster's membership to settle")
+                        placement: .unavailable(
+                            reason: "too many requests wait for the cluster's membership to settle"
+                        ),
+                        requiresQuorum: false
                     )
                 ]
             }
             parked.append((member, request))
             return []
         }
-        return [Decision(from: member, request: request, placement: placement(ofDomain: request.domainUUID))]
+        return [decide(request, from: member)]
+    }
+
+    /// The receiving member gave a request up at its deadline: if it still waits, it is dropped (true),
+    /// alike everywhere; if it was decided, it runs.
+    mutating func withdraw(serial: UInt64, from member: CPGMember) -> Bool {
+        guard let index = parked.firstIndex(where: { $0.from == member && $0.request.serial == serial }) else {
+            return false
+        }
+        parked.remove(at: index)
+        return true
     }
 
     private mutating func drainParked() -> [Decision] {
         guard !parked.isEmpty, unsettledReason == nil else { return [] }
         let waiting = parked
         parked = []
-        return waiting.filter { isTrusted($0.from) }.map {
-            Decision(from: $0.from, request: $0.request, placement: placement(ofDomain: $0.request.domainUUID))
-        }
+        return waiting.filter { isTrusted($0.from) }.map { decide($0.request, from: $0.from) }
     }
 
     /// A claim delivered now: true if `member` holds the call back (the first claim within the window).

@@ -90,10 +90,25 @@ extension ClusterMembership: ClusterRouter {
         )
         do {
             try await group.send(ClusterMessage.request(message).encoded, deadline: deadline)
+            forwarding.sent(serial)
         } catch {
             forwarding.fail(serial, reason: "could not send the request to the cluster (\(error)); nothing was done")
         }
-        let outcome = await forwarding.wait(serial, until: deadline + Self.replyGrace)
+        var answered = await forwarding.wait(serial, until: deadline) != nil
+        if !answered, forwarding.executor(of: serial) == nil {
+            // Not decided by its deadline (the membership did not settle): withdrawn, it is dropped by every
+            // member alike, unless they decided it before the withdrawal's delivery; either way this host
+            // learns which at that delivery.
+            let withdrawal = ClusterMessage.withdraw(serial: serial).encoded
+            if (try? await group.send(withdrawal, deadline: .now + Self.replyGrace)) != nil {
+                answered = await forwarding.wait(serial, until: .now + Self.replyGrace) != nil
+            }
+        }
+        if !answered {
+            // Placed on another host: its answer has a moment more to arrive.
+            _ = await forwarding.wait(serial, until: deadline + Self.replyGrace)
+        }
+        let outcome = forwarding.finish(serial)
         metrics?.forwarded(result: outcome.resultName, duration: .now - sent)
         return outcome
     }
@@ -107,7 +122,8 @@ extension ClusterMembership: ClusterRouter {
         do {
             try await group.send(ClusterMessage.claim(claim).encoded, deadline: limit)
         } catch {
-            forwarding.claimDecided(claim, won: true)
+            // Not sent: another host may claim it; this one does not call back.
+            _ = forwarding.claimDecided(claim, won: false)
         }
         return await forwarding.waitForClaim(claim, until: limit)
     }
@@ -128,6 +144,17 @@ extension ClusterMembership: ClusterRouter {
             let serial = decision.request.serial
             let mine = decision.from == local
             switch decision.placement {
+            case .member(let member, _) where member == local && decision.requiresQuorum && quorate != true:
+                // It relies on a host confirmed down: only a quorate partition acts on that.
+                let reason =
+                    "it relies on an operator's confirmation that a host is down, and this partition is not "
+                    + "quorate; nothing was done"
+                if mine {
+                    forwarding.fail(serial, reason: reason)
+                } else {
+                    let failure = ForwardedReply.Outcome.failure(code: "cluster_unavailable", message: reason)
+                    tasks.addTask { await self.reply(failure, to: decision.request, from: decision.from, group: group) }
+                }
             case .member(let member, let host):
                 if member == local {
                     if mine {
@@ -161,7 +188,6 @@ extension ClusterMembership: ClusterRouter {
 
     /// Executes a request another host received, through this host's fence service, and replies.
     private func execute(_ request: ForwardedRequest, from receiver: CPGMember, group: CPGGroup) async {
-        let executedOn = hello.withLock { $0.hostName }
         let outcome: ForwardedReply.Outcome
         if let service, let action = FenceAction(rawValue: request.action),
             let frontEnd = FrontEnd(rawValue: request.frontEnd)
@@ -193,10 +219,21 @@ extension ClusterMembership: ClusterRouter {
         } else {
             outcome = .failure(code: "operation_failed", message: "this host cannot execute '\(request.action)'")
         }
+        await reply(outcome, to: request, from: receiver, group: group)
+    }
+
+    /// Sends the answer to a request another host received.
+    private func reply(
+        _ outcome: ForwardedReply.Outcome,
+        to request: ForwardedRequest,
+        from receiver: CPGMember,
+        group: CPGGroup
+    ) async {
         switch outcome {
         case .success: metrics?.executed(result: "success")
         case .failure(let code, _): metrics?.executed(result: code == "timed_out" ? "timed_out" : "failure")
         }
+        let executedOn = hello.withLock { $0.hostName }
         let reply = ForwardedReply(receiver: receiver, serial: request.serial, executedOn: executedOn, outcome: outcome)
         do {
             try await group.send(ClusterMessage.reply(reply).encoded, deadline: .now + .seconds(5))

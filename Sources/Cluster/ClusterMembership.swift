@@ -69,6 +69,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     let joined = Mutex<CPGGroup?>(nil)
     /// This host's requests and claims waiting for the cluster's decision or the executor's answer.
     let forwarding = Forwarding()
+    /// Claims this host won after it stopped waiting for them: released by the event loop.
+    let unclaimed = Mutex<[CallbackClaim]>([])
     /// Where forwarded requests are executed (nil: this member executes nothing).
     let service: FenceService?
 
@@ -220,6 +222,13 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                     let (changed, decisions) = receive(bytes, from: from, warned: &warned)
                     act(on: decisions, group: group, tasks: &tasks)
                     if changed { introduce.yield() }
+                    for claim in unclaimed.withLock({ claims in
+                        defer { claims = [] }
+                        return claims
+                    }) {
+                        let release = ClusterMessage.release(claim).encoded
+                        tasks.addTask { try? await group.send(release, deadline: .now + .seconds(5)) }
+                    }
                 }
             }
             left.set()
@@ -322,29 +331,41 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         -> (changed: Bool, decisions: [ClusterLedger.Decision])
     {
         let isLocal = member == current.withLock { $0.local }
-        let standing: Standing
+        let result: ([ClusterLedger.StandingChange], [ClusterLedger.Decision])
         do {
             switch try ClusterMessage(decoding: bytes) {
             case .hello(let hello):
-                standing = isLocal ? .accepted(hello) : judge(hello)
+                result = changeView { $0.ledger.introduce(member, hello) }
             case .domains(let report):
                 // Kept from this host and accepted hosts only: a refused member's view is not trusted.
                 return (false, changeView { $0.ledger.report(report, from: member) })
             case .claim(let claim):
                 let won = changeView { $0.ledger.claim(claim, by: member, at: .now) }
-                if isLocal { forwarding.claimDecided(claim, won: won) }
+                if isLocal, !forwarding.claimDecided(claim, won: won) {
+                    // Won after its wait ended: this host does not call back; the claim is given up at once.
+                    unclaimed.withLock { $0.append(claim) }
+                }
                 return (false, [])
             case .release(let claim):
                 changeView { $0.ledger.release(claim, by: member) }
                 return (false, [])
             case .request(let request):
                 return (false, changeView { $0.ledger.deliver(request, from: member) })
-            case .reply(let reply):
-                if isLocal || current.withLock({ $0.ledger.isTrusted(member) }),
-                    reply.receiver == current.withLock({ $0.local })
-                {
-                    forwarding.replied(reply)
+            case .withdraw(let serial):
+                let (withdrawn, reason) = changeView {
+                    ($0.ledger.withdraw(serial: serial, from: member), $0.ledger.unsettledReason)
                 }
+                if isLocal && withdrawn {
+                    forwarding.fail(
+                        serial,
+                        reason:
+                            "the cluster did not decide in time (\(reason ?? "membership changing")); nothing was done"
+                    )
+                }
+                return (false, [])
+            case .reply(let reply):
+                // Only from the member the cluster placed the request on.
+                if reply.receiver == current.withLock({ $0.local }) { forwarding.replied(reply, from: member) }
                 return (false, [])
             case .confirmDown(let confirmation):
                 confirm(confirmation, from: member)
@@ -353,40 +374,44 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 changeView { $0.ledger.merge(report, from: member) }
                 return (false, [])
             }
-        } catch .unsupportedVersion(let version) {
-            standing = .refused(
-                reason: "it speaks cluster protocol \(version), this host \(ClusterMessage.protocolVersion)"
-            )
         } catch {
-            // Once per member and membership: a member cannot flood the log.
-            if warned.insert(member).inserted {
+            let reason =
+                if case .unsupportedVersion(let version) = error {
+                    "it speaks cluster protocol \(version), this host \(ClusterMessage.protocolVersion)"
+                } else {
+                    "its message cannot be read (\(error))"
+                }
+            // A member that cannot introduce itself is refused; one already introduced is not judged by a
+            // later unreadable message, which is dropped (logged once per member and membership).
+            result = changeView { $0.ledger.refuse(member, reason: reason) }
+            if result.0.isEmpty, warned.insert(member).inserted {
                 logger.warning(
                     "dropped an unreadable message from a member (further ones are dropped silently)",
                     metadata: ["cluster.member": "\(member)", "error": "\(error)"]
                 )
             }
-            return (false, [])
         }
-        let (previous, decisions) = changeView { view in
-            let previous = view.members[member]
-            return (previous, view.ledger.introduce(member, as: standing))
+        let (changes, decisions) = result
+        for change in changes {
+            switch change.standing {
+            case .accepted(let hello):
+                logger.notice(
+                    "member accepted",
+                    metadata: [
+                        "cluster.member": "\(change.member)", "cluster.host": "\(hello.hostName)",
+                        "cluster.role": "\(hello.role.name)",
+                    ]
+                )
+            case .refused(let reason):
+                logger.error(
+                    "member refused",
+                    metadata: ["cluster.member": "\(change.member)", "cluster.reason": "\(reason)"]
+                )
+            case .pending:
+                break
+            }
         }
-        guard !isLocal, previous != standing else { return (false, decisions) }
-        switch standing {
-        case .accepted(let hello):
-            logger.notice(
-                "member accepted",
-                metadata: [
-                    "cluster.member": "\(member)", "cluster.host": "\(hello.hostName)",
-                    "cluster.role": "\(hello.role == .host ? "host" : "operator")",
-                ]
-            )
-        case .refused(let reason):
-            logger.error("member refused", metadata: ["cluster.member": "\(member)", "cluster.reason": "\(reason)"])
-        case .pending:
-            break
-        }
-        return (true, decisions)
+        return (!changes.isEmpty, decisions)
     }
 
     /// An operator's confirmation that a host is down, from an accepted member.
@@ -413,17 +438,6 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 ]
             )
         }
-    }
-
-    private func judge(_ hello: Hello) -> Standing {
-        let ours = self.hello.withLock { $0.keyFingerprints }
-        guard Set(hello.keyFingerprints) == Set(ours) else {
-            return .refused(
-                reason: "host \(hello.hostName) holds other gateway keys "
-                    + "(\(hello.keyFingerprints.joined(separator: ", ")); this host: \(ours.joined(separator: ", ")))"
-            )
-        }
-        return .accepted(hello)
     }
 }
 

@@ -4,11 +4,13 @@ import Synchronization
 /// This host's requests and call-back claims that wait for the cluster: each is answered exactly once, by
 /// the cluster's decision, the executor's reply, the executor leaving, or its deadline, whichever comes first.
 final class Forwarding: Sendable {
-    /// What this host knows of a request it sent.
+    /// What this host knows of a request it sends.
     private struct Request {
         let action: FenceAction
         let target: String
         let sent: ContinuousClock.Instant
+        /// True once it was handed to corosync: the cluster may run it.
+        var delivered = false
         /// The executor, once decided (another host).
         var executor: (member: CPGMember, host: String)?
 
@@ -18,7 +20,9 @@ final class Forwarding: Sendable {
         }
     }
 
-    private let nextSerial = Atomic<UInt64>(1)
+    /// Serials start at a random number: a late answer meant for an earlier process that had the same
+    /// node id and pid does not answer a request of this one.
+    private let nextSerial = Atomic<UInt64>(UInt64.random(in: 1...(UInt64.max / 2)))
     private let requests = Mutex<[UInt64: Request]>([:])
     private let outcomes = Rendezvous<UInt64, RouteOutcome>()
     private let claims = Rendezvous<CallbackClaim, Bool>()
@@ -33,6 +37,11 @@ final class Forwarding: Sendable {
         return serial
     }
 
+    /// The request was handed to corosync.
+    func sent(_ serial: UInt64) {
+        requests.withLock { $0[serial]?.delivered = true }
+    }
+
     /// Answers request `serial` (the first answer counts).
     func answer(_ serial: UInt64, _ outcome: RouteOutcome) {
         outcomes.answer(serial, outcome)
@@ -43,15 +52,20 @@ final class Forwarding: Sendable {
         requests.withLock { $0[serial]?.executor = (member, host) }
     }
 
-    /// Ends request `serial` with `reason` (a `clusterUnavailable`).
+    /// The executor decided for request `serial`, if any.
+    func executor(of serial: UInt64) -> CPGMember? {
+        requests.withLock { $0[serial]?.executor?.member }
+    }
+
+    /// Ends request `serial` with `reason` (a `clusterUnavailable`: nothing was done).
     func fail(_ serial: UInt64, reason: String) {
         guard let target = requests.withLock({ $0[serial]?.target }) else { return }
         answer(serial, .failed(host: nil, .clusterUnavailable(target: target, reason: reason)))
     }
 
-    /// The executor's reply.
-    func replied(_ reply: ForwardedReply) {
-        guard let request = requests.withLock({ $0[reply.serial] }) else { return }
+    /// An executor's reply, taken only from the member the request was placed on.
+    func replied(_ reply: ForwardedReply, from member: CPGMember) {
+        guard let request = requests.withLock({ $0[reply.serial] }), request.executor?.member == member else { return }
         switch reply.outcome {
         case .success(let operation, let state, let note):
             let state = DomainState(rawValue: state) ?? .noState
@@ -82,11 +96,12 @@ final class Forwarding: Sendable {
         }
     }
 
-    /// This host left the group: every waiting request and claim ends.
+    /// This host left the group: every waiting request and claim ends. A request handed to corosync may
+    /// still run on another host: it ends as timed out (unknown), not as "nothing was done".
     func failAll(reason: String) {
         for (serial, request) in requests.withLock({ $0 }) {
-            if let executor = request.executor {
-                answer(serial, request.timedOut(host: executor.host))
+            if request.delivered {
+                answer(serial, request.timedOut(host: request.executor?.host))
             } else {
                 fail(serial, reason: reason)
             }
@@ -94,14 +109,16 @@ final class Forwarding: Sendable {
         for claim in claims.keys { claims.answer(claim, false) }
     }
 
-    /// Waits for request `serial`'s answer until `deadline`; then it ends as timed out.
-    func wait(_ serial: UInt64, until deadline: ContinuousClock.Instant) async -> RouteOutcome {
-        defer { requests.withLock { $0[serial] = nil } }
-        return await outcomes.wait(serial, until: deadline) { [self] in
-            let request = requests.withLock { $0[serial] }
-            return request?.timedOut(host: request?.executor?.host)
-                ?? .failed(host: nil, .clusterUnavailable(target: "?", reason: "the request was lost"))
-        }
+    /// Request `serial`'s answer, waiting until `deadline`; nil if none came by then.
+    func wait(_ serial: UInt64, until deadline: ContinuousClock.Instant) async -> RouteOutcome? {
+        await outcomes.wait(serial, until: deadline)
+    }
+
+    /// Forgets request `serial`: its answer, or, if none came, its end as timed out.
+    func finish(_ serial: UInt64) -> RouteOutcome {
+        let request = requests.withLock { $0.removeValue(forKey: serial) }
+        return outcomes.close(serial) ?? request?.timedOut(host: request?.executor?.host)
+            ?? .failed(host: nil, .clusterUnavailable(target: "?", reason: "the request was lost"))
     }
 
     // MARK: - Claims
@@ -109,11 +126,15 @@ final class Forwarding: Sendable {
     /// Registers a claim of this host; false if one for the same key waits already.
     func registerClaim(_ claim: CallbackClaim) -> Bool { claims.open(claim) }
 
-    /// The cluster decided this host's claim.
-    func claimDecided(_ claim: CallbackClaim, won: Bool) { claims.answer(claim, won) }
+    /// The cluster decided this host's claim. Returns false if it was won with no one waiting for it any
+    /// more: the caller releases it, so that copies of the request are not refused for nothing.
+    func claimDecided(_ claim: CallbackClaim, won: Bool) -> Bool {
+        claims.answer(claim, won) || !won
+    }
 
-    /// Waits for the claim's decision until `deadline` (then: not won).
+    /// Waits for the claim's decision until `deadline` (then: not won, unless the decision came meanwhile).
     func waitForClaim(_ claim: CallbackClaim, until deadline: ContinuousClock.Instant) async -> Bool {
-        await claims.wait(claim, until: deadline) { false }
+        let won = await claims.wait(claim, until: deadline)
+        return claims.close(claim) ?? won ?? false
     }
 }

@@ -1,11 +1,12 @@
 import Synchronization
 
-/// Answers that one task each waits for, by key: the first answer counts; a wait ends with it, or with a
-/// fallback at its deadline (or when the waiting task is cancelled).
+/// Answers that one task at a time waits for, by key: the first answer counts and stays (a later wait
+/// returns it at once); a wait that reaches its deadline, or whose task is cancelled, returns nil and leaves
+/// the slot open for a later answer. `close` forgets a key.
 final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private struct Slot {
         var value: Value?
-        var continuation: CheckedContinuation<Value, Never>?
+        var waiter: CheckedContinuation<Value?, Never>?
     }
 
     private let slots = Mutex<[Key: Slot]>([:])
@@ -19,46 +20,54 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         }
     }
 
+    /// Forgets `key`; returns its answer, if one came (a waiter, if any, gets nil).
+    @discardableResult
+    func close(_ key: Key) -> Value? {
+        let slot = slots.withLock { $0.removeValue(forKey: key) }
+        slot?.waiter?.resume(returning: nil)
+        return slot?.value
+    }
+
     /// The keys with open slots.
     var keys: [Key] { slots.withLock { Array($0.keys) } }
 
-    /// Answers `key`, if its slot is open and not answered yet.
-    func answer(_ key: Key, _ value: Value) {
-        let continuation = slots.withLock { slots -> CheckedContinuation<Value, Never>? in
-            guard var slot = slots[key], slot.value == nil else { return nil }
-            if let continuation = slot.continuation {
-                slots[key] = nil
-                return continuation
-            }
+    /// Answers `key`, if its slot is open and not answered yet (then true).
+    @discardableResult
+    func answer(_ key: Key, _ value: Value) -> Bool {
+        let taken = slots.withLock { slots -> (CheckedContinuation<Value?, Never>?, Bool) in
+            guard var slot = slots[key], slot.value == nil else { return (nil, false) }
+            let waiter = slot.waiter
             slot.value = value
+            slot.waiter = nil
             slots[key] = slot
-            return nil
+            return (waiter, true)
         }
-        continuation?.resume(returning: value)
+        taken.0?.resume(returning: value)
+        return taken.1
     }
 
-    /// Waits for `key`'s answer until `deadline`, then answers it with `fallback()`; the slot is closed after.
-    func wait(
-        _ key: Key,
-        until deadline: ContinuousClock.Instant,
-        fallback: @escaping @Sendable () -> Value
-    ) async
-        -> Value
-    {
+    /// Wakes the task waiting for `key`, if any, with nil.
+    private func wake(_ key: Key) {
+        let waiter = slots.withLock { slots -> CheckedContinuation<Value?, Never>? in
+            defer { slots[key]?.waiter = nil }
+            return slots[key]?.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// `key`'s answer, waiting for it until `deadline`; nil if none came by then (or the slot is closed).
+    func wait(_ key: Key, until deadline: ContinuousClock.Instant) async -> Value? {
         await withTaskGroup(of: Void.self) { timer in
             timer.addTask {
-                // Wakes at the deadline, or when the wait is over (cancelled): answers if nothing else did.
+                // Wakes at the deadline, or when the wait is over (cancelled).
                 try? await Task.sleep(until: deadline)
-                self.answer(key, fallback())
+                self.wake(key)
             }
-            let value = await withCheckedContinuation { continuation in
-                let ready = slots.withLock { slots -> Value? in
-                    guard let slot = slots[key] else { return fallback() }
-                    if let value = slot.value {
-                        slots[key] = nil
-                        return value
-                    }
-                    slots[key]?.continuation = continuation
+            let value = await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+                let ready = slots.withLock { slots -> Value?? in
+                    guard let slot = slots[key] else { return .some(nil) }
+                    if let value = slot.value { return .some(value) }
+                    slots[key]?.waiter = continuation
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }

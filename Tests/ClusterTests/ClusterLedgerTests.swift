@@ -51,7 +51,7 @@ struct ClusterLedgerTests {
             case .membership(let members, let left, let joined):
                 decisions += ledger.changeMembership(members: members, left: left, joined: joined)
             case .hello(let member, let hello):
-                decisions += ledger.introduce(member, as: .accepted(hello))
+                decisions += ledger.introduce(member, hello).1
             case .report(let member, let report):
                 decisions += ledger.report(report, from: member)
             case .request(let member, let request):
@@ -154,10 +154,17 @@ struct ClusterLedgerTests {
         #expect(departedConfirmed)
         #expect(ledger.placement(ofDomain: Self.x) == .confirmedDown(host: "host2"))
         #expect(ledger.placement(ofDomain: Self.y) == .member(Self.a, host: "host1"))
-        // host2 comes back: a host like any other, no longer confirmed down.
-        _ = ledger.changeMembership(members: [Self.a, Self.b], left: [], joined: [Self.b])
-        _ = ledger.introduce(Self.b, as: .accepted(Self.hello("host2")))
-        #expect(ledger.confirmedDown.isEmpty && ledger.departed.isEmpty)
+        // host2 comes back: no longer confirmed down; a host like any other once it reported.
+        _ = Self.apply(
+            [
+                .membership(members: [Self.a, Self.b], left: [], joined: [Self.b]),
+                .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+            ],
+            to: &ledger
+        )
+        #expect(ledger.confirmedDown.isEmpty && ledger.departed.keys.sorted() == ["host2"])
+        _ = ledger.report(DomainReport(domains: []), from: Self.b)
+        #expect(ledger.departed.isEmpty)
     }
 
     @Test("a host whose hypervisor cannot be listed: only domains running elsewhere are placed")
@@ -185,10 +192,16 @@ struct ClusterLedgerTests {
     func trustAndClaims() {
         var ledger = Self.ledger(Self.a, "host1")
         _ = Self.apply(Self.twoHosts, to: &ledger)
-        _ = ledger.changeMembership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c])
-        _ = ledger.introduce(Self.c, as: .refused(reason: "other keys"))
-        _ = ledger.report(DomainReport(domains: [Self.domain(Self.x, "x", "running")]), from: Self.a)
-        _ = ledger.report(DomainReport(domains: []), from: Self.b)
+        _ = Self.apply(
+            [
+                .membership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c]),
+                .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+                .report(Self.a, DomainReport(domains: [Self.domain(Self.x, "x", "running")])),
+                .report(Self.b, DomainReport(domains: [])),
+            ],
+            to: &ledger
+        )
+        _ = ledger.introduce(Self.c, Hello(keyFingerprints: ["other"], hostName: "host3", role: .operator))
         let fromRefused = ledger.deliver(Self.request(1, Self.x), from: Self.c)
         let fromAccepted = ledger.deliver(Self.request(2, Self.x), from: Self.b)
         #expect(fromRefused.isEmpty)
@@ -234,5 +247,153 @@ struct ClusterLedgerTests {
         #expect(newcomer.placement(ofDomain: Self.y) == .confirmedDown(host: "host2"))
         #expect(old.placement(ofDomain: Self.y) == newcomer.placement(ofDomain: Self.y))
         #expect(newcomer.departed.keys.sorted() == ["host2"] && newcomer.confirmedDown == ["host2"])
+    }
+
+    /// Applies `deliveries` to each ledger; the decisions each made.
+    static func applyToAll(_ deliveries: [Delivery], _ ledgers: inout [ClusterLedger]) -> [[ClusterLedger.Decision]] {
+        ledgers.indices.map { Self.apply(deliveries, to: &ledgers[$0]) }
+    }
+
+    @Test("a report sent before a join and delivered after it counts nowhere: old members and newcomer settle alike")
+    func reportAcrossJoin() {
+        var ledgers = [Self.ledger(Self.a, "host1"), Self.ledger(Self.b, "host2")]
+        _ = Self.applyToAll(Self.twoHosts, &ledgers)
+        ledgers.append(Self.ledger(Self.c, "host3"))
+        let decided = Self.applyToAll(
+            [
+                .membership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c]),
+                // host2's report from before the join, delivered after it.
+                .report(Self.b, DomainReport(domains: [Self.domain(Self.x, "x", "running")])),
+                .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+                .hello(Self.c, Self.hello("host3")),
+                .report(Self.a, DomainReport(domains: [])),
+                .report(Self.c, DomainReport(domains: [Self.domain(Self.x, "x", "shut-off")])),
+                .request(Self.a, Self.request(1, Self.x)),
+                .report(Self.b, DomainReport(domains: [Self.domain(Self.x, "x", "shut-off")])),
+            ],
+            &ledgers
+        )
+        // Parked everywhere until host2 reported again; then placed alike: x is defined on host2 and host3,
+        // host2 comes first.
+        #expect(decided.allSatisfy { $0.map(\.placement) == [.member(Self.b, host: "host2")] }, "\(decided)")
+    }
+
+    @Test("keys reloaded on one host: it and the others refuse each other at the same deliveries; nobody guesses")
+    func keyReload() {
+        var ledgers = [Self.ledger(Self.a, "host1"), Self.ledger(Self.b, "host2")]
+        _ = Self.applyToAll(Self.twoHosts, &ledgers)
+        let reloaded = Hello(keyFingerprints: ["new"], hostName: "host1")
+        let afterReload = Self.applyToAll([.hello(Self.a, reloaded)], &ledgers)
+        #expect(afterReload.allSatisfy { $0.isEmpty })
+        guard case .refused = ledgers[0].members[Self.b], case .refused = ledgers[1].members[Self.a] else {
+            Issue.record("both sides refuse: \(ledgers[0].members) \(ledgers[1].members)")
+            return
+        }
+        // x runs on host1 and is defined on host2: host2 cannot see host1, and does not start x itself.
+        let decided = Self.applyToAll([.request(Self.b, Self.request(1, Self.x))], &ledgers)
+        #expect(decided[0].isEmpty, "host1 ignores a refused member's request")
+        guard case .unavailable(let reason) = decided[1].first?.placement else {
+            Issue.record("host2 must not place x: \(decided[1])")
+            return
+        }
+        #expect(reason.contains("member host1 is refused"))
+    }
+
+    @Test("a host that leaves again before it reported keeps what was known of it")
+    func flappingHost() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(
+            Self.twoHosts + [
+                .membership(members: [Self.a], left: [Self.b], joined: []),
+                .membership(members: [Self.a, Self.b], left: [], joined: [Self.b]),
+                .hello(Self.b, Self.hello("host2")),
+                .membership(members: [Self.a], left: [Self.b], joined: []),
+                .hello(Self.a, Self.hello("host1")),
+                .report(Self.a, DomainReport(domains: [Self.domain(Self.y, "y", "shut-off")])),
+            ],
+            to: &ledger
+        )
+        #expect(ledger.departed["host2"]?.map(\.name) == ["x", "y"], "\(ledger.departed)")
+        guard case .unavailable = ledger.placement(ofDomain: Self.y) else {
+            Issue.record("y ran on host2, which left: \(ledger.placement(ofDomain: Self.y))")
+            return
+        }
+    }
+
+    @Test("a domain on on two hosts (a live migration) is placed nowhere")
+    func migration() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(
+            Self.twoHosts + [.report(Self.b, DomainReport(domains: [Self.domain(Self.x, "x", "paused")]))],
+            to: &ledger
+        )
+        guard case .unavailable(let reason) = ledger.placement(ofDomain: Self.x) else {
+            Issue.record("\(ledger.placement(ofDomain: Self.x))")
+            return
+        }
+        #expect(reason.contains("runs on hosts host1 and host2"))
+    }
+
+    @Test("a request waiting at its deadline is withdrawn alike; one still waiting at a join is refused alike")
+    func withdrawAndJoin() {
+        var ledgers = [Self.ledger(Self.a, "host1"), Self.ledger(Self.b, "host2")]
+        _ = Self.applyToAll(Self.twoHosts, &ledgers)
+        // host3 joins and never says a word: requests wait.
+        _ = Self.applyToAll(
+            [
+                .membership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c]),
+                .request(Self.a, Self.request(1, Self.x)), .request(Self.a, Self.request(2, Self.y)),
+            ],
+            &ledgers
+        )
+        #expect(ledgers.allSatisfy { $0.parked.count == 2 })
+        var withdrawn: [Bool] = []
+        for index in ledgers.indices { withdrawn.append(ledgers[index].withdraw(serial: 1, from: Self.a)) }
+        #expect(withdrawn == [true, true])
+        var again: [Bool] = []
+        for index in ledgers.indices { again.append(ledgers[index].withdraw(serial: 1, from: Self.a)) }
+        #expect(again == [false, false], "withdrawn once")
+        // Another member joins: the request still waiting is refused everywhere (the newcomer never saw it).
+        let decided = Self.applyToAll(
+            [
+                .membership(
+                    members: [Self.a, Self.b, Self.c, CPGMember(nodeID: 4, pid: 40)],
+                    left: [],
+                    joined: [CPGMember(nodeID: 4, pid: 40)]
+                )
+            ],
+            &ledgers
+        )
+        for decisions in decided {
+            guard decisions.count == 1, case .unavailable = decisions[0].placement else {
+                Issue.record("\(decisions)")
+                return
+            }
+        }
+    }
+
+    @Test("an unreadable introduction refuses the member; a refused host makes what it may run unavailable")
+    func unreadableIntroduction() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(Self.twoHosts, to: &ledger)
+        _ = ledger.changeMembership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.c])
+        let (changes, _) = ledger.refuse(Self.c, reason: "its message cannot be read")
+        #expect(changes.map(\.member) == [Self.c])
+        _ = Self.apply(
+            [
+                .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+                .report(Self.a, DomainReport(domains: [Self.domain(Self.y, "y", "shut-off")])),
+                .report(Self.b, DomainReport(domains: [Self.domain(Self.x, "x", "running")])),
+            ],
+            to: &ledger
+        )
+        #expect(ledger.unsettledReason == nil)
+        #expect(ledger.placement(ofDomain: Self.x) == .member(Self.b, host: "host2"), "running on an accepted host")
+        guard case .unavailable = ledger.placement(ofDomain: Self.y) else {
+            Issue.record("y may run on the refused member: \(ledger.placement(ofDomain: Self.y))")
+            return
+        }
+        // A later unreadable message from an introduced member does not refuse it.
+        #expect(ledger.refuse(Self.b, reason: "garbage").0.isEmpty)
     }
 }

@@ -11,7 +11,12 @@ struct ClusterServers {
     /// host1 the cluster fixture (pcmk1…), host2 the identity one (Db1…), host3 the race one (node3…).
     static let worlds = [Fixtures.clusterURI, Fixtures.identityURI, Fixtures.raceURI]
 
-    static func start(_ lab: GatewayLab, nodes: [ClusterNode], cluster: String) async throws -> ClusterServers {
+    static func start(
+        _ lab: GatewayLab,
+        nodes: [ClusterNode],
+        cluster: String,
+        worlds: [String] = worlds
+    ) async throws -> ClusterServers {
         var tokens: [String] = []
         for (index, node) in nodes.enumerated() {
             let database = node.directory + "/audit.db"
@@ -57,7 +62,11 @@ struct ClusterServers {
 
     /// Host `index`'s audit rows, newest first.
     func rows(_ index: Int) async throws -> [[String: Any]] {
-        let rows = try await lab.fencegate.run(["audit", "--database", nodes[index].directory + "/audit.db", "--json"])
+        // Read inside the host's PID namespace: from outside, the server's PID is not the one its rows
+        // name, and the audit command would take its running operations for interrupted ones.
+        let rows = try await nodes[index].run([
+            FencegateBinary.url.path, "audit", "--database", nodes[index].directory + "/audit.db", "--json",
+        ])
         let page = try JSONSerialization.jsonObject(with: Data(rows.stdout.utf8)) as? [String: Any]
         return page?["operations"] as? [[String: Any]] ?? []
     }

@@ -311,7 +311,7 @@ final class PacemakerRaceLab: @unchecked Sendable {
 
     /// A QEMU domain as small as QEMU allows: TCG, 32 MiB, no disk, no network (the node's network is its
     /// namespace; the domain is what the hypervisor powers off).
-    private static func domainDefinition(name: String) -> String {
+    static func domainDefinition(name: String) -> String {
         """
         <domain type='qemu'>
           <name>\(name)</name>

@@ -21,6 +21,8 @@ public enum ClusterMessage: Sendable, Equatable {
     case confirmDown(DownConfirmation)
     /// The hosts that left, as a member knows them (for members that joined later).
     case departed(DepartedReport)
+    /// A member gives up a request of its own at its deadline (`serial`): if it still waits, it never runs.
+    case withdraw(serial: UInt64)
 
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt16 = 1
@@ -38,6 +40,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case reply = 6
         case confirmDown = 7
         case departed = 8
+        case withdraw = 9
     }
 
     /// The bytes on the wire.
@@ -69,6 +72,9 @@ public enum ClusterMessage: Sendable, Equatable {
         case .departed(let report):
             kind = .departed
             report.encode(into: &payload)
+        case .withdraw(let serial):
+            kind = .withdraw
+            payload.write(serial)
         }
         var envelope = WireWriter()
         envelope.write(raw: Self.magic)
@@ -110,6 +116,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case .reply: self = .reply(try ForwardedReply(decoding: &reader))
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
         case .departed: self = .departed(try DepartedReport(decoding: &reader))
+        case .withdraw: self = .withdraw(serial: try reader.uint64("serial"))
         }
         try reader.end()
     }
