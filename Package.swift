@@ -78,6 +78,7 @@ let package = Package(
             name: "Cluster",
             dependencies: [
                 "FenceCore",
+                "Store",
                 "CCorosync",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -69,8 +69,11 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     let joined = Mutex<CPGGroup?>(nil)
     /// This host's requests and claims waiting for the cluster's decision or the executor's answer.
     let forwarding = Forwarding()
-    /// Claims this host won after it stopped waiting for them: released by the event loop.
-    let unclaimed = Mutex<[CallbackClaim]>([])
+    /// This member's merged audit queries waiting for the hosts' pages.
+    let audits = AuditCollection()
+    /// Work a delivery calls for that must not hold up the event loop (sending, reading the audit log):
+    /// started by the event loop as child tasks of the membership.
+    let followUps = Mutex<[@Sendable () async -> Void]>([])
     /// Where forwarded requests are executed (nil: this member executes nothing).
     let service: FenceService?
 
@@ -222,12 +225,11 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                     let (changed, decisions) = receive(bytes, from: from, warned: &warned)
                     act(on: decisions, group: group, tasks: &tasks)
                     if changed { introduce.yield() }
-                    for claim in unclaimed.withLock({ claims in
-                        defer { claims = [] }
-                        return claims
+                    for work in followUps.withLock({ work in
+                        defer { work = [] }
+                        return work
                     }) {
-                        let release = ClusterMessage.release(claim).encoded
-                        tasks.addTask { try? await group.send(release, deadline: .now + .seconds(5)) }
+                        tasks.addTask { await work() }
                     }
                 }
             }
@@ -313,6 +315,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         }
         // Requests this host sent to a member that left will not be answered by it: their outcome is unknown.
         forwarding.executorsLeft(Set(left.map(\.0)))
+        audits.left(Set(left.map(\.0)))
         for host in departedHosts.0 {
             logger.warning(
                 "host left the cluster: its domains are not fenced until it is back or confirmed down",
@@ -341,9 +344,12 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 return (false, changeView { $0.ledger.report(report, from: member) })
             case .claim(let claim):
                 let won = changeView { $0.ledger.claim(claim, by: member, at: .now) }
-                if isLocal, !forwarding.claimDecided(claim, won: won) {
+                if isLocal, !forwarding.claimDecided(claim, won: won), let group = joined.withLock({ $0 }) {
                     // Won after its wait ended: this host does not call back; the claim is given up at once.
-                    unclaimed.withLock { $0.append(claim) }
+                    let release = ClusterMessage.release(claim).encoded
+                    followUps.withLock {
+                        $0.append { try? await group.send(release, deadline: .now + .seconds(5)) }
+                    }
                 }
                 return (false, [])
             case .release(let claim):
@@ -372,6 +378,12 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 return (false, [])
             case .departed(let report):
                 changeView { $0.ledger.merge(report, from: member) }
+                return (false, [])
+            case .auditQuery(let query):
+                receive(query, from: member, isLocal: isLocal)
+                return (false, [])
+            case .auditPage(let page):
+                if page.receiver == current.withLock({ $0.local }) { audits.received(page, from: member) }
                 return (false, [])
             }
         } catch {

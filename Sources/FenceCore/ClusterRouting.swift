@@ -1,3 +1,5 @@
+public import Store
+
 /// Cluster mode: how a request about a domain reaches the host that executes it. The cluster membership
 /// implements it; the fence service asks it for every request that a front end of this host received.
 public protocol ClusterRouter: ClusterDirectory {
@@ -19,6 +21,15 @@ public protocol ClusterRouter: ClusterDirectory {
 
     /// Gives a claim up (the call back failed): another host may answer a copy of the request.
     func releaseCallback(_ key: [UInt8]) async
+
+    /// One page of the hosts' audit logs merged, newest first, after `cursor`: every host of the cluster
+    /// answers `query` (already scoped to what the asker may see) from its own log.
+    func auditPage(
+        _ query: AuditQuery,
+        after cursor: ClusterAuditCursor?,
+        deadline: ContinuousClock.Instant
+    ) async
+        -> ClusterAuditPage
 }
 
 /// A domain of the cluster and the host it is on.

@@ -62,6 +62,31 @@ extension FenceService {
         }
     }
 
+    /// Cluster mode: a page of every host's audit log merged, newest first, as `token` may see it; nil
+    /// outside cluster mode. Hosts that could not answer are named in the page.
+    public func clusterOperations(
+        _ query: AuditQuery,
+        after cursor: ClusterAuditCursor?,
+        visibleTo token: AccessToken
+    ) async -> ClusterAuditPage? {
+        guard let router else { return nil }
+        var query = query
+        if !token.domainPatterns.isEmpty { query.domainPatterns = token.domainPatterns }
+        query.limit = min(query.limit, ClusterAuditPage.maximumLimit)
+        query.cursor = nil
+        return await router.auditPage(query, after: cursor, deadline: .now + .seconds(5))
+    }
+
+    /// Cluster mode: this host's part of a merged audit page, for another host that asked (it scoped the
+    /// query to what its requester may see).
+    public func operationsForCluster(_ query: AuditQuery) async throws(FenceError) -> AuditPage {
+        do {
+            return try await store.query(query)
+        } catch {
+            throw .auditUnavailable(reason: "\(error)")
+        }
+    }
+
     /// The operation with `id`, or nil if there is none or `token` may not see it.
     public func operation(id: Int64, visibleTo token: AccessToken) async throws(FenceError) -> AuditRecord? {
         let record: AuditRecord?

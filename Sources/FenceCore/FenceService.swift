@@ -163,6 +163,11 @@ public final class FenceService: Sendable {
         return changes
     }
 
+    /// This host's name: the one the cluster knows it by in cluster mode, else the system's.
+    public var hostName: String {
+        cluster.withLock { $0 }?.status.members.first(where: \.isLocal)?.hostName ?? ProcessInfo.processInfo.hostName
+    }
+
     /// The hypervisor's URI, for messages.
     public var hypervisorURI: String { hypervisor.uri }
 

@@ -5,9 +5,12 @@ public import Store
 /// `null` for what is not known. A new audit field is one key here.
 public struct OperationJSON: Encodable, Sendable {
     public let record: AuditRecord
+    /// Cluster mode's merged log: the host whose log the row is in (the key `host`, only then).
+    public let host: String?
 
-    public init(_ record: AuditRecord) {
+    public init(_ record: AuditRecord, host: String? = nil) {
         self.record = record
+        self.host = host
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -23,6 +26,7 @@ public struct OperationJSON: Encodable, Sendable {
         case action, state, result, power
         case errorCode = "error_code"
         case message
+        case host
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -44,6 +48,7 @@ public struct OperationJSON: Encodable, Sendable {
         try container.encode(record.powerState, forKey: .power)
         try container.encode(record.errorCode, forKey: .errorCode)
         try container.encode(record.message, forKey: .message)
+        if let host { try container.encode(host, forKey: .host) }
     }
 }
 
@@ -54,7 +59,7 @@ public struct OperationPageJSON: Encodable, Sendable {
     public let nextCursor: String?
 
     public init(_ page: AuditPage) {
-        operations = page.records.map(OperationJSON.init)
+        operations = page.records.map { OperationJSON($0) }
         nextCursor = page.nextCursor?.description
     }
 
@@ -67,5 +72,37 @@ public struct OperationPageJSON: Encodable, Sendable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(operations, forKey: .operations)
         try container.encode(nextCursor, forKey: .nextCursor)
+    }
+}
+
+/// A page of the cluster's merged audit log as JSON (`GET /operations?scope=cluster`, `fencegate audit
+/// --cluster --json`): each operation with its `host`, and the hosts whose log could not be read.
+public struct ClusterOperationPageJSON: Encodable, Sendable {
+    public let page: ClusterAuditPage
+
+    public init(_ page: ClusterAuditPage) {
+        self.page = page
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case operations
+        case nextCursor = "next_cursor"
+        case unavailableHosts = "unavailable_hosts"
+    }
+
+    private struct UnavailableHost: Encodable {
+        let host: String
+        let reason: String
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(page.entries.map { OperationJSON($0.record, host: $0.host) }, forKey: .operations)
+        try container.encode(page.nextCursor?.description, forKey: .nextCursor)
+        // An array, not an object keyed by host: host names are data, not keys to convert.
+        let unavailable = page.unavailableHosts.sorted { $0.key < $1.key }.map {
+            UnavailableHost(host: $0.key, reason: $0.value)
+        }
+        try container.encode(unavailable, forKey: .unavailableHosts)
     }
 }

@@ -61,10 +61,11 @@ public struct AuditPage: Sendable, Equatable {
 ///
 /// Clients should treat it as opaque and pass it back unchanged; any text of that form is a valid position.
 public struct AuditCursor: Sendable, Equatable, CustomStringConvertible {
-    let requestedAtMicroseconds: Int64
-    let id: Int64
+    public let requestedAtMicroseconds: Int64
+    public let id: Int64
 
-    init(requestedAtMicroseconds: Int64, id: Int64) {
+    /// The position just after the row requested at `requestedAtMicroseconds` with `id`.
+    public init(requestedAtMicroseconds: Int64, id: Int64) {
         self.requestedAtMicroseconds = requestedAtMicroseconds
         self.id = id
     }

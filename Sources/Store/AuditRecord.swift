@@ -98,6 +98,28 @@ public struct AuditRecord: Sendable, Equatable, Identifiable {
     /// `finishedAt - requestedAt`, in microseconds precision.
     public var duration: Duration?
 
+    public init(
+        id: Int64,
+        intent: AuditIntent,
+        state: AuditState,
+        result: AuditResult?,
+        powerState: String?,
+        errorCode: String?,
+        message: String?,
+        finishedAt: Date?,
+        duration: Duration?
+    ) {
+        self.id = id
+        self.intent = intent
+        self.state = state
+        self.result = result
+        self.powerState = powerState
+        self.errorCode = errorCode
+        self.message = message
+        self.finishedAt = finishedAt
+        self.duration = duration
+    }
+
     public var source: String { intent.source }
     public var requester: String? { intent.requester }
     public var clientAddress: String? { intent.clientAddress }
@@ -110,9 +132,9 @@ public struct AuditRecord: Sendable, Equatable, Identifiable {
 
 extension Date {
     /// Microseconds since 1970, the unit every timestamp is stored in.
-    var microsecondsSince1970: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
+    public var microsecondsSince1970: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
 
-    init(microsecondsSince1970 value: Int64) {
+    public init(microsecondsSince1970 value: Int64) {
         self.init(timeIntervalSince1970: Double(value) / 1_000_000)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import FenceCore
 import Foundation
 import Logging
@@ -10,7 +11,10 @@ struct Audit: AsyncParsableCommand {
         abstract: "Show the audit log, newest first.",
         discussion: """
             Times for --since/--until: ISO 8601 (2026-11-25, 2026-11-25T10:00:00Z) or an age such as 30s, 15m, 2h, 7d. \
-            When more rows match than --limit, the last line gives the --cursor for the next page.
+            When more rows match than --limit, the last line gives the --cursor for the next page. \
+            In cluster mode, --cluster NAME (or --config FILE with a [cluster] table) reads every host's log \
+            through this host's corosync, merged newest first with each row's host (at most 100 rows a page); \
+            hosts whose log could not be read are named.
             """
     )
 
@@ -26,6 +30,7 @@ struct Audit: AsyncParsableCommand {
     @Option(help: "Continue after a previous page (the value it printed).") var cursor: String?
     @Flag(help: "Print the page as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @OptionGroup(title: "Cluster mode") var cluster: ClusterConnection
 
     func validate() throws {
         guard (1...AuditQuery.maximumLimit).contains(limit) else {
@@ -36,26 +41,25 @@ struct Audit: AsyncParsableCommand {
                 "--result must be one of: \(AuditResult.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
-        if let cursor, (try? AuditCursor(encoded: cursor)) == nil {
+        if cluster.isGiven {
+            if let cursor, ClusterAuditCursor(encoded: cursor) == nil {
+                throw ValidationError("--cursor is not a cursor printed by fencegate audit --cluster")
+            }
+            guard limit <= ClusterAuditPage.maximumLimit else {
+                throw ValidationError("with --cluster, --limit is at most \(ClusterAuditPage.maximumLimit)")
+            }
+        } else if let cursor, (try? AuditCursor(encoded: cursor)) == nil {
             throw ValidationError("--cursor is not a cursor printed by fencegate audit")
         }
     }
 
     func run() async throws {
         let logger = global.makeLogger(defaultLevel: .warning)
+        if cluster.isGiven { return try await runInCluster() }
         try await reportingFailures {
             let store = try await ServiceContext.openAuditLogForQueries(global, logger: logger)
-            let query = AuditQuery(
-                domain: domain,
-                action: action,
-                source: source,
-                result: result.flatMap(AuditResult.init(rawValue:)),
-                requester: requester,
-                since: since?.date,
-                until: until?.date,
-                limit: limit,
-                cursor: try cursor.map(AuditCursor.init(encoded:))
-            )
+            var query = filters
+            query.cursor = try cursor.map(AuditCursor.init(encoded:))
             let page: AuditPage
             do {
                 page = try await store.query(query)
@@ -69,6 +73,48 @@ struct Audit: AsyncParsableCommand {
             print(Table.render(header: Self.header, rows: page.records.map(Self.row)))
             if let next = page.nextCursor {
                 print("-- more: fencegate audit --cursor \(next) (same filters)")
+            }
+        }
+    }
+
+    /// The filters and the page size given.
+    private var filters: AuditQuery {
+        AuditQuery(
+            domain: domain,
+            action: action,
+            source: source,
+            result: result.flatMap(AuditResult.init(rawValue:)),
+            requester: requester,
+            since: since?.date,
+            until: until?.date,
+            limit: limit
+        )
+    }
+
+    /// `--cluster`: every host's log, merged.
+    private func runInCluster() async throws {
+        try await reportingFailures {
+            let query = filters
+            let after = cursor.flatMap(ClusterAuditCursor.init(encoded:))
+            let wait = Duration.milliseconds(Int64(cluster.timeout * 1000))
+            let page = try await cluster.withMembership { membership in
+                await membership.auditPage(query, after: after, deadline: .now + wait)
+            }
+            if json {
+                print(try JSONText.encode(ClusterOperationPageJSON(page)))
+                return
+            }
+            print(
+                Table.render(
+                    header: ["HOST"] + Self.header,
+                    rows: page.entries.map { [$0.host] + Self.row($0.record) }
+                )
+            )
+            for (host, reason) in page.unavailableHosts.sorted(by: { $0.key < $1.key }) {
+                print("-- not read: host \(host): \(reason)")
+            }
+            if let next = page.nextCursor {
+                print("-- more: fencegate audit --cluster … --cursor \(next) (same filters)")
             }
         }
     }

@@ -35,8 +35,8 @@ struct ClusterConnection: ParsableArguments {
     @Option(help: "Seconds to wait for the members to answer.")
     var timeout: Double = 10
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: LogLevelArgument?
+    /// True if any option names a cluster (`audit` then reads every host's log).
+    var isGiven: Bool { cluster != nil || config != nil }
 
     /// The cluster's name and this command's introduction.
     func introduction() throws -> (name: String, hello: Hello) {
@@ -73,10 +73,13 @@ struct ClusterConnection: ParsableArguments {
     }
 
     /// Joins, waits for the members, runs `body`, leaves; a failure is one line on stderr and exit 1.
-    func withMembership<T: Sendable>(_ body: @Sendable (ClusterMembership) async throws -> T) async throws -> T {
+    func withMembership<T: Sendable>(
+        logLevel: Logger.Level = .critical,
+        _ body: @Sendable (ClusterMembership) async throws -> T
+    ) async throws -> T {
         let (name, hello) = try introduction()
         var logger = Logger(label: "fencegate.cluster")
-        logger.logLevel = logLevel?.level ?? .critical
+        logger.logLevel = logLevel
         do {
             return try await ClusterOperator.withMembership(
                 name: name,
@@ -103,9 +106,12 @@ struct ClusterStatusCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print the status as JSON.")
     var json = false
 
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: LogLevelArgument?
+
     func run() async throws {
         try await reportingFailures {
-            let status = try await connection.withMembership { $0.status }
+            let status = try await connection.withMembership(logLevel: logLevel?.level ?? .critical) { $0.status }
             print(json ? try JSONText.encode(ClusterStatusJSON(status)) : Self.text(status))
         }
     }
@@ -157,11 +163,14 @@ struct ConfirmDown: AsyncParsableCommand {
 
     @OptionGroup var connection: ClusterConnection
 
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: LogLevelArgument?
+
     func run() async throws {
         try await reportingFailures {
             let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.userName
             let (host, timeout) = (host, connection.timeout)
-            try await connection.withMembership { membership in
+            try await connection.withMembership(logLevel: logLevel?.level ?? .critical) { membership in
                 do {
                     try await membership.confirmDown(host, by: user, timeout: .milliseconds(Int64(timeout * 1000)))
                 } catch {

@@ -1,3 +1,6 @@
+import FenceCore
+import Foundation
+import Store
 import Testing
 
 @testable import Cluster
@@ -110,6 +113,57 @@ struct ClusterWireTests {
             .confirmDown(DownConfirmation(hostName: "host3", confirmedBy: "root")),
             .hello(Hello(keyFingerprints: ["a"], hostName: "ops", role: .operator)),
             .domains(DomainReport(domains: [], hypervisorReachable: false)),
+            .auditQuery(
+                AuditQueryMessage(
+                    serial: 3,
+                    query: AuditQuery(
+                        domain: "pcmk1",
+                        result: .timedOut,
+                        domainPatterns: ["pcmk*"],
+                        since: Date(microsecondsSince1970: 5),
+                        limit: 20
+                    ),
+                    cursor: ClusterAuditCursor(requestedAtMicroseconds: 9, host: "host2", id: 4)
+                )
+            ),
+            .auditQuery(AuditQueryMessage(serial: 4, query: AuditQuery(), cursor: nil)),
+            .auditPage(
+                AuditPageMessage(
+                    receiver: member,
+                    serial: 3,
+                    hostName: "host1",
+                    result: .failure(.init(reason: "disk"))
+                )
+            ),
+            .auditPage(
+                AuditPageMessage(
+                    receiver: member,
+                    serial: 3,
+                    hostName: "host1",
+                    result: .success([
+                        AuditRecord(
+                            id: 7,
+                            intent: AuditIntent(
+                                source: "multicast",
+                                requester: "198.18.0.10",
+                                clientAddress: nil,
+                                target: "pcmk1",
+                                domainName: "pcmk1",
+                                domainUUID: "u",
+                                action: "off",
+                                requestedAt: Date(microsecondsSince1970: 1_000_001)
+                            ),
+                            state: .finished,
+                            result: .success,
+                            powerState: "off",
+                            errorCode: nil,
+                            message: "received on host2",
+                            finishedAt: Date(microsecondsSince1970: 1_500_000),
+                            duration: .microseconds(499_999)
+                        )
+                    ])
+                )
+            ),
             .departed(
                 DepartedReport(hosts: [
                     .init(

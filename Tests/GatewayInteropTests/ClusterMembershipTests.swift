@@ -320,6 +320,35 @@ struct ClusterMembershipTests {
         )
         #expect(list.status == 0 && ["pcmk1", "Db1", "node3"].allSatisfy(list.stdout.contains), "\(list.stdout)")
 
+        // Every host's audit log, merged, from any host: page by page (two rows a page), every row once.
+        var merged: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try await servers.curl(
+                2,
+                "GET",
+                "/operations?scope=cluster&limit=2" + (cursor.map { "&cursor=\($0)" } ?? "")
+            )
+            #expect(page.status == 200, "\(page)")
+            #expect((page.body["unavailable_hosts"] as? [Any])?.isEmpty == true, "\(page)")
+            merged += (page.body["operations"] as? [[String: Any]] ?? []).map {
+                "\($0["host"] as? String ?? "?")#\($0["id"] as? Int ?? 0)"
+            }
+            cursor = page.body["next_cursor"] as? String
+        } while cursor != nil && merged.count < 500
+        var separate: [String] = []
+        for index in 0..<3 {
+            separate += try await servers.rows(index).map { "host\(index + 1)#\($0["id"] as? Int ?? 0)" }
+        }
+        #expect(merged.count == separate.count && Set(merged) == Set(separate), "\(merged) vs \(separate)")
+        let fromCLI = try await nodes[0].run([
+            FencegateBinary.url.path, "audit", "--cluster", Self.cluster, "--key-file", lab.keyPath, "--json",
+            "--limit", "100",
+        ])
+        #expect(fromCLI.status == 0, "\(fromCLI.stderr)")
+        let cliPage = (try? JSONSerialization.jsonObject(with: Data(fromCLI.stdout.utf8))) as? [String: Any]
+        #expect((cliPage?["operations"] as? [Any])?.count == separate.count, "\(fromCLI.stdout)")
+
         // host2's Fencegate stops: its domains are not "off", and a fence of one fails, saying why.
         #expect(try await nodes[1].run(["pkill", "-TERM", "-x", "fencegate"]).status == 0)
         try await waitUntil("host1 sees host2 leave") { servers.log(0).contains("host left the cluster") }
@@ -329,6 +358,10 @@ struct ClusterMembershipTests {
         #expect(
             (orphan.body["detail"] as? String)?.contains("host2 left the cluster and is not confirmed down") == true
         )
+        let withoutHost2 = try await servers.curl(0, "GET", "/operations?scope=cluster")
+        let unavailable = withoutHost2.body["unavailable_hosts"] as? [[String: Any]]
+        #expect(unavailable?.first?["host"] as? String == "host2", "\(withoutHost2)")
+        #expect(unavailable?.first?["reason"] as? String == "it left the cluster", "\(withoutHost2)")
         let refusedRow = try await servers.rows(0).first
         #expect(
             refusedRow?["result"] as? String == "failure"

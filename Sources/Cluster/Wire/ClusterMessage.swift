@@ -23,6 +23,10 @@ public enum ClusterMessage: Sendable, Equatable {
     case departed(DepartedReport)
     /// A member gives up a request of its own at its deadline (`serial`): if it still waits, it never runs.
     case withdraw(serial: UInt64)
+    /// A member asks every host for its part of a merged audit page.
+    case auditQuery(AuditQueryMessage)
+    /// A host's part of a merged audit page.
+    case auditPage(AuditPageMessage)
 
     /// The protocol version this build speaks.
     public static let protocolVersion: UInt16 = 1
@@ -41,6 +45,8 @@ public enum ClusterMessage: Sendable, Equatable {
         case confirmDown = 7
         case departed = 8
         case withdraw = 9
+        case auditQuery = 10
+        case auditPage = 11
     }
 
     /// The bytes on the wire.
@@ -75,6 +81,12 @@ public enum ClusterMessage: Sendable, Equatable {
         case .withdraw(let serial):
             kind = .withdraw
             payload.write(serial)
+        case .auditQuery(let query):
+            kind = .auditQuery
+            query.encode(into: &payload)
+        case .auditPage(let page):
+            kind = .auditPage
+            page.encode(into: &payload)
         }
         var envelope = WireWriter()
         envelope.write(raw: Self.magic)
@@ -117,6 +129,8 @@ public enum ClusterMessage: Sendable, Equatable {
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
         case .departed: self = .departed(try DepartedReport(decoding: &reader))
         case .withdraw: self = .withdraw(serial: try reader.uint64("serial"))
+        case .auditQuery: self = .auditQuery(try AuditQueryMessage(decoding: &reader))
+        case .auditPage: self = .auditPage(try AuditPageMessage(decoding: &reader))
         }
         try reader.end()
     }

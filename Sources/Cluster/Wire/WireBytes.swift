@@ -50,6 +50,18 @@ struct WireWriter {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> shift)) }
     }
 
+    /// An optional text: a presence byte, then the text.
+    mutating func write(optional text: String?) {
+        write(UInt8(text == nil ? 0 : 1))
+        if let text { write(text: text) }
+    }
+
+    /// An optional signed 64-bit number: a presence byte, then the number.
+    mutating func write(optional number: Int64?) {
+        write(UInt8(number == nil ? 0 : 1))
+        if let number { write(UInt64(bitPattern: number)) }
+    }
+
     /// Raw bytes of a known size (no length prefix).
     mutating func write(raw: [UInt8]) { bytes += raw }
 
@@ -99,6 +111,24 @@ struct WireReader {
             throw .notUTF8(field: field)
         }
         return text
+    }
+
+    /// A text written by `write(optional:)`.
+    mutating func optionalText(_ field: String, limit: Int) throws(WireError) -> String? {
+        switch try uint8("\(field) present") {
+        case 0: return nil
+        case 1: return try text(field, limit: limit)
+        default: throw .invalid(field: "\(field) present")
+        }
+    }
+
+    /// A number written by `write(optional:)`.
+    mutating func optionalInt64(_ field: String) throws(WireError) -> Int64? {
+        switch try uint8("\(field) present") {
+        case 0: return nil
+        case 1: return Int64(bitPattern: try uint64(field))
+        default: throw .invalid(field: "\(field) present")
+        }
     }
 
     /// Throws if bytes are left.

@@ -55,6 +55,14 @@ struct Problem: Error, Sendable {
         Problem(status: 404, kind: "not-found", title: "Not found", detail: "no resource at \(path)")
     }
 
+    /// Outside cluster mode, a request for the cluster's view (`GET /cluster`, `?scope=cluster`).
+    static let noCluster = Problem(
+        status: 404,
+        kind: "not-found",
+        title: "Not found",
+        detail: "no cluster: this host does not run in cluster mode (serve --cluster)"
+    )
+
     static func operationNotFound(_ id: String) -> Problem {
         Problem(status: 404, kind: "operation-not-found", title: "Operation not found", detail: "no operation \(id)")
     }

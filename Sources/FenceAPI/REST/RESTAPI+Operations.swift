@@ -28,11 +28,42 @@ extension RESTAPI {
             }
             query.limit = parsed
         }
+        switch parameters["scope"] {
+        case nil, "host":
+            break
+        case "cluster":
+            // Cluster mode: every host's log, merged.
+            var cursor: ClusterAuditCursor?
+            if let text = parameters["cursor"] {
+                if let parsed = ClusterAuditCursor(encoded: text) {
+                    cursor = parsed
+                } else if let hostCursor = try? AuditCursor(encoded: text) {
+                    // A cursor of one host's log: every host's rows requested before its time.
+                    cursor = ClusterAuditCursor(
+                        requestedAtMicroseconds: hostCursor.requestedAtMicroseconds,
+                        host: "",
+                        id: hostCursor.id
+                    )
+                } else {
+                    throw Problem.badRequest("cursor must be a next_cursor value from a previous page, unchanged")
+                }
+            }
+            guard let page = await service.clusterOperations(query, after: cursor, visibleTo: token) else {
+                throw Problem.noCluster
+            }
+            return try .json(encoding: ClusterOperationPageJSON(page))
+        default:
+            throw Problem.badRequest("scope must be host or cluster")
+        }
         if let cursor = parameters["cursor"] {
-            guard let parsed = try? AuditCursor(encoded: cursor) else {
+            if let parsed = try? AuditCursor(encoded: cursor) {
+                query.cursor = parsed
+            } else if let merged = ClusterAuditCursor(encoded: cursor) {
+                // A cursor of the merged log: this host's rows after that position.
+                query.cursor = merged.cursor(forHost: service.hostName)
+            } else {
                 throw Problem.badRequest("cursor must be a next_cursor value from a previous page, unchanged")
             }
-            query.cursor = parsed
         }
         return try .json(encoding: OperationPageJSON(try await service.operations(query, visibleTo: token)))
     }
