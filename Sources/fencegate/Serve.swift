@@ -281,7 +281,8 @@ struct Serve: AsyncParsableCommand {
                 service: context.service,
                 logger: logger
             )
-            let membership = settings.clusterName.map { name in
+            // A fence_virt.conf with backend = "cpg" asks for cluster mode too.
+            let membership = (settings.clusterName ?? gatewayConfigurations.clusterName).map { name in
                 ClusterMembership(
                     configuration: .init(
                         name: name,

@@ -161,6 +161,27 @@ struct ConfigFileTests {
         #expect(broken.status == 78 && broken.stderr.contains("cannot read it"))
     }
 
+    @Test("config import of a cpg backend: cluster mode, which config check accepts and names")
+    func importCPG() async throws {
+        let fencegate = try FencegateBinary()
+        let conf = fencegate.directory.file("fence_virt.conf")
+        let key = fencegate.directory.file("key")
+        #expect(try await fencegate.run(["keygen", key]).status == 0)
+        try """
+        fence_virtd { listener = "multicast"; backend = "cpg"; }
+        listeners { multicast { key_file = "\(key)"; interface = "virbr0"; } }
+        backends { cpg { uri = "qemu:///system"; name_mode = "uuid"; } }
+        """.write(toFile: conf, atomically: true, encoding: .utf8)
+        let imported = try await fencegate.run(["config", "import", conf])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("[cluster]\nname = \"fencegate\"\n"), "\(imported.stdout)")
+        #expect(imported.stdout.contains("backends/cpg/name_mode is ignored"), "\(imported.stdout)")
+        let path = fencegate.directory.file("fencegate.toml")
+        try imported.stdout.write(toFile: path, atomically: true, encoding: .utf8)
+        let checked = try await fencegate.run(["config", "check", path])
+        #expect(checked.status == 0 && checked.stdout.contains("cluster: fencegate (corosync CPG)"), "\(checked)")
+    }
+
     @Test("serve --config runs from the file; options given besides override it; the gateway is set in one place")
     func serveFromFile() async throws {
         let fencegate = try FencegateBinary()

@@ -9,7 +9,8 @@ import Testing
 /// restarts rejoins by itself, and one whose keys are reloaded is judged again.
 @Suite("Cluster membership over corosync CPG", requiresRoot, .serialized)
 struct ClusterMembershipTests {
-    static let cluster = "fencegate-lab"
+    /// The name a fence_virt.conf with `backend = "cpg"` joins, so that a host can use one.
+    static let cluster = "fencegate"
 
     /// One corosync host (`host1`…) per guest namespace of `lab`, all quorate.
     static func corosyncHosts(_ lab: GatewayLab) async throws -> [ClusterNode] {
@@ -390,12 +391,21 @@ struct ClusterMembershipTests {
         #expect(onAfter.status == 503, "\(onAfter)")
         #expect(servers.log(0).contains("host confirmed down by an operator"))
 
-        // host2 is back: a host like any other again; its domains are fenced there.
+        // host2 is back, now from fence_virtd's own file with backend = "cpg": a host like any other again;
+        // its domains are fenced there.
+        let conf = nodes[1].directory + "/fence_virt.conf"
+        try """
+        fence_virtd {
+            listener = "multicast";
+            backend = "cpg";
+        }
+        listeners { multicast { key_file = "\(lab.keyPath)"; interface = "eth0"; } }
+        backends { cpg { uri = "\(ClusterServers.worlds[1])"; name_mode = "name"; } }
+        """.write(toFile: conf, atomically: true, encoding: .utf8)
         _ = try nodes[1].start(
             [
-                FencegateBinary.url.path, "serve", "--cluster", Self.cluster, "--uri", ClusterServers.worlds[1],
-                "--database", nodes[1].directory + "/audit.db", "--listen", "127.0.0.1:0", "--multicast",
-                "--multicast-interface", "eth0", "--key-file", lab.keyPath,
+                FencegateBinary.url.path, "serve", "--fence-virt-conf", conf, "--database",
+                nodes[1].directory + "/audit.db", "--listen", "127.0.0.1:0",
             ],
             logName: "serve-again"
         )

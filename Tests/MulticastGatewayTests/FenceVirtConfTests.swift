@@ -177,7 +177,7 @@ struct FenceVirtConfTests {
         arguments: [
             ("fence_virtd {\n listener = \"serial\";\n backend = \"libvirt\";\n}", "test.conf:2: the serial listener"),
             ("fence_virtd {\n listener = \"vsock\";\n backend = \"libvirt\";\n}", "test.conf:2: the vsock listener"),
-            ("fence_virtd {\n listener = \"multicast\";\n backend = \"cpg\";\n}", "test.conf:3: the cpg backend"),
+            ("fence_virtd {\n listener = \"multicast\";\n backend = \"xen\";\n}", "test.conf:3: unknown backend"),
             ("fence_virtd { backend = \"libvirt\"; }", "test.conf:1: 'fence_virtd' sets no listener"),
             ("listeners { }", "test.conf: no 'fence_virtd { … }' section"),
             (
@@ -209,5 +209,30 @@ struct FenceVirtConfTests {
     func refusals(text: String, prefix: String) {
         let error = failure(text)
         #expect(error?.description.hasPrefix(prefix) == true, "\(String(describing: error))")
+    }
+
+    @Test("backend cpg: cluster mode, with the cpg block's uri; name_mode is noted as ignored")
+    func cpgBackend() throws {
+        let file = try FenceVirtdConfiguration(
+            text: """
+                fence_virtd {
+                    listener = "multicast";
+                    backend = "cpg";
+                }
+                listeners { multicast { key_file = "/etc/cluster/fence_xvm.key"; interface = "virbr0"; } }
+                backends {
+                    libvirt { uri = "qemu:///other"; }
+                    cpg {
+                        uri = "qemu:///system";
+                        name_mode = "uuid";
+                    }
+                }
+                """,
+            path: "test.conf"
+        )
+        #expect(file.clusterName == "fencegate")
+        #expect(file.libvirtURI == "qemu:///system")
+        #expect(file.ignored.contains { $0.contains("backends/libvirt") && $0.contains("the backend in use is cpg") })
+        #expect(file.ignored.contains { $0.contains("backends/cpg/name_mode") }, "\(file.ignored)")
     }
 }

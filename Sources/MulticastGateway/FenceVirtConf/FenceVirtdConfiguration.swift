@@ -5,9 +5,9 @@ import Foundation
 /// Fencegate can replace fence_virtd on a host without a change to the file or to any guest.
 ///
 /// Supported: the `multicast` and `tcp` listeners (key_file, hash, auth, family, address, port, interface),
-/// the `libvirt` backend (one `uri`), and `groups`. The `serial` and `vsock` listeners and the `cpg` backend
-/// are refused with an explanation; settings that only concern fence_virtd's process (debug, foreground,
-/// module_path, wait_for_init) are reported as ignored.
+/// the `libvirt` backend (one `uri`), the `cpg` backend (cluster mode: `clusterName`, its `uri`), and
+/// `groups`. The `serial` and `vsock` listeners are refused with an explanation; settings that only concern
+/// fence_virtd's process (debug, foreground, module_path, wait_for_init) are reported as ignored.
 public struct FenceVirtdConfiguration: Sendable {
     /// The listener fence_virtd would run (`fence_virtd { listener = …; }`).
     public enum Listener: String, Sendable {
@@ -15,8 +15,15 @@ public struct FenceVirtdConfiguration: Sendable {
     }
 
     public var listener: Listener
-    /// `backends { libvirt { uri = …; } }`, or nil when not set (fence_virtd then uses libvirt's default).
+    /// `backends { libvirt { uri = …; } }` (or `cpg`'s), or nil when not set (fence_virtd then uses
+    /// libvirt's default).
     public var libvirtURI: String?
+    /// `backend = "cpg"`: the Fencegate cluster to join (`cpgClusterName`); nil for `libvirt`.
+    public var clusterName: String?
+
+    /// The cluster a `cpg` backend joins. Not fence_virtd's own group name: its messages and Fencegate's
+    /// cannot be mixed, so hosts move from fence_virtd to Fencegate all at once.
+    public static let cpgClusterName = "fencegate"
     /// The listener's `key_file` (default `/etc/cluster/fence_xvm.key`).
     public var keyFile: String
     /// Everything but the key, which the caller reads from `keyFile`.
@@ -90,18 +97,16 @@ public struct FenceVirtdConfiguration: Sendable {
                 "unknown listener \"\(listenerSetting.value)\": fence_virtd knows multicast, tcp, serial and vsock"
             )
         }
-        switch backendSetting.value.lowercased() {
+        let backend = backendSetting.value.lowercased()
+        switch backend {
         case "libvirt": break
         case "cpg":
-            throw reader.error(
-                backendSetting.line,
-                "the cpg backend (routing requests between hosts over corosync) is not supported: Fencegate fences the "
-                    + "domains of its own host's libvirt; run it on each host with backend = \"libvirt\""
-            )
+            // Cluster mode, which fences any domain of the hosts that run it, never by guess.
+            clusterName = Self.cpgClusterName
         default:
             throw reader.error(
                 backendSetting.line,
-                "unknown backend \"\(backendSetting.value)\": Fencegate supports backend = \"libvirt\""
+                "unknown backend \"\(backendSetting.value)\": Fencegate supports backend = \"libvirt\" and \"cpg\""
             )
         }
         for setting in daemon.assignments where !["listener", "backend"].contains(setting.name.lowercased()) {
@@ -181,25 +186,25 @@ public struct FenceVirtdConfiguration: Sendable {
             gateway.tcp = address
         }
 
-        // The libvirt backend: one URI.
+        // The backend in use (libvirt or cpg): one URI.
         if let backends = try reader.onlyBlock("backends", in: root) {
-            for other in backends.blocks where other.name.lowercased() != "libvirt" {
-                reader.ignore(other.line, "backends/\(other.name)", "the backend in use is libvirt")
+            for other in backends.blocks where other.name.lowercased() != backend {
+                reader.ignore(other.line, "backends/\(other.name)", "the backend in use is \(backend)")
             }
-            if let libvirt = try reader.onlyBlock("libvirt", in: backends) {
-                libvirtURI = try reader.single("uri", in: libvirt)?.value
-                for setting in libvirt.assignments where setting.name.lowercased() != "uri" {
+            if let block = try reader.onlyBlock(backend, in: backends) {
+                libvirtURI = try reader.single("uri", in: block)?.value
+                for setting in block.assignments where setting.name.lowercased() != "uri" {
                     if setting.name.lowercased().hasPrefix("uri") {
                         throw reader.error(
                             setting.line,
                             "\(setting.name): several libvirt URIs are not supported; Fencegate serves one hypervisor (uri)"
                         )
                     }
-                    reader.ignore(
-                        setting.line,
-                        "backends/libvirt/\(setting.name)",
-                        "the libvirt backend has no such setting"
-                    )
+                    let why =
+                        backend == "cpg" && setting.name.lowercased() == "name_mode"
+                        ? "Fencegate takes a domain's name or UUID alike"
+                        : "the \(backend) backend has no such setting"
+                    reader.ignore(setting.line, "backends/\(backend)/\(setting.name)", why)
                 }
             }
         }

@@ -30,7 +30,7 @@ struct Config: ParsableCommand {
             }
             var logger = Logger(label: "config")
             logger.logLevel = .critical
-            let gateways: (configurations: [GatewayConfiguration], uri: String?)
+            let gateways: (configurations: [GatewayConfiguration], uri: String?, clusterName: String?)
             do {
                 gateways = try settings.loadGateways(logger: logger)
             } catch let failure as CLIFailure {
@@ -59,7 +59,9 @@ struct Config: ParsableCommand {
                 )
             }
             if gateways.configurations.isEmpty { lines.append("  fence_xvm gateway: off") }
-            if let cluster = settings.clusterName { lines.append("  cluster: \(cluster) (corosync CPG)") }
+            if let cluster = settings.clusterName ?? gateways.clusterName {
+                lines.append("  cluster: \(cluster) (corosync CPG)")
+            }
             print(lines.joined(separator: "\n"))
         }
     }
@@ -92,6 +94,13 @@ enum FencegateTOML {
         var lines = ["# Fencegate configuration, converted from \(source) by `fencegate config import`."]
         lines += file.ignored.map { "# \($0)" }
         if let uri = file.libvirtURI { lines += ["", "[hypervisor]", "uri = \(quoted(uri))"] }
+        if let cluster = file.clusterName {
+            lines += [
+                "",
+                "# backend = \"cpg\": cluster mode (see the README's \"Cluster mode\"); every host joins this cluster.",
+                "[cluster]", "name = \(quoted(cluster))",
+            ]
+        }
         lines += [
             "", "[gateway]", "key_file = \(quoted(file.keyFile))",
             "hash = \(quoted(file.gateway.minimumHash.description))",

@@ -197,11 +197,19 @@ struct ServeSettings {
     /// does; all that do must agree). Called at start and again on SIGHUP.
     /// - Throws: `CLIFailure` for a file or key that cannot be read, and for two gateways that would listen
     ///   on the same multicast group, port and interface, or the same TCP address.
-    func loadGateways(logger: Logger) throws -> (configurations: [GatewayConfiguration], uri: String?) {
+    /// The gateways, and what a fence_virt.conf says beside them: its libvirt URI, and the cluster its `cpg`
+    /// backend joins.
+    func loadGateways(
+        logger: Logger
+    ) throws -> (
+        configurations: [GatewayConfiguration], uri: String?, clusterName: String?
+    ) {
         var configurations: [GatewayConfiguration] = []
         var uri: String?
+        var clusterName: String?
         for (index, source) in gateways.enumerated() {
-            let (configuration, fileURI) = try Self.load(source, logger: logger)
+            let (configuration, fileURI, fileCluster) = try Self.load(source, logger: logger)
+            clusterName = clusterName ?? fileCluster
             if let fileURI {
                 if let uri, uri != fileURI {
                     throw CLIFailure.other(
@@ -218,17 +226,17 @@ struct ServeSettings {
             }
             configurations.append(configuration)
         }
-        return (configurations, uri)
+        return (configurations, uri, clusterName)
     }
 
     private static func load(
         _ source: GatewaySource,
         logger: Logger
-    ) throws -> (configuration: GatewayConfiguration, uri: String?) {
+    ) throws -> (configuration: GatewayConfiguration, uri: String?, clusterName: String?) {
         switch source {
         case .direct(var configuration, let keyFile):
             try GatewayOptions.loadKey(into: &configuration, from: keyFile, logger: logger)
-            return (configuration, nil)
+            return (configuration, nil, nil)
         case .fenceVirtConf(let path):
             let file: FenceVirtdConfiguration
             do {
@@ -239,7 +247,7 @@ struct ServeSettings {
             for note in file.ignored { logger.warning("\(note)") }
             var configuration = file.gateway
             try GatewayOptions.loadKey(into: &configuration, from: file.keyFile, logger: logger)
-            return (configuration, file.libvirtURI)
+            return (configuration, file.libvirtURI, file.clusterName)
         }
     }
 }
