@@ -65,8 +65,8 @@ public struct AuditQueryMessage: Sendable, Equatable {
             query.domainPatterns = patterns
         default: throw .invalid(field: "domain patterns present")
         }
-        query.since = try reader.optionalInt64("since").map(Date.init(microsecondsSince1970:))
-        query.until = try reader.optionalInt64("until").map(Date.init(microsecondsSince1970:))
+        query.since = try reader.optionalTime("since")
+        query.until = try reader.optionalTime("until")
         let limit = Int(try reader.uint16("limit"))
         guard (1...ClusterAuditPage.maximumLimit).contains(limit) else { throw .invalid(field: "limit") }
         query.limit = limit
@@ -150,7 +150,7 @@ public struct AuditPageMessage: Sendable, Equatable {
         writer.write(UInt64(bitPattern: record.id))
         writer.write(UInt64(bitPattern: record.requestedAt.microsecondsSince1970))
         writer.write(optional: record.finishedAt?.microsecondsSince1970)
-        writer.write(optional: record.duration.map { Int64(($0.seconds * 1_000_000).rounded()) })
+        writer.write(optional: record.duration.map(Self.microseconds))
         for text in [record.source, record.target, record.action, record.state.rawValue] {
             writer.write(text: truncated(text, to: Hello.textLimit))
         }
@@ -163,10 +163,16 @@ public struct AuditPageMessage: Sendable, Equatable {
         writer.write(optional: record.message.map { truncated($0, to: messageLimit) })
     }
 
+    /// A duration in whole microseconds, exactly (what `Duration.microseconds` gives back).
+    private static func microseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds &* 1_000_000 &+ attoseconds / 1_000_000_000_000
+    }
+
     private static func decodeRecord(_ reader: inout WireReader) throws(WireError) -> AuditRecord {
         let id = Int64(bitPattern: try reader.uint64("id"))
-        let requestedAt = Date(microsecondsSince1970: Int64(bitPattern: try reader.uint64("requested at")))
-        let finishedAt = try reader.optionalInt64("finished at").map(Date.init(microsecondsSince1970:))
+        let requestedAt = try reader.time("requested at")
+        let finishedAt = try reader.optionalTime("finished at")
         let duration = try reader.optionalInt64("duration").map { Duration.microseconds($0) }
         let source = try reader.text("source", limit: Hello.textLimit)
         let target = try reader.text("target", limit: Hello.textLimit)

@@ -1,3 +1,6 @@
+import Foundation
+import Store
+
 /// Why bytes from another host could not be read as a cluster message.
 public enum WireError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Fewer bytes than the field needs.
@@ -118,6 +121,23 @@ struct WireReader {
         switch try uint8("\(field) present") {
         case 0: return nil
         case 1: return try text(field, limit: limit)
+        default: throw .invalid(field: "\(field) present")
+        }
+    }
+
+    /// A time, as microseconds since 1970, that a `Date` holds exactly (one encoding per message).
+    mutating func time(_ field: String) throws(WireError) -> Date {
+        let value = Int64(bitPattern: try uint64(field))
+        let date = Date(microsecondsSince1970: value)
+        guard value.magnitude <= 1 << 53, date.microsecondsSince1970 == value else { throw .invalid(field: field) }
+        return date
+    }
+
+    /// An optional time, written by `write(optional:)` with `microsecondsSince1970`.
+    mutating func optionalTime(_ field: String) throws(WireError) -> Date? {
+        switch try uint8("\(field) present") {
+        case 0: return nil
+        case 1: return try time(field)
         default: throw .invalid(field: "\(field) present")
         }
     }
