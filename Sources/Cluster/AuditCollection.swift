@@ -22,10 +22,19 @@ final class AuditCollection: Sendable {
     private let collections = Mutex<[UInt64: Collection]>([:])
     private let done = Rendezvous<UInt64, Bool>()
 
-    /// A new query's serial.
-    func register(limit: Int) -> UInt64 {
+    /// The most merged queries this member waits for at once: each makes every host read its log and send
+    /// up to a hundred rows to every member.
+    static let concurrentLimit = 4
+
+    /// A new query's serial; nil if `concurrentLimit` queries wait already.
+    func register(limit: Int) -> UInt64? {
         let serial = nextSerial.add(1, ordering: .relaxed).oldValue
-        collections.withLock { $0[serial] = Collection(limit: limit) }
+        let opened = collections.withLock { collections -> Bool in
+            guard collections.count < Self.concurrentLimit else { return false }
+            collections[serial] = Collection(limit: limit)
+            return true
+        }
+        guard opened else { return nil }
         _ = done.open(serial)
         return serial
     }

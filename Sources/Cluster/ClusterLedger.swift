@@ -31,16 +31,24 @@ struct ClusterLedger: Sendable, Equatable {
     var domains: [CPGMember: [DomainReport.Domain]] = [:]
     /// Hosts whose last report said their hypervisor could not be listed.
     var unreachable: Set<CPGMember> = []
-    /// Each host member's last report, kept across joins: what it had when it left.
+    /// Each host member's last report, kept across joins: to resolve names while reports are sent again
+    /// (never to place a request).
     var lastReports: [CPGMember: [DomainReport.Domain]] = [:]
-    /// Hosts that left the cluster, by name, with the domains they last reported.
+    /// Hosts that left the cluster, by name, with the domains they reported since the last join (what every
+    /// member knows alike).
     var departed: [String: [DomainReport.Domain]] = [:]
+    /// Hosts that left before reporting since the last join (or while refused): their domains are unknown,
+    /// and anything not running on an accepted host may run there.
+    var unknownDeparted: Set<String> = []
+    /// Hosts whose hello was delivered since the last join: a report of hosts that left, sent before that,
+    /// does not make them departed (or confirmed down) again.
+    var introducedHosts: Set<String> = []
     /// Hosts that left and that an operator confirmed down.
     var confirmedDown: Set<String> = []
     /// fence_xvm call backs claimed, by key: the member calling back, and since when.
     var claims: [CallbackClaim: (holder: CPGMember, since: ContinuousClock.Instant)] = [:]
     /// Requests delivered while the reports were incomplete, in delivery order.
-    var parked: [(from: CPGMember, request: ForwardedRequest)] = []
+    var parked: [(from: CPGMember, request: ForwardedRequest, at: ContinuousClock.Instant)] = []
 
     /// How long a claimed call back keeps further copies of the request from being claimed (fence_virtd
     /// drops copies of a request for 10 s).
@@ -59,7 +67,8 @@ struct ClusterLedger: Sendable, Equatable {
     static func == (left: ClusterLedger, right: ClusterLedger) -> Bool {
         left.local == right.local && left.members == right.members && left.domains == right.domains
             && left.introduced == right.introduced && left.unreachable == right.unreachable
-            && left.departed == right.departed && left.confirmedDown == right.confirmedDown
+            && left.departed == right.departed && left.unknownDeparted == right.unknownDeparted
+            && left.confirmedDown == right.confirmedDown
             && left.claims.keys == right.claims.keys && left.parked.map(\.request) == right.parked.map(\.request)
     }
 
@@ -145,6 +154,13 @@ struct ClusterLedger: Sendable, Equatable {
                     + "(`fencegate cluster confirm-down \(host)` once it is)"
             )
         }
+        let unknown = unknownDeparted.sorted().filter { !current.contains($0) && !confirmedDown.contains($0) }
+        if let host = unknown.first {
+            return .unavailable(
+                reason: "host \(host) left the cluster before it reported its domains, and is not confirmed down: "
+                    + "the domain may run there"
+            )
+        }
         if let blind = blindSpots.first {
             return .unavailable(reason: "\(blind): the domain may run there")
         }
@@ -159,7 +175,16 @@ struct ClusterLedger: Sendable, Equatable {
     /// True if placing the domain relies on an operator's confirmation that a host is down: only a quorate
     /// partition acts on that.
     func reliesOnConfirmation(_ uuid: String) -> Bool {
-        confirmedDown.contains { host in departed[host]?.contains { $0.uuid == uuid } ?? false }
+        confirmedDown.contains { host in
+            unknownDeparted.contains(host) || departed[host]?.contains { $0.uuid == uuid } ?? false
+        }
+    }
+
+    /// Records that host `name` left, with the domains it reported since the last join (nil: unknown).
+    private mutating func depart(_ name: String, domains: [DomainReport.Domain]?) {
+        guard departed[name] != nil || departed.count < Self.departedLimit else { return }
+        departed[name] = domains ?? []
+        if domains == nil { unknownDeparted.insert(name) } else { unknownDeparted.remove(name) }
     }
 
     // MARK: - Changes, as delivered
@@ -177,9 +202,15 @@ struct ClusterLedger: Sendable, Equatable {
         joined: [CPGMember]
     ) -> [Decision] {
         for member in left {
-            if case .accepted(let hello) = members[member], hello.role == .host {
-                // A host that leaves before it reported again keeps what was known of it.
-                departed[hello.hostName] = lastReports[member] ?? departed[hello.hostName] ?? []
+            // What every member knows alike: the host's report since the last join, if it sent one.
+            switch members[member] {
+            case .accepted(let hello) where hello.role == .host:
+                depart(hello.hostName, domains: domains[member])
+            case .refused where hellos[member]?.role == .host:
+                // Refused, its domains were never known here: it may run any of them.
+                depart(hellos[member]!.hostName, domains: nil)
+            default:
+                break
             }
             members[member] = nil
             hellos[member] = nil
@@ -196,6 +227,7 @@ struct ClusterLedger: Sendable, Equatable {
             // A newcomer never saw the messages so far: every member introduces itself and reports again,
             // and the requests still waiting (which the newcomer never saw) are refused, alike everywhere.
             introduced = []
+            introducedHosts = []
             domains = [:]
             unreachable = []
             decisions = parked.map {
@@ -227,9 +259,12 @@ struct ClusterLedger: Sendable, Equatable {
         } else if let change = judge(member) {
             changes.append(change)
         }
-        if case .accepted(let hello) = members[member], hello.role == .host {
+        if member == local, localRole == .host {
+            introducedHosts.insert(localHostName)
+        } else if case .accepted(let hello) = members[member], hello.role == .host {
             // A host that is back is not down (what it had stays known until it reports again).
             confirmedDown.remove(hello.hostName)
+            introducedHosts.insert(hello.hostName)
         }
         return (changes, drainParked())
     }
@@ -290,6 +325,7 @@ struct ClusterLedger: Sendable, Equatable {
         domains[member] = report.domains
         lastReports[member] = report.domains
         departed[host] = nil  // it is back, with what it has now
+        unknownDeparted.remove(host)
         if report.hypervisorReachable { unreachable.remove(member) } else { unreachable.insert(member) }
         return drainParked()
     }
@@ -298,18 +334,24 @@ struct ClusterLedger: Sendable, Equatable {
     var departedReport: DepartedReport {
         DepartedReport(
             hosts: departed.keys.sorted().map {
-                DepartedReport.Host(name: $0, confirmedDown: confirmedDown.contains($0), domains: departed[$0] ?? [])
+                DepartedReport.Host(
+                    name: $0,
+                    confirmedDown: confirmedDown.contains($0),
+                    domains: unknownDeparted.contains($0) ? nil : departed[$0] ?? []
+                )
             }
         )
     }
 
-    /// Another host's knowledge of the hosts that left, merged in (hosts that are members now excepted).
+    /// Another host's knowledge of the hosts that left, merged in: hosts that introduced themselves since
+    /// the last join are not departed (the report may predate their return); "unknown" wins over a list.
     mutating func merge(_ report: DepartedReport, from member: CPGMember) {
         guard member != local, case .accepted(let hello) = members[member], hello.role == .host else { return }
-        let current = Set(hosts.map(\.name))
+        let current = Set(hosts.map(\.name)).union(introducedHosts)
         for host in report.hosts where !current.contains(host.name) {
             guard departed[host.name] != nil || departed.count < Self.departedLimit else { continue }
-            if departed[host.name] == nil { departed[host.name] = host.domains }
+            if departed[host.name] == nil { departed[host.name] = host.domains ?? [] }
+            if host.domains == nil { unknownDeparted.insert(host.name) }
             if host.confirmedDown { confirmedDown.insert(host.name) }
         }
     }
@@ -338,6 +380,8 @@ struct ClusterLedger: Sendable, Equatable {
         let from: CPGMember
         let request: ForwardedRequest
         let placement: Placement
+        /// How long it waited, parked, before it was decided (its executor has that much less time).
+        var waited: Duration = .zero
         /// The placement relies on an operator's confirmation that a host is down: the executor acts only
         /// if its partition is quorate.
         let requiresQuorum: Bool
@@ -371,7 +415,7 @@ struct ClusterLedger: Sendable, Equatable {
                     )
                 ]
             }
-            parked.append((member, request))
+            parked.append((member, request, .now))
             return []
         }
         return [decide(request, from: member)]
@@ -391,7 +435,12 @@ struct ClusterLedger: Sendable, Equatable {
         guard !parked.isEmpty, unsettledReason == nil else { return [] }
         let waiting = parked
         parked = []
-        return waiting.filter { isTrusted($0.from) }.map { decide($0.request, from: $0.from) }
+        let now = ContinuousClock.now
+        return waiting.filter { isTrusted($0.from) }.map { entry in
+            var decision = decide(entry.request, from: entry.from)
+            decision.waited = now - entry.at
+            return decision
+        }
     }
 
     /// A claim delivered now: true if `member` holds the call back (the first claim within the window).

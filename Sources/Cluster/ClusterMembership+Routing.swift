@@ -38,7 +38,9 @@ extension ClusterMembership: ClusterRouter {
         var found: [String: ClusterDomain] = [:]
         var order: [String] = []
         for (member, host) in ledger.hosts {
-            for reported in ledger.domains[member] ?? [] {
+            // While reports are sent again after a join, the last ones name the domains (requests then wait
+            // for the new ones before they are placed).
+            for reported in ledger.domains[member] ?? ledger.lastReports[member] ?? [] {
                 let domain = DomainInfo(reported)
                 if let seen = found[domain.uuid] {
                     if seen.domain.power != .on, domain.power == .on {
@@ -160,7 +162,10 @@ extension ClusterMembership: ClusterRouter {
                     if mine {
                         forwarding.answer(serial, .here)
                     } else {
-                        tasks.addTask { await self.execute(decision.request, from: decision.from, group: group) }
+                        let waited = decision.waited
+                        tasks.addTask {
+                            await self.execute(decision.request, from: decision.from, waited: waited, group: group)
+                        }
                     }
                 } else if mine {
                     forwarding.executorDecided(serial, member: member, host: host)
@@ -187,9 +192,21 @@ extension ClusterMembership: ClusterRouter {
     }
 
     /// Executes a request another host received, through this host's fence service, and replies.
-    private func execute(_ request: ForwardedRequest, from receiver: CPGMember, group: CPGGroup) async {
+    private func execute(
+        _ request: ForwardedRequest,
+        from receiver: CPGMember,
+        waited: Duration,
+        group: CPGGroup
+    ) async {
         let outcome: ForwardedReply.Outcome
-        if let service, let action = FenceAction(rawValue: request.action),
+        // The time it waited to be decided is the receiver's too: what is left of it, if anything.
+        let timeLeft = Duration.milliseconds(Int64(request.timeoutMilliseconds)) - waited
+        if timeLeft <= .zero {
+            outcome = .failure(
+                code: "timed_out",
+                message: "its time ran out while the cluster's membership settled; nothing was done"
+            )
+        } else if let service, let action = FenceAction(rawValue: request.action),
             let frontEnd = FrontEnd(rawValue: request.frontEnd)
         {
             let origin = RequestOrigin(
@@ -203,7 +220,7 @@ extension ClusterMembership: ClusterRouter {
                 action: action,
                 target: DomainTarget(request.domainUUID),
                 origin: origin,
-                timeout: .milliseconds(Int64(request.timeoutMilliseconds)),
+                timeout: timeLeft,
                 waitForDomain: request.waitForDomain
             )
             do {

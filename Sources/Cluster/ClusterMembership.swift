@@ -71,6 +71,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     let forwarding = Forwarding()
     /// This member's merged audit queries waiting for the hosts' pages.
     let audits = AuditCollection()
+    /// Merged audit queries this host is answering now.
+    let answering = Atomic<Int>(0)
     /// Work a delivery calls for that must not hold up the event loop (sending, reading the audit log):
     /// started by the event loop as child tasks of the membership.
     let followUps = Mutex<[@Sendable () async -> Void]>([])
@@ -208,7 +210,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             }
             // Announcements go out beside the event loop: a send waiting on corosync's flow control, or a
             // listing waiting on the hypervisor, delays no event.
-            tasks.addTask { await self.announce(requests, through: group, left: left) }
+            tasks.addTask { await self.announce(requests, again: introduce, through: group, left: left) }
+            tasks.addTask { await self.watchSilence(through: group, left: left) }
             introduce.yield()
             var warned: Set<CPGMember> = []
             for await event in group.events {
@@ -259,41 +262,83 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         }
     }
 
-    /// Sends this host's hello, then its domains, each time an announcement is asked for, until the group
-    /// is left.
-    private func announce(_ requests: AsyncStream<Void>, through group: CPGGroup, left: Flag) async {
+    /// Sends this host's hello and what it knows of the hosts that left, then its domains, each time an
+    /// announcement is asked for, until the group is left. The hello goes first: a slow hypervisor delays only
+    /// the domains. A send that fails is tried again (a member that never introduces itself holds the others'
+    /// requests until it is declared silent).
+    private func announce(
+        _ requests: AsyncStream<Void>,
+        again: AsyncStream<Void>.Continuation,
+        through group: CPGGroup,
+        left: Flag
+    ) async {
         var last: ContinuousClock.Instant?
         var lastListed: [DomainReport.Domain] = []
         for await _ in requests {
             if let last { try? await Task.sleep(until: last + Self.announcementSpacing) }
             guard !left.isSet, !Task.isCancelled else { return }
             last = .now
-            var messages = [ClusterMessage.hello(hello.withLock { $0 })]
-            // What this host knows of the hosts that left goes before its domains: once every host's domains
-            // arrived, every member knows them too.
+            // What this host knows of the hosts that left goes before its domains, read just before it is
+            // sent: once every host's domains arrived, every member knows them too.
+            var sent = await send(.hello(hello.withLock { $0 }), through: group, left: left)
             let departed = current.withLock { $0.ledger.departedReport }
-            if !departed.hosts.isEmpty { messages.append(.departed(departed)) }
+            if !departed.hosts.isEmpty { sent = await send(.departed(departed), through: group, left: left) && sent }
             if let localDomains {
+                let report: DomainReport
                 do {
-                    let report = DomainReport(domains: try await localDomains().map(DomainReport.Domain.init))
+                    report = DomainReport(domains: try await localDomains().map(DomainReport.Domain.init))
                     lastListed = report.domains
-                    messages.append(.domains(report))
                 } catch {
                     logger.warning(
                         "could not list this host's domains for the cluster; reported as unknown",
                         metadata: ["error": "\(error)"]
                     )
                     // The others must not take "could not list" for "has none": a domain may run here.
-                    messages.append(.domains(DomainReport(domains: lastListed, hypervisorReachable: false)))
+                    report = DomainReport(domains: lastListed, hypervisorReachable: false)
                 }
+                sent = await send(.domains(report), through: group, left: left) && sent
             }
-            for message in messages {
-                do {
-                    try await group.send(message.encoded, deadline: .now + .seconds(5))
-                } catch {
-                    guard !left.isSet else { return }
-                    logger.error("could not send to the cluster", metadata: ["error": "\(error)"])
-                }
+            if !sent, !left.isSet { again.yield() }
+        }
+    }
+
+    /// Sends `message`; false if it could not be sent (logged).
+    private func send(_ message: ClusterMessage, through group: CPGGroup, left: Flag) async -> Bool {
+        do {
+            try await group.send(message.encoded, deadline: .now + .seconds(5))
+            return true
+        } catch {
+            if !left.isSet { logger.error("could not send to the cluster", metadata: ["error": "\(error)"]) }
+            return false
+        }
+    }
+
+    /// How long a member may stay silent (no hello) after it joined, or after any member joined, before
+    /// this host declares it silent to the group: then every member refuses it alike, and requests held for
+    /// it are decided.
+    static let silenceLimit: Duration = .seconds(5)
+
+    /// Watches for members that do not introduce themselves, and declares each one silent once.
+    private func watchSilence(through group: CPGGroup, left: Flag) async {
+        var unintroducedSince: [CPGMember: ContinuousClock.Instant] = [:]
+        var declared: Set<CPGMember> = []
+        while !left.isSet, !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let waiting = current.withLock { view in
+                Set(view.ledger.members.keys.filter { !view.ledger.introduced.contains($0) })
+            }
+            let now = ContinuousClock.now
+            unintroducedSince = unintroducedSince.filter { waiting.contains($0.key) }
+            declared.formIntersection(waiting)
+            for member in waiting.sorted() {
+                let since = unintroducedSince[member] ?? now
+                unintroducedSince[member] = since
+                guard now - since >= Self.silenceLimit, declared.insert(member).inserted else { continue }
+                logger.warning(
+                    "member silent since it joined: declaring it to the group",
+                    metadata: ["cluster.member": "\(member)"]
+                )
+                _ = await send(.silent(member), through: group, left: left)
             }
         }
     }
@@ -379,6 +424,14 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             case .departed(let report):
                 changeView { $0.ledger.merge(report, from: member) }
                 return (false, [])
+            case .silent(let silent):
+                guard current.withLock({ $0.ledger.isTrusted(member) }) else { return (false, []) }
+                result = changeView {
+                    $0.ledger.refuse(
+                        silent,
+                        reason: "it did not introduce itself within \(Self.silenceLimit) of joining"
+                    )
+                }
             case .auditQuery(let query):
                 receive(query, from: member, isLocal: isLocal)
                 return (false, [])

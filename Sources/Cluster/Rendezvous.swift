@@ -6,10 +6,14 @@ import Synchronization
 final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private struct Slot {
         var value: Value?
-        var waiter: CheckedContinuation<Value?, Never>?
+        /// The task waiting, and which of its waits it is.
+        var waiter: (wait: UInt64, continuation: CheckedContinuation<Value?, Never>)?
+        /// A wait whose deadline passed (or whose task was cancelled) before it began waiting.
+        var expiredWait: UInt64?
     }
 
     private let slots = Mutex<[Key: Slot]>([:])
+    private let waits = Atomic<UInt64>(0)
 
     /// Opens a slot for `key`; false if one is open already.
     func open(_ key: Key) -> Bool {
@@ -24,7 +28,7 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     @discardableResult
     func close(_ key: Key) -> Value? {
         let slot = slots.withLock { $0.removeValue(forKey: key) }
-        slot?.waiter?.resume(returning: nil)
+        slot?.waiter?.continuation.resume(returning: nil)
         return slot?.value
     }
 
@@ -36,7 +40,7 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     func answer(_ key: Key, _ value: Value) -> Bool {
         let taken = slots.withLock { slots -> (CheckedContinuation<Value?, Never>?, Bool) in
             guard var slot = slots[key], slot.value == nil else { return (nil, false) }
-            let waiter = slot.waiter
+            let waiter = slot.waiter?.continuation
             slot.value = value
             slot.waiter = nil
             slots[key] = slot
@@ -46,28 +50,34 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         return taken.1
     }
 
-    /// Wakes the task waiting for `key`, if any, with nil.
-    private func wake(_ key: Key) {
+    /// Ends wait `wait` on `key` with nil: at once if it waits, else as soon as it begins.
+    private func expire(_ key: Key, wait: UInt64) {
         let waiter = slots.withLock { slots -> CheckedContinuation<Value?, Never>? in
-            defer { slots[key]?.waiter = nil }
-            return slots[key]?.waiter
+            guard let current = slots[key]?.waiter, current.wait == wait else {
+                slots[key]?.expiredWait = wait
+                return nil
+            }
+            slots[key]?.waiter = nil
+            return current.continuation
         }
         waiter?.resume(returning: nil)
     }
 
     /// `key`'s answer, waiting for it until `deadline`; nil if none came by then (or the slot is closed).
     func wait(_ key: Key, until deadline: ContinuousClock.Instant) async -> Value? {
-        await withTaskGroup(of: Void.self) { timer in
+        let wait = waits.add(1, ordering: .relaxed).newValue
+        return await withTaskGroup(of: Void.self) { timer in
             timer.addTask {
                 // Wakes at the deadline, or when the wait is over (cancelled).
                 try? await Task.sleep(until: deadline)
-                self.wake(key)
+                self.expire(key, wait: wait)
             }
             let value = await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
                 let ready = slots.withLock { slots -> Value?? in
                     guard let slot = slots[key] else { return .some(nil) }
                     if let value = slot.value { return .some(value) }
-                    slots[key]?.waiter = continuation
+                    if slot.expiredWait == wait || Task.isCancelled { return .some(nil) }
+                    slots[key]?.waiter = (wait, continuation)
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }

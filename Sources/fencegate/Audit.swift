@@ -111,7 +111,7 @@ struct Audit: AsyncParsableCommand {
                 )
             )
             for (host, reason) in page.unavailableHosts.sorted(by: { $0.key < $1.key }) {
-                print("-- not read: host \(host): \(reason)")
+                print("-- not read: host \(host.escapingControlCharacters): \(reason.escapingControlCharacters)")
             }
             if let next = page.nextCursor {
                 print("-- more: fencegate audit --cluster … --cursor \(next) (same filters)")

@@ -89,7 +89,8 @@ struct ClusterConnection: ParsableArguments {
                 body
             )
         } catch let error as ClusterCommandError {
-            throw CLIFailure.other(error.description)
+            // Reasons may name members from their hellos: printed escaped.
+            throw CLIFailure.other(error.description.escapingControlCharacters)
         }
     }
 }
@@ -135,7 +136,7 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         lines.append(Table.render(header: ["HOST", "NODE", "ROLE", "STANDING", "DOMAIN", "STATE"], rows: rows))
         for host in status.departed {
             lines.append(
-                "host \(host.hostName) left the cluster"
+                "host \(host.hostName.escapingControlCharacters) left the cluster"
                     + (host.confirmedDown ? " and was confirmed down" : "; not confirmed down")
                     + " (\(host.domains.count) domains)"
             )
@@ -174,7 +175,7 @@ struct ConfirmDown: AsyncParsableCommand {
                 do {
                     try await membership.confirmDown(host, by: user, timeout: .milliseconds(Int64(timeout * 1000)))
                 } catch {
-                    throw CLIFailure.other("\(error)")
+                    throw CLIFailure.other("\(error)".escapingControlCharacters)
                 }
             }
             print("host \(host) confirmed down: every member of this partition counts its domains as off")

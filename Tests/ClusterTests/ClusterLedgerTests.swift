@@ -299,7 +299,7 @@ struct ClusterLedgerTests {
         #expect(reason.contains("member host1 is refused"))
     }
 
-    @Test("a host that leaves again before it reported keeps what was known of it")
+    @Test("a host that leaves before it reported since the last join: its domains are unknown, alike everywhere")
     func flappingHost() {
         var ledger = Self.ledger(Self.a, "host1")
         _ = Self.apply(
@@ -313,11 +313,12 @@ struct ClusterLedgerTests {
             ],
             to: &ledger
         )
-        #expect(ledger.departed["host2"]?.map(\.name) == ["x", "y"], "\(ledger.departed)")
-        guard case .unavailable = ledger.placement(ofDomain: Self.y) else {
+        #expect(ledger.unknownDeparted == ["host2"], "\(ledger.departed)")
+        guard case .unavailable(let reason) = ledger.placement(ofDomain: Self.y) else {
             Issue.record("y ran on host2, which left: \(ledger.placement(ofDomain: Self.y))")
             return
         }
+        #expect(reason.contains("left the cluster before it reported its domains"))
     }
 
     @Test("a domain on on two hosts (a live migration) is placed nowhere")
@@ -395,5 +396,69 @@ struct ClusterLedgerTests {
         }
         // A later unreadable message from an introduced member does not refuse it.
         #expect(ledger.refuse(Self.b, reason: "garbage").0.isEmpty)
+    }
+
+    @Test("a refused host that leaves: its domains stay unknown until it is confirmed down")
+    func refusedHostLeaves() {
+        var ledger = Self.ledger(Self.a, "host1")
+        _ = Self.apply(Self.twoHosts, to: &ledger)
+        _ = ledger.introduce(Self.b, Hello(keyFingerprints: ["other"], hostName: "host2"))
+        _ = ledger.changeMembership(members: [Self.a], left: [Self.b], joined: [])
+        #expect(ledger.unknownDeparted == ["host2"])
+        guard case .unavailable = ledger.placement(ofDomain: Self.y) else {
+            Issue.record("\(ledger.placement(ofDomain: Self.y))")
+            return
+        }
+        let confirmed = ledger.confirmDown("host2")
+        #expect(confirmed)
+        #expect(ledger.placement(ofDomain: Self.x) == .member(Self.a, host: "host1"))
+        #expect(ledger.reliesOnConfirmation(Self.x), "placed only because host2 was confirmed down: needs quorum")
+    }
+
+    @Test("a report of departed hosts sent before a host came back does not confirm it down again")
+    func staleDepartedReport() {
+        var ledgers = [Self.ledger(Self.a, "host1"), Self.ledger(Self.c, "host3")]
+        let start: [Delivery] = [
+            .membership(members: [Self.a, Self.b, Self.c], left: [], joined: [Self.a, Self.b, Self.c]),
+            .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+            .hello(Self.c, Self.hello("host3")),
+            .report(Self.a, DomainReport(domains: [])), .report(Self.b, DomainReport(domains: [])),
+            .report(Self.c, DomainReport(domains: [])),
+            .membership(members: [Self.a, Self.c], left: [Self.b], joined: []),
+        ]
+        _ = Self.applyToAll(start, &ledgers)
+        for index in ledgers.indices { _ = ledgers[index].confirmDown("host2") }
+        let stale = ledgers[1].departedReport  // host3's, snapshotted while host2 was away and confirmed down
+        #expect(stale.hosts.map(\.confirmedDown) == [true])
+        let back = CPGMember(nodeID: 2, pid: 21)
+        _ = Self.applyToAll(
+            [
+                .membership(members: [Self.a, back, Self.c], left: [], joined: [back]),
+                .hello(back, Self.hello("host2")),
+            ],
+            &ledgers
+        )
+        // host2 leaves again before the stale report is delivered: no operator confirmed this departure.
+        _ = Self.applyToAll([.membership(members: [Self.a, Self.c], left: [back], joined: [])], &ledgers)
+        for index in ledgers.indices { ledgers[index].merge(stale, from: Self.c) }
+        #expect(ledgers.allSatisfy { $0.confirmedDown.isEmpty }, "\(ledgers.map(\.confirmedDown))")
+        #expect(ledgers.allSatisfy { $0.unknownDeparted == ["host2"] })
+    }
+
+    @Test("a rendezvous: an answer before the wait counts; a deadline already past ends it; waits can follow")
+    func rendezvous() async {
+        let answers = Rendezvous<Int, String>()
+        #expect(answers.open(1) && !answers.open(1))
+        #expect(await answers.wait(1, until: .now - .seconds(1)) == nil, "past deadline: nil at once")
+        #expect(await answers.wait(1, until: .now + .milliseconds(50)) == nil)
+        #expect(answers.answer(1, "one") && !answers.answer(1, "again"))
+        #expect(await answers.wait(1, until: .now + .seconds(5)) == "one")
+        #expect(await answers.wait(1, until: .now + .seconds(5)) == "one", "the answer stays")
+        #expect(answers.close(1) == "one" && answers.close(1) == nil)
+        #expect(answers.open(2))
+        async let late = answers.wait(2, until: .now + .seconds(30))
+        try? await Task.sleep(for: .milliseconds(50))
+        answers.answer(2, "two")
+        #expect(await late == "two")
     }
 }

@@ -29,7 +29,8 @@ public struct AuditQueryMessage: Sendable, Equatable {
         writer.write(UInt8(query.domainPatterns == nil ? 0 : 1))
         if let patterns = query.domainPatterns {
             writer.write(UInt16(patterns.count))
-            for pattern in patterns { writer.write(text: truncated(pattern, to: Hello.textLimit)) }
+            // Token patterns are at most 256 bytes (a domain name's bound): never cut, which could widen them.
+            for pattern in patterns { writer.write(text: truncated(pattern, to: DomainReport.nameLimit)) }
         }
         writer.write(optional: query.since?.microsecondsSince1970)
         writer.write(optional: query.until?.microsecondsSince1970)
@@ -61,7 +62,7 @@ public struct AuditQueryMessage: Sendable, Equatable {
                 throw .tooLong(field: "domain patterns", length: count, limit: Self.patternLimit)
             }
             var patterns: [String] = []
-            for _ in 0..<count { patterns.append(try reader.text("domain pattern", limit: Hello.textLimit)) }
+            for _ in 0..<count { patterns.append(try reader.text("domain pattern", limit: DomainReport.nameLimit)) }
             query.domainPatterns = patterns
         default: throw .invalid(field: "domain patterns present")
         }

@@ -23,6 +23,9 @@ public enum ClusterMessage: Sendable, Equatable {
     case departed(DepartedReport)
     /// A member gives up a request of its own at its deadline (`serial`): if it still waits, it never runs.
     case withdraw(serial: UInt64)
+    /// A member saw `member` stay silent (no hello) since it joined: every member refuses it at this
+    /// message's delivery, if it still has not introduced itself.
+    case silent(CPGMember)
     /// A member asks every host for its part of a merged audit page.
     case auditQuery(AuditQueryMessage)
     /// A host's part of a merged audit page.
@@ -47,6 +50,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case withdraw = 9
         case auditQuery = 10
         case auditPage = 11
+        case silent = 12
     }
 
     /// The bytes on the wire.
@@ -81,6 +85,10 @@ public enum ClusterMessage: Sendable, Equatable {
         case .withdraw(let serial):
             kind = .withdraw
             payload.write(serial)
+        case .silent(let member):
+            kind = .silent
+            payload.write(member.nodeID)
+            payload.write(member.pid)
         case .auditQuery(let query):
             kind = .auditQuery
             query.encode(into: &payload)
@@ -129,6 +137,8 @@ public enum ClusterMessage: Sendable, Equatable {
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
         case .departed: self = .departed(try DepartedReport(decoding: &reader))
         case .withdraw: self = .withdraw(serial: try reader.uint64("serial"))
+        case .silent:
+            self = .silent(CPGMember(nodeID: try reader.uint32("member node"), pid: try reader.uint32("member pid")))
         case .auditQuery: self = .auditQuery(try AuditQueryMessage(decoding: &reader))
         case .auditPage: self = .auditPage(try AuditPageMessage(decoding: &reader))
         }
@@ -228,7 +238,6 @@ public struct DomainReport: Sendable, Equatable {
     static let stateLimit = 32
 
     public init(domains: [Domain], hypervisorReachable: Bool = true) {
-        self.hypervisorReachable = hypervisorReachable
         var kept: [Domain] = []
         var size = ClusterMessage.headerSize + 3
         for domain in domains.prefix(Self.domainLimit) {
@@ -237,6 +246,8 @@ public struct DomainReport: Sendable, Equatable {
             kept.append(domain)
         }
         self.domains = kept
+        // A report cut to fit says so: the domains left out may run on this host.
+        self.hypervisorReachable = hypervisorReachable && kept.count == domains.count
     }
 
     /// The report's size on the wire.

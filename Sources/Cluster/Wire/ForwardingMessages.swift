@@ -212,10 +212,10 @@ public struct DepartedReport: Sendable, Equatable {
     public struct Host: Sendable, Equatable {
         public let name: String
         public let confirmedDown: Bool
-        /// Its domains as it last reported them.
-        public let domains: [DomainReport.Domain]
+        /// Its domains as it reported them; nil if unknown (it left before reporting them).
+        public let domains: [DomainReport.Domain]?
 
-        public init(name: String, confirmedDown: Bool, domains: [DomainReport.Domain]) {
+        public init(name: String, confirmedDown: Bool, domains: [DomainReport.Domain]?) {
             self.name = truncated(name, to: Hello.textLimit)
             self.confirmedDown = confirmedDown
             self.domains = domains
@@ -226,20 +226,24 @@ public struct DepartedReport: Sendable, Equatable {
 
     /// The most hosts one report names; a report that would exceed `ClusterMessage.maximumSize` keeps the
     /// names and drops the domains of the hosts that do not fit.
-    static let hostLimit = 64
+    static let hostLimit = ClusterLedger.departedLimit
 
     public init(hosts: [Host]) {
         var kept: [Host] = []
         var size = ClusterMessage.headerSize + 2
-        for host in hosts.prefix(Self.hostLimit) {
-            let domainsSize = DomainReport(domains: host.domains).encodedSize
-            size += 2 + host.name.utf8.count + 1
+        for var host in hosts.prefix(Self.hostLimit) {
+            if let domains = host.domains, DomainReport(domains: domains).domains.count != domains.count {
+                host = Host(name: host.name, confirmedDown: host.confirmedDown, domains: nil)
+            }
+            let domainsSize = DomainReport(domains: host.domains ?? []).encodedSize
+            size += 2 + host.name.utf8.count + 2
             if size + domainsSize <= ClusterMessage.maximumSize - 4096 {
                 size += domainsSize
                 kept.append(host)
             } else {
+                // What does not fit is sent as unknown: never as "had no domains".
                 size += DomainReport(domains: []).encodedSize
-                kept.append(Host(name: host.name, confirmedDown: host.confirmedDown, domains: []))
+                kept.append(Host(name: host.name, confirmedDown: host.confirmedDown, domains: nil))
             }
         }
         self.hosts = kept
@@ -250,7 +254,8 @@ public struct DepartedReport: Sendable, Equatable {
         for host in hosts {
             writer.write(text: host.name)
             writer.write(UInt8(host.confirmedDown ? 1 : 0))
-            DomainReport(domains: host.domains).encode(into: &writer)
+            writer.write(UInt8(host.domains == nil ? 0 : 1))
+            DomainReport(domains: host.domains ?? []).encode(into: &writer)
         }
     }
 
@@ -264,8 +269,12 @@ public struct DepartedReport: Sendable, Equatable {
             let name = try reader.text("departed host name", limit: Hello.textLimit)
             let confirmed = try reader.uint8("confirmed down")
             guard confirmed <= 1 else { throw .invalid(field: "confirmed down") }
+            let known = try reader.uint8("domains known")
+            guard known <= 1 else { throw .invalid(field: "domains known") }
             let domains = try DomainReport(decoding: &reader)
-            hosts.append(Host(name: name, confirmedDown: confirmed == 1, domains: domains.domains))
+            guard known == 1 || domains.domains.isEmpty else { throw .invalid(field: "domains known") }
+            guard domains.hypervisorReachable else { throw .invalid(field: "departed report") }
+            hosts.append(Host(name: name, confirmedDown: confirmed == 1, domains: known == 1 ? domains.domains : nil))
         }
         self.hosts = hosts
     }
