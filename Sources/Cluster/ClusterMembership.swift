@@ -109,7 +109,8 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         self.service = service
         current = Mutex(View(hostName: configuration.hello.hostName, role: configuration.hello.role))
         if let service {
-            localDomains = { try await service.domains() }
+            // Bounded: a hung hypervisor makes this host's report "unknown", not late.
+            localDomains = { try await service.domains(deadline: .now + Self.listingLimit) }
             domainChanges = { service.domainChanges() }
             metrics = ClusterMetrics(metrics: service.metrics)
         } else {
@@ -312,6 +313,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             return false
         }
     }
+
+    /// The longest this host waits for its hypervisor's list of domains before it reports them as unknown.
+    static let listingLimit: Duration = .seconds(5)
 
     /// How long a member may stay silent (no hello) after it joined, or after any member joined, before
     /// this host declares it silent to the group: then every member refuses it alike, and requests held for

@@ -179,11 +179,15 @@ public final class FenceService: Sendable {
 
     // MARK: - Reads for the command line and tests (not audited: their callers can read the database itself)
 
-    /// Every defined domain that `access` lets its holder see, sorted by name.
+    /// Every defined domain that `access` lets its holder see, sorted by name; `.timedOut` if the hypervisor
+    /// does not answer by `deadline` (default: the operation timeout).
     public func domains(
-        visibleTo access: any AccessPolicy = UnrestrictedAccess()
+        visibleTo access: any AccessPolicy = UnrestrictedAccess(),
+        deadline: ContinuousClock.Instant? = nil
     ) async throws(FenceError) -> [DomainInfo] {
-        let all = try await blocking(action: .status, target: "*") { [hypervisor] in try hypervisor.domains() }
+        let all = try await blocking(action: .status, target: "*", deadline: deadline) { [hypervisor] in
+            try hypervisor.domains()
+        }
         return all.filter { access.lists($0, among: all) }
     }
 
