@@ -228,14 +228,57 @@ struct ClusterMembershipTests {
         }
         let health = try await nodes[2].run(["curl", "-s", try servers.address(2) + "/healthz"]).stdout
         #expect(health.contains("\"cluster\":\"not-quorate\"") && health.contains("\"status\":\"ok\""), "\(health)")
+        // Partitioned: neither side takes the other's domains for off, in either direction; the minority
+        // cannot confirm the others down.
+        try await waitUntil("host1 and host3 see each other leave", limit: .seconds(30)) {
+            servers.log(0).contains("host left the cluster") && servers.log(2).contains("host left the cluster")
+        }
+        let fromMajority = try await servers.curl(0, "POST", "/domains/node3/off")
+        #expect(fromMajority.status == 503, "\(fromMajority)")
+        #expect(
+            (fromMajority.body["detail"] as? String)?.contains("host3 left the cluster and is not confirmed down")
+                == true
+        )
+        let fromMinority = try await servers.curl(2, "POST", "/domains/pcmk1/off")
+        #expect(fromMinority.status == 503, "\(fromMinority)")
+        #expect(
+            (fromMinority.body["detail"] as? String)?.contains("host1 left the cluster and is not confirmed down")
+                == true
+        )
+        let minorityConfirms = try await nodes[2].run([
+            FencegateBinary.url.path, "cluster", "confirm-down", "host1", "--cluster", Self.cluster, "--key-file",
+            lab.keyPath,
+        ])
+        #expect(minorityConfirms.status == 1 && minorityConfirms.stderr.contains("not quorate"), "\(minorityConfirms)")
         #expect(try await nodes[2].run(["ip", "link", "set", "eth0", "up"]).status == 0)
         try await waitUntil("host3 is quorate again", limit: .seconds(60)) { try await quorate(2) == true }
 
-        // The cluster view is not audited; the fence is.
+        // Whole again: domains on two other hosts fenced at once from host1, each where it runs.
+        try await waitUntil("host1 places node1 again", limit: .seconds(30)) {
+            try await servers.curl(0, "GET", "/domains/node1").body["host"] as? String == "host3"
+        }
+        async let onHost3 = servers.curl(0, "POST", "/domains/node1/off")
+        async let onHost2 = servers.curl(0, "POST", "/domains/web1/off")
+        let (first, second) = try await (onHost3, onHost2)
+        #expect(
+            first.status == 200 && (first.body["note"] as? String)?.hasPrefix("executed on host3") == true,
+            "\(first)"
+        )
+        #expect(
+            second.status == 200 && (second.body["note"] as? String)?.hasPrefix("executed on host2") == true,
+            "\(second)"
+        )
+
+        // The cluster view is not audited; the fences are (the refused one too).
         let actions = try await servers.rows(1).compactMap { $0["action"] as? String }
-        #expect(actions == ["off"], "\(actions)")
-        // host1 was only asked GET /cluster, /metrics and /healthz: none of them is audited.
-        #expect(try await servers.rows(0).isEmpty)
+        #expect(actions == ["off", "off"], "\(actions)")
+        // host1 was asked GET /cluster, /metrics and /healthz (none audited), and three offs.
+        let host1 = try await servers.rows(0)
+        #expect(
+            host1.compactMap { $0["action"] as? String }.filter { $0 != "status" } == ["off", "off", "off"],
+            "\(host1)"
+        )
+        #expect(host1.contains { $0["error_code"] as? String == "cluster_unavailable" })
     }
 
     @Test("any host fences any domain, executed once where it is; fence_xvm heard by every host: one call back")

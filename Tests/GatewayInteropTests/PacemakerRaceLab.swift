@@ -311,10 +311,10 @@ final class PacemakerRaceLab: @unchecked Sendable {
 
     /// A QEMU domain as small as QEMU allows: TCG, 32 MiB, no disk, no network (the node's network is its
     /// namespace; the domain is what the hypervisor powers off).
-    static func domainDefinition(name: String) -> String {
+    static func domainDefinition(name: String, uuid: String? = nil) -> String {
         """
         <domain type='qemu'>
-          <name>\(name)</name>
+          <name>\(name)</name>\(uuid.map { "\n  <uuid>\($0)</uuid>" } ?? "")
           <memory unit='MiB'>32</memory>
           <vcpu>1</vcpu>
           <os><type arch='x86_64' machine='pc'>hvm</type></os>
