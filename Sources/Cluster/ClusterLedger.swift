@@ -47,6 +47,25 @@ struct ClusterLedger: Sendable, Equatable {
     var confirmedDown: Set<String> = []
     /// fence_xvm call backs claimed, by key: the member calling back, and since when.
     var claims: [CallbackClaim: (holder: CPGMember, since: ContinuousClock.Instant)] = [:]
+    /// Fences (off, reboot) placed and not refused, by target domain UUID: under way (by the receiving
+    /// member and its serial: ended by the executor's reply, the receiver's `done`, or the executor leaving),
+    /// and the last one's end. Fence races are decided from it at delivery, alike on every member.
+    var fences: [String: FenceRecord] = [:]
+
+    struct FenceRecord: Sendable, Equatable {
+        /// Fences under way: the request (receiver, serial) and its executor.
+        var underWay: [RequestKey: CPGMember] = [:]
+        /// When the last fence of the domain ended, and on which host.
+        var fencedAt: ContinuousClock.Instant?
+        var host: String = ""
+        var startedAt: ContinuousClock.Instant = .now
+    }
+
+    struct RequestKey: Hashable, Sendable {
+        let receiver: CPGMember
+        let serial: UInt64
+    }
+
     /// Requests delivered while the reports were incomplete, in delivery order.
     var parked: [(from: CPGMember, request: ForwardedRequest, at: ContinuousClock.Instant)] = []
 
@@ -86,6 +105,8 @@ struct ClusterLedger: Sendable, Equatable {
         /// Its host left and an operator confirmed it down: the domain is off.
         case confirmedDown(host: String)
         case notFound
+        /// A fence whose requester is being fenced, or was fenced within the window: it lost a fence race.
+        case raceLost(requester: String, host: String)
     }
 
     /// The members that host domains and are accepted (this one included), with their names, sorted by
@@ -219,6 +240,12 @@ struct ClusterLedger: Sendable, Equatable {
             lastReports[member] = nil
             unreachable.remove(member)
             claims = claims.filter { $0.value.holder != member }
+            for (uuid, record) in fences {
+                for (key, executor) in record.underWay where executor == member {
+                    fences[uuid]?.underWay[key] = nil
+                    fences[uuid]?.fencedAt = .now
+                }
+            }
         }
         // Requests from a member that left have no one to answer.
         parked.removeAll { left.contains($0.from) }
@@ -387,13 +414,57 @@ struct ClusterLedger: Sendable, Equatable {
         let requiresQuorum: Bool
     }
 
-    private func decide(_ request: ForwardedRequest, from member: CPGMember) -> Decision {
-        Decision(
+    private mutating func decide(_ request: ForwardedRequest, from member: CPGMember) -> Decision {
+        var placement = placement(ofDomain: request.domainUUID)
+        if case .member(let executor, let host) = placement, ["off", "reboot"].contains(request.action),
+            request.raceWindowMilliseconds > 0
+        {
+            // Fence races: the first fence wins; a fence from a domain being fenced, or fenced within the
+            // window, is refused.
+            let window = Duration.milliseconds(Int64(request.raceWindowMilliseconds))
+            if !request.requesterUUID.isEmpty, let record = fences[request.requesterUUID],
+                isFencing(record, within: window)
+            {
+                placement = .raceLost(requester: request.requesterName, host: record.host)
+            } else {
+                var record = fences[request.domainUUID] ?? FenceRecord()
+                if record.underWay.isEmpty { record.startedAt = .now }
+                record.underWay[RequestKey(receiver: member, serial: request.serial)] = executor
+                record.host = host
+                fences[request.domainUUID] = record
+                pruneFences(window: window)
+            }
+        }
+        return Decision(
             from: member,
             request: request,
-            placement: placement(ofDomain: request.domainUUID),
+            placement: placement,
             requiresQuorum: reliesOnConfirmation(request.domainUUID)
         )
+    }
+
+    /// The longest a fence counts as under way without an end heard: then it counts as done (fenced).
+    static let fenceUnderWayLimit: Duration = .seconds(180)
+
+    private func isFencing(_ record: FenceRecord, within window: Duration) -> Bool {
+        let now = ContinuousClock.now
+        if !record.underWay.isEmpty { return now - record.startedAt < Self.fenceUnderWayLimit + window }
+        return record.fencedAt.map { now - $0 < window } ?? false
+    }
+
+    /// Forgets fences that no longer matter (the map stays as small as the domains fenced lately).
+    private mutating func pruneFences(window: Duration) {
+        guard fences.count > 64 else { return }
+        fences = fences.filter { isFencing($0.value, within: max(window, .seconds(600))) }
+    }
+
+    /// A fence ended: `fenced` if it succeeded or its outcome is unknown (a node that may be dead counts as
+    /// dead).
+    mutating func finishFence(_ key: RequestKey, fenced: Bool) {
+        for uuid in fences.keys where fences[uuid]?.underWay[key] != nil {
+            fences[uuid]?.underWay[key] = nil
+            if fenced { fences[uuid]?.fencedAt = .now }
+        }
     }
 
     /// A request delivered now: decided, or parked until the reports are complete.
@@ -436,11 +507,13 @@ struct ClusterLedger: Sendable, Equatable {
         let waiting = parked
         parked = []
         let now = ContinuousClock.now
-        return waiting.filter { isTrusted($0.from) }.map { entry in
+        var decisions: [Decision] = []
+        for entry in waiting where isTrusted(entry.from) {
             var decision = decide(entry.request, from: entry.from)
             decision.waited = now - entry.at
-            return decision
+            decisions.append(decision)
         }
+        return decisions
     }
 
     /// A claim delivered now: true if `member` holds the call back (the first claim within the window).

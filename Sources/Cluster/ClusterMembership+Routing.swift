@@ -88,7 +88,10 @@ extension ClusterMembership: ClusterRouter {
             requestID: request.origin.requestID ?? "",
             receivedOn: hello.withLock { $0.hostName },
             timeoutMilliseconds: UInt32(milliseconds),
-            waitForDomain: request.waitForDomain
+            waitForDomain: request.waitForDomain,
+            requesterUUID: request.requester?.uuid ?? "",
+            requesterName: request.requester?.name ?? "",
+            raceWindowMilliseconds: UInt32(clamping: request.raceWindow.components.seconds * 1000)
         )
         do {
             try await group.send(ClusterMessage.request(message).encoded, deadline: deadline)
@@ -130,6 +133,11 @@ extension ClusterMembership: ClusterRouter {
         return await forwarding.waitForClaim(claim, until: limit)
     }
 
+    public func finished(ticket: UInt64, fenced: Bool) async {
+        guard let group = joined.withLock({ $0 }) else { return }
+        try? await group.send(ClusterMessage.done(serial: ticket, fenced: fenced).encoded, deadline: .now + .seconds(5))
+    }
+
     public func releaseCallback(_ key: [UInt8]) async {
         guard let group = joined.withLock({ $0 }) else { return }
         try? await group.send(ClusterMessage.release(CallbackClaim(key: key)).encoded, deadline: .now + .seconds(5))
@@ -160,7 +168,7 @@ extension ClusterMembership: ClusterRouter {
             case .member(let member, let host):
                 if member == local {
                     if mine {
-                        forwarding.answer(serial, .here)
+                        forwarding.answer(serial, .here(ticket: serial))
                     } else {
                         let waited = decision.waited
                         tasks.addTask {
@@ -183,6 +191,8 @@ extension ClusterMembership: ClusterRouter {
                             + "(it may be the minority); nothing was done"
                     )
                 }
+            case .raceLost(let requester, let host):
+                if mine { forwarding.answer(serial, .raceLost(requester: requester, host: host)) }
             case .notFound:
                 if mine {
                     forwarding.answer(serial, .failed(host: nil, .domainNotFound(target: decision.request.target)))
@@ -269,6 +279,7 @@ extension RouteOutcome {
         switch self {
         case .here: "here"
         case .executed, .hostDown: "success"
+        case .raceLost: "refused"
         case .failed(_, let error): error.isTimeout ? "timed_out" : "failure"
         }
     }

@@ -419,8 +419,20 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
                 }
                 return (false, [])
             case .reply(let reply):
-                // Only from the member the cluster placed the request on.
+                // Every member: the fence it answers has ended (fence races). The receiver: its answer, taken
+                // only from the member the cluster placed the request on.
+                let fenced: Bool =
+                    switch reply.outcome {
+                    case .success: true
+                    case .failure(let code, _): code == "timed_out"
+                    }
+                changeView {
+                    $0.ledger.finishFence(.init(receiver: reply.receiver, serial: reply.serial), fenced: fenced)
+                }
                 if reply.receiver == current.withLock({ $0.local }) { forwarding.replied(reply, from: member) }
+                return (false, [])
+            case .done(let serial, let fenced):
+                changeView { $0.ledger.finishFence(.init(receiver: member, serial: serial), fenced: fenced) }
                 return (false, [])
             case .confirmDown(let confirmation):
                 confirm(confirmation, from: member)

@@ -15,6 +15,10 @@ public protocol ClusterRouter: ClusterDirectory {
     /// elsewhere, waits for that host's answer until `deadline` (plus the time the answer takes to return).
     func route(_ request: RoutedRequest, deadline: ContinuousClock.Instant) async -> RouteOutcome
 
+    /// A fence (off, reboot) placed here (`RouteOutcome.here`) ended: `fenced` if it succeeded or its outcome
+    /// is unknown (the cluster's fence races are decided from it).
+    func finished(ticket: UInt64, fenced: Bool) async
+
     /// fence_xvm: claims the call back of a guest's request among the hosts that heard it. True: this host
     /// calls back; false: another host does (or the cluster could not decide in time).
     func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool
@@ -65,22 +69,39 @@ public struct RoutedRequest: Sendable {
     public var target: String
     public var origin: RequestOrigin
     public var waitForDomain: Bool
+    /// The domain that sent it, if known (fence races), and the race window (zero: arbitration off).
+    public var requester: DomainInfo?
+    public var raceWindow: Duration
 
-    public init(action: FenceAction, domain: DomainInfo, target: String, origin: RequestOrigin, waitForDomain: Bool) {
+    public init(
+        action: FenceAction,
+        domain: DomainInfo,
+        target: String,
+        origin: RequestOrigin,
+        waitForDomain: Bool,
+        requester: DomainInfo? = nil,
+        raceWindow: Duration = .zero
+    ) {
         self.action = action
         self.domain = domain
         self.target = target
         self.origin = origin
         self.waitForDomain = waitForDomain
+        self.requester = requester
+        self.raceWindow = raceWindow
     }
 }
 
 /// Where the cluster decided a request runs, and what came of it.
 public enum RouteOutcome: Sendable, Equatable {
-    /// On this host: the fence service executes it now.
-    case here
+    /// On this host: the fence service executes it now, then tells the router how it ended
+    /// (`finished(_:fenced:)`, with `ticket`).
+    case here(ticket: UInt64)
     /// Executed on `host`, whose audit row is `operationID` there.
     case executed(host: String, operationID: Int64, state: DomainState, note: String?)
+    /// Refused: its requester (`requester`, a domain) is being fenced, or was fenced moments ago, by a
+    /// request executed on `host`: a fence race it lost. Nothing was done.
+    case raceLost(requester: String, host: String)
     /// The domain's host left the cluster and an operator confirmed it down, and this partition is quorate:
     /// the domain is off (nothing was executed).
     case hostDown(host: String)

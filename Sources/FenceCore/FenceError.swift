@@ -26,6 +26,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The domain that sent this off or reboot is being fenced, or was fenced moments ago, by `operation`:
     /// a fence race it lost. Nothing was done.
     case requesterFenced(target: String, requester: String, operation: Int64)
+    /// Cluster mode: as `requesterFenced`, decided by the cluster; the fence that won ran on `host`.
+    case requesterFencedInCluster(target: String, requester: String, host: String)
     /// Cluster mode: the cluster cannot decide or act for the domain now (corosync unreachable, membership
     /// changing, the domain's host left and is not confirmed down, this partition not quorate, the executor
     /// left mid-request). Nothing was done, or, where the reason says so, the outcome is unknown.
@@ -44,7 +46,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidTarget: return "invalid_target"
         case .refused: return "refused"
         case .unauthenticated: return "unauthenticated"
-        case .requesterFenced: return "requester_fenced"
+        case .requesterFenced, .requesterFencedInCluster: return "requester_fenced"
         case .clusterUnavailable: return "cluster_unavailable"
         }
     }
@@ -75,6 +77,9 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .requesterFenced(let target, let requester, let operation):
             return
                 "refused: requester was fenced by operation \(operation) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
+        case .requesterFencedInCluster(let target, let requester, let host):
+            return
+                "refused: requester was fenced by a request executed on \(host) (domain '\(requester)' asked to fence '\(target)'; a fence race it lost)"
         case .clusterUnavailable(let target, let reason):
             return "cluster cannot act on domain '\(target)': \(reason)"
         }

@@ -22,6 +22,31 @@ extension FenceService {
         switch outcome {
         case .here:
             preconditionFailure("a request routed here is executed, not finished")
+        case .raceLost(let requester, let host):
+            let failure = FenceError.requesterFencedInCluster(
+                target: request.target.text,
+                requester: requester,
+                host: host
+            )
+            if fences { ledger.finish(target: domain.uuid, operation: operationID, fenced: false) }
+            metrics.operationFinished(
+                action: request.action.rawValue,
+                result: AuditResult.refused.rawValue,
+                source: request.origin.frontEnd.rawValue,
+                duration: duration
+            )
+            await completeRefused(
+                operationID,
+                failure,
+                message:
+                    "refused: requester \(requester) was being fenced, or was fenced moments ago, by a request executed on \(host)",
+                logger: logger
+            )
+            logger.notice(
+                "fence request refused: its requester lost a fence race in the cluster",
+                metadata: ["fence.requester_domain": "\(requester)", "cluster.host": "\(host)"]
+            )
+            throw failure
         case .executed(let host, let remoteOperation, let state, let note):
             after = domain.with(state: state)
             message = "executed on \(host) (its operation \(remoteOperation))" + (note.map { "; \($0)" } ?? "")

@@ -1,8 +1,25 @@
 import Foundation
+import Logging
+import Store
 
 /// Fence races (see `FenceRaceRules`): which domain sent a request, and whether it lost a race.
 extension FenceService {
     // MARK: - Fence races
+
+    /// Completes the row of a fence refused because its requester lost a fence race.
+    func completeRefused(_ operationID: Int64, _ failure: FenceError, message: String, logger: Logger) async {
+        await complete(
+            operationID,
+            AuditCompletion(
+                result: .refused,
+                powerState: nil,
+                errorCode: failure.code,
+                message: message,
+                finishedAt: Date()
+            ),
+            logger: logger
+        )
+    }
 
     /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
     /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
@@ -33,6 +50,11 @@ extension FenceService {
                     return owners.count == 1 ? owners[0] : nil
                 }
             }
+        }
+        if let router {
+            // Cluster mode: the domain is found wherever it runs.
+            guard case .found(let located) = router.locate(target) else { return nil }
+            return located.domain
         }
         return try? await blocking(action: request.action, target: target.text, deadline: deadline) { [hypervisor] in
             try hypervisor.domain(target)

@@ -494,15 +494,10 @@ public final class FenceService: Sendable {
                     result: AuditResult.refused.rawValue,
                     source: request.origin.frontEnd.rawValue
                 )
-                await complete(
+                await completeRefused(
                     operationID,
-                    AuditCompletion(
-                        result: .refused,
-                        powerState: nil,
-                        errorCode: failure.code,
-                        message: "refused: requester was fenced by operation \(winner.operation)",
-                        finishedAt: Date()
-                    ),
+                    failure,
+                    message: "refused: requester was fenced by operation \(winner.operation)",
                     logger: logger
                 )
                 logger.notice(
@@ -518,16 +513,23 @@ public final class FenceService: Sendable {
         metrics.operationStarted()
         // 2c. Cluster mode: the cluster decides where the request runs; if elsewhere, that host's answer is
         // this one's.
+        var hereTicket: UInt64?
         if let router, request.origin.receivedOn == nil {
+            // The cluster settles fence races at delivery, from the requester found here.
+            let requester = fences ? await sendingDomain(of: request, deadline: deadline) : nil
             let routed = RoutedRequest(
                 action: request.action,
                 domain: resolved,
                 target: request.target.text,
                 origin: request.origin,
-                waitForDomain: request.waitForDomain
+                waitForDomain: request.waitForDomain,
+                requester: requester,
+                raceWindow: fences ? configuration.races.window : .zero
             )
             let outcome = await router.route(routed, deadline: deadline)
-            if outcome != .here {
+            if case .here(let ticket) = outcome {
+                hereTicket = ticket
+            } else {
                 return try await finishRouted(
                     outcome,
                     request: request,
@@ -584,6 +586,9 @@ public final class FenceService: Sendable {
         if fences {
             // A timed-out fence may still happen: its domain counts as fenced.
             ledger.finish(target: resolved.uuid, operation: operationID, fenced: auditResult != .failure)
+        }
+        if fences, let hereTicket, let router {
+            await router.finished(ticket: hereTicket, fenced: auditResult != .failure)
         }
         metrics.operationFinished(
             action: request.action.rawValue,

@@ -16,6 +16,7 @@ enum CLIFailure: Error {
         case .fence(let error):
             switch error {
             case .operationFailed, .domainBusy, .notRunning, .refused, .unauthenticated, .requesterFenced,
+                .requesterFencedInCluster,
                 .clusterUnavailable:
                 return ExitStatus.failed
             case .invalidTarget: return ExitStatus.badArguments

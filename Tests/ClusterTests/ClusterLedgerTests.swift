@@ -18,7 +18,9 @@ struct ClusterLedgerTests {
         .init(uuid: uuid, name: name, state: state, isPersistent: true)
     }
 
-    static func request(_ serial: UInt64, _ uuid: String) -> ForwardedRequest {
+    /// An off of `uuid`; with `requester`, from that domain (named `node-` and its UUID's first character),
+    /// with a 60 s fence-race window.
+    static func request(_ serial: UInt64, _ uuid: String, requester: String? = nil) -> ForwardedRequest {
         ForwardedRequest(
             serial: serial,
             action: "off",
@@ -31,7 +33,10 @@ struct ClusterLedgerTests {
             requestID: "r1",
             receivedOn: "host1",
             timeoutMilliseconds: 1000,
-            waitForDomain: true
+            waitForDomain: true,
+            requesterUUID: requester ?? "",
+            requesterName: requester.map { $0.isEmpty ? "" : "node-\($0.prefix(1))" } ?? "",
+            raceWindowMilliseconds: requester == nil ? 0 : 60_000
         )
     }
 
@@ -460,5 +465,46 @@ struct ClusterLedgerTests {
         try? await Task.sleep(for: .milliseconds(50))
         answers.answer(2, "two")
         #expect(await late == "two")
+    }
+}
+
+extension ClusterLedgerTests {
+    @Test("fence races across hosts: decided at delivery, alike everywhere; the first fence wins, for the window")
+    func fenceRaces() {
+        var ledgers = [Self.ledger(Self.a, "host1"), Self.ledger(Self.b, "host2")]
+        // x runs on host1, y on host2: the two cluster nodes fence each other through different hosts.
+        let setup: [Delivery] = [
+            .membership(members: [Self.a, Self.b], left: [], joined: [Self.a, Self.b]),
+            .hello(Self.a, Self.hello("host1")), .hello(Self.b, Self.hello("host2")),
+            .report(Self.a, DomainReport(domains: [Self.domain(Self.x, "x", "running")])),
+            .report(Self.b, DomainReport(domains: [Self.domain(Self.y, "y", "running")])),
+        ]
+        _ = Self.applyToAll(setup, &ledgers)
+        let race: [Delivery] = [
+            .request(Self.a, Self.request(1, Self.y, requester: Self.x)),  // x fences y, received on host1
+            .request(Self.b, Self.request(2, Self.x, requester: Self.y)),  // y fences x, received on host2
+        ]
+        let decided = Self.applyToAll(race, &ledgers)
+        #expect(decided[0] == decided[1])
+        #expect(
+            decided[0].map(\.placement) == [
+                .member(Self.b, host: "host2"), .raceLost(requester: "node-2", host: "host2"),
+            ]
+        )
+        // After the winner's reply, y counts as fenced for the window: its requests still lose.
+        for index in ledgers.indices {
+            ledgers[index].finishFence(.init(receiver: Self.a, serial: 1), fenced: true)
+        }
+        let later = Self.applyToAll([.request(Self.b, Self.request(3, Self.x, requester: Self.y))], &ledgers)
+        #expect(later.allSatisfy { $0.map(\.placement) == [.raceLost(requester: "node-2", host: "host2")] })
+        // A fence from an unknown requester, or one that failed to fence, is not refused.
+        let unknown = Self.applyToAll([.request(Self.b, Self.request(4, Self.x, requester: ""))], &ledgers)
+        #expect(unknown.allSatisfy { $0.map(\.placement) == [.member(Self.a, host: "host1")] })
+        for index in ledgers.indices {
+            ledgers[index].finishFence(.init(receiver: Self.b, serial: 4), fenced: false)
+        }
+        #expect(
+            ledgers.allSatisfy { $0.fences[Self.x]?.fencedAt == nil && $0.fences[Self.x]?.underWay.isEmpty == true }
+        )
     }
 }

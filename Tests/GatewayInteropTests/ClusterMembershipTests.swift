@@ -457,4 +457,32 @@ struct ClusterMembershipTests {
             return on.status == 200 && (on.body["note"] as? String)?.hasPrefix("executed on host2") == true
         }
     }
+
+    @Test("fence races across hosts: a node fenced through one host cannot fence its peer through another")
+    func racesAcrossHosts() async throws {
+        let lab = try await GatewayLab(guests: 3)
+        let nodes = try await Self.corosyncHosts(lab)
+        let servers = try await ClusterServers.start(lab, nodes: nodes, cluster: Self.cluster)
+        // Two cluster nodes: one on domain Db1 (on host2), one on pcmk1 (on host1); each holds a token of
+        // its own, on a different host.
+        let fromDb1 = try await servers.token(on: 0, from: "Db1")
+        let fromPcmk1 = try await servers.token(on: 2, from: "pcmk1")
+        try await waitUntil("host1 and host3 resolve both domains", limit: .seconds(30)) {
+            let db1 = try await servers.curl(0, "GET", "/domains/Db1").status
+            let pcmk1 = try await servers.curl(2, "GET", "/domains/pcmk1").status
+            return db1 == 200 && pcmk1 == 200
+        }
+        // The node on Db1 fences pcmk1 through host1 (executed there); then the node on pcmk1, fenced, asks
+        // host3 to fence Db1: refused by the cluster, though host3 itself saw nothing of the first fence.
+        let first = try await servers.curl(0, "POST", "/domains/pcmk1/off", token: fromDb1)
+        #expect(first.status == 200, "\(first)")
+        let second = try await servers.curl(2, "POST", "/domains/Db1/off", token: fromPcmk1)
+        #expect(second.status == 409, "\(second)")
+        #expect(second.body["type"] as? String == "urn:fencegate:problem:requester-fenced", "\(second)")
+        #expect((second.body["detail"] as? String)?.contains("by a request executed on host1") == true, "\(second)")
+        let db1 = try await servers.curl(2, "GET", "/domains/Db1").body
+        #expect(db1["state"] as? String == "running", "Db1 was not fenced: \(db1)")
+        let row = try await servers.rows(2).first { $0["action"] as? String == "off" }
+        #expect(row?["result"] as? String == "refused" && row?["error_code"] as? String == "requester_fenced")
+    }
 }

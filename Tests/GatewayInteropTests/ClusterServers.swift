@@ -48,10 +48,15 @@ struct ClusterServers {
         return "http://" + line[start..<end].trimmingCharacters(in: CharacterSet(charactersIn: ":"))
     }
 
-    /// A request to host `index`'s API with its token: the status and the JSON body.
-    func curl(_ index: Int, _ method: String, _ path: String) async throws -> (status: Int, body: [String: Any]) {
+    /// A request to host `index`'s API with its token (or `token`): the status and the JSON body.
+    func curl(
+        _ index: Int,
+        _ method: String,
+        _ path: String,
+        token: String? = nil
+    ) async throws -> (status: Int, body: [String: Any]) {
         let result = try await nodes[index].run([
-            "curl", "-s", "-w", "\n%{http_code}", "-X", method, "-H", "Authorization: Bearer \(tokens[index])",
+            "curl", "-s", "-w", "\n%{http_code}", "-X", method, "-H", "Authorization: Bearer \(token ?? tokens[index])",
             try address(index) + path,
         ])
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
@@ -69,6 +74,16 @@ struct ClusterServers {
         ])
         let page = try JSONSerialization.jsonObject(with: Data(rows.stdout.utf8)) as? [String: Any]
         return page?["operations"] as? [[String: Any]] ?? []
+    }
+
+    /// A fence token on host `index`, held by the cluster node that runs on domain `domain` (fence races).
+    func token(on index: Int, from domain: String) async throws -> String {
+        let created = try await lab.fencegate.run([
+            "token", "create", "node-\(domain)", "--scope", "fence", "--from", domain, "--database",
+            nodes[index].directory + "/audit.db",
+        ])
+        guard created.status == 0 else { throw ConditionNeverMet(description: created.stderr) }
+        return created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Host `index`'s server log.

@@ -23,6 +23,8 @@ public enum ClusterMessage: Sendable, Equatable {
     case departed(DepartedReport)
     /// A member gives up a request of its own at its deadline (`serial`): if it still waits, it never runs.
     case withdraw(serial: UInt64)
+    /// The receiving member ran a fence of its own request `serial` itself: whether it fenced (fence races).
+    case done(serial: UInt64, fenced: Bool)
     /// A member saw `member` stay silent (no hello) since it joined: every member refuses it at this
     /// message's delivery, if it still has not introduced itself.
     case silent(CPGMember)
@@ -51,6 +53,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case auditQuery = 10
         case auditPage = 11
         case silent = 12
+        case done = 13
     }
 
     /// The bytes on the wire.
@@ -85,6 +88,10 @@ public enum ClusterMessage: Sendable, Equatable {
         case .withdraw(let serial):
             kind = .withdraw
             payload.write(serial)
+        case .done(let serial, let fenced):
+            kind = .done
+            payload.write(serial)
+            payload.write(UInt8(fenced ? 1 : 0))
         case .silent(let member):
             kind = .silent
             payload.write(member.nodeID)
@@ -137,6 +144,11 @@ public enum ClusterMessage: Sendable, Equatable {
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))
         case .departed: self = .departed(try DepartedReport(decoding: &reader))
         case .withdraw: self = .withdraw(serial: try reader.uint64("serial"))
+        case .done:
+            let serial = try reader.uint64("serial")
+            let fenced = try reader.uint8("fenced")
+            guard fenced <= 1 else { throw .invalid(field: "fenced") }
+            self = .done(serial: serial, fenced: fenced == 1)
         case .silent:
             self = .silent(CPGMember(nodeID: try reader.uint32("member node"), pid: try reader.uint32("member pid")))
         case .auditQuery: self = .auditQuery(try AuditQueryMessage(decoding: &reader))

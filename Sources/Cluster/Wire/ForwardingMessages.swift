@@ -46,6 +46,12 @@ public struct ForwardedRequest: Sendable, Equatable {
     public let timeoutMilliseconds: UInt32
     /// False: fail at once if the domain is busy.
     public let waitForDomain: Bool
+    /// The domain that sent the request (fence races), as the receiving host found it: its UUID and name;
+    /// empty if unknown.
+    public let requesterUUID: String
+    public let requesterName: String
+    /// The receiving host's fence-race window (0: arbitration off).
+    public let raceWindowMilliseconds: UInt32
 
     static let textLimit = 255
 
@@ -61,8 +67,14 @@ public struct ForwardedRequest: Sendable, Equatable {
         requestID: String,
         receivedOn: String,
         timeoutMilliseconds: UInt32,
-        waitForDomain: Bool
+        waitForDomain: Bool,
+        requesterUUID: String = "",
+        requesterName: String = "",
+        raceWindowMilliseconds: UInt32 = 0
     ) {
+        self.requesterUUID = truncated(requesterUUID, to: DomainReport.uuidLimit)
+        self.requesterName = truncated(requesterName, to: DomainReport.nameLimit)
+        self.raceWindowMilliseconds = raceWindowMilliseconds
         self.serial = serial
         self.action = truncated(action, to: Self.textLimit)
         self.domainUUID = truncated(domainUUID, to: DomainReport.uuidLimit)
@@ -85,6 +97,9 @@ public struct ForwardedRequest: Sendable, Equatable {
         }
         writer.write(timeoutMilliseconds)
         writer.write(UInt8(waitForDomain ? 1 : 0))
+        writer.write(text: requesterUUID)
+        writer.write(text: requesterName)
+        writer.write(raceWindowMilliseconds)
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
@@ -102,6 +117,9 @@ public struct ForwardedRequest: Sendable, Equatable {
         let wait = try reader.uint8("wait for domain")
         guard wait <= 1 else { throw .invalid(field: "wait for domain") }
         waitForDomain = wait == 1
+        requesterUUID = try reader.text("requester uuid", limit: DomainReport.uuidLimit)
+        requesterName = try reader.text("requester name", limit: DomainReport.nameLimit)
+        raceWindowMilliseconds = try reader.uint32("race window")
     }
 }
 

@@ -15,7 +15,7 @@ extension FenceError {
         case .unauthenticated: 401
         case .refused: 403
         case .domainNotFound: 404
-        case .domainBusy, .notRunning, .requesterFenced: 409
+        case .domainBusy, .notRunning, .requesterFenced, .requesterFencedInCluster: 409
         case .operationFailed: 502
         case .hypervisorUnavailable, .auditUnavailable, .clusterUnavailable: 503
         case .timedOut: 504

@@ -123,7 +123,8 @@ struct Problem: Error, Sendable {
             // Why the credentials failed stays in the service's log: it would help a guesser.
             case .unauthenticated:
                 (Problem.unauthorized().kind, Problem.unauthorized().title, Problem.unauthorized().detail)
-            case .requesterFenced: ("requester-fenced", "Requester fenced", error.description)
+            case .requesterFenced, .requesterFencedInCluster:
+                ("requester-fenced", "Requester fenced", error.description)
             case .clusterUnavailable: ("cluster-unavailable", "Cluster unavailable", error.description)
             }
         var headers = error.httpHeaders

@@ -143,7 +143,7 @@ extension RedfishError: RouterError {
                     RedfishError.unauthorized().messageID, RedfishError.unauthorized().message,
                     RedfishError.unauthorized().resolution
                 )
-            case .requesterFenced:
+            case .requesterFenced, .requesterFencedInCluster:
                 (
                     "OperationNotAllowed", "The operation was not allowed: \(error.description).",
                     "None: the node that asked is being fenced, or was fenced moments ago."
