@@ -45,6 +45,9 @@ struct ClusterLedger: Sendable, Equatable {
     var introducedHosts: Set<String> = []
     /// Hosts that left and that an operator confirmed down.
     var confirmedDown: Set<String> = []
+    /// The domains found behind fence_xvm requests' senders, by claim key (the first found, for the claim
+    /// window): a fence whose receiver could not tell its requester takes it from here.
+    var claimRequesters: [CallbackClaim: (uuid: String, name: String, since: ContinuousClock.Instant)] = [:]
     /// fence_xvm call backs claimed, by key: the member calling back, and since when.
     var claims: [CallbackClaim: (holder: CPGMember, since: ContinuousClock.Instant)] = [:]
     /// Fences (off, reboot) placed and not refused, by target domain UUID: under way (by the receiving
@@ -88,7 +91,8 @@ struct ClusterLedger: Sendable, Equatable {
             && left.introduced == right.introduced && left.unreachable == right.unreachable
             && left.departed == right.departed && left.unknownDeparted == right.unknownDeparted
             && left.confirmedDown == right.confirmedDown
-            && left.claims.keys == right.claims.keys && left.parked.map(\.request) == right.parked.map(\.request)
+            && left.claims.keys == right.claims.keys && left.claimRequesters.keys == right.claimRequesters.keys
+            && left.parked.map(\.request) == right.parked.map(\.request)
     }
 
     // MARK: - Who executes
@@ -416,6 +420,12 @@ struct ClusterLedger: Sendable, Equatable {
 
     private mutating func decide(_ request: ForwardedRequest, from member: CPGMember) -> Decision {
         var placement = placement(ofDomain: request.domainUUID)
+        var request = request
+        if request.requesterUUID.isEmpty, !request.claimKey.isEmpty,
+            let found = claimRequesters[CallbackClaim(key: request.claimKey)]
+        {
+            request = request.withRequester(uuid: found.uuid, name: found.name)
+        }
         if case .member(let executor, let host) = placement, ["off", "reboot"].contains(request.action),
             request.raceWindowMilliseconds > 0
         {
@@ -523,6 +533,14 @@ struct ClusterLedger: Sendable, Equatable {
         guard claims[claim] == nil, claims.count < Self.claimLimit else { return false }
         claims[claim] = (member, now)
         return true
+    }
+
+    /// The domain a trusted member found behind a claimed request's sender (the first one counts).
+    mutating func noteRequester(_ found: ClaimRequester, from member: CPGMember, at now: ContinuousClock.Instant) {
+        guard isTrusted(member), !found.requesterUUID.isEmpty else { return }
+        claimRequesters = claimRequesters.filter { now - $0.value.since < Self.claimWindow }
+        guard claimRequesters[found.claim] == nil, claimRequesters.count < Self.claimLimit else { return }
+        claimRequesters[found.claim] = (found.requesterUUID, found.requesterName, now)
     }
 
     /// A claim given up by its holder.

@@ -91,7 +91,8 @@ extension ClusterMembership: ClusterRouter {
             waitForDomain: request.waitForDomain,
             requesterUUID: request.requester?.uuid ?? "",
             requesterName: request.requester?.name ?? "",
-            raceWindowMilliseconds: UInt32(clamping: request.raceWindow.components.seconds * 1000)
+            raceWindowMilliseconds: UInt32(clamping: request.raceWindow.components.seconds * 1000),
+            claimKey: request.origin.claimKey ?? []
         )
         do {
             try await group.send(ClusterMessage.request(message).encoded, deadline: deadline)
@@ -118,10 +119,18 @@ extension ClusterMembership: ClusterRouter {
         return outcome
     }
 
-    public func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool {
+    public func claimCallback(_ key: [UInt8], requester: DomainInfo?, deadline: ContinuousClock.Instant) async -> Bool {
         // Not in the cluster: this host answers (a request about a domain then fails at once, saying why).
         guard let group = joined.withLock({ $0 }) else { return true }
         let claim = CallbackClaim(key: key)
+        if let requester {
+            // Before the claim: whichever host wins the call back, every member knows who asked.
+            let found = ClaimRequester(claim: claim, requesterUUID: requester.uuid, requesterName: requester.name)
+            try? await group.send(
+                ClusterMessage.claimRequester(found).encoded,
+                deadline: min(deadline, .now + Self.claimWait)
+            )
+        }
         guard forwarding.registerClaim(claim) else { return false }
         let limit = min(deadline, .now + Self.claimWait)
         do {

@@ -404,6 +404,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             case .release(let claim):
                 changeView { $0.ledger.release(claim, by: member) }
                 return (false, [])
+            case .claimRequester(let found):
+                changeView { $0.ledger.noteRequester(found, from: member, at: .now) }
+                return (false, [])
             case .request(let request):
                 return (false, changeView { $0.ledger.deliver(request, from: member) })
             case .withdraw(let serial):

@@ -19,9 +19,10 @@ public protocol ClusterRouter: ClusterDirectory {
     /// is unknown (the cluster's fence races are decided from it).
     func finished(ticket: UInt64, fenced: Bool) async
 
-    /// fence_xvm: claims the call back of a guest's request among the hosts that heard it. True: this host
-    /// calls back; false: another host does (or the cluster could not decide in time).
-    func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool
+    /// fence_xvm: claims the call back of a guest's request among the hosts that heard it, telling the others
+    /// the domain this host found behind its sender, if any. True: this host calls back; false: another host
+    /// does (or the cluster could not decide in time).
+    func claimCallback(_ key: [UInt8], requester: DomainInfo?, deadline: ContinuousClock.Instant) async -> Bool
 
     /// Gives a claim up (the call back failed): another host may answer a copy of the request.
     func releaseCallback(_ key: [UInt8]) async

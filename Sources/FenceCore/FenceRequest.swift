@@ -45,6 +45,8 @@ public struct RequestOrigin: Sendable, Equatable {
     /// Cluster mode: the host that received the request, when it forwarded it here to be executed (the
     /// service then executes it without routing it again); nil for a request received here.
     public var receivedOn: String?
+    /// A fence_xvm multicast request's duplicate key (its call back's claim in cluster mode); nil otherwise.
+    public var claimKey: [UInt8]?
 
     public init(
         frontEnd: FrontEnd,

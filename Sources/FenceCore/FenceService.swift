@@ -118,9 +118,24 @@ public final class FenceService: Sendable {
 
     /// Cluster mode: claims the fence_xvm call back of a guest's request (`key`: the request's duplicate
     /// key) among the hosts that heard it; true if this host calls back. Always true outside cluster mode.
-    public func claimCallback(_ key: [UInt8], deadline: ContinuousClock.Instant) async -> Bool {
+    /// `requesterAddress`: the sender's address, for a fence (off, reboot): the domain this host finds behind
+    /// it goes with the claim (fence races).
+    public func claimCallback(
+        _ key: [UInt8],
+        requesterAddress: String? = nil,
+        deadline: ContinuousClock.Instant
+    ) async -> Bool {
         guard let router else { return true }
-        return await router.claimCallback(key, deadline: deadline)
+        var requester: DomainInfo?
+        if let requesterAddress, configuration.races.isEnabled {
+            let probe = FenceRequest(
+                action: .off,
+                target: DomainTarget(""),
+                origin: RequestOrigin(frontEnd: .multicast, requester: nil, sendingDomain: .address(requesterAddress))
+            )
+            requester = await sendingDomain(of: probe, deadline: min(deadline, .now + .seconds(2)))
+        }
+        return await router.claimCallback(key, requester: requester, deadline: deadline)
     }
 
     /// Cluster mode: gives a claimed call back up (it failed), so that another host may answer a copy.

@@ -215,8 +215,10 @@ public final class FenceXVMGateway: Service, Sendable {
             frontEnd: .multicast,
             identity: callback.host,
             clientAddress: source,
-            requestID: RequestID.next()
+            requestID: RequestID.next(),
+            claimKey: key.bytes
         )
+        let fences = request.operation == .off || request.operation == .reboot
         let (session, history, sessions, service) = (session, history, sessions, service)
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
@@ -228,7 +230,13 @@ public final class FenceXVMGateway: Service, Sendable {
                 sessions.close(listener: .multicast, address: callback.host)
             }
             // Cluster mode: every host may have heard the request; the first claim delivered calls back.
-            guard await service.claimCallback(key.bytes, deadline: deadline) else {
+            guard
+                await service.claimCallback(
+                    key.bytes,
+                    requesterAddress: fences ? callback.host : nil,
+                    deadline: deadline
+                )
+            else {
                 logger.debug("fence_xvm request called back by another host of the cluster")
                 return
             }

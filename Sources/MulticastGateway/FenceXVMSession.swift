@@ -21,16 +21,20 @@ struct FenceXVMSession {
         let clientAddress: String?
         /// This request's id in the log (`RequestID`).
         let requestID: String
+        /// A multicast request's duplicate key (its call back's claim in cluster mode).
+        var claimKey: [UInt8]? = nil
 
         /// The audit origin; the guest's address also tells the service which domain sent the request.
         var origin: RequestOrigin {
-            RequestOrigin(
+            var origin = RequestOrigin(
                 frontEnd: frontEnd,
                 requester: identity,
                 clientAddress: clientAddress,
                 sendingDomain: .address(identity),
                 requestID: requestID
             )
+            origin.claimKey = claimKey
+            return origin
         }
     }
 

@@ -20,7 +20,12 @@ struct ClusterLedgerTests {
 
     /// An off of `uuid`; with `requester`, from that domain (named `node-` and its UUID's first character),
     /// with a 60 s fence-race window.
-    static func request(_ serial: UInt64, _ uuid: String, requester: String? = nil) -> ForwardedRequest {
+    static func request(
+        _ serial: UInt64,
+        _ uuid: String,
+        requester: String? = nil,
+        claimKey: [UInt8] = []
+    ) -> ForwardedRequest {
         ForwardedRequest(
             serial: serial,
             action: "off",
@@ -36,7 +41,8 @@ struct ClusterLedgerTests {
             waitForDomain: true,
             requesterUUID: requester ?? "",
             requesterName: requester.map { $0.isEmpty ? "" : "node-\($0.prefix(1))" } ?? "",
-            raceWindowMilliseconds: requester == nil ? 0 : 60_000
+            raceWindowMilliseconds: requester == nil ? 0 : 60_000,
+            claimKey: claimKey
         )
     }
 
@@ -505,6 +511,19 @@ extension ClusterLedgerTests {
         }
         #expect(
             ledgers.allSatisfy { $0.fences[Self.x]?.fencedAt == nil && $0.fences[Self.x]?.underWay.isEmpty == true }
+        )
+        // A fence_xvm request whose receiver could not tell its sender: the host where the guest runs named
+        // it with its claim, and the fence is refused all the same.
+        let key: [UInt8] = [7, 7, 7]
+        let named = ClaimRequester(claim: CallbackClaim(key: key), requesterUUID: Self.y, requesterName: "node-2")
+        for index in ledgers.indices { ledgers[index].noteRequester(named, from: Self.b, at: .now) }
+        let viaClaim = Self.applyToAll(
+            [.request(Self.a, Self.request(5, Self.x, requester: "", claimKey: key))],
+            &ledgers
+        )
+        #expect(
+            viaClaim.allSatisfy { $0.map(\.placement) == [.raceLost(requester: "node-2", host: "host2")] },
+            "\(viaClaim)"
         )
     }
 }

@@ -94,6 +94,10 @@ struct ClusterWireTests {
         let member = CPGMember(nodeID: 2, pid: 4242)
         let messages: [ClusterMessage] = [
             .claim(CallbackClaim(key: [1, 2, 3, 4])), .release(CallbackClaim(key: [9])), .request(request),
+            .request(request.withRequester(uuid: "u", name: "pcmk2")),
+            .claimRequester(ClaimRequester(claim: CallbackClaim(key: [5]), requesterUUID: "u", requesterName: "pcmk2")),
+            .done(serial: 9, fenced: true),
+            .silent(member),
             .reply(
                 .init(
                     receiver: member,

@@ -11,6 +11,8 @@ public enum ClusterMessage: Sendable, Equatable {
     case domains(DomainReport)
     /// A member claims a fence_xvm call back; the first claim delivered wins.
     case claim(CallbackClaim)
+    /// A member found the domain behind a fence_xvm request's sender (sent before its claim).
+    case claimRequester(ClaimRequester)
     /// A member gives a claim up (its call back failed): another copy of the request may be answered.
     case release(CallbackClaim)
     /// A request for the member that executes it.
@@ -54,6 +56,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case auditPage = 11
         case silent = 12
         case done = 13
+        case claimRequester = 14
     }
 
     /// The bytes on the wire.
@@ -70,6 +73,9 @@ public enum ClusterMessage: Sendable, Equatable {
         case .claim(let claim):
             kind = .claim
             claim.encode(into: &payload)
+        case .claimRequester(let requester):
+            kind = .claimRequester
+            requester.encode(into: &payload)
         case .release(let claim):
             kind = .release
             claim.encode(into: &payload)
@@ -139,6 +145,7 @@ public enum ClusterMessage: Sendable, Equatable {
         case .domains: self = .domains(try DomainReport(decoding: &reader))
         case .claim: self = .claim(try CallbackClaim(decoding: &reader))
         case .release: self = .release(try CallbackClaim(decoding: &reader))
+        case .claimRequester: self = .claimRequester(try ClaimRequester(decoding: &reader))
         case .request: self = .request(try ForwardedRequest(decoding: &reader))
         case .reply: self = .reply(try ForwardedReply(decoding: &reader))
         case .confirmDown: self = .confirmDown(try DownConfirmation(decoding: &reader))

@@ -52,6 +52,9 @@ public struct ForwardedRequest: Sendable, Equatable {
     public let requesterName: String
     /// The receiving host's fence-race window (0: arbitration off).
     public let raceWindowMilliseconds: UInt32
+    /// A fence_xvm request's duplicate key (its call back's claim), empty otherwise: the host where the
+    /// guest runs may have named the requester with its claim.
+    public let claimKey: [UInt8]
 
     static let textLimit = 255
 
@@ -70,8 +73,10 @@ public struct ForwardedRequest: Sendable, Equatable {
         waitForDomain: Bool,
         requesterUUID: String = "",
         requesterName: String = "",
-        raceWindowMilliseconds: UInt32 = 0
+        raceWindowMilliseconds: UInt32 = 0,
+        claimKey: [UInt8] = []
     ) {
+        self.claimKey = Array(claimKey.prefix(CallbackClaim.keyLimit))
         self.requesterUUID = truncated(requesterUUID, to: DomainReport.uuidLimit)
         self.requesterName = truncated(requesterName, to: DomainReport.nameLimit)
         self.raceWindowMilliseconds = raceWindowMilliseconds
@@ -100,6 +105,7 @@ public struct ForwardedRequest: Sendable, Equatable {
         writer.write(text: requesterUUID)
         writer.write(text: requesterName)
         writer.write(raceWindowMilliseconds)
+        CallbackClaim(key: claimKey).encode(into: &writer)
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
@@ -120,6 +126,7 @@ public struct ForwardedRequest: Sendable, Equatable {
         requesterUUID = try reader.text("requester uuid", limit: DomainReport.uuidLimit)
         requesterName = try reader.text("requester name", limit: DomainReport.nameLimit)
         raceWindowMilliseconds = try reader.uint32("race window")
+        claimKey = try CallbackClaim(decoding: &reader).key
     }
 }
 
@@ -295,5 +302,55 @@ public struct DepartedReport: Sendable, Equatable {
             hosts.append(Host(name: name, confirmedDown: confirmed == 1, domains: known == 1 ? domains.domains : nil))
         }
         self.hosts = hosts
+    }
+}
+
+/// The domain a host found behind a fence_xvm request's sender (kind `claimRequester`), sent just before its
+/// claim: the host where the guest runs knows its address, while another host may win the call back.
+public struct ClaimRequester: Sendable, Equatable {
+    public let claim: CallbackClaim
+    public let requesterUUID: String
+    public let requesterName: String
+
+    public init(claim: CallbackClaim, requesterUUID: String, requesterName: String) {
+        self.claim = claim
+        self.requesterUUID = truncated(requesterUUID, to: DomainReport.uuidLimit)
+        self.requesterName = truncated(requesterName, to: DomainReport.nameLimit)
+    }
+
+    func encode(into writer: inout WireWriter) {
+        claim.encode(into: &writer)
+        writer.write(text: requesterUUID)
+        writer.write(text: requesterName)
+    }
+
+    init(decoding reader: inout WireReader) throws(WireError) {
+        claim = try CallbackClaim(decoding: &reader)
+        requesterUUID = try reader.text("requester uuid", limit: DomainReport.uuidLimit)
+        requesterName = try reader.text("requester name", limit: DomainReport.nameLimit)
+    }
+}
+
+extension ForwardedRequest {
+    /// The same request, from the domain with `uuid` and `name`.
+    func withRequester(uuid: String, name: String) -> ForwardedRequest {
+        ForwardedRequest(
+            serial: serial,
+            action: action,
+            domainUUID: domainUUID,
+            domainName: domainName,
+            target: target,
+            frontEnd: frontEnd,
+            requester: requester,
+            clientAddress: clientAddress,
+            requestID: requestID,
+            receivedOn: receivedOn,
+            timeoutMilliseconds: timeoutMilliseconds,
+            waitForDomain: waitForDomain,
+            requesterUUID: uuid,
+            requesterName: name,
+            raceWindowMilliseconds: raceWindowMilliseconds,
+            claimKey: claimKey
+        )
     }
 }
