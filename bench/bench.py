@@ -104,14 +104,16 @@ def terminate(process, grace=20):
             process.wait()
 
 
-def fixture_uri(directory, domains):
-    """A test-driver world with `domains` running domains named node1…nodeN."""
-    path = os.path.join(directory, f"world-{domains}.xml")
+def fixture_uri(directory, domains, prefix="node", first=1):
+    """A test-driver world with `domains` running domains named node1…nodeN (PREFIX1…, with UUIDs numbered from
+    `first`: worlds of several hosts must not share a name or a UUID)."""
+    path = os.path.join(directory, f"world-{prefix}-{domains}.xml")
     with open(path, "w") as file:
         file.write('<node><cpu><mhz>2000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1</sockets>'
                    '<cores>2</cores><threads>1</threads><active>2</active></cpu><memory>16777216</memory>\n')
         for index in range(1, domains + 1):
-            file.write(f'<domain type="test"><name>node{index}</name><uuid>00000000-0000-4000-8000-{index:012d}</uuid>'
+            file.write(f'<domain type="test"><name>{prefix}{index}</name>'
+                       f'<uuid>00000000-0000-4000-8000-{first + index - 1:012d}</uuid>'
                        f'<memory>262144</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>\n')
         file.write("</node>\n")
     return "test://" + path
@@ -145,10 +147,13 @@ def rss_kib(pid):
 # 1. Concurrent guests running the unchanged fence_xvm
 
 class Servers:
-    """Starts fence_virtd or fencegate in the lab's host namespace on the same world and key."""
+    """Starts fence_virtd or fencegate in the lab's host namespace (or `namespace`, listening on `interface`)
+    on the same world and key; `client` is the guest namespace that checks they answer."""
 
-    def __init__(self, lab, directory, uri):
+    def __init__(self, lab, directory, uri, namespace=None, interface="br0", client=None):
         self.lab, self.directory, self.uri = lab, directory, uri
+        self.namespace, self.interface = namespace or lab.host, interface
+        self.client = client or lab.guests[0]
         self.key = os.path.join(directory, "fence_xvm.key")
         if not os.path.exists(self.key):
             sh(FENCEGATE, "keygen", self.key)
@@ -157,28 +162,28 @@ class Servers:
         config = os.path.join(self.directory, "fence_virt.conf")
         with open(config, "w") as file:
             file.write(f'fence_virtd {{ listener = "multicast"; backend = "libvirt"; }}\n'
-                       f'listeners {{ multicast {{ key_file = "{self.key}"; address = "225.0.0.12"; interface = "br0"; }} }}\n'
+                       f'listeners {{ multicast {{ key_file = "{self.key}"; address = "225.0.0.12"; interface = "{self.interface}"; }} }}\n'
                        f'backends {{ libvirt {{ uri = "{self.uri}"; }} }}\n')
         os.chmod(config, 0o600)
         log = open(os.path.join(self.directory, "fence_virtd.log"), "w")
         pidfile = os.path.join(self.directory, "fence_virtd.pid")
-        process = self.lab.start(self.lab.host, [FENCE_VIRTD, "-F", "-p", pidfile, "-f", config], log)
+        process = self.lab.start(self.namespace, [FENCE_VIRTD, "-F", "-p", pidfile, "-f", config], log)
         self.wait_answering()
         return process
 
     def fencegate(self, extra=()):
         database = os.path.join(self.directory, f"audit-{os.urandom(3).hex()}.db")
         log = open(os.path.join(self.directory, "fencegate.log"), "w")
-        process = self.lab.start(self.lab.host, [
+        process = self.lab.start(self.namespace, [
             FENCEGATE, "serve", "--uri", self.uri, "--database", database, "--listen", "127.0.0.1:0",
-            "--multicast", "--multicast-interface", "br0", "--key-file", self.key, "--log-level", "warning",
+            "--multicast", "--multicast-interface", self.interface, "--key-file", self.key, "--log-level", "warning",
             *extra], log)
         self.wait_answering()
         return process
 
     def wait_answering(self):
         def answers():
-            result = subprocess.run([IP, "netns", "exec", self.lab.guests[0], FENCE_XVM, "-k", self.key, "-o",
+            result = subprocess.run([IP, "netns", "exec", self.client, FENCE_XVM, "-k", self.key, "-o",
                                      "monitor", "-t", "1", "-r", "5"], capture_output=True)
             return result.returncode == 0
         wait_for(answers, 30, "the server to answer")
@@ -254,13 +259,15 @@ def bench_concurrent_guests(directory, counts, rounds):
 LOAD_NAMESPACES = 4
 
 
-def load_round(lab, key, concurrency, duration, domains):
-    """Runs fencegate-bench xvm-load in up to LOAD_NAMESPACES guests, `concurrency` workers in all."""
-    namespaces = min(concurrency, LOAD_NAMESPACES)
-    names = ",".join(f"node{index}" for index in range(1, domains + 1))
+def load_round(lab, key, concurrency, duration, domains, clients=None):
+    """Runs fencegate-bench xvm-load in up to LOAD_NAMESPACES guests (or in `clients`, guest indexes),
+    `concurrency` workers in all, asking about node1…node`domains` (or the names in the list `domains`)."""
+    clients = list(clients or range(LOAD_NAMESPACES))
+    namespaces = min(concurrency, len(clients))
+    names = ",".join(domains if isinstance(domains, list) else (f"node{index}" for index in range(1, domains + 1)))
     processes = []
-    for index in range(namespaces):
-        workers = concurrency // namespaces + (1 if index < concurrency % namespaces else 0)
+    for slot, index in enumerate(clients[:namespaces]):
+        workers = concurrency // namespaces + (1 if slot < concurrency % namespaces else 0)
         processes.append(subprocess.Popen(
             [IP, "netns", "exec", lab.guests[index], BENCH_TOOL, "xvm-load", "--key-file", key, "--interface", "eth0",
              "--address", Lab.address(index), "--workers", str(workers), "--duration", str(duration),
@@ -278,7 +285,8 @@ def load_round(lab, key, concurrency, duration, domains):
         for reason, count in result["failures"].items():
             failures[reason] = failures.get(reason, 0) + count
     return {"requests_per_second": len(latencies) / seconds if seconds else 0.0,
-            "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
+            "p50_ms": percentile(latencies, 0.5), "p90_ms": percentile(latencies, 0.9),
+            "p99_ms": percentile(latencies, 0.99),
             "max_ms": max(latencies) if latencies else float("nan"), "answered": len(latencies),
             "failures": sum(failures.values()), "failure_reasons": failures, "retransmissions": retransmissions,
             "client_cpu_ms_per_request": client_cpu * 1000 / len(latencies) if latencies else float("nan"),
@@ -766,6 +774,490 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# 7. Cluster mode: what going through corosync CPG adds to a request
+
+CLUSTER_GROUP = "fencegate-bench"
+CLUSTER_DOMAINS = 4  # per host: host1 has h1-vm1…h1-vm4, host2 h2-vm1…, host3 h3-vm1…
+
+# One persistent HTTP/1.1 connection, sequential requests; run inside a host's namespace. Prints JSON.
+SEQUENTIAL_HTTP_CLIENT = r"""
+import http.client, json, sys, time
+port, token, method, path, warmup, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=30)
+headers = {"Authorization": "Bearer " + token}
+latencies, failures, sample = [], {}, None
+for index in range(warmup + count):
+    began = time.perf_counter()
+    connection.request(method, path, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    elapsed = time.perf_counter() - began
+    if response.status != 200:
+        failures[str(response.status)] = failures.get(str(response.status), 0) + 1
+        sample = sample or body.decode(errors="replace")
+    elif index >= warmup:
+        latencies.append(elapsed * 1000)
+        sample = sample or body.decode(errors="replace")
+print(json.dumps({"latencies_ms": latencies, "failures": failures, "sample": sample}))
+"""
+
+# A bare libcpg client (ctypes), run inside a host's namespaces: the floor corosync itself sets. `ping COUNT
+# WARMUP ECHO GAP`: multicasts one message (CPG_TYPE_AGREED, as Fencegate sends), waits for its delivery back
+# (or, with ECHO=1, for the answer of an `echo` process on another host), GAP seconds apart; prints JSON.
+# `echo`: answers every other process's ping with one message, until it is stopped.
+CPG_PROBE = r"""
+import ctypes, json, os, select, sys, time
+cpg = ctypes.CDLL("libcpg.so.4")
+class Name(ctypes.Structure):
+    _fields_ = [("length", ctypes.c_uint32), ("value", ctypes.c_char * 128)]
+class Address(ctypes.Structure):
+    _fields_ = [("nodeid", ctypes.c_uint32), ("pid", ctypes.c_uint32), ("reason", ctypes.c_uint32)]
+Deliver = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.POINTER(Name), ctypes.c_uint32, ctypes.c_uint32,
+                           ctypes.c_void_p, ctypes.c_size_t)
+Confchg = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.POINTER(Name), ctypes.POINTER(Address), ctypes.c_size_t,
+                           ctypes.POINTER(Address), ctypes.c_size_t, ctypes.POINTER(Address), ctypes.c_size_t)
+class Callbacks(ctypes.Structure):
+    _fields_ = [("deliver", Deliver), ("confchg", Confchg)]
+class IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+CS_OK, CS_ERR_TRY_AGAIN, CPG_TYPE_AGREED, CS_DISPATCH_ALL = 1, 6, 2, 2
+mode, group = sys.argv[1], sys.argv[2].encode()
+delivered, members = [], [0]
+def on_deliver(handle, name, nodeid, pid, message, length):
+    delivered.append((pid, ctypes.string_at(message, length)))
+def on_confchg(handle, name, member_list, member_count, *rest):
+    members[0] = member_count
+callbacks = Callbacks(Deliver(on_deliver), Confchg(on_confchg))
+handle = ctypes.c_uint64()
+assert cpg.cpg_initialize(ctypes.byref(handle), ctypes.byref(callbacks)) == CS_OK, "cpg_initialize"
+assert cpg.cpg_join(handle, ctypes.byref(Name(len(group), group))) == CS_OK, "cpg_join"
+fd = ctypes.c_int()
+assert cpg.cpg_fd_get(handle, ctypes.byref(fd)) == CS_OK, "cpg_fd_get"
+def dispatch(timeout):
+    if select.select([fd.value], [], [], timeout)[0]:
+        assert cpg.cpg_dispatch(handle, CS_DISPATCH_ALL) == CS_OK, "cpg_dispatch"
+def send(data):
+    buffer = ctypes.create_string_buffer(data, len(data))
+    vector = IOVec(ctypes.cast(buffer, ctypes.c_void_p), len(data))
+    while (result := cpg.cpg_mcast_joined(handle, CPG_TYPE_AGREED, ctypes.byref(vector), 1)) == CS_ERR_TRY_AGAIN:
+        time.sleep(0.001)
+    assert result == CS_OK, result
+if mode == "echo":
+    print("ready", flush=True)
+    while True:
+        dispatch(1)
+        while delivered:
+            pid, data = delivered.pop(0)
+            if pid != os.getpid() and data.startswith(b"p"):
+                send(b"e" + data[1:])
+count, warmup, echo, gap = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1", float(sys.argv[6])
+deadline = time.monotonic() + 30
+while members[0] < (2 if echo else 1) and time.monotonic() < deadline:
+    dispatch(0.1)
+latencies = []
+for index in range(warmup + count):
+    if gap:
+        time.sleep(gap)
+    began = time.perf_counter()
+    send(b"p%d" % index)
+    wanted = (b"e%d" if echo else b"p%d") % index
+    while not any(data == wanted for _, data in delivered):
+        if time.perf_counter() - began > 10:
+            sys.exit(f"message {index} not answered within 10 s")
+        dispatch(1)
+    delivered.clear()
+    if index >= warmup:
+        latencies.append((time.perf_counter() - began) * 1000)
+print(json.dumps({"latencies_ms": latencies}))
+"""
+
+
+class CorosyncHosts:
+    """Hypervisor hosts host1…hostN: the first N guest namespaces of `lab`, on its bridge, each with its own
+    corosync (knet, votequorum), built as the test suite's cluster lab builds them (see
+    ../shared/docs/corosync-lab.md and Tests/TestSupport/ClusterNode.swift). Per host, a holder process keeps
+    a mount and UTS namespace with private /var/lib/corosync, /run and a tmpfs /dev/shm (corosync's pid file,
+    state and IPC buffers would collide otherwise) and the host name hostN (each Fencegate introduces itself
+    by it); corosync.conf is /etc/netns/NAMESPACE/corosync/corosync.conf, which `ip netns exec` binds over
+    /etc/corosync. Everything runs in this machine's PID namespace, so every process is ours by its PID
+    (nsenter without --pid execs the command: the PID it returns is corosync's, or Fencegate's)."""
+
+    def __init__(self, lab, directory, count):
+        self.lab, self.directory = lab, directory
+        self.names = [f"host{index}" for index in range(1, count + 1)]
+        self.namespaces = lab.guests[:count]
+        self.holders, self.corosyncs, self.etc = [], [], []
+        self.etc_netns_created = not os.path.isdir("/etc/netns")
+        try:
+            nodes = "".join(f"    node {{\n        ring0_addr: {Lab.address(index)}\n        name: {name}\n"
+                            f"        nodeid: {index + 1}\n    }}\n" for index, name in enumerate(self.names))
+            # One directive per line: corosync's parser rejects `totem { version: 2` on one line.
+            config = ("totem {\n    version: 2\n    cluster_name: fgbench\n    transport: knet\n"
+                      "    crypto_cipher: none\n    crypto_hash: none\n    token: 1000\n}\n"
+                      f"nodelist {{\n{nodes}}}\nquorum {{\n    provider: corosync_votequorum\n}}\n"
+                      "logging {\n    to_stderr: yes\n    to_syslog: no\n}\n")
+            for name, namespace in zip(self.names, self.namespaces):
+                base = self.path(name)
+                for sub in ("lib-corosync", "run"):
+                    os.makedirs(os.path.join(base, sub))
+                etc = f"/etc/netns/{namespace}"
+                os.makedirs(os.path.join(etc, "corosync"))
+                self.etc.append(etc)
+                with open(os.path.join(etc, "corosync", "corosync.conf"), "w") as file:
+                    file.write(config)
+                script = (f"mount --bind '{base}/lib-corosync' /var/lib/corosync && mount --bind '{base}/run' /run"
+                          f" && mount -t tmpfs -o mode=1777 tmpfs /dev/shm && hostname {name} && exec sleep infinity")
+                self.holders.append(lab.start(namespace, ["unshare", "--mount", "--uts", "sh", "-c", script],
+                                              open(os.path.join(base, "holder.log"), "w")))
+            for name, holder in zip(self.names, self.holders):
+                wait_for(lambda: holder.poll() is not None or command_name(holder.pid) == "sleep", 10, f"{name}'s mounts")
+                if holder.poll() is not None:
+                    raise RuntimeError(f"{name}: private mounts failed: {self.log(name, 'holder.log')}")
+            for index in range(count):
+                self.corosyncs.append(self.start(index, ["corosync", "-f"], "corosync"))
+            for index, name in enumerate(self.names):
+                wait_for(lambda: "Quorate:          Yes" in self.run(index, "corosync-quorumtool", "-s").stdout, 60,
+                         f"{name}'s corosync to be quorate")
+        except BaseException:
+            self.destroy()
+            raise
+
+    def path(self, name, *parts):
+        return os.path.join(self.directory, name, *parts)
+
+    def log(self, name, file):
+        with open(self.path(name, file), errors="replace") as text:
+            return text.read()[-2000:]
+
+    def enter(self, index):
+        return ["nsenter", "-t", str(self.holders[index].pid), "-m", "-u", "-n", "--"]
+
+    def start(self, index, command, log_name):
+        """Starts `command` in host `index` (its network, mount and UTS namespaces); output in LOG_NAME.out/.err."""
+        name = self.names[index]
+        process = subprocess.Popen(self.enter(index) + command, stdin=subprocess.DEVNULL,
+                                   stdout=open(self.path(name, f"{log_name}.out"), "w"),
+                                   stderr=open(self.path(name, f"{log_name}.err"), "w"))
+        self.lab.processes.append(process)
+        return process
+
+    def run(self, index, *command):
+        return sh(*self.enter(index), *command, check=False)
+
+    def serve(self, index, uri, database, key, log_name, cluster=True):
+        """`fencegate serve` on host `index` (HTTP on its loopback, fence_xvm multicast on its eth0 unless
+        `key` is None); returns the process and its HTTP port."""
+        command = [FENCEGATE, "serve", "--uri", uri, "--database", database, "--listen", "127.0.0.1:0",
+                   "--log-level", "warning"]
+        if cluster:
+            command += ["--cluster", CLUSTER_GROUP]
+        if key:
+            command += ["--multicast", "--multicast-interface", "eth0", "--key-file", key]
+        process = self.start(index, command, log_name)
+        found = {}
+
+        def serving():
+            if process.poll() is not None:
+                raise RuntimeError(f"fencegate serve on {self.names[index]} exited:"
+                                   f" {self.log(self.names[index], log_name + '.err')}")
+            match = re.search(r"http://127\.0\.0\.1:(\d+)", self.log(self.names[index], log_name + ".out"))
+            found["port"] = match and int(match.group(1))
+            return found["port"]
+        wait_for(serving, 30, f"fencegate on {self.names[index]} to serve")
+        return process, found["port"]
+
+    def cpg_probe(self, index, group, count, warmup, echo, gap):
+        """CPG_PROBE's ping on host `index`: latencies in ms."""
+        result = sh(*self.enter(index), sys.executable, "-c", CPG_PROBE, "ping", group, str(count), str(warmup),
+                    "1" if echo else "0", str(gap), check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"the CPG probe on {self.names[index]} failed: {result.stderr.strip()[-500:]}")
+        return json.loads(result.stdout)["latencies_ms"]
+
+    def destroy(self):
+        for process in self.corosyncs:
+            terminate(process, 10)
+        for process in self.holders:
+            terminate(process, 5)
+        for etc in self.etc:
+            shutil.rmtree(etc, ignore_errors=True)
+        if self.etc_netns_created:
+            try:
+                os.rmdir("/etc/netns")
+            except OSError:
+                pass
+
+
+def command_name(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def latency_summary(latencies):
+    return {"p50_ms": percentile(latencies, 0.5), "p90_ms": percentile(latencies, 0.9),
+            "p99_ms": percentile(latencies, 0.99), "max_ms": max(latencies) if latencies else float("nan"),
+            "answered": len(latencies)}
+
+
+def bench_cluster(directory, requests, rounds, xvm_duration, in_flight_levels, probes, virtd_checks):
+    """Three corosync hosts, each running `fencegate serve --cluster` on a test-driver world of its own, and a
+    client namespace on the same bridge. HTTP: sequential requests to host1 about a domain on host1 (placed
+    here through the group), on host2 (forwarded), and the same requests to a Fencegate without --cluster on
+    host1 (the baseline, also measured while a bare CPG client keeps corosync busy), interleaved in rounds.
+    fence_xvm: the load generator's status requests heard by all three hosts, against one Fencegate and one
+    fence_virtd on host1 alone. Then corosync's own floor (a bare libcpg client), and whether fence_virtd's
+    cpg backend answers right."""
+    hosts_count = 3
+    lab = Lab(hosts_count + 1)  # guests 1-3 are the hosts, guest 4 the client (fence_xvm's side)
+    client = hosts_count
+    hosts = None
+    try:
+        hosts = CorosyncHosts(lab, directory, hosts_count)
+        uris = [fixture_uri(directory, CLUSTER_DOMAINS, prefix=f"h{index + 1}-vm", first=1000 * (index + 1))
+                for index in range(hosts_count)]
+        key = Servers(lab, directory, uris[0]).key
+        results = {"hosts": hosts_count, "loadavg_start": os.getloadavg(),
+                   "corosync": sh("dpkg-query", "-W", "-f=${Version}", "corosync", check=False).stdout.strip()}
+
+        def token(database):
+            env = dict(os.environ, FENCEGATE_DATABASE=database)
+            return sh(FENCEGATE, "token", "create", "bench", "--scope", "fence", env=env).stdout.strip()
+
+        def cpu(processes):
+            return sum(process_cpu_seconds(process.pid) for process in processes)
+
+        # fence_xvm against one server on host1, without the cluster: fence_virtd, then Fencegate.
+        xvm = results["xvm"] = {}
+
+        def xvm_rows(label, processes, names):
+            for level in in_flight_levels:
+                before = cpu(processes)
+                row = load_round(lab, key, level, xvm_duration, names, clients=[client])
+                if row["answered"]:
+                    row["server_cpu_ms_per_request"] = (cpu(processes) - before) * 1000 / row["answered"]
+                xvm.setdefault(label, {})[level] = row
+                print(f"  cluster, fence_xvm: {label:17} in flight {level:2}  {row['requests_per_second']:6.0f} req/s"
+                      f"  p50 {row['p50_ms']:5.2f} ms  p99 {row['p99_ms']:6.2f} ms  failures {row['failures']}"
+                      f"  retransmissions {row['retransmissions']}  CPU {row['server_cpu_ms_per_request']:.2f} ms/request",
+                      flush=True)
+
+        alone = Servers(lab, directory, uris[0], namespace=hosts.namespaces[0], interface="eth0",
+                        client=lab.guests[client])
+        for label in ["fence_virtd", "fencegate"]:
+            process = alone.fence_virtd() if label == "fence_virtd" else alone.fencegate()
+            xvm_rows(label, [process], [f"h1-vm{index}" for index in range(1, hosts_count + 1)])
+            lab.stop(process)
+
+        # The cluster: fencegate serve --cluster on every host; beside it on host1, the baseline for HTTP (no
+        # --cluster, no fence_xvm listener, the same world): each idle while the other is measured.
+        servers, ports, tokens = [], [], []
+        for index in range(hosts_count):
+            database = hosts.path(hosts.names[index], "audit.db")
+            tokens.append(token(database))
+            process, port = hosts.serve(index, uris[index], database, key, "serve")
+            servers.append(process)
+            ports.append(port)
+        baseline_database = hosts.path("host1", "baseline-audit.db")
+        baseline_token = token(baseline_database)
+        baseline, baseline_port = hosts.serve(0, uris[0], baseline_database, None, "baseline", cluster=False)
+
+        def metrics(index, port, bearer):
+            """Host `index`'s metrics at `port`, each summed over its labels."""
+            text = hosts.run(index, "curl", "-s", "-H", f"Authorization: Bearer {bearer}",
+                             f"http://127.0.0.1:{port}/metrics").stdout
+            totals = {}
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    name, value = line.split("{")[0].split(" ")[0], line.rsplit(" ", 1)[1]
+                    totals[name] = totals.get(name, 0.0) + float(value)
+            return totals
+
+        def resolves(name):
+            status = hosts.run(0, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                               f"Authorization: Bearer {tokens[0]}", f"http://127.0.0.1:{ports[0]}/domains/{name}")
+            return status.stdout == "200"
+        began = time.monotonic()
+        wait_for(lambda: all(resolves(f"h{index + 1}-vm1") for index in range(hosts_count)), 60,
+                 "host1 to know every host's domains")
+        results["known_after_seconds"] = time.monotonic() - began
+
+        # HTTP cases: (name, receiving server, port, token, method, path). `on` of a running domain takes a
+        # fence's whole path (audit rows, the group, the executor's libvirt call) and changes nothing, so every
+        # request is alike; the REST API has no POST for status, and GET /domains/{d} is a read that the
+        # receiving host answers from the hosts' reports, without the group. `baseline_busy`: the baseline
+        # while a bare CPG client on host3 multicasts one message every 5 ms, as a request does now and then:
+        # corosync's share of the machine's 2 cores, without any cluster work in Fencegate.
+        cases = [
+            ("baseline", baseline, baseline_port, baseline_token, "POST", "/domains/h1-vm1/on"),
+            ("baseline_busy", baseline, baseline_port, baseline_token, "POST", "/domains/h1-vm1/on"),
+            ("here", servers[0], ports[0], tokens[0], "POST", "/domains/h1-vm1/on"),
+            ("forwarded", servers[0], ports[0], tokens[0], "POST", "/domains/h2-vm1/on"),
+            ("read_baseline", baseline, baseline_port, baseline_token, "GET", "/domains/h1-vm1"),
+            ("read_cluster", servers[0], ports[0], tokens[0], "GET", "/domains/h2-vm1"),
+        ]
+        http = results["http"] = {}
+        per_round = max(requests // rounds, 1)
+        for round_index in range(rounds):
+            for case, server, port, bearer, method, path in cases:
+                busy = None
+                if case == "baseline_busy":
+                    busy = hosts.start(2, [sys.executable, "-c", CPG_PROBE, "ping", "fencegate-bench-busy", "1000000",
+                                           "0", "0", "0.005"], "cpg-busy")
+                    time.sleep(0.5)
+                receiver_before = metrics(0, port, bearer)
+                executor_before = metrics(1, ports[1], tokens[1])
+                cpu_before = (cpu([server]), cpu(servers[1:]), cpu(hosts.corosyncs))
+                result = sh(IP, "netns", "exec", hosts.namespaces[0], sys.executable, "-c", SEQUENTIAL_HTTP_CLIENT,
+                            str(port), bearer, method, path, str(200 if round_index == 0 else 20), str(per_round))
+                cpu_after = (cpu([server]), cpu(servers[1:]), cpu(hosts.corosyncs))
+                if busy is not None:
+                    terminate(busy, 5)
+                receiver_after = metrics(0, port, bearer)
+                executor_after = metrics(1, ports[1], tokens[1])
+                answer = json.loads(result.stdout)
+                entry = http.setdefault(case, {"method": method, "path": path, "latencies": [], "failures": {},
+                                               "cpu": [0.0, 0.0, 0.0], "metrics": {}})
+                entry["latencies"] += answer["latencies_ms"]
+                for status, number in answer["failures"].items():
+                    entry["failures"][status] = entry["failures"].get(status, 0) + number
+                entry["cpu"] = [total + after - before for total, before, after in zip(entry["cpu"], cpu_before, cpu_after)]
+                for side, before, after in [("receiver", receiver_before, receiver_after),
+                                            ("executor", executor_before, executor_after)]:
+                    for name in ["fencegate_operation_duration_seconds_sum", "fencegate_operation_duration_seconds_count",
+                                 "fencegate_cluster_forwarded_duration_seconds_sum",
+                                 "fencegate_cluster_forwarded_duration_seconds_count"]:
+                        entry["metrics"][f"{side} {name}"] = (entry["metrics"].get(f"{side} {name}", 0.0)
+                                                             + after.get(name, 0.0) - before.get(name, 0.0))
+                entry["sample"] = answer["sample"]
+        for case, entry in http.items():
+            latencies = entry.pop("latencies")
+            entry.update(latency_summary(latencies))
+            count = max(len(latencies), 1)
+            cpu_receiver, cpu_others, cpu_corosync = (value * 1000 / count for value in entry.pop("cpu"))
+            entry.update(cpu_receiver_ms=cpu_receiver, cpu_other_hosts_ms=cpu_others, cpu_corosync_ms=cpu_corosync)
+            found = entry.pop("metrics")
+
+            def mean_ms(side, name):
+                number = found[f"{side} {name}_count"]
+                return found[f"{side} {name}_sum"] * 1000 / number if number else None
+            entry["receiver_operation_ms"] = mean_ms("receiver", "fencegate_operation_duration_seconds")
+            entry["receiver_group_ms"] = mean_ms("receiver", "fencegate_cluster_forwarded_duration_seconds")
+            entry["executor_operation_ms"] = mean_ms("executor", "fencegate_operation_duration_seconds")
+            try:
+                entry["note"] = json.loads(entry.pop("sample") or "{}").get("note")
+            except ValueError:
+                entry["note"] = None
+            # The answers say where each request ran: a forwarded one names its executor.
+            if (case == "forwarded") != (entry["note"] or "").startswith("executed on host2 "):
+                raise RuntimeError(f"{case}: not executed where expected (its answer's note: {entry['note']})")
+            print(f"  cluster, HTTP {entry['method']:4} {entry['path']:19} {case:13} p50 {entry['p50_ms']:5.2f}"
+                  f"  p90 {entry['p90_ms']:5.2f}  p99 {entry['p99_ms']:5.2f} ms  failures {sum(entry['failures'].values())}"
+                  f"  CPU ms/request: host1 {cpu_receiver:.2f}, host2+3 {cpu_others:.2f}, corosyncs {cpu_corosync:.2f};"
+                  f" note: {entry['note']}", flush=True)
+        lab.stop(baseline)
+
+        # fence_xvm heard by the three hosts: each claims the call back through the group, the first claim
+        # delivered calls back, the domain's host executes. Who called back: each host's requests sent to the
+        # group (fencegate_cluster_forwarded_total).
+        def performed():
+            return [metrics(index, ports[index], tokens[index]).get("fencegate_cluster_forwarded_total", 0.0)
+                    for index in range(hosts_count)]
+        before = performed()
+        xvm_rows("fencegate_cluster", servers + hosts.corosyncs, [f"h{index + 1}-vm1" for index in range(hosts_count)])
+        results["xvm_callbacks_per_host"] = [after - earlier for after, earlier in zip(performed(), before)]
+        for process in servers:
+            lab.stop(process, 30)
+
+        # corosync's own floor: a bare libcpg client, one message after another (back to back, or 20 ms apart
+        # as isolated requests are), waiting for its delivery back to itself (one message: what a request
+        # placed on its own host waits for) or for an answer from host2 (two messages: a forwarded request).
+        floor = results["cpg_floor"] = {}
+        for echo in [False, True]:
+            echoer = None
+            if echo:
+                echoer = hosts.start(1, [sys.executable, "-c", CPG_PROBE, "echo", "fencegate-bench-floor"], "cpg-echo")
+                wait_for(lambda: "ready" in hosts.log("host2", "cpg-echo.out"), 30, "the CPG echo on host2")
+            for gap in [0, 0.02]:
+                before = cpu(hosts.corosyncs)
+                latencies = hosts.cpg_probe(0, "fencegate-bench-floor", probes, 20, echo, gap)
+                row = latency_summary(latencies)
+                row["cpu_corosync_ms"] = (cpu(hosts.corosyncs) - before) * 1000 / (probes + 20)
+                floor[f"{'echo' if echo else 'self'} {gap}"] = row
+                print(f"  cluster, CPG floor: {'host1 → host2 → host1' if echo else 'host1 → host1':21} gap {gap * 1000:2.0f} ms"
+                      f"  p50 {row['p50_ms']:5.2f}  p90 {row['p90_ms']:5.2f}  p99 {row['p99_ms']:5.2f} ms"
+                      f"  corosync CPU {row['cpu_corosync_ms']:.2f} ms/message", flush=True)
+            if echoer is not None:
+                terminate(echoer, 5)
+
+        results["virtd_cpg"] = check_virtd_cpg(lab, hosts, key, uris, client, virtd_checks)
+        results["loadavg_end"] = os.getloadavg()
+        return results
+    finally:
+        if hosts is not None:
+            hosts.destroy()
+        lab.destroy()
+
+
+def check_virtd_cpg(lab, hosts, key, uris, client, checks):
+    """fence_virtd with its cpg backend on every host (its own config and pid file each), asked by the
+    unchanged fence_xvm for the status of running domains of each host in turn: how many answers are right.
+    Every fence_virtd that hears the multicast calls back and answers from its own view (see
+    ../shared/docs/corosync-lab.md), so the answer can come from a host that does not run the domain."""
+    daemons = []
+    try:
+        for index, name in enumerate(hosts.names):
+            config = hosts.path(name, "fence_virt-cpg.conf")
+            with open(config, "w") as file:
+                file.write(f'fence_virtd {{ listener = "multicast"; backend = "cpg"; }}\n'
+                           f'listeners {{ multicast {{ key_file = "{key}"; address = "225.0.0.12"; interface = "eth0"; }} }}\n'
+                           f'backends {{ cpg {{ uri = "{uris[index]}"; name_mode = "name"; }} }}\n')
+            os.chmod(config, 0o600)
+            daemons.append(hosts.start(index, [FENCE_VIRTD, "-F", "-p", hosts.path(name, "fence_virtd-cpg.pid"),
+                                               "-f", config], "fence_virtd-cpg"))
+        time.sleep(5)  # their CPG group forms
+        answers = {"right": 0, "off": 0, "failed": 0}
+        for index in range(checks):
+            result = subprocess.run([IP, "netns", "exec", lab.guests[client], FENCE_XVM, "-k", key, "-o", "status",
+                                     "-H", f"h{index % len(hosts.names) + 1}-vm1", "-t", "5"], capture_output=True)
+            answers["right" if result.returncode == 0 else "off" if result.returncode == 2 else "failed"] += 1
+        print(f"  cluster, fence_virtd cpg backend: {checks} status calls for running domains: {answers['right']} on,"
+              f" {answers['off']} off (wrong), {answers['failed']} failed", flush=True)
+        return {"checks": checks, **answers}
+    finally:
+        for daemon in daemons:
+            terminate(daemon, 10)
+
+
+def machine_busy_seconds():
+    """CPU time the whole machine has spent busy (every core), and this process's with its reaped children."""
+    with open("/proc/stat") as file:
+        fields = [int(value) for value in file.readline().split()[1:]]
+    busy = sum(fields[index] for index in (0, 1, 2, 5, 6, 7))  # user nice system irq softirq steal
+    with open("/proc/self/stat") as file:
+        own = file.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return busy / ticks, sum(int(own[index]) for index in (11, 12, 13, 14)) / ticks
+
+
+def bench_cluster_measured(directory, **options):
+    """bench_cluster, and how much of the machine's CPU other processes took meanwhile: the machine's busy
+    time minus this benchmark's (every process it started is its child and reaped by the end)."""
+    busy, own = machine_busy_seconds()
+    started = time.monotonic()
+    results = bench_cluster(directory, **options)
+    busy_after, own_after = machine_busy_seconds()
+    seconds = time.monotonic() - started
+    results["seconds"] = seconds
+    results["others_cpu_share"] = max(0.0, (busy_after - busy) - (own_after - own)) / (seconds * (os.cpu_count() or 1))
+    print(f"  cluster: {seconds:.0f} s; other processes on the machine used {results['others_cpu_share']:.0%} of its CPU"
+          " meanwhile", flush=True)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
 
 def machine():
     cpu = "unknown"
@@ -778,7 +1270,7 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Linux {platform.release()}"
 
 
-SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit", "soak"]
+SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit", "soak", "cluster"]
 
 
 def versions():
@@ -790,7 +1282,8 @@ def versions():
     dirty = sh("git", "-C", tree, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
     return {"fencegate": commit + (" with uncommitted changes" if dirty else ""),
             "fence-virtd": package("fence-virtd"), "fence-virt": package("fence-virt"),
-            "libvirt": package("libvirt0"), "qemu": package("qemu-system-x86"), "wrk": package("wrk")}
+            "libvirt": package("libvirt0"), "qemu": package("qemu-system-x86"), "wrk": package("wrk"),
+            "corosync": package("corosync")}
 
 
 def main():
@@ -805,6 +1298,9 @@ def main():
                         " .build/release (e.g. another work tree's, to measure an older commit)")
     parser.add_argument("--soak-requests", type=int, default=1_000_000, help="soak: requests in all (default %(default)s)")
     parser.add_argument("--json", help="also write the raw results to this JSON file")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: replace only these scenarios' sections (and their rows under Targets) in the"
+                        " existing output file, keeping the rest of it")
     options = parser.parse_args()
     if options.build_dir:
         global FENCEGATE, BENCH_TOOL
@@ -849,6 +1345,11 @@ def main():
             total = min(options.soak_requests, 200_000) if quick else options.soak_requests
             results["soak"] = bench_soak(directory, total, warmup=max(total // 10, 1), phase_seconds=5 if quick else 10,
                                          budget_seconds=120 if quick else 330)
+        if "cluster" in wanted:
+            print("7. cluster mode (three corosync hosts: the latency the group adds)", flush=True)
+            results["cluster"] = bench_cluster_measured(directory, requests=300 if quick else 2000, rounds=4,
+                                               xvm_duration=3 if quick else 8, in_flight_levels=[1, 8],
+                                               probes=100 if quick else 500, virtd_checks=6 if quick else 15)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     results["seconds"] = time.monotonic() - started
@@ -857,14 +1358,19 @@ def main():
             json.dump({key: ({" ".join(map(str, k)) if isinstance(k, tuple) else k: v for k, v in value.items()}
                              if isinstance(value, dict) else value) for key, value in results.items()},
                       file, indent=2, default=str)
-    write_report(results, options.output)
+    write_report(results, options.output, options.merge)
     print(f"wrote {options.output} ({results['seconds']:.0f} s)")
 
 
-def write_report(results, path):
-    from report import render
+def write_report(results, path, merge=False):
+    from report import merge as merged, render
+    if merge and os.path.exists(path):
+        with open(path) as file:
+            text = merged(file.read(), results)
+    else:
+        text = render(results)
     with open(path, "w") as file:
-        file.write(render(results))
+        file.write(text)
 
 
 if __name__ == "__main__":

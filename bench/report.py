@@ -2,6 +2,8 @@
 import os
 
 NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile-notes.md")
+SCENARIO_SENTENCE = ("scenario (concurrent, loadgen, qemu, http, audit, soak, cluster) for a quick look, and with `--merge` replaces"
+                     " only that scenario's section (and its rows under Targets) in this file, keeping the rest.")
 
 
 def ms(value):
@@ -20,11 +22,11 @@ def render(results):
         "",
         f"Measured {results['date']} on {results['machine']}, by `{results['command']}` (as root; the whole run took "
         f"{results['seconds']:.0f} s). `bench/run` reproduces it and rewrites this file; `bench/run --only NAME` runs one",
-        "scenario (concurrent, loadgen, qemu, http, audit, soak) for a quick look.",
+        SCENARIO_SENTENCE,
         "",
         f"Versions: Fencegate {versions.get('fencegate', '?')}; fence_virtd {versions.get('fence-virtd', '?')} and fence_xvm"
         f" {versions.get('fence-virt', '?')} (Debian); libvirt {versions.get('libvirt', '?')}; QEMU {versions.get('qemu', '?')};"
-        f" wrk {versions.get('wrk', '?')}.",
+        f" wrk {versions.get('wrk', '?')}; corosync {versions.get('corosync', '?')}.",
         "",
         "Every figure below comes from that one run. fence_virtd (its own pid file and config) and Fencegate run one",
         "after the other in the same network-namespace lab (a host namespace with bridge br0 and guest namespaces on",
@@ -38,6 +40,7 @@ def render(results):
     lines += render_audit(results.get("audit"), targets)
     lines += render_footprint(results.get("http"))
     lines += render_soak(results.get("soak"), targets)
+    lines += render_cluster(results.get("cluster"), targets)
     if targets:
         lines += ["## Targets", "", "| what | target | measured | met |", "|---|---|---|---|"]
         for what, target, measured, met in targets:
@@ -342,3 +345,198 @@ def render_soak(soak, targets):
                                                       " within the time budget)" if soak["requests"] < soak["target_requests"] else ""),
                     growth <= 5 and soak["requests"] >= soak["target_requests"]))
     return lines
+
+
+CLUSTER_CASES = [
+    ("baseline", "baseline: host1 without `--cluster`, `POST /domains/h1-vm1/on`", "host1"),
+    ("baseline_busy", "the same, while a bare CPG client on host3 multicasts one message every 5 ms", "host1"),
+    ("here", "(a) `--cluster`, `POST /domains/h1-vm1/on`", "host1, decided through the group"),
+    ("forwarded", "(b) `--cluster`, `POST /domains/h2-vm1/on`", "host2, forwarded and answered back"),
+    ("read_baseline", "read: host1 without `--cluster`, `GET /domains/h1-vm1`", "host1 (libvirt)"),
+    ("read_cluster", "read: `--cluster`, `GET /domains/h2-vm1`", "host1, from host2's report"),
+]
+
+
+def render_cluster(cluster, targets):
+    if not cluster:
+        return []
+    http, floor, xvm = cluster["http"], cluster["cpg_floor"], cluster["xvm"]
+    base = http["baseline"]
+    count = base["answered"]
+    lines = [
+        "## 7. Cluster mode (three corosync hosts)",
+        "",
+        f"Three hosts, each a network namespace on one bridge with its own corosync ({cluster['corosync']}; knet,"
+        " votequorum, token 1000 ms, as in README's example) and `fencegate serve --cluster` on a test-driver world of",
+        f"its own (host1: h1-vm1…, host2: h2-vm1…, host3: h3-vm1…), built as the test suite's cluster lab; all three hosts"
+        f" and their corosyncs share this machine's {os.cpu_count()} cores. host1 knew every host's domains"
+        f" {cluster['known_after_seconds']:.1f} s after the servers started. The scenario took {cluster['seconds']:.0f} s;"
+        f" other processes on the machine used {cluster['others_cpu_share']:.0%} of its CPU meanwhile (load average,"
+        f" 1 min: {cluster['loadavg_start'][0]:.1f} at the start, {cluster['loadavg_end'][0]:.1f} at the end).",
+        "",
+        f"HTTP: one persistent connection from host1's namespace (Python http.client), {count:,} sequential requests"
+        " per row, in 4 rounds that take turns between the rows, after a warm-up. `POST …/on` of a running domain",
+        "takes a fence's whole path (two audit rows, the group, the executor's libvirt call) and changes nothing (the",
+        "REST API has no POST for status; fence_xvm's status is below). The baseline is a second Fencegate on host1,",
+        "without `--cluster`, on the same world, idle while the cluster is measured and the other way round.",
+        "",
+        "| request to host1 | executed on | p50 / p90 / p99 | added to the baseline, p50 / p99 | CPU per request:"
+        " host1's Fencegate / host2's and host3's / the three corosyncs |",
+        "|---|---|---|---|---|",
+    ]
+    for case, label, where in CLUSTER_CASES:
+        entry = http[case]
+        reference = http["read_baseline" if case.startswith("read") else "baseline"]
+        added = "–" if case in ("baseline", "read_baseline") else \
+            f"{entry['p50_ms'] - reference['p50_ms']:+.2f} / {entry['p99_ms'] - reference['p99_ms']:+.2f} ms"
+        failures = sum(entry["failures"].values())
+        lines.append(
+            f"| {label} | {where} | {entry['p50_ms']:.2f} / {entry['p90_ms']:.2f} / {entry['p99_ms']:.2f} ms"
+            + (f" ({failures} failed)" if failures else "")
+            + f" | {added} | {entry['cpu_receiver_ms']:.2f} / {entry['cpu_other_hosts_ms']:.2f}"
+            f" / {entry['cpu_corosync_ms']:.2f} ms |")
+    here, forwarded = http["here"], http["forwarded"]
+
+    def mean(value):
+        return "–" if value is None else f"{value:.2f} ms"
+    lines += [
+        "",
+        "Where a request's time goes (means over the same requests, from the servers' own metrics: host1's"
+        " `fencegate_operation_duration_seconds` and, of it, `fencegate_cluster_forwarded_duration_seconds`, from"
+        " sending to the group until decided here or answered by the executor; host2's operation for the forwarded"
+        " requests), beside corosync's own floor measured below:",
+        "",
+        "| | host1's operation | of it, in the group | host2's operation (executor) |",
+        "|---|---|---|---|",
+        f"| baseline | {mean(base['receiver_operation_ms'])} | – | – |",
+        f"| baseline, corosync busy | {mean(http['baseline_busy']['receiver_operation_ms'])} | – | – |",
+        f"| (a) decided here | {mean(here['receiver_operation_ms'])} | {mean(here['receiver_group_ms'])} | – |",
+        f"| (b) forwarded to host2 | {mean(forwarded['receiver_operation_ms'])} | {mean(forwarded['receiver_group_ms'])}"
+        f" | {mean(forwarded['executor_operation_ms'])} |",
+        "",
+        "corosync's floor: a bare libcpg client (Python ctypes, CPG_TYPE_AGREED as Fencegate sends) on host1 multicasts",
+        "one message and waits for its delivery back (what a request decided on its own host waits for), or for the",
+        "answer of the same client on host2 (two messages, as a forwarded request), back to back or 20 ms apart",
+        f"({floor['self 0']['answered']:,} each). corosync's CPU is the three corosyncs' together, per message sent by host1.",
+        "",
+        "| bare CPG client | back to back: p50 / p90 / p99 | corosync CPU | 20 ms apart: p50 / p90 / p99 | corosync CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, label in [("self", "host1 → host1 (1 message)"), ("echo", "host1 → host2 → host1 (2 messages)")]:
+        near, apart = floor[f"{kind} 0"], floor[f"{kind} 0.02"]
+        lines.append(
+            f"| {label} | {near['p50_ms']:.2f} / {near['p90_ms']:.2f} / {near['p99_ms']:.2f} ms | {near['cpu_corosync_ms']:.2f} ms"
+            f" | {apart['p50_ms']:.2f} / {apart['p90_ms']:.2f} / {apart['p99_ms']:.2f} ms | {apart['cpu_corosync_ms']:.2f} ms |")
+    levels = sorted(xvm["fencegate"])
+    lines += [
+        "",
+        "fence_xvm: `fencegate-bench xvm-load` in a fourth namespace on the same bridge multicasts signed `status`",
+        "requests (domains in turn: of the cluster, h1-vm1, h2-vm1, h3-vm1; alone, h1-vm1…h1-vm3), back to back with",
+        "1 or 8 in flight. The cluster's three hosts all hear each request; each claims the call back through the",
+        "group, the first claim delivered calls back, and the request is then decided through the group and executed",
+        "on the domain's host. Alone: one server on host1 without `--cluster`, fence_virtd (its own pid file, libvirt",
+        "backend) or Fencegate. Server CPU: the server's; for the cluster, the three Fencegates' and corosyncs'.",
+        "",
+        "| server | in flight | req/s | p50 / p90 / p99 | failures | retransmissions | server CPU per request |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for label, title in [("fence_virtd", "fence_virtd alone on host1"), ("fencegate", "Fencegate alone on host1"),
+                         ("fencegate_cluster", "Fencegate on the three hosts (`--cluster`)")]:
+        for level in levels:
+            row = xvm[label][level]
+            lines.append(
+                f"| {title} | {level} | {row['requests_per_second']:,.0f} | {row['p50_ms']:.2f} / {row['p90_ms']:.2f} /"
+                f" {row['p99_ms']:.2f} ms | {row['failures']} | {row['retransmissions']} |"
+                f" {row['server_cpu_ms_per_request']:.2f} ms |")
+    callbacks = cluster["xvm_callbacks_per_host"]
+    total = sum(callbacks) or 1
+    virtd = cluster["virtd_cpg"]
+    lines += [
+        "",
+        "Called back by (the cluster's rows together): " + ", ".join(
+            f"host{index + 1} {value / total:.0%}" for index, value in enumerate(callbacks)) + ".",
+        "",
+        f"fence_virtd's own `cpg` backend is left out of the latency rows: on the same three hosts (one fence_virtd"
+        f" each, its own pid file and configuration), {virtd['checks']} fence_xvm `status` calls (`-t 5`) for running"
+        f" domains of each host in turn, one after the other, answered on {virtd['right']} times, off {virtd['off']}"
+        f" times (wrong: the domain runs) and failed {virtd['failed']} times. Every fence_virtd that hears the"
+        " multicast calls back; a host that does not know the domain answers it off (\"unknown domain\" in its debug",
+        "log) and the host that has it waits for a reply that does not come (see ../shared/docs/corosync-lab.md).",
+        "",
+    ]
+    for case, what in [("here", "a request decided on its own host"), ("forwarded", "a request forwarded to another host")]:
+        added_p50 = http[case]["p50_ms"] - base["p50_ms"]
+        added_p99 = http[case]["p99_ms"] - base["p99_ms"]
+        targets.append((f"cluster: latency added to {what}, p50 / p99", "≤ 2 ms",
+                        f"{added_p50:.1f} / {added_p99:.1f} ms", added_p50 <= 2 and added_p99 <= 2))
+    return lines
+
+
+def sections(text):
+    """The report cut at each `## ` heading: [(heading or None for the header, text with the heading)]."""
+    parts, current, lines = [], None, []
+    for line in text.split("\n"):
+        if line.startswith("## "):
+            parts.append((current, lines))
+            current, lines = line, []
+        lines.append(line)
+    parts.append((current, lines))
+    return [(heading, "\n".join(lines).rstrip("\n") + "\n\n") for heading, lines in parts]
+
+
+def merge(existing, results):
+    """`existing` (an earlier report) with this partial run's scenario sections replaced or added, their rows
+    under Targets replaced or added, and the profile notes refreshed; every other figure is kept as it was.
+    Each replaced section says that it was measured separately, when and by which command; the header lists
+    those sections."""
+    import re
+    fresh = sections(render(results))
+    merged = sections(existing)
+    numbered = re.compile(r"## (\d+b?)\. ")
+
+    def key(heading):
+        if heading is None:
+            return None
+        match = numbered.match(heading)
+        return match.group(1) if match else heading.split(":")[0]
+
+    provenance = (f"Measured separately from the rest of this file: {results['date']} on {results['machine']}, by"
+                  f" `{results['command']}` (as root), Fencegate {results['versions'].get('fencegate', '?')}.")
+    for heading, text in fresh:
+        if heading is None or heading == "## Targets":
+            continue
+        if numbered.match(heading):
+            head, _, body = text.partition("\n\n")
+            text = f"{head}\n\n{provenance}\n\n{body}"
+        position = next((index for index, (old, _) in enumerate(merged) if key(old) == key(heading)), None)
+        if position is not None:
+            merged[position] = (heading, text)
+        else:
+            before = next((index for index, (old, _) in enumerate(merged)
+                           if old in ("## Targets",) or (old or "").startswith("## Profile notes")), len(merged))
+            merged.insert(before, (heading, text))
+    new_targets = dict(fresh).get("## Targets")
+    old_targets = next((index for index, (old, _) in enumerate(merged) if old == "## Targets"), None)
+    if new_targets and old_targets is not None:
+        lines = merged[old_targets][1].rstrip("\n").split("\n")
+        for row in (line for line in new_targets.split("\n") if line.startswith("| ") and not line.startswith("| what")):
+            what = row.split(" | ")[0]
+            rows = [index for index, line in enumerate(lines) if line.startswith("| ")]
+            same = [index for index in rows if lines[index].split(" | ")[0] == what]
+            if same:
+                lines[same[0]] = row
+            else:
+                lines.insert(rows[-1] + 1, row)
+        merged[old_targets] = ("## Targets", "\n".join(lines) + "\n\n")
+    # The header: this version's scenario sentence, and which sections were measured separately.
+    header = merged[0][1]
+    header = re.sub(r"scenario \([a-z, ]+\) for a quick look[^\n]*", lambda _: SCENARIO_SENTENCE, header, count=1)
+    header = re.sub(r"\nSections measured separately[^\n]*\n(?:[^\n]+\n)*", "\n", header)
+    separate = [heading[3:].split(" ", 1)[0].rstrip(".") for heading, text in merged
+                if heading and "Measured separately from the rest of this file" in text]
+    if separate:
+        header = header.rstrip("\n") + "\n\nSections measured separately, by `bench/run --only NAME --merge` (each says" \
+            f" when and by which command under its title): {', '.join(separate)}. Every other figure comes from the" \
+            " run above.\n\n"
+    merged[0] = (None, header)
+    return "".join(text for _, text in merged).rstrip("\n") + "\n"
