@@ -105,28 +105,51 @@ extension FenceService {
             source: request.origin.frontEnd.rawValue,
             duration: duration
         )
+        return await succeeded(
+            request,
+            operationID,
+            domain: after,
+            note: message,
+            auditMessage: message,
+            duration: duration,
+            logger: logger
+        )
+    }
+}
+
+extension FenceService {
+    /// Completes the row of an operation that succeeded, logs it, and answers it.
+    func succeeded(
+        _ request: FenceRequest,
+        _ operationID: Int64,
+        domain: DomainInfo,
+        note: String?,
+        auditMessage: String?,
+        duration: Duration,
+        logger: Logger
+    ) async -> FenceOutcome {
         await complete(
             operationID,
             AuditCompletion(
                 result: .success,
-                powerState: after.power.rawValue,
+                powerState: domain.power.rawValue,
                 errorCode: nil,
-                message: message,
+                message: auditMessage,
                 finishedAt: Date()
             ),
             logger: logger
         )
         logger.notice(
-            "fence operation succeeded in the cluster",
-            metadata: ["fence.power": "\(after.power.rawValue)", "fence.duration": "\(duration)"]
+            "fence operation succeeded",
+            metadata: ["fence.power": "\(domain.power.rawValue)", "fence.duration": "\(duration)"]
         )
         return FenceOutcome(
             operationID: operationID,
             action: request.action,
-            domain: after,
-            power: after.power,
+            domain: domain,
+            power: domain.power,
             duration: duration,
-            note: message
+            note: note
         )
     }
 }

@@ -613,28 +613,14 @@ public final class FenceService: Sendable {
         )
         switch result {
         case .success(let execution):
-            await complete(
+            return await succeeded(
+                request,
                 operationID,
-                AuditCompletion(
-                    result: .success,
-                    powerState: execution.domain.power.rawValue,
-                    errorCode: nil,
-                    message: [forwardedFrom, execution.note].compactMap { $0 }.joined(separator: "; ").nilIfEmpty,
-                    finishedAt: Date()
-                ),
-                logger: logger
-            )
-            logger.notice(
-                "fence operation succeeded",
-                metadata: ["fence.power": "\(execution.domain.power.rawValue)", "fence.duration": "\(duration)"]
-            )
-            return FenceOutcome(
-                operationID: operationID,
-                action: request.action,
                 domain: execution.domain,
-                power: execution.domain.power,
+                note: execution.note,
+                auditMessage: [forwardedFrom, execution.note].compactMap { $0 }.joined(separator: "; ").nilIfEmpty,
                 duration: duration,
-                note: execution.note
+                logger: logger
             )
         case .failure(let failure):
             await complete(
