@@ -777,6 +777,8 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
 # 7. Cluster mode: what going through corosync CPG adds to a request
 
 CLUSTER_GROUP = "fencegate-bench"
+# totem settings as in README's corosync.conf example (--totem KEY=VALUE changes or adds one).
+CLUSTER_TOTEM = [("token", "1000"), ("seqno_unchanged_const", "2")]
 CLUSTER_DOMAINS = 4  # per host: host1 has h1-vm1…h1-vm4, host2 h2-vm1…, host3 h3-vm1…
 
 # One persistent HTTP/1.1 connection, sequential requests; run inside a host's namespace. Prints JSON.
@@ -882,7 +884,7 @@ class CorosyncHosts:
     /etc/corosync. Everything runs in this machine's PID namespace, so every process is ours by its PID
     (nsenter without --pid execs the command: the PID it returns is corosync's, or Fencegate's)."""
 
-    def __init__(self, lab, directory, count):
+    def __init__(self, lab, directory, count, totem=()):
         self.lab, self.directory = lab, directory
         self.names = [f"host{index}" for index in range(1, count + 1)]
         self.namespaces = lab.guests[:count]
@@ -893,7 +895,8 @@ class CorosyncHosts:
                             f"        nodeid: {index + 1}\n    }}\n" for index, name in enumerate(self.names))
             # One directive per line: corosync's parser rejects `totem { version: 2` on one line.
             config = ("totem {\n    version: 2\n    cluster_name: fgbench\n    transport: knet\n"
-                      "    crypto_cipher: none\n    crypto_hash: none\n    token: 1000\n}\n"
+                      "    crypto_cipher: none\n    crypto_hash: none\n"
+                      + "".join(f"    {key}: {value}\n" for key, value in totem) + "}\n"
                       f"nodelist {{\n{nodes}}}\nquorum {{\n    provider: corosync_votequorum\n}}\n"
                       "logging {\n    to_stderr: yes\n    to_syslog: no\n}\n")
             for name, namespace in zip(self.names, self.namespaces):
@@ -1002,7 +1005,7 @@ def latency_summary(latencies):
             "answered": len(latencies)}
 
 
-def bench_cluster(directory, requests, rounds, xvm_duration, in_flight_levels, probes, virtd_checks):
+def bench_cluster(directory, requests, rounds, xvm_duration, in_flight_levels, probes, virtd_checks, totem=()):
     """Three corosync hosts, each running `fencegate serve --cluster` on a test-driver world of its own, and a
     client namespace on the same bridge. HTTP: sequential requests to host1 about a domain on host1 (placed
     here through the group), on host2 (forwarded), and the same requests to a Fencegate without --cluster on
@@ -1015,11 +1018,12 @@ def bench_cluster(directory, requests, rounds, xvm_duration, in_flight_levels, p
     client = hosts_count
     hosts = None
     try:
-        hosts = CorosyncHosts(lab, directory, hosts_count)
+        totem = list({**dict(CLUSTER_TOTEM), **dict(totem)}.items())
+        hosts = CorosyncHosts(lab, directory, hosts_count, totem)
         uris = [fixture_uri(directory, CLUSTER_DOMAINS, prefix=f"h{index + 1}-vm", first=1000 * (index + 1))
                 for index in range(hosts_count)]
         key = Servers(lab, directory, uris[0]).key
-        results = {"hosts": hosts_count, "loadavg_start": os.getloadavg(),
+        results = {"hosts": hosts_count, "loadavg_start": os.getloadavg(), "totem": [f"{k}: {v}" for k, v in totem],
                    "corosync": sh("dpkg-query", "-W", "-f=${Version}", "corosync", check=False).stdout.strip()}
 
         def token(database):
@@ -1286,6 +1290,13 @@ def versions():
             "corosync": package("corosync")}
 
 
+def totem_setting(text):
+    key, separator, value = text.partition("=")
+    if not separator or not re.fullmatch(r"[a-z_]+", key) or not re.fullmatch(r"[0-9A-Za-z_.]+", value):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a corosync totem directive), got {text!r}")
+    return key, value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and rows (smoke test)")
@@ -1301,6 +1312,9 @@ def main():
     parser.add_argument("--merge", action="store_true",
                         help="with --only: replace only these scenarios' sections (and their rows under Targets) in the"
                         " existing output file, keeping the rest of it")
+    parser.add_argument("--totem", action="append", default=[], type=totem_setting, metavar="KEY=VALUE",
+                        help="cluster: one more directive in the corosyncs' totem section (repeatable), e.g."
+                        " seqno_unchanged_const=30 (corosync's default; the lab's is README's, 2)")
     options = parser.parse_args()
     if options.build_dir:
         global FENCEGATE, BENCH_TOOL
@@ -1349,7 +1363,8 @@ def main():
             print("7. cluster mode (three corosync hosts: the latency the group adds)", flush=True)
             results["cluster"] = bench_cluster_measured(directory, requests=300 if quick else 2000, rounds=4,
                                                xvm_duration=3 if quick else 8, in_flight_levels=[1, 8],
-                                               probes=100 if quick else 500, virtd_checks=6 if quick else 15)
+                                               probes=100 if quick else 500, virtd_checks=6 if quick else 15,
+                                               totem=options.totem)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     results["seconds"] = time.monotonic() - started

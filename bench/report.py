@@ -367,7 +367,8 @@ def render_cluster(cluster, targets):
         "## 7. Cluster mode (three corosync hosts)",
         "",
         f"Three hosts, each a network namespace on one bridge with its own corosync ({cluster['corosync']}; knet,"
-        " votequorum, token 1000 ms, as in README's example) and `fencegate serve --cluster` on a test-driver world of",
+        f" votequorum, totem {', '.join(cluster.get('totem') or ['token: 1000'])}; README's example is token: 1000,"
+        " seqno_unchanged_const: 2) and `fencegate serve --cluster` on a test-driver world of",
         f"its own (host1: h1-vm1…, host2: h2-vm1…, host3: h3-vm1…), built as the test suite's cluster lab; all three hosts"
         f" and their corosyncs share this machine's {os.cpu_count()} cores. host1 knew every host's domains"
         f" {cluster['known_after_seconds']:.1f} s after the servers started. The scenario took {cluster['seconds']:.0f} s;"

@@ -1,3 +1,4 @@
+import FenceCore
 import Synchronization
 
 /// Answers that one task at a time waits for, by key: the first answer counts and stays (a later wait
@@ -14,6 +15,12 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
     private let slots = Mutex<[Key: Slot]>([:])
     private let waits = Atomic<UInt64>(0)
+    private let scheduler: DeadlineScheduler
+
+    /// - Parameter scheduler: where waits' deadlines are kept.
+    init(scheduler: DeadlineScheduler = .shared) {
+        self.scheduler = scheduler
+    }
 
     /// Opens a slot for `key`; false if one is open already.
     func open(_ key: Key) -> Bool {
@@ -64,15 +71,16 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     }
 
     /// `key`'s answer, waiting for it until `deadline`; nil if none came by then (or the slot is closed).
+    ///
+    /// The deadline is kept by the process's one deadline scheduler and forgotten as soon as the wait ends:
+    /// a timer task sleeping until the deadline would keep its memory that long even when cancelled, so the
+    /// memory held would grow with request rate × timeout.
     func wait(_ key: Key, until deadline: ContinuousClock.Instant) async -> Value? {
         let wait = waits.add(1, ordering: .relaxed).newValue
-        return await withTaskGroup(of: Void.self) { timer in
-            timer.addTask {
-                // Wakes at the deadline, or when the wait is over (cancelled).
-                try? await Task.sleep(until: deadline)
-                self.expire(key, wait: wait)
-            }
-            let value = await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
+        let timer = scheduler.schedule(at: deadline) { self.expire(key, wait: wait) }
+        defer { scheduler.cancel(timer) }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Value?, Never>) in
                 let ready = slots.withLock { slots -> Value?? in
                     guard let slot = slots[key] else { return .some(nil) }
                     if let value = slot.value { return .some(value) }
@@ -82,8 +90,8 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
                 }
                 if let ready { continuation.resume(returning: ready) }
             }
-            timer.cancelAll()
-            return value
+        } onCancel: {
+            expire(key, wait: wait)
         }
     }
 }

@@ -472,6 +472,26 @@ struct ClusterLedgerTests {
         answers.answer(2, "two")
         #expect(await late == "two")
     }
+
+    @Test("a rendezvous: a wait that ends forgets its deadline at once; a cancelled wait ends with nil")
+    func rendezvousDeadlines() async {
+        let scheduler = DeadlineScheduler(name: "rendezvous-test")
+        let answers = Rendezvous<Int, String>(scheduler: scheduler)
+        for key in 0..<100 {
+            _ = answers.open(key)
+            answers.answer(key, "\(key)")
+            #expect(await answers.wait(key, until: .now + .seconds(60)) == "\(key)")
+        }
+        #expect(scheduler.pendingCount == 0, "answered waits keep no deadline for their 60 s")
+        _ = answers.open(100)
+        let waiting = Task { await answers.wait(100, until: .now + .seconds(60)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        #expect(await waiting.value == nil)
+        #expect(scheduler.pendingCount == 0)
+        answers.answer(100, "later")
+        #expect(await answers.wait(100, until: .now + .seconds(1)) == "later", "the slot stayed open")
+    }
 }
 
 extension ClusterLedgerTests {

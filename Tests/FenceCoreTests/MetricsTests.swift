@@ -28,6 +28,33 @@ struct MetricsTests {
         #expect(other.contains("fencegate_operations_in_flight 0.0\n"))
     }
 
+    @Test("a metric made again is the one made first, and keeps counting; other labels are other series")
+    func madeAgainIsTheSame() async throws {
+        let harness = try await ServiceHarness()
+        let metrics = harness.service.metrics
+        let factory = metrics.factory.describing([])  // another factory over the same registry
+        let first = metrics.factory.makeCounter(
+            label: "fencegate_gateway_sessions_refused_total",
+            dimensions: [("listener", "tcp")]
+        )
+        let again = factory.makeCounter(
+            label: "fencegate_gateway_sessions_refused_total",
+            dimensions: [("listener", "tcp")]
+        )
+        let other = factory.makeCounter(
+            label: "fencegate_gateway_sessions_refused_total",
+            dimensions: [("listener", "udp")]
+        )
+        #expect(first as AnyObject === again as AnyObject)
+        #expect(first as AnyObject !== other as AnyObject)
+        metrics.sessionTurnedAway(listener: "tcp")
+        metrics.sessionTurnedAway(listener: "tcp")
+        metrics.sessionTurnedAway(listener: "udp")
+        let text = exposition(harness)
+        #expect(text.contains(#"fencegate_gateway_sessions_refused_total{listener="tcp"} 2"#))
+        #expect(text.contains(#"fencegate_gateway_sessions_refused_total{listener="udp"} 1"#))
+    }
+
     private func exposition(_ harness: ServiceHarness) -> String {
         String(decoding: harness.service.metrics.exposition(), as: UTF8.self)
     }

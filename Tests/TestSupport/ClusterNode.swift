@@ -151,6 +151,7 @@ public final class ClusterNode: @unchecked Sendable {
                 crypto_cipher: none
                 crypto_hash: none
                 token: 1000
+                seqno_unchanged_const: 2
             }
             nodelist {
             \(nodes.joined(separator: "\n"))
