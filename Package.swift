@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(
             name: "FenceAPITests",
             dependencies: [
-                "FenceAPI", "FenceCore", "Store", "TestSupport",
+                "Cluster", "FenceAPI", "FenceCore", "Store", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings

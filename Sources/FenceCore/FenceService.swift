@@ -265,11 +265,14 @@ public final class FenceService: Sendable {
         try outcome.get()
     }
 
-    /// Succeeds if the audit log can be written now (for readiness checks).
+    /// Succeeds if the audit log can be written now (for readiness checks and before each metrics scrape);
+    /// the answer is also the `fencegate_audit_log_writable` gauge.
     public func checkAuditLog() async throws(FenceError) {
         do {
             try await store.checkWritable()
+            metrics.auditLog(writable: true)
         } catch {
+            metrics.auditLog(writable: false)
             throw FenceError.auditUnavailable(reason: "\(error)")
         }
     }
@@ -489,6 +492,7 @@ public final class FenceService: Sendable {
         do {
             operationID = try await store.begin(intent)
         } catch {
+            metrics.auditLog(writable: false)
             logger.error("audit intent row could not be written; request refused", metadata: ["error": "\(error)"])
             throw FenceError.auditUnavailable(reason: "\(error)")
         }

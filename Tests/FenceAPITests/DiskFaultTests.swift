@@ -102,10 +102,15 @@ struct DiskFaultTests {
             #expect(refused == 3)
             let health = try await api.curl("GET", "/healthz")
             #expect(health.status == 503 && health.json["audit_log"] as? String == "unavailable", "\(health.text)")
+            // Each scrape checks the audit log: the gauge the alert FencegateAuditLogNotWritable watches.
+            let metrics = try await api.curl("GET", "/metrics", token: api.ops).text
+            #expect(metrics.contains("fencegate_audit_log_writable 0.0\n"), "\(metrics)")
             try FileManager.default.removeItem(atPath: filler)
+            let again = try await api.curl("GET", "/metrics", token: api.ops).text
+            #expect(again.contains("fencegate_audit_log_writable 1.0\n"), "\(again)")
             #expect(try await api.curl("GET", "/healthz").status == 200)
-            let again = try await api.curl("POST", "/domains/pcmk2/off", token: api.ops)
-            #expect(again.status == 200, "\(again.text)")
+            let fence = try await api.curl("POST", "/domains/pcmk2/off", token: api.ops)
+            #expect(fence.status == 200, "\(fence.text)")
             #expect(try api.harness.state("pcmk2") == .shutOff)
         }
     }

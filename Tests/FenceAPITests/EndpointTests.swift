@@ -231,13 +231,7 @@ struct EndpointTests {
             #expect(text.contains("fencegate_operations_in_flight 0.0\n"))  // a gauge: printed as a Double
             #expect(text.contains("fencegate_http_responses_total{code=\"403\"} 1"))
             #expect(text.contains("# HELP fencegate_operations_total Fence operations finished, by action, result"))
-            // Prometheus's own checker accepts the exposition, lint included.
-            try #require(
-                FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"),
-                "promtool is missing: install prometheus (scripts/install-dependencies --tests)"
-            )
-            let check = try await runProgram("/usr/bin/promtool", ["check", "metrics"], standardInput: text)
-            #expect(check.status == 0, "\(check.stdout)\(check.stderr)\n\(text)")
+            // Prometheus's own checker (`promtool check metrics`) runs over every family in MonitoringTests.
         }
     }
 

@@ -12,6 +12,7 @@ public final class FenceMetrics: Sendable {
         case latency = "fencegate_operation_duration_seconds"
         case inFlight = "fencegate_operations_in_flight"
         case hypervisorUp = "fencegate_hypervisor_up"
+        case auditLogWritable = "fencegate_audit_log_writable"
         case refusalsUnrecorded = "fencegate_audit_refusals_unrecorded_total"
         case sessionsRefused = "fencegate_gateway_sessions_refused_total"
 
@@ -21,6 +22,8 @@ public final class FenceMetrics: Sendable {
             case .latency: "Time from request to result of fence operations."
             case .inFlight: "Fence operations running now."
             case .hypervisorUp: "1 if the hypervisor was reachable at the last check, else 0."
+            case .auditLogWritable:
+                "1 if the audit log could be written at the last check (health check, scrape, fence), else 0."
             case .refusalsUnrecorded:
                 "Refused requests counted in a summary row instead of a row of their own (the audit rate limit)."
             case .sessionsRefused:
@@ -43,6 +46,7 @@ public final class FenceMetrics: Sendable {
     public let factory: DescribedMetricsFactory
     private let inFlight: Meter
     private let hypervisorUp: Gauge
+    private let auditLogWritable: Gauge
     private let refusalsUnrecorded: Counter
 
     init() {
@@ -53,6 +57,7 @@ public final class FenceMetrics: Sendable {
         // Unlabeled metrics are shown from the start; labeled ones with their first sample.
         inFlight = Meter(label: Family.inFlight.rawValue, factory: factory)
         hypervisorUp = Gauge(label: Family.hypervisorUp.rawValue, factory: factory)
+        auditLogWritable = Gauge(label: Family.auditLogWritable.rawValue, factory: factory)
         refusalsUnrecorded = Counter(label: Family.refusalsUnrecorded.rawValue, factory: factory)
     }
 
@@ -87,6 +92,10 @@ public final class FenceMetrics: Sendable {
 
     func hypervisor(up: Bool) {
         hypervisorUp.record(up ? 1 : 0)
+    }
+
+    func auditLog(writable: Bool) {
+        auditLogWritable.record(writable ? 1 : 0)
     }
 
     private func operationCounted(action: String, result: String, source: String) {
