@@ -102,6 +102,7 @@ struct ConfigInitTests {
 
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text.contains("uri = \"test:///default\""))
+        #expect(text.contains("# Run it: fencegate serve --config \(path)\n"))
         #expect(text.contains("interface = \"br-test\""))
         #expect(text.contains("address = \"225.0.0.12\""))
         #expect(text.contains("port = 1229"))

@@ -229,7 +229,7 @@ extension Config {
                 }
             }
             do {
-                try PrivateFile.write(Array(answers.toml.utf8), to: path, replacing: force)
+                try PrivateFile.write(Array(answers.toml(path: path).utf8), to: path, replacing: force)
             } catch {
                 switch error {
                 case .exists(let path): throw .other("\(path) already exists; pass --force to replace it")

@@ -24,13 +24,15 @@ struct InitAnswers {
     /// nil: the default audit database.
     var database: String?
 
-    /// The configuration file, with a comment on each setting.
-    var toml: String {
+    /// The configuration file to be written at `path`, with a comment on each setting.
+    func toml(path: String) -> String {
         let quoted = ConfigurationFile.quoted
         var lines = [
             "# Fencegate configuration, written by `fencegate config init`.",
-            "# Check it: fencegate config check FILE; check the host: fencegate doctor --config FILE;",
-            "# run it: fencegate serve --config FILE. Every key is in the README (\"Configuration file\").",
+            "# Check it: fencegate config check \(path)",
+            "# Check the host: fencegate doctor --config \(path)",
+            "# Run it: fencegate serve --config \(path)",
+            "# Every key is in the README (\"Configuration file\").",
             "",
             "[hypervisor]",
             "uri = \(quoted(uri))  # libvirt URI of the hypervisor whose domains are fenced",
