@@ -183,6 +183,44 @@ struct ConfigInitTests {
         #expect(check.stdout.contains("fence_xvm: multicast 225.0.0.12:1229 on virbr0"), "\(check.stdout)")
     }
 
+    @Test("off loopback by options: HTTPS with a certificate; without one (and no --allow-plain-http), refused")
+    func offLoopback() async throws {
+        let fencegate = try FencegateBinary()
+        let namespace = try BridgeNamespace(bridges: [])
+        let path = fencegate.directory.file("fencegate.toml")
+        let (certificate, tlsKey) = (fencegate.directory.file("cert.pem"), fencegate.directory.file("key.pem"))
+        let base = [
+            "config", "init", "--yes", "--path", path, "--uri", "test:///default", "--key-file",
+            fencegate.directory.file("fence_xvm.key"), "--listen", "0.0.0.0:8443",
+        ]
+
+        let refused = try await fencegate.run(base)
+        #expect(refused.status == 64)
+        #expect(
+            refused.stderr.contains("--listen 0.0.0.0:8443 is not loopback: give --tls-cert and --tls-key"),
+            "\(refused.stderr)"
+        )
+        #expect(!FileManager.default.fileExists(atPath: path))
+
+        let openssl = try await runProgram(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                tlsKey, "-out", certificate, "-days", "1", "-subj", "/CN=fencegate-test",
+            ]
+        )
+        #expect(openssl.status == 0, "\(openssl.stderr)")
+        let command = namespace.command(fencegate, base + ["--tls-cert", certificate, "--tls-key", tlsKey])
+        let written = try await runProgram(command[0], Array(command.dropFirst()))
+        #expect(written.status == 0, "\(written.stdout)\(written.stderr)")
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains("listen = \"0.0.0.0:8443\""))
+        #expect(text.contains("tls_cert = \"\(certificate)\"\ntls_key = \"\(tlsKey)\"\nallow_plain_http = false"))
+        let check = try await fencegate.run(["config", "check", path])
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("HTTP API: https://0.0.0.0:8443"), "\(check.stdout)")
+    }
+
     @Test("without a terminal and without --yes: refuses at once, writes nothing")
     func noTerminal() async throws {
         let fencegate = try FencegateBinary()
