@@ -90,49 +90,19 @@ public enum KeyFile {
 
     /// Writes `size` fresh random bytes to `path` with mode 0600 and returns them.
     ///
-    /// The key is written to a temporary file in the same directory, flushed to disk, then renamed into
-    /// place, so `path` never holds a partial key. Without `replacing`, an existing file is left untouched.
+    /// The key is written as a `PrivateFile`, so `path` never holds a partial key. Without `replacing`, an
+    /// existing file is left untouched.
     /// - Throws: `Failure`.
     @discardableResult
     public static func generate(at path: String, size: Int = standardSize, replacing: Bool = false) throws -> [UInt8] {
         if !replacing, FileManager.default.fileExists(atPath: path) { throw Failure.exists(path: path) }
         let key = try SecureRandom.bytes(count: size)
-        let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
-        func failure(_ step: String) -> Failure {
-            .cannotWrite(path: path, reason: "\(step): \(String(cString: strerror(errno)))")
-        }
-        let descriptor = open(temporary, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw failure("create") }
-        var written = 0
-        let ok = key.withUnsafeBytes { buffer -> Bool in
-            while written < buffer.count {
-                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                written += result
-            }
-            return fsync(descriptor) == 0
-        }
-        let writeFailure = ok ? nil : failure("write")
-        close(descriptor)
-        if let writeFailure {
-            unlink(temporary)
-            throw writeFailure
-        }
-        if !replacing {
-            // link(2) fails if the path appeared meanwhile, so an existing key is never replaced by surprise.
-            guard link(temporary, path) == 0 else {
-                let error = errno == EEXIST ? Failure.exists(path: path) : failure("link")
-                unlink(temporary)
-                throw error
-            }
-            unlink(temporary)
-        } else if rename(temporary, path) != 0 {
-            let error = failure("rename")
-            unlink(temporary)
-            throw error
+        do {
+            try PrivateFile.write(key, to: path, replacing: replacing)
+        } catch .exists(let path) {
+            throw Failure.exists(path: path)
+        } catch .cannotWrite(let path, let step, let reason) {
+            throw Failure.cannotWrite(path: path, reason: "\(step): \(reason)")
         }
         return key
     }

@@ -154,7 +154,8 @@ public final class NetworkLab: @unchecked Sendable {
         }
     }
 
-    static let ipPath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
+    public static let ipPath =
+        FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
 
     /// Runs `ip ARGUMENTS` to completion (posix_spawn, output to a file: a pipe read to its end also waits
     /// for any other process that inherited its write end).

@@ -4,11 +4,11 @@ import Foundation
 import Logging
 import MulticastGateway
 
-/// `fencegate config check|import`.
+/// `fencegate config init|check|import`.
 struct Config: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check a configuration file, or convert fence_virtd's into one.",
-        subcommands: [Check.self, Import.self]
+        abstract: "Write a configuration file, check one, or convert fence_virtd's into one.",
+        subcommands: [Init.self, Check.self, Import.self]
     )
 
     /// `fencegate config check FILE`: parses and validates, as `serve --config FILE` would.

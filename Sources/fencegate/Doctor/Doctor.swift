@@ -46,23 +46,39 @@ struct Doctor: AsyncParsableCommand {
         var settings = ServeSettings()
         settings.listen = ListenAddress(listen)!
         if let config {
-            do {
-                settings = try ConfigurationFile.read(path: config)
-                findings.append(.ok("configuration", "\(config) is valid"))
-            } catch {
-                findings.append(.fail("configuration", error.description, fix: "correct the file at the line shown"))
-            }
+            let file = Self.read(configuration: config)
+            settings = file.settings ?? settings
+            findings.append(file.finding)
         } else if let fenceVirtConf {
             settings.gateways = [.fenceVirtConf(fenceVirtConf)]
         } else if gateway.enabled {
             settings.gateways = [.direct(try gateway.settings(), keyFile: gateway.keyFileOrDefault)]
         }
+        findings += await Self.check(settings, global: global, keyFile: gateway.keyFileOrDefault)
+        try Self.report(findings, json: json)
+    }
+
+    /// Reads a configuration file as `serve --config` would: its settings (nil if it is not valid) and a
+    /// finding that says so.
+    static func read(configuration path: String) -> (settings: ServeSettings?, finding: Finding) {
+        do {
+            return (try ConfigurationFile.read(path: path), .ok("configuration", "\(path) is valid"))
+        } catch {
+            return (nil, .fail("configuration", error.description, fix: "correct the file at the line shown"))
+        }
+    }
+
+    /// Runs every check on the settings `serve` would run with: key, bridge and ports of each gateway,
+    /// libvirt, the audit log, the firewall. `global`'s URI and database come before the settings';
+    /// `keyFile` is the key of a host without a gateway.
+    static func check(_ settings: ServeSettings, global: GlobalOptions, keyFile: String) async -> [Finding] {
+        var findings: [Finding] = []
         let subject = DoctorSubject(
             uri: global.uri ?? settings.uri ?? global.resolvedURI,
             databasePath: global.database ?? settings.database ?? global.resolvedDatabase,
             http: settings.listen,
             gateway: nil,
-            keyFile: gateway.keyFileOrDefault
+            keyFile: keyFile
         )
         if settings.gateways.isEmpty {
             findings.append(
@@ -110,7 +126,12 @@ struct Doctor: AsyncParsableCommand {
         add(DoctorChecks.libvirt(subjects[0]))
         add(await DoctorChecks.database(subjects[0]))
         for subject in subjects { add(await DoctorChecks.firewall(subject)) }
+        return findings
+    }
 
+    /// Prints the findings, one line each (or as JSON) and a count of each level.
+    /// - Throws: `ExitCode(1)` when one of them fails.
+    static func report(_ findings: [Finding], json: Bool) throws {
         if json {
             print(try JSONText.encode(findings))
         } else {
