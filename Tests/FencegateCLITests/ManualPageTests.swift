@@ -2,7 +2,8 @@ import Foundation
 import TestSupport
 import Testing
 
-/// man/fencegate.toml.5, written by hand, and the README's configuration example list the same keys.
+/// man/fencegate.toml.5, written by hand, the packaged configuration and the README's configuration example
+/// list the same keys.
 @Suite("fencegate.toml(5)")
 struct ManualPageTests {
     /// Every `table.key` of the README's example, commented-out ones included (`# [cluster]`, `# tls_cert = …`).
@@ -10,9 +11,14 @@ struct ManualPageTests {
         let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
         let start = try #require(readme.range(of: "<!-- config:start -->\n```toml\n"))
         let end = try #require(readme.range(of: "```\n<!-- config:end -->"))
+        return keys(inTOML: readme[start.upperBound..<end.lowerBound])
+    }
+
+    /// Every `table.key` of a TOML text, commented-out ones included.
+    private static func keys(inTOML text: Substring) -> Set<String> {
         var keys: Set<String> = []
         var table = ""
-        for rawLine in readme[start.upperBound..<end.lowerBound].split(separator: "\n") {
+        for rawLine in text.split(separator: "\n") {
             var line = Substring(rawLine)
             if line.hasPrefix("#") { line = line.dropFirst().drop { $0 == " " } }
             if line.hasPrefix("[") {
@@ -57,6 +63,23 @@ struct ManualPageTests {
             "missing from man/fencegate.toml.5: \(readme.subtracting(manual).sorted())"
         )
         #expect(manual.subtracting(readme).isEmpty, "not in README's example: \(manual.subtracting(readme).sorted())")
+    }
+
+    @Test(
+        "the packaged configuration (packaging/fencegate.toml) shows every key of the README's example, and passes config check"
+    )
+    func packagedConfiguration() async throws {
+        let path = packageRoot + "/packaging/fencegate.toml"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let packaged = Self.keys(inTOML: Substring(text))
+        let readme = try Self.readmeKeys()
+        #expect(readme.subtracting(packaged).isEmpty, "missing: \(readme.subtracting(packaged).sorted())")
+        #expect(
+            packaged.subtracting(readme).isEmpty,
+            "not in README's example: \(packaged.subtracting(readme).sorted())"
+        )
+        let check = try await FencegateBinary().run(["config", "check", path])
+        #expect(check.status == 0, "\(check.stderr)")
     }
 
     @Test("man reads the page without warnings")
