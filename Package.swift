@@ -101,8 +101,11 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            plugins: ["BuildVersion"]
         ),
+        // Writes fencegate's version (VERSION) and git revision into it before each build (`--version`).
+        .plugin(name: "BuildVersion", capability: .buildTool(), path: "Plugins/BuildVersion"),
 
         .target(
             name: "CTestSupport",

@@ -14,6 +14,7 @@ struct Fencegate: AsyncParsableCommand {
             Exit codes: 0 success (status: on), 1 operation failed, 2 status: off, 4 domain not found, \
             5 hypervisor unavailable, 6 audit log unavailable, 7 timed out, 64 bad arguments.
             """,
+        version: BuildVersion.description,
         subcommands: [
             Serve.self, Domains.self, Status.self, On.self, Off.self, Reboot.self, Audit.self, Token.self, Keygen.self,
             Doctor.self, Config.self, Key.self, ClusterCommand.self,
