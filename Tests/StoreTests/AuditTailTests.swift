@@ -127,7 +127,10 @@ struct AuditTailTests {
         #expect(ids == Array(1...2500))
     }
 
-    @Test("a commit by another connection is signalled by inotify, well before the fallback")
+    @Test(
+        "a commit by another connection is signalled by inotify, well before the fallback",
+        .timeLimit(.minutes(1))
+    )
     func changeSignals() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("audit.db")
