@@ -15,9 +15,11 @@ enum AuditFormat: String, CaseIterable, ExpressibleByArgument {
     case jsonLines = "json-lines"
     /// Every page, RFC 4180.
     case csv
+    /// With `--follow` only: each operation as an entry of systemd's journal (its native protocol).
+    case journal
 
     /// Prints every page (and may follow), rather than one.
-    var isExport: Bool { self == .jsonLines || self == .csv }
+    var isExport: Bool { self == .jsonLines || self == .csv || self == .journal }
 }
 
 /// Writes exported operations to stdout, a line (CSV: a CRLF-terminated record) at a time.
@@ -26,6 +28,8 @@ struct ExportWriter {
     let withHost: Bool
     /// Flushes after every line: a log shipper reading a pipe sees each operation as it is printed.
     let flushEachLine: Bool
+    /// Where `.journal` entries go.
+    var journal: UnixDatagramSender?
     private let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         // As GET /operations encodes it, keys sorted so every line reads alike; JSON escapes newlines and control
@@ -48,6 +52,12 @@ struct ExportWriter {
     func write(_ record: AuditRecord, host: String? = nil) throws {
         switch format {
         case .csv: emit(OperationCSV.row(record, host: host))
+        case .journal:
+            if let code = journal?.send(OperationJournal.entry(record)) {
+                throw CLIFailure.other(
+                    "cannot send operation \(record.id) to the journal: \(String(cString: strerror(code)))"
+                )
+            }
         default: emit(String(decoding: try encoder.encode(OperationJSON(record, host: host)), as: UTF8.self) + "\n")
         }
     }
@@ -82,6 +92,10 @@ extension Audit {
     /// `--follow`: the operations that ended already (unless `includingExisting` is false), then each one as it
     /// ends, until SIGINT or SIGTERM.
     func runFollowing(_ store: AuditStore, format: AuditFormat, includingExisting: Bool) async throws {
+        let journal = format == .journal ? UnixDatagramSender(path: journalSocket) : nil
+        if format == .journal && journal == nil {
+            throw CLIFailure.other("cannot use the journal socket \(journalSocket)")
+        }
         let changes: AuditLogChanges
         do {
             // Watching starts before the first read, so nothing committed meanwhile goes unsignalled.
@@ -95,7 +109,8 @@ extension Audit {
             group.addTask {
                 var tail = try await AuditTail(store, query: query, includingExisting: includingExisting)
                 // After the tail's first read: a reader that saw the CSV header knows later rows are new.
-                let writer = ExportWriter(format: format, flushEachLine: true)
+                var writer = ExportWriter(format: format, flushEachLine: true)
+                writer.journal = journal
                 writer.begin()
                 var changeSignals = changes.signals.makeAsyncIterator()
                 repeat {
@@ -111,6 +126,9 @@ extension Audit {
             }
             do {
                 try await group.next()
+            } catch let failure as CLIFailure {
+                group.cancelAll()
+                throw failure
             } catch {
                 group.cancelAll()
                 throw CLIFailure.auditUnavailable("\(error)")

@@ -26,7 +26,8 @@ struct Audit: AsyncParsableCommand {
             then each operation once, when it ends (finished or interrupted; never while started), as other \
             processes commit it, until SIGINT or SIGTERM (exit 0). --new-only skips those that ended before. \
             It waits on inotify (the database and its -wal file), re-checking every 5 s in case an event was \
-            missed; each line is flushed as it is printed.
+            missed; each line is flushed as it is printed. --follow --format journal sends each operation to \
+            journald instead (native protocol, fields FENCEGATE_ID, FENCEGATE_ACTION…; --journal-socket).
             """
     )
 
@@ -44,9 +45,11 @@ struct Audit: AsyncParsableCommand {
     var limit: Int?
     @Option(help: "Continue after a previous page (the value it printed); not for an export.") var cursor: String?
     @Flag(help: "Print the page as JSON (the same as --format json).") var json = false
-    @Option(help: "table, json (one page), json-lines or csv (every page: an export).") var format: AuditFormat?
+    @Option(help: "table, json (one page), json-lines or csv (every page: an export), journal (with --follow).")
+    var format: AuditFormat?
     @Flag(help: "With json-lines or csv: then print each operation as it ends, until interrupted.") var follow = false
     @Flag(help: "With --follow: only operations that end from now on.") var newOnly = false
+    @Option(help: "With --format journal: journald's socket.") var journalSocket = "/run/systemd/journal/socket"
     @OptionGroup var global: GlobalOptions
     @OptionGroup(title: "Cluster mode") var cluster: ClusterConnection
 
@@ -65,6 +68,7 @@ struct Audit: AsyncParsableCommand {
             throw ValidationError("--follow needs --format json-lines or --format csv")
         }
         if newOnly && !follow { throw ValidationError("--new-only is an option of --follow") }
+        if resolvedFormat == .journal && !follow { throw ValidationError("--format journal needs --follow") }
         if follow && cluster.isGiven { throw ValidationError("--follow reads this host's log only, not --cluster") }
         let limit = limit ?? AuditQuery.defaultLimit
         guard (1...AuditQuery.maximumLimit).contains(limit) else {

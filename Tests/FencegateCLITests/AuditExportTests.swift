@@ -171,3 +171,68 @@ struct AuditExportTests {
         #expect(records.last?[operationFields.firstIndex(of: "domain_name")!] == "pcmk2")
     }
 }
+
+/// The fields of one journal entry in systemd's native protocol (`KEY=value\n`, or `KEY\n` + 64-bit
+/// little-endian length + bytes + `\n`); nil if it breaks the format.
+private func journalFields(_ text: String) -> [String: String]? {
+    var bytes = Array(text.utf8)[...]
+    var fields: [String: String] = [:]
+    while !bytes.isEmpty {
+        guard let end = bytes.firstIndex(where: { $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\n") }) else {
+            return nil
+        }
+        let key = String(decoding: bytes[..<end], as: UTF8.self)
+        let value: ArraySlice<UInt8>
+        if bytes[end] == UInt8(ascii: "=") {
+            guard let newline = bytes[end...].firstIndex(of: UInt8(ascii: "\n")) else { return nil }
+            value = bytes[(end + 1)..<newline]
+            bytes = bytes[(newline + 1)...]
+        } else {
+            let start = end + 1 + 8
+            guard bytes.endIndex >= start else { return nil }
+            let length = bytes[(end + 1)..<start].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            guard bytes.endIndex > start + length, bytes[start + length] == UInt8(ascii: "\n") else { return nil }
+            value = bytes[start..<(start + length)]
+            bytes = bytes[(start + length + 1)...]
+        }
+        fields[key] = String(decoding: value, as: UTF8.self)
+    }
+    return fields
+}
+
+@Suite("fencegate audit --follow --format journal")
+struct AuditJournalTests {
+    @Test("each operation that ends is one journal entry with structured fields; values with newlines binary-safe")
+    func journal() async throws {
+        let fencegate = try FencegateBinary()
+        let socket = try NotifySocket(path: fencegate.directory.file("journal.socket"))
+        let store = try await AuditStore.open(path: fencegate.database, logger: logger)
+        // The log is empty: the row below is sent once, whether written before the follower's first read or after.
+        let follow = try fencegate.start([
+            "audit", "--follow", "--format", "journal", "--journal-socket", socket.path,
+        ])
+        defer { if follow.process.isRunning { kill(follow.process.processIdentifier, SIGKILL) } }
+        let id = try await store.record(
+            intent("pcmk1", requester: "mallory\nFENCEGATE_RESULT=success", at: 1),
+            AuditCompletion(
+                result: .failure,
+                powerState: nil,
+                errorCode: "hypervisor_unavailable",
+                message: "line one\nline two",
+                finishedAt: Date()
+            )
+        )
+        let entry = try #require(try await socket.receive(timeout: .seconds(20)))
+        let fields = try #require(journalFields(entry), "\(entry.debugDescription)")
+        #expect(fields["FENCEGATE_ID"] == String(id))
+        #expect(fields["FENCEGATE_RESULT"] == "failure")
+        #expect(fields["FENCEGATE_REQUESTER"] == "mallory\nFENCEGATE_RESULT=success")
+        #expect(fields["FENCEGATE_MESSAGE"] == "line one\nline two")
+        #expect(fields["FENCEGATE_ERROR_CODE"] == "hypervisor_unavailable")
+        #expect(fields["FENCEGATE_DOMAIN_UUID"] == nil)
+        #expect(fields["PRIORITY"] == "3")
+        #expect(fields["SYSLOG_IDENTIFIER"] == "fencegate")
+        #expect(fields["MESSAGE"]?.hasPrefix("off pcmk1 ") == true)
+        #expect(try await stop(follow, with: SIGTERM) == 0, "\(follow.stderr)")
+    }
+}
