@@ -22,7 +22,7 @@ struct Audit: AsyncParsableCommand {
             oldest first (by request time, then id; with --cluster: newest first, with a host column). \
             --json is --format json: one page, as GET /operations answers it.
 
-            --follow (with json-lines or csv) prints the matching operations that have ended, oldest first, \
+            --follow (with json-lines, csv or journal) prints the matching operations that have ended, oldest first, \
             then each operation once, when it ends (finished or interrupted; never while started), as other \
             processes commit it, until SIGINT or SIGTERM (exit 0). --new-only skips those that ended before. \
             It waits on inotify (the database and its -wal file), re-checking every 5 s in case an event was \
@@ -47,7 +47,8 @@ struct Audit: AsyncParsableCommand {
     @Flag(help: "Print the page as JSON (the same as --format json).") var json = false
     @Option(help: "table, json (one page), json-lines or csv (every page: an export), journal (with --follow).")
     var format: AuditFormat?
-    @Flag(help: "With json-lines or csv: then print each operation as it ends, until interrupted.") var follow = false
+    @Flag(help: "With json-lines, csv or journal: then each operation as it ends, until interrupted.") var follow =
+        false
     @Flag(help: "With --follow: only operations that end from now on.") var newOnly = false
     @Option(help: "With --format journal: journald's socket.") var journalSocket = "/run/systemd/journal/socket"
     @OptionGroup var global: GlobalOptions

@@ -105,6 +105,8 @@ struct AuditExportTests {
             ["--json", "--format", "csv"],
             ["--format", "csv", "--new-only"],
             ["--format", "yaml"],
+            ["--format", "journal"],
+            ["--follow", "--format", "csv", "--cluster", "fencegate"],
         ]
     )
     func invalidCombinations(arguments: [String]) async throws {
