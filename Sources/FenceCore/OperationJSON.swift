@@ -1,8 +1,8 @@
 public import Store
 
 /// An audit record as JSON, the same for the HTTP API (`GET /operations`, schema `Operation` in
-/// `openapi.yaml`) and `fencegate audit --json`: snake_case keys, RFC 3339 times, durations in seconds, and
-/// `null` for what is not known. A new audit field is one key here.
+/// `openapi.yaml`) and `fencegate audit --json` / `--format json-lines`: snake_case keys, RFC 3339 times,
+/// durations in seconds, and `null` for what is not known. The fields are `AuditRecord.exportedFields`.
 public struct OperationJSON: Encodable, Sendable {
     public let record: AuditRecord
     /// Cluster mode's merged log: the host whose log the row is in (the key `host`, only then).
@@ -13,43 +13,30 @@ public struct OperationJSON: Encodable, Sendable {
         self.host = host
     }
 
-    private enum CodingKeys: String, CodingKey {
-        case id
-        case requestedAt = "requested_at"
-        case finishedAt = "finished_at"
-        case durationSeconds = "duration_seconds"
-        case source, requester
-        case clientAddress = "client_address"
-        case target
-        case domainName = "domain_name"
-        case domainUUID = "domain_uuid"
-        case action, state, result, power
-        case errorCode = "error_code"
-        case message
-        case host
-    }
-
     public func encode(to encoder: any Encoder) throws {
         // Optionals are encoded as null rather than left out: every key is always there.
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(record.id, forKey: .id)
-        try container.encode(RFC3339.format(record.requestedAt), forKey: .requestedAt)
-        try container.encode(record.finishedAt.map(RFC3339.format), forKey: .finishedAt)
-        try container.encode(record.duration?.seconds, forKey: .durationSeconds)
-        try container.encode(record.source, forKey: .source)
-        try container.encode(record.requester, forKey: .requester)
-        try container.encode(record.clientAddress, forKey: .clientAddress)
-        try container.encode(record.target, forKey: .target)
-        try container.encode(record.domainName, forKey: .domainName)
-        try container.encode(record.domainUUID, forKey: .domainUUID)
-        try container.encode(record.action, forKey: .action)
-        try container.encode(record.state.rawValue, forKey: .state)
-        try container.encode(record.result?.rawValue, forKey: .result)
-        try container.encode(record.powerState, forKey: .power)
-        try container.encode(record.errorCode, forKey: .errorCode)
-        try container.encode(record.message, forKey: .message)
-        if let host { try container.encode(host, forKey: .host) }
+        var container = encoder.container(keyedBy: OperationFieldKey.self)
+        for (name, value) in record.exportedFields(host: host) {
+            let key = OperationFieldKey(name)
+            switch value {
+            case .integer(let number): try container.encode(number, forKey: key)
+            case .seconds(let seconds): try container.encode(seconds, forKey: key)
+            case .time(let date): try container.encode(RFC3339.format(date), forKey: key)
+            case .text(let text): try container.encode(text, forKey: key)
+            case .null: try container.encodeNil(forKey: key)
+            }
+        }
     }
+}
+
+/// A key of an operation's JSON object: one of `AuditRecord.exportedFieldNames`.
+private struct OperationFieldKey: CodingKey {
+    let stringValue: String
+    var intValue: Int? { nil }
+
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 /// A page of the audit log as JSON (`GET /operations`, `fencegate audit --json`).

@@ -1,6 +1,6 @@
 public import Foundation
 
-/// Filters for reading the audit log, newest first, one page at a time.
+/// Filters for reading the audit log one page at a time, newest first unless `order` says otherwise.
 ///
 /// Every filter is optional; set ones are combined with AND.
 public struct AuditQuery: Sendable, Equatable {
@@ -17,10 +17,14 @@ public struct AuditQuery: Sendable, Equatable {
     public var since: Date?
     /// Rows requested strictly before this instant.
     public var until: Date?
+    /// Only rows whose id is in this range (ids grow in the order rows were written); nil for any id.
+    public var ids: ClosedRange<Int64>?
     /// Rows per page, 1…`AuditQuery.maximumLimit`.
     public var limit: Int
     /// Where the previous page ended; nil for the first page.
     public var cursor: AuditCursor?
+    /// The order of the rows, and so which way `cursor` moves.
+    public var order: AuditOrder = .newestFirst
 
     public static let defaultLimit = 50
     public static let maximumLimit = 1000
@@ -48,6 +52,17 @@ public struct AuditQuery: Sendable, Equatable {
         self.limit = limit
         self.cursor = cursor
     }
+}
+
+/// The order a query returns rows in.
+public enum AuditOrder: Sendable, Equatable {
+    /// By request time, then id, descending: the order of `fencegate audit` and `GET /operations`.
+    case newestFirst
+    /// By request time, then id, ascending: the reverse, served by the same indexes.
+    case oldestFirst
+    /// By id, ascending: the order the rows were written in. Read along the table itself, never an index, so
+    /// a page bounded by `ids` costs only the rows in that range whatever the filters.
+    case written
 }
 
 /// One page of audit records and the cursor for the next, if there is one.

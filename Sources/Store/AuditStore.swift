@@ -371,7 +371,7 @@ public actor AuditStore {
         }
     }
 
-    /// A page of records matching `query`, newest first.
+    /// A page of records matching `query`, in `query.order`.
     /// - Throws: `AuditStoreError.invalidLimit`, `.database`.
     public func query(_ query: AuditQuery) throws -> AuditPage {
         let (sql, values) = try Self.select(query)
@@ -385,6 +385,21 @@ public actor AuditStore {
                 }
             }
             return AuditPage(records: records, nextCursor: next)
+        }
+    }
+
+    /// The highest id written so far (0 for an empty log). Every row with a lower id is committed already:
+    /// ids are given out under SQLite's write lock, in commit order.
+    public func latestID() throws -> Int64 {
+        try wrap { try statement("SELECT COALESCE(MAX(id), 0) FROM operations").rows([]).first?.first?.integer ?? 0 }
+    }
+
+    /// The ids of the rows still `started` (operations under way, or left by a process that died and not yet
+    /// marked interrupted), up to `id`, ascending.
+    public func startedIDs(through id: Int64) throws -> [Int64] {
+        try wrap {
+            try statement("SELECT id FROM operations WHERE state = 'started' AND id <= ? ORDER BY id")
+                .rows([.integer(id)]).compactMap { $0.first?.integer }
         }
     }
 
@@ -429,14 +444,34 @@ public actor AuditStore {
         }
         if let since = query.since { add("requested_at >= ?", .integer(since.microsecondsSince1970)) }
         if let until = query.until { add("requested_at < ?", .integer(until.microsecondsSince1970)) }
+        if let ids = query.ids {
+            conditions.append("id BETWEEN ? AND ?")
+            values += [.integer(ids.lowerBound), .integer(ids.upperBound)]
+        }
         if let cursor = query.cursor {
-            conditions.append("(requested_at, id) < (?, ?)")
-            values += [.integer(cursor.requestedAtMicroseconds), .integer(cursor.id)]
+            let position: [SQLiteValue] = [.integer(cursor.requestedAtMicroseconds), .integer(cursor.id)]
+            switch query.order {
+            case .newestFirst:
+                conditions.append("(requested_at, id) < (?, ?)")
+                values += position
+            case .oldestFirst:
+                conditions.append("(requested_at, id) > (?, ?)")
+                values += position
+            case .written: add("id > ?", .integer(cursor.id))
+            }
         }
         let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         values.append(.integer(Int64(query.limit + 1)))
+        let source: String
+        let ordering: String
+        switch query.order {
+        case .newestFirst: (source, ordering) = ("operations", "requested_at DESC, id DESC")
+        case .oldestFirst: (source, ordering) = ("operations", "requested_at, id")
+        // NOT INDEXED keeps SQLite on the table's own rowid order (it may still seek by id).
+        case .written: (source, ordering) = ("operations NOT INDEXED", "id")
+        }
         return (
-            "SELECT \(AuditColumn.selectList) FROM operations\(whereClause) ORDER BY requested_at DESC, id DESC LIMIT ?",
+            "SELECT \(AuditColumn.selectList) FROM \(source)\(whereClause) ORDER BY \(ordering) LIMIT ?",
             values
         )
     }

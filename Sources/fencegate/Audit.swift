@@ -8,13 +8,26 @@ import Store
 /// `fencegate audit`: the audit log, newest first, filtered and paginated.
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the audit log, newest first.",
+        abstract: "Show the audit log, newest first, or export all of it for a SIEM.",
         discussion: """
             Times for --since/--until: ISO 8601 (2026-11-25, 2026-11-25T10:00:00Z) or an age such as 30s, 15m, 2h, 7d. \
             When more rows match than --limit, the last line gives the --cursor for the next page. \
             In cluster mode, --cluster NAME (or --config FILE with a [cluster] table) reads every host's log \
             through this host's corosync, merged newest first with each row's host (at most 100 rows a page); \
             hosts whose log could not be read are named.
+
+            Export: --format json-lines (one JSON object a line, the fields of GET /operations' operations) or \
+            --format csv (RFC 4180, a header row, CRLF; a text field beginning with = + - @ tab or CR gets a \
+            leading ' so spreadsheets do not run it as a formula) prints every matching operation, all pages, \
+            oldest first (by request time, then id; with --cluster: newest first, with a host column). \
+            --json is --format json: one page, as GET /operations answers it.
+
+            --follow (with json-lines, csv or journal) prints the matching operations that have ended, oldest first, \
+            then each operation once, when it ends (finished or interrupted; never while started), as other \
+            processes commit it, until SIGINT or SIGTERM (exit 0). --new-only skips those that ended before. \
+            It waits on inotify (the database and its -wal file), re-checking every 5 s in case an event was \
+            missed; each line is flushed as it is printed. --follow --format journal sends each operation to \
+            journald instead (native protocol, fields FENCEGATE_ID, FENCEGATE_ACTION…; --journal-socket).
             """
     )
 
@@ -26,13 +39,39 @@ struct Audit: AsyncParsableCommand {
     @Option(help: "Only this requester (token name, user, guest address).") var requester: String?
     @Option(help: "Only operations requested at or after this time.") var since: TimeArgument?
     @Option(help: "Only operations requested before this time.") var until: TimeArgument?
-    @Option(help: "Rows per page, 1 to \(AuditQuery.maximumLimit).") var limit = AuditQuery.defaultLimit
-    @Option(help: "Continue after a previous page (the value it printed).") var cursor: String?
-    @Flag(help: "Print the page as JSON.") var json = false
+    @Option(
+        help: "Rows per page, 1 to \(AuditQuery.maximumLimit) (default \(AuditQuery.defaultLimit)); not for an export."
+    )
+    var limit: Int?
+    @Option(help: "Continue after a previous page (the value it printed); not for an export.") var cursor: String?
+    @Flag(help: "Print the page as JSON (the same as --format json).") var json = false
+    @Option(help: "table, json (one page), json-lines or csv (every page: an export), journal (with --follow).")
+    var format: AuditFormat?
+    @Flag(help: "With json-lines, csv or journal: then each operation as it ends, until interrupted.") var follow =
+        false
+    @Flag(help: "With --follow: only operations that end from now on.") var newOnly = false
+    @Option(help: "With --format journal: journald's socket.") var journalSocket = "/run/systemd/journal/socket"
     @OptionGroup var global: GlobalOptions
     @OptionGroup(title: "Cluster mode") var cluster: ClusterConnection
 
+    /// The format asked for: `--format`, or `--json`, or the table.
+    private var resolvedFormat: AuditFormat { format ?? (json ? .json : .table) }
+
     func validate() throws {
+        if json, let format, format != .json {
+            throw ValidationError("--json is --format json; give one of them")
+        }
+        if resolvedFormat.isExport {
+            if limit != nil || cursor != nil {
+                throw ValidationError("--format \(resolvedFormat.rawValue) prints every page: narrow it with filters")
+            }
+        } else if follow {
+            throw ValidationError("--follow needs --format json-lines or --format csv")
+        }
+        if newOnly && !follow { throw ValidationError("--new-only is an option of --follow") }
+        if resolvedFormat == .journal && !follow { throw ValidationError("--format journal needs --follow") }
+        if follow && cluster.isGiven { throw ValidationError("--follow reads this host's log only, not --cluster") }
+        let limit = limit ?? AuditQuery.defaultLimit
         guard (1...AuditQuery.maximumLimit).contains(limit) else {
             throw ValidationError("--limit must be 1 to \(AuditQuery.maximumLimit)")
         }
@@ -55,9 +94,16 @@ struct Audit: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.makeLogger(defaultLevel: .warning)
-        if cluster.isGiven { return try await runInCluster() }
+        if cluster.isGiven {
+            return try await resolvedFormat.isExport ? exportCluster(resolvedFormat) : runInCluster()
+        }
         try await reportingFailures {
             let store = try await ServiceContext.openAuditLogForQueries(global, logger: logger)
+            if resolvedFormat.isExport {
+                return try await follow
+                    ? runFollowing(store, format: resolvedFormat, includingExisting: !newOnly)
+                    : runExport(store, format: resolvedFormat)
+            }
             var query = filters
             query.cursor = try cursor.map(AuditCursor.init(encoded:))
             let page: AuditPage
@@ -78,7 +124,7 @@ struct Audit: AsyncParsableCommand {
     }
 
     /// The filters and the page size given.
-    private var filters: AuditQuery {
+    var filters: AuditQuery {
         AuditQuery(
             domain: domain,
             action: action,
@@ -87,7 +133,7 @@ struct Audit: AsyncParsableCommand {
             requester: requester,
             since: since?.date,
             until: until?.date,
-            limit: limit
+            limit: limit ?? AuditQuery.defaultLimit
         )
     }
 
@@ -119,11 +165,11 @@ struct Audit: AsyncParsableCommand {
         }
     }
 
-    private static let header = [
+    static let header = [
         "ID", "REQUESTED", "SOURCE", "REQUESTER", "ACTION", "DOMAIN", "RESULT", "DURATION", "DETAIL",
     ]
 
-    private static func row(_ record: AuditRecord) -> [String] {
+    static func row(_ record: AuditRecord) -> [String] {
         [
             String(record.id),
             RFC3339.format(record.requestedAt),
