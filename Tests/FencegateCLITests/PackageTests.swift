@@ -129,6 +129,32 @@ struct PackageTests {
         #expect(off.status == 0 && off.stdout.hasPrefix("test: off [operation 1, "), "\(off.stdout)\(off.stderr)")
         let audit = try await Self.run("/usr/bin/fencegate", ["audit", "--database", database])
         #expect(audit.stdout.contains(" off ") && audit.stdout.contains("success"), "\(audit.stdout)")
+        // What an operator ships to a SIEM: `audit --follow` of the installed binary prints the fence above, then
+        // one more as soon as it is committed, and ends cleanly on SIGTERM.
+        let follow = try SpawnedProcess(
+            "/usr/bin/fencegate",
+            ["audit", "--follow", "--format", "json-lines", "--database", database],
+            standardOutput: directory.file("follow.out"),
+            standardError: directory.file("follow.err")
+        )
+        defer { if follow.isRunning { kill(follow.processIdentifier, SIGKILL) } }
+        func followed() -> [String] {
+            let text = (try? String(contentsOfFile: directory.file("follow.out"), encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").map(String.init)
+        }
+        try await waitUntil("audit --follow prints the fence") { followed().count == 1 }
+        let on = try await Self.run(
+            "/usr/bin/fencegate",
+            ["on", "test", "--uri", "test:///default", "--database", database]
+        )
+        #expect(on.status == 0, "\(on.stderr)")
+        try await waitUntil("audit --follow prints the next operation") { followed().count == 2 }
+        #expect(followed().first?.contains(#""action":"off""#) == true, "\(followed())")
+        #expect(followed().last?.contains(#""action":"on""#) == true, "\(followed())")
+        kill(follow.processIdentifier, SIGTERM)
+        try await waitUntil("audit --follow exits") { !follow.isRunning }
+        #expect(follow.terminationStatus == 0)
+
         let status = try await Self.run("/usr/bin/fencegate", ["status", "test", "--uri", "test:///default"])
         #expect(status.status == 0, "\(status.stderr)")
         #expect(Self.exists(Self.state + "/audit.db"))
