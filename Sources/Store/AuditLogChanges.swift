@@ -13,6 +13,9 @@ public final class AuditLogChanges: Sendable {
 
     /// The fallback re-check when no event arrived.
     public static let defaultFallback: Duration = .seconds(5)
+    /// After a write to the database, the reader is signalled again after these milliseconds: the commit that
+    /// wrote becomes visible only after its fsync.
+    static let settleDelays = [20, 100, 500, 2000]
 
     /// Starts watching the directory of the database at `path`.
     /// - Throws: `InotifyError` if inotify cannot be set up (no instances left, the directory unreadable).
@@ -28,10 +31,23 @@ public final class AuditLogChanges: Sendable {
         self.continuation = continuation
         let queue = DispatchQueue(label: "fencegate.audit-log-changes")
         let events = DispatchSource.makeReadSource(fileDescriptor: inotify.descriptor, queue: queue)
+        let settling = SettlingRechecks()
         events.setEventHandler {
             // A read error leaves the events unread; the timer still signals.
             let read = (try? inotify.readEvents()) ?? []
-            if read.contains(where: { $0.watch == -1 || names.contains($0.name) }) { continuation.yield() }
+            guard read.contains(where: { $0.watch == -1 || names.contains($0.name) }) else { return }
+            continuation.yield()
+            // A WAL commit writes its frames (the event), syncs them, and only then makes them visible to
+            // readers (in the -shm index, written through mmap: no event). A reader woken by the write may look
+            // too early, so it is signalled again as the commit settles: at most these few signals per burst.
+            guard !settling.pending else { return }
+            settling.pending = true
+            for delay in Self.settleDelays {
+                queue.asyncAfter(deadline: .now() + .milliseconds(delay)) {
+                    continuation.yield()
+                    if delay == Self.settleDelays.last { settling.pending = false }
+                }
+            }
         }
         // The instance (and so its descriptor) lives until the source is cancelled.
         events.setCancelHandler { withExtendedLifetime(inotify) {} }
@@ -51,6 +67,11 @@ public final class AuditLogChanges: Sendable {
     deinit {
         continuation.finish()
     }
+}
+
+/// Whether re-check signals after a write are scheduled already; touched only on the watch's serial queue.
+private final class SettlingRechecks: @unchecked Sendable {
+    var pending = false
 }
 
 /// The two dispatch sources of one `AuditLogChanges`, cancelled together when its stream ends.

@@ -69,6 +69,7 @@ public struct AuditTail: Sendable {
             if matchesResult(record) { ended.append(record) }
         }
         let latest = try await store.latestID()
+        guard latest >= seenThrough else { throw AuditTailError.rewound(latest: latest, seen: seenThrough) }
         while seenThrough < latest {
             var page = filters
             page.ids = (seenThrough + 1)...latest
@@ -88,5 +89,19 @@ public struct AuditTail: Sendable {
 
     private func matchesResult(_ record: AuditRecord) -> Bool {
         result == nil || record.result == result
+    }
+}
+
+/// Why a tail cannot go on.
+public enum AuditTailError: Error, CustomStringConvertible {
+    /// The log's newest operation is older than one already read: the database was replaced or restored.
+    case rewound(latest: Int64, seen: Int64)
+
+    public var description: String {
+        switch self {
+        case .rewound(let latest, let seen):
+            "the audit database was replaced or restored (its newest operation is \(latest), operation \(seen) was "
+                + "read already); start following it again"
+        }
     }
 }

@@ -96,6 +96,15 @@ extension Audit {
         if format == .journal && journal == nil {
             throw CLIFailure.other("cannot use the journal socket \(journalSocket)")
         }
+        // Read-only without a -wal file, SQLite was told the file never changes (see AuditStore.open): a
+        // follower would never see a row.
+        if access(store.path, W_OK) != 0 && !FileManager.default.fileExists(atPath: store.path + "-wal") {
+            throw CLIFailure.other(
+                "cannot follow \(store.path): it cannot be written here and has no -wal file (no fencegate serve "
+                    + "is writing it), so it was opened as unchanging; follow it with write access, or while serve runs"
+            )
+        }
+        let database = DatabaseFile(path: store.path)
         let changes: AuditLogChanges
         do {
             // Watching starts before the first read, so nothing committed meanwhile goes unsignalled.
@@ -114,9 +123,19 @@ extension Audit {
                 writer.begin()
                 var changeSignals = changes.signals.makeAsyncIterator()
                 repeat {
+                    // A database replaced under the follower (restored, removed and created again) would be
+                    // read no more: the open connection keeps the old file.
+                    guard database.isTheOneOpened else {
+                        throw CLIFailure.other(
+                            "the audit database \(store.path) was replaced or removed; start following it again"
+                        )
+                    }
                     var batch = try await tail.next(store)
                     while !batch.isEmpty {
-                        for record in batch { try writer.write(record) }
+                        for record in batch {
+                            try Task.checkCancellation()  // SIGTERM or SIGINT during a long backlog
+                            try writer.write(record)
+                        }
                         batch = try await tail.next(store)
                     }
                 } while await changeSignals.next() != nil
@@ -166,5 +185,29 @@ extension Audit {
                 )
             }
         }
+    }
+}
+
+/// The file at a path, as it was when first looked at: whether the path still names that same file.
+private struct DatabaseFile: Sendable {
+    let path: String
+    private let identity: (device: UInt64, inode: UInt64)?
+
+    init(path: String) {
+        self.path = path
+        identity = Self.identity(path)
+    }
+
+    var isTheOneOpened: Bool {
+        guard let identity, let now = Self.identity(path) else { return false }
+        return identity == now
+    }
+
+    private static func identity(_ path: String) -> (device: UInt64, inode: UInt64)? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let device = (attributes[.systemNumber] as? NSNumber)?.uint64Value,
+            let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value
+        else { return nil }
+        return (device, inode)
     }
 }

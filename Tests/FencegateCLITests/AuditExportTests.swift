@@ -156,6 +156,22 @@ struct AuditExportTests {
         #expect(follow.stdout.hasSuffix("\n"))
     }
 
+    @Test("a database replaced under --follow ends it with an error, not silence")
+    func followReplacedDatabase() async throws {
+        let fencegate = try FencegateBinary()
+        #expect(try await fencegate.run(["off", "pcmk1", "--uri", cluster]).status == 0)
+        let follow = try fencegate.start(["audit", "--follow", "--format", "json-lines"])
+        defer { if follow.process.isRunning { kill(follow.process.processIdentifier, SIGKILL) } }
+        try await waitUntil("the backlog is printed") { try jsonLines(follow.stdout).count == 1 }
+        // A restore: another database moved into place (its operations start at 1 again).
+        let restored = fencegate.directory.file("restored.db")
+        #expect(try await fencegate.run(["status", "pcmk1", "--uri", cluster, "--database", restored]).status == 0)
+        #expect(rename(restored, fencegate.database) == 0)
+        try await waitUntil("audit --follow exits") { !follow.process.isRunning }
+        #expect(follow.process.terminationStatus != 0)
+        #expect(follow.stderr.contains("was replaced or removed"), "\(follow.stderr)")
+    }
+
     @Test("--follow --new-only as CSV prints only operations that end afterwards; SIGINT ends it with 0")
     func followNewOnly() async throws {
         let fencegate = try FencegateBinary()

@@ -50,6 +50,11 @@ struct CLITests {
         let off = try await fencegate.run(["off", "pcmk1", "--uri", cluster, "--database", database])
         #expect(off.status != 0)
         #expect(off.stderr.contains("read-only"), "\(off.stderr)")
+
+        // Following it there would never see a row (SQLite was told the file does not change): refused.
+        let follow = try await fencegate.run(["audit", "--follow", "--format", "json-lines", "--database", database])
+        #expect(follow.status != 0)
+        #expect(follow.stderr.contains("opened as unchanging"), "\(follow.stderr)")
     }
 
     @Test("status exits 0 for on and 2 for off, like a fence agent")

@@ -144,6 +144,39 @@ struct AuditTailTests {
         _ = store
     }
 
+    @Test(
+        "a commit by a writer that stays open (as serve) is read on its signals, with no fallback re-check",
+        .timeLimit(.minutes(1))
+    )
+    func commitOfAnOpenWriterIsRead() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("audit.db")
+        let store = try await AuditStore.open(path: path, logger: logger)
+        let writer = try await AuditStore.open(path: path, logger: logger)  // as serve: open all along
+        var tail = try await AuditTail(store, query: AuditQuery(), includingExisting: true)
+        #expect(try await drain(&tail, store).isEmpty)
+        let changes = try AuditLogChanges(databasePath: path, fallback: .seconds(3600))
+        var signals = changes.signals.makeAsyncIterator()
+        let id = try await writer.record(intent("pcmk1", at: 1), completion())
+        var read: [Int64] = []
+        while read.isEmpty, await signals.next() != nil {
+            read = try await drain(&tail, store)
+        }
+        #expect(read == [id])
+    }
+
+    @Test("a log whose newest operation is older than one read already (replaced, restored) ends the tail")
+    func rewoundLog() async throws {
+        let directory = try TemporaryDirectory()
+        let first = try await AuditStore.open(path: directory.file("first.db"), logger: logger)
+        try await first.insertFinished((0..<5).map { (intent("pcmk1", at: Double($0)), completion()) })
+        var tail = try await AuditTail(first, query: AuditQuery(), includingExisting: true)
+        #expect(try await drain(&tail, first) == Array(1...5))
+        let replacement = try await AuditStore.open(path: directory.file("second.db"), logger: logger)
+        try await replacement.insertFinished([(intent("pcmk1", at: 9), completion())])
+        await #expect(throws: AuditTailError.self) { _ = try await tail.next(replacement) }
+    }
+
     @Test("inotify events are parsed as the kernel lays them out")
     func parseEvents() {
         func event(watch: Int32, mask: UInt32, name: String, padded length: Int) -> [UInt8] {
