@@ -24,6 +24,9 @@ public actor AuditStore {
 
     /// The database file.
     public nonisolated let path: String
+    /// False when the file was opened read-only as unchanging (no `-wal` file to read others' commits from):
+    /// this connection then never sees a row written after it opened.
+    public nonisolated let seesLaterCommits: Bool
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
@@ -36,6 +39,7 @@ public actor AuditStore {
         self.executor = executor
         self.database = database
         self.path = database.path
+        self.seesLaterCommits = database.access != .immutable
         self.logger = logger
         self.insertStatement = try database.prepare(AuditColumn.insertSQL)
         self.completeStatement = try database.prepare(

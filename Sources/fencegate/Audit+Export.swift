@@ -98,7 +98,7 @@ extension Audit {
         }
         // Read-only without a -wal file, SQLite was told the file never changes (see AuditStore.open): a
         // follower would never see a row.
-        if access(store.path, W_OK) != 0 && !FileManager.default.fileExists(atPath: store.path + "-wal") {
+        if !store.seesLaterCommits {
             throw CLIFailure.other(
                 "cannot follow \(store.path): it cannot be written here and has no -wal file (no fencegate serve "
                     + "is writing it), so it was opened as unchanging; follow it with write access, or while serve runs"

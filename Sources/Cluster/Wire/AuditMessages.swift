@@ -110,8 +110,7 @@ public struct AuditPageMessage: Sendable, Equatable {
     }
 
     func encode(into writer: inout WireWriter) {
-        writer.write(receiver.nodeID)
-        writer.write(receiver.pid)
+        writer.write(receiver)
         writer.write(serial)
         writer.write(text: hostName)
         switch result {
@@ -126,7 +125,7 @@ public struct AuditPageMessage: Sendable, Equatable {
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
-        receiver = CPGMember(nodeID: try reader.uint32("receiver node"), pid: try reader.uint32("receiver pid"))
+        receiver = try reader.member("receiver")
         serial = try reader.uint64("serial")
         hostName = try reader.text("host name", limit: Hello.textLimit)
         switch try reader.uint8("outcome") {

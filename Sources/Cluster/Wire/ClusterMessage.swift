@@ -100,8 +100,7 @@ public enum ClusterMessage: Sendable, Equatable {
             payload.write(UInt8(fenced ? 1 : 0))
         case .silent(let member):
             kind = .silent
-            payload.write(member.nodeID)
-            payload.write(member.pid)
+            payload.write(member)
         case .auditQuery(let query):
             kind = .auditQuery
             query.encode(into: &payload)
@@ -157,7 +156,7 @@ public enum ClusterMessage: Sendable, Equatable {
             guard fenced <= 1 else { throw .invalid(field: "fenced") }
             self = .done(serial: serial, fenced: fenced == 1)
         case .silent:
-            self = .silent(CPGMember(nodeID: try reader.uint32("member node"), pid: try reader.uint32("member pid")))
+            self = .silent(try reader.member("member"))
         case .auditQuery: self = .auditQuery(try AuditQueryMessage(decoding: &reader))
         case .auditPage: self = .auditPage(try AuditPageMessage(decoding: &reader))
         }

@@ -168,8 +168,7 @@ public struct ForwardedReply: Sendable, Equatable {
     }
 
     func encode(into writer: inout WireWriter) {
-        writer.write(receiver.nodeID)
-        writer.write(receiver.pid)
+        writer.write(receiver)
         writer.write(serial)
         writer.write(text: executedOn)
         switch outcome {
@@ -186,7 +185,7 @@ public struct ForwardedReply: Sendable, Equatable {
     }
 
     init(decoding reader: inout WireReader) throws(WireError) {
-        receiver = CPGMember(nodeID: try reader.uint32("receiver node"), pid: try reader.uint32("receiver pid"))
+        receiver = try reader.member("receiver")
         serial = try reader.uint64("serial")
         executedOn = try reader.text("executed on", limit: Hello.textLimit)
         switch try reader.uint8("outcome") {

@@ -156,3 +156,18 @@ struct WireReader {
         guard remaining == 0 else { throw .trailingBytes(remaining) }
     }
 }
+
+extension WireWriter {
+    /// A CPG member: its node id, then its process id.
+    mutating func write(_ member: CPGMember) {
+        write(member.nodeID)
+        write(member.pid)
+    }
+}
+
+extension WireReader {
+    /// A CPG member written by `WireWriter.write(_:)`; `role` names its fields in errors ("receiver node").
+    mutating func member(_ role: String) throws(WireError) -> CPGMember {
+        CPGMember(nodeID: try uint32("\(role) node"), pid: try uint32("\(role) pid"))
+    }
+}

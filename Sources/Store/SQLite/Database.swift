@@ -10,6 +10,8 @@ package final class Database: @unchecked Sendable {
     private let handle: OpaquePointer
     /// The path the database was opened at.
     let path: String
+    /// How the connection uses its file.
+    let access: Access
 
     /// How a connection may use its file.
     package enum Access {
@@ -45,6 +47,7 @@ package final class Database: @unchecked Sendable {
         }
         self.handle = pointer
         self.path = path
+        self.access = access
     }
 
     deinit {
