@@ -87,6 +87,7 @@ class Lab:
     def destroy(self):
         for process in self.processes:
             if process.poll() is None:
+                note_peak_rss(process)
                 process.kill()
                 process.wait()
         for namespace in self.guests + [self.host]:
@@ -96,6 +97,7 @@ class Lab:
 def terminate(process, grace=20):
     """SIGTERM, then SIGKILL after `grace` seconds; waits for the end (a process this script started)."""
     if process.poll() is None:
+        note_peak_rss(process)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(grace)
@@ -135,12 +137,30 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """The process's resident set (or another /proc/PID/status field in KiB, e.g. VmHWM: its peak so far)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+# The highest peak RSS (VmHWM, KiB) of any `fencegate` process in each scenario of this run, read just before
+# the benchmark stops it (terminate, Lab.destroy): every Fencegate the bench starts, in every scenario.
+PEAK_RSS_KIB = {}
+CURRENT_SCENARIO = ["none"]
+
+
+def note_peak_rss(process):
+    """Records the peak RSS of `process` under the current scenario if it is a running Fencegate."""
+    try:
+        if command_name(process.pid) == "fencegate":
+            peak = rss_kib(process.pid, "VmHWM")
+            scenario = CURRENT_SCENARIO[0]
+            PEAK_RSS_KIB[scenario] = max(PEAK_RSS_KIB.get(scenario, 0), peak)
+    except OSError:
+        pass  # it ended meanwhile
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,7 +233,8 @@ def concurrent_round(lab, key, count, arguments_for):
     return results
 
 
-def bench_concurrent_guests(directory, counts, rounds):
+def bench_concurrent_guests(directory, counts, rounds_for):
+    """`rounds_for(N)`: how many rounds of N clients at once (N × rounds samples per row)."""
     lab = Lab(max(counts))
     try:
         uri = fixture_uri(directory, max(counts))
@@ -227,7 +248,7 @@ def bench_concurrent_guests(directory, counts, rounds):
                 process = servers.fencegate()
             for count in counts:
                 samples, failures, cpu = [], 0, []
-                for _ in range(rounds):
+                for _ in range(rounds_for(count)):
                     if label == "floor":
                         # The same processes, sending nothing: process start-up and contention alone.
                         results = concurrent_round(lab, servers.key, count, lambda index: ["-o", "metadata"])
@@ -493,10 +514,39 @@ end
 """
 
 SUSHY = os.path.join(ROOT, ".build-sushy-venv/bin/sushy-emulator")
+MHD_CEILING_SOURCE = os.path.join(ROOT, "bench/mhd-ceiling.c")
+# One wrk timeout for every server and row (a request not answered within it counts as a socket timeout).
+WRK_TIMEOUT = "5s"
+HTTP_CONNECTIONS = [1, 16, 64]
+METRICS_CONNECTIONS = [1, 16]
+
+
+def wrk(url, connections, duration, *arguments, env=None):
+    """wrk with the settings every HTTP row shares (threads, --latency, --timeout); its parsed summary."""
+    output = sh("wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{duration}s", "--latency",
+                "--timeout", WRK_TIMEOUT, *arguments, url, env=env).stdout
+    return parse_wrk(output)
+
+
+def measured_wrk(pid, url, connections, duration, *arguments, env=None):
+    """`wrk` against the server `pid`, with that server's CPU time (user + system, all its threads) per answered
+    request over the row."""
+    before = process_cpu_seconds(pid)
+    row = wrk(url, connections, duration, *arguments, env=env)
+    spent = process_cpu_seconds(pid) - before
+    row["server_cpu_ms_per_request"] = spent * 1000 / row["requests"] if row["requests"] else None
+    return row
+
+
+def wrk_summary(row):
+    errors = row["socket_errors"]
+    return (f"{row['requests_per_second']:8.0f} req/s p99 {row['p99_ms']:7.2f} ms"
+            f" CPU {row['server_cpu_ms_per_request'] or 0:.3f} ms/req non-2xx {row['non_2xx']}"
+            f" socket errors {errors['connect']}/{errors['read']}/{errors['write']}/{errors['timeout']}")
 
 
 def bench_sushy(directory, duration):
-    """OpenStack's sushy-emulator (Redfish for libvirt VMs) on test:///default, the same wrk rows."""
+    """OpenStack's sushy-emulator (Redfish for libvirt VMs) on test:///default (one domain), the same wrk rows."""
     port = free_port()
     config = os.path.join(directory, "sushy.conf")
     with open(config, "w") as file:
@@ -514,19 +564,15 @@ def bench_sushy(directory, duration):
         script = os.path.join(directory, "sushy-reset.lua")
         with open(script, "w") as file:
             file.write(WRK_SUSHY_RESET_SCRIPT)
-        results = {"version": sh(os.path.join(os.path.dirname(SUSHY), "pip"), "show", "sushy-tools").stdout.split("\n")[1]}
-        for connections in [1, 16, 64]:
-            threads = str(min(2, connections))
-            status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "10s",
-                        f"{base}{system}").stdout
-            results[f"status_c{connections}"] = parse_wrk(status)
-            reset = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "--timeout", "10s",
-                       "-s", script, base, env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset")).stdout
-            results[f"fence_c{connections}"] = parse_wrk(reset)
-            print(f"  sushy-emulator c={connections:2}: status {results[f'status_c{connections}']['requests_per_second']:7.0f} req/s"
-                  f" p99 {results[f'status_c{connections}']['p99_ms']:7.1f} ms;"
-                  f" reset ForceOff/On {results[f'fence_c{connections}']['requests_per_second']:6.0f} ops/s"
-                  f" p99 {results[f'fence_c{connections}']['p99_ms']:7.1f} ms", flush=True)
+        results = {"version": sh(os.path.join(os.path.dirname(SUSHY), "pip"), "show", "sushy-tools").stdout.split("\n")[1],
+                   "domains": len(members)}
+        for connections in HTTP_CONNECTIONS:
+            results[f"status_c{connections}"] = measured_wrk(process.pid, f"{base}{system}", connections, duration)
+            results[f"fence_c{connections}"] = measured_wrk(
+                process.pid, base, connections, duration, "-s", script,
+                env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset"))
+            print(f"  sushy-emulator c={connections:2}: GET system {wrk_summary(results[f'status_c{connections}'])};"
+                  f" Reset ForceOff/On {wrk_summary(results[f'fence_c{connections}'])}", flush=True)
         return results
     finally:
         terminate(process)
@@ -540,16 +586,18 @@ def free_port():
 
 
 def parse_wrk(output):
+    """wrk's summary: rate, p99, answered requests, non-2xx/3xx answers and socket errors by kind."""
     requests = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", output)
-    scale = {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket_errors = re.search(r"Socket errors: (.*)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     count = re.search(r"(\d+) requests in", output)
-    return {"requests_per_second": requests, "p99_ms": float(p99.group(1)) * scale,
+    return {"requests_per_second": requests,
+            "p99_ms": float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)] if p99 else None,
             "requests": int(count.group(1)) if count else 0,
             "non_2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": socket_errors.group(1) if socket_errors else ""}
+            "socket_errors": dict(zip(["connect", "read", "write", "timeout"],
+                                      map(int, socket_errors.groups()) if socket_errors else [0, 0, 0, 0]))}
 
 
 def fsync_rate(directory, seconds=2):
@@ -566,11 +614,26 @@ def fsync_rate(directory, seconds=2):
     return count / seconds
 
 
+def start_mhd_ceiling(directory):
+    """bench/mhd-ceiling.c built here (cc -O2, libmicrohttpd) and started on a free loopback port: the
+    library's own ceiling with Fencegate's server settings. Returns the process and its base URL."""
+    program = os.path.join(directory, "mhd-ceiling")
+    sh("cc", "-O2", "-o", program, MHD_CEILING_SOURCE, "-lmicrohttpd")
+    process = subprocess.Popen([program, "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    if not line.startswith("http://"):
+        terminate(process, 5)
+        raise RuntimeError(f"mhd-ceiling did not start: {process.stderr.read().strip()}")
+    return process, line.strip()
+
+
 def bench_http(directory, duration):
     uri = fixture_uri(directory, 64)
     database = os.path.join(directory, "http-audit.db")
     env = dict(os.environ, FENCEGATE_DATABASE=database)
     token = sh(FENCEGATE, "token", "create", "bench", "--scope", "fence", env=env).stdout.strip()
+    read_token = sh(FENCEGATE, "token", "create", "bench-read", "--scope", "read", env=env).stdout.strip()
+    ceiling, ceiling_base = start_mhd_ceiling(directory)
     log = open(os.path.join(directory, "http-serve.log"), "w")
     started = time.monotonic()
     # Redfish too, on plain HTTP as sushy-emulator runs here (fence_redfish itself would need HTTPS).
@@ -584,7 +647,7 @@ def bench_http(directory, duration):
         base = f"http://127.0.0.1:{port}"
         time.sleep(1)
         idle_rss = rss_kib(process.pid)
-        results = {"startup_seconds": startup, "idle_rss_kib": idle_rss}
+        results = {"startup_seconds": startup, "idle_rss_kib": idle_rss, "wrk_timeout": WRK_TIMEOUT}
         peak_rss = idle_rss
         script = os.path.join(directory, "fence.lua")
         with open(script, "w") as file:
@@ -592,41 +655,37 @@ def bench_http(directory, duration):
         sushy_script = os.path.join(directory, "redfish-reset.lua")
         with open(sushy_script, "w") as file:
             file.write(WRK_SUSHY_RESET_SCRIPT)
-        for connections in [1, 16, 64]:
-            threads = str(min(2, connections))
-            status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
-                        "-H", f"Authorization: Bearer {token}", f"{base}/domains/node1").stdout
-            results[f"status_c{connections}"] = parse_wrk(status)
-            peak_rss = max(peak_rss, rss_kib(process.pid))
-            fence = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
-                       "-H", f"Authorization: Bearer {token}", base, env=dict(os.environ, DOMAINS="64")).stdout
-            results[f"fence_c{connections}"] = parse_wrk(fence)
-            peak_rss = max(peak_rss, rss_kib(process.pid))
-            print(f"  http c={connections:2}: status {results[f'status_c{connections}']['requests_per_second']:9.0f} req/s"
-                  f" p99 {results[f'status_c{connections}']['p99_ms']:6.2f} ms;"
-                  f" audited off/on {results[f'fence_c{connections}']['requests_per_second']:8.0f} ops/s"
-                  f" p99 {results[f'fence_c{connections}']['p99_ms']:6.2f} ms", flush=True)
+        bearer = f"Authorization: Bearer {token}"
+        reader = f"Authorization: Bearer {read_token}"
+        basic = "Authorization: Basic " + base64.b64encode(f"bench:{token}".encode()).decode()
+        system = "/redfish/v1/Systems/node1"
+        for connections in HTTP_CONNECTIONS:
+            def row(name, pid, url, *arguments, env=None):
+                nonlocal peak_rss
+                results[f"{name}_c{connections}"] = measured_wrk(pid, url, connections, duration, *arguments, env=env)
+                peak_rss = max(peak_rss, rss_kib(process.pid))
+                print(f"  http c={connections:2} {name:15} {wrk_summary(results[f'{name}_c{connections}'])}", flush=True)
+            # A read (read-scope token), then the same path from the fixed-body program, right after it.
+            row("status", process.pid, f"{base}/domains/node1", "-H", reader)
+            row("ceiling", ceiling.pid, f"{ceiling_base}/domains/node1")
+            if connections in METRICS_CONNECTIONS:
+                row("metrics", process.pid, f"{base}/metrics", "-H", reader)
+            # Audited off/on alternating on one domain (as sushy-emulator's Reset on its one), then over 64.
+            row("fence_one", process.pid, base, "-s", script, "-H", bearer, env=dict(os.environ, DOMAINS="1"))
+            row("fence", process.pid, base, "-s", script, "-H", bearer, env=dict(os.environ, DOMAINS="64"))
             # The same Redfish requests as sushy-emulator gets: GET the system, Reset ForceOff/On on one domain.
-            basic = "Authorization: Basic " + base64.b64encode(f"bench:{token}".encode()).decode()
-            system = "/redfish/v1/Systems/node1"
-            redfish_status = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
-                                "-H", basic, f"{base}{system}").stdout
-            results[f"redfish_status_c{connections}"] = parse_wrk(redfish_status)
-            redfish_reset = sh("wrk", "-t", threads, "-c", str(connections), "-d", f"{duration}s", "--latency",
-                               "-s", sushy_script, "-H", basic, base,
-                               env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset")).stdout
-            results[f"redfish_reset_c{connections}"] = parse_wrk(redfish_reset)
-            print(f"  redfish c={connections:2}: GET system {results[f'redfish_status_c{connections}']['requests_per_second']:8.0f} req/s"
-                  f" p99 {results[f'redfish_status_c{connections}']['p99_ms']:6.2f} ms;"
-                  f" audited Reset {results[f'redfish_reset_c{connections}']['requests_per_second']:8.0f} ops/s"
-                  f" p99 {results[f'redfish_reset_c{connections}']['p99_ms']:6.2f} ms", flush=True)
+            row("redfish_status", process.pid, f"{base}{system}", "-H", basic)
+            row("redfish_reset", process.pid, base, "-s", sushy_script, "-H", basic,
+                env=dict(os.environ, RESET_PATH=f"{system}/Actions/ComputerSystem.Reset"))
         results["loaded_rss_kib"] = peak_rss
+        results["peak_rss_kib"] = rss_kib(process.pid, "VmHWM")
         rows = json.loads(sh(FENCEGATE, "audit", "--json", "--limit", "1", env=env).stdout)["operations"]
         results["audit_rows"] = rows[0]["id"] if rows else 0
         results["fsync_per_second"] = fsync_rate(directory)
         return results
     finally:
         terminate(process, 30)
+        terminate(ceiling, 5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -721,7 +780,7 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
             for kind, (connections, arguments, extra) in kinds.items():
                 running[kind] = subprocess.Popen(
                     [IP, "netns", "exec", lab.host, "wrk", "-t", "1", "-c", str(connections), "-d", f"{phase_seconds}s",
-                     "--latency", "--timeout", "10s", *arguments],
+                     "--latency", "--timeout", WRK_TIMEOUT, *arguments],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **extra))
                 lab.processes.append(running[kind])
             xvm = {}
@@ -736,9 +795,11 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
                 result = parse_wrk(out)
                 counts[kind] += result["requests"]
                 errors[kind] += result["non_2xx"]
-                if result["socket_errors"]:
-                    errors[kind] += sum(int(value) for value in re.findall(r"\d+", result["socket_errors"]))
-                    error_notes.append(f"{kind}: {result['socket_errors']}")
+                socket_errors = sum(result["socket_errors"].values())
+                if socket_errors:
+                    errors[kind] += socket_errors
+                    error_notes.append(f"{kind}: socket errors " + ", ".join(
+                        f"{name} {count}" for name, count in result["socket_errors"].items()))
             xvm_thread.join(phase_seconds + 180)
             if "answered" not in xvm:
                 raise RuntimeError("the load generator did not report")
@@ -1280,14 +1341,31 @@ SCENARIOS = ["concurrent", "loadgen", "qemu", "http", "audit", "soak", "cluster"
 def versions():
     def package(name):
         return sh("dpkg-query", "-W", "-f=${Version}", name, check=False).stdout.strip() or "not installed"
-    # The commit of the binaries measured: the build directory's work tree (this checkout unless --build-dir).
-    tree = os.path.dirname(FENCEGATE)
-    commit = sh("git", "-C", tree, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "unknown commit"
-    dirty = sh("git", "-C", tree, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
-    return {"fencegate": commit + (" with uncommitted changes" if dirty else ""),
+    return {"fencegate": measured_commit(),
             "fence-virtd": package("fence-virtd"), "fence-virt": package("fence-virt"),
             "libvirt": package("libvirt0"), "qemu": package("qemu-system-x86"), "wrk": package("wrk"),
             "corosync": package("corosync")}
+
+
+def measured_commit():
+    """The commit of the binaries measured, as `fencegate --version` states it ("fencegate 0.9.0 (git abc1234)",
+    "-dirty" when built from a tree with uncommitted changes); else the build directory's work tree."""
+    stated = sh(FENCEGATE, "--version", check=False).stdout
+    match = re.search(r"\(git ([0-9a-f]{7,40})(-dirty)?\)", stated)
+    if match:
+        return match.group(1) + (" with uncommitted changes" if match.group(2) else "")
+    tree = os.path.dirname(FENCEGATE)
+    commit = sh("git", "-C", tree, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "unknown commit"
+    dirty = sh("git", "-C", tree, "status", "--porcelain", "--untracked-files=no", check=False).stdout.strip()
+    return commit + (" with uncommitted changes" if dirty else "")
+
+
+def concurrent_rounds(quick):
+    """Rounds of N clients at once: a p99 needs at least 200 samples, so N × rounds ≥ 200 for N ≤ 20 in a full
+    run (N = 50 gets 250 from 5 rounds); a quick run keeps 2 rounds and reports no p99."""
+    if quick:
+        return lambda count: 2
+    return lambda count: max(5, -(-200 // count)) if count <= 20 else 5
 
 
 def totem_setting(text):
@@ -1336,30 +1414,37 @@ def main():
     wanted = set(options.only or SCENARIOS)
     try:
         if "concurrent" in wanted:
+            CURRENT_SCENARIO[0] = "concurrent"
             print("1. concurrent guests (unchanged fence_xvm, status)", flush=True)
             counts = [1, 5, 10] if quick else [1, 5, 10, 20, 50]
-            results["concurrent"] = bench_concurrent_guests(directory, counts, 2 if quick else 5)
+            results["concurrent"] = bench_concurrent_guests(directory, counts, concurrent_rounds(quick))
         if "loadgen" in wanted:
+            CURRENT_SCENARIO[0] = "loadgen"
             print("1b. load generator (signed fence_xvm status requests, no process per request)", flush=True)
             results["loadgen"] = bench_load(directory, [1, 8, 32], 3 if quick else 8)
         if "qemu" in wanted:
+            CURRENT_SCENARIO[0] = "qemu"
             print("2. real hypervisor (libvirtd, QEMU TCG domains, unchanged fence_xvm)", flush=True)
             results["qemu"] = bench_qemu(directory, not options.skip_virtd_concurrent_reboots)
         if "http" in wanted:
+            CURRENT_SCENARIO[0] = "http"
             print("3. HTTP (wrk on loopback) and 5. footprint", flush=True)
             results["http"] = bench_http(directory, 3 if quick else 10)
             results["sushy"] = bench_sushy(directory, 3 if quick else 10)
         if "audit" in wanted:
+            CURRENT_SCENARIO[0] = "audit"
             print("4. audit log at scale", flush=True)
             rows = 100_000 if quick else 1_000_000
             results["audit"] = json.loads(sh(BENCH_TOOL, "audit-scale", "--rows", str(rows), "--database",
                                              os.path.join(directory, "scale.db")).stdout)
         if "soak" in wanted:
+            CURRENT_SCENARIO[0] = "soak"
             print("6. soak (mixed requests through every front end; the server's memory)", flush=True)
             total = min(options.soak_requests, 200_000) if quick else options.soak_requests
             results["soak"] = bench_soak(directory, total, warmup=max(total // 10, 1), phase_seconds=5 if quick else 10,
                                          budget_seconds=120 if quick else 330)
         if "cluster" in wanted:
+            CURRENT_SCENARIO[0] = "cluster"
             print("7. cluster mode (three corosync hosts: the latency the group adds)", flush=True)
             results["cluster"] = bench_cluster_measured(directory, requests=300 if quick else 2000, rounds=4,
                                                xvm_duration=3 if quick else 8, in_flight_levels=[1, 8],
@@ -1368,6 +1453,7 @@ def main():
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     results["seconds"] = time.monotonic() - started
+    results["peak_rss_kib"] = dict(PEAK_RSS_KIB)
     if options.json:
         with open(options.json, "w") as file:
             json.dump({key: ({" ".join(map(str, k)) if isinstance(k, tuple) else k: v for k, v in value.items()}

@@ -1,13 +1,52 @@
 """Renders bench.py's results as BENCHMARKS.md: the figures of one run, the targets, and the profile notes."""
+import math
 import os
+import re
 
 NOTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile-notes.md")
 SCENARIO_SENTENCE = ("scenario (concurrent, loadgen, qemu, http, audit, soak, cluster) for a quick look, and with `--merge` replaces"
                      " only that scenario's section (and its rows under Targets) in this file, keeping the rest.")
 
 
+# A p99 from fewer samples than this is not reported (it would be the maximum of a few).
+P99_MINIMUM_SAMPLES = 200
+# Marks each scenario's line with Fencegate's peak RSS; merge() reads them back for the whole-bench target.
+PEAK_LINE = "Fencegate's peak RSS in this scenario"
+# Which section each scenario's Fencegate runs in (audit runs none).
+SCENARIO_SECTIONS = {"concurrent": "1", "loadgen": "1b", "qemu": "2", "http": "3", "soak": "6", "cluster": "7"}
+
+
+def known(value):
+    """`value` as a number, or None where it is missing or not a number (NaN)."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def ratio(numerator, denominator):
+    """numerator ÷ denominator, or None unless both are known and the denominator is positive."""
+    numerator, denominator = known(numerator), known(denominator)
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def fmt(value, spec=".2f", suffix=""):
+    """A number as `spec` (with `suffix`), or "n/a" where it is missing or NaN."""
+    value = known(value)
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
 def ms(value):
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    value = known(value)
+    if value is None:
+        return "n/a"
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def mib(kib):
+    return fmt(None if known(kib) is None else kib / 1024, ".1f", " MiB")
 
 
 def seconds_list(values):
@@ -33,18 +72,27 @@ def render(results):
         "veth ports, 198.18.0.0/23), on the same libvirt world and key, driven by the same unchanged clients.",
         "",
     ]
-    lines += render_concurrent(results.get("concurrent"), targets)
-    lines += render_loadgen(results.get("loadgen"), targets)
-    lines += render_qemu(results.get("qemu"), targets)
-    lines += render_http(results.get("http"), results.get("sushy"), targets)
+    peaks = results.get("peak_rss_kib") or {}
+
+    def with_peak(section, scenario):
+        """The section's lines, with Fencegate's peak RSS in its scenario as their last paragraph."""
+        if section and scenario in peaks:
+            section = section[:-1] + [f"{PEAK_LINE} (VmHWM of every `fencegate serve` it ran, read before each"
+                                      f" stopped): {peaks[scenario] / 1024:.1f} MiB.", ""]
+        return section
+    lines += with_peak(render_concurrent(results.get("concurrent"), targets), "concurrent")
+    lines += with_peak(render_loadgen(results.get("loadgen"), targets), "loadgen")
+    lines += with_peak(render_qemu(results.get("qemu"), targets), "qemu")
+    lines += with_peak(render_http(results.get("http"), results.get("sushy"), targets), "http")
     lines += render_audit(results.get("audit"), targets)
     lines += render_footprint(results.get("http"))
-    lines += render_soak(results.get("soak"), targets)
-    lines += render_cluster(results.get("cluster"), targets)
+    lines += with_peak(render_soak(results.get("soak"), targets), "soak")
+    lines += with_peak(render_cluster(results.get("cluster"), targets), "cluster")
+    targets += issue17_targets(results)
     if targets:
         lines += ["## Targets", "", "| what | target | measured | met |", "|---|---|---|---|"]
         for what, target, measured, met in targets:
-            lines.append(f"| {what} | {target} | {measured} | {'yes' if met else '**no**'} |")
+            lines.append(f"| {what} | {target} | {measured} | {'n/a' if met is None else 'yes' if met else '**no**'} |")
         lines += ["", "Where a target is missed, the profile notes below give the cause.", ""]
     if os.path.exists(NOTES):
         with open(NOTES) as file:
@@ -52,50 +100,72 @@ def render(results):
     return "\n".join(lines)
 
 
+def p99(row):
+    """A row's p99, or None when it rests on fewer than P99_MINIMUM_SAMPLES samples."""
+    return row["p99_ms"] if row.get("samples", 0) >= P99_MINIMUM_SAMPLES else None
+
+
+def p99_cell(row):
+    value = p99(row)
+    return ms(value) if value is not None else f"n/a (<{P99_MINIMUM_SAMPLES} samples)"
+
+
+def above_floor(concurrent, count):
+    """(p99 above the floor for fence_virtd, for Fencegate, ratio gate ÷ virtd) at N = count, each None where a
+    p99 is missing; a server below the floor counts as 0 above it (both sides alike)."""
+    floor, virtd, gate = (p99(concurrent[(label, count)]) for label in ("floor", "fence_virtd", "fencegate"))
+    if floor is None or virtd is None or gate is None:
+        return None, None, None
+    above_virtd, above_gate = virtd - floor, gate - floor
+    return above_virtd, above_gate, ratio(max(above_gate, 0), max(above_virtd, 0))
+
+
 def render_concurrent(concurrent, targets):
     if not concurrent:
         return []
     counts = sorted({count for (_, count) in concurrent})
+    samples = ", ".join(f"N = {count}: {concurrent[('fencegate', count)].get('samples', 0)}" for count in counts)
     lines = [
         "## 1. Concurrent guests (the unchanged fence_xvm)",
         "",
         "N guest namespaces each run `fence_xvm -o status -H nodeI` at the same moment (several rounds); latency is",
         "each client process's wall time. The floor is the same processes running `fence_xvm -o metadata`, which",
         "sends nothing: process start-up and CPU contention on the machine's cores. Client CPU is the mean CPU time",
-        "of one fence_xvm process (user + system, from its rusage).",
+        f"of one fence_xvm process (user + system, from its rusage). Samples per row ({samples}): a p99 is reported",
+        f"from {P99_MINIMUM_SAMPLES} samples or more; the ratio compares the p99s above the floor, a negative one"
+        " counted as 0.",
         "",
         "| N | floor p50 / p99 | fence_virtd p50 / p99 / max | Fencegate p50 / p99 / max | failures (virtd / gate) "
         "| client CPU: floor / status | p99 above floor: virtd / gate | ratio gate ÷ virtd |",
         "|---:|---|---|---|---|---|---|---:|",
     ]
-    last = None
     for count in counts:
         floor = concurrent[("floor", count)]
         virtd = concurrent[("fence_virtd", count)]
         gate = concurrent[("fencegate", count)]
-        above_virtd = virtd["p99_ms"] - floor["p99_ms"]
-        above_gate = max(gate["p99_ms"] - floor["p99_ms"], 0)
-        ratio = above_gate / above_virtd if above_virtd > 0 else float("nan")
+        above_virtd, above_gate, ratio_gate = above_floor(concurrent, count)
         lines.append(
-            f"| {count} | {ms(floor['p50_ms'])} / {ms(floor['p99_ms'])} ms "
-            f"| {ms(virtd['p50_ms'])} / {ms(virtd['p99_ms'])} / {ms(virtd['max_ms'])} ms "
-            f"| {ms(gate['p50_ms'])} / {ms(gate['p99_ms'])} / {ms(gate['max_ms'])} ms "
+            f"| {count} | {ms(floor['p50_ms'])} / {p99_cell(floor)} ms "
+            f"| {ms(virtd['p50_ms'])} / {p99_cell(virtd)} / {ms(virtd['max_ms'])} ms "
+            f"| {ms(gate['p50_ms'])} / {p99_cell(gate)} / {ms(gate['max_ms'])} ms "
             f"| {virtd['failures']} / {gate['failures']} "
-            f"| {floor.get('client_cpu_ms', 0):.1f} / {gate.get('client_cpu_ms', 0):.1f} ms "
-            f"| {ms(above_virtd)} / {ms(above_gate)} ms | {ratio:.2f} |")
-        last = (count, floor, virtd, gate, above_virtd, above_gate, ratio)
-    count, floor, virtd, gate, above_virtd, above_gate, ratio = last
+            f"| {fmt(floor.get('client_cpu_ms'), '.1f')} / {fmt(gate.get('client_cpu_ms'), '.1f')} ms "
+            f"| {ms(above_virtd)} / {ms(above_gate)} ms | {fmt(ratio_gate)} |")
+    count = counts[-1]
+    floor, gate = concurrent[("floor", count)], concurrent[("fencegate", count)]
+    above_virtd, _, ratio_last = above_floor(concurrent, count)
     cores = os.cpu_count() or 1
-    client_extra = count * (gate.get("client_cpu_ms", 0) - floor.get("client_cpu_ms", 0)) / cores
+    client_cpu = gate.get("client_cpu_ms", 0) - floor.get("client_cpu_ms", 0)
     lines += [
         "",
-        f"At N = {count}, the clients themselves need {gate.get('client_cpu_ms', 0) - floor.get('client_cpu_ms', 0):.1f} ms"
+        f"At N = {count}, the clients themselves need {client_cpu:.1f} ms"
         f" of CPU each beyond the floor (TCP listener, challenge-response, hashing): {count} × that ÷ {cores} cores ="
-        f" {client_extra:.0f} ms of wall time above the floor that no server can remove, against fence_virtd's"
-        f" {above_virtd:.0f} ms.",
+        f" {count * client_cpu / cores:.0f} ms of wall time above the floor that no server can remove, against fence_virtd's"
+        f" {ms(above_virtd)} ms.",
         "",
     ]
-    targets.append((f"{count} guests: p99 above floor, Fencegate ÷ fence_virtd", "≤ 0.20", f"{ratio:.2f}", ratio <= 0.20))
+    targets.append((f"{count} guests: p99 above floor, Fencegate ÷ fence_virtd", "≤ 0.20", fmt(ratio_last),
+                    None if ratio_last is None else ratio_last <= 0.20))
     return lines
 
 
@@ -109,37 +179,47 @@ def render_loadgen(loadgen, targets):
         "`fencegate-bench xvm-load` (a client written from the protocol document: it signs each request, multicasts",
         "it from its guest namespace, takes the call back on its own listener and runs the client's half of the",
         "challenge-response) keeps a fixed number of `status` requests in flight from 4 guest namespaces, over 16",
-        "domains, back to back. Both servers share the machine's cores with the load generator.",
+        "domains, back to back. Both servers share the machine's cores with the load generator. A retransmission is",
+        "a request the load generator multicast again because no call back came in time. CPU per request is the",
+        "server process's user + system time over the row ÷ the requests answered in it.",
         "",
-        "| in flight | fence_virtd req/s | p50 / p99 | Fencegate req/s | p50 / p99 | failures (virtd / gate) | ratio req/s "
-        "| CPU per request: virtd / gate / load generator |",
-        "|---:|---:|---|---:|---|---|---:|---|",
+        "| in flight | fence_virtd req/s | p50 / p99 | Fencegate req/s | p50 / p99 | failures (virtd / gate) "
+        "| retransmissions (virtd / gate) | ratio req/s | CPU per request: virtd / gate / load generator | ratio CPU gate ÷ virtd |",
+        "|---:|---:|---|---:|---|---|---|---:|---|---:|",
     ]
-    best = 0.0
     for level in levels:
         virtd, gate = loadgen[("fence_virtd", level)], loadgen[("fencegate", level)]
-        ratio = gate["requests_per_second"] / virtd["requests_per_second"] if virtd["requests_per_second"] else float("nan")
-        best = max(best, ratio)
+        virtd_cpu, gate_cpu = virtd.get("server_cpu_ms_per_request"), gate.get("server_cpu_ms_per_request")
         lines.append(
-            f"| {level} | {virtd['requests_per_second']:,.0f} | {virtd['p50_ms']:.1f} / {virtd['p99_ms']:.1f} ms "
-            f"| {gate['requests_per_second']:,.0f} | {gate['p50_ms']:.1f} / {gate['p99_ms']:.1f} ms "
-            f"| {virtd['failures']} / {gate['failures']} | {ratio:.2f} "
-            f"| {virtd.get('server_cpu_ms_per_request', float('nan')):.2f} / {gate.get('server_cpu_ms_per_request', float('nan')):.2f}"
-            f" / {gate.get('client_cpu_ms_per_request', float('nan')):.2f} ms |")
-    saturation_virtd = max(loadgen[("fence_virtd", level)]["requests_per_second"] for level in levels)
-    saturation_gate = max(loadgen[("fencegate", level)]["requests_per_second"] for level in levels)
-    ratio = saturation_gate / saturation_virtd if saturation_virtd else float("nan")
+            f"| {level} | {fmt(virtd['requests_per_second'], ',.0f')} | {fmt(virtd['p50_ms'], '.1f')} / {fmt(virtd['p99_ms'], '.1f')} ms "
+            f"| {fmt(gate['requests_per_second'], ',.0f')} | {fmt(gate['p50_ms'], '.1f')} / {fmt(gate['p99_ms'], '.1f')} ms "
+            f"| {virtd['failures']} / {gate['failures']} | {virtd.get('retransmissions', 'n/a')} / {gate.get('retransmissions', 'n/a')} "
+            f"| {fmt(ratio(gate['requests_per_second'], virtd['requests_per_second']))} "
+            f"| {fmt(virtd_cpu)} / {fmt(gate_cpu)} / {fmt(gate.get('client_cpu_ms_per_request'))} ms "
+            f"| {fmt(ratio(gate_cpu, virtd_cpu))} |")
+    saturation_virtd, saturation_gate = saturation(loadgen)
+    best = ratio(saturation_gate, saturation_virtd)
     lines += [
         "",
-        f"At saturation (best row of each): fence_virtd {saturation_virtd:,.0f} req/s, Fencegate {saturation_gate:,.0f}"
-        f" req/s ({ratio:.2f}×). Every Fencegate request also writes and fsyncs its audit row before and after the"
+        f"At saturation (best row of each): fence_virtd {fmt(saturation_virtd, ',.0f')} req/s, Fencegate"
+        f" {fmt(saturation_gate, ',.0f')} req/s ({fmt(best, '.2f', '×')}). Every Fencegate request also writes and fsyncs its audit row before and after the"
         " libvirt call; fence_virtd writes nothing. With the test driver a libvirt call takes microseconds, so",
         " fence_virtd's one-request-at-a-time loop costs it little here; CPU per request decides, and the load",
         f" generator and both servers share {os.cpu_count()} cores.",
         "",
     ]
-    targets.append(("load generator: requests/s at saturation, Fencegate ÷ fence_virtd", "≥ 5", f"{ratio:.2f}", ratio >= 5))
+    targets.append(("load generator: requests/s at saturation, Fencegate ÷ fence_virtd", "≥ 5", fmt(best),
+                    None if best is None else best >= 5))
     return lines
+
+
+def saturation(loadgen):
+    """The best req/s of fence_virtd's rows and of Fencegate's (None where a side has no figure)."""
+    def best(label):
+        values = [known(row["requests_per_second"]) for (side, _), row in loadgen.items() if side == label]
+        values = [value for value in values if value is not None]
+        return max(values) if values else None
+    return best("fence_virtd"), best("fencegate")
 
 
 def render_qemu(qemu, targets):
@@ -181,78 +261,211 @@ def render_qemu(qemu, targets):
     return lines
 
 
+HTTP_CONNECTIONS = [1, 16, 64]
+# (results key prefix, server, request) for every wrk row of section 3, in the order of its last table.
+HTTP_ROWS = [
+    ("status", "Fencegate", "`GET /domains/node1` (read token)"),
+    ("metrics", "Fencegate", "`GET /metrics` (read token)"),
+    ("fence_one", "Fencegate", "`POST /domains/node1/off`, `/on` alternating, audited (fence token)"),
+    ("fence", "Fencegate", "`POST /domains/nodeI/off`, `/on` over 64 domains, audited (fence token)"),
+    ("redfish_status", "Fencegate", "Redfish `GET /redfish/v1/Systems/node1` (HTTP Basic)"),
+    ("redfish_reset", "Fencegate", "Redfish Reset ForceOff / On on node1, audited (HTTP Basic)"),
+    ("ceiling", "fixed-body C program", "`GET /domains/node1` (any path: the same 120-byte JSON)"),
+]
+SUSHY_ROWS = [
+    ("status", "sushy-emulator", "`GET /redfish/v1/Systems/{uuid}` (its one domain)"),
+    ("fence", "sushy-emulator", "Reset ForceOff / On on its one domain, not audited"),
+]
+
+
+def rate(row, digits=0):
+    return "– | –" if not row else f"{fmt(row['requests_per_second'], f',.{digits}f')} | {fmt(row.get('p99_ms'), '.2f', ' ms')}"
+
+
+def cpu_cell(row):
+    return "–" if not row else fmt(row.get("server_cpu_ms_per_request"), ".3f", " ms")
+
+
+def socket_errors(row):
+    errors = row.get("socket_errors")
+    if not isinstance(errors, dict):
+        return "n/a"
+    return " / ".join(str(errors.get(kind, 0)) for kind in ("connect", "read", "write", "timeout"))
+
+
 def render_http(http, sushy, targets):
     if not http:
         return []
+    sushy = sushy or {}
+    timeout = http.get("wrk_timeout", "?")
+    version = f" ({sushy['version'].split(':', 1)[-1].strip()})" if sushy.get("version") else ""
     lines = [
         "## 3. HTTP API",
         "",
-        "wrk on loopback with a fence-scope token. `GET /domains/node1` reads the live state; `POST /domains/nodeI/off|on`",
-        "alternates over 64 domains, each operation with its intent row written and fsynced before the hypervisor",
-        "call and its completion after. Beside it, sushy-emulator"
-        + (f" ({sushy['version'].split(':', 1)[-1].strip()})" if sushy else "")
-        + " on the same test driver: `GET /redfish/v1/Systems/{uuid}` and `POST …/Actions/ComputerSystem.Reset`",
-        "alternating ForceOff and On on its one domain (no audit record).",
+        f"wrk on loopback, every row with the same settings (2 threads, 1 at one connection; `--timeout {timeout}` for"
+        " every server; a request not answered within it counts as a socket timeout). Fencegate (`serve --redfish"
+        " --allow-plain-http`, 64 test-driver domains) answers reads with a read-scope token and `POST"
+        " /domains/nodeI/off|on` with a fence-scope token, each such operation with its intent row written and fsynced"
+        " before the hypervisor call and its completion after. Beside it, in the same run: sushy-emulator" + version +
+        f" on libvirt's test:///default ({sushy.get('domains', 1)} domain, no authentication, no audit record), and"
+        " `bench/mhd-ceiling.c`, a fixed-body libmicrohttpd program with Fencegate's server settings (MHD_USE_AUTO,"
+        " internal polling thread, a pool of 2 threads, 127.0.0.1) that answers every request with the same 120-byte"
+        " JSON: the library's ceiling on this machine. CPU per request is the server process's user + system time"
+        " (all its threads) over the row ÷ the requests wrk counted.",
         "",
-        "| connections | Fencegate GET req/s | p99 | sushy GET req/s | p99 | ratio | Fencegate audited off/on ops/s | p99 | sushy Reset ops/s | p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Like with like, one domain on each side: Fencegate's `GET /domains/node1` and its audited off/on alternating"
+        " on node1, beside sushy-emulator's `GET` of its system and its Reset alternating ForceOff and On.",
+        "",
+        "| connections | Fencegate GET req/s | p99 | sushy GET req/s | p99 | ratio | Fencegate audited off/on, one domain,"
+        " ops/s | p99 | sushy Reset ops/s | p99 | ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ratios = []
-    for connections in [1, 16, 64]:
-        status, fence = http[f"status_c{connections}"], http[f"fence_c{connections}"]
-        if sushy:
-            other_status, other_fence = sushy[f"status_c{connections}"], sushy[f"fence_c{connections}"]
-            ratio = status["requests_per_second"] / other_status["requests_per_second"]
-            ratios.append((connections, ratio))
-            lines.append(
-                f"| {connections} | {status['requests_per_second']:,.0f} | {status['p99_ms']:.2f} ms "
-                f"| {other_status['requests_per_second']:,.0f} | {other_status['p99_ms']:.1f} ms | {ratio:.0f}× "
-                f"| {fence['requests_per_second']:,.0f} | {fence['p99_ms']:.2f} ms "
-                f"| {other_fence['requests_per_second']:,.0f} | {other_fence['p99_ms']:.1f} ms |")
-        else:
-            lines.append(
-                f"| {connections} | {status['requests_per_second']:,.0f} | {status['p99_ms']:.2f} ms | – | – | – "
-                f"| {fence['requests_per_second']:,.0f} | {fence['p99_ms']:.2f} ms | – | – |")
+    for connections in HTTP_CONNECTIONS:
+        status, fence = http.get(f"status_c{connections}"), http.get(f"fence_one_c{connections}")
+        other_status, other_fence = sushy.get(f"status_c{connections}"), sushy.get(f"fence_c{connections}")
+        lines.append(
+            f"| {connections} | {rate(status)} | {rate(other_status)}"
+            f" | {fmt(ratio((status or {}).get('requests_per_second'), (other_status or {}).get('requests_per_second')), '.1f', '×')}"
+            f" | {rate(fence)} | {rate(other_fence)}"
+            f" | {fmt(ratio((fence or {}).get('requests_per_second'), (other_fence or {}).get('requests_per_second')), '.2f', '×')} |")
+    lines += [
+        "",
+        "Against the library's ceiling: the same wrk rows, Fencegate's `GET /domains/node1` and the fixed-body program"
+        " one right after the other.",
+        "",
+        "| connections | Fencegate GET req/s | p99 | CPU per request | C program req/s | p99 | CPU per request"
+        " | ratio req/s, Fencegate ÷ C | ratio CPU per request, Fencegate ÷ C |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections in HTTP_CONNECTIONS:
+        status, ceiling = http.get(f"status_c{connections}"), http.get(f"ceiling_c{connections}")
+        lines.append(
+            f"| {connections} | {rate(status)} | {cpu_cell(status)} | {rate(ceiling)} | {cpu_cell(ceiling)}"
+            f" | {fmt(ratio((status or {}).get('requests_per_second'), (ceiling or {}).get('requests_per_second')))}"
+            f" | {fmt(ratio((status or {}).get('server_cpu_ms_per_request'), (ceiling or {}).get('server_cpu_ms_per_request')), '.1f')} |")
     if "redfish_status_c1" in http:
         lines += [
             "",
-            "Redfish against Redfish: Fencegate's `/redfish/v1` (`serve --redfish`, HTTP Basic with a token checked on",
-            "every request, every Reset audited) and sushy-emulator (no authentication, no audit), the same requests",
-            "on one domain: `GET /redfish/v1/Systems/{id}`, and Reset alternating ForceOff and On. With one connection a",
-            "Fencegate Reset waits for two fsyncs (its audit rows), which sushy-emulator does not write; concurrent",
-            "Resets share commits.",
+            "Redfish against Redfish: Fencegate's `/redfish/v1` (HTTP Basic with a token checked on every request,"
+            " every Reset audited) and sushy-emulator (no authentication, no audit), the same requests on one domain:"
+            " `GET /redfish/v1/Systems/{id}`, and Reset alternating ForceOff and On. With one connection a Fencegate"
+            " Reset waits for two fsyncs (its audit rows), which sushy-emulator does not write; concurrent Resets share"
+            " commits.",
             "",
             "| connections | Fencegate GET system req/s | p99 | sushy req/s | p99 | Fencegate Reset ops/s | p99 | sushy ops/s | p99 |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for connections in [1, 16, 64]:
-            mine_status, mine_reset = http[f"redfish_status_c{connections}"], http[f"redfish_reset_c{connections}"]
-            other = sushy or {}
-            other_status, other_reset = other.get(f"status_c{connections}"), other.get(f"fence_c{connections}")
-            def cell(result, digits):
-                return f"{result['requests_per_second']:,.0f} | {result['p99_ms']:.{digits}f} ms" if result else "– | –"
+        for connections in HTTP_CONNECTIONS:
             lines.append(
-                f"| {connections} | {cell(mine_status, 2)} | {cell(other_status, 1)} | {cell(mine_reset, 2)} | {cell(other_reset, 1)} |")
-    kinds = ["status", "fence"] + (["redfish_status", "redfish_reset"] if "redfish_status_c1" in http else [])
-    failures = sum(http[f"{kind}_c{c}"]["non_2xx"] for kind in kinds for c in [1, 16, 64])
+                f"| {connections} | {rate(http.get(f'redfish_status_c{connections}'))}"
+                f" | {rate(sushy.get(f'status_c{connections}'))} | {rate(http.get(f'redfish_reset_c{connections}'))}"
+                f" | {rate(sushy.get(f'fence_c{connections}'))} |")
     lines += [
         "",
-        f"Non-2xx answers from Fencegate in all rows: {failures}. Audit rows written during the run: {http['audit_rows']:,}.",
-        f"This disk sustains {http['fsync_per_second']:,.0f} fsyncs/s (one writer, measured in the same run). With",
-        "`synchronous=FULL` each audited operation needs two durable writes; concurrent operations share a commit",
-        "(group commit), so the audited rate is not bounded by one fsync per write.",
+        "Every wrk row of this section, each server's errors beside it: answers other than 2xx or 3xx, and wrk's"
+        " socket errors (connect / read / write / timeout).",
+        "",
+        "| server | request | connections | req/s | p99 | CPU per request | non-2xx | socket errors c / r / w / t |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    totals = {}
+    for source, rows in [(http, HTTP_ROWS), (sushy, SUSHY_ROWS)]:
+        for key, server, request in rows:
+            for connections in HTTP_CONNECTIONS:
+                row = source.get(f"{key}_c{connections}")
+                if not row:
+                    continue
+                lines.append(f"| {server} | {request} | {connections} | {rate(row)} | {cpu_cell(row)} | {row['non_2xx']:,}"
+                             f" | {socket_errors(row)} |")
+                total = totals.setdefault(server, [0, 0])
+                total[0] += row["non_2xx"]
+                total[1] += sum((row.get("socket_errors") or {}).values()) if isinstance(row.get("socket_errors"), dict) else 0
+    lines += [
+        "",
+        "In all rows: " + "; ".join(f"{server} {non_2xx:,} non-2xx and {errors:,} socket errors"
+                                    for server, (non_2xx, errors) in totals.items()) + ".",
+        f"Audit rows written during the run: {http['audit_rows']:,}. This disk sustains {http['fsync_per_second']:,.0f}"
+        " fsyncs/s (one writer, measured in the same run). With `synchronous=FULL` each audited operation needs two"
+        " durable writes; concurrent operations share a commit (group commit), so the audited rate is not bounded by"
+        " one fsync per write.",
         "",
     ]
-    best_status = max(http[f"status_c{c}"]["requests_per_second"] for c in [1, 16, 64])
-    best_fence = max(http[f"fence_c{c}"]["requests_per_second"] for c in [1, 16, 64])
+    best_status = max(http[f"status_c{c}"]["requests_per_second"] for c in HTTP_CONNECTIONS)
+    best_fence = max(http[f"fence_c{c}"]["requests_per_second"] for c in HTTP_CONNECTIONS)
     targets += [
         ("HTTP GET status", "≥ 10,000 req/s", f"{best_status:,.0f} req/s", best_status >= 10_000),
         ("HTTP audited fence ops", "≥ 1,000 ops/s", f"{best_fence:,.0f} ops/s", best_fence >= 1_000),
     ]
-    if ratios:
-        at16 = dict(ratios).get(16)
-        targets.append(("HTTP GET, Fencegate ÷ sushy-emulator at 16 connections", "≥ 30", f"{at16:.0f}", at16 >= 30))
+    if sushy:
+        at16 = ratio(http["status_c16"]["requests_per_second"], sushy["status_c16"]["requests_per_second"])
+        targets.append(("HTTP GET, Fencegate ÷ sushy-emulator at 16 connections", "≥ 30", fmt(at16, ".0f"),
+                        None if at16 is None else at16 >= 30))
     return lines
+
+
+def met_all(values, test):
+    """True if every value passes `test`, None if one is missing, else False."""
+    if any(value is None for value in values):
+        return None
+    return all(test(value) for value in values)
+
+
+PEAK_TARGET = "hot path (issue 17): peak RSS under the whole bench"
+
+
+def peak_target(peaks_mib):
+    """The whole-bench peak RSS row from {scenario: MiB}."""
+    peak = max(peaks_mib.values())
+    measured = f"{peak:.1f} MiB (" + ", ".join(f"{scenario} {value:.1f}" for scenario, value in peaks_mib.items()) + " MiB)"
+    return PEAK_TARGET, "≤ 64 MiB", measured, peak <= 64
+
+
+def issue17_targets(results):
+    """Issue 17's targets (the hot path), each from this run's figures where its scenarios ran."""
+    rows = []
+    loadgen, concurrent = results.get("loadgen"), results.get("concurrent")
+    http, sushy = results.get("http"), results.get("sushy")
+    if loadgen:
+        levels = sorted({level for (_, level) in loadgen})
+        cpu = [ratio(loadgen[("fencegate", level)].get("server_cpu_ms_per_request"),
+                     loadgen[("fence_virtd", level)].get("server_cpu_ms_per_request")) for level in levels]
+        rows.append((f"hot path (issue 17): load generator, server CPU per request, Fencegate ÷ fence_virtd, at"
+                     f" {' / '.join(map(str, levels))} in flight", "≤ 0.5 at each", " / ".join(fmt(value) for value in cpu),
+                     met_all(cpu, lambda value: value <= 0.5)))
+        if 1 in levels:
+            p50 = ratio(loadgen[("fencegate", 1)]["p50_ms"], loadgen[("fence_virtd", 1)]["p50_ms"])
+            rows.append(("hot path (issue 17): load generator, 1 in flight: p50 latency, Fencegate ÷ fence_virtd", "≤ 1.0",
+                         fmt(p50), met_all([p50], lambda value: value <= 1.0)))
+        virtd, gate = saturation(loadgen)
+        best = ratio(gate, virtd)
+        rows.append(("hot path (issue 17): load generator at saturation (best row of each): req/s, Fencegate ÷ fence_virtd",
+                     "≥ 2", fmt(best), met_all([best], lambda value: value >= 2)))
+    if concurrent:
+        what = "hot path (issue 17): 50 guests, unchanged fence_xvm: p99 above floor, Fencegate ÷ fence_virtd"
+        if ("fencegate", 50) not in concurrent:
+            rows.append((what, "≤ 0.5", "n/a (no N = 50 in this run)", None))
+        else:
+            value = above_floor(concurrent, 50)[2]
+            measured = fmt(value) if p99(concurrent[("fencegate", 50)]) is not None \
+                else f"n/a (<{P99_MINIMUM_SAMPLES} samples)"
+            rows.append((what, "≤ 0.5", measured, met_all([value], lambda number: number <= 0.5)))
+    if http and sushy and "fence_one_c1" in http:
+        value = ratio(http["fence_one_c1"]["requests_per_second"], sushy["fence_c1"]["requests_per_second"])
+        rows.append(("hot path (issue 17): HTTP audited off/on (one domain), 1 connection: Fencegate ÷ sushy-emulator's"
+                     " unaudited Reset", "≥ 1.0", fmt(value), met_all([value], lambda number: number >= 1.0)))
+    if http and "ceiling_c1" in http:
+        values = [ratio(http[f"status_c{c}"]["requests_per_second"], http[f"ceiling_c{c}"]["requests_per_second"])
+                  for c in HTTP_CONNECTIONS]
+        rows.append(("hot path (issue 17): HTTP `GET /domains/{d}` (read token) ÷ the fixed-body libmicrohttpd program,"
+                     f" at {' / '.join(map(str, HTTP_CONNECTIONS))} connections", "≥ 0.3 at each",
+                     " / ".join(fmt(value) for value in values), met_all(values, lambda number: number >= 0.3)))
+    if http:
+        idle = http["idle_rss_kib"] / 1024
+        rows.append(("hot path (issue 17): idle RSS", "≤ 30 MiB", f"{idle:.1f} MiB", idle <= 30))
+    peaks = results.get("peak_rss_kib") or {}
+    if peaks:
+        rows.append(peak_target({scenario: kib / 1024 for scenario, kib in peaks.items()}))
+    return rows
 
 
 def render_audit(audit, targets):
@@ -288,8 +501,9 @@ def render_footprint(http):
         "## 5. Footprint",
         "",
         f"- Start-up to ready (`fencegate serve` until it prints its address): {http['startup_seconds'] * 1000:.0f} ms.",
-        f"- RSS idle: {http['idle_rss_kib'] / 1024:.1f} MiB; under the HTTP load of section 3 (peak sampled):"
-        f" {http['loaded_rss_kib'] / 1024:.1f} MiB.",
+        f"- RSS idle: {http['idle_rss_kib'] / 1024:.1f} MiB; under the HTTP load of section 3 (sampled after each row):"
+        f" {http['loaded_rss_kib'] / 1024:.1f} MiB"
+        + (f"; its peak (VmHWM) over section 3: {http['peak_rss_kib'] / 1024:.1f} MiB." if "peak_rss_kib" in http else "."),
         "",
     ]
 
@@ -487,10 +701,10 @@ def sections(text):
 
 def merge(existing, results):
     """`existing` (an earlier report) with this partial run's scenario sections replaced or added, their rows
-    under Targets replaced or added, and the profile notes refreshed; every other figure is kept as it was.
+    under Targets replaced or added (the whole-bench peak RSS recomputed from every section's), and the profile
+    notes refreshed; every other figure is kept as it was.
     Each replaced section says that it was measured separately, when and by which command; the header lists
     those sections."""
-    import re
     fresh = sections(render(results))
     merged = sections(existing)
     numbered = re.compile(r"## (\d+b?)\. ")
@@ -528,6 +742,24 @@ def merge(existing, results):
                 lines[same[0]] = row
             else:
                 lines.insert(rows[-1] + 1, row)
+        merged[old_targets] = ("## Targets", "\n".join(lines) + "\n\n")
+    # The whole-bench peak RSS: the highest of every section's, those kept and those measured now.
+    old_targets = next((index for index, (old, _) in enumerate(merged) if old == "## Targets"), None)
+    sections_scenario = {number: scenario for scenario, number in SCENARIO_SECTIONS.items()}
+    peaks = {}
+    for heading, text in merged:
+        found = re.search(re.escape(PEAK_LINE) + r"[^:]*: ([\d.]+) MiB", text)
+        if heading and found and numbered.match(heading):
+            peaks[sections_scenario.get(key(heading), key(heading))] = float(found.group(1))
+    if peaks and old_targets is not None:
+        what, target, measured, met = peak_target(peaks)
+        row = f"| {what} | {target} | {measured} | {'yes' if met else '**no**'} |"
+        lines = merged[old_targets][1].rstrip("\n").split("\n")
+        same = [index for index, line in enumerate(lines) if line.startswith(f"| {what} |")]
+        if same:
+            lines[same[0]] = row
+        else:
+            lines.insert(max(index for index, line in enumerate(lines) if line.startswith("| ")) + 1, row)
         merged[old_targets] = ("## Targets", "\n".join(lines) + "\n\n")
     # The header: this version's scenario sentence, and which sections were measured separately.
     header = merged[0][1]
