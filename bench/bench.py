@@ -540,7 +540,7 @@ def measured_wrk(pid, url, connections, duration, *arguments, env=None):
 
 def wrk_summary(row):
     errors = row["socket_errors"]
-    return (f"{row['requests_per_second']:8.0f} req/s p99 {row['p99_ms']:7.2f} ms"
+    return (f"{row['requests_per_second']:8.0f} req/s p99 {row['p99_ms'] or 0:7.2f} ms"
             f" CPU {row['server_cpu_ms_per_request'] or 0:.3f} ms/req non-2xx {row['non_2xx']}"
             f" socket errors {errors['connect']}/{errors['read']}/{errors['write']}/{errors['timeout']}")
 

@@ -77,7 +77,7 @@ def render(results):
     def with_peak(section, scenario):
         """The section's lines, with Fencegate's peak RSS in its scenario as their last paragraph."""
         if section and scenario in peaks:
-            section = section[:-1] + [f"{PEAK_LINE} (VmHWM of every `fencegate serve` it ran, read before each"
+            section = section + [f"{PEAK_LINE} (VmHWM of every `fencegate serve` it ran, read before each"
                                       f" stopped): {peaks[scenario] / 1024:.1f} MiB.", ""]
         return section
     lines += with_peak(render_concurrent(results.get("concurrent"), targets), "concurrent")
