@@ -135,8 +135,8 @@ def render_concurrent(concurrent, targets):
         f"from {P99_MINIMUM_SAMPLES} samples or more; the ratio compares the p99s above the floor, a negative one"
         " counted as 0.",
         "",
-        "| N | floor p50 / p99 | fence_virtd p50 / p99 / max | Fencegate p50 / p99 / max | failures (virtd / gate) "
-        "| client CPU: floor / status | p99 above floor: virtd / gate | ratio gate ÷ virtd |",
+        "| N | floor p50 / p99 (ms) | fence_virtd p50 / p99 / max (ms) | Fencegate p50 / p99 / max (ms) | failures (virtd / gate) "
+        "| client CPU: floor / status (ms) | p99 above floor: virtd / gate (ms) | ratio gate ÷ virtd |",
         "|---:|---|---|---|---|---|---|---:|",
     ]
     for count in counts:
@@ -145,12 +145,12 @@ def render_concurrent(concurrent, targets):
         gate = concurrent[("fencegate", count)]
         above_virtd, above_gate, ratio_gate = above_floor(concurrent, count)
         lines.append(
-            f"| {count} | {ms(floor['p50_ms'])} / {p99_cell(floor)} ms "
-            f"| {ms(virtd['p50_ms'])} / {p99_cell(virtd)} / {ms(virtd['max_ms'])} ms "
-            f"| {ms(gate['p50_ms'])} / {p99_cell(gate)} / {ms(gate['max_ms'])} ms "
+            f"| {count} | {ms(floor['p50_ms'])} / {p99_cell(floor)} "
+            f"| {ms(virtd['p50_ms'])} / {p99_cell(virtd)} / {ms(virtd['max_ms'])} "
+            f"| {ms(gate['p50_ms'])} / {p99_cell(gate)} / {ms(gate['max_ms'])} "
             f"| {virtd['failures']} / {gate['failures']} "
-            f"| {fmt(floor.get('client_cpu_ms'), '.1f')} / {fmt(gate.get('client_cpu_ms'), '.1f')} ms "
-            f"| {ms(above_virtd)} / {ms(above_gate)} ms | {fmt(ratio_gate)} |")
+            f"| {fmt(floor.get('client_cpu_ms'), '.1f')} / {fmt(gate.get('client_cpu_ms'), '.1f')} "
+            f"| {ms(above_virtd)} / {ms(above_gate)} | {fmt(ratio_gate)} |")
     count = counts[-1]
     floor, gate = concurrent[("floor", count)], concurrent[("fencegate", count)]
     above_virtd, _, ratio_last = above_floor(concurrent, count)
@@ -160,8 +160,9 @@ def render_concurrent(concurrent, targets):
         "",
         f"At N = {count}, the clients themselves need {client_cpu:.1f} ms"
         f" of CPU each beyond the floor (TCP listener, challenge-response, hashing): {count} × that ÷ {cores} cores ="
-        f" {count * client_cpu / cores:.0f} ms of wall time above the floor that no server can remove, against fence_virtd's"
-        f" {ms(above_virtd)} ms.",
+        f" {count * client_cpu / cores:.0f} ms of wall time above the floor that no server can remove"
+        + (f", against fence_virtd's {ms(above_virtd)} ms." if above_virtd is not None else
+           f" (fence_virtd's p99 above the floor: n/a, fewer than {P99_MINIMUM_SAMPLES} samples)."),
         "",
     ]
     targets.append((f"{count} guests: p99 above floor, Fencegate ÷ fence_virtd", "≤ 0.20", fmt(ratio_last),
