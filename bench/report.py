@@ -661,9 +661,9 @@ def render_cluster(cluster, targets):
         for level in levels:
             row = xvm[label][level]
             lines.append(
-                f"| {title} | {level} | {row['requests_per_second']:,.0f} | {row['p50_ms']:.2f} / {row['p90_ms']:.2f} /"
-                f" {row['p99_ms']:.2f} ms | {row['failures']} | {row['retransmissions']} |"
-                f" {row['server_cpu_ms_per_request']:.2f} ms |")
+                f"| {title} | {level} | {row['requests_per_second']:,.0f} | {fmt(row['p50_ms'])} / {fmt(row['p90_ms'])} /"
+                f" {fmt(row['p99_ms'])} ms | {row['failures']} | {row['retransmissions']} |"
+                f" {fmt(row['server_cpu_ms_per_request'])} ms |")
     callbacks = cluster["xvm_callbacks_per_host"]
     total = sum(callbacks) or 1
     virtd = cluster["virtd_cpg"]
