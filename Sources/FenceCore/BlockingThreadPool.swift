@@ -1,4 +1,5 @@
 package import Foundation
+import Synchronization
 
 /// Threads for blocking C calls (libvirt, socket I/O), so they never occupy Swift's cooperative pool.
 ///
@@ -68,6 +69,42 @@ package final class BlockingThreadPool: @unchecked Sendable {
                         id: id,
                         run: { continuation.resume(with: Result(catching: body)) },
                         abandon: { continuation.resume(throwing: $0) }
+                    )
+                )
+            }
+        } onCancel: {
+            abandon(id)
+        }
+    }
+
+    /// Runs `body` on a pool thread, as `run`, but waits at most until `deadline`: then throws
+    /// `DeadlineExceeded`, and a job still queued leaves the queue (a running one runs to its end, its result
+    /// dropped). One hop to the pool and one back, where `withDeadline` around `run` adds a task of its own.
+    func run<T: Sendable>(
+        until deadline: ContinuousClock.Instant,
+        scheduler: DeadlineScheduler = .shared,
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
+        let id = takeJobID()
+        let answer = AnswerOnce<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                answer.start(continuation)
+                let ticket = scheduler.schedule(at: deadline) { [self] in
+                    if answer.resume(with: .failure(DeadlineExceeded())) { abandon(id) }
+                }
+                submit(
+                    Job(
+                        id: id,
+                        run: {
+                            let result = Result(catching: body)
+                            scheduler.cancel(ticket)
+                            answer.resume(with: result)
+                        },
+                        abandon: { error in
+                            scheduler.cancel(ticket)
+                            answer.resume(with: .failure(error))
+                        }
                     )
                 )
             }
@@ -151,5 +188,22 @@ package final class BlockingThreadPool: @unchecked Sendable {
             condition.lock()
             busy -= 1
         }
+    }
+}
+
+/// A continuation resumed by whichever of a job and its deadline comes first; the other's result is dropped.
+private final class AnswerOnce<T: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+
+    func start(_ continuation: CheckedContinuation<T, any Error>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    /// Resumes the continuation if nothing did yet; true if this call did.
+    @discardableResult
+    func resume(with result: Result<T, any Error>) -> Bool {
+        guard let continuation = continuation.withLock({ $0.take() }) else { return false }
+        continuation.resume(with: result)
+        return true
     }
 }

@@ -29,6 +29,9 @@ package final class DeadlineScheduler: Sendable {
         var actions: [UInt64: @Sendable () -> Void] = [:]
         var nextID: UInt64 = 0
         var threadStarted = false
+        /// The instant the thread sleeps until; nil while it waits for a first deadline. A deadline after it
+        /// needs no wake-up (the usual case: every request's deadline is later than the one before).
+        var sleepingUntil: ContinuousClock.Instant?
 
         var cancelledInHeap: Int { heap.count - actions.count }
 
@@ -95,16 +98,18 @@ package final class DeadlineScheduler: Sendable {
     /// Runs `action` on the scheduler's thread at `instant`, unless cancelled first. `action` must be quick:
     /// it delays the deadlines after it.
     package func schedule(at instant: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) -> Ticket {
-        let (id, isEarliest, startThread) = state.withLock { state in
+        let (id, wakesThread, startThread) = state.withLock { state in
             let id = state.nextID
             state.nextID += 1
             state.actions[id] = action
             state.push(Entry(instant: instant, id: id))
             let start = !state.threadStarted
             state.threadStarted = true
-            return (id, state.heap[0].id == id, start)
+            let wakes = state.sleepingUntil.map { instant < $0 } ?? true
+            if wakes { state.sleepingUntil = instant }
+            return (id, wakes, start)
         }
-        if startThread { startLoop() } else if isEarliest { wakeUp.signal() }
+        if startThread { startLoop() } else if wakesThread { wakeUp.signal() }
         return Ticket(id: id)
     }
 
@@ -130,7 +135,11 @@ package final class DeadlineScheduler: Sendable {
         while true {
             let next: ContinuousClock.Instant? = state.withLock { state in
                 while let first = state.heap.first, state.actions[first.id] == nil { _ = state.popFirst() }
-                return state.heap.first?.instant
+                // A deadline cancelled meanwhile does not wake the thread: it wakes at the instant it chose,
+                // looks at the heap once, and sleeps again (a signal per new deadline cost a wake-up each).
+                let next = state.heap.first?.instant
+                state.sleepingUntil = next
+                return next
             }
             guard let next else {
                 wakeUp.wait()

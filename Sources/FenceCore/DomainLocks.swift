@@ -1,69 +1,99 @@
+import Synchronization
+
 /// One FIFO lock per domain: operations on the same domain run one at a time, in arrival order;
 /// operations on different domains never wait for each other.
-actor DomainLocks {
+///
+/// Taking a free lock and releasing one are synchronous (a mutex, no actor hop), so a job on the hypervisor
+/// pool can read a domain's state under its lock in the same hop; only waiting for a held lock suspends.
+final class DomainLocks: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Void, any Error>
     }
 
-    private var held: Set<String> = []
-    private var waiters: [String: [Waiter]] = [:]
-    private var nextWaiterID: UInt64 = 0
+    private struct State {
+        var held: Set<String> = []
+        var waiters: [String: [Waiter]] = [:]
+        var nextWaiterID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
 
     /// Waits for the lock on `key`. Throws `CancellationError` if the task is cancelled while waiting,
     /// in which case the lock is not taken.
     func acquire(_ key: String) async throws {
-        guard held.contains(key) else {
-            held.insert(key)
-            return
+        let id: UInt64? = state.withLock { state in
+            guard state.held.contains(key) else {
+                state.held.insert(key)
+                return nil
+            }
+            state.nextWaiterID += 1
+            return state.nextWaiterID
         }
-        let id = nextWaiterID
-        nextWaiterID += 1
+        guard let id else { return }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if Task.isCancelled {
-                    continuation.resume(throwing: CancellationError())
-                } else {
-                    waiters[key, default: []].append(Waiter(id: id, continuation: continuation))
+                let queued = state.withLock { state in
+                    // Checked under the lock: a cancellation after this point finds the waiter in `abandon`.
+                    guard !Task.isCancelled else { return false }
+                    guard state.held.contains(key) else {
+                        // Released between the first look and now: the lock is ours.
+                        state.held.insert(key)
+                        continuation.resume()
+                        return true
+                    }
+                    state.waiters[key, default: []].append(Waiter(id: id, continuation: continuation))
+                    return true
                 }
+                if !queued { continuation.resume(throwing: CancellationError()) }
             }
         } onCancel: {
-            Task { await self.abandon(key, waiter: id) }
+            abandon(key, waiter: id)
         }
     }
 
     /// Takes the lock on `key` only if nobody holds it. Returns whether it was taken.
     func tryAcquire(_ key: String) -> Bool {
-        guard !held.contains(key) else { return false }
-        held.insert(key)
-        return true
+        state.withLock { state in
+            guard !state.held.contains(key) else { return false }
+            state.held.insert(key)
+            return true
+        }
     }
 
     /// Releases the lock on `key`, handing it to the next waiter if there is one.
     func release(_ key: String) {
-        if var queue = waiters[key], !queue.isEmpty {
+        let next: Waiter? = state.withLock { state in
+            guard var queue = state.waiters[key], !queue.isEmpty else {
+                state.held.remove(key)
+                return nil
+            }
             let next = queue.removeFirst()
-            waiters[key] = queue.isEmpty ? nil : queue
-            next.continuation.resume()  // ownership passes; `held` keeps the key
-        } else {
-            held.remove(key)
+            state.waiters[key] = queue.isEmpty ? nil : queue
+            return next  // ownership passes; `held` keeps the key
         }
+        next?.continuation.resume()
     }
 
     /// True if an operation holds the lock on `key` now.
     func isHeld(_ key: String) -> Bool {
-        held.contains(key)
+        state.withLock { $0.held.contains(key) }
     }
 
     /// How many operations wait for the lock on `key`.
     func waiterCount(_ key: String) -> Int {
-        waiters[key]?.count ?? 0
+        state.withLock { $0.waiters[key]?.count ?? 0 }
     }
 
     private func abandon(_ key: String, waiter id: UInt64) {
-        guard var queue = waiters[key], let index = queue.firstIndex(where: { $0.id == id }) else { return }
-        let waiter = queue.remove(at: index)
-        waiters[key] = queue.isEmpty ? nil : queue
-        waiter.continuation.resume(throwing: CancellationError())
+        let waiter: Waiter? = state.withLock { state in
+            guard var queue = state.waiters[key], let index = queue.firstIndex(where: { $0.id == id }) else {
+                return nil
+            }
+            let waiter = queue.remove(at: index)
+            state.waiters[key] = queue.isEmpty ? nil : queue
+            return waiter
+        }
+        waiter?.continuation.resume(throwing: CancellationError())
     }
 }

@@ -12,8 +12,22 @@ extension FenceService {
     }
 
     func execute(_ action: FenceAction, on domain: DomainInfo) async throws -> Execution {
+        guard action == .reboot else {
+            // Hypervisor calls only, with nothing to wait for between them: one job on the pool.
+            return try await hypervisorCall { [self] _ in try executeAtOnce(action, on: domain) }
+        }
         // Re-read: the state seen at lookup may be stale after waiting for the lock.
         guard let state = try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) else {
+            throw FenceError.domainNotFound(target: domain.name)
+        }
+        return try await reboot(domain, state: state)
+    }
+
+    /// Every action but `reboot` (which waits between its calls), as blocking calls on this thread: call it
+    /// on the hypervisor pool.
+    private func executeAtOnce(_ action: FenceAction, on domain: DomainInfo) throws -> Execution {
+        // Re-read: the state seen at lookup may be stale after waiting for the lock.
+        guard let state = try hypervisor.state(ofDomain: domain.uuid) else {
             throw FenceError.domainNotFound(target: domain.name)
         }
         switch action {
@@ -21,26 +35,26 @@ extension FenceService {
             return Execution(domain: domain.with(state: state), note: nil)
         case .off:
             if state == .shutOff { return Execution(domain: domain.with(state: state), note: "already off") }
-            try await destroy(domain, action: .off)
-            return Execution(domain: try await refreshed(domain), note: nil)
+            try destroyNow(domain)
+            return Execution(domain: try refreshedNow(domain), note: nil)
         case .on:
             if state != .shutOff { return Execution(domain: domain.with(state: state), note: "already on") }
             do {
-                try await hypervisorCall { try $0.start(domain: domain.uuid) }
+                try hypervisor.start(domain: domain.uuid)
             } catch {
                 // Someone else may have started it meanwhile; running is what was asked.
-                guard try await hypervisorCall({ try $0.state(ofDomain: domain.uuid) }) != .shutOff else { throw error }
+                guard try hypervisor.state(ofDomain: domain.uuid) != .shutOff else { throw error }
             }
-            return Execution(domain: try await refreshed(domain), note: nil)
-        case .reboot:
-            return try await reboot(domain, state: state)
+            return Execution(domain: try refreshedNow(domain), note: nil)
         case .shutdown, .gracefulReboot, .nmi:
-            return try await ask(action, domain, state: state)
+            return try ask(action, domain, state: state)
+        case .reboot:
+            preconditionFailure("reboot waits between its hypervisor calls: use execute(_:on:)")
         }
     }
 
     /// The requests a guest acts on itself: asked, not waited for (a guest may take minutes, or ignore them).
-    func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) async throws -> Execution {
+    private func ask(_ action: FenceAction, _ domain: DomainInfo, state: DomainState) throws -> Execution {
         guard state != .shutOff else {
             if action == .shutdown { return Execution(domain: domain.with(state: state), note: "already off") }
             throw FenceError.notRunning(action: action, target: domain.name)
@@ -48,16 +62,31 @@ extension FenceService {
         let note: String
         switch action {
         case .shutdown:
-            try await hypervisorCall { try $0.shutdown(domain: domain.uuid) }
+            try hypervisor.shutdown(domain: domain.uuid)
             note = "shutdown requested; the guest powers off when its OS does"
         case .gracefulReboot:
-            try await hypervisorCall { try $0.reboot(domain: domain.uuid) }
+            try hypervisor.reboot(domain: domain.uuid)
             note = "restart requested; the guest restarts when its OS does"
         default:
-            try await hypervisorCall { try $0.injectNMI(domain: domain.uuid) }
+            try hypervisor.injectNMI(domain: domain.uuid)
             note = "NMI injected"
         }
-        return Execution(domain: try await refreshed(domain), note: note)
+        return Execution(domain: try refreshedNow(domain), note: note)
+    }
+
+    /// Destroys the domain (blocking); an error is forgiven if the domain is off (or gone) anyway.
+    private func destroyNow(_ domain: DomainInfo) throws {
+        do {
+            try hypervisor.destroy(domain: domain.uuid)
+        } catch {
+            let state = try hypervisor.state(ofDomain: domain.uuid)
+            guard state == nil || state == .shutOff else { throw error }
+        }
+    }
+
+    /// The domain with its current state (blocking); `.shutOff` if it no longer exists.
+    private func refreshedNow(_ domain: DomainInfo) throws -> DomainInfo {
+        domain.with(state: try hypervisor.state(ofDomain: domain.uuid) ?? .shutOff)
     }
 
     /// Force off, wait until off, start again. A domain that was off stays off and reports success;
@@ -89,14 +118,9 @@ extension FenceService {
         return Execution(domain: try await refreshed(domain), note: nil)
     }
 
-    /// Destroys the domain; an error is forgiven if the domain is off (or gone) anyway.
+    /// Destroys the domain on the pool; an error is forgiven if the domain is off (or gone) anyway.
     func destroy(_ domain: DomainInfo, action: FenceAction) async throws {
-        do {
-            try await hypervisorCall { try $0.destroy(domain: domain.uuid) }
-        } catch {
-            let state = try await hypervisorCall { try $0.state(ofDomain: domain.uuid) }
-            guard state == nil || state == .shutOff else { throw error }
-        }
+        try await hypervisorCall { [self] _ in try destroyNow(domain) }
     }
 
     func waitUntilOff(_ domain: DomainInfo) async throws {
@@ -140,7 +164,7 @@ extension FenceService {
         let started = ContinuousClock.now
         let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
         do {
-            return try await withDeadline(limit) { [pool] in try await pool.run(body) }
+            return try await pool.run(until: limit, body)
         } catch is DeadlineExceeded {
             throw .timedOut(action: action, target: target, after: started.duration(to: .now))
         } catch {

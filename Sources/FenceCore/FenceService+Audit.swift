@@ -7,8 +7,8 @@ import Store
 extension FenceService {
     /// Records a request this service does not carry out (fence_xvm's `null`, unknown request codes) as a
     /// failure, so that every request a front end answers is in the audit log.
-    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
-        await recordFinished(
+    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) {
+        recordFinished(
             AuditIntent(action: action, target: DomainTarget(target).auditText, origin: origin),
             since: ContinuousClock.now,
             result: .failure,
@@ -34,7 +34,7 @@ extension FenceService {
         if let ended { await recordSummary(ended, of: reads) }
         switch decision {
         case .record:
-            await recordFinished(
+            recordFinished(
                 intent,
                 since: started,
                 result: result,
@@ -48,8 +48,9 @@ extension FenceService {
         }
     }
 
-    /// Writes the one row of a request that changed nothing (a read, or one this service does not carry out),
-    /// once it has finished.
+    /// Records the one row of a request that changed nothing (a read, or one this service does not carry
+    /// out), once it has finished: with the store's next commit, without waiting for it (see
+    /// `AuditStore.recordEventually`: a crash loses at most the rows of the last commit interval).
     func recordFinished(
         _ intent: AuditIntent,
         since started: ContinuousClock.Instant,
@@ -58,26 +59,19 @@ extension FenceService {
         message: String?,
         powerState: PowerState? = nil,
         errorCode: String? = nil
-    ) async {
+    ) {
         let elapsed = ContinuousClock.now - started
         metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
-        do {
-            _ = try await store.record(
-                intent,
-                AuditCompletion(
-                    result: result,
-                    powerState: powerState?.rawValue,
-                    errorCode: errorCode ?? error?.code,
-                    message: message,
-                    finishedAt: intent.requestedAt.addingTimeInterval(elapsed.seconds)
-                )
+        store.recordEventually(
+            intent,
+            AuditCompletion(
+                result: result,
+                powerState: powerState?.rawValue,
+                errorCode: errorCode ?? error?.code,
+                message: message,
+                finishedAt: intent.requestedAt.addingTimeInterval(elapsed.seconds)
             )
-        } catch {
-            logger.error(
-                "could not record a request in the audit log",
-                metadata: ["error": "\(error)", "fence.action": "\(intent.action)"]
-            )
-        }
+        )
     }
 
     // MARK: - Refusals
@@ -155,11 +149,12 @@ extension FenceService {
         ]
     }
 
-    /// Writes the summary rows of every client's refusals that are still only counted (at shutdown, so
-    /// that none is lost).
+    /// Writes the summary rows of every client's refusals and reads that are still only counted, and the
+    /// rows of reads that wait for a commit (at shutdown, so that none is lost).
     public func recordPendingRefusals() async {
         for summary in refusals.takeAllSummaries() { await recordSummary(summary, of: refusals) }
         for summary in reads.takeAllSummaries() { await recordSummary(summary, of: reads) }
+        await store.commitDeferredRows()
     }
 
     /// Writes the client's summary row when its window ends (if it is still to be written then).

@@ -331,12 +331,12 @@ public final class FenceService: Sendable {
 
     /// True while an operation on the domain with `uuid` runs (for front ends that offer "do not wait").
     public func isBusy(domainUUID uuid: String) async -> Bool {
-        await locks.isHeld(uuid)
+        locks.isHeld(uuid)
     }
 
     /// How many operations wait for the domain's lock; for tests that prove operations on one domain queue.
     package func waitingOperations(domainUUID uuid: String) async -> Int {
-        await locks.waiterCount(uuid)
+        locks.waiterCount(uuid)
     }
 
     // MARK: - Resolving and authorizing
@@ -375,13 +375,16 @@ public final class FenceService: Sendable {
         } catch {
             throw Unresolved(failure: error, recorded: false)
         }
-        let lookup = DomainLookup(
-            all: { [self] () throws(FenceError) in
-                try await blocking(action: request.action, target: "*", deadline: deadline) { [hypervisor] in
-                    try hypervisor.domains()
-                }
-            })
-        return try await authorize(request, on: found, lookup: lookup)
+        return try await authorize(request, on: found, lookup: localLookup(request, deadline: deadline))
+    }
+
+    /// Every domain of this host's hypervisor, for access policies that judge a domain among all of them.
+    func localLookup(_ request: FenceRequest, deadline: ContinuousClock.Instant) -> DomainLookup {
+        DomainLookup(all: { [self] () throws(FenceError) in
+            try await blocking(action: request.action, target: "*", deadline: deadline) { [hypervisor] in
+                try hypervisor.domains()
+            }
+        })
     }
 
     /// Cluster mode: the domain `request` names among the members' reports, if its access policy allows.
@@ -411,7 +414,7 @@ public final class FenceService: Sendable {
     }
 
     /// Asks the request's access policy about `found` (nil: no such domain); writes a refusal's row.
-    private func authorize(
+    func authorize(
         _ request: FenceRequest,
         on found: DomainInfo?,
         lookup: DomainLookup
@@ -570,18 +573,18 @@ public final class FenceService: Sendable {
                 operation: { [self] in
                     if request.waitForDomain {
                         try await locks.acquire(resolved.uuid)
-                    } else if await !locks.tryAcquire(resolved.uuid) {
+                    } else if !locks.tryAcquire(resolved.uuid) {
                         throw FenceError.domainBusy(target: request.target.text)
                     }
                     if Task.isCancelled {
-                        await locks.release(resolved.uuid)
+                        locks.release(resolved.uuid)
                         throw CancellationError()
                     }
                     // Once started, the action runs to its end even if the deadline passes meanwhile:
                     // an unstructured task does not inherit the cancellation.
                     let action = Task { try await execute(request.action, on: resolved) }
                     let outcome = await action.result
-                    await locks.release(resolved.uuid)
+                    locks.release(resolved.uuid)
                     return try outcome.get()
                 },
                 lateCompletion: { [self] late in

@@ -85,7 +85,13 @@ struct FenceXVMSession {
         let answer = await answer(request, groups: configuration.groups, from: requester)
         let writeDeadline = ContinuousClock.now + configuration.ioTimeout
         do {
-            try await pool.run { try socket.write(answer, deadline: writeDeadline) }
+            // The answer is a byte or a short host list: the socket's buffer takes it at once, so it is sent
+            // from here; only what it does not take waits on the pool.
+            let sent = try socket.writeWithoutWaiting(answer)
+            if sent < answer.count {
+                let rest = Array(answer[sent...])
+                try await pool.run { try socket.write(rest, deadline: writeDeadline) }
+            }
         } catch {
             // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
             logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(error)"])
@@ -97,7 +103,7 @@ struct FenceXVMSession {
         let origin = requester.origin
         let access = GroupAccess(groups: groups, requester: requester.identity)
         guard let operation = request.operation else {
-            await service.recordUnsupported(
+            service.recordUnsupported(
                 action: "request-\(request.requestCode)",
                 target: request.domain,
                 origin: origin,
@@ -108,7 +114,7 @@ struct FenceXVMSession {
         let action: FenceAction
         switch operation {
         case .null:
-            await service.recordUnsupported(
+            service.recordUnsupported(
                 action: "null",
                 target: request.domain,
                 origin: origin,
@@ -134,7 +140,7 @@ struct FenceXVMSession {
         case .status: action = .status
         }
         guard let domain = request.domainText else {
-            await service.recordUnsupported(
+            service.recordUnsupported(
                 action: action.rawValue,
                 target: request.domain,
                 origin: origin,
@@ -144,8 +150,12 @@ struct FenceXVMSession {
         }
         let fenceRequest = FenceRequest(action: action, target: DomainTarget(domain), origin: origin, access: access)
         do {
-            let outcome = try await service.perform(fenceRequest)
-            if action == .status, outcome.power == .off { return [FenceXVMResult.off.rawValue] }
+            if action == .status {
+                // A read: answered first, recorded with the audit log's next commit.
+                let domain = try await service.status(fenceRequest)
+                return [domain.power == .off ? FenceXVMResult.off.rawValue : FenceXVMResult.success.rawValue]
+            }
+            _ = try await service.perform(fenceRequest)
             return [FenceXVMResult.success.rawValue]
         } catch .refused {
             return [FenceXVMResult.permissionDenied.rawValue]

@@ -1,6 +1,7 @@
 internal import CSQLite
 public import Foundation
 public import Logging
+import Synchronization
 
 /// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns.
 ///
@@ -21,6 +22,14 @@ public actor AuditStore {
     private var lastDurableCommit: ContinuousClock.Instant?
     /// Prepared on first use: a database opened read-only may predate the `write_probe` table.
     private var probeStatement: Statement?
+    /// Rows of requests that changed nothing, waiting for the next commit (`recordEventually`).
+    private nonisolated let deferred = Mutex(DeferredRows())
+
+    /// How long a row given to `recordEventually` may wait for a commit: at most the rows of this interval
+    /// are lost if the process dies (never a row of a request that changes a domain's state).
+    public nonisolated let deferredCommitDelay: Duration
+    /// Rows waiting for a commit beyond which one is started at once.
+    static let deferredRowsPerCommit = 1024
 
     /// The database file.
     public nonisolated let path: String
@@ -34,9 +43,17 @@ public actor AuditStore {
 
     /// How long a writer waits for another process's lock before failing, by default.
     public static let defaultBusyTimeout: Duration = .seconds(5)
+    /// How long a row of a request that changed nothing waits for a commit, by default.
+    public static let defaultDeferredCommitDelay: Duration = .milliseconds(200)
 
-    private init(executor: SerialQueueExecutor, database: Database, logger: Logger) throws(SQLiteError) {
+    private init(
+        executor: SerialQueueExecutor,
+        database: Database,
+        deferredCommitDelay: Duration,
+        logger: Logger
+    ) throws(SQLiteError) {
         self.executor = executor
+        self.deferredCommitDelay = deferredCommitDelay
         self.database = database
         self.path = database.path
         self.seesLaterCommits = database.access != .immutable
@@ -59,9 +76,11 @@ public actor AuditStore {
     /// Does not recover interrupted rows; call `recoverInterrupted()` for that.
     /// - Throws: `AuditStoreError`; `.cannotOpen` if a read-write open finds the file or filesystem read-only.
     /// - Parameter busyTimeout: how long a write waits for another process's lock before failing.
+    /// - Parameter deferredCommitDelay: how long a row given to `recordEventually` may wait for a commit.
     public static func open(
         path: String,
         busyTimeout: Duration = defaultBusyTimeout,
+        deferredCommitDelay: Duration = defaultDeferredCommitDelay,
         readOnly: Bool = false,
         logger: Logger
     ) async throws -> AuditStore {
@@ -78,6 +97,7 @@ public actor AuditStore {
                             path: path,
                             busyTimeoutMilliseconds: milliseconds,
                             readOnly: readOnly,
+                            deferredCommitDelay: deferredCommitDelay,
                             executor: executor,
                             logger: logger
                         )
@@ -91,6 +111,7 @@ public actor AuditStore {
         path: String,
         busyTimeoutMilliseconds: Int32,
         readOnly: Bool,
+        deferredCommitDelay: Duration,
         executor: SerialQueueExecutor,
         logger: Logger
     ) throws -> AuditStore {
@@ -101,7 +122,12 @@ public actor AuditStore {
                 let walExists = FileManager.default.fileExists(atPath: path + "-wal")
                 let database = try Database(path: path, access: walExists ? .readOnly : .immutable)
                 try database.setBusyTimeout(milliseconds: busyTimeoutMilliseconds)
-                return try AuditStore(executor: executor, database: database, logger: logger)
+                return try AuditStore(
+                    executor: executor,
+                    database: database,
+                    deferredCommitDelay: deferredCommitDelay,
+                    logger: logger
+                )
             } catch {
                 throw AuditStoreError.database(error)
             }
@@ -130,7 +156,12 @@ public actor AuditStore {
             }
             try database.execute("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             try migrate(database)
-            return try AuditStore(executor: executor, database: database, logger: logger)
+            return try AuditStore(
+                executor: executor,
+                database: database,
+                deferredCommitDelay: deferredCommitDelay,
+                logger: logger
+            )
         } catch let error as SQLiteError {
             throw AuditStoreError.database(error)
         }
@@ -231,6 +262,76 @@ public actor AuditStore {
         try await write(.insert(intent, completion, owner))
     }
 
+    /// Records a request that changed nothing (a status, a list, a health probe of the hypervisor) without
+    /// waiting for the disk: the row is written with the next commit, at the latest `deferredCommitDelay`
+    /// from now. If the process dies first, the row is lost; a request that changes a domain's state never
+    /// goes this way (its intent row is durable before it acts). Readers of this store see the row at once
+    /// (`query` and friends commit waiting rows first); other processes see it after the commit.
+    public nonisolated func recordEventually(_ intent: AuditIntent, _ completion: AuditCompletion) {
+        let (startTimer, commitNow) = deferred.withLock { rows in
+            rows.waiting.append((intent, completion))
+            let start = !rows.timerRunning
+            rows.timerRunning = true
+            return (start, rows.waiting.count == Self.deferredRowsPerCommit)
+        }
+        if startTimer {
+            let (seconds, attoseconds) = deferredCommitDelay.components
+            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+            executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+                Task { await self.commitDeferred(endingTimer: true) }
+            }
+        }
+        if commitNow { Task { await self.commitDeferred(endingTimer: false) } }
+    }
+
+    /// Commits the rows given to `recordEventually` that wait (at shutdown, so that none is lost).
+    public func commitDeferredRows() {
+        commitDeferred(endingTimer: false)
+    }
+
+    /// Commits the waiting deferred rows in a transaction of their own. `endingTimer`: called by the timer,
+    /// whose end lets the next row start another.
+    private func commitDeferred(endingTimer: Bool) {
+        let rows = takeDeferred(endingTimer: endingTimer)
+        guard !rows.isEmpty else { return }
+        do throws(SQLiteError) {
+            let failures = try database.transaction { () throws(SQLiteError) in insert(rows) }
+            lastDurableCommit = .now
+            logDeferredFailures(failures, of: rows.count)
+        } catch {
+            lastDurableCommit = nil
+            logDeferredFailures(rows.count, of: rows.count, error: error)
+        }
+    }
+
+    private func takeDeferred(endingTimer: Bool) -> [(AuditIntent, AuditCompletion)] {
+        deferred.withLock { rows in
+            if endingTimer { rows.timerRunning = false }
+            defer { rows.waiting = [] }
+            return rows.waiting
+        }
+    }
+
+    /// Inserts deferred rows (inside the caller's transaction); returns how many failed.
+    private func insert(_ rows: [(AuditIntent, AuditCompletion)]) -> Int {
+        var failures = 0
+        for (intent, completion) in rows {
+            do throws(SQLiteError) {
+                _ = try perform(.insert(intent, completion, owner))
+            } catch {
+                failures += 1
+            }
+        }
+        return failures
+    }
+
+    private func logDeferredFailures(_ failures: Int, of count: Int, error: SQLiteError? = nil) {
+        guard failures > 0 else { return }
+        var metadata: Logger.Metadata = ["audit.count": "\(failures)", "audit.rows": "\(count)"]
+        if let error { metadata["error"] = "\(error)" }
+        logger.error("rows of requests that changed nothing could not be recorded", metadata: metadata)
+    }
+
     // MARK: - Group commit
 
     /// One row write waiting for the next commit.
@@ -265,24 +366,30 @@ public actor AuditStore {
         pending = []
         flushScheduled = false
         guard !batch.isEmpty else { return }
+        // Rows of requests that changed nothing ride along: no commit of their own.
+        let riders = takeDeferred(endingTimer: false)
         let results: [Result<Int64, any Error>]
+        let riderFailures: Int
         do throws(SQLiteError) {
             // One transaction: a row that fails alone fails alone; a failed commit fails them all.
-            results = try database.transaction { () throws(SQLiteError) in
-                batch.map { entry -> Result<Int64, any Error> in
+            (results, riderFailures) = try database.transaction { () throws(SQLiteError) in
+                let results = batch.map { entry -> Result<Int64, any Error> in
                     do throws(SQLiteError) {
                         return .success(try perform(entry.write))
                     } catch {
                         return .failure(AuditStoreError.database(error))
                     }
                 }
+                return (results, insert(riders))
             }
         } catch {
             lastDurableCommit = nil
+            logDeferredFailures(riders.count, of: riders.count, error: error)
             let failure = AuditStoreError.database(error)
             for entry in batch { entry.continuation.resume(throwing: failure) }
             return
         }
+        logDeferredFailures(riderFailures, of: riders.count)
         lastDurableCommit = .now
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
     }
@@ -369,7 +476,8 @@ public actor AuditStore {
 
     /// One record by id, or nil.
     public func operation(id: Int64) throws -> AuditRecord? {
-        try wrap {
+        commitDeferred(endingTimer: false)
+        return try wrap {
             try statement("SELECT \(AuditColumn.selectList) FROM operations WHERE id = ?").rows([.integer(id)])
                 .first.map(AuditRecord.init(row:))
         }
@@ -379,6 +487,7 @@ public actor AuditStore {
     /// - Throws: `AuditStoreError.invalidLimit`, `.database`.
     public func query(_ query: AuditQuery) throws -> AuditPage {
         let (sql, values) = try Self.select(query)
+        commitDeferred(endingTimer: false)
         return try wrap {
             var records = try statement(sql).rows(values).map(AuditRecord.init(row:))
             var next: AuditCursor?
@@ -395,7 +504,10 @@ public actor AuditStore {
     /// The highest id written so far (0 for an empty log). Every row with a lower id is committed already:
     /// ids are given out under SQLite's write lock, in commit order.
     public func latestID() throws -> Int64 {
-        try wrap { try statement("SELECT COALESCE(MAX(id), 0) FROM operations").rows([]).first?.first?.integer ?? 0 }
+        commitDeferred(endingTimer: false)
+        return try wrap {
+            try statement("SELECT COALESCE(MAX(id), 0) FROM operations").rows([]).first?.first?.integer ?? 0
+        }
     }
 
     /// The ids of the rows still `started` (operations under way, or left by a process that died and not yet
@@ -499,4 +611,10 @@ public actor AuditStore {
             throw .database(SQLiteError(code: SQLITE_ERROR, message: "\(error)"))
         }
     }
+}
+
+/// Rows given to `AuditStore.recordEventually`, and whether a timer will commit them.
+struct DeferredRows: Sendable {
+    var waiting: [(AuditIntent, AuditCompletion)] = []
+    var timerRunning = false
 }

@@ -52,6 +52,40 @@ struct BoundsTests {
         #expect(fired.values == [100, 200, 300])
     }
 
+    @Test("a deadline earlier than the one the scheduler sleeps until fires on time; later ones wait their turn")
+    func earlierDeadlineWakes() async throws {
+        let scheduler = DeadlineScheduler(name: "test.deadlines")
+        let fired = Fired()
+        let far = scheduler.schedule(at: .now + .seconds(3600)) { fired.append(3600) }
+        try await Task.sleep(for: .milliseconds(50))  // the thread now sleeps until the far deadline
+        let cancelled = scheduler.schedule(at: .now + .milliseconds(100)) { fired.append(-1) }
+        _ = scheduler.schedule(at: .now + .milliseconds(300)) { fired.append(300) }
+        scheduler.cancel(cancelled)
+        // Later than the instant the thread sleeps until (100 ms): no wake-up, yet it fires in its turn.
+        _ = scheduler.schedule(at: .now + .milliseconds(200)) { fired.append(200) }
+        try await waitUntil("both fired") { fired.values.count == 2 }
+        #expect(fired.values == [200, 300])
+        scheduler.cancel(far)
+    }
+
+    @Test("a pool call with a deadline: a queued job whose deadline passes never runs; a running one's is dropped")
+    func poolDeadline() async throws {
+        let pool = BlockingThreadPool(name: "test.pool", maximumThreads: 1, maximumQueued: 4)
+        let gate = Gate()
+        let hung = Task { try await pool.run(until: .now + .milliseconds(300)) { gate.pass() } }
+        try await waitUntil("the call runs") { gate.arrived == 1 }
+        let ran = Fired()
+        await #expect(throws: DeadlineExceeded.self) {
+            try await pool.run(until: .now + .milliseconds(100)) { ran.append(2) }
+        }
+        #expect(pool.census.queued == 0)
+        await #expect(throws: DeadlineExceeded.self) { try await hung.value }
+        gate.open()
+        try await waitUntil("the pool is idle") { pool.census.busy == 0 }
+        #expect(ran.values.isEmpty)
+        #expect(try await pool.run(until: .now + .seconds(5)) { 3 } == 3)
+    }
+
     @Test(
         "the pool runs at most its threads; a queued call whose caller gives up never runs; a full queue refuses at once"
     )

@@ -49,6 +49,34 @@ struct ConcurrencyTests {
         #expect(lastState > destroyReturned)
     }
 
+    @Test("fence_xvm's status waits for an operation on its domain, answers the state after it, and is recorded")
+    func statusWaitsForTheLock() async throws {
+        let harness = try await ServiceHarness()
+        let uuid = Fixtures.uuids["pcmk1"]!
+        func status(_ name: String) async throws -> DomainInfo {
+            try await harness.service.status(
+                FenceRequest(action: .status, target: DomainTarget(name), origin: ServiceHarness.origin)
+            )
+        }
+        let (first, gate) = try await harness.offHungInDestroy("pcmk1")
+        let waiting = Task { try await status("pcmk1") }
+        try await waitUntil("the status waits for the domain's lock") {
+            await harness.service.waitingOperations(domainUUID: uuid) == 1
+        }
+        gate.open()
+        #expect(try await first.value.power == .off)
+        // Had it not waited it would have read "running": the destroy was blocked before it happened.
+        #expect(try await waiting.value.power == .off)
+        // With the lock free, the state is read under it in the same hop as the lookup.
+        #expect(try await status("pcmk2").power == .on)
+        #expect(await harness.service.isBusy(domainUUID: Fixtures.uuids["pcmk2"]!) == false)
+        await #expect(throws: FenceError.domainNotFound(target: "nosuch")) { try await status("nosuch") }
+        let rows = try await harness.rows()
+        #expect(rows.map(\.action) == ["off", "status", "status", "status"])
+        #expect(rows.map(\.powerState) == ["off", "off", "on", nil])
+        #expect(rows.map(\.result) == [.success, .success, .success, .failure])
+    }
+
     @Test("operations queued on one domain run in arrival order")
     func fifo() async throws {
         let harness = try await ServiceHarness()

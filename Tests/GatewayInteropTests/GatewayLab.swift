@@ -168,9 +168,19 @@ final class GatewayLab: @unchecked Sendable {
     }
 
     /// Every audit row, oldest first.
+    /// The audit rows, oldest first, once the server has committed the rows of its reads: those go with its
+    /// next commit, at most `AuditStore.defaultDeferredCommitDelay` after the answer. Read again until two
+    /// reads three such delays apart agree.
     func rows() async throws -> [AuditRecord] {
         let store = try await AuditStore.open(path: fencegate.database, logger: ServiceHarness.logger)
-        return try await store.query(AuditQuery(limit: 1000)).records.reversed()
+        var rows = try await store.query(AuditQuery(limit: 1000)).records
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while true {
+            try await Task.sleep(for: AuditStore.defaultDeferredCommitDelay * 3)
+            let again = try await store.query(AuditQuery(limit: 1000)).records
+            if again == rows || ContinuousClock.now > giveUp { return again.reversed() }
+            rows = again
+        }
     }
 
     func guestIPv4(_ index: Int) -> String { lab.guests[index].ipv4 }

@@ -238,6 +238,20 @@ package final class Socket: @unchecked Sendable {
         }
     }
 
+    /// Writes what the socket takes of `bytes` now, without waiting (safe on any thread); returns how many
+    /// bytes it took, 0 if its buffer is full.
+    package func writeWithoutWaiting(_ bytes: [UInt8]) throws(SocketError) -> Int {
+        do {
+            return try call("write") {
+                bytes.withUnsafeBytes {
+                    Foundation.send(descriptor, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+            }
+        } catch let error where error.code == EAGAIN || error.code == EWOULDBLOCK {
+            return 0
+        }
+    }
+
     /// Writes all of `bytes` within `timeout` from now.
     package func write(_ bytes: [UInt8], timeout: Duration) throws(SocketError) {
         try write(bytes, deadline: .now + timeout)
