@@ -29,6 +29,8 @@ public final class FenceXVMGateway: Service, Sendable {
     /// Wakes the listener threads for good: signalled at graceful shutdown or cancellation.
     private let stopListening: Wakeup
     private let stopping = Atomic<Bool>(false)
+    /// Listeners running and requests being handled: `run()` returns once both are none.
+    private let drained = GatewayDrain()
 
     /// The TCP listener's bound address (useful with port 0), if there is one.
     public let tcpAddress: SocketAddress?
@@ -117,20 +119,17 @@ public final class FenceXVMGateway: Service, Sendable {
         }
     }
 
-    /// A request to handle: run as a child task of `run()`.
+    /// A request to handle, in a task of its own that starts on the listener's thread.
     private typealias Work = @Sendable () async -> Void
 
     /// Serves until graceful shutdown (or cancellation); then stops the listeners and returns once every
-    /// request being handled has finished.
+    /// request being handled has finished (each is bounded by its deadlines).
     public func run() async {
-        let (work, queue) = AsyncStream.makeStream(of: Work.self)
-        startListeners(queue)
+        startListeners()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                await withDiscardingTaskGroup { group in
-                    // Ends when the last listener thread has stopped: the group then drains.
-                    for await item in work { group.addTask { await item() } }
-                }
+                // Ends when the last listener has stopped and the last request has been handled.
+                for await _ in drained.stream {}
             } onGracefulShutdown: {
                 self.stop()
             }
@@ -146,8 +145,10 @@ public final class FenceXVMGateway: Service, Sendable {
         tcpSocket?.stopListening()
     }
 
-    /// One thread per listener, asleep until a request (or `stop()`); the last one to stop ends `queue`.
-    private func startListeners(_ queue: AsyncStream<Work>.Continuation) {
+    /// One thread per listener, asleep until a request (or `stop()`). Each request's task starts on the
+    /// listener's thread (`Task.immediate`) and leaves it at its first wait, which hands the call back's
+    /// blocking part to the gateway's pool: one thread hop fewer than a task enqueued for Swift's pool.
+    private func startListeners() {
         var loops: [(String, @Sendable () throws -> Work?)] = []
         if let multicastSocket {
             loops.append(("fencegate.multicast", { [self] in try receiveDatagram(multicastSocket) }))
@@ -155,13 +156,18 @@ public final class FenceXVMGateway: Service, Sendable {
         if let tcpSocket {
             loops.append(("fencegate.tcp", { [self] in try acceptConnection(tcpSocket) }))
         }
-        let running = Atomic<Int>(loops.count)
-        if loops.isEmpty { queue.finish() }
+        drained.listenersStarted(loops.count)
         for (name, step) in loops {
             let thread = Thread { [self] in
                 while !stopping.load(ordering: .acquiring) {
                     do {
-                        if let work = try step() { queue.yield(work) }
+                        if let work = try step() {
+                            drained.requestStarted()
+                            Task.immediate { [drained] in
+                                await work()
+                                drained.requestEnded()
+                            }
+                        }
                     } catch {
                         if stopping.load(ordering: .acquiring) { break }  // the listener was shut at stop()
                         logger.error(
@@ -171,7 +177,7 @@ public final class FenceXVMGateway: Service, Sendable {
                         Thread.sleep(forTimeInterval: 0.1)
                     }
                 }
-                if running.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { queue.finish() }
+                drained.listenerStopped()
             }
             thread.name = name
             thread.start()
@@ -385,5 +391,45 @@ final class GatewaySessions: Sendable {
             let remaining = (state.byAddress[listener]?[address ?? ""] ?? 1) - 1
             state.byAddress[listener, default: [:]][address ?? ""] = remaining > 0 ? remaining : nil
         }
+    }
+}
+
+/// Counts the gateway's running listeners and the requests being handled; its stream ends once the last
+/// listener has stopped and the last request has ended.
+final class GatewayDrain: Sendable {
+    private struct Counts {
+        var listeners = 0
+        var requests = 0
+    }
+
+    private let counts = Mutex(Counts())
+    let stream: AsyncStream<Never>
+    private let finish: AsyncStream<Never>.Continuation
+
+    init() {
+        (stream, finish) = AsyncStream.makeStream(of: Never.self)
+    }
+
+    func listenersStarted(_ count: Int) {
+        counts.withLock { $0.listeners = count }
+        endIfDrained()
+    }
+
+    func listenerStopped() {
+        counts.withLock { $0.listeners -= 1 }
+        endIfDrained()
+    }
+
+    func requestStarted() {
+        counts.withLock { $0.requests += 1 }
+    }
+
+    func requestEnded() {
+        counts.withLock { $0.requests -= 1 }
+        endIfDrained()
+    }
+
+    private func endIfDrained() {
+        if counts.withLock({ $0.listeners == 0 && $0.requests == 0 }) { finish.finish() }
     }
 }

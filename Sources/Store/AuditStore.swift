@@ -278,10 +278,10 @@ public actor AuditStore {
             let (seconds, attoseconds) = deferredCommitDelay.components
             let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
             executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
-                Task { await self.commitDeferred(endingTimer: true) }
+                self.assumeIsolated { $0.commitDeferred(endingTimer: true) }
             }
         }
-        if commitNow { Task { await self.commitDeferred(endingTimer: false) } }
+        if commitNow { executor.queue.async { self.assumeIsolated { $0.commitDeferred(endingTimer: false) } } }
     }
 
     /// Commits the rows given to `recordEventually` that wait (at shutdown, so that none is lost).
@@ -355,8 +355,8 @@ public actor AuditStore {
             pending.append(PendingWrite(write: write, continuation: continuation))
             if !flushScheduled {
                 flushScheduled = true
-                // A new job on this actor's queue: it runs after the writes already queued behind us.
-                Task { self.flush() }
+                // A block on this actor's queue: it runs after the writes already queued behind us (no task).
+                executor.queue.async { self.assumeIsolated { $0.flush() } }
             }
         }
     }

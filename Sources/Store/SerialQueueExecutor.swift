@@ -16,4 +16,10 @@ final class SerialQueueExecutor: SerialExecutor {
         let executor = asUnownedSerialExecutor()
         queue.async { job.runSynchronously(on: executor) }
     }
+
+    /// A block on `queue` runs alone among the actor's jobs, as they do: `assumeIsolated` may run actor code
+    /// there without a task of its own.
+    func checkIsolated() {
+        dispatchPrecondition(condition: .onQueue(queue))
+    }
 }
