@@ -115,13 +115,16 @@ public enum TokenManagementError: Error, Sendable, Equatable, CustomStringConver
 /// Creates, lists, revokes and checks API tokens, kept in the audit database.
 ///
 /// A token is `fgt_<16 hex id>_<43 base64url secret>`: 256 random bits of secret. Only SHA-256 of the secret is
-/// stored; checking a token is one indexed lookup by id and a constant-time comparison of digests, so it is
-/// cheap enough for every request and a revocation takes effect on the next one.
+/// stored; checking a token is a constant-time comparison of digests against the tokens held in memory, after
+/// reading the tokens' generation from the database on the calling thread (`TokenCache`): cheap enough for
+/// every request, and a token created or revoked by any process counts from the next request on.
 public struct AccessTokens: Sendable {
     public let store: AuditStore
+    private let cache: TokenCache
 
     public init(store: AuditStore) {
         self.store = store
+        self.cache = TokenCache(store: store)
     }
 
     /// Creates a token. The returned secret is the only copy.
@@ -172,21 +175,21 @@ public struct AccessTokens: Sendable {
     }
 
     /// The token that `presented` (the text after `Bearer `) names, if its secret is right and it is not revoked.
-    public func authenticate(_ presented: String?) async throws -> AccessToken {
+    /// Runs on the calling thread: a short read of the database (`TokenCache`), never a wait for a write.
+    /// - Throws: `AuthenticationFailure`, or `AuditStoreError` if the tokens cannot be read.
+    public func authenticate(_ presented: String?) throws -> AccessToken {
         guard let presented, !presented.isEmpty else { throw AuthenticationFailure.missing }
-        let parts = presented.split(separator: "_", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "fgt", parts[1].count == 16, parts[2].count == 43,
-            parts[1].allSatisfy(\.isHexDigit)
+        let parts = presented.utf8.split(separator: UInt8(ascii: "_"), maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].elementsEqual("fgt".utf8), parts[1].count == 16, parts[2].count == 43,
+            parts[1].allSatisfy(isASCIIHexDigit)
         else { throw AuthenticationFailure.malformed }
-        let presentedHash = Array(Self.digest(String(parts[2])).utf8)
-        guard let record = try await store.token(publicID: String(parts[1])) else {
+        let presentedHash = Array(DigestAlgorithm.sha256.digest(Array(parts[2])).hexString.utf8)
+        guard let known = try cache.token(publicID: String(decoding: parts[1], as: UTF8.self)) else {
             throw AuthenticationFailure.unknown
         }
-        guard constantTimeEquals(presentedHash, Array(record.secretHash.utf8)) else {
-            throw AuthenticationFailure.unknown
-        }
-        if record.revokedAt != nil { throw AuthenticationFailure.revoked(name: record.name) }
-        return Self.token(record)
+        guard constantTimeEquals(presentedHash, known.secretHash) else { throw AuthenticationFailure.unknown }
+        if known.token.revokedAt != nil { throw AuthenticationFailure.revoked(name: known.token.name) }
+        return known.token
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -205,7 +208,7 @@ public struct AccessTokens: Sendable {
         DigestAlgorithm.sha256.digest(Array(secret.utf8)).hexString
     }
 
-    private static func token(_ record: TokenRecord) -> AccessToken {
+    static func token(_ record: TokenRecord) -> AccessToken {
         AccessToken(
             name: record.name,
             scope: TokenScope(rawValue: record.scope) ?? .read,
@@ -215,6 +218,11 @@ public struct AccessTokens: Sendable {
             fromDomain: record.fromDomain.map { DomainTarget($0) }
         )
     }
+}
+
+private func isASCIIHexDigit(_ byte: UInt8) -> Bool {
+    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+        || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
 }
 
 /// Base64 with the URL-safe alphabet and no padding.

@@ -25,7 +25,7 @@ extension FenceService {
     ) async throws(FenceError) -> AccessToken {
         let failure: AuthenticationFailure
         do {
-            let token = try await tokens.authenticate(presented)
+            let token = try tokens.authenticate(presented)
             guard user == nil || user == token.name else { throw AuthenticationFailure.unknown }
             return token
         } catch let error as AuthenticationFailure {

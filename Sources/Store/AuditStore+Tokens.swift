@@ -47,10 +47,10 @@ extension AuditStore {
         }
     }
 
-    private static let tokenColumns =
+    static let tokenColumns =
         "name, public_id, secret_hash, scope, domain_patterns, created_at, revoked_at, from_domain"
 
-    private static func tokenRecord(_ row: [SQLiteValue]) -> TokenRecord {
+    static func tokenRecord(_ row: [SQLiteValue]) -> TokenRecord {
         let patterns = row[4].text ?? ""
         return TokenRecord(
             name: row[0].text ?? "",

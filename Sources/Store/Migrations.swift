@@ -83,5 +83,25 @@ extension Migration {
                 ALTER TABLE tokens ADD COLUMN from_domain TEXT;
                 """
         ),
+        Migration(
+            version: 6,
+            name: "token generation",
+            // Bumped by the same statement (so in the same transaction) as every change of a token, whoever
+            // makes it (the daemon, a `fencegate token` command, an older fencegate): a reader that finds the
+            // generation unchanged knows its copy of the tokens is current (`TokenReader`).
+            sql: """
+                CREATE TABLE token_generation (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    generation INTEGER NOT NULL
+                );
+                INSERT INTO token_generation (id, generation) VALUES (1, 1);
+                CREATE TRIGGER token_inserted AFTER INSERT ON tokens
+                BEGIN UPDATE token_generation SET generation = generation + 1; END;
+                CREATE TRIGGER token_updated AFTER UPDATE ON tokens
+                BEGIN UPDATE token_generation SET generation = generation + 1; END;
+                CREATE TRIGGER token_deleted AFTER DELETE ON tokens
+                BEGIN UPDATE token_generation SET generation = generation + 1; END;
+                """
+        ),
     ]
 }

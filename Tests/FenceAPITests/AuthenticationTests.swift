@@ -43,6 +43,35 @@ struct AuthenticationTests {
         }
     }
 
+    @Test("a token revoked through another connection to the database is refused on the very next request")
+    func revocationByAnotherConnection() async throws {
+        try await APIHarness.withRunning { api in
+            // A second store on the same file, as `fencegate token revoke` in another process opens it.
+            let other = try await AuditStore.open(path: api.harness.store.path, logger: ServiceHarness.logger)
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 200)
+            #expect(try await api.curl("GET", "/metrics", token: api.viewer).status == 200)
+            try await AccessTokens(store: other).revoke(name: "viewer")
+            #expect(try await api.curl("GET", "/metrics", token: api.viewer).status == 401)
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 401)
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.ops).status == 200)
+            // The refused read is audited as before, with the reason.
+            let refusals = try await api.harness.rows().filter { $0.result == .refused }
+            #expect(refusals.map(\.target) == ["pcmk1"])
+            #expect(refusals.first?.message?.contains("token 'viewer' is revoked") == true)
+        }
+    }
+
+    @Test("a token created through another connection to the database works on the very next request")
+    func creationByAnotherConnection() async throws {
+        try await APIHarness.withRunning { api in
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 200)
+            let other = try await AuditStore.open(path: api.harness.store.path, logger: ServiceHarness.logger)
+            let late = try await AccessTokens(store: other).create(name: "late", scope: .read, domainPatterns: [])
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: late.secret).status == 200)
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 200)
+        }
+    }
+
     @Test("a read token may read but not fence; the refused attempt is audited and nothing is done")
     func readScope() async throws {
         try await APIHarness.withRunning { api in

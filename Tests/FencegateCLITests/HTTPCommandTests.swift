@@ -71,6 +71,18 @@ struct HTTPCommandTests {
         let revoked = try await fencegate.run(["token", "revoke", "ops"])
         #expect(revoked.status == 0)
         #expect(try await status("/domains/pcmk1") == "401")
+        // A token created by another process while the server runs works at once.
+        let late = try await fencegate.run(["token", "create", "late", "--scope", "read"])
+        #expect(late.status == 0, "\(late.stderr)")
+        let lateSecret = late.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let lateStatus = try await runProgram(
+            "/usr/bin/curl",
+            [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(lateSecret)",
+                server.baseURL + "/domains/pcmk1",
+            ]
+        ).stdout
+        #expect(lateStatus == "200")
         #expect(try await server.stop() == 0)
 
         let again = try await fencegate.run(["token", "revoke", "ops"])

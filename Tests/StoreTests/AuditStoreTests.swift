@@ -238,3 +238,41 @@ struct ChildProcess {
         process.waitUntilExit()
     }
 }
+
+@Suite("Audit store: the tokens' generation")
+struct TokenGenerationTests {
+    @Test("every create and revoke bumps the generation that another connection's reader sees, in its commit")
+    func generationFollowsChanges() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("audit.db")
+        let store = try await AuditStore.open(path: path, logger: logger)
+        let reader = try store.tokenReader()
+        let first = try #require(try reader.generation())
+        #expect(try reader.tokens().tokens.isEmpty)
+
+        let other = try await AuditStore.open(path: path, logger: logger)
+        let record = TokenRecord(
+            name: "ops",
+            publicID: "0123456789abcdef",
+            secretHash: "00",
+            scope: "read",
+            domainPatterns: [],
+            createdAt: Date()
+        )
+        try await other.insertToken(record)
+        let created = try #require(try reader.generation())
+        #expect(created > first)
+        let read = try reader.tokens()
+        #expect(read.generation == created)
+        #expect(read.tokens.map(\.name) == ["ops"] && read.tokens.first?.revokedAt == nil)
+
+        #expect(try reader.generation() == created)  // nothing changed
+        #expect(try await other.revokeToken(named: "ops"))
+        let revoked = try #require(try reader.generation())
+        #expect(revoked > created)
+        #expect(try reader.tokens().tokens.first?.revokedAt != nil)
+        // A revocation that changes nothing (already revoked) leaves it.
+        #expect(try await !other.revokeToken(named: "ops"))
+        #expect(try reader.generation() == revoked)
+    }
+}

@@ -5,14 +5,15 @@ import Foundation
 /// body). For tests that need many thousands of requests, where a curl per request would take minutes.
 public enum HTTPLoad {
     /// Sends `requests` requests in all over `connections` connections and returns how many got each status
-    /// (0: the connection failed).
+    /// (0: the connection failed, or with `answerTimeout`, no answer came in that time).
     public static func run(
         port: UInt16,
         method: String = "GET",
         path: String,
         headers: [String: String] = [:],
         connections: Int,
-        requests: Int
+        requests: Int,
+        answerTimeout: Duration? = nil
     ) async throws -> [Int: Int] {
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
@@ -23,7 +24,11 @@ public enum HTTPLoad {
             for index in 0..<connections {
                 let count = min(perConnection, requests - index * perConnection)
                 guard count > 0 else { continue }
-                group.addTask { try await onOwnThread { loop(port: port, request: bytes, count: count) } }
+                group.addTask {
+                    try await onOwnThread {
+                        loop(port: port, request: bytes, count: count, answerTimeout: answerTimeout)
+                    }
+                }
             }
             var total: [Int: Int] = [:]
             for try await part in group { total.merge(part, uniquingKeysWith: +) }
@@ -31,7 +36,7 @@ public enum HTTPLoad {
         }
     }
 
-    private static func loop(port: UInt16, request: [UInt8], count: Int) -> [Int: Int] {
+    private static func loop(port: UInt16, request: [UInt8], count: Int, answerTimeout: Duration?) -> [Int: Int] {
         var statuses: [Int: Int] = [:]
         var descriptor: Int32 = -1
         var buffer: [UInt8] = []
@@ -40,6 +45,10 @@ public enum HTTPLoad {
             if descriptor < 0 {
                 descriptor = connect(port: port)
                 buffer = []
+                if descriptor >= 0, let answerTimeout {
+                    var limit = timeval(tv_sec: Int(answerTimeout.components.seconds), tv_usec: 0)
+                    setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+                }
             }
             guard descriptor >= 0, send(descriptor, request),
                 let (status, keepAlive) = readResponse(descriptor, &buffer)

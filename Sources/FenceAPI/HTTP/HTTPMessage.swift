@@ -46,7 +46,7 @@ extension HTTPRequest {
     public var pathSegments: [String]? {
         var segments: [String] = []
         for raw in path.split(separator: "/", omittingEmptySubsequences: false) {
-            guard let segment = raw.removingPercentEncoding, !segment.utf8.contains(0) else { return nil }
+            guard let segment = raw.percentDecoded, !segment.utf8.contains(0) else { return nil }
             segments.append(segment)
         }
         return segments

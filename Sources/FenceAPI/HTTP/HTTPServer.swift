@@ -35,15 +35,18 @@ public struct HTTPServerError: Error, CustomStringConvertible {
 ///
 /// `init` binds and starts libmicrohttpd, so that a taken port fails before anything is announced and the
 /// bound port is known; `run()` answers. libmicrohttpd's own threads accept and parse; for each complete
-/// request the connection is suspended, the handler runs as a child task of `run()`, and the connection is
-/// resumed with its response. A slow handler (a fence operation waiting on the hypervisor) thus holds no
-/// libmicrohttpd thread. On graceful shutdown (or cancellation) the server stops accepting, answers requests
-/// that still arrive on open connections with 503, lets the ones being answered finish and their responses
-/// go out, stops libmicrohttpd, and `run()` returns.
+/// request the handler starts at once on that thread (`Task.immediate`). A handler that never waits (a 401,
+/// the metrics) is answered there and then, with no thread hop; one that waits (for the hypervisor's pool,
+/// the audit store) gives the thread back at its first wait: the connection is suspended, and resumed with
+/// the response when the handler ends. A slow handler (a fence operation waiting on the hypervisor) thus
+/// holds no libmicrohttpd thread. On graceful shutdown (or cancellation) the server stops accepting, answers
+/// requests that still arrive on open connections with 503, lets the ones being answered finish and their
+/// responses go out, stops libmicrohttpd, and `run()` returns.
 public final class HTTPServer: Service, Sendable {
     private let core: ServerCore
     private let daemon: Mutex<DaemonPointer?>
-    private let requests: AsyncStream<PendingRequest>
+    /// Ends once draining and every started request's response has gone out.
+    private let drained: AsyncStream<Never>
     /// The port actually bound (useful with port 0).
     public let port: UInt16
     public let configuration: HTTPServerConfiguration
@@ -56,12 +59,12 @@ public final class HTTPServer: Service, Sendable {
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse
     ) throws {
         self.configuration = configuration
-        let (requests, queue) = AsyncStream.makeStream(of: PendingRequest.self)
+        let (drained, finish) = AsyncStream.makeStream(of: Never.self)
         let core = ServerCore(
             maximumBodyBytes: configuration.maximumBodyBytes,
             logger: logger,
             handler: handler,
-            queue: queue
+            finish: finish
         )
         var flags =
             UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
@@ -97,7 +100,7 @@ public final class HTTPServer: Service, Sendable {
             )
         }
         self.core = core
-        self.requests = requests
+        self.drained = drained
         self.daemon = Mutex(DaemonPointer(pointer: started))
         self.port = fg_mhd_bound_port(started)
     }
@@ -110,12 +113,7 @@ public final class HTTPServer: Service, Sendable {
     public func run() async {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                await withDiscardingTaskGroup { group in
-                    // Ends once draining and every dispatched request's response has gone out.
-                    for await pending in requests {
-                        group.addTask { [core] in await core.answer(pending) }
-                    }
-                }
+                for await _ in drained {}
             } onGracefulShutdown: {
                 self.beginDraining()
             }
@@ -177,22 +175,16 @@ public final class HTTPServer: Service, Sendable {
     }
 }
 
-/// A request whose connection is suspended until its handler has answered.
-struct PendingRequest: Sendable {
-    let request: HTTPRequest
-    let context: RequestContext
-    let connection: SuspendedConnection
-}
-
 /// What the C callbacks reach through their `cls` pointer. Owned by `HTTPServer`, which outlives the daemon.
 final class ServerCore: Sendable {
     let maximumBodyBytes: Int
     let logger: Logger
     let handler: @Sendable (HTTPRequest) async -> HTTPResponse
-    private let queue: AsyncStream<PendingRequest>.Continuation
+    /// Ends `run()`'s wait once drained.
+    private let finish: AsyncStream<Never>.Continuation
     /// Handlers running now.
     let inFlight = Atomic<Int>(0)
-    /// Requests handed to `run()` whose response has not gone out yet (until `requestCompleted`).
+    /// Requests started whose response has not gone out yet (until `requestCompleted`).
     let dispatched = Atomic<Int>(0)
     let draining = Atomic<Bool>(false)
 
@@ -200,68 +192,107 @@ final class ServerCore: Sendable {
         maximumBodyBytes: Int,
         logger: Logger,
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse,
-        queue: AsyncStream<PendingRequest>.Continuation
+        finish: AsyncStream<Never>.Continuation
     ) {
         self.maximumBodyBytes = maximumBodyBytes
         self.logger = logger
         self.handler = handler
-        self.queue = queue
+        self.finish = finish
     }
 
-    /// Hands a complete request to `run()`; false while draining (then it must be answered at once). The
+    /// Counts a complete request as started; false while draining (then it must be answered at once). The
     /// count goes up before the check, so that draining never ends with a request slipping in after it.
-    func dispatch(_ pending: PendingRequest) -> Bool {
+    func admit() -> Bool {
         dispatched.add(1, ordering: .sequentiallyConsistent)
         guard !draining.load(ordering: .sequentiallyConsistent) else {
-            requestFinished()
-            return false
-        }
-        // The stream ends early if run() is cancelled: then this request is answered at once, like one
-        // that arrives while draining.
-        if case .terminated = queue.yield(pending) {
             requestFinished()
             return false
         }
         return true
     }
 
-    func answer(_ pending: PendingRequest) async {
-        inFlight.add(1, ordering: .relaxed)
-        let response = await handler(pending.request)
-        pending.context.setResponse(response)
-        inFlight.subtract(1, ordering: .releasing)
-        MHD_resume_connection(pending.connection.pointer)
+    /// Runs the handler on the calling libmicrohttpd thread until it first waits (`Task.immediate`). Returns
+    /// the response if it has answered by then; otherwise the connection is suspended, and resumed by the
+    /// handler's task once it has answered.
+    func start(
+        _ request: HTTPRequest,
+        context: RequestContext,
+        connection: SuspendedConnection
+    ) -> HTTPResponse? {
+        Task.immediate { [self] in
+            inFlight.add(1, ordering: .relaxed)
+            let response = await handler(request)
+            inFlight.subtract(1, ordering: .releasing)
+            if context.answer(response) { MHD_resume_connection(connection.pointer) }
+        }
+        return context.answeredOrSuspend { MHD_suspend_connection(connection.pointer) }
     }
 
-    /// A dispatched request's response has gone out (or its connection closed).
+    /// A started request's response has gone out (or its connection closed).
     func requestFinished() {
         let remaining = dispatched.subtract(1, ordering: .sequentiallyConsistent).newValue
-        if remaining == 0 && draining.load(ordering: .sequentiallyConsistent) { queue.finish() }
+        if remaining == 0 && draining.load(ordering: .sequentiallyConsistent) { finish.finish() }
     }
 
     func beginDraining() {
         draining.store(true, ordering: .sequentiallyConsistent)
-        if dispatched.load(ordering: .sequentiallyConsistent) == 0 { queue.finish() }
+        if dispatched.load(ordering: .sequentiallyConsistent) == 0 { finish.finish() }
     }
 }
 
 /// Per-request state, kept in libmicrohttpd's `*con_cls` (retained there, released when the request completes).
 final class RequestContext: @unchecked Sendable {
     // @unchecked: `body`, `tooLarge` and `dispatched` are touched only by libmicrohttpd's thread for this
-    // connection; `response` is written by the handler task before `MHD_resume_connection` and read by that
-    // thread after it, and the lock orders the two.
+    // connection; `phase` is shared with the handler's task, under its lock.
     var body: [UInt8] = []
     var tooLarge = false
     var dispatched = false
     /// Counted in `ServerCore.dispatched` until the request completes.
     var counted = false
-    private let response = Mutex<HTTPResponse?>(nil)
+    private let phase = Mutex(Phase.waiting)
 
-    func setResponse(_ value: HTTPResponse) { response.withLock { $0 = value } }
+    /// Where the answer to a started request is.
+    private enum Phase {
+        /// The handler runs, and libmicrohttpd's thread has not given up the connection yet.
+        case waiting
+        /// The connection is suspended until the handler answers (and resumes it).
+        case suspended
+        /// The handler has answered; the response waits to be queued.
+        case answered(HTTPResponse)
+        /// The response is queued.
+        case delivered
+    }
+
+    /// The handler's answer. True if the connection is suspended and must now be resumed by the caller.
+    func answer(_ response: HTTPResponse) -> Bool {
+        phase.withLock { phase in
+            let suspended = if case .suspended = phase { true } else { false }
+            phase = .answered(response)
+            return suspended
+        }
+    }
+
+    /// On libmicrohttpd's thread once the handler has run up to its first wait: the response if it has
+    /// answered already, else nil after calling `suspend` (under the lock, so that an answer arriving meanwhile
+    /// finds the connection suspended and resumes it).
+    func answeredOrSuspend(_ suspend: () -> Void) -> HTTPResponse? {
+        phase.withLock { phase in
+            if case .answered(let response) = phase {
+                phase = .delivered
+                return response
+            }
+            suspend()
+            phase = .suspended
+            return nil
+        }
+    }
+
+    /// The response of a resumed connection, once.
     func takeResponse() -> HTTPResponse? {
-        response.withLock { value in
-            defer { value = nil }
-            return value
+        phase.withLock { phase in
+            guard case .answered(let response) = phase else { return nil }
+            phase = .delivered
+            return response
         }
     }
 }
@@ -348,19 +379,11 @@ private let accessHandler: MHD_AccessHandlerCallback = {
     request.isValidUTF8 = valid && headers.valid && query.valid
 
     request.requestID = RequestID.next()
-    let pending = PendingRequest(
-        request: request,
-        context: context,
-        connection: SuspendedConnection(pointer: connection)
-    )
-    // Suspended before the handler can resume it; counted until `requestCompleted`, unless not dispatched.
-    MHD_suspend_connection(connection)
+    // Counted until `requestCompleted`, unless refused while draining.
+    guard core.admit() else { return queue(Problem.shuttingDown.response, on: connection) }
     context.counted = true
-    guard core.dispatch(pending) else {
-        context.counted = false
-        context.setResponse(Problem.shuttingDown.response)
-        MHD_resume_connection(connection)
-        return fg_mhd_yes()
+    if let response = core.start(request, context: context, connection: SuspendedConnection(pointer: connection)) {
+        return queue(response, on: connection)
     }
     return fg_mhd_yes()
 }
@@ -406,7 +429,7 @@ private let collectPair: MHD_KeyValueIterator = { cls, _, key, value in
     // Query arguments arrive as sent (see fg_mhd_unescape_none); headers are never escaped.
     if collector.decodesEscapes {
         // A NUL in a value is kept: it then simply matches nothing.
-        guard let decodedName = name.removingPercentEncoding, let decodedText = text.removingPercentEncoding else {
+        guard let decodedName = name.percentDecoded, let decodedText = text.percentDecoded else {
             collector.valid = false
             return fg_mhd_yes()
         }

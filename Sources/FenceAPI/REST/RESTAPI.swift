@@ -49,7 +49,7 @@ struct RESTAPI: Sendable {
         guard let header = request.headers["authorization"] else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return "" }
-        return parts[1].trimmingCharacters(in: .whitespaces)
+        return String(parts[1].trimmingSpaces)
     }
 
     // MARK: - Domains

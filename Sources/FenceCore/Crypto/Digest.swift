@@ -45,9 +45,14 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
 extension Sequence<UInt8> {
     /// Lower-case hexadecimal text.
     public var hexString: String {
-        map { byte in
-            let text = String(byte, radix: 16)
-            return byte < 16 ? "0" + text : text
-        }.joined()
+        var text: [UInt8] = []
+        text.reserveCapacity(underestimatedCount * 2)
+        for byte in self {
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }
+
+private let hexDigits = Array("0123456789abcdef".utf8)
