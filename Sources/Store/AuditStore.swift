@@ -19,7 +19,8 @@ public actor AuditStore {
     private var pending: [PendingWrite] = []
     private var flushScheduled = false
     /// When a commit last reached the disk; nil after a failed one.
-    private var lastDurableCommit: ContinuousClock.Instant?
+    /// Read without the actor: a health check or metrics scrape answered from it needs no hop to the queue.
+    private nonisolated let lastDurableCommit = Mutex<ContinuousClock.Instant?>(nil)
     /// Prepared on first use: a database opened read-only may predate the `write_probe` table.
     private var probeStatement: Statement?
     /// Rows of requests that changed nothing, waiting for the next commit (`recordEventually`).
@@ -296,10 +297,10 @@ public actor AuditStore {
         guard !rows.isEmpty else { return }
         do throws(SQLiteError) {
             let failures = try database.transaction { () throws(SQLiteError) in insert(rows) }
-            lastDurableCommit = .now
+            lastDurableCommit.withLock { $0 = .now }
             logDeferredFailures(failures, of: rows.count)
         } catch {
-            lastDurableCommit = nil
+            lastDurableCommit.withLock { $0 = nil }
             logDeferredFailures(rows.count, of: rows.count, error: error)
         }
     }
@@ -383,14 +384,14 @@ public actor AuditStore {
                 return (results, insert(riders))
             }
         } catch {
-            lastDurableCommit = nil
+            lastDurableCommit.withLock { $0 = nil }
             logDeferredFailures(riders.count, of: riders.count, error: error)
             let failure = AuditStoreError.database(error)
             for entry in batch { entry.continuation.resume(throwing: failure) }
             return
         }
         logDeferredFailures(riderFailures, of: riders.count)
-        lastDurableCommit = .now
+        lastDurableCommit.withLock { $0 = .now }
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
     }
 
@@ -467,8 +468,14 @@ public actor AuditStore {
     /// Proves that the audit log can be written now: a commit reached the disk within the last second, or a
     /// probe row is written and synced now (sharing the next group commit). So a full or read-only disk, or a
     /// lock held elsewhere, shows here, while frequent health checks cost at most one small commit a second.
-    public func checkWritable() async throws {
-        if let lastDurableCommit, ContinuousClock.now - lastDurableCommit < Self.writeProofLifetime { return }
+    public nonisolated func checkWritable() async throws {
+        if let last = lastDurableCommit.withLock({ $0 }), ContinuousClock.now - last < Self.writeProofLifetime {
+            return
+        }
+        try await writeProbe()
+    }
+
+    private func writeProbe() async throws {
         _ = try await write(.probe)
     }
 
