@@ -7,6 +7,24 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    // A section per function, so that the linker can place the code run at start-up and per request together
+    // (see `releaseLinkerSettings`).
+    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(platforms: [.linux], configuration: .release)),
+]
+
+/// Release link of `fencegate` on Linux: lld with packed relative relocations (RELR: 20 KiB instead of 2 MiB of
+/// `.rela.dyn` that the loader reads at every start) and the functions that `serve` runs at start-up and per
+/// request placed first, in the order of scripts/fencegate.order (made by scripts/link-order). The kernel maps
+/// code 64 KiB around each page that is touched; packed, that code is a few MiB resident instead of 14.
+let releaseLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(
+        [
+            "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/fencegate.order",
+            "-Xlinker", "--no-warn-symbol-ordering",
+        ],
+        .when(platforms: [.linux], configuration: .release)
+    )
 ]
 
 let package = Package(
@@ -102,6 +120,7 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: swiftSettings,
+            linkerSettings: releaseLinkerSettings,
             plugins: ["BuildVersion"]
         ),
         // Writes fencegate's version (VERSION) and git revision into it before each build (`--version`).

@@ -57,13 +57,13 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds a fence operation may take, lock wait included, before it fails as timed out (default \(ServeSettings().operationTimeout.formatted()))."
+            "Seconds a fence operation may take, lock wait included, before it fails as timed out (default \(ServeSettings().operationTimeout.helpText))."
     )
     var operationTimeout: Double?
 
     @Option(
         help:
-            "Seconds between hypervisor connection checks (a dropped connection is re-opened; default \(ServeSettings().healthInterval.formatted()))."
+            "Seconds between hypervisor connection checks (a dropped connection is re-opened; default \(ServeSettings().healthInterval.helpText))."
     )
     var healthInterval: Double?
 
@@ -87,7 +87,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off; default \(ServeSettings().raceWindow.formatted()))."
+            "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off; default \(ServeSettings().raceWindow.helpText))."
     )
     var fenceRaceWindow: Double?
 
@@ -104,7 +104,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
-            "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first (default \(ServeSettings().priorityGrace.formatted()))."
+            "Seconds a fence of a preferred domain from another one waits, so that the preferred one's fence is decided first (default \(ServeSettings().priorityGrace.helpText))."
     )
     var priorityGrace: Double?
 
@@ -373,5 +373,13 @@ struct HypervisorWatch: Service {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
+    }
+}
+
+extension Double {
+    /// The value as a help text shows a default, in every locale alike: "60", "0.5" (no ".0", no grouping). Not
+    /// `formatted()`, which starts ICU's number formatting on every parse of the command line.
+    fileprivate var helpText: String {
+        rounded() == self && abs(self) < 1e15 ? String(Int64(self)) : String(self)
     }
 }

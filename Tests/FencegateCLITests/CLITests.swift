@@ -151,6 +151,19 @@ struct CLITests {
         #expect(result.status == 0)
         #expect(result.stdout.hasPrefix("pcmk6: on "))
     }
+
+    @Test("serve --help shows the default seconds as plain numbers, whatever the locale")
+    func serveHelpDefaults() async throws {
+        let fencegate = try FencegateBinary()
+        let help = try await fencegate.run(["serve", "--help"], environment: ["LC_ALL": "de_DE.UTF-8"])
+        #expect(help.status == 0)
+        // Help text is wrapped; compare it with the line breaks and indentation taken out.
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(text.contains("before it fails as timed out (default 60)."))
+        #expect(text.contains("re-opened; default 5)."))
+        #expect(text.contains("0: off; default 60)."))
+        #expect(text.contains("is decided first (default 5)."))
+    }
 }
 
 @Suite("fencegate audit: filters and pages")
