@@ -55,24 +55,19 @@ extension FenceService {
             result = .failure(fenceError(error, request, elapsed: ContinuousClock.now - started))
         }
         let duration = ContinuousClock.now - started
-        let auditResult: AuditResult
-        switch result {
-        case .success: auditResult = .success
-        case .failure(let failure): auditResult = failure.auditResult
-        }
+        let auditResult = result.auditResult
         metrics.operationFinished(
             action: request.action.rawValue,
             result: auditResult.rawValue,
             source: request.origin.frontEnd.rawValue,
             duration: duration
         )
-        let failure: FenceError?
-        if case .failure(let error) = result { failure = error } else { failure = nil }
+        let failure = result.failure
         store.recordEventually(
             intent,
             AuditCompletion(
                 result: auditResult,
-                powerState: (try? result.get())?.power.rawValue,
+                powerState: result.success?.power.rawValue,
                 errorCode: failure?.code,
                 message: [request.origin.receivedOn.map { "received on \($0)" }, failure?.description]
                     .compactMap { $0 }.joined(separator: "; ").nilIfEmpty,

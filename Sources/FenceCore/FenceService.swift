@@ -214,7 +214,7 @@ public final class FenceService: Sendable {
     // MARK: - Reads for front ends (audited, as every front end's request is)
 
     /// Reads the domain `request` names, if its access policy allows (REST's and Redfish's GET of one domain):
-    /// a `status` that does not wait for the domain's lock (fence_xvm's status goes through `perform` and
+    /// a `status` that does not wait for the domain's lock (fence_xvm's status goes through `status(_:)` and
     /// does). Recorded as one finished row with the power state read; a refusal that conceals the domain
     /// throws `.domainNotFound`, exactly as for a domain that does not exist.
     public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
@@ -661,17 +661,17 @@ extension DomainInfo {
 }
 
 extension Result where Failure == FenceError {
-    fileprivate var success: Success? { try? get() }
+    var success: Success? { try? get() }
 
-    fileprivate var failure: FenceError? {
+    var failure: FenceError? {
         if case .failure(let error) = self { return error }
         return nil
     }
 
-    fileprivate var auditResult: AuditResult {
+    var auditResult: AuditResult {
         switch self {
         case .success: .success
-        case .failure(let error): error.isTimeout ? .timedOut : .failure
+        case .failure(let error): error.auditResult
         }
     }
 }

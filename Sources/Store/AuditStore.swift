@@ -374,6 +374,9 @@ public actor AuditStore {
         do throws(SQLiteError) {
             // One transaction: a row that fails alone fails alone; a failed commit fails them all.
             (results, riderFailures) = try database.transaction { () throws(SQLiteError) in
+                // The reads were answered before these writes were queued: their rows come first, so that ids
+                // follow the order of the requests.
+                let riderFailures = insert(riders)
                 let results = batch.map { entry -> Result<Int64, any Error> in
                     do throws(SQLiteError) {
                         return .success(try perform(entry.write))
@@ -381,7 +384,7 @@ public actor AuditStore {
                         return .failure(AuditStoreError.database(error))
                     }
                 }
-                return (results, insert(riders))
+                return (results, riderFailures)
             }
         } catch {
             lastDurableCommit.withLock { $0 = nil }

@@ -67,6 +67,8 @@ struct DeferredRowsTests {
         // Durable when begin returns, and the three reads with it, in the same transaction.
         #expect(try await observer.query(AuditQuery(limit: 10)).records.count == 4)
         #expect(try await observer.operation(id: id)?.state == .started)
+        // The reads came first, and so do their ids: ids follow the order of the requests.
+        #expect(id == 4)
 
         store.recordEventually(read("monitor").0, read("monitor").1)
         #expect(try await observer.query(AuditQuery(limit: 10)).records.count == 4)
