@@ -15,8 +15,14 @@ public struct FenceRaceRules: Sendable, Equatable {
     public var preferred: [String] = []
     public var grace: Duration = .seconds(5)
     /// Requester addresses (as the call back reached them, or the TCP peer) mapped to domains (names or
-    /// UUIDs), for guests whose addresses libvirt cannot tell (no libvirt network, no agent).
+    /// UUIDs), for guests whose addresses libvirt cannot tell (no DHCP lease of a libvirt network, no entry
+    /// in the host's ARP table, or an IPv6 address).
     public var requesters: [String: String] = [:]
+    /// The longest a fence waits for the hypervisor to tell who sent it or the target's addresses. Both are
+    /// bookkeeping for the rule: past this, the requester counts as unknown (decided as always) and the
+    /// addresses as none, and the fence goes on. libvirt holds a domain while it destroys it (until its
+    /// process is dead), and a listing of every domain waits for each one held.
+    package var lookupTimeout: Duration = .seconds(1)
     /// Read a fenced domain's addresses when its fence begins, so that a request its guest sends to a
     /// fence_xvm listener just before it dies is still known as its. Costs a hypervisor call before each
     /// off and reboot: `serve` turns it on when a fence_xvm listener runs, and only then.
@@ -108,6 +114,34 @@ final class FenceLedger: Sendable {
         return entries.withLock { entries in
             let owners = entries.values.filter { $0.addresses.contains(canonical) }.compactMap(\.domain)
             return owners.count == 1 ? owners[0] : nil
+        }
+    }
+
+    /// The domain `target` names (exactly: its UUID, or its very name) if it is being fenced or was fenced
+    /// within `window`: what the rule decides on, known without asking the hypervisor (which may be busy
+    /// destroying that very domain).
+    func racingDomain(_ target: DomainTarget, window: Duration) -> DomainInfo? {
+        let now = clock.now
+        return entries.withLock { entries in
+            entries.values.first { entry in
+                guard let domain = entry.domain,
+                    !entry.underWay.isEmpty || entry.lastFenced.map({ now - $0.at < window }) == true
+                else { return false }
+                if let uuid = target.uuid { return domain.uuid.lowercased() == uuid }
+                return domain.name.utf8.elementsEqual(target.text.utf8)
+            }?.domain
+        }
+    }
+
+    /// The domains fenced within `window` with no fence under way now: beyond the ones being fenced (whose
+    /// addresses were read when their fence began), the only ones whose requests the rule refuses.
+    func fencedLately(window: Duration) -> [DomainInfo] {
+        let now = clock.now
+        return entries.withLock { entries in
+            entries.values.compactMap { entry in
+                guard entry.underWay.isEmpty, let last = entry.lastFenced, now - last.at < window else { return nil }
+                return entry.domain
+            }
         }
     }
 

@@ -21,11 +21,30 @@ extension FenceService {
         )
     }
 
+    /// Where `sendingDomain` looks for the domain behind a guest's address once the configured addresses and
+    /// the domains being fenced did not tell.
+    enum RequesterSearch {
+        /// Every running domain: a listing of the hypervisor's domains, then each one's addresses. A listing
+        /// waits for every domain libvirt holds (one being destroyed, until its process is dead).
+        case runningDomains
+        /// Only the domains fenced lately whose fence has ended, each asked by UUID: all that the rule can
+        /// refuse on besides the ones being fenced. Never waits for a destroy of Fencegate's own.
+        case fencedLately
+    }
+
     /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
     /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
-    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (the
-    /// running domain that has it, if exactly one does). Nil if unknown.
-    func sendingDomain(of request: FenceRequest, deadline: ContinuousClock.Instant) async -> DomainInfo? {
+    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (among
+    /// the domains `search` names, the one that has it, if exactly one does). A named domain that is being
+    /// fenced or was fenced lately is known without asking the hypervisor. Nil if unknown, or if the
+    /// hypervisor did not tell within the rules' `lookupTimeout`.
+    func sendingDomain(
+        of request: FenceRequest,
+        search: RequesterSearch = .runningDomains,
+        deadline: ContinuousClock.Instant
+    ) async -> DomainInfo? {
+        let rules = configuration.races
+        let bound = min(deadline, .now + rules.lookupTimeout)
         let target: DomainTarget
         switch request.origin.sendingDomain {
         case nil:
@@ -33,22 +52,13 @@ extension FenceService {
         case .named(let named):
             target = named
         case .address(let address):
-            if let configured = configuration.races.configuredDomain(for: address) {
+            if let configured = rules.configuredDomain(for: address) {
                 target = configured
             } else if let fenced = ledger.fencedDomain(withAddress: address) {
                 // Off by now, or about to be: the hypervisor may no longer report its addresses.
                 return fenced
             } else {
-                let canonical = canonicalAddress(address)
-                return try? await blocking(action: request.action, target: address, deadline: deadline) {
-                    [hypervisor] in
-                    let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
-                        ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains {
-                            canonicalAddress($0) == canonical
-                        }
-                    }
-                    return owners.count == 1 ? owners[0] : nil
-                }
+                return await domain(withAddress: address, among: search, action: request.action, deadline: bound)
             }
         }
         if let router {
@@ -56,8 +66,45 @@ extension FenceService {
             guard case .found(let located) = router.locate(target) else { return nil }
             return located.domain
         }
-        return try? await blocking(action: request.action, target: target.text, deadline: deadline) { [hypervisor] in
+        if let racing = ledger.racingDomain(target, window: rules.window) { return racing }
+        return try? await blocking(action: request.action, target: target.text, deadline: bound) { [hypervisor] in
             try hypervisor.domain(target)
+        }
+    }
+
+    /// The one domain among `search`'s that has `address` (as the hypervisor knows its addresses); nil if
+    /// none or several do, or if the hypervisor did not tell by `deadline`.
+    private func domain(
+        withAddress address: String,
+        among search: RequesterSearch,
+        action: FenceAction,
+        deadline: ContinuousClock.Instant
+    ) async -> DomainInfo? {
+        var candidates: [DomainInfo]?
+        if search == .fencedLately {
+            candidates = ledger.fencedLately(window: configuration.races.window)
+            if candidates?.isEmpty == true { return nil }
+        }
+        let canonical = canonicalAddress(address)
+        do {
+            return try await blocking(action: action, target: address, deadline: deadline) { [hypervisor, candidates] in
+                // An inactive domain has no addresses to report: asking it fails, and it owns none.
+                let domains = try candidates ?? hypervisor.domains().filter { $0.power == .on }
+                let owners = domains.filter { domain in
+                    ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains {
+                        canonicalAddress($0) == canonical
+                    }
+                }
+                return owners.count == 1 ? owners[0] : nil
+            }
+        } catch {
+            if error.isTimeout {
+                logger.notice(
+                    "the hypervisor did not tell in time which domain has a requester's address; decided as unknown",
+                    metadata: ["fence.requester_address": "\(canonical)"]
+                )
+            }
+            return nil
         }
     }
 
@@ -88,7 +135,8 @@ extension FenceService {
                 winner = (requester.name, operation)
             }
         } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
-            let requester = await sendingDomain(of: request, deadline: deadline)
+            // Only a domain being fenced or fenced lately can lose: it is looked for among those alone.
+            let requester = await sendingDomain(of: request, search: .fencedLately, deadline: deadline)
             if let operation = ledger.claim(
                 target: target,
                 by: operationID,
@@ -100,9 +148,11 @@ extension FenceService {
         }
         guard winner == nil, rules.recordsGuestAddresses else { return winner }
         // The target's addresses while it still runs (nothing has been done to it yet), so that a request it
-        // sends before it dies (a guest's, known by its address) is known as its.
+        // sends before it dies (a guest's, known by its address) is known as its. Bookkeeping: the fence does
+        // not wait for it longer than the rules' lookup timeout.
+        let bound = min(deadline, .now + rules.lookupTimeout)
         let addresses =
-            (try? await blocking(action: request.action, target: target.name, deadline: deadline) { [hypervisor] in
+            (try? await blocking(action: request.action, target: target.name, deadline: bound) { [hypervisor] in
                 try hypervisor.addresses(ofDomain: target.uuid)
             }) ?? []
         ledger.record(addresses: addresses, of: target)

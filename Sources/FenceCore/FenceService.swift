@@ -133,7 +133,7 @@ public final class FenceService: Sendable {
                 target: DomainTarget(""),
                 origin: RequestOrigin(frontEnd: .multicast, requester: nil, sendingDomain: .address(requesterAddress))
             )
-            requester = await sendingDomain(of: probe, deadline: min(deadline, .now + .seconds(2)))
+            requester = await sendingDomain(of: probe, deadline: deadline)
         }
         return await router.claimCallback(key, requester: requester, deadline: deadline)
     }

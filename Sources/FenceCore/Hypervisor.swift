@@ -42,8 +42,10 @@ public protocol Hypervisor: Sendable {
     /// Injects a non-maskable interrupt (`virDomainInjectNMI`).
     func injectNMI(domain uuid: String) throws
 
-    /// The IP addresses the hypervisor knows for the running domain's interfaces: from its DHCP leases,
-    /// else the host's ARP table, else the guest agent, whichever answers first with addresses.
+    /// The IP addresses the hypervisor knows for the running domain's interfaces: from its DHCP leases, else
+    /// the host's ARP table. Never from the guest agent: the guest answers that one (a hung guest after 5 s,
+    /// one that answers libvirt's sync and not the query, never), and the domain asked about is often the
+    /// one being fenced.
     func addresses(ofDomain uuid: String) throws -> [String]
 
     /// Calls `observer` after a domain is defined, undefined, started or stopped, as the hypervisor reports

@@ -229,12 +229,13 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     public func addresses(ofDomain uuid: String) throws -> [String] {
         try withConnection { connection in
             let domain = try connection.domain(uuid: uuid)
-            for source in [LibvirtDomain.AddressSource.lease, .arp, .agent] {
+            // Not the guest agent (see the protocol): sources the host answers alone.
+            for source in [LibvirtDomain.AddressSource.lease, .arp] {
                 do {
                     let addresses = try domain.interfaceAddresses(from: source)
                     if !addresses.isEmpty { return addresses }
                 } catch let error as LibvirtError where !error.isConnectionFailure && error.code != .noDomain {
-                    continue  // this source is not available for this domain (no agent, no libvirt network)
+                    continue  // this source is not available for this domain (no libvirt network)
                 }
             }
             return []

@@ -122,6 +122,46 @@ struct FenceRaceTests {
         #expect(await sender("::ffff:198.18.0.11") == "node1")  // the same address, written otherwise
     }
 
+    @Test("who sent a fence is found without waiting for a destroy under way, which holds its domain in libvirt")
+    func requesterFoundWithoutWaitingForADestroy() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.races.recordsGuestAddresses = true
+        let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
+        func node(_ index: Int) -> String { "d1d1d1d1-0000-4000-8000-00000000000\(index)" }
+        func request(_ target: String, from origin: SendingDomain) -> FenceRequest {
+            FenceRequest(
+                action: .off,
+                target: DomainTarget(target),
+                origin: RequestOrigin(frontEnd: .multicast, requester: "guest", sendingDomain: origin)
+            )
+        }
+        // node2's destroy hangs (a QEMU that dies slowly). Its addresses were read when its fence began.
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .destroy, for: node(2))
+        let first = Task { try await harness.service.perform(request("node2", from: .address("198.18.0.11"))) }
+        try await waitUntil("node2's fence is in its destroy") { gate.arrived == 1 }
+        // From now on, as libvirt while it kills a domain's process: every call that needs node2 waits for the
+        // destroy, and a listing of all domains needs every domain.
+        for (method, key) in [(FaultyHypervisor.Method.domains, "*"), (.addresses, node(2)), (.domain, "node2")] {
+            harness.faulty.inject(.hang(gate), into: method, for: key)
+        }
+        // node1 (by its guest's address) fences node3: its requester cannot lose a race, nothing waits.
+        #expect(try await harness.service.perform(request("node3", from: .address("198.18.0.11"))).power == .off)
+        // node2 asks, by its guest's address and by name: refused at once, from what the ledger knows.
+        for origin in [SendingDomain.address("198.18.0.31"), .named("node2")] {
+            await #expect {
+                _ = try await harness.service.perform(request("node1", from: origin))
+            } throws: { error in
+                guard case FenceError.requesterFenced(_, let requester, _) = error else { return false }
+                return requester == "node2"
+            }
+        }
+        #expect(gate.arrived == 1, "a call waited for node2's destroy: \(harness.faulty.calls)")
+        gate.open()
+        #expect(try await first.value.power == .off)
+        #expect(try harness.libvirt.state(ofDomain: node(1)) == .running)
+    }
+
     @Test("the ledger: exactly one of two nodes fencing each other gets through, from many threads at once")
     func ledgerDecidesOnce() async {
         for _ in 0..<200 {
