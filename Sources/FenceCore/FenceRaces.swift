@@ -133,18 +133,6 @@ final class FenceLedger: Sendable {
         }
     }
 
-    /// The domains fenced within `window` with no fence under way now: beyond the ones being fenced (whose
-    /// addresses were read when their fence began), the only ones whose requests the rule refuses.
-    func fencedLately(window: Duration) -> [DomainInfo] {
-        let now = clock.now
-        return entries.withLock { entries in
-            entries.values.compactMap { entry in
-                guard entry.underWay.isEmpty, let last = entry.lastFenced, now - last.at < window else { return nil }
-                return entry.domain
-            }
-        }
-    }
-
     /// The operation on `target` ended; `fenced` if it fenced the domain (succeeded, or timed out: then it
     /// may have, and a node that may be dead is treated as dead).
     func finish(target: String, operation: Int64, fenced: Bool) {

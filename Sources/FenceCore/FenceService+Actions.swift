@@ -154,7 +154,7 @@ extension FenceService {
     }
 
     /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
-    /// first.
+    /// first. A `status` request's reads run on the reads' pool, a fence's on the fences'.
     func blocking<T: Sendable>(
         action: FenceAction,
         target: String,
@@ -164,7 +164,7 @@ extension FenceService {
         let started = ContinuousClock.now
         let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
         do {
-            return try await pool.run(until: limit, body)
+            return try await (action == .status ? readPool : pool).run(until: limit, body)
         } catch is DeadlineExceeded {
             throw .timedOut(action: action, target: target, after: started.duration(to: .now))
         } catch {

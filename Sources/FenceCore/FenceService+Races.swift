@@ -21,26 +21,27 @@ extension FenceService {
         )
     }
 
-    /// Where `sendingDomain` looks for the domain behind a guest's address once the configured addresses and
-    /// the domains being fenced did not tell.
+    /// How far `sendingDomain` looks.
     enum RequesterSearch {
-        /// Every running domain: a listing of the hypervisor's domains, then each one's addresses. A listing
-        /// waits for every domain libvirt holds (one being destroyed, until its process is dead).
-        case runningDomains
-        /// Only the domains fenced lately whose fence has ended, each asked by UUID: all that the rule can
-        /// refuse on besides the ones being fenced. Never waits for a destroy of Fencegate's own.
-        case fencedLately
+        /// The hypervisor too: a guest's address among the running domains' (a listing, then each one's
+        /// addresses), a name or UUID looked up. A listing waits for every domain libvirt holds (one being
+        /// destroyed, until its process is dead).
+        case hypervisor
+        /// Only what the ledger knows of the domains being fenced or fenced lately (their names, UUIDs, and
+        /// addresses from their fence's start): enough for the rule, which refuses those alone. Never asks
+        /// the hypervisor.
+        case racingDomains
     }
 
     /// The domain that sent `request`, if the front end told how to know it and it can be found: the domain
     /// a token names; or the one whose address the guest's is, from `FenceRaceRules.requesters`, else a
-    /// domain being fenced or fenced lately that had it when its fence began, else from the hypervisor (among
-    /// the domains `search` names, the one that has it, if exactly one does). A named domain that is being
-    /// fenced or was fenced lately is known without asking the hypervisor. Nil if unknown, or if the
-    /// hypervisor did not tell within the rules' `lookupTimeout`.
+    /// domain being fenced or fenced lately that had it when its fence began, else (`search` allowing) the
+    /// running domain that has it, if exactly one does. A named domain being fenced or fenced lately is known
+    /// without asking the hypervisor. Nil if unknown, or if the hypervisor did not tell within the rules'
+    /// `lookupTimeout`.
     func sendingDomain(
         of request: FenceRequest,
-        search: RequesterSearch = .runningDomains,
+        search: RequesterSearch = .hypervisor,
         deadline: ContinuousClock.Instant
     ) async -> DomainInfo? {
         let rules = configuration.races
@@ -57,8 +58,10 @@ extension FenceService {
             } else if let fenced = ledger.fencedDomain(withAddress: address) {
                 // Off by now, or about to be: the hypervisor may no longer report its addresses.
                 return fenced
+            } else if search == .racingDomains {
+                return nil
             } else {
-                return await domain(withAddress: address, among: search, action: request.action, deadline: bound)
+                return await runningDomain(withAddress: address, action: request.action, deadline: bound)
             }
         }
         if let router {
@@ -67,30 +70,23 @@ extension FenceService {
             return located.domain
         }
         if let racing = ledger.racingDomain(target, window: rules.window) { return racing }
+        guard search == .hypervisor else { return nil }
         return try? await blocking(action: request.action, target: target.text, deadline: bound) { [hypervisor] in
             try hypervisor.domain(target)
         }
     }
 
-    /// The one domain among `search`'s that has `address` (as the hypervisor knows its addresses); nil if
-    /// none or several do, or if the hypervisor did not tell by `deadline`.
-    private func domain(
+    /// The one running domain that has `address` (as the hypervisor knows its addresses); nil if none or
+    /// several do, or if the hypervisor did not tell by `deadline`.
+    private func runningDomain(
         withAddress address: String,
-        among search: RequesterSearch,
         action: FenceAction,
         deadline: ContinuousClock.Instant
     ) async -> DomainInfo? {
-        var candidates: [DomainInfo]?
-        if search == .fencedLately {
-            candidates = ledger.fencedLately(window: configuration.races.window)
-            if candidates?.isEmpty == true { return nil }
-        }
         let canonical = canonicalAddress(address)
         do {
-            return try await blocking(action: action, target: address, deadline: deadline) { [hypervisor, candidates] in
-                // An inactive domain has no addresses to report: asking it fails, and it owns none.
-                let domains = try candidates ?? hypervisor.domains().filter { $0.power == .on }
-                let owners = domains.filter { domain in
+            return try await blocking(action: action, target: address, deadline: deadline) { [hypervisor] in
+                let owners = try hypervisor.domains().filter { $0.power == .on }.filter { domain in
                     ((try? hypervisor.addresses(ofDomain: domain.uuid)) ?? []).contains {
                         canonicalAddress($0) == canonical
                     }
@@ -135,8 +131,8 @@ extension FenceService {
                 winner = (requester.name, operation)
             }
         } else if !ledger.claimIfQuiet(target: target, by: operationID, window: rules.window) {
-            // Only a domain being fenced or fenced lately can lose: it is looked for among those alone.
-            let requester = await sendingDomain(of: request, search: .fencedLately, deadline: deadline)
+            // Only a domain being fenced or fenced lately can lose: the ledger knows those.
+            let requester = await sendingDomain(of: request, search: .racingDomains, deadline: deadline)
             if let operation = ledger.claim(
                 target: target,
                 by: operationID,

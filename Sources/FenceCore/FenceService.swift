@@ -24,7 +24,10 @@ public final class FenceService: Sendable {
         public var shutOffPollInterval: Duration = .milliseconds(100)
         /// Attempts to write a completion row before giving up (the row then stays `started`).
         public var completionAttempts: Int = 5
-        /// The most threads blocked in hypervisor calls at once; further calls wait, in order, for one.
+        /// The most threads blocked in hypervisor calls at once; further calls wait, in order, for one. A
+        /// quarter of them (at least one) serve reads only, the rest fences and everything they call, so that
+        /// reads piling up behind a hypervisor that holds a domain (a destroy of a stuck QEMU) never take
+        /// the threads a fence needs.
         public var hypervisorThreads = 32
         /// The most hypervisor calls waiting for a thread; beyond that a call fails at once (503).
         public var hypervisorQueue = 1024
@@ -43,6 +46,10 @@ public final class FenceService: Sendable {
         public var readsPerClientPerMinute = 60
         /// Reads that get a row of their own per minute, all requesters together.
         public var readsPerMinute = 600
+        /// Threads for reads: listings, status, the GETs (see `hypervisorThreads`).
+        public var hypervisorReadThreads: Int { max(1, hypervisorThreads / 4) }
+        /// Threads for fences and the calls they make (lookups included).
+        public var hypervisorChangeThreads: Int { max(1, hypervisorThreads - hypervisorReadThreads) }
         /// The refusal and read limits' window: a minute, shorter in tests.
         package var refusalWindow: Duration = .seconds(60)
         /// How fence races are settled (see `FenceRaceRules`).
@@ -61,7 +68,9 @@ public final class FenceService: Sendable {
     /// Counters and latencies of fence operations since start.
     public let metrics = FenceMetrics()
     let locks = DomainLocks()
+    /// Hypervisor calls of fences (and everything else but reads); `readPool` has the reads'.
     let pool: BlockingThreadPool
+    let readPool: BlockingThreadPool
     let probe: HypervisorProbe
     let refusals: AuditRowLimiter
     let reads: AuditRowLimiter
@@ -76,10 +85,15 @@ public final class FenceService: Sendable {
         self.logger = logger
         let pool = BlockingThreadPool(
             name: "fencegate.hypervisor",
-            maximumThreads: configuration.hypervisorThreads,
+            maximumThreads: configuration.hypervisorChangeThreads,
             maximumQueued: configuration.hypervisorQueue
         )
         self.pool = pool
+        self.readPool = BlockingThreadPool(
+            name: "fencegate.hypervisor-read",
+            maximumThreads: configuration.hypervisorReadThreads,
+            maximumQueued: configuration.hypervisorQueue
+        )
         self.probe = HypervisorProbe(
             timeout: min(configuration.healthTimeout, configuration.operationTimeout)
         ) { [hypervisor] in
@@ -189,8 +203,12 @@ public final class FenceService: Sendable {
     /// The audit database's path, for messages.
     public var auditLogPath: String { store.path }
 
-    /// Threads of the hypervisor pool, how many are in a call, and how many calls wait; for tests and metrics.
-    package var hypervisorPoolCensus: (threads: Int, busy: Int, queued: Int) { pool.census }
+    /// Threads of the hypervisor pools (fences' and reads'), how many are in a call, and how many calls wait;
+    /// for tests and metrics.
+    package var hypervisorPoolCensus: (threads: Int, busy: Int, queued: Int) {
+        let (changes, reads) = (pool.census, readPool.census)
+        return (changes.threads + reads.threads, changes.busy + reads.busy, changes.queued + reads.queued)
+    }
 
     // MARK: - Reads for the command line and tests (not audited: their callers can read the database itself)
 

@@ -109,6 +109,28 @@ struct BoundsTests {
         #expect(pool.census.threads <= 3)
     }
 
+    @Test("reads stuck behind a domain the hypervisor holds never take the threads a fence needs")
+    func readsCannotStarveFences() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.hypervisorThreads = 4  // one for reads, three for fences
+        configuration.operationTimeout = .seconds(10)
+        let harness = try await ServiceHarness(configuration: configuration)
+        // Every listing hangs, as behind a domain libvirt holds while it kills a stuck QEMU.
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .domains, for: "*")
+        let reads = (0..<12).map { _ in
+            Task { _ = try? await harness.service.list(origin: ServiceHarness.origin) }
+        }
+        try await waitUntil("every listing is in a call or waits for a thread") {
+            let census = harness.service.hypervisorPoolCensus
+            return gate.arrived >= 1 && census.busy + census.queued == 12
+        }
+        #expect(try await harness.perform(.off, "pcmk1").power == .off)
+        #expect(gate.arrived == 1, "listings held \(gate.arrived) threads")
+        gate.open()
+        for read in reads { await read.value }
+    }
+
     @Test("a libvirtd that accepts and never answers: many calls open one connection, not one each")
     func oneOpenAtATime() async throws {
         let directory = try TemporaryDirectory()
@@ -125,11 +147,11 @@ struct BoundsTests {
         )
         let calls = (0..<40).map { _ in Task { _ = try? await service.domains() } }
         try await waitUntil("a call reaches the hung libvirtd") { hung.accepted >= 1 }
-        // 32 of them hold the pool's threads (waiting for the one open), the rest wait for a thread.
+        // Listings are reads: the reads' threads (8 of 32) wait for the one open, the rest wait for a thread.
         try await waitUntil("every call is in the pool, waiting for the one open") {
             let census = service.hypervisorPoolCensus
-            return census.busy == configuration.hypervisorThreads
-                && census.queued == 40 - configuration.hypervisorThreads
+            return census.busy == configuration.hypervisorReadThreads
+                && census.queued == 40 - configuration.hypervisorReadThreads
         }
         #expect(hung.accepted == 1, "\(hung.accepted) connections")
         // The calls that waited for the one open hold a pool thread each until it ends: at most the pool.
