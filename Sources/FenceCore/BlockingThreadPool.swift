@@ -91,7 +91,10 @@ package final class BlockingThreadPool: @unchecked Sendable {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 answer.start(continuation)
                 let ticket = scheduler.schedule(at: deadline) { [self] in
-                    if answer.resume(with: .failure(DeadlineExceeded())) { abandon(id) }
+                    // Out of the queue before the caller hears of it (a job a thread took runs to its end).
+                    guard let caller = answer.claim() else { return }
+                    abandon(id)
+                    caller.resume(throwing: DeadlineExceeded())
                 }
                 submit(
                     Job(
@@ -202,8 +205,13 @@ private final class AnswerOnce<T: Sendable>: Sendable {
     /// Resumes the continuation if nothing did yet; true if this call did.
     @discardableResult
     func resume(with result: Result<T, any Error>) -> Bool {
-        guard let continuation = continuation.withLock({ $0.take() }) else { return false }
+        guard let continuation = claim() else { return false }
         continuation.resume(with: result)
         return true
+    }
+
+    /// The continuation, for the caller alone to resume, if nothing resumed or claimed it yet.
+    func claim() -> CheckedContinuation<T, any Error>? {
+        continuation.withLock { $0.take() }
     }
 }

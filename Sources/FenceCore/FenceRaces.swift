@@ -58,77 +58,110 @@ final class FenceLedger: Sendable {
         /// of them comes from this domain even once it is off and the hypervisor no longer reports them.
         var domain: DomainInfo?
         var addresses: [String] = []
+
+        /// Being fenced, or fenced less than `window` before `now`: a request from it is refused.
+        func isRacing(at now: ContinuousClock.Instant, window: Duration) -> Bool {
+            !underWay.isEmpty || lastFenced.map { now - $0.at < window } == true
+        }
     }
 
     private let entries = Mutex<[String: Entry]>([:])
     private let clock = ContinuousClock()
 
-    /// If `requester` is being fenced, or was fenced less than `window` ago, returns the operation that
-    /// fences or fenced it and marks nothing. Otherwise marks `target` as being fenced by `operation` and
-    /// returns nil. One step under one lock: of two nodes fencing each other, exactly one gets through.
-    func claim(target: DomainInfo, by operation: Int64, requester: String?, window: Duration) -> Int64? {
+    /// A request's sender, as the ledger tells it apart.
+    enum Requester: Sendable {
+        /// A domain found elsewhere: its UUID decides.
+        case domain(DomainInfo)
+        /// A domain by UUID or exact name, as a token's `--from` or `FenceRaceRules.requesters` names it.
+        case named(DomainTarget)
+        /// A guest's address (the call back's, or the TCP peer): a domain that had it when its fence began.
+        case address(String)
+    }
+
+    /// If `requester` is being fenced, or was fenced less than `window` ago, returns that domain and the
+    /// operation that fences or fenced it, and marks nothing. Otherwise marks `target` as being fenced by
+    /// `operation`, with `addresses` (read before, while it still runs), and returns nil. Finding the
+    /// requester, deciding, and marking are one step under one lock: of two nodes fencing each other, exactly
+    /// one gets through, and a request a node sends once its fence is marked is known as its.
+    func claim(
+        target: DomainInfo,
+        addresses: [String] = [],
+        by operation: Int64,
+        requester: Requester?,
+        window: Duration
+    ) -> (requester: DomainInfo, operation: Int64)? {
         let now = clock.now
+        let canonical = addresses.map(canonicalAddress)
+        let requesterAddress: String? =
+            if case .address(let address) = requester { canonicalAddress(address) } else { nil }
         return entries.withLock { entries in
-            if let requester, let entry = entries[requester] {
-                if let under = entry.underWay.min() { return under }
-                if let last = entry.lastFenced, now - last.at < window { return last.operation }
+            if let requester {
+                let racing = entries.values.filter { $0.isRacing(at: now, window: window) && $0.domain != nil }
+                let loser: Entry? =
+                    switch requester {
+                    case .domain(let domain): racing.first { $0.domain?.uuid == domain.uuid }
+                    case .named(let named): racing.first { $0.domain.map(named.names) == true }
+                    case .address: racing.first { $0.addresses.contains(requesterAddress ?? "") }
+                    }
+                if let loser, let domain = loser.domain,
+                    let fencedBy = loser.underWay.min() ?? loser.lastFenced?.operation
+                {
+                    return (domain, fencedBy)
+                }
             }
-            entries[target.uuid, default: Entry()].underWay.insert(operation)
-            entries[target.uuid]?.domain = target
+            Self.mark(target, canonical, by: operation, in: &entries)
             // Forget what no longer matters, now and then (the map stays as small as the domains fenced lately).
             if entries.count > 64 {
-                entries = entries.filter {
-                    !$0.value.underWay.isEmpty || $0.value.lastFenced.map { now - $0.at < window } == true
-                }
+                entries = entries.filter { $0.value.isRacing(at: now, window: window) }
             }
             return nil
         }
     }
 
-    /// Marks `target` as being fenced by `operation` if no domain is being fenced or was fenced within
-    /// `window`: then no requester can have lost a race, and none needs to be looked up. Returns false, and
-    /// marks nothing, otherwise.
-    func claimIfQuiet(target: DomainInfo, by operation: Int64, window: Duration) -> Bool {
+    /// Marks `target` as being fenced by `operation`, with `addresses`, if no domain is being fenced or was
+    /// fenced within `window`: then no requester can have lost a race, and none needs to be looked for.
+    /// Returns false, and marks nothing, otherwise.
+    func claimIfQuiet(target: DomainInfo, addresses: [String] = [], by operation: Int64, window: Duration) -> Bool {
         let now = clock.now
+        let canonical = addresses.map(canonicalAddress)
         return entries.withLock { entries in
-            let busy = entries.values.contains { entry in
-                !entry.underWay.isEmpty || entry.lastFenced.map { now - $0.at < window } == true
-            }
-            guard !busy else { return false }
-            entries[target.uuid, default: Entry()].underWay.insert(operation)
-            entries[target.uuid]?.domain = target
+            guard !entries.values.contains(where: { $0.isRacing(at: now, window: window) }) else { return false }
+            Self.mark(target, canonical, by: operation, in: &entries)
             return true
         }
     }
 
-    /// Keeps `addresses` (read while `target` still runs) for `fencedDomain(withAddress:)`.
-    func record(addresses: [String], of target: DomainInfo) {
-        guard !addresses.isEmpty else { return }
-        entries.withLock { $0[target.uuid, default: Entry()].addresses = addresses.map(canonicalAddress) }
+    private static func mark(
+        _ target: DomainInfo,
+        _ addresses: [String],
+        by operation: Int64,
+        in entries: inout [String: Entry]
+    ) {
+        entries[target.uuid, default: Entry()].underWay.insert(operation)
+        entries[target.uuid]?.domain = target
+        if !addresses.isEmpty { entries[target.uuid]?.addresses = addresses }
     }
 
-    /// The domain being fenced, or fenced lately, that had `address` when its fence began; nil if none or
-    /// several did.
-    func fencedDomain(withAddress address: String) -> DomainInfo? {
+    /// The domain being fenced, or fenced within `window`, that had `address` when its fence began; nil if
+    /// none or several did.
+    func fencedDomain(withAddress address: String, window: Duration) -> DomainInfo? {
         let canonical = canonicalAddress(address)
+        let now = clock.now
         return entries.withLock { entries in
-            let owners = entries.values.filter { $0.addresses.contains(canonical) }.compactMap(\.domain)
+            let owners = entries.values.filter {
+                $0.isRacing(at: now, window: window) && $0.addresses.contains(canonical)
+            }.compactMap(\.domain)
             return owners.count == 1 ? owners[0] : nil
         }
     }
 
     /// The domain `target` names (exactly: its UUID, or its very name) if it is being fenced or was fenced
-    /// within `window`: what the rule decides on, known without asking the hypervisor (which may be busy
-    /// destroying that very domain).
+    /// within `window`: known without asking the hypervisor (which may be busy destroying that very domain).
     func racingDomain(_ target: DomainTarget, window: Duration) -> DomainInfo? {
         let now = clock.now
         return entries.withLock { entries in
             entries.values.first { entry in
-                guard let domain = entry.domain,
-                    !entry.underWay.isEmpty || entry.lastFenced.map({ now - $0.at < window }) == true
-                else { return false }
-                if let uuid = target.uuid { return domain.uuid.lowercased() == uuid }
-                return domain.name.utf8.elementsEqual(target.text.utf8)
+                entry.isRacing(at: now, window: window) && entry.domain.map(target.names) == true
             }?.domain
         }
     }
@@ -158,4 +191,12 @@ func canonicalAddress(_ address: String) -> String {
         return written.hasPrefix("::ffff:") && written.contains(".") ? String(written.dropFirst(7)) : written
     }
     return address
+}
+
+extension DomainTarget {
+    /// Whether this target names `domain`: by its UUID (in any case), or by its exact name.
+    func names(_ domain: DomainInfo) -> Bool {
+        if let uuid { return domain.uuid.lowercased() == uuid }
+        return domain.name.utf8.elementsEqual(text.utf8)
+    }
 }

@@ -154,17 +154,19 @@ extension FenceService {
     }
 
     /// Runs a hypervisor read on the pool, bounded by the operation timeout or `deadline`, whichever comes
-    /// first. A `status` request's reads run on the reads' pool, a fence's on the fences'.
+    /// first. A `status` request's reads, and those `asRead` (a fence's look for its sender), run on the
+    /// reads' pool; a fence's own on the fences'.
     func blocking<T: Sendable>(
         action: FenceAction,
         target: String,
         deadline: ContinuousClock.Instant? = nil,
+        asRead: Bool = false,
         _ body: @escaping @Sendable () throws -> T
     ) async throws(FenceError) -> T {
         let started = ContinuousClock.now
         let limit = min(started + configuration.operationTimeout, deadline ?? .now + configuration.operationTimeout)
         do {
-            return try await (action == .status ? readPool : pool).run(until: limit, body)
+            return try await (asRead || action == .status ? readPool : pool).run(until: limit, body)
         } catch is DeadlineExceeded {
             throw .timedOut(action: action, target: target, after: started.duration(to: .now))
         } catch {

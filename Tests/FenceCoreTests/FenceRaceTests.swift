@@ -126,6 +126,7 @@ struct FenceRaceTests {
     func requesterFoundWithoutWaitingForADestroy() async throws {
         var configuration = FenceService.Configuration()
         configuration.races.recordsGuestAddresses = true
+        configuration.operationTimeout = .seconds(5)  // a wait for node2's destroy fails the fence fast
         let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
         func node(_ index: Int) -> String { "d1d1d1d1-0000-4000-8000-00000000000\(index)" }
         func request(_ target: String, from origin: SendingDomain) -> FenceRequest {
@@ -162,22 +163,87 @@ struct FenceRaceTests {
         #expect(try harness.libvirt.state(ofDomain: node(1)) == .running)
     }
 
-    @Test("the ledger: exactly one of two nodes fencing each other gets through, from many threads at once")
-    func ledgerDecidesOnce() async {
+    @Test("two guests fence each other at the same moment, known by their addresses: exactly one gets through")
+    func simultaneousMutualFenceByAddress() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.races.recordsGuestAddresses = true
+        let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
+        // Both fences read their target's addresses at once and wait there for each other: from then on they
+        // are decided in the same instant.
+        let gate = Gate()
+        for index in 1...2 {
+            harness.faulty.inject(.hang(gate), into: .addresses, for: "d1d1d1d1-0000-4000-8000-00000000000\(index)")
+        }
+        func fence(_ target: String, from address: String) -> Task<FenceOutcome, any Error> {
+            Task {
+                try await harness.service.perform(
+                    FenceRequest(
+                        action: .off,
+                        target: DomainTarget(target),
+                        origin: RequestOrigin(
+                            frontEnd: .multicast,
+                            requester: address,
+                            sendingDomain: .address(address)
+                        )
+                    )
+                )
+            }
+        }
+        let fences = [fence("node2", from: "198.18.0.11"), fence("node1", from: "198.18.0.31")]
+        try await waitUntil("both fences read their target's addresses") { gate.arrived == 2 }
+        gate.open()
+        var outcomes: [String] = []
+        for fence in fences {
+            switch await fence.result {
+            case .success(let outcome): outcomes.append("fenced \(outcome.domain.name)")
+            case .failure(FenceError.requesterFenced): outcomes.append("refused")
+            case .failure(let error): outcomes.append("failed: \(error)")
+            }
+        }
+        #expect(
+            outcomes.sorted() == ["fenced node1", "refused"] || outcomes.sorted() == ["fenced node2", "refused"],
+            "\(outcomes)"
+        )
+    }
+
+    @Test(
+        "the ledger: exactly one of two nodes fencing each other gets through, from many threads at once",
+        arguments: ["by address", "by name", "by domain"]
+    )
+    func ledgerDecidesOnce(sender: String) async {
+        let a = DomainInfo(name: "a", uuid: "aaaaaaaa-0000-4000-8000-000000000001", state: .running, isPersistent: true)
+        let b = DomainInfo(name: "b", uuid: "bbbbbbbb-0000-4000-8000-000000000002", state: .running, isPersistent: true)
+        let addresses = [a.uuid: "198.18.0.11", b.uuid: "198.18.0.12"]
+        func requester(_ domain: DomainInfo) -> FenceLedger.Requester {
+            switch sender {
+            case "by address": .address(addresses[domain.uuid]!)
+            case "by name": .named(DomainTarget(domain.name))
+            default: .domain(domain)
+            }
+        }
         for _ in 0..<200 {
             let ledger = FenceLedger()
-            let a = DomainInfo(name: "a", uuid: "a", state: .running, isPersistent: true)
-            let b = DomainInfo(name: "b", uuid: "b", state: .running, isPersistent: true)
+            // As the service does: the target's addresses read first; quietly if nothing is being fenced, else
+            // with the requester looked for in the same step as the mark.
+            func fence(_ target: DomainInfo, from sender: DomainInfo, operation: Int64) -> Bool {
+                let targetAddresses = [addresses[target.uuid]!]
+                return ledger.claimIfQuiet(
+                    target: target,
+                    addresses: targetAddresses,
+                    by: operation,
+                    window: .seconds(60)
+                )
+                    || ledger.claim(
+                        target: target,
+                        addresses: targetAddresses,
+                        by: operation,
+                        requester: requester(sender),
+                        window: .seconds(60)
+                    ) == nil
+            }
             let winners = await withTaskGroup(of: Bool.self) { group in
-                // As the service does: quietly if nothing is being fenced, else with the requester checked.
-                group.addTask {
-                    ledger.claimIfQuiet(target: b, by: 1, window: .seconds(60))
-                        || ledger.claim(target: b, by: 1, requester: "a", window: .seconds(60)) == nil
-                }
-                group.addTask {
-                    ledger.claimIfQuiet(target: a, by: 2, window: .seconds(60))
-                        || ledger.claim(target: a, by: 2, requester: "b", window: .seconds(60)) == nil
-                }
+                group.addTask { fence(b, from: a, operation: 1) }
+                group.addTask { fence(a, from: b, operation: 2) }
                 return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
             #expect(winners == 1)
