@@ -810,6 +810,7 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
             loaded += time.monotonic() - phase_began
             threads, fds = process_counts(process.pid)
             phase = {"requests": sum(counts.values()), "rss_kib": rss_kib(process.pid), "threads": threads, "fds": fds,
+                     "anon_kib": rss_kib(process.pid, "RssAnon"), "file_kib": rss_kib(process.pid, "RssFile"),
                      "seconds": time.monotonic() - started, "loadavg": os.getloadavg()[0]}
             phases.append(phase)
             if warm is None and phase["requests"] >= warmup:
@@ -820,7 +821,8 @@ def bench_soak(directory, total, warmup, phase_seconds, budget_seconds):
         end = phases[-1]
         time.sleep(10)
         threads, fds = process_counts(process.pid)
-        settled = {"rss_kib": rss_kib(process.pid), "threads": threads, "fds": fds}
+        settled = {"rss_kib": rss_kib(process.pid), "threads": threads, "fds": fds,
+                   "anon_kib": rss_kib(process.pid, "RssAnon"), "file_kib": rss_kib(process.pid, "RssFile")}
         rows = json.loads(sh(FENCEGATE, "audit", "--json", "--limit", "1", "--database", database).stdout)["operations"]
         lab.stop(process, 30)
         warm = warm or phases[0]

@@ -548,6 +548,10 @@ def render_soak(soak, targets):
         f"- RSS after the warm-up ({warm['requests']:,} requests): {warm['rss_kib'] / 1024:.1f} MiB; at the end"
         f" ({end['requests']:,} requests): {end['rss_kib'] / 1024:.1f} MiB; growth {growth:+.1f} MiB;"
         f" 10 s after the load: {settled['rss_kib'] / 1024:.1f} MiB.",
+        *([f"- Of that growth, anonymous memory (heap, thread stacks): {(end['anon_kib'] - warm['anon_kib']) / 1024:+.1f} MiB"
+           f" ({warm['anon_kib'] / 1024:.1f} → {end['anon_kib'] / 1024:.1f} MiB); file-backed pages (code and data of the"
+           f" binary and its libraries, mapped as they are first used): {(end['file_kib'] - warm['file_kib']) / 1024:+.1f} MiB"
+           f" ({warm['file_kib'] / 1024:.1f} → {end['file_kib'] / 1024:.1f} MiB)."] if "anon_kib" in warm else []),
         f"- Threads {warm['threads']} → {end['threads']} → {settled['threads']}, open descriptors"
         f" {warm['fds']} → {end['fds']} → {settled['fds']} (after the warm-up, at the end, 10 s later).",
         "- RSS after each phase (MiB): " + ", ".join(f"{phase['rss_kib'] / 1024:.0f}" for phase in soak["phases"]) + ".",

@@ -126,7 +126,7 @@ struct FenceRaceTests {
     func requesterFoundWithoutWaitingForADestroy() async throws {
         var configuration = FenceService.Configuration()
         configuration.races.recordsGuestAddresses = true
-        configuration.operationTimeout = .seconds(5)  // a wait for node2's destroy fails the fence fast
+        configuration.operationTimeout = .seconds(30)  // a wait for node2's destroy fails the fence
         let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
         func node(_ index: Int) -> String { "d1d1d1d1-0000-4000-8000-00000000000\(index)" }
         func request(_ target: String, from origin: SendingDomain) -> FenceRequest {
@@ -167,6 +167,7 @@ struct FenceRaceTests {
     func simultaneousMutualFenceByAddress() async throws {
         var configuration = FenceService.Configuration()
         configuration.races.recordsGuestAddresses = true
+        configuration.races.lookupTimeout = .seconds(30)  // the reads wait at the gate, however loaded the machine
         let harness = try await ServiceHarness(uri: Fixtures.raceURI, configuration: configuration)
         // Both fences read their target's addresses at once and wait there for each other: from then on they
         // are decided in the same instant.
