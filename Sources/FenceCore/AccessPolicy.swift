@@ -19,14 +19,6 @@ public protocol AccessPolicy: Sendable {
 
     /// Whether a listing shows `domain`; `all` is the whole listing (every domain defined).
     func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool
-
-    /// True if `request` may go ahead on `domain`, decided from the policy alone (no lookup); false if it
-    /// may not, or if `refusal` must decide. A request allowed here is one `refusal` allows.
-    func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool
-}
-
-extension AccessPolicy {
-    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool { false }
 }
 
 /// Why a policy refused a request.
@@ -70,8 +62,6 @@ public struct UnrestrictedAccess: AccessPolicy {
     }
 
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool { true }
-
-    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool { true }
 }
 
 extension String {

@@ -34,8 +34,6 @@ package final class BlockingThreadPool: @unchecked Sendable {
     private var idle = 0
     private var threads = 0
     private var busy = 0
-    /// Callers running a job on their own thread (`runInPlace`): they count against `maximumThreads`.
-    private var inPlace = 0
     private var nextJobID: UInt64 = 0
     private let idleTimeout: TimeInterval
     private let name: String
@@ -55,27 +53,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
     package var census: (threads: Int, busy: Int, queued: Int) {
         condition.lock()
         defer { condition.unlock() }
-        return (threads, busy + inPlace, pending.count - pendingHead)
-    }
-
-    /// Runs `body` on the calling thread, as one of this pool's calls (it counts against `maximumThreads`
-    /// while it runs), if one is free and no job waits; otherwise returns nil without running it. For a caller
-    /// already on a thread that may block (another pool's): no hop to this pool and back.
-    package func runInPlace<T>(_ body: () throws -> T) rethrows -> T? {
-        condition.lock()
-        guard busy + inPlace < maximumThreads, pendingHead == pending.count else {
-            condition.unlock()
-            return nil
-        }
-        inPlace += 1
-        condition.unlock()
-        defer {
-            condition.lock()
-            inPlace -= 1
-            if pendingHead < pending.count { condition.signal() }  // a job may wait for this share
-            condition.unlock()
-        }
-        return try body()
+        return (threads, busy, pending.count - pendingHead)
     }
 
     /// Runs `body` on a pool thread and returns its result.
@@ -188,8 +166,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
     private func work() {
         condition.lock()
         while true {
-            // A job waits while every share is taken (calls run in place count too).
-            while pendingHead == pending.count || busy + inPlace >= maximumThreads {
+            while pendingHead == pending.count {
                 idle += 1
                 let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
                 idle -= 1

@@ -118,13 +118,4 @@ public struct GroupAccess: AccessPolicy {
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool {
         groups.lists(domain, to: requester, among: all)
     }
-
-    /// Allowed by an entry with the domain's UUID (a request naming a UUID) or its exact name; an entry that
-    /// differs in case only is left to `refusal`, which needs every domain.
-    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool {
-        if groups.allowsEverything { return true }
-        let entries = groups.domainEntries(for: requester)
-        if request.target.uuid != nil { return entries.contains { $0.equalsIgnoringASCIICase(domain.uuid) } }
-        return entries.contains { $0.utf8.elementsEqual(domain.name.utf8) }
-    }
 }

@@ -54,44 +54,6 @@ extension FenceService {
         } catch {
             result = .failure(fenceError(error, request, elapsed: ContinuousClock.now - started))
         }
-        record(result, of: request, intent: intent, since: started)
-        return try result.get()
-    }
-
-    /// fence_xvm's `status` answered on the calling thread (a thread that may block: a front end's pool),
-    /// when nothing needs waiting for: the domain found, its lock free, the request's access policy
-    /// allowing it at once (`AccessPolicy.allowsAtOnce`), the state read, and a read thread free, whose
-    /// share the call takes while it runs. Nil in every other case (cluster mode, a target that cannot
-    /// name a domain, a domain not found, its lock held, a refusal, a failed read, no free read thread):
-    /// then `status(_:)` answers, as it answers every request. Recorded as `status(_:)` records it.
-    public func statusAtOnce(_ request: FenceRequest) -> DomainInfo? {
-        guard request.action == .status, router == nil, request.target.problem == nil else { return nil }
-        let started = ContinuousClock.now
-        var intent = AuditIntent(request)
-        let target = request.target
-        let read: DomainInfo?? = readPool.runInPlace { [locks, hypervisor] in
-            guard let found = try? hypervisor.domain(target), request.access.allowsAtOnce(request, on: found),
-                locks.tryAcquire(found.uuid)
-            else { return nil }
-            defer { locks.release(found.uuid) }
-            guard let state = try? hypervisor.state(ofDomain: found.uuid) else { return nil }
-            return found.with(state: state)
-        }
-        guard let read, let domain = read else { return nil }
-        intent.domainName = domain.name
-        intent.domainUUID = domain.uuid
-        metrics.operationStarted()
-        record(.success(domain), of: request, intent: intent, since: started)
-        return domain
-    }
-
-    /// Counts a status that was carried out and records its row with the audit log's next commit.
-    private func record(
-        _ result: Result<DomainInfo, FenceError>,
-        of request: FenceRequest,
-        intent: AuditIntent,
-        since started: ContinuousClock.Instant
-    ) {
         let duration = ContinuousClock.now - started
         let auditResult = result.auditResult
         metrics.operationFinished(
@@ -121,6 +83,7 @@ extension FenceService {
                 ]
             )
         }
+        return try result.get()
     }
 
     /// What one hop to the hypervisor pool found: the domain (nil: none by that name or UUID) and, if nobody

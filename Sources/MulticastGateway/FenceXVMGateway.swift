@@ -231,12 +231,10 @@ public final class FenceXVMGateway: Service, Sendable {
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.ioTimeout
         let connectTimeout = configuration.connectTimeout
         return { [logger] in
-            // Ended once: when the answer was sent (on the thread that sent it), or when the request ends.
-            let end = RunOnce {
+            defer {
                 history.endCallback(key)
                 sessions.close(listener: .multicast, address: callback.host)
             }
-            defer { end.run() }
             // Cluster mode: every host may have heard the request; the first claim delivered calls back.
             guard
                 await service.claimCallback(
@@ -255,12 +253,9 @@ public final class FenceXVMGateway: Service, Sendable {
                     deadline: deadline,
                     connect: { try Socket.connection(to: callback, timeout: connectTimeout) },
                     claim: { history.claim(key) },
-                    answered: {
-                        history.answered(key)
-                        end.run()
-                    },
                     from: requester
                 )
+                history.answered(key)
             } catch {
                 // Not answered here: a copy of the request may be answered by another host.
                 await service.releaseCallback(key.bytes)
@@ -307,8 +302,7 @@ public final class FenceXVMGateway: Service, Sendable {
         // One deadline for everything before the client has proved it holds the key.
         let deadline = ContinuousClock.now + configuration.ioTimeout
         return { [logger] in
-            let end = RunOnce { sessions.close(listener: .tcp, address: identity) }
-            defer { end.run() }
+            defer { sessions.close(listener: .tcp, address: identity) }
             let bytes: [UInt8]
             do {
                 bytes = try await session.pool.run {
@@ -339,12 +333,9 @@ public final class FenceXVMGateway: Service, Sendable {
                     deadline: deadline,
                     connect: { connection },
                     claim: { history.claim(key) },
-                    answered: {
-                        history.answered(key)
-                        end.run()
-                    },
                     from: requester
                 )
+                history.answered(key)
             } catch {
                 logger.debug(
                     "fence_virt request not answered",
@@ -440,18 +431,5 @@ final class GatewayDrain: Sendable {
 
     private func endIfDrained() {
         if counts.withLock({ $0.listeners == 0 && $0.requests == 0 }) { finish.finish() }
-    }
-}
-
-/// An action that runs at most once, whichever of its callers comes first.
-final class RunOnce: Sendable {
-    private let action: Mutex<(@Sendable () -> Void)?>
-
-    init(_ action: @escaping @Sendable () -> Void) {
-        self.action = Mutex(action)
-    }
-
-    func run() {
-        action.withLock { $0.take() }?()
     }
 }

@@ -45,53 +45,28 @@ struct FenceXVMSession {
         case duplicate
     }
 
-    /// What the pool's part of a session came to.
-    private enum Connected: Sendable {
-        /// Another copy of the request was (or is being) answered.
-        case duplicate
-        /// Answered already, on the pool's thread (a status with nothing to wait for).
-        case answered(delivery: SocketError?)
-        /// Authenticated and claimed: the answer is still to be made.
-        case open(Socket)
-    }
-
     /// Runs the session on the socket that `connect` returns (the call back, or the accepted connection).
     /// Connecting and challenge-response run in one hop to the blocking pool and must be done by
     /// `deadline`, however the peer paces its bytes. Once the peer has proved it holds the key, `claim`
-    /// decides whether the request runs (false: a duplicate). A status that needs nothing waited for is
-    /// answered in the same hop (`FenceService.statusAtOnce`); every other request through the fence service
-    /// afterwards. `answered` is called as soon as the answer was sent (or could not be), on whichever thread
-    /// sent it: the caller ends the session there, before the client can send its next request. Throws
-    /// `Unanswered` or the connection's error if the request did not run; returns once it ran.
+    /// decides whether the request runs (false: a duplicate). Throws `Unanswered` or the connection's error
+    /// if the request did not run; returns once it ran and its answer was sent (or could not be).
     func run(
         _ request: FenceXVMRequest,
         configuration: GatewayConfiguration,
         deadline: ContinuousClock.Instant,
         connect: @escaping @Sendable () throws -> Socket,
-        claim: @escaping @Sendable () -> Bool,
-        answered: @escaping @Sendable () -> Void,
+        claim: () -> Bool,
         from requester: Requester
     ) async throws {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
-        let (type, key, ioTimeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
-        let status = statusRequest(request, groups: configuration.groups, from: requester)
-        let service = self.service
-        let connected: Connected
+        let (type, key) = (configuration.auth, configuration.key)
+        let socket: Socket
         do {
-            connected = try await pool.run {
+            socket = try await pool.run {
                 let socket = try connect()
                 try ChallengeResponse.authenticate(socket, type: type, key: key, deadline: deadline)
-                guard claim() else { return .duplicate }
-                guard let status, let domain = service.statusAtOnce(status) else { return .open(socket) }
-                let answer = [domain.power == .off ? FenceXVMResult.off.rawValue : FenceXVMResult.success.rawValue]
-                defer { answered() }
-                do throws(SocketError) {
-                    try socket.write(answer, deadline: .now + ioTimeout)
-                    return .answered(delivery: nil)
-                } catch {
-                    return .answered(delivery: error)
-                }
+                return socket
             }
         } catch let failure as ChallengeResponse.Failure {
             logger.notice(
@@ -100,25 +75,15 @@ struct FenceXVMSession {
             )
             throw Unanswered.authentication(failure)
         }
-        let socket: Socket
-        switch connected {
-        case .duplicate:
+        guard claim() else {
             logger.debug(
                 "fence_xvm request answered already; copy dropped",
                 metadata: ["peer.address": "\(requester.clientAddress ?? "-")"]
             )
             throw Unanswered.duplicate
-        case .answered(let delivery):
-            if let delivery {
-                logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(delivery)"])
-            }
-            return
-        case .open(let open):
-            socket = open
         }
         let answer = await answer(request, groups: configuration.groups, from: requester)
-        let writeDeadline = ContinuousClock.now + ioTimeout
-        defer { answered() }
+        let writeDeadline = ContinuousClock.now + configuration.ioTimeout
         do {
             // The answer is a byte or a short host list: the socket's buffer takes it at once, so it is sent
             // from here; only what it does not take waits on the pool.
@@ -131,22 +96,6 @@ struct FenceXVMSession {
             // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
             logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(error)"])
         }
-    }
-
-    /// `request` as the fence service's status request, if it is a status naming a domain in UTF-8 (the
-    /// requests `FenceService.statusAtOnce` may answer); nil otherwise.
-    private func statusRequest(
-        _ request: FenceXVMRequest,
-        groups: FenceGroups,
-        from requester: Requester
-    ) -> FenceRequest? {
-        guard request.operation == .status, let domain = request.domainText else { return nil }
-        return FenceRequest(
-            action: .status,
-            target: DomainTarget(domain),
-            origin: requester.origin,
-            access: GroupAccess(groups: groups, requester: requester.identity)
-        )
     }
 
     /// The bytes to send back for `request`: one result byte, or a host list.
