@@ -704,6 +704,11 @@ def sections(text):
     return [(heading, "\n".join(lines).rstrip("\n") + "\n\n") for heading, lines in parts]
 
 
+def figureless(label):
+    """A target row's label with its figures blanked, to match a row measured again."""
+    return re.sub(r"\d[\d,.]*", "#", label)
+
+
 def merge(existing, results):
     """`existing` (an earlier report) with this partial run's scenario sections replaced or added, their rows
     under Targets replaced or added (the whole-bench peak RSS recomputed from every section's), and the profile
@@ -742,7 +747,8 @@ def merge(existing, results):
         for row in (line for line in new_targets.split("\n") if line.startswith("| ") and not line.startswith("| what")):
             what = row.split(" | ")[0]
             rows = [index for index, line in enumerate(lines) if line.startswith("| ")]
-            same = [index for index in rows if lines[index].split(" | ")[0] == what]
+            # The same row whatever figures its label holds (the soak's request count, say).
+            same = [index for index in rows if figureless(lines[index].split(" | ")[0]) == figureless(what)]
             if same:
                 lines[same[0]] = row
             else:
