@@ -98,7 +98,8 @@ extension FenceService {
         let rules = configuration.races
         // The target's addresses while it still runs (nothing has been done to it yet), marked with it, so that
         // a request it sends from then on (a guest's, known by its address) is known as its, even once it is off.
-        let addresses = rules.recordsGuestAddresses ? await addresses(of: target, deadline: deadline) : []
+        let addresses =
+            rules.recordsGuestAddresses ? await addresses(of: target, for: request.action, deadline: deadline) : []
         var requester: FenceLedger.Requester?
         switch request.origin.sendingDomain {
         case nil: requester = nil
@@ -126,11 +127,16 @@ extension FenceService {
     }
 
     /// `target`'s addresses as the hypervisor knows them; none if it did not tell within the rules' lookup
-    /// timeout (bookkeeping: the fence goes on).
-    private func addresses(of target: DomainInfo, deadline: ContinuousClock.Instant) async -> [String] {
+    /// timeout (bookkeeping: the fence goes on). On the fences' threads: part of the fence, it must not wait
+    /// behind reads.
+    private func addresses(
+        of target: DomainInfo,
+        for action: FenceAction,
+        deadline: ContinuousClock.Instant
+    ) async -> [String] {
         let bound = min(deadline, .now + configuration.races.lookupTimeout)
         return
-            (try? await blocking(action: .status, target: target.name, deadline: bound) { [hypervisor] in
+            (try? await blocking(action: action, target: target.name, deadline: bound) { [hypervisor] in
                 try hypervisor.addresses(ofDomain: target.uuid)
             }) ?? []
     }

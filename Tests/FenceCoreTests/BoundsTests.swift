@@ -58,12 +58,13 @@ struct BoundsTests {
         let fired = Fired()
         let far = scheduler.schedule(at: .now + .seconds(3600)) { fired.append(3600) }
         try await Task.sleep(for: .milliseconds(50))  // the thread now sleeps until the far deadline
-        let cancelled = scheduler.schedule(at: .now + .milliseconds(100)) { fired.append(-1) }
-        _ = scheduler.schedule(at: .now + .milliseconds(300)) { fired.append(300) }
+        // Seconds apart, so that a test thread descheduled on a loaded machine still cancels in time.
+        let cancelled = scheduler.schedule(at: .now + .seconds(2)) { fired.append(-1) }
+        _ = scheduler.schedule(at: .now + .milliseconds(2400)) { fired.append(300) }
         scheduler.cancel(cancelled)
-        // Later than the instant the thread sleeps until (100 ms): no wake-up, yet it fires in its turn.
-        _ = scheduler.schedule(at: .now + .milliseconds(200)) { fired.append(200) }
-        try await waitUntil("both fired") { fired.values.count == 2 }
+        // Later than the instant the thread sleeps until (2 s): no wake-up, yet it fires in its turn.
+        _ = scheduler.schedule(at: .now + .milliseconds(2200)) { fired.append(200) }
+        try await waitUntil("both fired") { fired.values.contains(200) && fired.values.contains(300) }
         #expect(fired.values == [200, 300])
         scheduler.cancel(far)
     }
