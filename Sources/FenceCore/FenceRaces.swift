@@ -76,6 +76,12 @@ final class FenceLedger: Sendable {
         case named(DomainTarget)
         /// A guest's address (the call back's, or the TCP peer): a domain that had it when its fence began.
         case address(String)
+
+        /// The same requester, its address (if it is one) in canonical form.
+        var canonical: Requester {
+            if case .address(let address) = self { return .address(canonicalAddress(address)) }
+            return self
+        }
     }
 
     /// If `requester` is being fenced, or was fenced less than `window` ago, returns that domain and the
@@ -92,22 +98,12 @@ final class FenceLedger: Sendable {
     ) -> (requester: DomainInfo, operation: Int64)? {
         let now = clock.now
         let canonical = addresses.map(canonicalAddress)
-        let requesterAddress: String? =
-            if case .address(let address) = requester { canonicalAddress(address) } else { nil }
+        let requester = requester.map(\.canonical)
         return entries.withLock { entries in
-            if let requester {
-                let racing = entries.values.filter { $0.isRacing(at: now, window: window) && $0.domain != nil }
-                let loser: Entry? =
-                    switch requester {
-                    case .domain(let domain): racing.first { $0.domain?.uuid == domain.uuid }
-                    case .named(let named): racing.first { $0.domain.map(named.names) == true }
-                    case .address: racing.first { $0.addresses.contains(requesterAddress ?? "") }
-                    }
-                if let loser, let domain = loser.domain,
-                    let fencedBy = loser.underWay.min() ?? loser.lastFenced?.operation
-                {
-                    return (domain, fencedBy)
-                }
+            if let requester, let loser = Self.racingEntry(requester, in: entries, at: now, window: window),
+                let domain = loser.domain, let fencedBy = loser.underWay.min() ?? loser.lastFenced?.operation
+            {
+                return (domain, fencedBy)
             }
             Self.mark(target, canonical, by: operation, in: &entries)
             // Forget what no longer matters, now and then (the map stays as small as the domains fenced lately).
@@ -129,6 +125,23 @@ final class FenceLedger: Sendable {
             Self.mark(target, canonical, by: operation, in: &entries)
             return true
         }
+    }
+
+    /// The entry of the domain `requester` is, if it is being fenced or was fenced within `window` (an
+    /// address: the first such domain that had it; the requester's address is canonical).
+    private static func racingEntry(
+        _ requester: Requester,
+        in entries: [String: Entry],
+        at now: ContinuousClock.Instant,
+        window: Duration
+    ) -> Entry? {
+        let matches: (Entry) -> Bool =
+            switch requester {
+            case .domain(let domain): { $0.domain?.uuid == domain.uuid }
+            case .named(let named): { $0.domain.map(named.names) == true }
+            case .address(let address): { $0.addresses.contains(address) }
+            }
+        return entries.values.first { $0.domain != nil && $0.isRacing(at: now, window: window) && matches($0) }
     }
 
     private static func mark(
@@ -159,11 +172,7 @@ final class FenceLedger: Sendable {
     /// within `window`: known without asking the hypervisor (which may be busy destroying that very domain).
     func racingDomain(_ target: DomainTarget, window: Duration) -> DomainInfo? {
         let now = clock.now
-        return entries.withLock { entries in
-            entries.values.first { entry in
-                entry.isRacing(at: now, window: window) && entry.domain.map(target.names) == true
-            }?.domain
-        }
+        return entries.withLock { Self.racingEntry(.named(target), in: $0, at: now, window: window)?.domain }
     }
 
     /// The operation on `target` ended; `fenced` if it fenced the domain (succeeded, or timed out: then it
