@@ -7,8 +7,8 @@ import Store
 extension FenceService {
     /// Records a request this service does not carry out (fence_xvm's `null`, unknown request codes) as a
     /// failure, so that every request a front end answers is in the audit log.
-    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) {
-        recordFinished(
+    public func recordUnsupported(action: String, target: String, origin: RequestOrigin, reason: String) async {
+        await recordFinished(
             AuditIntent(action: action, target: DomainTarget(target).auditText, origin: origin),
             since: ContinuousClock.now,
             result: .failure,
@@ -34,7 +34,7 @@ extension FenceService {
         if let ended { await recordSummary(ended, of: reads) }
         switch decision {
         case .record:
-            recordFinished(
+            await recordFinished(
                 intent,
                 since: started,
                 result: result,
@@ -59,10 +59,10 @@ extension FenceService {
         message: String?,
         powerState: PowerState? = nil,
         errorCode: String? = nil
-    ) {
+    ) async {
         let elapsed = ContinuousClock.now - started
         metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
-        store.recordEventually(
+        await store.recordEventually(
             intent,
             AuditCompletion(
                 result: result,

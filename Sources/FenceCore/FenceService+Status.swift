@@ -28,7 +28,7 @@ extension FenceService {
             stateRead = found.state
         } catch {
             if !error.recorded {
-                recordFinished(
+                await recordFinished(
                     intent,
                     since: started,
                     result: error.failure.auditResult,
@@ -63,7 +63,7 @@ extension FenceService {
             duration: duration
         )
         let failure = result.failure
-        store.recordEventually(
+        await store.recordEventually(
             intent,
             AuditCompletion(
                 result: auditResult,

@@ -103,7 +103,7 @@ struct FenceXVMSession {
         let origin = requester.origin
         let access = GroupAccess(groups: groups, requester: requester.identity)
         guard let operation = request.operation else {
-            service.recordUnsupported(
+            await service.recordUnsupported(
                 action: "request-\(request.requestCode)",
                 target: request.domain,
                 origin: origin,
@@ -114,7 +114,7 @@ struct FenceXVMSession {
         let action: FenceAction
         switch operation {
         case .null:
-            service.recordUnsupported(
+            await service.recordUnsupported(
                 action: "null",
                 target: request.domain,
                 origin: origin,
@@ -140,7 +140,7 @@ struct FenceXVMSession {
         case .status: action = .status
         }
         guard let domain = request.domainText else {
-            service.recordUnsupported(
+            await service.recordUnsupported(
                 action: action.rawValue,
                 target: request.domain,
                 origin: origin,

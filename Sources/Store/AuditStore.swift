@@ -31,6 +31,8 @@ public actor AuditStore {
     public nonisolated let deferredCommitDelay: Duration
     /// Rows waiting for a commit beyond which one is started at once.
     static let deferredRowsPerCommit = 1024
+    /// Rows waiting for a commit beyond which `recordEventually` waits for it.
+    static let deferredRowsBacklog = 16 * deferredRowsPerCommit
 
     /// The database file.
     public nonisolated let path: String
@@ -267,13 +269,17 @@ public actor AuditStore {
     /// waiting for the disk: the row is written with the next commit, at the latest `deferredCommitDelay`
     /// from now. If the process dies first, the row is lost; a request that changes a domain's state never
     /// goes this way (its intent row is durable before it acts). Readers of this store see the row at once
-    /// (`query` and friends commit waiting rows first); other processes see it after the commit.
-    public nonisolated func recordEventually(_ intent: AuditIntent, _ completion: AuditCompletion) {
-        let (startTimer, commitNow) = deferred.withLock { rows in
+    /// (`query` and friends commit waiting rows first); other processes see it after the commit. Returns at
+    /// once, unless `deferredRowsBacklog` rows wait already (a disk that stalls): then once they are
+    /// committed, so that a stalled disk holds readers back, as it holds fences, instead of their rows
+    /// piling up in memory.
+    public nonisolated func recordEventually(_ intent: AuditIntent, _ completion: AuditCompletion) async {
+        let (startTimer, commitNow, full) = deferred.withLock { rows in
             rows.waiting.append((intent, completion))
             let start = !rows.timerRunning
             rows.timerRunning = true
-            return (start, rows.waiting.count == Self.deferredRowsPerCommit)
+            let count = rows.waiting.count
+            return (start, count == Self.deferredRowsPerCommit, count >= Self.deferredRowsBacklog)
         }
         if startTimer {
             let (seconds, attoseconds) = deferredCommitDelay.components
@@ -283,6 +289,7 @@ public actor AuditStore {
             }
         }
         if commitNow { executor.queue.async { self.assumeIsolated { $0.commitDeferred(endingTimer: false) } } }
+        if full { await commitDeferredRows() }
     }
 
     /// Commits the rows given to `recordEventually` that wait (at shutdown, so that none is lost).

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TestSupport
 import Testing
 
@@ -42,7 +43,7 @@ struct DeferredRowsTests {
         let directory = try TemporaryDirectory()
         let (store, observer) = try await storeAndObserver(delay: .seconds(2), in: directory)
         let (intent, completion) = read()
-        store.recordEventually(intent, completion)
+        await store.recordEventually(intent, completion)
         // Not on disk yet: the commit waits for the delay (or another write).
         #expect(try await observer.query(AuditQuery(limit: 10)).records.isEmpty)
         try await waitUntil("the row is committed", limit: .seconds(10)) {
@@ -52,7 +53,7 @@ struct DeferredRowsTests {
         #expect(row.action == "status" && row.state == .finished && row.result == .success && row.powerState == "on")
 
         // This store's own readers see its waiting rows at once (they are committed before the query).
-        store.recordEventually(read("list").0, read("list").1)
+        await store.recordEventually(read("list").0, read("list").1)
         #expect(try await store.query(AuditQuery(limit: 10)).records.map(\.action) == ["list", "status"])
         #expect(try await observer.query(AuditQuery(limit: 10)).records.count == 2)
     }
@@ -62,7 +63,7 @@ struct DeferredRowsTests {
         let directory = try TemporaryDirectory()
         // A delay no test waits for: only a commit of another write, or the shutdown's, can write these rows.
         let (store, observer) = try await storeAndObserver(delay: .seconds(3600), in: directory)
-        for _ in 0..<3 { store.recordEventually(read().0, read().1) }
+        for _ in 0..<3 { await store.recordEventually(read().0, read().1) }
         let id = try await store.begin(read("off").0)
         // Durable when begin returns, and the three reads with it, in the same transaction.
         #expect(try await observer.query(AuditQuery(limit: 10)).records.count == 4)
@@ -70,7 +71,7 @@ struct DeferredRowsTests {
         // The reads came first, and so do their ids: ids follow the order of the requests.
         #expect(id == 4)
 
-        store.recordEventually(read("monitor").0, read("monitor").1)
+        await store.recordEventually(read("monitor").0, read("monitor").1)
         #expect(try await observer.query(AuditQuery(limit: 10)).records.count == 4)
         await store.commitDeferredRows()
         #expect(try await observer.query(AuditQuery(limit: 10)).records.first?.action == "monitor")
@@ -80,9 +81,42 @@ struct DeferredRowsTests {
     func manyRowsCommitEarly() async throws {
         let directory = try TemporaryDirectory()
         let (store, observer) = try await storeAndObserver(delay: .seconds(3600), in: directory)
-        for _ in 0..<AuditStore.deferredRowsPerCommit { store.recordEventually(read().0, read().1) }
+        for _ in 0..<AuditStore.deferredRowsPerCommit { await store.recordEventually(read().0, read().1) }
         try await waitUntil("the full batch is committed", limit: .seconds(20)) {
             try await observer.latestID() == Int64(AuditStore.deferredRowsPerCommit)
         }
+    }
+
+    @Test("while the disk is held (another connection's write lock), readers wait at the backlog; none is lost")
+    func backlogHoldsReadersBack() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("audit.db")
+        let store = try await AuditStore.open(
+            path: path,
+            busyTimeout: .seconds(120),
+            deferredCommitDelay: .seconds(3600),
+            logger: logger
+        )
+        // Another connection holds the write lock: every commit of the store waits (a stalled disk).
+        let blocker = try Database(path: path)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let total = 2 * AuditStore.deferredRowsBacklog
+        let given = Atomic<Int>(0)
+        let reader = Task {
+            for _ in 0..<total {
+                await store.recordEventually(read().0, read().1)
+                given.add(1, ordering: .relaxed)
+            }
+        }
+        try await waitUntil("the backlog is reached") {
+            given.load(ordering: .relaxed) >= AuditStore.deferredRowsBacklog - 1
+        }
+        // Without the backlog the reader would give all its rows in well under a second.
+        try await Task.sleep(for: .seconds(1))
+        #expect(given.load(ordering: .relaxed) < total, "the reader did not wait for the stalled commits")
+        try blocker.execute("COMMIT")
+        await reader.value
+        await store.commitDeferredRows()
+        #expect(try await store.latestID() == Int64(total))
     }
 }
