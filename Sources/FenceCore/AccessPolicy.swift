@@ -19,6 +19,15 @@ public protocol AccessPolicy: Sendable {
 
     /// Whether a listing shows `domain`; `all` is the whole listing (every domain defined).
     func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool
+
+    /// True if `request` may go ahead on `domain`, decided from the policy alone, at once (no lookup, no
+    /// suspension); false if it may not or if only `refusal` can tell. What this allows, `refusal` allows.
+    func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool
+}
+
+extension AccessPolicy {
+    /// Never decided at once: `refusal` decides.
+    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool { false }
 }
 
 /// Why a policy refused a request.
@@ -62,6 +71,8 @@ public struct UnrestrictedAccess: AccessPolicy {
     }
 
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool { true }
+
+    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool { true }
 }
 
 extension String {

@@ -34,6 +34,10 @@ package final class BlockingThreadPool: @unchecked Sendable {
     private var idle = 0
     private var threads = 0
     private var busy = 0
+    /// Callers running a call on their own thread (`runInPlace`): they count against `maximumThreads`.
+    private var inPlace = 0
+    /// Pool threads that have a job waiting but no share free (calls run in place took them): not idle.
+    private var waitingForShare = 0
     private var nextJobID: UInt64 = 0
     private let idleTimeout: TimeInterval
     private let name: String
@@ -53,7 +57,28 @@ package final class BlockingThreadPool: @unchecked Sendable {
     package var census: (threads: Int, busy: Int, queued: Int) {
         condition.lock()
         defer { condition.unlock() }
-        return (threads, busy, pending.count - pendingHead)
+        return (threads, busy + inPlace, pending.count - pendingHead)
+    }
+
+    /// Runs `body` on the calling thread as one of this pool's calls, if a share is free and no job waits
+    /// for one; otherwise returns nil without running it. While it runs it counts against `maximumThreads`
+    /// (and in `census` as busy), so the bound on concurrent calls holds. For a caller already on a thread
+    /// that may block (another pool's), which saves the hop here and back; it has no deadline.
+    package func runInPlace<T>(_ body: () throws -> T) rethrows -> T? {
+        condition.lock()
+        guard busy + inPlace < maximumThreads, pendingHead == pending.count else {
+            condition.unlock()
+            return nil
+        }
+        inPlace += 1
+        condition.unlock()
+        defer {
+            condition.lock()
+            inPlace -= 1
+            if waitingForShare > 0 { condition.signal() }
+            condition.unlock()
+        }
+        return try body()
     }
 
     /// Runs `body` on a pool thread and returns its result.
@@ -166,7 +191,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
     private func work() {
         condition.lock()
         while true {
-            while pendingHead == pending.count {
+            if pendingHead == pending.count {
                 idle += 1
                 let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
                 idle -= 1
@@ -175,6 +200,14 @@ package final class BlockingThreadPool: @unchecked Sendable {
                     condition.unlock()
                     return
                 }
+                continue
+            }
+            if busy + inPlace >= maximumThreads {
+                // Every share is taken by calls run in place: the job waits for one of them to end.
+                waitingForShare += 1
+                condition.wait()
+                waitingForShare -= 1
+                continue
             }
             let job = pending[pendingHead]
             pendingHead += 1

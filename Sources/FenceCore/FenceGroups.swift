@@ -103,12 +103,9 @@ public struct GroupAccess: AccessPolicy {
         guard let domain else {
             return groups.permits(requester: requester, domain: request.target.text) ? nil : refusal
         }
-        let entries = groups.domainEntries(for: requester)
-        if request.target.uuid != nil {
-            return entries.contains { $0.equalsIgnoringASCIICase(domain.uuid) } ? nil : refusal
-        }
-        let candidates = entries.filter { $0.equalsIgnoringASCIICase(domain.name) }
-        if candidates.contains(where: { $0.utf8.elementsEqual(domain.name.utf8) }) { return nil }
+        if allowsAtOnce(request, on: domain) { return nil }
+        guard request.target.uuid == nil else { return refusal }
+        let candidates = groups.domainEntries(for: requester).filter { $0.equalsIgnoringASCIICase(domain.name) }
         guard !candidates.isEmpty else { return refusal }
         // An entry that differs in ASCII case stands for this domain only if it can name no other one.
         let all = try await lookup.allDomains()
@@ -117,5 +114,14 @@ public struct GroupAccess: AccessPolicy {
 
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool {
         groups.lists(domain, to: requester, among: all)
+    }
+
+    /// Allowed by an entry with the domain's UUID (for a request naming a UUID) or its exact name; an entry
+    /// that differs in ASCII case only is left to `refusal`, which needs every domain to judge it.
+    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool {
+        if groups.allowsEverything { return true }
+        let entries = groups.domainEntries(for: requester)
+        if request.target.uuid != nil { return entries.contains { $0.equalsIgnoringASCIICase(domain.uuid) } }
+        return entries.contains { $0.utf8.elementsEqual(domain.name.utf8) }
     }
 }

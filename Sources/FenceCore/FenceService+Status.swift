@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Store
+import Synchronization
 
 /// fence_xvm's `status`: a read that waits for the domain's lock, recorded after its answer.
 extension FenceService {
@@ -11,12 +12,17 @@ extension FenceService {
     /// It changes nothing, so its row is recorded with the audit log's next commit, after the answer
     /// (`AuditStore.recordEventually`), where `perform` makes an intent row durable before it acts. In
     /// cluster mode the cluster routes it, as `perform` does.
-    public func status(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
+    ///
+    /// - Parameter started: when the request began here (a caller that tried `statusAtOnce` first passes
+    ///   when it did, so that the request's deadline and duration count from then).
+    public func status(
+        _ request: FenceRequest,
+        since started: ContinuousClock.Instant = .now
+    ) async throws(FenceError) -> DomainInfo {
         precondition(request.action == .status, "status(_:) takes status requests")
         if router != nil, request.origin.receivedOn == nil { return try await perform(request).domain }
-        let started = ContinuousClock.now
         let deadline = started + (request.timeout ?? configuration.operationTimeout)
-        var intent = AuditIntent(request)
+        var intent = AuditIntent(request, requestedAt: Date(since: started))
         let domain: DomainInfo
         let stateRead: Result<DomainState?, FenceError>?
         do throws(Unresolved) {
@@ -54,27 +60,10 @@ extension FenceService {
         } catch {
             result = .failure(fenceError(error, request, elapsed: ContinuousClock.now - started))
         }
-        let duration = ContinuousClock.now - started
-        let auditResult = result.auditResult
-        metrics.operationFinished(
-            action: request.action.rawValue,
-            result: auditResult.rawValue,
-            source: request.origin.frontEnd.rawValue,
-            duration: duration
-        )
-        let failure = result.failure
-        await store.recordEventually(
-            intent,
-            AuditCompletion(
-                result: auditResult,
-                powerState: result.success?.power.rawValue,
-                errorCode: failure?.code,
-                message: [request.origin.receivedOn.map { "received on \($0)" }, failure?.description]
-                    .compactMap { $0 }.joined(separator: "; ").nilIfEmpty,
-                finishedAt: intent.requestedAt.addingTimeInterval(duration.seconds)
-            )
-        )
-        if let failure {
+        if store.recordWithNextCommit(intent, completion(of: request, result, intent: intent, since: started)) {
+            await store.commitDeferredRows()
+        }
+        if let failure = result.failure {
             logger.error(
                 "status request failed",
                 metadata: [
@@ -84,6 +73,66 @@ extension FenceService {
             )
         }
         return try result.get()
+    }
+
+    /// fence_xvm's `status`, answered on the calling thread (a thread that may block: a front end's pool)
+    /// when nothing needs waiting for; nil in every other case, which `status(_:since:)` then answers.
+    ///
+    /// Answered here only if: not in cluster mode; the target can name a domain; no operation that changes a
+    /// domain holds a domain's lock (libvirt holds a domain it destroys, and a lookup would wait for it); the
+    /// hypervisor's health check is not overdue; a hypervisor connection is idle (none is opened or waited
+    /// for); a read thread is free (`BlockingThreadPool.runInPlace`: its share is taken while the calls
+    /// run, so the bound on threads in libvirt holds); the audit log has room for the row; the domain is found,
+    /// its lock free and the access policy allows the request at once (`AccessPolicy.allowsAtOnce`); and the
+    /// state read. The row is recorded as `status` records it. Nothing bounds the time here but libvirt's own
+    /// answer: at most `hypervisorReadThreads` callers can wait in it at once, the rest take the usual path.
+    public func statusAtOnce(_ request: FenceRequest, since started: ContinuousClock.Instant) -> DomainInfo? {
+        guard request.action == .status, request.target.problem == nil, changesUnderWay.load(ordering: .relaxed) == 0,
+            !probe.isOverdue, store.hasRoomForDeferredRows, router == nil
+        else { return nil }
+        let target = request.target
+        let read = readPool.runInPlace { [locks, hypervisor] () -> DomainInfo? in
+            let answer = try? hypervisor.withIdleConnection { reader -> DomainInfo? in
+                let found = try reader.domain(target)
+                guard request.access.allowsAtOnce(request, on: found), locks.tryAcquire(found.uuid) else { return nil }
+                defer { locks.release(found.uuid) }
+                return try reader.state(ofDomain: found.uuid).map { found.with(state: $0) }
+            }
+            return answer ?? nil
+        }
+        guard let domain = read ?? nil else { return nil }
+        var intent = AuditIntent(request, requestedAt: Date(since: started))
+        intent.domainName = domain.name
+        intent.domainUUID = domain.uuid
+        metrics.operationStarted()
+        store.recordWithNextCommit(intent, completion(of: request, .success(domain), intent: intent, since: started))
+        return domain
+    }
+
+    /// Counts a status that was carried out, and its row's completion.
+    private func completion(
+        of request: FenceRequest,
+        _ result: Result<DomainInfo, FenceError>,
+        intent: AuditIntent,
+        since started: ContinuousClock.Instant
+    ) -> AuditCompletion {
+        let duration = ContinuousClock.now - started
+        let auditResult = result.auditResult
+        metrics.operationFinished(
+            action: request.action.rawValue,
+            result: auditResult.rawValue,
+            source: request.origin.frontEnd.rawValue,
+            duration: duration
+        )
+        let failure = result.failure
+        return AuditCompletion(
+            result: auditResult,
+            powerState: result.success?.power.rawValue,
+            errorCode: failure?.code,
+            message: [request.origin.receivedOn.map { "received on \($0)" }, failure?.description]
+                .compactMap { $0 }.joined(separator: "; ").nilIfEmpty,
+            finishedAt: intent.requestedAt.addingTimeInterval(duration.seconds)
+        )
     }
 
     /// What one hop to the hypervisor pool found: the domain (nil: none by that name or UUID) and, if nobody
@@ -142,6 +191,13 @@ extension FenceService {
             defer { locks.release(uuid) }
             return try await hypervisorCall { try $0.state(ofDomain: uuid) }
         }
+    }
+}
+
+extension Date {
+    /// The wall-clock time of `instant`, a moment of the past.
+    init(since instant: ContinuousClock.Instant) {
+        self = Date().addingTimeInterval(-(ContinuousClock.now - instant).seconds)
     }
 }
 

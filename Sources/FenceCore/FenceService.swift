@@ -75,6 +75,8 @@ public final class FenceService: Sendable {
     let refusals: AuditRowLimiter
     let reads: AuditRowLimiter
     let ledger = FenceLedger()
+    /// Operations (`perform`) holding a domain's lock now; `statusAtOnce` answers only while there are none.
+    let changesUnderWay = Atomic<Int>(0)
     private let cluster = Mutex<(any ClusterDirectory)?>(nil)
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
@@ -598,10 +600,12 @@ public final class FenceService: Sendable {
                         locks.release(resolved.uuid)
                         throw CancellationError()
                     }
+                    changesUnderWay.add(1, ordering: .relaxed)
                     // Once started, the action runs to its end even if the deadline passes meanwhile:
                     // an unstructured task does not inherit the cancellation.
                     let action = Task { try await execute(request.action, on: resolved) }
                     let outcome = await action.result
+                    changesUnderWay.subtract(1, ordering: .relaxed)
                     locks.release(resolved.uuid)
                     return try outcome.get()
                 },

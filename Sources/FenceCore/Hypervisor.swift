@@ -51,11 +51,28 @@ public protocol Hypervisor: Sendable {
     /// Calls `observer` after a domain is defined, undefined, started or stopped, as the hypervisor reports
     /// it (and after a reconnect, when changes may have been missed).
     func observeChanges(_ observer: @escaping @Sendable () -> Void)
+
+    /// Runs `body` at once with reads on a connection no other call is using, if one is open and alive now;
+    /// returns nil without running it otherwise. Never opens a connection or waits for one: for a caller that
+    /// must not wait for the hypervisor to be reached (the calls in `body` still take as long as they take).
+    func withIdleConnection<T>(_ body: (any DomainReader) throws -> T) throws -> T?
+}
+
+/// The reads `Hypervisor.withIdleConnection` offers, on the connection it found idle.
+public protocol DomainReader {
+    /// Looks a domain up by name or, when the target is a canonical UUID, by UUID.
+    func domain(_ target: DomainTarget) throws -> DomainInfo
+
+    /// The current state of the domain with `uuid`, or nil if it no longer exists.
+    func state(ofDomain uuid: String) throws -> DomainState?
 }
 
 extension Hypervisor {
     /// No change notifications (a hypervisor without events).
     public func observeChanges(_ observer: @escaping @Sendable () -> Void) {}
+
+    /// Never an idle connection (a hypervisor that cannot tell): callers take their usual path.
+    public func withIdleConnection<T>(_ body: (any DomainReader) throws -> T) throws -> T? { nil }
 }
 
 /// What the service knows of one domain.

@@ -79,6 +79,11 @@ final class HypervisorProbe: Sendable {
         }
     }
 
+    /// True while a check has gone on for `timeout` or longer: the hypervisor does not answer.
+    var isOverdue: Bool {
+        state.withLock { state in state.runningSince.map { $0 + timeout <= clock.now } ?? false }
+    }
+
     /// Takes note that a call just found the hypervisor unreachable, so health checks check again instead
     /// of answering from an older success.
     func noteUnavailable() {

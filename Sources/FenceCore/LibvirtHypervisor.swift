@@ -58,13 +58,9 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         condition.lock()
         var chosen: Int
         while true {
-            if let idle = slots.indices.first(where: {
-                slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true
-            }) {
-                slots[idle].callsInFlight += 1
-                let connection = slots[idle].connection!
+            if let idle = takeIdleSlot() {
                 condition.unlock()
-                return (idle, connection)
+                return idle
             }
             if opening {
                 condition.wait()
@@ -150,6 +146,33 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     func withConnection<T>(_ body: (LibvirtConnection) throws -> T) throws -> T {
         let (index, connection) = try acquire()
         defer { release(index) }
+        return try call(body, on: connection)
+    }
+
+    /// An idle live connection, taken for one call (hand the index back with `release(_:)`); nil if none.
+    /// Call with `condition` locked.
+    private func takeIdleSlot() -> (index: Int, connection: LibvirtConnection)? {
+        guard
+            let idle = slots.indices.first(where: {
+                slots[$0].callsInFlight == 0 && slots[$0].connection?.isAlive == true
+            })
+        else { return nil }
+        slots[idle].callsInFlight += 1
+        return (idle, slots[idle].connection!)
+    }
+
+    public func withIdleConnection<T>(_ body: (any DomainReader) throws -> T) throws -> T? {
+        condition.lock()
+        let idle = takeIdleSlot()
+        condition.unlock()
+        guard let (index, connection) = idle else { return nil }
+        defer { release(index) }
+        return try call({ try body(ConnectionReader(connection: $0)) }, on: connection)
+    }
+
+    /// Runs `body` on `connection`; a connection failure marks it dropped and is rethrown as
+    /// `FenceError.hypervisorUnavailable`.
+    private func call<T>(_ body: (LibvirtConnection) throws -> T, on connection: LibvirtConnection) throws -> T {
         do {
             return try body(connection)
         } catch let error as LibvirtError where error.isConnectionFailure {
@@ -163,15 +186,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func domain(_ target: DomainTarget) throws -> DomainInfo {
-        try withConnection { connection in
-            let domain =
-                if let uuid = target.uuid {
-                    try connection.domain(uuid: uuid)
-                } else {
-                    try connection.domain(named: target.text)
-                }
-            return try Self.info(domain)
-        }
+        try withConnection { try ConnectionReader(connection: $0).domain(target) }
     }
 
     public func domains() throws -> [DomainInfo] {
@@ -189,13 +204,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func state(ofDomain uuid: String) throws -> DomainState? {
-        try withConnection { connection -> DomainState? in
-            do {
-                return try connection.domain(uuid: uuid).state()
-            } catch let error as LibvirtError where error.code == .noDomain {
-                return nil
-            }
-        }
+        try withConnection { try ConnectionReader(connection: $0).state(ofDomain: uuid) }
     }
 
     public func destroy(domain uuid: String) throws {
@@ -256,12 +265,36 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         try withConnection { connection in try connection.domain(uuid: uuid).maxMemoryKiB() }
     }
 
-    private static func info(_ domain: LibvirtDomain) throws(LibvirtError) -> DomainInfo {
+    fileprivate static func info(_ domain: LibvirtDomain) throws(LibvirtError) -> DomainInfo {
         DomainInfo(
             name: try domain.name(),
             uuid: try domain.uuid(),
             state: try domain.state(),
             isPersistent: try domain.isPersistent()
         )
+    }
+}
+
+/// The reads of one connection, taken for the call: what `LibvirtHypervisor` reads on any connection, and
+/// what `withIdleConnection` hands out.
+private struct ConnectionReader: DomainReader {
+    let connection: LibvirtConnection
+
+    func domain(_ target: DomainTarget) throws -> DomainInfo {
+        let domain =
+            if let uuid = target.uuid {
+                try connection.domain(uuid: uuid)
+            } else {
+                try connection.domain(named: target.text)
+            }
+        return try LibvirtHypervisor.info(domain)
+    }
+
+    func state(ofDomain uuid: String) throws -> DomainState? {
+        do {
+            return try connection.domain(uuid: uuid).state()
+        } catch  where error.code == .noDomain {
+            return nil
+        }
     }
 }

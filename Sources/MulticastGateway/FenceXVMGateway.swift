@@ -231,10 +231,12 @@ public final class FenceXVMGateway: Service, Sendable {
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.ioTimeout
         let connectTimeout = configuration.connectTimeout
         return { [logger] in
-            defer {
+            // Ended once: where the answer was sent (the socket closed), or when the work ends without one.
+            let end = RunOnce {
                 history.endCallback(key)
                 sessions.close(listener: .multicast, address: callback.host)
             }
+            defer { end.run() }
             // Cluster mode: every host may have heard the request; the first claim delivered calls back.
             guard
                 await service.claimCallback(
@@ -253,9 +255,12 @@ public final class FenceXVMGateway: Service, Sendable {
                     deadline: deadline,
                     connect: { try Socket.connection(to: callback, timeout: connectTimeout) },
                     claim: { history.claim(key) },
+                    answered: {
+                        history.answered(key)
+                        end.run()
+                    },
                     from: requester
                 )
-                history.answered(key)
             } catch {
                 // Not answered here: a copy of the request may be answered by another host.
                 await service.releaseCallback(key.bytes)
@@ -301,12 +306,18 @@ public final class FenceXVMGateway: Service, Sendable {
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
         // One deadline for everything before the client has proved it holds the key.
         let deadline = ContinuousClock.now + configuration.ioTimeout
+        // The session takes the socket and holds the only reference: it is closed before the session ends.
+        let handOff = SocketHandOff(connection)
         return { [logger] in
-            defer { sessions.close(listener: .tcp, address: identity) }
+            let end = RunOnce { sessions.close(listener: .tcp, address: identity) }
+            defer {
+                _ = try? handOff.take()  // not taken by a session (no request, or a bad one): closed here
+                end.run()
+            }
             let bytes: [UInt8]
             do {
                 bytes = try await session.pool.run {
-                    try connection.read(exactly: FenceXVMRequest.size, deadline: deadline)
+                    try handOff.borrow().read(exactly: FenceXVMRequest.size, deadline: deadline)
                 }
             } catch {
                 logger.debug(
@@ -331,11 +342,14 @@ public final class FenceXVMGateway: Service, Sendable {
                     request,
                     configuration: configuration,
                     deadline: deadline,
-                    connect: { connection },
+                    connect: { try handOff.take() },
                     claim: { history.claim(key) },
+                    answered: {
+                        history.answered(key)
+                        end.run()
+                    },
                     from: requester
                 )
-                history.answered(key)
             } catch {
                 logger.debug(
                     "fence_virt request not answered",

@@ -45,28 +45,54 @@ struct FenceXVMSession {
         case duplicate
     }
 
-    /// Runs the session on the socket that `connect` returns (the call back, or the accepted connection).
+    /// What the pool's part of a session came to.
+    private enum Connected {
+        /// Another copy of the request was (or is being) answered.
+        case duplicate
+        /// Answered on the pool's thread already (a status with nothing to wait for); the error if the answer
+        /// could not be delivered.
+        case answered(SocketError?)
+        /// Authenticated and claimed (at `since`): the answer is the fence service's to make.
+        case open(Socket, since: ContinuousClock.Instant)
+    }
+
+    /// Runs the session on the socket that `connect` returns (the call back, or the accepted connection; a
+    /// socket `connect` hands over: the session keeps the only reference to it).
     /// Connecting and challenge-response run in one hop to the blocking pool and must be done by
     /// `deadline`, however the peer paces its bytes. Once the peer has proved it holds the key, `claim`
-    /// decides whether the request runs (false: a duplicate). Throws `Unanswered` or the connection's error
-    /// if the request did not run; returns once it ran and its answer was sent (or could not be).
+    /// decides whether the request runs (false: a duplicate). A status that needs nothing waited for is
+    /// answered in the same hop (`FenceService.statusAtOnce`); every other request through the fence service.
+    /// `answered` is called once the answer was sent (or could not be) and the socket closed, on the thread
+    /// that sent it, so that the caller can end the session before the client's next request arrives.
+    /// Throws `Unanswered` or the connection's error if the request did not run; returns once it ran.
     func run(
         _ request: FenceXVMRequest,
         configuration: GatewayConfiguration,
         deadline: ContinuousClock.Instant,
         connect: @escaping @Sendable () throws -> Socket,
-        claim: () -> Bool,
+        claim: @escaping @Sendable () -> Bool,
+        answered: @escaping @Sendable () -> Void,
         from requester: Requester
     ) async throws {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
-        let (type, key) = (configuration.auth, configuration.key)
-        let socket: Socket
+        let (type, key, ioTimeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
+        let status = statusRequest(request, groups: configuration.groups, from: requester)
+        let service = self.service
+        let connected: Connected
         do {
-            socket = try await pool.run {
-                let socket = try connect()
-                try ChallengeResponse.authenticate(socket, type: type, key: key, deadline: deadline)
-                return socket
+            connected = try await pool.run {
+                var socket: Socket? = try connect()
+                try ChallengeResponse.authenticate(socket!, type: type, key: key, deadline: deadline)
+                guard claim() else { return .duplicate }
+                let started = ContinuousClock.now
+                guard let status, let domain = service.statusAtOnce(status, since: started) else {
+                    return .open(socket!, since: started)
+                }
+                let delivery = Self.send([Self.statusByte(domain)], on: socket!, deadline: .now + ioTimeout)
+                socket = nil  // closed here, before the session ends
+                answered()
+                return .answered(delivery)
             }
         } catch let failure as ChallengeResponse.Failure {
             logger.notice(
@@ -75,31 +101,90 @@ struct FenceXVMSession {
             )
             throw Unanswered.authentication(failure)
         }
-        guard claim() else {
+        switch consume connected {
+        case .duplicate:
             logger.debug(
                 "fence_xvm request answered already; copy dropped",
                 metadata: ["peer.address": "\(requester.clientAddress ?? "-")"]
             )
             throw Unanswered.duplicate
-        }
-        let answer = await answer(request, groups: configuration.groups, from: requester)
-        let writeDeadline = ContinuousClock.now + configuration.ioTimeout
-        do {
-            // The answer is a byte or a short host list: the socket's buffer takes it at once, so it is sent
-            // from here; only what it does not take waits on the pool.
-            let sent = try socket.writeWithoutWaiting(answer)
-            if sent < answer.count {
-                let rest = Array(answer[sent...])
-                try await pool.run { try socket.write(rest, deadline: writeDeadline) }
+        case .answered(let failure):
+            if let failure {
+                logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(failure)"])
             }
-        } catch {
-            // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
-            logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(error)"])
+        case .open(let socket, let started):
+            let answer = await answer(request, since: started, groups: configuration.groups, from: requester)
+            await deliver(answer, on: consume socket, within: ioTimeout, logger: logger)  // closed on return
+            answered()
         }
     }
 
+    /// Sends `answer` and closes the socket (the caller hands over its reference). The answer is a byte or a
+    /// short host list: the socket's buffer takes it at once, so it is sent from here; only what it does not
+    /// take waits on the pool.
+    private func deliver(
+        _ answer: [UInt8],
+        on socket: consuming Socket,
+        within timeout: Duration,
+        logger: Logger
+    ) async {
+        var failure: (any Error)?
+        do {
+            let sent = try socket.writeWithoutWaiting(answer)
+            if sent < answer.count {
+                // Rare (a host list larger than the socket's buffer): the pool's job may hold the socket a
+                // moment after this returns.
+                let (rest, deadline, socket) = (Array(answer[sent...]), ContinuousClock.now + timeout, copy socket)
+                failure = try await pool.run { Self.send(rest, on: socket, deadline: deadline) }
+            }
+        } catch {
+            failure = error
+        }
+        if let failure {
+            // fence_xvm closes right after reading what it needs (a host list's last byte is never read).
+            logger.debug("fence_xvm answer not fully delivered", metadata: ["error": "\(failure)"])
+        }
+    }
+
+    /// Writes `bytes` by `deadline`; the error if they could not all be sent.
+    private static func send(_ bytes: [UInt8], on socket: Socket, deadline: ContinuousClock.Instant) -> SocketError? {
+        do throws(SocketError) {
+            try socket.write(bytes, deadline: deadline)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// A status's answer byte: off, or on (fence_xvm's "success").
+    private static func statusByte(_ domain: DomainInfo) -> UInt8 {
+        domain.power == .off ? FenceXVMResult.off.rawValue : FenceXVMResult.success.rawValue
+    }
+
+    /// `request` as the fence service's status request, if it is a status naming a domain in UTF-8 (what
+    /// `FenceService.statusAtOnce` may answer); nil otherwise.
+    private func statusRequest(
+        _ request: FenceXVMRequest,
+        groups: FenceGroups,
+        from requester: Requester
+    ) -> FenceRequest? {
+        guard request.operation == .status, let domain = request.domainText else { return nil }
+        return FenceRequest(
+            action: .status,
+            target: DomainTarget(domain),
+            origin: requester.origin,
+            access: GroupAccess(groups: groups, requester: requester.identity)
+        )
+    }
+
     /// The bytes to send back for `request`: one result byte, or a host list.
-    private func answer(_ request: FenceXVMRequest, groups: FenceGroups, from requester: Requester) async -> [UInt8] {
+    /// `started`: when the request was claimed, for a status's deadline and duration.
+    private func answer(
+        _ request: FenceXVMRequest,
+        since started: ContinuousClock.Instant,
+        groups: FenceGroups,
+        from requester: Requester
+    ) async -> [UInt8] {
         let origin = requester.origin
         let access = GroupAccess(groups: groups, requester: requester.identity)
         guard let operation = request.operation else {
@@ -152,8 +237,7 @@ struct FenceXVMSession {
         do {
             if action == .status {
                 // A read: answered first, recorded with the audit log's next commit.
-                let domain = try await service.status(fenceRequest)
-                return [domain.power == .off ? FenceXVMResult.off.rawValue : FenceXVMResult.success.rawValue]
+                return [Self.statusByte(try await service.status(fenceRequest, since: started))]
             }
             _ = try await service.perform(fenceRequest)
             return [FenceXVMResult.success.rawValue]

@@ -274,6 +274,20 @@ public actor AuditStore {
     /// committed, so that a stalled disk holds readers back, as it holds fences, instead of their rows
     /// piling up in memory.
     public nonisolated func recordEventually(_ intent: AuditIntent, _ completion: AuditCompletion) async {
+        if recordWithNextCommit(intent, completion) { await commitDeferredRows() }
+    }
+
+    /// True while fewer than `deferredRowsBacklog` rows wait for a commit: `recordWithNextCommit` then
+    /// returns at once.
+    public nonisolated var hasRoomForDeferredRows: Bool {
+        deferred.withLock { $0.waiting.count < Self.deferredRowsBacklog }
+    }
+
+    /// `recordEventually` for a caller that cannot suspend (a thread of its own): queues the row for the next
+    /// commit and returns at once; true if `deferredRowsBacklog` rows wait now, when the caller must not give
+    /// another row before `commitDeferredRows()` returned (check `hasRoomForDeferredRows` first).
+    @discardableResult
+    public nonisolated func recordWithNextCommit(_ intent: AuditIntent, _ completion: AuditCompletion) -> Bool {
         let (startTimer, commitNow, full) = deferred.withLock { rows in
             rows.waiting.append((intent, completion))
             let start = !rows.timerRunning
@@ -289,7 +303,7 @@ public actor AuditStore {
             }
         }
         if commitNow { executor.queue.async { self.assumeIsolated { $0.commitDeferred(endingTimer: false) } } }
-        if full { await commitDeferredRows() }
+        return full
     }
 
     /// Commits the rows given to `recordEventually` that wait (at shutdown, so that none is lost).

@@ -130,6 +130,30 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
     public func injectNMI(domain uuid: String) throws {
         try call(.injectNMI, uuid, { try real.injectNMI(domain: uuid) }, ignored: ())
     }
+
+    /// The real driver's idle connection, with this injector's faults on its reads.
+    public func withIdleConnection<T>(_ body: (any DomainReader) throws -> T) throws -> T? {
+        try real.withIdleConnection { reader in try body(FaultyReader(faulty: self, real: reader)) }
+    }
+
+    /// The reads of an idle connection, through the injector.
+    private struct FaultyReader: DomainReader {
+        let faulty: FaultyHypervisor
+        let real: any DomainReader
+
+        func domain(_ target: DomainTarget) throws -> DomainInfo {
+            try faulty.call(
+                .domain,
+                target.text,
+                { try real.domain(target) },
+                ignored: DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true)
+            )
+        }
+
+        func state(ofDomain uuid: String) throws -> DomainState? {
+            try faulty.call(.state, uuid, { try real.state(ofDomain: uuid) }, ignored: nil)
+        }
+    }
 }
 
 /// A gate that blocks the threads passing through it until opened; counts who arrived.
