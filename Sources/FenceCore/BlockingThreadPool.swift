@@ -53,6 +53,13 @@ package final class BlockingThreadPool: @unchecked Sendable {
         self.idleTimeout = idleTimeout
     }
 
+    /// Pool threads that have a job to run and wait for a share that calls run in place hold; for tests.
+    package var threadsWaitingForShare: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waitingForShare
+    }
+
     /// Threads alive now, and how many of them run a job; for tests and metrics.
     package var census: (threads: Int, busy: Int, queued: Int) {
         condition.lock()
@@ -75,7 +82,8 @@ package final class BlockingThreadPool: @unchecked Sendable {
         defer {
             condition.lock()
             inPlace -= 1
-            if waitingForShare > 0 { condition.signal() }
+            // A share is free: any waiting thread (idle, or waiting for a share) can take the next job.
+            if pendingHead < pending.count { condition.signal() }
             condition.unlock()
         }
         return try body()
@@ -105,7 +113,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
     /// Runs `body` on a pool thread, as `run`, but waits at most until `deadline`: then throws
     /// `DeadlineExceeded`, and a job still queued leaves the queue (a running one runs to its end, its result
     /// dropped). One hop to the pool and one back, where `withDeadline` around `run` adds a task of its own.
-    func run<T: Sendable>(
+    package func run<T: Sendable>(
         until deadline: ContinuousClock.Instant,
         scheduler: DeadlineScheduler = .shared,
         _ body: @escaping @Sendable () throws -> T

@@ -85,7 +85,9 @@ extension FenceService {
     /// run, so the bound on threads in libvirt holds); the audit log has room for the row; the domain is found,
     /// its lock free and the access policy allows the request at once (`AccessPolicy.allowsAtOnce`); and the
     /// state read. The row is recorded as `status` records it. Nothing bounds the time here but libvirt's own
-    /// answer: at most `hypervisorReadThreads` callers can wait in it at once, the rest take the usual path.
+    /// answer (libvirt may hold a domain for reasons of its own, an outside destroy say): at most
+    /// `hypervisorReadThreads` callers can wait in it at once, the rest take the usual path; a caller bounds
+    /// its own wait (the gateway ends the session at a status's deadline, its thread running on).
     public func statusAtOnce(_ request: FenceRequest, since started: ContinuousClock.Instant) -> DomainInfo? {
         guard request.action == .status, request.target.problem == nil, changesUnderWay.load(ordering: .relaxed) == 0,
             !probe.isOverdue, store.hasRoomForDeferredRows, router == nil

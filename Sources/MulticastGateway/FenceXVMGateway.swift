@@ -80,8 +80,12 @@ public final class FenceXVMGateway: Service, Sendable {
         self.current = Mutex(configuration)
         self.logger = logger
         self.history = RequestHistory(window: configuration.historyWindow)
-        // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits.
-        let threads = configuration.maximumCallbacks + configuration.tcpMaximumConnections
+        // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits;
+        // a status answered at once may hold its thread past its session's end, at most as many as the fence
+        // service has reads' threads (`FenceService.statusAtOnce`).
+        let threads =
+            configuration.maximumCallbacks + configuration.tcpMaximumConnections
+            + service.configuration.hypervisorReadThreads
         self.session = FenceXVMSession(
             service: service,
             pool: BlockingThreadPool(name: "fencegate.gateway", maximumThreads: threads, maximumQueued: threads),

@@ -79,9 +79,12 @@ struct FenceXVMSession {
         let (type, key, ioTimeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
         let status = statusRequest(request, groups: configuration.groups, from: requester)
         let service = self.service
+        // A status answered at once waits for libvirt on the pool's thread: past the deadline a status has
+        // through the fence service, the session ends without it (the thread runs on until libvirt answers).
+        let sessionDeadline = deadline + service.configuration.operationTimeout
         let connected: Connected
         do {
-            connected = try await pool.run {
+            connected = try await pool.run(until: sessionDeadline) {
                 var socket: Socket? = try connect()
                 try ChallengeResponse.authenticate(socket!, type: type, key: key, deadline: deadline)
                 guard claim() else { return .duplicate }
@@ -114,7 +117,8 @@ struct FenceXVMSession {
             }
         case .open(let socket, let started):
             let answer = await answer(request, since: started, groups: configuration.groups, from: requester)
-            await deliver(answer, on: consume socket, within: ioTimeout, logger: logger)  // closed on return
+            // The socket is closed when `deliver` returns (see there for a rare exception).
+            await deliver(answer, on: consume socket, within: ioTimeout, logger: logger)
             answered()
         }
     }
@@ -133,7 +137,7 @@ struct FenceXVMSession {
             let sent = try socket.writeWithoutWaiting(answer)
             if sent < answer.count {
                 // Rare (a host list larger than the socket's buffer): the pool's job may hold the socket a
-                // moment after this returns.
+                // moment after this returns, so the session may be counted closed a moment before it is.
                 let (rest, deadline, socket) = (Array(answer[sent...]), ContinuousClock.now + timeout, copy socket)
                 failure = try await pool.run { Self.send(rest, on: socket, deadline: deadline) }
             }

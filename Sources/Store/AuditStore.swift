@@ -284,8 +284,9 @@ public actor AuditStore {
     }
 
     /// `recordEventually` for a caller that cannot suspend (a thread of its own): queues the row for the next
-    /// commit and returns at once; true if `deferredRowsBacklog` rows wait now, when the caller must not give
-    /// another row before `commitDeferredRows()` returned (check `hasRoomForDeferredRows` first).
+    /// commit and returns at once; true if `deferredRowsBacklog` rows wait now, when a caller that can should
+    /// wait for `commitDeferredRows()`. One that cannot checks `hasRoomForDeferredRows` first: the rows then
+    /// go beyond the backlog by at most the number of such callers at once.
     @discardableResult
     public nonisolated func recordWithNextCommit(_ intent: AuditIntent, _ completion: AuditCompletion) -> Bool {
         let (startTimer, commitNow, full) = deferred.withLock { rows in

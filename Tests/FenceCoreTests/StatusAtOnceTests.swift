@@ -84,7 +84,7 @@ struct StatusAtOnceTests {
         try await waitUntil("a job waits") { pool.census.queued == 1 }
         // The pool's thread that waits for the share is not idle: with the queue full, the next job is
         // refused at once instead of queueing beyond the bound.
-        try await waitUntil("the pool started its thread") { pool.census.threads == 1 }
+        try await waitUntil("the pool's thread waits for the share") { pool.threadsWaitingForShare == 1 }
         let refused = Fired()
         let beyond = Task {
             do {
@@ -104,5 +104,35 @@ struct StatusAtOnceTests {
         try await queued.value
         #expect(ran.values == [4])
         try await waitUntil("the call in place returned") { inPlace.values == [2] }
+    }
+
+    @Test("when a call run in place ends, a job waiting for its share runs at once, whichever thread waits")
+    func shareFreedWakesAWaitingJob() async throws {
+        // Long idle timeout: a job left waiting would run only when an idle thread gives up, 60 s later.
+        let pool = BlockingThreadPool(name: "test.pool", maximumThreads: 2, maximumQueued: 4, idleTimeout: 60)
+        // Two pool threads, idle.
+        let warm = Gate()
+        let warming = (0..<2).map { _ in Task { try await pool.run { warm.pass() } } }
+        try await waitUntil("two pool threads run") { warm.arrived == 2 }
+        warm.open()
+        for task in warming { try await task.value }
+        // Both shares taken by calls in place, then two jobs queued behind them.
+        let inPlace = [Gate(), Gate()]
+        let callers = inPlace.map { gate in
+            let thread = Thread { _ = pool.runInPlace { gate.pass() } }
+            thread.start()
+            return thread
+        }
+        _ = callers
+        try await waitUntil("both calls run in place") { inPlace.allSatisfy { $0.arrived == 1 } }
+        let jobs = Gate()
+        let queued = (0..<2).map { _ in Task { try await pool.run { jobs.pass() } } }
+        try await waitUntil("two jobs wait") { pool.census.queued == 2 }
+        inPlace[0].open()
+        try await waitUntil("the first job runs") { jobs.arrived == 1 }
+        inPlace[1].open()
+        try await waitUntil("the second job runs", limit: .seconds(10)) { jobs.arrived == 2 }
+        jobs.open()
+        for task in queued { try await task.value }
     }
 }

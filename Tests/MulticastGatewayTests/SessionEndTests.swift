@@ -18,10 +18,17 @@ struct SessionEndTests {
         private let seen = Mutex<[(inPoolJob: Bool, socketClosed: Bool)]>([])
         let socket: WeakSocket
         let pool: BlockingThreadPool
+        let client: Task<UInt8, any Error>
 
-        init(_ socket: WeakSocket, pool: BlockingThreadPool) {
+        init(_ socket: WeakSocket, pool: BlockingThreadPool, client: Task<UInt8, any Error>) {
             self.socket = socket
             self.pool = pool
+            self.client = client
+        }
+
+        /// The byte the client read.
+        var answer: UInt8 {
+            get async throws { try await client.value }
         }
 
         func note() {
@@ -44,22 +51,36 @@ struct SessionEndTests {
     static func session(
         _ operation: FenceXVMOperation,
         _ domain: String,
-        on service: FenceService
+        on service: FenceService,
+        timeout: Duration = .seconds(30)
     ) async throws -> (answer: UInt8, endings: [(inPoolJob: Bool, socketClosed: Bool)]) {
+        let (session, ending) = try start(operation, domain, on: service, timeout: timeout)
+        try await session.value
+        return (try await ending.answer, ending.all)
+    }
+
+    /// A session started (its task) and what it saw; the test plays fence_xvm's side on a thread of its own
+    /// (patient: 30 s). `timeout`: the session's deadline for the call back's exchange.
+    static func start(
+        _ operation: FenceXVMOperation,
+        _ domain: String,
+        on service: FenceService,
+        timeout: Duration
+    ) throws -> (session: Task<Void, any Error>, ending: Ending) {
         var configuration = GatewayConfiguration()
         configuration.key = (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let pool = BlockingThreadPool(name: "test.gateway", maximumThreads: 4)
-        let session = FenceXVMSession(service: service, pool: pool, logger: ServiceHarness.logger)
+        let gateway = FenceXVMSession(service: service, pool: pool, logger: ServiceHarness.logger)
         let (serverSide, clientSide) = try Socket.connectedPair()
-        let ending = Ending(WeakSocket(serverSide), pool: pool)
-        let handOff = SocketHandOff(serverSide)
-        _ = consume serverSide  // the session holds the only reference once it took the socket
         let key = configuration.key
         let client = Task {
             try await onOwnThread {
-                try FenceXVMClient.answerCallback(on: clientSide, auth: .sha256, key: key, timeout: .seconds(5))
+                try FenceXVMClient.answerCallback(on: clientSide, auth: .sha256, key: key, timeout: .seconds(30))
             }
         }
+        let ending = Ending(WeakSocket(serverSide), pool: pool, client: client)
+        let handOff = SocketHandOff(serverSide)
+        _ = consume serverSide  // the session holds the only reference once it took the socket
         let request = FenceXVMRequest(
             operation: operation,
             domain: domain,
@@ -68,21 +89,23 @@ struct SessionEndTests {
             sequenceNumber: 1,
             family: 2
         )
-        try await session.run(
-            request,
-            configuration: configuration,
-            deadline: .now + .seconds(5),
-            connect: { try handOff.take() },
-            claim: { true },
-            answered: { ending.note() },
-            from: FenceXVMSession.Requester(
-                frontEnd: .multicast,
-                identity: "198.18.0.11",
-                clientAddress: "198.18.0.11",
-                requestID: "test"
+        let session = Task {
+            try await gateway.run(
+                request,
+                configuration: configuration,
+                deadline: .now + timeout,
+                connect: { try handOff.take() },
+                claim: { true },
+                answered: { ending.note() },
+                from: FenceXVMSession.Requester(
+                    frontEnd: .multicast,
+                    identity: "198.18.0.11",
+                    clientAddress: "198.18.0.11",
+                    requestID: "test"
+                )
             )
-        )
-        return (try await client.value, ending.all)
+        }
+        return (session, ending)
     }
 
     @Test("a status with nothing to wait for is answered and ended in the pool's job, its socket closed first")
@@ -114,5 +137,31 @@ struct SessionEndTests {
         gate.open()
         _ = try await operation.value
         #expect(try await harness.rows().map(\.action) == ["off", "off", "status"])
+    }
+
+    @Test("a status answered at once that libvirt holds ends its session at a status's deadline, its thread running on")
+    func stuckStatusEndsAtTheDeadline() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.operationTimeout = .seconds(1)
+        let harness = try await ServiceHarness(configuration: configuration)
+        _ = try harness.state("pcmk1")
+        let gate = Gate()
+        harness.faulty.inject(.hang(gate), into: .state, for: Fixtures.uuids["pcmk1"]!)
+        let clock = ContinuousClock()
+        let began = clock.now
+        let (session, ending) = try Self.start(.status, "pcmk1", on: harness.service, timeout: .seconds(2))
+        // The call back's deadline (2 s) and a status's (1 s): the session ends, unanswered, the read still hung.
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        Task { outcome.withLock { [result = await session.result] in $0 = result } }
+        try? await waitUntil("the session ended", limit: .seconds(10)) { outcome.withLock { $0 != nil } }
+        let ended = clock.now - began
+        let failed = outcome.withLock { $0.map { (try? $0.get()) == nil } }
+        #expect(failed == true, "after \(ended): ended \(failed.map { $0 ? "with an error" : "answered" } ?? "not")")
+        #expect(gate.arrived == 1)
+        #expect(ending.all.isEmpty)
+        gate.open()
+        // When libvirt answers, the thread sends the answer (the client still listens here) and ends once.
+        #expect(try await ending.answer == FenceXVMResult.success.rawValue)
+        try await waitUntil("the late answer ended the session") { ending.all.count == 1 }
     }
 }
