@@ -211,9 +211,10 @@ package final class BlockingThreadPool: @unchecked Sendable {
                 continue
             }
             if busy + inPlace >= maximumThreads {
-                // Every share is taken by calls run in place: the job waits for one of them to end.
+                // Every share is taken by calls run in place: the job waits for one of them to end (timed, so
+                // that a thread whose job left the queue meanwhile becomes idle and may exit).
                 waitingForShare += 1
-                condition.wait()
+                _ = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
                 waitingForShare -= 1
                 continue
             }
