@@ -60,9 +60,7 @@ extension FenceService {
         } catch {
             result = .failure(fenceError(error, request, elapsed: ContinuousClock.now - started))
         }
-        if store.recordWithNextCommit(intent, completion(of: request, result, intent: intent, since: started)) {
-            await store.commitDeferredRows()
-        }
+        await store.recordEventually(intent, completion(of: request, result, intent: intent, since: started))
         if let failure = result.failure {
             logger.error(
                 "status request failed",

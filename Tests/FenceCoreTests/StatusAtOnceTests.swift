@@ -106,6 +106,9 @@ struct StatusAtOnceTests {
         try await waitUntil("the call in place returned") { inPlace.values == [2] }
     }
 
+    /// The lost wake-up this guards against (a freed share signalled only threads waiting for a share, while
+    /// the job's thread could be an idle one) needs the condition's signal to pick a particular waiter: this
+    /// test checks the behaviour but did not catch the old code in six runs; the fix holds by construction.
     @Test("when a call run in place ends, a job waiting for its share runs at once, whichever thread waits")
     func shareFreedWakesAWaitingJob() async throws {
         // Long idle timeout: a job left waiting would run only when an idle thread gives up, 60 s later.
@@ -118,12 +121,7 @@ struct StatusAtOnceTests {
         for task in warming { try await task.value }
         // Both shares taken by calls in place, then two jobs queued behind them.
         let inPlace = [Gate(), Gate()]
-        let callers = inPlace.map { gate in
-            let thread = Thread { _ = pool.runInPlace { gate.pass() } }
-            thread.start()
-            return thread
-        }
-        _ = callers
+        for gate in inPlace { Thread { _ = pool.runInPlace { gate.pass() } }.start() }
         try await waitUntil("both calls run in place") { inPlace.allSatisfy { $0.arrived == 1 } }
         let jobs = Gate()
         let queued = (0..<2).map { _ in Task { try await pool.run { jobs.pass() } } }
