@@ -309,7 +309,8 @@ def render_http(http, sushy, targets):
         " every server; a request not answered within it counts as a socket timeout). Fencegate (`serve --redfish"
         " --allow-plain-http`, 64 test-driver domains) answers reads with a read-scope token and `POST"
         " /domains/nodeI/off|on` with a fence-scope token, each such operation with its intent row written and fsynced"
-        " before the hypervisor call and its completion after. Beside it, in the same run: sushy-emulator" + version +
+        " before the hypervisor call and its completion committed before the answer (synced with the next intent's"
+        " commit, at the latest 200 ms later). Beside it, in the same run: sushy-emulator" + version +
         f" on libvirt's test:///default ({sushy.get('domains', 1)} domain, no authentication, no audit record), and"
         " `bench/mhd-ceiling.c`, a fixed-body libmicrohttpd program with Fencegate's server settings (MHD_USE_AUTO,"
         " internal polling thread, a pool of 2 threads, 127.0.0.1) that answers every request with the same 120-byte"
@@ -352,8 +353,8 @@ def render_http(http, sushy, targets):
             "Redfish against Redfish: Fencegate's `/redfish/v1` (HTTP Basic with a token checked on every request,"
             " every Reset audited) and sushy-emulator (no authentication, no audit), the same requests on one domain:"
             " `GET /redfish/v1/Systems/{id}`, and Reset alternating ForceOff and On. With one connection a Fencegate"
-            " Reset waits for two fsyncs (its audit rows), which sushy-emulator does not write; concurrent Resets share"
-            " commits.",
+            " Reset waits for one fsync (its intent row; its completion is committed without one and synced with the next"
+            " intent's), which sushy-emulator does not write; concurrent Resets share commits.",
             "",
             "| connections | Fencegate GET system req/s | p99 | sushy req/s | p99 | Fencegate Reset ops/s | p99 | sushy ops/s | p99 |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -388,9 +389,9 @@ def render_http(http, sushy, targets):
         "In all rows: " + "; ".join(f"{server} {non_2xx:,} non-2xx and {errors:,} socket errors"
                                     for server, (non_2xx, errors) in totals.items()) + ".",
         f"Audit rows written during the run: {http['audit_rows']:,}. This disk sustains {http['fsync_per_second']:,.0f}"
-        " fsyncs/s (one writer, measured in the same run). With `synchronous=FULL` each audited operation needs two"
-        " durable writes; concurrent operations share a commit (group commit), so the audited rate is not bounded by"
-        " one fsync per write.",
+        " fsyncs/s (one writer, measured in the same run). Each audited operation waits for one fsync (its intent row,"
+        " `synchronous=FULL`; its completion is committed without one and synced with the next); concurrent"
+        " operations share a commit (group commit), so the audited rate is not bounded by one fsync per operation.",
         "",
     ]
     best_status = max(http[f"status_c{c}"]["requests_per_second"] for c in HTTP_CONNECTIONS)

@@ -602,8 +602,9 @@ public final class FenceService: Sendable {
                     }
                     changesUnderWay.add(1, ordering: .relaxed)
                     // Once started, the action runs to its end even if the deadline passes meanwhile:
-                    // an unstructured task does not inherit the cancellation.
-                    let action = Task { try await execute(request.action, on: resolved) }
+                    // an unstructured task does not inherit the cancellation. Started on this thread, up
+                    // to its first wait (for the hypervisor's pool): no hop to start it.
+                    let action = Task.immediate { try await execute(request.action, on: resolved) }
                     let outcome = await action.result
                     changesUnderWay.subtract(1, ordering: .relaxed)
                     locks.release(resolved.uuid)

@@ -14,7 +14,7 @@ public final class AuditLogChanges: Sendable {
     /// The fallback re-check when no event arrived.
     public static let defaultFallback: Duration = .seconds(5)
     /// After a write to the database, the reader is signalled again after these milliseconds: the commit that
-    /// wrote becomes visible only after its fsync.
+    /// wrote becomes visible only after its fsync (if it waits for one).
     static let settleDelays = [20, 100, 500, 2000]
 
     /// Starts watching the directory of the database at `path`.

@@ -3,24 +3,28 @@ public import Foundation
 public import Logging
 import Synchronization
 
-/// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns.
+/// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns;
+/// except a completion row, which is committed when `complete` returns and on disk with the next synced
+/// commit, at the latest `deferredCommitDelay` later (`AuditStore+Sync.swift`).
 ///
 /// An actor whose executor is its own serial queue: every libsqlite3 call (and every fsync) runs there,
 /// never on Swift's cooperative pool. Several processes may share one file (the daemon and CLI commands);
 /// SQLite's locking and the busy timeout arbitrate.
 public actor AuditStore {
-    private nonisolated let executor: SerialQueueExecutor
+    nonisolated let executor: SerialQueueExecutor
     let database: Database
     private let insertStatement: Statement
     private let completeStatement: Statement
-    private let logger: Logger
+    let logger: Logger
     private let owner = ProcessIdentity.current
     private var queryStatements: [String: Statement] = [:]
     private var pending: [PendingWrite] = []
     private var flushScheduled = false
     /// When a commit last reached the disk; nil after a failed one.
     /// Read without the actor: a health check or metrics scrape answered from it needs no hop to the queue.
-    private nonisolated let lastDurableCommit = Mutex<ContinuousClock.Instant?>(nil)
+    nonisolated let lastDurableCommit = Mutex<ContinuousClock.Instant?>(nil)
+    /// Commits made without waiting for the disk, and the timer that syncs them.
+    var sync = CommitSync()
     /// Prepared on first use: a database opened read-only may predate the `write_probe` table.
     private var probeStatement: Statement?
     /// Rows of requests that changed nothing, waiting for the next commit (`recordEventually`).
@@ -243,7 +247,11 @@ public actor AuditStore {
         try await write(.insert(intent, nil, owner))
     }
 
-    /// Records the end of the operation `id`. Durable when this returns.
+    /// Records the end of the operation `id`. Committed when this returns: every reader sees it, and it is
+    /// kept if the process dies. It reaches the disk with the next synced commit (the next intent row's, or
+    /// the store's own at the latest `deferredCommitDelay` later), so a power loss or kernel crash in that
+    /// interval can lose it: the row is then marked interrupted at the next start. Its intent row, written
+    /// before the operation acted, is on disk already.
     ///
     /// A row that is no longer `started` (already completed, or marked interrupted) is left as it is.
     /// - Returns: false if no started row with that id existed.
@@ -307,9 +315,11 @@ public actor AuditStore {
         return full
     }
 
-    /// Commits the rows given to `recordEventually` that wait (at shutdown, so that none is lost).
+    /// Commits the rows given to `recordEventually` that wait, and makes every commit durable (at shutdown,
+    /// or at the end of a command, so that none is lost).
     public func commitDeferredRows() {
         commitDeferred(endingTimer: false)
+        if sync.unsyncedCommit { syncCommits() }
     }
 
     /// Commits the waiting deferred rows in a transaction of their own. `endingTimer`: called by the timer,
@@ -318,8 +328,7 @@ public actor AuditStore {
         let rows = takeDeferred(endingTimer: endingTimer)
         guard !rows.isEmpty else { return }
         do throws(SQLiteError) {
-            let failures = try database.transaction { () throws(SQLiteError) in insert(rows) }
-            lastDurableCommit.withLock { $0 = .now }
+            let failures = try commit(synced: true) { () throws(SQLiteError) in insert(rows) }
             logDeferredFailures(failures, of: rows.count)
         } catch {
             lastDurableCommit.withLock { $0 = nil }
@@ -327,7 +336,7 @@ public actor AuditStore {
         }
     }
 
-    private func takeDeferred(endingTimer: Bool) -> [(AuditIntent, AuditCompletion)] {
+    func takeDeferred(endingTimer: Bool) -> [(AuditIntent, AuditCompletion)] {
         deferred.withLock { rows in
             if endingTimer { rows.timerRunning = false }
             defer { rows.waiting = [] }
@@ -336,7 +345,7 @@ public actor AuditStore {
     }
 
     /// Inserts deferred rows (inside the caller's transaction); returns how many failed.
-    private func insert(_ rows: [(AuditIntent, AuditCompletion)]) -> Int {
+    func insert(_ rows: [(AuditIntent, AuditCompletion)]) -> Int {
         var failures = 0
         for (intent, completion) in rows {
             do throws(SQLiteError) {
@@ -348,7 +357,7 @@ public actor AuditStore {
         return failures
     }
 
-    private func logDeferredFailures(_ failures: Int, of count: Int, error: SQLiteError? = nil) {
+    func logDeferredFailures(_ failures: Int, of count: Int, error: SQLiteError? = nil) {
         guard failures > 0 else { return }
         var metadata: Logger.Metadata = ["audit.count": "\(failures)", "audit.rows": "\(count)"]
         if let error { metadata["error"] = "\(error)" }
@@ -363,6 +372,12 @@ public actor AuditStore {
         case complete(Int64, AuditCompletion)
         /// Rewrites the one `write_probe` row: proves that a commit reaches the disk.
         case probe
+
+        /// False for a completion: its commit need not wait for the disk (`complete`).
+        var waitsForDisk: Bool {
+            if case .complete = self { return false }
+            return true
+        }
     }
 
     private struct PendingWrite {
@@ -394,8 +409,10 @@ public actor AuditStore {
         let results: [Result<Int64, any Error>]
         let riderFailures: Int
         do throws(SQLiteError) {
-            // One transaction: a row that fails alone fails alone; a failed commit fails them all.
-            (results, riderFailures) = try database.transaction { () throws(SQLiteError) in
+            // One transaction: a row that fails alone fails alone; a failed commit fails them all. It waits for
+            // the disk unless every write in it is a completion.
+            let synced = batch.contains { $0.write.waitsForDisk }
+            (results, riderFailures) = try commit(synced: synced) { () throws(SQLiteError) in
                 // The reads were answered before these writes were queued: their rows come first, so that ids
                 // follow the order of the requests.
                 let riderFailures = insert(riders)
@@ -416,7 +433,6 @@ public actor AuditStore {
             return
         }
         logDeferredFailures(riderFailures, of: riders.count)
-        lastDurableCommit.withLock { $0 = .now }
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
     }
 
@@ -634,6 +650,7 @@ public actor AuditStore {
     /// Runs `body`, turning its `SQLiteError` into `AuditStoreError.database`.
     func wrap<T>(_ body: () throws -> T) throws(AuditStoreError) -> T {
         do {
+            if !sync.synchronousIsFull { try restoreSynchronousFull() }
             return try body()
         } catch let error as SQLiteError {
             throw .database(error)

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// What the store knows about commits that have not reached the disk yet.
+struct CommitSync {
+    /// A commit since the last synced one was made without waiting for the disk.
+    var unsyncedCommit = false
+    /// A timer will sync it (`AuditStore.syncCommits`).
+    var timerScheduled = false
+    /// The connection's `synchronous` setting is FULL. False only inside a commit made without waiting for the
+    /// disk, or if setting it back failed: then every write sets it again first, or fails.
+    var synchronousIsFull = true
+    /// The last timed sync failed (logged once until one succeeds).
+    var failing = false
+}
+
+/// Commits that need not wait for the disk: a completion row.
+///
+/// In WAL mode with `synchronous=FULL`, a commit syncs the WAL file before it returns, and so every frame
+/// written before it; with `synchronous=NORMAL` it writes its frames without a sync. A completion is committed
+/// the second way: kept if the process dies (its frames are in the kernel's page cache, and SQLite replays the
+/// WAL at the next open), on disk with the next synced commit, which is the next intent row's, a deferred read
+/// row's, or the store's own `deferredCommitDelay` after the commit.
+extension AuditStore {
+    /// Runs `body` in a transaction; `synced`: its commit waits until the WAL is on disk. Returns the body's
+    /// value. A commit that was to skip the sync but could not set the connection so is synced.
+    func commit<T>(synced: Bool, _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        if synced || !commitsWithoutSync() {
+            if !sync.synchronousIsFull { try restoreSynchronousFull() }
+            let value = try database.transaction(body)
+            sync.unsyncedCommit = false
+            sync.failing = false
+            lastDurableCommit.withLock { $0 = .now }
+            return value
+        }
+        defer {
+            do throws(SQLiteError) {
+                try restoreSynchronousFull()
+            } catch {
+                logger.error(
+                    "could not set the audit log back to synchronous=FULL; every write will try again first",
+                    metadata: ["error": "\(error)"]
+                )
+            }
+        }
+        let value = try database.transaction(body)
+        sync.unsyncedCommit = true
+        if !sync.timerScheduled {
+            sync.timerScheduled = true
+            let (seconds, attoseconds) = deferredCommitDelay.components
+            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+            // Weakly: a store that is released meanwhile (a command that synced and ends) is closed, not kept.
+            executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
+                self?.assumeIsolated { store in
+                    store.sync.timerScheduled = false
+                    if store.sync.unsyncedCommit { store.syncCommits() }
+                }
+            }
+        }
+        return value
+    }
+
+    /// Makes every commit durable: one synced commit that writes the deferred read rows waiting, if any, and
+    /// rewrites the `write_probe` row (a sync needs a frame to write). A failure is logged; the next synced
+    /// commit (the next intent row's) syncs them, or fails itself.
+    func syncCommits() {
+        let riders = takeDeferred(endingTimer: false)
+        do throws(SQLiteError) {
+            let failures = try commit(synced: true) { () throws(SQLiteError) in
+                let failures = insert(riders)
+                _ = try perform(.probe)
+                return failures
+            }
+            logDeferredFailures(failures, of: riders.count)
+        } catch {
+            lastDurableCommit.withLock { $0 = nil }
+            logDeferredFailures(riders.count, of: riders.count, error: error)
+            guard !sync.failing else { return }
+            sync.failing = true
+            logger.error(
+                "completion rows are committed but could not be synced to disk; the next commit tries again",
+                metadata: ["error": "\(error)"]
+            )
+        }
+    }
+
+    /// Sets the connection to commit without waiting for the disk (`synchronous=NORMAL`); true if it does.
+    private func commitsWithoutSync() -> Bool {
+        sync.synchronousIsFull = false
+        do throws(SQLiteError) {
+            try database.execute("PRAGMA synchronous = NORMAL")
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Sets the connection back to `synchronous=FULL`.
+    func restoreSynchronousFull() throws(SQLiteError) {
+        try database.execute("PRAGMA synchronous = FULL")
+        sync.synchronousIsFull = true
+    }
+
+    /// Whether a commit was made without waiting for the disk and has not been synced since; for tests.
+    package var hasUnsyncedCommit: Bool { sync.unsyncedCommit }
+}
