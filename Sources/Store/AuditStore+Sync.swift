@@ -28,10 +28,14 @@ extension AuditStore {
     func commit<T>(synced: Bool, _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         if synced || !commitsWithoutSync() {
             if !sync.synchronousIsFull { try restoreSynchronousFull() }
+            let changesBefore = database.totalChanges
             let value = try database.transaction(body)
-            sync.unsyncedCommit = false
-            sync.failing = false
-            lastDurableCommit.withLock { $0 = .now }
+            // A commit that changed nothing wrote no frame to the WAL, and so synced nothing.
+            if database.totalChanges != changesBefore {
+                sync.unsyncedCommit = false
+                sync.failing = false
+                lastDurableCommit.withLock { $0 = .now }
+            }
             return value
         }
         defer {
@@ -46,24 +50,29 @@ extension AuditStore {
         }
         let value = try database.transaction(body)
         sync.unsyncedCommit = true
-        if !sync.timerScheduled {
-            sync.timerScheduled = true
-            let (seconds, attoseconds) = deferredCommitDelay.components
-            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-            // Weakly: a store that is released meanwhile (a command that synced and ends) is closed, not kept.
-            executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
-                self?.assumeIsolated { store in
-                    store.sync.timerScheduled = false
-                    if store.sync.unsyncedCommit { store.syncCommits() }
-                }
-            }
-        }
+        scheduleSync()
         return value
     }
 
+    /// Syncs the commits made without waiting for the disk `deferredCommitDelay` from now, unless a timer
+    /// will already.
+    private func scheduleSync() {
+        guard !sync.timerScheduled else { return }
+        sync.timerScheduled = true
+        let (seconds, attoseconds) = deferredCommitDelay.components
+        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        // Weakly: a store that is released meanwhile (a command that synced and ends) is closed, not kept.
+        executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
+            self?.assumeIsolated { store in
+                store.sync.timerScheduled = false
+                if store.sync.unsyncedCommit { store.syncCommits() }
+            }
+        }
+    }
+
     /// Makes every commit durable: one synced commit that writes the deferred read rows waiting, if any, and
-    /// rewrites the `write_probe` row (a sync needs a frame to write). A failure is logged; the next synced
-    /// commit (the next intent row's) syncs them, or fails itself.
+    /// rewrites the `write_probe` row (a sync needs a frame to write). A failure is logged (once until a sync
+    /// succeeds) and tried again after `deferredCommitDelay`, or by the next synced commit.
     func syncCommits() {
         let riders = takeDeferred(endingTimer: false)
         do throws(SQLiteError) {
@@ -76,10 +85,11 @@ extension AuditStore {
         } catch {
             lastDurableCommit.withLock { $0 = nil }
             logDeferredFailures(riders.count, of: riders.count, error: error)
+            scheduleSync()
             guard !sync.failing else { return }
             sync.failing = true
             logger.error(
-                "completion rows are committed but could not be synced to disk; the next commit tries again",
+                "completion rows are committed but could not be synced to disk; trying again",
                 metadata: ["error": "\(error)"]
             )
         }

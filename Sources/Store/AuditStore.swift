@@ -404,14 +404,15 @@ public actor AuditStore {
         pending = []
         flushScheduled = false
         guard !batch.isEmpty else { return }
-        // Rows of requests that changed nothing ride along: no commit of their own.
-        let riders = takeDeferred(endingTimer: false)
+        // One transaction: a row that fails alone fails alone; a failed commit fails them all. It waits for the
+        // disk unless every write in it is a completion.
+        let synced = batch.contains { $0.write.waitsForDisk }
+        // Rows of requests that changed nothing ride along a synced commit: no commit of their own. (Not one
+        // that skips the sync: their own timer's commit would have synced them sooner.)
+        let riders = synced ? takeDeferred(endingTimer: false) : []
         let results: [Result<Int64, any Error>]
         let riderFailures: Int
         do throws(SQLiteError) {
-            // One transaction: a row that fails alone fails alone; a failed commit fails them all. It waits for
-            // the disk unless every write in it is a completion.
-            let synced = batch.contains { $0.write.waitsForDisk }
             (results, riderFailures) = try commit(synced: synced) { () throws(SQLiteError) in
                 // The reads were answered before these writes were queued: their rows come first, so that ids
                 // follow the order of the requests.

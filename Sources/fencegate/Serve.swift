@@ -341,8 +341,15 @@ struct Serve: AsyncParsableCommand {
                 )
             )
 
-            try await group.run()
-            // Refusals still only counted (the audit rate limit) get their summary rows before the end.
+            do {
+                try await group.run()
+            } catch {
+                // Stopping on an error: what the audit log holds still reaches the disk first.
+                await context.service.recordPendingRefusals()
+                throw error
+            }
+            // Refusals still only counted (the audit rate limit) get their summary rows before the end, and
+            // every commit is synced.
             await context.service.recordPendingRefusals()
             logger.notice("stopped")
         }

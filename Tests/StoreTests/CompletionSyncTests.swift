@@ -37,6 +37,11 @@ extension AuditStore {
     fileprivate func readSynchronousSetting() throws -> Int64? {
         try database.query("PRAGMA synchronous").first?.first?.integer
     }
+
+    /// `complete` in a commit that waits for the disk, as a batch holding an intent row would.
+    fileprivate func completeSynced(_ id: Int64, _ completion: AuditCompletion) throws -> Bool {
+        try commit(synced: true) { () throws(SQLiteError) in try perform(.complete(id, completion)) } == 1
+    }
 }
 
 /// A completion row is committed before `complete` returns and synced with the next synced commit; an intent row
@@ -88,6 +93,51 @@ struct CompletionSyncTests {
         await store.commitDeferredRows()
         #expect(await !store.hasUnsyncedCommit)
         #expect(try await store.operation(id: second)?.state == .finished)
+    }
+
+    @Test("a completion queued with an intent row shares its synced commit")
+    func completionWithAnIntentIsSynced() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("audit.db")
+        let store = try await AuditStore.open(
+            path: path,
+            busyTimeout: .seconds(120),
+            deferredCommitDelay: .seconds(3600),
+            logger: logger
+        )
+        let first = try await store.begin(intent())
+        // Another connection holds the write lock: the store's next commit waits on its queue, and the two writes
+        // queued meanwhile go together into the commit after it.
+        let blocker = try Database(path: path)
+        try blocker.execute("BEGIN IMMEDIATE")
+        let held = Task { try await store.record(intent("status"), success) }
+        try await Task.sleep(for: .milliseconds(500))
+        let completing = Task.immediate { try await store.complete(first, success) }
+        let beginning = Task.immediate { try await store.begin(intent("on")) }
+        try blocker.execute("COMMIT")
+        _ = try await held.value
+        #expect(try await completing.value)
+        let second = try await beginning.value
+        // Nothing written since: only the shared commit can have synced the completion.
+        #expect(await !store.hasUnsyncedCommit)
+        #expect(try await store.operation(id: first)?.state == .finished)
+        #expect(try await store.operation(id: second)?.state == .started)
+    }
+
+    @Test("a commit that changes nothing does not count as a sync")
+    func emptyCommitIsNoSync() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try await AuditStore.open(
+            path: directory.file("audit.db"),
+            deferredCommitDelay: .seconds(3600),
+            logger: logger
+        )
+        let id = try await store.begin(intent())
+        try await store.complete(id, success)
+        #expect(await store.hasUnsyncedCommit)
+        // A synced commit whose one write changes no row (the operation is finished already) writes no frame.
+        #expect(try await !store.completeSynced(id, success))
+        #expect(await store.hasUnsyncedCommit)
     }
 
     @Test("intent rows and finished rows still wait for the disk; a completion in the same batch is synced with them")

@@ -96,6 +96,10 @@ package final class Database: @unchecked Sendable {
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     var changes: Int { Int(sqlite3_changes(handle)) }
 
+    /// Rows changed by every statement since the connection opened: a transaction that changed none writes
+    /// nothing to the WAL, and so syncs nothing.
+    var totalChanges: Int64 { Int64(sqlite3_total_changes64(handle)) }
+
     /// Sets the busy timeout in milliseconds. Calls `sqlite3_busy_timeout`.
     func setBusyTimeout(milliseconds: Int32) throws(SQLiteError) {
         let status = sqlite3_busy_timeout(handle, milliseconds)
