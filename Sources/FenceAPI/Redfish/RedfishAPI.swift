@@ -32,7 +32,9 @@ struct RedfishAPI: Sendable {
             about: { request, parameters in
                 try FenceRequest(.status, targetParameter: "id", of: request, parameters, through: .redfish)
             },
-            handler: { _, status, token in Self.json(Self.system(try await permittedDomain(status, token))) }
+            handler: { http, status, token in
+                Self.json(Self.system(try await permittedDomain(status, token, http)))
+            }
         )
         routes.authenticated(
             .post,
@@ -94,8 +96,12 @@ struct RedfishAPI: Sendable {
 
     /// The domain the system id names (a UUID or a name), if the token may read it. A domain outside the
     /// token's patterns answers exactly as an unknown one (404); the refusal is audited as a refused `status`.
-    private func permittedDomain(_ status: FenceRequest, _ token: AccessToken) async throws -> DomainInfo {
-        try await service.read(status.authorized(by: token))
+    private func permittedDomain(
+        _ status: FenceRequest,
+        _ token: AccessToken,
+        _ http: HTTPRequest
+    ) async throws -> DomainInfo {
+        try await service.read(status.authorized(by: token), inPlace: http.inPlaceReads)
     }
 
     // MARK: - Credentials
