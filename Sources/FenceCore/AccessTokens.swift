@@ -53,11 +53,6 @@ extension AccessToken: AccessPolicy {
     public func lists(_ domain: DomainInfo, among all: [DomainInfo]) -> Bool {
         permits(domainNamed: domain.name)
     }
-
-    /// `refusal` never needs a lookup: its answer, at once.
-    public func allowsAtOnce(_ request: FenceRequest, on domain: DomainInfo) -> Bool {
-        permits(request.action) && permits(domainNamed: domain.name)
-    }
 }
 
 /// A newly created token and its secret text, which is shown once and never stored.

@@ -87,7 +87,9 @@ extension FenceService {
     /// `hypervisorReadThreads` callers can wait in it at once, the rest take the usual path; a caller bounds
     /// its own wait (the gateway ends the session at a status's deadline, its thread running on).
     public func statusAtOnce(_ request: FenceRequest, since started: ContinuousClock.Instant) -> DomainInfo? {
-        guard request.action == .status, mayAnswerInPlace(request) else { return nil }
+        guard request.action == .status, request.target.problem == nil, changesUnderWay.load(ordering: .relaxed) == 0,
+            !probe.isOverdue, store.hasRoomForDeferredRows, router == nil
+        else { return nil }
         let target = request.target
         let read = readPool.runInPlace { [locks, hypervisor] () -> DomainInfo? in
             let answer = try? hypervisor.withIdleConnection { reader -> DomainInfo? in
@@ -105,34 +107,6 @@ extension FenceService {
         metrics.operationStarted()
         store.recordWithNextCommit(intent, completion(of: request, .success(domain), intent: intent, since: started))
         return domain
-    }
-
-    /// What a read answered on a front end's thread (`statusAtOnce`, `readInPlace`) needs, before any call:
-    /// not cluster mode (the cluster routes reads), a target that can name a domain, no operation holding a
-    /// domain's lock (libvirt holds a domain it destroys, and a lookup would wait for it), the hypervisor's
-    /// health check not overdue, room in the audit log's backlog for the row.
-    func mayAnswerInPlace(_ request: FenceRequest) -> Bool {
-        router == nil && request.target.problem == nil && changesUnderWay.load(ordering: .relaxed) == 0
-            && !probe.isOverdue && store.hasRoomForDeferredRows
-    }
-
-    /// The domain a read (`read(_:inPlace:)`) names, looked up on the calling thread when nothing needs waiting
-    /// for: `mayAnswerInPlace`, a hypervisor connection idle (none is opened or waited for), a reads' thread
-    /// free (`BlockingThreadPool.runInPlace`: the call counts against that pool, so the bound on threads in
-    /// libvirt holds) and the access policy allowing the request at once; nil otherwise (not found, refused,
-    /// a libvirt error included), which `read` then answers on the hypervisor's pool. As for `statusAtOnce`,
-    /// nothing bounds the time here but libvirt's answer: the caller bounds how many of its threads may wait.
-    func readInPlace(_ request: FenceRequest) -> DomainInfo? {
-        guard mayAnswerInPlace(request) else { return nil }
-        let target = request.target
-        let read = readPool.runInPlace { [hypervisor] () -> DomainInfo? in
-            let answer = try? hypervisor.withIdleConnection { reader -> DomainInfo? in
-                let found = try reader.domain(target)
-                return request.access.allowsAtOnce(request, on: found) ? found : nil
-            }
-            return answer ?? nil
-        }
-        return read ?? nil
     }
 
     /// Counts a status that was carried out, and its row's completion.

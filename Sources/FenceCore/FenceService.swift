@@ -237,33 +237,21 @@ public final class FenceService: Sendable {
     /// a `status` that does not wait for the domain's lock (fence_xvm's status goes through `status(_:)` and
     /// does). Recorded as one finished row with the power state read; a refusal that conceals the domain
     /// throws `.domainNotFound`, exactly as for a domain that does not exist.
-    ///
-    /// - Parameter inPlace: the caller's own thread, if it may wait briefly in the hypervisor: the read is then
-    ///   answered there when nothing needs waiting for (`readInPlace`), else on the hypervisor's pool.
-    public func read(
-        _ request: FenceRequest,
-        inPlace: (any InPlaceReads)? = nil
-    ) async throws(FenceError) -> DomainInfo {
+    public func read(_ request: FenceRequest) async throws(FenceError) -> DomainInfo {
         let started = ContinuousClock.now
         var intent = AuditIntent(request)
         let result: Result<DomainInfo, FenceError>
-        if let inPlace, let domain = inPlace.run({ readInPlace(request) }) ?? nil {
+        do {
+            let domain = try await checkAndResolve(
+                request,
+                deadline: started + (request.timeout ?? configuration.operationTimeout)
+            )
             intent.domainName = domain.name
             intent.domainUUID = domain.uuid
             result = .success(domain)
-        } else {
-            do {
-                let domain = try await checkAndResolve(
-                    request,
-                    deadline: started + (request.timeout ?? configuration.operationTimeout)
-                )
-                intent.domainName = domain.name
-                intent.domainUUID = domain.uuid
-                result = .success(domain)
-            } catch {
-                if error.recorded { throw error.failure }
-                result = .failure(error.failure)
-            }
+        } catch {
+            if error.recorded { throw error.failure }
+            result = .failure(error.failure)
         }
         await recordRead(
             intent,

@@ -61,41 +61,6 @@ struct StatusAtOnceTests {
         #expect(service.statusAtOnce(Self.status("pcmk2"), since: .now)?.power == .off)
     }
 
-    @Test(
-        "a read in place (REST's and Redfish's GET): only when nothing waits; a refusal or an unknown domain is left to read"
-    )
-    func readInPlaceOnlyWhenNothingWaits() async throws {
-        let harness = try await ServiceHarness()
-        let service = harness.service
-        func read(_ target: String, patterns: [String] = []) -> FenceRequest {
-            FenceRequest(
-                action: .status,
-                target: DomainTarget(target),
-                origin: RequestOrigin(frontEnd: .http, requester: "viewer"),
-                access: AccessToken(name: "viewer", scope: .read, domainPatterns: patterns, createdAt: Date())
-            )
-        }
-        // No hypervisor connection is open yet, and none is opened here.
-        #expect(service.readInPlace(read("pcmk1")) == nil)
-        _ = try harness.state("pcmk1")
-        #expect(service.readInPlace(read("pcmk1"))?.name == "pcmk1")
-        // Outside the token's patterns, or unknown: `read` answers (and audits the refusal) the usual way.
-        #expect(service.readInPlace(read("pcmk1", patterns: ["pcmk2"])) == nil)
-        #expect(service.readInPlace(read("ghost")) == nil)
-        let (operation, gate) = try await harness.offHungInDestroy("pcmk2")
-        #expect(service.readInPlace(read("pcmk1")) == nil)
-        gate.open()
-        _ = try await operation.value
-        #expect(service.readInPlace(read("pcmk2"))?.power == .off)
-        // What `read` answered in place is audited as any read: one finished row each.
-        let inPlaceBefore = harness.faulty.readsOnIdleConnection
-        let reads = ReadsInPlace()
-        #expect(try await service.read(read("pcmk1"), inPlace: reads).name == "pcmk1")
-        #expect(harness.faulty.readsOnIdleConnection == inPlaceBefore + 1)
-        await harness.store.commitDeferredRows()
-        #expect(try await harness.rows().last.map { [$0.action, $0.domainName] } == ["status", "pcmk1"])
-    }
-
     @Test("a call run in place takes one of the pool's shares: none when all are taken; a waiting job runs after it")
     func poolRunInPlace() async throws {
         let pool = BlockingThreadPool(name: "test.pool", maximumThreads: 1, maximumQueued: 1)
@@ -168,9 +133,4 @@ struct StatusAtOnceTests {
         jobs.open()
         for task in queued { try await task.value }
     }
-}
-
-/// A caller whose every thread may wait in place.
-private struct ReadsInPlace: InPlaceReads {
-    func run<T>(_ body: () -> T) -> T? { body() }
 }

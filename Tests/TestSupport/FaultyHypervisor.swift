@@ -41,14 +41,6 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
     /// Every call so far, as "method uuid", plus "method uuid returned" when it returned; in order.
     public var calls: [String] { lock.withLock { log } }
 
-    /// Reads made through `withIdleConnection` (a caller's own thread, not the service's pool) so far.
-    public var readsOnIdleConnection: Int { lock.withLock { idleReads } }
-    private var idleReads = 0
-
-    fileprivate func countIdleRead() {
-        lock.withLock { idleReads += 1 }
-    }
-
     private func call<T>(_ method: Method, _ uuid: String, _ body: () throws -> T, ignored: T) throws -> T {
         let key = "\(method.rawValue) \(uuid)"
         let fault = lock.withLock { () -> Fault? in
@@ -150,8 +142,7 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         let real: any DomainReader
 
         func domain(_ target: DomainTarget) throws -> DomainInfo {
-            faulty.countIdleRead()
-            return try faulty.call(
+            try faulty.call(
                 .domain,
                 target.text,
                 { try real.domain(target) },
@@ -160,8 +151,7 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         }
 
         func state(ofDomain uuid: String) throws -> DomainState? {
-            faulty.countIdleRead()
-            return try faulty.call(.state, uuid, { try real.state(ofDomain: uuid) }, ignored: nil)
+            try faulty.call(.state, uuid, { try real.state(ofDomain: uuid) }, ignored: nil)
         }
     }
 }

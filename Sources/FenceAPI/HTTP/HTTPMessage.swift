@@ -17,8 +17,6 @@ public struct HTTPRequest: Sendable {
     public var isValidUTF8: Bool
     /// The server's id for this request (`RequestID`), in every log line about it.
     public var requestID: String?
-    /// The server's thread that parsed it, where its handler may answer a read in place; nil outside a server.
-    var inPlaceReads: ServerThreadReads?
 
     public init(
         method: String,

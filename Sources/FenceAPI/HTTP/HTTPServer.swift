@@ -62,7 +62,6 @@ public final class HTTPServer: Service, Sendable {
         let (drained, finish) = AsyncStream.makeStream(of: Never.self)
         let core = ServerCore(
             maximumBodyBytes: configuration.maximumBodyBytes,
-            threads: Int(configuration.threads),
             logger: logger,
             handler: handler,
             finish: finish
@@ -188,18 +187,14 @@ final class ServerCore: Sendable {
     /// Requests started whose response has not gone out yet (until `requestCompleted`).
     let dispatched = Atomic<Int>(0)
     let draining = Atomic<Bool>(false)
-    /// Bounds the threads answering a read in place (`ServerThreadReads`).
-    let inPlaceGate: InPlaceGate
 
     init(
         maximumBodyBytes: Int,
-        threads: Int,
         logger: Logger,
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse,
         finish: AsyncStream<Never>.Continuation
     ) {
         self.maximumBodyBytes = maximumBodyBytes
-        self.inPlaceGate = InPlaceGate(threads: threads)
         self.logger = logger
         self.handler = handler
         self.finish = finish
@@ -384,7 +379,6 @@ private let accessHandler: MHD_AccessHandlerCallback = {
     request.isValidUTF8 = valid && headers.valid && query.valid
 
     request.requestID = RequestID.next()
-    request.inPlaceReads = ServerThreadReads(thread: pthread_self(), gate: core.inPlaceGate)
     // Counted until `requestCompleted`, unless refused while draining.
     guard core.admit() else { return queue(Problem.shuttingDown.response, on: connection) }
     context.counted = true

@@ -24,7 +24,7 @@ struct RESTAPI: Sendable {
             about: { request, parameters in
                 try FenceRequest(.status, targetParameter: "domain", of: request, parameters, through: .http)
             },
-            handler: { http, status, token in try await showDomain(status, token, http) }
+            handler: { _, status, token in try await showDomain(status, token) }
         )
         for action in FenceAction.fencing {
             routes.authenticated(
@@ -64,14 +64,8 @@ struct RESTAPI: Sendable {
     }
 
     /// One domain; a domain outside the token's patterns answers exactly as an unknown one (404).
-    private func showDomain(
-        _ status: FenceRequest,
-        _ token: AccessToken,
-        _ http: HTTPRequest
-    ) async throws
-        -> HTTPResponse
-    {
-        let domain = try await service.read(status.authorized(by: token), inPlace: http.inPlaceReads)
+    private func showDomain(_ status: FenceRequest, _ token: AccessToken) async throws -> HTTPResponse {
+        let domain = try await service.read(status.authorized(by: token))
         return .json(Self.domainJSON(domain, host: service.domainHosts()?[domain.uuid]))
     }
 

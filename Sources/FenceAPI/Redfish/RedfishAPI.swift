@@ -32,9 +32,7 @@ struct RedfishAPI: Sendable {
             about: { request, parameters in
                 try FenceRequest(.status, targetParameter: "id", of: request, parameters, through: .redfish)
             },
-            handler: { http, status, token in
-                Self.json(Self.system(try await permittedDomain(status, token, http)))
-            }
+            handler: { _, status, token in Self.json(Self.system(try await permittedDomain(status, token))) }
         )
         routes.authenticated(
             .post,
@@ -96,12 +94,8 @@ struct RedfishAPI: Sendable {
 
     /// The domain the system id names (a UUID or a name), if the token may read it. A domain outside the
     /// token's patterns answers exactly as an unknown one (404); the refusal is audited as a refused `status`.
-    private func permittedDomain(
-        _ status: FenceRequest,
-        _ token: AccessToken,
-        _ http: HTTPRequest
-    ) async throws -> DomainInfo {
-        try await service.read(status.authorized(by: token), inPlace: http.inPlaceReads)
+    private func permittedDomain(_ status: FenceRequest, _ token: AccessToken) async throws -> DomainInfo {
+        try await service.read(status.authorized(by: token))
     }
 
     // MARK: - Credentials
