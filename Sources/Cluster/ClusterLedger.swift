@@ -45,6 +45,10 @@ struct ClusterLedger: Sendable, Equatable {
     var introducedHosts: Set<String> = []
     /// Hosts that left and that an operator confirmed down.
     var confirmedDown: Set<String> = []
+    /// Reports of departed hosts from members not judged yet (their hello came before this member's own, so
+    /// their keys could not be checked): merged when the member is accepted, before the domains it reports
+    /// next, and dropped if it is refused or leaves.
+    var heldDepartedReports: [CPGMember: DepartedReport] = [:]
     /// The domains found behind fence_xvm requests' senders, by claim key (the first found, for the claim
     /// window): a fence whose receiver could not tell its requester takes it from here.
     var claimRequesters: [CallbackClaim: (uuid: String, name: String, since: ContinuousClock.Instant)] = [:]
@@ -239,6 +243,7 @@ struct ClusterLedger: Sendable, Equatable {
             }
             members[member] = nil
             hellos[member] = nil
+            heldDepartedReports[member] = nil
             introduced.remove(member)
             domains[member] = nil
             lastReports[member] = nil
@@ -259,6 +264,7 @@ struct ClusterLedger: Sendable, Equatable {
             // and the requests still waiting (which the newcomer never saw) are refused, alike everywhere.
             introduced = []
             introducedHosts = []
+            heldDepartedReports = [:]
             domains = [:]
             unreachable = []
             decisions = parked.map {
@@ -281,6 +287,12 @@ struct ClusterLedger: Sendable, Equatable {
     mutating func introduce(_ member: CPGMember, _ hello: Hello) -> ([StandingChange], [Decision]) {
         hellos[member] = hello
         introduced.insert(member)
+        if member == local, localRole == .host {
+            // Before the others are judged: a report of departed hosts held until now and merged then must
+            // not make this host departed (or confirmed down) again, as it does not on the other members.
+            confirmedDown.remove(localHostName)
+            introducedHosts.insert(localHostName)
+        }
         var changes: [StandingChange] = []
         if member == local {
             // This member's keys as delivered: every member is judged again by them.
@@ -290,12 +302,18 @@ struct ClusterLedger: Sendable, Equatable {
         } else if let change = judge(member) {
             changes.append(change)
         }
-        if member == local, localRole == .host {
-            introducedHosts.insert(localHostName)
-        } else if case .accepted(let hello) = members[member], hello.role == .host {
+        for other in members.keys.sorted() where introduced.contains(other) {
+            guard other != local, case .accepted(let hello) = members[other], hello.role == .host else { continue }
             // A host that is back is not down (what it had stays known until it reports again).
             confirmedDown.remove(hello.hostName)
             introducedHosts.insert(hello.hostName)
+        }
+        // Reports of departed hosts from members accepted just now, once every host back is known as such.
+        for other in heldDepartedReports.keys.sorted() {
+            guard case .accepted = members[other], let held = heldDepartedReports.removeValue(forKey: other) else {
+                continue
+            }
+            merge(held, from: other)
         }
         return (changes, drainParked())
     }
@@ -306,6 +324,7 @@ struct ClusterLedger: Sendable, Equatable {
         guard member != local, !introduced.contains(member) else { return ([], []) }
         introduced.insert(member)
         hellos[member] = nil
+        heldDepartedReports[member] = nil
         let standing = ClusterMembership.Standing.refused(reason: reason)
         let changed = members[member] != standing
         members[member] = standing
@@ -336,6 +355,7 @@ struct ClusterLedger: Sendable, Equatable {
         } else {
             domains[member] = nil
             lastReports[member] = nil
+            if case .refused = standing { heldDepartedReports[member] = nil }
         }
         return StandingChange(member: member, standing: standing)
     }
@@ -377,7 +397,13 @@ struct ClusterLedger: Sendable, Equatable {
     /// Another host's knowledge of the hosts that left, merged in: hosts that introduced themselves since
     /// the last join are not departed (the report may predate their return); "unknown" wins over a list.
     mutating func merge(_ report: DepartedReport, from member: CPGMember) {
-        guard member != local, case .accepted(let hello) = members[member], hello.role == .host else { return }
+        guard member != local else { return }
+        if case .pending = members[member], introduced.contains(member) {
+            // Its hello came before this member's own: judged (and this merged) once that one is delivered.
+            heldDepartedReports[member] = report
+            return
+        }
+        guard case .accepted(let hello) = members[member], hello.role == .host else { return }
         let current = Set(hosts.map(\.name)).union(introducedHosts)
         for host in report.hosts where !current.contains(host.name) {
             guard departed[host.name] != nil || departed.count < Self.departedLimit else { continue }
