@@ -61,9 +61,10 @@ extension AuditStore {
         sync.timerScheduled = true
         let (seconds, attoseconds) = deferredCommitDelay.components
         let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-        // Weakly: a store that is released meanwhile (a command that synced and ends) is closed, not kept.
-        executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [weak self] in
-            self?.assumeIsolated { store in
+        // Holds the store until then (a daemon's store lives until it stops; a weak reference's side table
+        // outlived a store released meanwhile, which LeakSanitizer reported).
+        executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+            self.assumeIsolated { store in
                 store.sync.timerScheduled = false
                 if store.sync.unsyncedCommit { store.syncCommits() }
             }

@@ -4,8 +4,9 @@ public import Logging
 import Synchronization
 
 /// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns;
-/// except a completion row, which is committed when `complete` returns and on disk with the next synced
-/// commit, at the latest `deferredCommitDelay` later (`AuditStore+Sync.swift`).
+/// except, in a store opened with `syncsCompletionsLater` (the daemon's), a completion row, which is committed
+/// when `complete` returns and on disk with the next synced commit, at the latest `deferredCommitDelay` later
+/// (`AuditStore+Sync.swift`).
 ///
 /// An actor whose executor is its own serial queue: every libsqlite3 call (and every fsync) runs there,
 /// never on Swift's cooperative pool. Several processes may share one file (the daemon and CLI commands);
@@ -33,6 +34,8 @@ public actor AuditStore {
     /// How long a row given to `recordEventually` may wait for a commit: at most the rows of this interval
     /// are lost if the process dies (never a row of a request that changes a domain's state).
     public nonisolated let deferredCommitDelay: Duration
+    /// Whether a completion row's commit skips the fsync, which the next commit makes (`complete`).
+    public nonisolated let syncsCompletionsLater: Bool
     /// Rows waiting for a commit beyond which one is started at once.
     static let deferredRowsPerCommit = 1024
     /// Rows waiting for a commit beyond which `recordEventually` waits for it.
@@ -57,10 +60,12 @@ public actor AuditStore {
         executor: SerialQueueExecutor,
         database: Database,
         deferredCommitDelay: Duration,
+        syncsCompletionsLater: Bool,
         logger: Logger
     ) throws(SQLiteError) {
         self.executor = executor
         self.deferredCommitDelay = deferredCommitDelay
+        self.syncsCompletionsLater = syncsCompletionsLater
         self.database = database
         self.path = database.path
         self.seesLaterCommits = database.access != .immutable
@@ -84,10 +89,14 @@ public actor AuditStore {
     /// - Throws: `AuditStoreError`; `.cannotOpen` if a read-write open finds the file or filesystem read-only.
     /// - Parameter busyTimeout: how long a write waits for another process's lock before failing.
     /// - Parameter deferredCommitDelay: how long a row given to `recordEventually` may wait for a commit.
+    /// - Parameter syncsCompletionsLater: commit completion rows without waiting for the disk, syncing them with
+    ///   the next commit (`complete`): for a daemon, whose store lives until it stops; a command that ends
+    ///   right after its operation leaves it false, and waits for its completion's fsync.
     public static func open(
         path: String,
         busyTimeout: Duration = defaultBusyTimeout,
         deferredCommitDelay: Duration = defaultDeferredCommitDelay,
+        syncsCompletionsLater: Bool = false,
         readOnly: Bool = false,
         logger: Logger
     ) async throws -> AuditStore {
@@ -105,6 +114,7 @@ public actor AuditStore {
                             busyTimeoutMilliseconds: milliseconds,
                             readOnly: readOnly,
                             deferredCommitDelay: deferredCommitDelay,
+                            syncsCompletionsLater: syncsCompletionsLater,
                             executor: executor,
                             logger: logger
                         )
@@ -119,6 +129,7 @@ public actor AuditStore {
         busyTimeoutMilliseconds: Int32,
         readOnly: Bool,
         deferredCommitDelay: Duration,
+        syncsCompletionsLater: Bool,
         executor: SerialQueueExecutor,
         logger: Logger
     ) throws -> AuditStore {
@@ -133,6 +144,7 @@ public actor AuditStore {
                     executor: executor,
                     database: database,
                     deferredCommitDelay: deferredCommitDelay,
+                    syncsCompletionsLater: syncsCompletionsLater,
                     logger: logger
                 )
             } catch {
@@ -167,6 +179,7 @@ public actor AuditStore {
                 executor: executor,
                 database: database,
                 deferredCommitDelay: deferredCommitDelay,
+                syncsCompletionsLater: syncsCompletionsLater,
                 logger: logger
             )
         } catch let error as SQLiteError {
@@ -247,11 +260,11 @@ public actor AuditStore {
         try await write(.insert(intent, nil, owner))
     }
 
-    /// Records the end of the operation `id`. Committed when this returns: every reader sees it, and it is
-    /// kept if the process dies. It reaches the disk with the next synced commit (the next intent row's, or
-    /// the store's own at the latest `deferredCommitDelay` later), so a power loss or kernel crash in that
-    /// interval can lose it: the row is then marked interrupted at the next start. Its intent row, written
-    /// before the operation acted, is on disk already.
+    /// Records the end of the operation `id`. Durable when this returns; in a store that `syncsCompletionsLater`,
+    /// committed when this returns (every reader sees it, and it is kept if the process dies) and on disk with
+    /// the next synced commit (the next intent row's, or the store's own at the latest `deferredCommitDelay`
+    /// later), so a power loss or kernel crash in that interval can lose it: the row is then marked
+    /// interrupted at the next start. Its intent row, written before the operation acted, is on disk already.
     ///
     /// A row that is no longer `started` (already completed, or marked interrupted) is left as it is.
     /// - Returns: false if no started row with that id existed.
@@ -405,8 +418,8 @@ public actor AuditStore {
         flushScheduled = false
         guard !batch.isEmpty else { return }
         // One transaction: a row that fails alone fails alone; a failed commit fails them all. It waits for the
-        // disk unless every write in it is a completion.
-        let synced = batch.contains { $0.write.waitsForDisk }
+        // disk unless every write in it is a completion and this store syncs those later.
+        let synced = !syncsCompletionsLater || batch.contains { $0.write.waitsForDisk }
         // Rows of requests that changed nothing ride along a synced commit: no commit of their own. (Not one
         // that skips the sync: their own timer's commit would have synced them sooner.)
         let riders = synced ? takeDeferred(endingTimer: false) : []

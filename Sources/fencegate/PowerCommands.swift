@@ -2,7 +2,6 @@ import ArgumentParser
 import FenceCore
 import Foundation
 import Logging
-import Store
 
 /// Options shared by `status`, `on`, `off` and `reboot`.
 struct PowerOptions: ParsableArguments {
@@ -34,15 +33,7 @@ func runPowerAction(_ action: FenceAction, _ options: PowerOptions, _ global: Gl
             origin: RequestOrigin(frontEnd: .cli, requester: currentUserDescription()),
             timeout: options.timeout.map { .seconds($0) }
         )
-        let result: Result<FenceOutcome, FenceError>
-        do throws(FenceError) {
-            result = .success(try await context.service.perform(request))
-        } catch {
-            result = .failure(error)
-        }
-        // Its completion row was committed without waiting for the disk: sync it before the command ends.
-        await context.store.commitDeferredRows()
-        let outcome = try result.get()
+        let outcome = try await context.service.perform(request)
         if options.json {
             print(try JSONText.encode(OutcomeJSON(outcome)))
         } else {

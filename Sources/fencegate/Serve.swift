@@ -273,7 +273,12 @@ struct Serve: AsyncParsableCommand {
             }
             var serviceConfiguration = settings.serviceConfiguration
             serviceConfiguration.races.recordsGuestAddresses = !gatewayConfigurations.configurations.isEmpty
-            let context = try await ServiceContext.open(global, configuration: serviceConfiguration, logger: logger)
+            let context = try await ServiceContext.open(
+                global,
+                configuration: serviceConfiguration,
+                syncsCompletionsLater: true,
+                logger: logger
+            )
             let notifier = SystemdNotifier()
             let frontEnds = try FrontEnds(
                 settings: settings,

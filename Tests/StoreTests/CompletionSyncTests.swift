@@ -44,8 +44,8 @@ extension AuditStore {
     }
 }
 
-/// A completion row is committed before `complete` returns and synced with the next synced commit; an intent row
-/// is synced before `begin` returns.
+/// In a store that syncs completions later (`serve`'s), a completion row is committed before `complete` returns
+/// and synced with the next synced commit; an intent row is synced before `begin` returns.
 @Suite("Audit store: completions are committed at once and synced with the next commit")
 struct CompletionSyncTests {
     @Test("a completion: committed when complete returns (another connection reads it), synced within the delay")
@@ -53,7 +53,12 @@ struct CompletionSyncTests {
         let directory = try TemporaryDirectory()
         let path = directory.file("audit.db")
         let delay = Duration.seconds(3)
-        let store = try await AuditStore.open(path: path, deferredCommitDelay: delay, logger: logger)
+        let store = try await AuditStore.open(
+            path: path,
+            deferredCommitDelay: delay,
+            syncsCompletionsLater: true,
+            logger: logger
+        )
         let observer = try await AuditStore.open(path: path, logger: logger)
 
         let id = try await store.begin(intent())
@@ -80,6 +85,7 @@ struct CompletionSyncTests {
         let store = try await AuditStore.open(
             path: directory.file("audit.db"),
             deferredCommitDelay: .seconds(3600),
+            syncsCompletionsLater: true,
             logger: logger
         )
         let first = try await store.begin(intent())
@@ -95,6 +101,20 @@ struct CompletionSyncTests {
         #expect(try await store.operation(id: second)?.state == .finished)
     }
 
+    @Test("a store that does not sync completions later (a command's) waits for each completion's fsync")
+    func commandStoreSyncsAtOnce() async throws {
+        let directory = try TemporaryDirectory()
+        let store = try await AuditStore.open(
+            path: directory.file("audit.db"),
+            deferredCommitDelay: .seconds(3600),
+            logger: logger
+        )
+        let id = try await store.begin(intent())
+        try await store.complete(id, success)
+        #expect(await !store.hasUnsyncedCommit)
+        #expect(try await store.operation(id: id)?.state == .finished)
+    }
+
     @Test("a completion queued with an intent row shares its synced commit")
     func completionWithAnIntentIsSynced() async throws {
         let directory = try TemporaryDirectory()
@@ -103,6 +123,7 @@ struct CompletionSyncTests {
             path: path,
             busyTimeout: .seconds(120),
             deferredCommitDelay: .seconds(3600),
+            syncsCompletionsLater: true,
             logger: logger
         )
         let first = try await store.begin(intent())
@@ -130,6 +151,7 @@ struct CompletionSyncTests {
         let store = try await AuditStore.open(
             path: directory.file("audit.db"),
             deferredCommitDelay: .seconds(3600),
+            syncsCompletionsLater: true,
             logger: logger
         )
         let id = try await store.begin(intent())
@@ -146,6 +168,7 @@ struct CompletionSyncTests {
         let store = try await AuditStore.open(
             path: directory.file("audit.db"),
             deferredCommitDelay: .seconds(3600),
+            syncsCompletionsLater: true,
             logger: logger
         )
         let ids = try await withThrowingTaskGroup(of: Int64.self) { group in

@@ -31,6 +31,7 @@ public struct ServiceHarness: Sendable {
         store = try await AuditStore.open(
             path: databasePath ?? directory.file("audit.db"),
             busyTimeout: busyTimeout,
+            syncsCompletionsLater: true,  // as `serve` opens it
             logger: Self.logger
         )
         service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)
