@@ -59,11 +59,9 @@ extension AuditStore {
     private func scheduleSync() {
         guard !sync.timerScheduled else { return }
         sync.timerScheduled = true
-        let (seconds, attoseconds) = deferredCommitDelay.components
-        let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
         // Holds the store until then (a daemon's store lives until it stops; a weak reference's side table
         // outlived a store released meanwhile, which LeakSanitizer reported).
-        executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+        executor.queue.asyncAfter(deadline: .now() + deferredCommitInterval) {
             self.assumeIsolated { store in
                 store.sync.timerScheduled = false
                 if store.sync.unsyncedCommit { store.syncCommits() }

@@ -298,6 +298,12 @@ public actor AuditStore {
         if recordWithNextCommit(intent, completion) { await commitDeferredRows() }
     }
 
+    /// `deferredCommitDelay` for the store's queue's timers.
+    nonisolated var deferredCommitInterval: DispatchTimeInterval {
+        let (seconds, attoseconds) = deferredCommitDelay.components
+        return .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))
+    }
+
     /// True while fewer than `deferredRowsBacklog` rows wait for a commit: `recordWithNextCommit` then
     /// returns at once.
     public nonisolated var hasRoomForDeferredRows: Bool {
@@ -318,9 +324,7 @@ public actor AuditStore {
             return (start, count == Self.deferredRowsPerCommit, count >= Self.deferredRowsBacklog)
         }
         if startTimer {
-            let (seconds, attoseconds) = deferredCommitDelay.components
-            let nanoseconds = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-            executor.queue.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+            executor.queue.asyncAfter(deadline: .now() + deferredCommitInterval) {
                 self.assumeIsolated { $0.commitDeferred(endingTimer: true) }
             }
         }
@@ -328,8 +332,8 @@ public actor AuditStore {
         return full
     }
 
-    /// Commits the rows given to `recordEventually` that wait, and makes every commit durable (at shutdown,
-    /// or at the end of a command, so that none is lost).
+    /// Commits the rows given to `recordEventually` that wait, and makes every commit durable (at shutdown, so
+    /// that none is lost).
     public func commitDeferredRows() {
         commitDeferred(endingTimer: false)
         if sync.unsyncedCommit { syncCommits() }

@@ -346,16 +346,16 @@ struct Serve: AsyncParsableCommand {
                 )
             )
 
+            var stoppedBy: (any Error)?
             do {
                 try await group.run()
             } catch {
-                // Stopping on an error: what the audit log holds still reaches the disk first.
-                await context.service.recordPendingRefusals()
-                throw error
+                stoppedBy = error
             }
             // Refusals still only counted (the audit rate limit) get their summary rows before the end, and
-            // every commit is synced.
+            // every commit is synced, on an error too.
             await context.service.recordPendingRefusals()
+            if let stoppedBy { throw stoppedBy }
             logger.notice("stopped")
         }
     }

@@ -28,6 +28,22 @@ private let success = AuditCompletion(
     finishedAt: Date()
 )
 
+/// A store opened as `serve` opens it (completions synced later), with a commit delay no test waits for unless
+/// given.
+private func daemonStore(
+    at path: String,
+    busyTimeout: Duration = AuditStore.defaultBusyTimeout,
+    delay: Duration = .seconds(3600)
+) async throws -> AuditStore {
+    try await AuditStore.open(
+        path: path,
+        busyTimeout: busyTimeout,
+        deferredCommitDelay: delay,
+        syncsCompletionsLater: true,
+        logger: logger
+    )
+}
+
 /// The connection's `synchronous` setting (2 is FULL).
 private func synchronousSetting(_ store: AuditStore) async throws -> Int64? {
     try await store.readSynchronousSetting()
@@ -53,12 +69,7 @@ struct CompletionSyncTests {
         let directory = try TemporaryDirectory()
         let path = directory.file("audit.db")
         let delay = Duration.seconds(3)
-        let store = try await AuditStore.open(
-            path: path,
-            deferredCommitDelay: delay,
-            syncsCompletionsLater: true,
-            logger: logger
-        )
+        let store = try await daemonStore(at: path, delay: delay)
         let observer = try await AuditStore.open(path: path, logger: logger)
 
         let id = try await store.begin(intent())
@@ -78,16 +89,11 @@ struct CompletionSyncTests {
         #expect(try await synchronousSetting(store) == 2)
     }
 
-    @Test("the next intent row's commit syncs a completion; so does the end of a command (commitDeferredRows)")
+    @Test("the next intent row's commit syncs a completion; so does a graceful stop (commitDeferredRows)")
     func syncedByTheNextCommitOrAtTheEnd() async throws {
         let directory = try TemporaryDirectory()
-        // A delay no test waits for: only another commit can sync the completion.
-        let store = try await AuditStore.open(
-            path: directory.file("audit.db"),
-            deferredCommitDelay: .seconds(3600),
-            syncsCompletionsLater: true,
-            logger: logger
-        )
+        // The default delay of `daemonStore` is never reached here: only another commit can sync the completion.
+        let store = try await daemonStore(at: directory.file("audit.db"))
         let first = try await store.begin(intent())
         try await store.complete(first, success)
         #expect(await store.hasUnsyncedCommit)
@@ -119,13 +125,7 @@ struct CompletionSyncTests {
     func completionWithAnIntentIsSynced() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("audit.db")
-        let store = try await AuditStore.open(
-            path: path,
-            busyTimeout: .seconds(120),
-            deferredCommitDelay: .seconds(3600),
-            syncsCompletionsLater: true,
-            logger: logger
-        )
+        let store = try await daemonStore(at: path, busyTimeout: .seconds(120))
         let first = try await store.begin(intent())
         // Another connection holds the write lock: the store's next commit waits on its queue, and the two writes
         // queued meanwhile go together into the commit after it.
@@ -148,12 +148,7 @@ struct CompletionSyncTests {
     @Test("a commit that changes nothing does not count as a sync")
     func emptyCommitIsNoSync() async throws {
         let directory = try TemporaryDirectory()
-        let store = try await AuditStore.open(
-            path: directory.file("audit.db"),
-            deferredCommitDelay: .seconds(3600),
-            syncsCompletionsLater: true,
-            logger: logger
-        )
+        let store = try await daemonStore(at: directory.file("audit.db"))
         let id = try await store.begin(intent())
         try await store.complete(id, success)
         #expect(await store.hasUnsyncedCommit)
@@ -165,12 +160,7 @@ struct CompletionSyncTests {
     @Test("intent rows and finished rows still wait for the disk; a completion in the same batch is synced with them")
     func otherWritesStaySynced() async throws {
         let directory = try TemporaryDirectory()
-        let store = try await AuditStore.open(
-            path: directory.file("audit.db"),
-            deferredCommitDelay: .seconds(3600),
-            syncsCompletionsLater: true,
-            logger: logger
-        )
+        let store = try await daemonStore(at: directory.file("audit.db"))
         let ids = try await withThrowingTaskGroup(of: Int64.self) { group in
             for _ in 0..<8 { group.addTask { try await store.begin(intent()) } }
             return try await group.reduce(into: []) { $0.append($1) }
