@@ -14,14 +14,20 @@ let swiftSettings: [SwiftSetting] = [
 
 /// Release link of `fencegate` on Linux: lld with packed relative relocations (RELR: 20 KiB instead of 2 MiB of
 /// `.rela.dyn` that the loader reads at every start) and the functions that `serve` runs at start-up and per
-/// request placed first, in the order of scripts/fencegate.order (made by scripts/link-order). The kernel maps
-/// code 64 KiB around each page that is touched; packed, that code is a few MiB resident instead of 14.
+/// request placed first, in the order of scripts/fencegate.order (made by scripts/link-order), the compiler's
+/// private functions grouped (scripts/fencegate.ld). The kernel maps code 64 KiB around each page that is
+/// touched; packed, that code is a few MiB resident instead of 14. scripts/build-release adds what has to reach
+/// the dependencies' compilations too (function sections, no Foundation).
 let releaseLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
         [
             "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
             "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/fencegate.order",
             "-Xlinker", "--no-warn-symbol-ordering",
+            "-Xlinker", "-T", "-Xlinker", "\(Context.packageDirectory)/scripts/fencegate.ld",
+            // SwiftPM exports every global symbol of an executable (about 9,300 here); nothing loads this binary
+            // or looks its symbols up, and each library's symbol lookups at start-up went through that table.
+            "-Xlinker", "--no-export-dynamic",
         ],
         .when(platforms: [.linux], configuration: .release)
     )

@@ -1,5 +1,5 @@
 public import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 

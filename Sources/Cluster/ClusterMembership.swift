@@ -1,5 +1,5 @@
 public import FenceCore
-import Foundation
+import FoundationEssentials
 public import Logging
 public import ServiceLifecycle
 import Synchronization

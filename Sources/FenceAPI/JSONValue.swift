@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A JSON document built explicitly, so every documented field is present (null included) in a fixed order.
 enum JSONValue: Sendable, Equatable {

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import Store
 
 /// What an API token may do.
@@ -195,7 +196,8 @@ public struct AccessTokens: Sendable {
     static func isValidName(_ name: String) -> Bool {
         (1...64).contains(name.count)
             && name.unicodeScalars.allSatisfy {
-                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0))
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0)
+                    || "._-".unicodeScalars.contains($0)
             }
     }
 
@@ -227,8 +229,7 @@ private func isASCIIHexDigit(_ byte: UInt8) -> Bool {
 
 /// Base64 with the URL-safe alphabet and no padding.
 func base64URL(_ bytes: [UInt8]) -> String {
-    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-        .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    Data(bytes).base64EncodedString().replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
 }
 
 /// Glob matching with `*` (any run, also empty) and `?` (one character), case-sensitive, comparing Unicode

@@ -1,4 +1,4 @@
-package import Foundation
+package import FoundationEssentials
 import Synchronization
 
 /// Threads for blocking C calls (libvirt, socket I/O), so they never occupy Swift's cooperative pool.
@@ -28,7 +28,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
         let abandon: @Sendable (any Error) -> Void
     }
 
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var pending: [Job] = []
     private var pendingHead = 0
     private var idle = 0
@@ -178,10 +178,23 @@ package final class BlockingThreadPool: @unchecked Sendable {
         if spawn { threads += 1 } else { condition.signal() }
         condition.unlock()
         if spawn {
-            let thread = Thread { [self] in work() }
-            thread.name = name
-            thread.start()
+            do {
+                try DetachedThread.start(name: name) { [self] in work() }
+            } catch {
+                threadDidNotStart(for: job.id, error)
+            }
         }
+    }
+
+    /// The thread started for `id` was refused: it no longer counts, and the job, if no other thread took it
+    /// meanwhile, fails with the reason (a caller gets an error at once rather than a job no thread runs).
+    private func threadDidNotStart(for id: UInt64, _ failure: DetachedThread.StartFailure) {
+        condition.lock()
+        threads -= 1
+        let index = pending[pendingHead...].firstIndex { $0.id == id }
+        let job = index.map { pending.remove(at: $0) }
+        condition.unlock()
+        job?.abandon(failure)
     }
 
     /// Removes the job from the queue if no thread took it yet, and fails it with `CancellationError`.
@@ -201,7 +214,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
         while true {
             if pendingHead == pending.count {
                 idle += 1
-                let signalled = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
+                let signalled = condition.wait(seconds: idleTimeout)
                 idle -= 1
                 if !signalled && pendingHead == pending.count {
                     threads -= 1
@@ -214,7 +227,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
                 // Every share is taken by calls run in place: the job waits for one of them to end (timed, so
                 // that a thread whose job left the queue meanwhile becomes idle and may exit).
                 waitingForShare += 1
-                _ = condition.wait(until: Date(timeIntervalSinceNow: idleTimeout))
+                _ = condition.wait(seconds: idleTimeout)
                 waitingForShare -= 1
                 continue
             }

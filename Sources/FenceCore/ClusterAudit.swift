@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 public import Store
 
 /// A position in the cluster's merged audit log: newest first by request time, then host name, then id
@@ -34,7 +34,7 @@ public struct ClusterAuditCursor: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        "C-\(requestedAtMicroseconds)-\(id)-" + host.utf8.map { String(format: "%02x", $0) }.joined()
+        "C-\(requestedAtMicroseconds)-\(id)-" + host.utf8.map { zeroPadded($0, width: 2, radix: 16) }.joined()
     }
 
     /// Where `host`'s own log continues after this position: its rows that come later in the merged order.

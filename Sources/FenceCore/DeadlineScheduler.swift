@@ -1,5 +1,5 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Fires actions at deadlines, on one thread for the whole process.
@@ -125,10 +125,14 @@ package final class DeadlineScheduler: Sendable {
         }
     }
 
+    /// Starts the scheduler's thread. Refused (the system is out of threads), the next deadline scheduled tries
+    /// again; the deadlines scheduled meanwhile fire once a thread runs.
     private func startLoop() {
-        let thread = Thread { [self] in runLoop() }
-        thread.name = name
-        thread.start()
+        do {
+            try DetachedThread.start(name: name) { [self] in runLoop() }
+        } catch {
+            state.withLock { $0.threadStarted = false }
+        }
     }
 
     private func runLoop() {

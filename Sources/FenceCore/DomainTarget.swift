@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A domain as a requester names it: a name, or a UUID.
 ///

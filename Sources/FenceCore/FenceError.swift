@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Store
 
 /// Why a fence request did not succeed. Every front end maps this one type to its own presentation.
@@ -123,6 +123,6 @@ extension Duration {
     var fenceSeconds: String {
         let (seconds, attoseconds) = components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return "\(milliseconds / 1000).\(String(format: "%03d", Int(milliseconds % 1000))) s"
+        return "\(milliseconds / 1000).\(zeroPadded(milliseconds % 1000, width: 3)) s"
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Which requester may fence which domain: fence_virtd's `groups` section, with its matching rules
 /// (protocol doc §8), decided on the domain a request resolves to.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// How fence races are settled: when two cluster nodes fence each other at once, the first request wins

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// What each action does to a domain, with fence_virtd's libvirt semantics, and the hypervisor calls under it.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Store
 
 /// The shared secret that fence_xvm and the multicast gateway sign with: raw bytes, usually 4096 random ones.
@@ -65,7 +66,7 @@ public enum KeyFile {
             if errno == ENOENT { throw .missing(path: path) }
             throw .unreadable(path: path, reason: String(cString: strerror(errno)))
         }
-        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        defer { close(descriptor) }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else {
             throw .unreadable(path: path, reason: String(cString: strerror(errno)))
@@ -74,18 +75,24 @@ public enum KeyFile {
         if access.othersCanWrite { throw .writableByOthers(path: path, mode: access.octal) }
         if !access.isOwnedByTrustedUser { throw .untrusted(.foreignOwner(path: path, owner: info.st_uid)) }
         if let problem = UntrustedLocation.check(path, followingLink: true) { throw .untrusted(problem) }
-        let data: Data
-        do {
-            data = try handle.read(upToCount: standardSize) ?? Data()
-        } catch {
-            throw .unreadable(path: path, reason: "\(error)")
+        var key = [UInt8](repeating: 0, count: standardSize)
+        var count = 0
+        while count < key.count {
+            let got = key.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + count, $0.count - count) }
+            if got == 0 { break }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable(path: path, reason: String(cString: strerror(errno)))
+            }
+            count += got
         }
-        guard !data.isEmpty else { throw .empty(path: path) }
+        key.removeLast(key.count - count)
+        guard !key.isEmpty else { throw .empty(path: path) }
         let warning =
             access.othersCanRead
             ? "the key file \(path) has mode \(access.octal): group or others can read it and fence every VM; fix with: chmod 600 \(path)"
             : nil
-        return Contents(key: [UInt8](data), warning: warning)
+        return Contents(key: key, warning: warning)
     }
 
     /// Writes `size` fresh random bytes to `path` with mode 0600 and returns them.

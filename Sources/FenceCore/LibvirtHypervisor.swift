@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 public import Logging
 import Synchronization
 
@@ -25,7 +25,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         var callsInFlight = 0
     }
 
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var slots: [Slot] = []
     /// True while one call opens a connection. Opens are never concurrent: when libvirtd accepts and then
     /// hangs, the calls that need a connection wait for the one open instead of each opening another socket.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 public import Store
 
 /// Audit records as CSV (RFC 4180) for spreadsheets and SIEMs: a header row with the field names of the HTTP
@@ -47,6 +47,6 @@ public enum OperationCSV {
             scalar == "," || scalar == "\"" || scalar.value < 0x20 || scalar.value == 0x7F
         }
         guard needsQuotes else { return text }
-        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        return "\"" + text.replacing("\"", with: "\"\"") + "\""
     }
 }

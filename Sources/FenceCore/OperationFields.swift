@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 public import Store
 
 /// One value of an exported operation, typed so each format writes it its own way.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A file only its owner may read and write (mode 0600), written whole or not at all.
 public enum PrivateFile {

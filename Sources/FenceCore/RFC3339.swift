@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 /// RFC 3339 date-times (`2026-11-25T10:00:00Z`, `0483-03-21T08:49:59.0+23:00`): the whole grammar, not a subset.
 ///

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A one-way signal for threads blocked on sockets: once `signal()` is called, every wait given this
 /// wake-up returns at once, now and later (a pipe whose read end stays readable). Stopping a listener this

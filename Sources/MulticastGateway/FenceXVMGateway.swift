@@ -1,5 +1,5 @@
 public import FenceCore
-import Foundation
+import FoundationEssentials
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -128,8 +128,8 @@ public final class FenceXVMGateway: Service, Sendable {
 
     /// Serves until graceful shutdown (or cancellation); then stops the listeners and returns once every
     /// request being handled has finished (each is bounded by its deadlines).
-    public func run() async {
-        startListeners()
+    public func run() async throws {
+        try startListeners()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 // Ends when the last listener has stopped and the last request has been handled.
@@ -152,7 +152,8 @@ public final class FenceXVMGateway: Service, Sendable {
     /// One thread per listener, asleep until a request (or `stop()`). Each request's task starts on the
     /// listener's thread (`Task.immediate`) and leaves it at its first wait, which hands the call back's
     /// blocking part to the gateway's pool: one thread hop fewer than a task enqueued for Swift's pool.
-    private func startListeners() {
+    /// Throws if the system refuses a listener's thread; then the listeners already started are stopped.
+    private func startListeners() throws(DetachedThread.StartFailure) {
         var loops: [(String, @Sendable () throws -> Work?)] = []
         if let multicastSocket {
             loops.append(("fencegate.multicast", { [self] in try receiveDatagram(multicastSocket) }))
@@ -161,30 +162,41 @@ public final class FenceXVMGateway: Service, Sendable {
             loops.append(("fencegate.tcp", { [self] in try acceptConnection(tcpSocket) }))
         }
         drained.listenersStarted(loops.count)
-        for (name, step) in loops {
-            let thread = Thread { [self] in
-                while !stopping.load(ordering: .acquiring) {
-                    do {
-                        if let work = try step() {
-                            drained.requestStarted()
-                            Task.immediate { [drained] in
-                                await work()
-                                drained.requestEnded()
-                            }
-                        }
-                    } catch {
-                        if stopping.load(ordering: .acquiring) { break }  // the listener was shut at stop()
-                        logger.error(
-                            "fence_xvm listener error",
-                            metadata: ["listener": "\(name)", "error": "\(error)"]
-                        )
-                        Thread.sleep(forTimeInterval: 0.1)
-                    }
-                }
-                drained.listenerStopped()
+        for (index, (name, step)) in loops.enumerated() {
+            do {
+                try startListener(name: name, step)
+            } catch {
+                for _ in index..<loops.count { drained.listenerStopped() }
+                stop()
+                throw error
             }
-            thread.name = name
-            thread.start()
+        }
+    }
+
+    private func startListener(
+        name: String,
+        _ step: @escaping @Sendable () throws -> Work?
+    ) throws(DetachedThread.StartFailure) {
+        try DetachedThread.start(name: name) { [self] in
+            while !stopping.load(ordering: .acquiring) {
+                do {
+                    if let work = try step() {
+                        drained.requestStarted()
+                        Task.immediate { [drained] in
+                            await work()
+                            drained.requestEnded()
+                        }
+                    }
+                } catch {
+                    if stopping.load(ordering: .acquiring) { break }  // the listener was shut at stop()
+                    logger.error(
+                        "fence_xvm listener error",
+                        metadata: ["listener": "\(name)", "error": "\(error)"]
+                    )
+                    DetachedThread.sleep(milliseconds: 100)
+                }
+            }
+            drained.listenerStopped()
         }
     }
 

@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Answers one verified fence_xvm request on a connected socket: challenge-response, duplicate check,

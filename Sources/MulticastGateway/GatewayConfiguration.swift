@@ -1,5 +1,5 @@
 public import FenceCore
-import Foundation
+import FoundationEssentials
 
 /// Settings of the fence_xvm gateway; the defaults are fence_virtd's.
 public struct GatewayConfiguration: Sendable {

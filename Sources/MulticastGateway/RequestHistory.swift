@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Duplicate suppression, keyed as fence_virtd keys it: (request code, sequence number, domain ignoring

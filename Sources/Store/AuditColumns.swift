@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The columns of the `operations` table, named once: the INSERT, the SELECT and the decoding of a row all
 /// come from this list and from `AuditRecord`'s two functions below it. A new audit field is a case here, a

@@ -1,4 +1,6 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// Signals that another process may have committed to an audit database, so a reader knows when to look again
 /// without polling: inotify on the database's directory reports writes to the database and its `-wal` file

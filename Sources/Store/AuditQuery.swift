@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 /// Filters for reading the audit log one page at a time, newest first unless `order` says otherwise.
 ///

@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 /// Where an audited operation stands.
 public enum AuditState: String, Sendable, CaseIterable, Codable {

@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 extension AuditStore {
     /// Stores a new token.

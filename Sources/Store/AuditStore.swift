@@ -1,5 +1,7 @@
 internal import CSQLite
-public import Foundation
+import Dispatch
+public import FoundationEssentials
+import Glibc
 public import Logging
 import Synchronization
 
@@ -203,7 +205,7 @@ public actor AuditStore {
     /// Creates an empty database file with mode 0600, so the audit log is never world-readable. Never
     /// through a symbolic link (`O_EXCL` refuses one, dangling or not).
     private static func createIfMissing(path: String) throws {
-        let descriptor = Foundation.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let descriptor = Glibc.open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if descriptor >= 0 {
             close(descriptor)
             return

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Who besides its owner may read or write a file that holds a secret (a key) or evidence (the audit log).
 public struct FileAccess: Sendable, Equatable {
@@ -92,7 +93,7 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
     }
 
     private static func checkDirectories(of absolutePath: String, exclusive: Bool) -> UntrustedLocation? {
-        let parent = (absolutePath as NSString).deletingLastPathComponent
+        let parent = absolutePath.parentPath
         // Missing: creating it fails, and says so.
         guard let resolved = realpath(parent.isEmpty ? "/" : parent, nil) else { return nil }
         defer { free(resolved) }
@@ -111,7 +112,7 @@ public enum UntrustedLocation: Error, Sendable, Equatable, CustomStringConvertib
                 }
             }
             guard directory != "/" else { return nil }
-            directory = (directory as NSString).deletingLastPathComponent
+            directory = directory.parentPath
             if directory.isEmpty { directory = "/" }
             isOwnDirectory = false
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// An inotify instance (`inotify_init1`): watches added to it report changes to files as events read from its
 /// descriptor. Non-blocking and close-on-exec; the descriptor is closed in `deinit`.

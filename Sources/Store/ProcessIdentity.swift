@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A process as the kernel knows it: its PID and its start time in clock ticks since boot.
 ///

@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 /// A stored API token. The secret itself is never stored, only a digest of it.
 public struct TokenRecord: Sendable, Equatable {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Cluster
-import Foundation
+import FoundationEssentials
 
 /// `fencegate-bench cluster-hello`: joins a Fencegate cluster's CPG group as a member that speaks another
 /// protocol version (or holds other keys), says hello once, and stays for a while: what the members must

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Store
 
@@ -69,8 +70,9 @@ struct AuditScale: AsyncParsableCommand {
         let insertSeconds = (insertClock.now - insertStarted).seconds
         let end = start.addingTimeInterval(Double(rows) * 0.25)
 
-        var results: [String: Any] = [
-            "rows": rows, "insert_seconds": insertSeconds, "insert_rows_per_second": Double(rows) / insertSeconds,
+        var results: [String: BenchJSON] = [
+            "rows": .integer(rows), "insert_seconds": .number(insertSeconds),
+            "insert_rows_per_second": .number(Double(rows) / insertSeconds),
         ]
         func measure(_ name: String, _ makeQuery: (Int) -> AuditQuery) async throws {
             var firstPage: [Double] = []
@@ -92,10 +94,14 @@ struct AuditScale: AsyncParsableCommand {
                     deepPage.append((clock.now - began).seconds * 1000)
                 }
             }
-            results[name] = [
-                "first_page_ms": ["p50": percentile(firstPage, 0.5), "p99": percentile(firstPage, 0.99)],
-                "next_pages_ms": ["p50": percentile(deepPage, 0.5), "p99": percentile(deepPage, 0.99)],
-            ]
+            results[name] = .object([
+                "first_page_ms": .object([
+                    "p50": .number(percentile(firstPage, 0.5)), "p99": .number(percentile(firstPage, 0.99)),
+                ]),
+                "next_pages_ms": .object([
+                    "p50": .number(percentile(deepPage, 0.5)), "p99": .number(percentile(deepPage, 0.99)),
+                ]),
+            ])
         }
         try await measure("by_domain") { AuditQuery(domain: domains[$0 % domains.count], limit: 50) }
         try await measure("by_time_range") { index in
@@ -107,10 +113,9 @@ struct AuditScale: AsyncParsableCommand {
             AuditQuery(domain: domains[$0 % domains.count], action: "reboot", limit: 50)
         }
         try await measure("unfiltered") { _ in AuditQuery(until: end, limit: 50) }
-        let attributes = try FileManager.default.attributesOfItem(atPath: database)
-        results["database_bytes"] = (attributes[.size] as? Int) ?? 0
-        let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys, .prettyPrinted])
-        print(String(decoding: data, as: UTF8.self))
+        var info = stat()
+        results["database_bytes"] = .integer(stat(database, &info) == 0 ? Int(info.st_size) : 0)
+        print(try BenchJSON.object(results).text(pretty: true))
     }
 }
 

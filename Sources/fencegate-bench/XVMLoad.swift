@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import MulticastGateway
 import Synchronization
 
@@ -37,8 +38,10 @@ struct XVMLoad: ParsableCommand {
         let started = clock.now
         let end = started + .milliseconds(Int(duration * 1000))
         let interface = interface
-        let threads = (0..<workers).map { index in
-            let thread = Thread {
+        let finished = Mutex(0)
+        for index in 0..<workers {
+            try DetachedThread.start(name: "xvm-load-\(index)") {
+                defer { finished.withLock { $0 += 1 } }
                 // Each worker owns its client (a listener of its own); not shared between threads.
                 let client: FenceXVMClient
                 do {
@@ -75,24 +78,22 @@ struct XVMLoad: ParsableCommand {
                     $0.retransmissions += client.retransmissions
                 }
             }
-            thread.start()
-            return thread
         }
         // Threads finish at `end`, plus at most one request's time.
-        while threads.contains(where: { !$0.isFinished }) { Thread.sleep(forTimeInterval: 0.02) }
+        while finished.withLock({ $0 }) < workers { DetachedThread.sleep(milliseconds: 20) }
         let seconds = (clock.now - started).seconds
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let cpuSeconds =
             Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
             + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        let output: [String: Any] = results.withLock { result in
-            [
-                "seconds": seconds, "latencies_ms": result.latencies, "failures": result.failures,
-                "retransmissions": result.retransmissions, "cpu_seconds": cpuSeconds,
-            ]
+        let output: BenchJSON = results.withLock { result in
+            .object([
+                "seconds": .number(seconds), "latencies_ms": .numbers(result.latencies),
+                "failures": .object(result.failures.mapValues(BenchJSON.integer)),
+                "retransmissions": .integer(result.retransmissions), "cpu_seconds": .number(cpuSeconds),
+            ])
         }
-        let data = try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        print(try output.text())
     }
 }

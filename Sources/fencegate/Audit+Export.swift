@@ -1,7 +1,8 @@
 import ArgumentParser
 import Cluster
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Store
 import UnixSignals
 
@@ -204,10 +205,8 @@ private struct DatabaseFile: Sendable {
     }
 
     private static func identity(_ path: String) -> (device: UInt64, inode: UInt64)? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-            let device = (attributes[.systemNumber] as? NSNumber)?.uint64Value,
-            let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value
-        else { return nil }
-        return (device, inode)
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 }

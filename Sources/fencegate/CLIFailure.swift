@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A failure reported as one line on stderr and a documented exit code.
 enum CLIFailure: Error {
@@ -72,5 +73,5 @@ func reportingFailures(_ body: () async throws -> Void) async throws {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("fencegate: error: \(message)\n".utf8))
+    write("fencegate: error: \(message)\n", to: STDERR_FILENO)
 }

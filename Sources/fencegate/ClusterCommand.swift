@@ -1,7 +1,7 @@
 import ArgumentParser
 import Cluster
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 import MulticastGateway
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 import MulticastGateway
 
@@ -169,9 +169,9 @@ struct GatewayOptions: ParsableArguments {
     static func parseGroup(_ text: String) throws -> FenceGroups.Group {
         var group = FenceGroups.Group(requesters: [], domains: [])
         for part in text.split(separator: ";") {
-            let pair = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pair = part.split(separator: "=", maxSplits: 1).map { String($0.trimmingSpaces) }
             guard pair.count == 2 else { throw ValidationError("--group '\(text)': expected ip=…;domain=…") }
-            let values = pair[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            let values = pair[1].split(separator: ",").map { String($0.trimmingSpaces) }.filter {
                 !$0.isEmpty
             }
             switch pair[0] {

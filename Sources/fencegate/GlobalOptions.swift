@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Options every subcommand takes: where the hypervisor and the audit log are, and how much to log.
@@ -46,7 +47,7 @@ struct GlobalOptions: ParsableArguments {
         if geteuid() == 0 { return "/var/lib/fencegate/audit.db" }
         let stateHome =
             environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() + "/.local/state")
+            ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.local/state")
         return stateHome + "/fencegate/audit.db"
     }
 

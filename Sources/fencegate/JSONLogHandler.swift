@@ -1,5 +1,6 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// A swift-log handler that writes one JSON object per line to standard error, for journald, Loki or ELK:
@@ -11,6 +12,12 @@ struct JSONLogHandler: EscapingLogHandler {
     let label: String
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
+    /// Keys sorted, slashes as they are (paths and URIs stay readable).
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
 
     func log(event: LogEvent) {
         var fields = Dictionary(escapedFields(of: event), uniquingKeysWith: { $1 })
@@ -20,10 +27,7 @@ struct JSONLogHandler: EscapingLogHandler {
         fields["message"] = event.message.description.escapingControlCharacters
         fields["source"] = event.source.escapingControlCharacters
         guard
-            let data = try? JSONSerialization.data(
-                withJSONObject: fields,
-                options: [.sortedKeys, .withoutEscapingSlashes]
-            )
+            let data = try? Self.encoder.encode(fields)
         else { return }
         writeLine(String(decoding: data, as: UTF8.self) + "\n")
     }

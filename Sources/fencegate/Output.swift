@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Store
 
 /// JSON shapes printed by `--json`; snake_case keys, ISO 8601 times, durations in seconds.
@@ -54,13 +54,21 @@ enum Table {
         let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                column == row.count - 1 ? cell : cell.padded(toWidth: widths[column])
             }.joined(separator: "  ")
         }.joined(separator: "\n")
     }
 }
 
+extension String {
+    /// This text with spaces after it up to `width` characters (a longer text is left whole).
+    func padded(toWidth width: Int) -> String {
+        self + String(repeating: " ", count: max(0, width - count))
+    }
+}
+
 /// "0.004 s"
 func formatDuration(_ duration: Duration) -> String {
-    String(format: "%.3f s", duration.seconds)
+    let milliseconds = Int((duration.seconds * 1000).rounded())
+    return "\(milliseconds / 1000).\(zeroPadded(milliseconds % 1000, width: 3)) s"
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Options shared by `status`, `on`, `off` and `reboot`.

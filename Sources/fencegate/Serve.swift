@@ -2,7 +2,8 @@ import ArgumentParser
 import Cluster
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import MulticastGateway
 import ServiceLifecycle

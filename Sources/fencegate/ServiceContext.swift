@@ -1,5 +1,6 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Store
 
@@ -21,7 +22,7 @@ struct ServiceContext {
         let path = options.resolvedDatabase
         let store: AuditStore
         do {
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = path.parentPath
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(
                     atPath: directory,
@@ -34,7 +35,7 @@ struct ServiceContext {
         } catch let error as AuditStoreError {
             throw CLIFailure.auditUnavailable("\(error)")
         } catch {
-            throw CLIFailure.auditUnavailable("cannot open the audit database \(path): \(error.localizedDescription)")
+            throw CLIFailure.auditUnavailable("cannot open the audit database \(path): \(fileErrorText(error))")
         }
         let hypervisor = LibvirtHypervisor(uri: options.resolvedURI, logger: logger)
         let service = FenceService(hypervisor: hypervisor, store: store, configuration: configuration, logger: logger)

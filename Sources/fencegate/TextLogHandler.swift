@@ -1,5 +1,6 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// A swift-log handler that writes readable lines to standard error, as swift-log's `StreamLogHandler`
@@ -23,7 +24,7 @@ struct TextLogHandler: EscapingLogHandler {
     /// `value` as is, or in double quotes (with `"` escaped) if it holds what separates or brackets fields.
     static func quotedIfNeeded(_ value: String) -> String {
         guard value.isEmpty || value.contains(where: { " =\"[]".contains($0) }) else { return value }
-        return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        return "\"" + value.replacing("\"", with: "\\\"") + "\""
     }
 
     /// Local time with its offset, as `StreamLogHandler` prints it: `2026-11-29T10:00:00+0000`.
@@ -39,10 +40,18 @@ struct TextLogHandler: EscapingLogHandler {
 
 /// Writes one whole line to standard error in one `write(2)`, so lines from several threads never interleave.
 func writeLine(_ line: String) {
-    var bytes = Array(line.utf8)
+    write(line, to: STDERR_FILENO)
+}
+
+/// Writes `text` to `descriptor` unbuffered (in one `write(2)` unless the kernel takes less), retrying after a
+/// signal; an error drops the rest (there is nowhere left to report it).
+func write(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)
     var offset = 0
     while offset < bytes.count {
-        let written = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+        let written = bytes.withUnsafeMutableBytes {
+            Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset)
+        }
         if written < 0 {
             if errno == EINTR { continue }
             return

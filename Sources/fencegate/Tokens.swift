@@ -1,6 +1,7 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// `fencegate token …`: API tokens for the HTTP front end.
@@ -49,7 +50,7 @@ struct Token: AsyncParsableCommand {
                 let patterns =
                     domains.map {
                         $0.split(separator: ",", omittingEmptySubsequences: false).map {
-                            $0.trimmingCharacters(in: .whitespaces)
+                            String($0.trimmingSpaces)
                         }
                     } ?? []
                 do {
@@ -164,5 +165,5 @@ struct TokenJSON: Encodable {
 
 /// A remark for the person at the terminal, on stderr so stdout stays machine-readable.
 func printNote(_ message: String) {
-    FileHandle.standardError.write(Data("fencegate: \(message)\n".utf8))
+    write("fencegate: \(message)\n", to: STDERR_FILENO)
 }

@@ -3,7 +3,7 @@ import Testing
 
 @testable import FenceAPI
 
-@Suite("HTTP: percent-decoding and trimming without Foundation's NSString")
+@Suite("HTTP: percent-decoding without Foundation's NSString")
 struct PercentDecodingTests {
     @Test(
         "percentDecoded agrees with Foundation's removingPercentEncoding",
@@ -17,11 +17,4 @@ struct PercentDecodingTests {
         #expect(text[...].percentDecoded == text.removingPercentEncoding)
     }
 
-    @Test(
-        "trimmingSpaces agrees with Foundation's trimming of .whitespaces",
-        arguments: ["", "  ", "abc", " abc ", "\tabc\t", "\u{00A0}abc\u{3000}", "a b", " \n abc \n ", "\u{2003}"]
-    )
-    func trimsAsFoundation(text: String) {
-        #expect(String(text[...].trimmingSpaces) == text.trimmingCharacters(in: .whitespaces))
-    }
 }

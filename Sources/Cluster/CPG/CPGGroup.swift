@@ -1,6 +1,7 @@
 internal import CCorosync
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A process in a CPG group: its corosync node and process id.
@@ -142,7 +143,7 @@ public final class CPGGroup: Sendable {
                 guard result == CS_ERR_TRY_AGAIN, ContinuousClock.now < deadline else {
                     throw CPGError("cpg_mcast_joined", result)
                 }
-                Thread.sleep(forTimeInterval: 0.001)
+                DetachedThread.sleep(milliseconds: 1)
             }
         }
     }

@@ -1,6 +1,6 @@
 internal import CCorosync
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Runs `connect` (libcpg and libvotequorum calls, which block without a time limit while corosync does
@@ -15,16 +15,18 @@ func connectOnOwnThread<Connection: Sendable>(
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
             waiting.withLock { $0 = continuation }
-            let thread = Thread {
-                let result = Result { try connect() }
-                if let caller = waiting.withLock({ $0.take() }) {
-                    caller.resume(with: result)
-                } else if let connection = try? result.get() {
-                    abandon(connection)
+            do {
+                try DetachedThread.start(name: name) {
+                    let result = Result { try connect() }
+                    if let caller = waiting.withLock({ $0.take() }) {
+                        caller.resume(with: result)
+                    } else if let connection = try? result.get() {
+                        abandon(connection)
+                    }
                 }
+            } catch {
+                waiting.withLock { $0.take() }?.resume(throwing: error)
             }
-            thread.name = name
-            thread.start()
         }
     } onCancel: {
         waiting.withLock { $0.take() }?.resume(throwing: CancellationError())
@@ -33,7 +35,8 @@ func connectOnOwnThread<Connection: Sendable>(
 
 /// Starts the thread that dispatches a corosync library's callbacks: asleep in `poll` on `descriptor` until
 /// there is something to dispatch or `stop` is signalled, ending at a dispatch error (corosync went away);
-/// then `finalize` runs there (after it no callback runs).
+/// then `finalize` runs there (after it no callback runs). If the system refuses the thread, `finalize` runs
+/// at once, here: the connection ends as if corosync had gone away.
 func startDispatchThread(
     name: String,
     descriptor: Int32,
@@ -41,10 +44,12 @@ func startDispatchThread(
     dispatch: @escaping @Sendable () -> cs_error_t,
     finalize: @escaping @Sendable () -> Void
 ) {
-    let thread = Thread {
-        while (try? stop.waitReadable(descriptor)) == true, dispatch() == CS_OK {}
+    do {
+        try DetachedThread.start(name: name) {
+            while (try? stop.waitReadable(descriptor)) == true, dispatch() == CS_OK {}
+            finalize()
+        }
+    } catch {
         finalize()
     }
-    thread.name = name
-    thread.start()
 }

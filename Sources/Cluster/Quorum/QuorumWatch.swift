@@ -1,6 +1,6 @@
 internal import CCorosync
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// Whether this host's partition of the cluster is quorate, as corosync's votequorum says (CPG ignores

@@ -1,5 +1,5 @@
 public import FenceCore
-import Foundation
+import FoundationEssentials
 public import Store
 
 /// A member asks every host for its part of a merged audit page (kind `auditQuery`): the query's filters,

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Store
 
 /// Why bytes from another host could not be read as a cluster message.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One HTTP request as the router sees it: decoded, copied out of libmicrohttpd, `Sendable`.
 public struct HTTPRequest: Sendable {

@@ -1,6 +1,7 @@
 internal import CMicroHTTPD
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where the HTTP server listens: a numeric IPv4 or IPv6 address and a port.
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {

@@ -33,17 +33,3 @@ private func hexValue(_ byte: UInt8) -> UInt8? {
     default: return nil
     }
 }
-
-extension Substring {
-    /// Without leading and trailing tabs and space separators (Unicode category Zs): what Foundation's
-    /// `trimmingCharacters(in: .whitespaces)` removes, without its trip through `NSString`.
-    var trimmingSpaces: Substring {
-        let isSpace = { (scalar: Unicode.Scalar) in
-            scalar == "\t" || scalar.properties.generalCategory == .spaceSeparator
-        }
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !isSpace($0) }) else { return self[endIndex...] }
-        let last = scalars.lastIndex(where: { !isSpace($0) }) ?? first
-        return Substring(scalars[first...last])
-    }
-}

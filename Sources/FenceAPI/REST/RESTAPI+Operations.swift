@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Store
 
 extension RESTAPI {

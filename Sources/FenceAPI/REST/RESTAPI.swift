@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 
 /// The REST API (`openapi.yaml`): domains and their fence actions, the audit log, health and metrics. Errors
 /// are RFC 9457 problems; credentials are `Authorization: Bearer` tokens.

@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 
 /// The Redfish subset Fencegate serves under `/redfish/v1`, so that Redfish clients such as Pacemaker's
 /// unchanged `fence_redfish` fence libvirt domains as they fence physical servers: the service root, the
@@ -105,7 +105,7 @@ struct RedfishAPI: Sendable {
         guard let header = request.headers["authorization"] else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "basic",
-            let decoded = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+            let decoded = Data(base64Encoded: String(parts[1].trimmingSpaces)),
             let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":")
         else { return nil }
         return (String(text[..<colon]), String(text[text.index(after: colon)...]))

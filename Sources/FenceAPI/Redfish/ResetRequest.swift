@@ -1,5 +1,6 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A `ComputerSystem.Reset` as asked: the system and the `ResetType` from the JSON body, read before the
 /// credentials are checked (a refused authentication is audited as a refusal of `fenceRequest`).
@@ -47,14 +48,14 @@ struct ResetRequest: DomainRequest {
 
     /// `ResetType` from the action's JSON body.
     private static func resetType(_ body: [UInt8]) throws -> String {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+        guard let object = try? JSONDecoder().decode(ResetBody.self, from: Data(body)) else {
             throw RedfishError.badRequest(
                 "MalformedJSON",
                 "The request body submitted was malformed JSON and could not be parsed by the receiving service.",
                 resolution: "Send a JSON object such as {\"ResetType\": \"ForceOff\"}."
             )
         }
-        guard let value = object["ResetType"] else {
+        guard let value = object.resetType else {
             throw RedfishError.badRequest(
                 "ActionParameterMissing",
                 "The action ComputerSystem.Reset requires the parameter ResetType to be present in the request body.",
@@ -62,7 +63,7 @@ struct ResetRequest: DomainRequest {
                     "Send {\"ResetType\": \"ForceOff\"} (or another of the system's ResetType@Redfish.AllowableValues)."
             )
         }
-        guard let text = value as? String else {
+        guard case .text(let text) = value else {
             throw RedfishError.badRequest(
                 "ActionParameterValueTypeError",
                 "The value for the parameter ResetType in the action ComputerSystem.Reset is of a different type than the parameter can accept.",
@@ -70,5 +71,29 @@ struct ResetRequest: DomainRequest {
             )
         }
         return text
+    }
+}
+
+/// The body of a Reset action: a JSON object whose `ResetType` may be missing or of another type than a string
+/// (each answered with its own Redfish message); anything else fails to decode (malformed JSON).
+private struct ResetBody: Decodable {
+    enum Value {
+        case text(String)
+        case notText
+    }
+
+    private enum Key: String, CodingKey {
+        case resetType = "ResetType"
+    }
+
+    let resetType: Value?
+
+    init(from decoder: any Decoder) throws {
+        let object = try decoder.container(keyedBy: Key.self)
+        guard object.contains(.resetType) else {
+            resetType = nil
+            return
+        }
+        resetType = (try? object.decode(String.self, forKey: .resetType)).map(Value.text) ?? .notText
     }
 }

@@ -1,5 +1,6 @@
 internal import CLibvirt
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Process-wide libvirt set-up, done once before the first connection is opened.
 ///
@@ -18,16 +19,18 @@ enum LibvirtRuntime {
         guard virInitialize() == 0 else { return false }
         virSetErrorFunc(nil, silenceLibvirtErrors)
         guard virEventRegisterDefaultImpl() == 0 else { return false }
-        let thread = Thread {
-            while true {
-                if virEventRunDefaultImpl() < 0 {
-                    virResetLastError()
-                    Thread.sleep(forTimeInterval: 0.1)
+        do {
+            try DetachedThread.start(name: "fencegate.libvirt-events") {
+                while true {
+                    if virEventRunDefaultImpl() < 0 {
+                        virResetLastError()
+                        DetachedThread.sleep(milliseconds: 100)
+                    }
                 }
             }
+        } catch {
+            return false
         }
-        thread.name = "fencegate.libvirt-events"
-        thread.start()
         return true
     }()
 }

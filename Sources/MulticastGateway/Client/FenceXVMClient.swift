@@ -1,5 +1,6 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A fence_xvm client written from the protocol doc, for load generation and tests (not a product front end).
 /// It signs a request, multicasts it out of one interface, takes the daemon's call back on its own TCP

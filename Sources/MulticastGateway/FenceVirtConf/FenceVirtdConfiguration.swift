@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 
 /// fence_virtd's own configuration file (`/etc/fence_virt.conf`), read as fence_virtd reads it, so that
 /// Fencegate can replace fence_virtd on a host without a change to the file or to any guest.
@@ -41,7 +41,7 @@ public struct FenceVirtdConfiguration: Sendable {
             throw FenceVirtdConfigurationError(
                 path: path,
                 line: nil,
-                message: "cannot read it: \(error.localizedDescription)"
+                message: "cannot read it: \(fileErrorText(error))"
             )
         }
         try self.init(text: text, path: path)

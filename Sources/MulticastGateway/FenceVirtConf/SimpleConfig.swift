@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A file in fence_virtd's configuration syntax (fence_virt.conf(5)), parsed into a tree with line numbers.
 ///
@@ -25,12 +25,12 @@ public struct SimpleConfig: Sendable, Equatable {
 
         /// Assignments called `name`, in file order.
         public func assignments(named name: String) -> [Assignment] {
-            assignments.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+            assignments.filter { $0.name.lowercased() == name.lowercased() }
         }
 
         /// Blocks called `name`, in file order.
         public func blocks(named name: String) -> [Block] {
-            blocks.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }
+            blocks.filter { $0.name.lowercased() == name.lowercased() }
         }
     }
 

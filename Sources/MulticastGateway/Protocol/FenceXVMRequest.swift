@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 
 /// The operations a fence_xvm request can carry (the packet's first byte).
 public enum FenceXVMOperation: UInt8, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension Socket {
     /// A UDP socket bound to the wildcard address on `port` (so, as with fence_virtd, unicast to the port is

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension Socket {
     /// A UDP socket that sends IPv4 multicast out of `interface` (TTL 2, as fence_xvm uses), loopback off.

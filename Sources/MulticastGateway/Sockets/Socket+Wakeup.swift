@@ -1,5 +1,5 @@
 import FenceCore
-import Foundation
+import FoundationEssentials
 
 extension Socket {
     /// Waits until the socket is readable (true) or `wakeup` is signalled (false), however long that takes.

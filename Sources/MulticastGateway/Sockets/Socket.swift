@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A socket call that failed: the errno and the call's name, or a timeout.
 public struct SocketError: Error, Sendable, CustomStringConvertible {
@@ -7,7 +8,7 @@ public struct SocketError: Error, Sendable, CustomStringConvertible {
     public let code: Int32?
     let detail: String?
 
-    static func errno(_ operation: String, _ code: Int32 = Foundation.errno) -> SocketError {
+    static func errno(_ operation: String, _ code: Int32 = Glibc.errno) -> SocketError {
         SocketError(operation: operation, code: code, detail: nil)
     }
 
@@ -89,11 +90,11 @@ package final class Socket: @unchecked Sendable {
     }
 
     func bind(_ address: SocketAddress) throws(SocketError) {
-        try call("bind(\(address))") { address.withSocketAddress { Int(Foundation.bind(descriptor, $0, $1)) } }
+        try call("bind(\(address))") { address.withSocketAddress { Int(Glibc.bind(descriptor, $0, $1)) } }
     }
 
     func listen(backlog: Int32 = 64) throws(SocketError) {
-        try call("listen") { Int(Foundation.listen(descriptor, backlog)) }
+        try call("listen") { Int(Glibc.listen(descriptor, backlog)) }
     }
 
     /// The local address (useful after binding port 0).
@@ -168,7 +169,7 @@ package final class Socket: @unchecked Sendable {
         let flags = fcntl(descriptor, F_GETFL)
         _ = fcntl(descriptor, F_SETFL, flags | O_NONBLOCK)
         defer { _ = fcntl(descriptor, F_SETFL, flags) }
-        let started = address.withSocketAddress { Foundation.connect(descriptor, $0, $1) }
+        let started = address.withSocketAddress { Glibc.connect(descriptor, $0, $1) }
         if started != 0 {
             guard errno == EINPROGRESS || errno == EINTR else { throw .errno("connect(\(address))") }
             guard try wait(forWriting: true, timeout: timeout) else { throw .timedOut("connect(\(address))") }
@@ -189,7 +190,7 @@ package final class Socket: @unchecked Sendable {
             accepted = try call("accept") {
                 withUnsafeMutablePointer(to: &storage) {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Int(Foundation.accept(descriptor, $0, &length))
+                        Int(Glibc.accept(descriptor, $0, &length))
                     }
                 }
             }
@@ -231,7 +232,7 @@ package final class Socket: @unchecked Sendable {
             guard try wait(forWriting: true, until: deadline) else { throw .timedOut("write") }
             let written = try call("write") {
                 bytes.withUnsafeBytes {
-                    Foundation.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
+                    Glibc.send(descriptor, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
                 }
             }
             sent += written
@@ -244,7 +245,7 @@ package final class Socket: @unchecked Sendable {
         do {
             return try call("write") {
                 bytes.withUnsafeBytes {
-                    Foundation.send(descriptor, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    Glibc.send(descriptor, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
                 }
             }
         } catch let error where error.code == EAGAIN || error.code == EWOULDBLOCK {

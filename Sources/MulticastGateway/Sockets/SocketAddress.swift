@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// An IPv4 or IPv6 address and port, in numeric form.
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {

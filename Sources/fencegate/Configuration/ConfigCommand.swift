@@ -1,6 +1,6 @@
 import ArgumentParser
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 import MulticastGateway
 

@@ -1,9 +1,11 @@
 import ArgumentParser
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import MulticastGateway
+import Store
 
 extension Config {
     /// `fencegate config init`: asks for the few settings a host needs, writes a commented configuration file,
@@ -98,7 +100,7 @@ extension Config {
             if !force, FileManager.default.fileExists(atPath: path) {
                 throw CLIFailure.other("\(path) already exists; pass --force to replace it")
             }
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = path.parentPath
             if path == Init.defaultPath { try createDirectory(directory) }
             do {
                 try InitAnswer.existingDirectory(of: path)
@@ -152,7 +154,7 @@ extension Config {
                 InitAnswer.port
             )
             try askHTTP(questions, into: &answers)
-            let keyDirectory = (GatewayConfiguration.defaultKeyFile as NSString).deletingLastPathComponent
+            let keyDirectory = GatewayConfiguration.defaultKeyFile.parentPath
             answers.keyFile = try questions.ask(
                 "Key file",
                 explanation: "\nThe key the guests sign their requests with; a new one is written if it is missing.",
@@ -217,7 +219,7 @@ extension Config {
         /// Creates the key if missing, then writes the file.
         private func write(_ answers: InitAnswers) throws(CLIFailure) {
             if !FileManager.default.fileExists(atPath: answers.keyFile) {
-                try createDirectory((answers.keyFile as NSString).deletingLastPathComponent)
+                try createDirectory(answers.keyFile.parentPath)
                 do {
                     let key = try KeyFile.generate(at: answers.keyFile)
                     print(
@@ -249,7 +251,7 @@ extension Config {
                     attributes: [.posixPermissions: 0o755]
                 )
             } catch {
-                throw CLIFailure.other("cannot create \(directory): \(error.localizedDescription)")
+                throw CLIFailure.other("cannot create \(directory): \(fileErrorText(error))")
             }
         }
     }

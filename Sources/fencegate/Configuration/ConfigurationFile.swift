@@ -1,6 +1,6 @@
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
 import Logging
 import MulticastGateway
 import TOMLKit
@@ -41,7 +41,7 @@ enum ConfigurationFile {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw ConfigurationError(path: path, line: nil, message: "cannot read it: \(error.localizedDescription)")
+            throw ConfigurationError(path: path, line: nil, message: "cannot read it: \(fileErrorText(error))")
         }
         return try parse(text, path: path)
     }
@@ -77,7 +77,8 @@ enum ConfigurationFile {
             case "\\": result += "\\\\"
             case "\n": result += "\\n"
             case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F: result += String(format: "\\u%04X", scalar.value)
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                result += "\\u" + zeroPadded(scalar.value, width: 4, radix: 16, uppercase: true)
             default: result.unicodeScalars.append(scalar)
             }
         }
@@ -98,16 +99,16 @@ struct KeyLines {
         var arrayIndexes: [String: Int] = [:]
         func resolved(_ name: String) -> String {
             var path = ""
-            for component in name.split(separator: ".").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            for component in name.split(separator: ".").map({ String($0.trimmingSpaces) }) {
                 path = path.isEmpty ? component : "\(path).\(component)"
                 if let index = arrayIndexes[path] { path += "[\(index)]" }
             }
             return path
         }
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = String(raw.trimmingSpaces)
             if line.hasPrefix("[[") {
-                let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                let name = String(line.dropFirst(2).prefix { $0 != "]" }.trimmingSpaces)
                 // The array's own path: its parents resolved, itself not (each element's arrays are its own).
                 let parent =
                     name.lastIndex(of: ".").map { resolved(String(name[..<$0])) + name[$0...] } ?? name
@@ -117,13 +118,13 @@ struct KeyLines {
                 lines[table] = lines[table] ?? index + 1
                 lines[parent] = lines[parent] ?? index + 1
             } else if line.hasPrefix("[") {
-                table = resolved(line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces))
+                table = resolved(String(line.dropFirst().prefix { $0 != "]" }.trimmingSpaces))
                 lines[table] = lines[table] ?? index + 1
             } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                let key = line[..<equals].trimmingCharacters(in: .whitespaces).trimmingCharacters(
-                    in: CharacterSet(charactersIn: "\"'")
-                )
-                let path = table.isEmpty ? key : "\(table).\(key)"
+                // Without the quotes around a quoted key.
+                var key = line[..<equals].trimmingSpaces.drop { $0 == "\"" || $0 == "'" }
+                while let last = key.last, last == "\"" || last == "'" { key.removeLast() }
+                let path = table.isEmpty ? String(key) : "\(table).\(key)"
                 lines[path] = lines[path] ?? index + 1
             }
         }

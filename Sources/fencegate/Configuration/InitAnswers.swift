@@ -1,7 +1,9 @@
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import MulticastGateway
+import Store
 
 /// Why an answer to one of `config init`'s questions cannot be used, said so that the next answer can be right.
 struct AnswerError: Error {
@@ -97,7 +99,7 @@ enum InitAnswer {
             "\"\(text)\" is not a libvirt URI: it starts with a driver, e.g. qemu:///system, "
                 + "qemu+ssh://host/system or test:///default"
         )
-        guard let separator = text.range(of: "://"), !text.contains(where: \.isWhitespace) else { throw problem }
+        guard let separator = text.firstRange(of: "://"), !text.contains(where: \.isWhitespace) else { throw problem }
         let scheme = text[..<separator.lowerBound].split(separator: "+", omittingEmptySubsequences: false)
         guard scheme.count <= 2, drivers.contains(String(scheme[0])) else {
             throw AnswerError(
@@ -165,8 +167,8 @@ enum InitAnswer {
     static func existingFile(_ text: String, allowingNone: Bool) throws(AnswerError) -> String? {
         if allowingNone, text == "none" { return nil }
         let path = try absolutePath(text)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory else {
             throw AnswerError("\(path) is not a file\(allowingNone ? " (or answer none)" : "")")
         }
         return path
@@ -185,16 +187,16 @@ enum InitAnswer {
             }
             return path
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.parentPath
         if directory != creatingDirectory { try existingDirectory(of: path) }
         return path
     }
 
     /// Fails unless the directory `path` would be in exists.
     static func existingDirectory(of path: String) throws(AnswerError) {
-        let directory = (path as NSString).deletingLastPathComponent
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
+        let directory = path.parentPath
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory
         else {
             throw AnswerError("the directory \(directory) does not exist: create it first, or give another path")
         }

@@ -1,4 +1,6 @@
-import Foundation
+import FenceCore
+import FoundationEssentials
+import Glibc
 
 /// Asks `config init`'s questions at a terminal, or takes their answers from options or defaults.
 ///
@@ -41,9 +43,10 @@ struct InitQuestions {
         if let explanation { print(explanation) }
         while true {
             // Unbuffered, so the prompt shows before the answer is read.
-            FileHandle.standardOutput.write(Data((defaultAnswer.map { "\(prompt) [\($0)]: " } ?? "\(prompt): ").utf8))
+            fflush(nil)  // what print() buffered comes first
+            write(defaultAnswer.map { "\(prompt) [\($0)]: " } ?? "\(prompt): ", to: STDOUT_FILENO)
             guard let line = readLine() else { throw Stop(message: "the input ended before \(option) was answered") }
-            let answer = line.trimmingCharacters(in: .whitespaces)
+            let answer = String(line.trimmingSpaces)
             guard let text = answer.isEmpty ? defaultAnswer : answer else {
                 print("  an answer is needed (there is no default)")
                 continue

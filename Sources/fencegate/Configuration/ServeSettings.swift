@@ -1,6 +1,7 @@
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import MulticastGateway
 
@@ -187,7 +188,7 @@ struct ServeSettings {
                     try String(contentsOfFile: tlsKey, encoding: .utf8)
                 )
             } catch {
-                throw CLIFailure.other("cannot read the TLS certificate or key: \(error.localizedDescription)")
+                throw CLIFailure.other("cannot read the TLS certificate or key: \(fileErrorText(error))")
             }
         }
         return configuration

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A program doctor runs (such as `nft list ruleset`), started with posix_spawn and reaped with `waitpid`.
 ///

@@ -1,6 +1,6 @@
 import ArgumentParser
 import FenceAPI
-import Foundation
+import FoundationEssentials
 import Logging
 import MulticastGateway
 

@@ -1,6 +1,7 @@
 import FenceAPI
 import FenceCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import MulticastGateway
 import Store
@@ -174,9 +175,9 @@ enum DoctorChecks {
         let path = subject.databasePath
         let check = "audit database \(path)"
         guard FileManager.default.fileExists(atPath: path) else {
-            var directory = (path as NSString).deletingLastPathComponent
+            var directory = path.parentPath
             while !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
-                directory = (directory as NSString).deletingLastPathComponent
+                directory = directory.parentPath
             }
             if access(directory.isEmpty ? "." : directory, W_OK) == 0 {
                 return [.ok(check, "not created yet; serve creates it (mode 0600)")]
@@ -265,7 +266,7 @@ enum DoctorChecks {
 
     private static func readNumber(_ path: String) -> Int? {
         (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
-            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+            Int($0.trimmingWhitespace)
         }
     }
 
@@ -281,7 +282,7 @@ enum DoctorChecks {
     /// its write end, and a copy inherited by another process left doctor waiting although the program had
     /// exited (seen in the test suite, with `nft`).
     private static func runCommand(_ path: String, _ arguments: [String]) async -> Result<String, CommandFailure> {
-        var template = Array((NSTemporaryDirectory() + "/fencegate-doctor-XXXXXX").utf8CString)
+        var template = Array((FileManager.default.temporaryDirectory.path + "/fencegate-doctor-XXXXXX").utf8CString)
         guard mkdtemp(&template) != nil else {
             return .failure(
                 CommandFailure(reason: "cannot create a temporary directory: \(String(cString: strerror(errno)))")
@@ -304,7 +305,7 @@ enum DoctorChecks {
             return .failure(CommandFailure(reason: "\(error)"))
         }
         let errors = ((try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
-            .trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
+            .trimmingWhitespace.prefix(200)
         switch ending {
         case .exited(0):
             guard let text = try? String(contentsOfFile: outputPath, encoding: .utf8) else {

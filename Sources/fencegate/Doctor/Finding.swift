@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One result of `fencegate doctor`: what was checked, how it stands, and the exact fix when it is not OK.
 struct Finding: Encodable, Equatable {
@@ -32,7 +32,7 @@ struct Finding: Encodable, Equatable {
 
     /// `LEVEL  check: detail`, then the fix indented under it.
     var text: String {
-        var text = "\(level.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) \(check): \(detail)"
+        var text = "\(level.rawValue.padded(toWidth: 5)) \(check): \(detail)"
         if let fix {
             let lines = fix.split(separator: "\n", omittingEmptySubsequences: false)
             text += "\n      fix: " + lines.joined(separator: "\n           ")

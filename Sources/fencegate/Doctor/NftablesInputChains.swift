@@ -1,4 +1,5 @@
-import Foundation
+import FenceCore
+import FoundationEssentials
 
 /// The input chains of an `nft list ruleset` listing, read well enough for doctor's hints: which ones drop
 /// by default, and whether their rules accept a port.
@@ -35,7 +36,7 @@ struct NftablesInputChains {
         var rules: [String] = []
         var inChain = false
         for raw in ruleset.split(separator: "\n") {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = String(raw.trimmingSpaces)
             let words = line.split(separator: " ").map(String.init)
             if words.first == "table", words.count >= 3 {
                 family = words[1]

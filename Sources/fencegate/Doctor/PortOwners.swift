@@ -1,4 +1,5 @@
-import Foundation
+import FenceCore
+import FoundationEssentials
 
 /// Which processes have a local port bound, from /proc/net and /proc/PID/fd (complete as root).
 enum PortOwners {
@@ -51,8 +52,8 @@ enum PortOwners {
             }
             if holds {
                 let name =
-                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))
+                    .map { String($0.trimmingWhitespace) } ?? "?"
                 owners.append(Owner(pid: pid, name: name))
             }
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// systemd's notification protocol (sd_notify(3)), spoken directly: one datagram per message to the Unix
 /// socket named by `$NOTIFY_SOCKET` (a leading `@` is the abstract namespace). Without that variable, as

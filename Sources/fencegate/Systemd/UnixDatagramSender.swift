@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A Unix datagram socket that sends each message to one address: a path, or with a leading `@` a name in
 /// the abstract namespace. The descriptor is closed in `deinit`.
