@@ -186,15 +186,22 @@ package final class BlockingThreadPool: @unchecked Sendable {
         }
     }
 
-    /// The thread started for `id` was refused: it no longer counts, and the job, if no other thread took it
-    /// meanwhile, fails with the reason (a caller gets an error at once rather than a job no thread runs).
+    /// The thread started for `id` was refused: it no longer counts, and its job, if no other thread took it
+    /// meanwhile, fails with the reason (a caller gets an error at once rather than a job no thread runs). With
+    /// no thread left at all, every queued job fails so: the jobs queued meanwhile counted on that thread too.
     private func threadDidNotStart(for id: UInt64, _ failure: DetachedThread.StartFailure) {
         condition.lock()
         threads -= 1
-        let index = pending[pendingHead...].firstIndex { $0.id == id }
-        let job = index.map { pending.remove(at: $0) }
+        var failed: [Job] = []
+        if threads == 0 {
+            failed = Array(pending[pendingHead...])
+            pending.removeAll()
+            pendingHead = 0
+        } else if let index = pending[pendingHead...].firstIndex(where: { $0.id == id }) {
+            failed = [pending.remove(at: index)]
+        }
         condition.unlock()
-        job?.abandon(failure)
+        for job in failed { job.abandon(failure) }
     }
 
     /// Removes the job from the queue if no thread took it yet, and fails it with `CancellationError`.

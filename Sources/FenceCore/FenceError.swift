@@ -107,6 +107,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             self = .auditUnavailable(reason: error.description)
         case let error as BlockingThreadPool.Saturated:
             self = .hypervisorUnavailable(uri: uri, reason: error.description)
+        case let error as DetachedThread.StartFailure:
+            self = .hypervisorUnavailable(uri: uri, reason: error.description)
         default:
             self = .operationFailed(action: action, target: target, reason: "\(error)")
         }
@@ -123,6 +125,7 @@ extension Duration {
     var fenceSeconds: String {
         let (seconds, attoseconds) = components
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return "\(milliseconds / 1000).\(zeroPadded(milliseconds % 1000, width: 3)) s"
+        let whole = milliseconds.magnitude
+        return "\(milliseconds < 0 ? "-" : "")\(whole / 1000).\(zeroPadded(whole % 1000, width: 3)) s"
     }
 }

@@ -47,6 +47,12 @@ public enum OperationCSV {
             scalar == "," || scalar == "\"" || scalar.value < 0x20 || scalar.value == 0x7F
         }
         guard needsQuotes else { return text }
-        return "\"" + text.replacing("\"", with: "\"\"") + "\""
+        // Doubled scalar by scalar: a `"` followed by a combining mark is one Character, yet still a quote.
+        var quoted = "\""
+        for scalar in text.unicodeScalars {
+            if scalar == "\"" { quoted.unicodeScalars.append("\"") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "\""
     }
 }

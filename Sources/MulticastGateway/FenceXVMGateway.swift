@@ -129,7 +129,12 @@ public final class FenceXVMGateway: Service, Sendable {
     /// Serves until graceful shutdown (or cancellation); then stops the listeners and returns once every
     /// request being handled has finished (each is bounded by its deadlines).
     public func run() async throws {
-        try startListeners()
+        do {
+            try startListeners()
+        } catch {
+            for await _ in drained.stream {}  // the listeners that did start, stopped
+            throw error
+        }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 // Ends when the last listener has stopped and the last request has been handled.

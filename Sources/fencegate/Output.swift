@@ -70,5 +70,6 @@ extension String {
 /// "0.004 s"
 func formatDuration(_ duration: Duration) -> String {
     let milliseconds = Int((duration.seconds * 1000).rounded())
-    return "\(milliseconds / 1000).\(zeroPadded(milliseconds % 1000, width: 3)) s"
+    let whole = milliseconds.magnitude
+    return "\(milliseconds < 0 ? "-" : "")\(whole / 1000).\(zeroPadded(whole % 1000, width: 3)) s"
 }

@@ -22,9 +22,17 @@ struct TextLogHandler: EscapingLogHandler {
     }
 
     /// `value` as is, or in double quotes (with `"` escaped) if it holds what separates or brackets fields.
+    /// Scalar by scalar: a `"` or a space followed by a combining mark is one Character, yet still separates.
     static func quotedIfNeeded(_ value: String) -> String {
-        guard value.isEmpty || value.contains(where: { " =\"[]".contains($0) }) else { return value }
-        return "\"" + value.replacing("\"", with: "\\\"") + "\""
+        guard value.isEmpty || value.unicodeScalars.contains(where: { " =\"[]".unicodeScalars.contains($0) }) else {
+            return value
+        }
+        var quoted = "\""
+        for scalar in value.unicodeScalars {
+            if scalar == "\"" { quoted.unicodeScalars.append("\\") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "\""
     }
 
     /// Local time with its offset, as `StreamLogHandler` prints it: `2026-11-29T10:00:00+0000`.

@@ -145,6 +145,7 @@ struct RedfishResourceTests {
                     try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": 1}"#]),
                     400, "ActionParameterValueTypeError"
                 ),
+
                 (
                     try await api.curl(
                         "POST",
@@ -189,6 +190,19 @@ struct RedfishResourceTests {
                 (
                     try await api.curl("GET", "/redfish/v1/Systems/pcmk3", basic: basic(api, "pcmk12")), 404,
                     "ResourceMissingAtURI"
+                ),
+                (
+                    try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": null}"#]),
+                    400, "ActionParameterValueTypeError"
+                ),
+                // Given twice (once escaped): parsers disagree on which counts, so neither does.
+                (
+                    try await api.curl(
+                        "POST",
+                        target,
+                        basic: basic(api),
+                        arguments: json + [#"{"ResetType": "On", "Reset\u0054ype": "ForceOff"}"#]
+                    ), 400, "MalformedJSON"
                 ),
             ]
             for (response, status, message) in cases {

@@ -126,7 +126,7 @@ public final class CPGGroup: Sendable {
             Unmanaged<CPGState>.fromOpaque(context).release()
             throw error
         }
-        startDispatching(descriptor: descriptor)
+        try startDispatching(descriptor: descriptor)
     }
 
     /// Multicasts `bytes` to the group in total order (`CPG_TYPE_AGREED`); every member, this one included,
@@ -160,11 +160,11 @@ public final class CPGGroup: Sendable {
         stopDispatch.signal()
     }
 
-    private func startDispatching(descriptor: Int32) {
+    private func startDispatching(descriptor: Int32) throws(DetachedThread.StartFailure) {
         let (handle, state, stop) = (handle, state, stopDispatch)
         state.onOverflow = { stop.signal() }
         // Until the leave (or a dispatch error: corosync went away).
-        startDispatchThread(
+        try startDispatchThread(
             name: "fencegate.cpg",
             descriptor: descriptor,
             stop: stop,

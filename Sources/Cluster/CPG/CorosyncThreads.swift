@@ -36,14 +36,14 @@ func connectOnOwnThread<Connection: Sendable>(
 /// Starts the thread that dispatches a corosync library's callbacks: asleep in `poll` on `descriptor` until
 /// there is something to dispatch or `stop` is signalled, ending at a dispatch error (corosync went away);
 /// then `finalize` runs there (after it no callback runs). If the system refuses the thread, `finalize` runs
-/// at once, here: the connection ends as if corosync had gone away.
+/// at once, here, and the refusal is thrown: the caller's connection fails with its cause.
 func startDispatchThread(
     name: String,
     descriptor: Int32,
     stop: Wakeup,
     dispatch: @escaping @Sendable () -> cs_error_t,
     finalize: @escaping @Sendable () -> Void
-) {
+) throws(DetachedThread.StartFailure) {
     do {
         try DetachedThread.start(name: name) {
             while (try? stop.waitReadable(descriptor)) == true, dispatch() == CS_OK {}
@@ -51,5 +51,6 @@ func startDispatchThread(
         }
     } catch {
         finalize()
+        throw error
     }
 }

@@ -50,7 +50,7 @@ public final class QuorumWatch: Sendable {
             throw error
         }
         // Until stopped (or a dispatch error: corosync went away).
-        startDispatchThread(
+        try startDispatchThread(
             name: "fencegate.quorum",
             descriptor: descriptor,
             stop: stopDispatch,

@@ -22,11 +22,11 @@ final class LibvirtConnection: @unchecked Sendable {
     /// the close callback where the driver supports them.
     /// - Throws: `LibvirtError` if the hypervisor cannot be reached.
     init(uri: String) throws(LibvirtError) {
-        guard LibvirtRuntime.ready else {
+        if let failure = LibvirtRuntime.failure {
             throw LibvirtError(
                 code: .internalError,
                 subsystem: 0,
-                message: "libvirt could not be initialised",
+                message: "libvirt could not be initialised: \(failure)",
                 operation: "virInitialize"
             )
         }

@@ -13,12 +13,13 @@ import Glibc
 ///   process with SIGPIPE instead of failing the call with EPIPE (seen in `LibvirtdRestartTests`). virsh
 ///   does the same.
 enum LibvirtRuntime {
-    /// Touch this before any libvirt call; the initializer runs exactly once (Swift's lazy globals are atomic).
-    static let ready: Bool = {
+    /// Touch this before any libvirt call: nil once libvirt is ready, else why it is not. The initializer runs
+    /// exactly once (Swift's lazy globals are atomic).
+    static let failure: String? = {
         signal(SIGPIPE, SIG_IGN)
-        guard virInitialize() == 0 else { return false }
+        guard virInitialize() == 0 else { return "virInitialize failed" }
         virSetErrorFunc(nil, silenceLibvirtErrors)
-        guard virEventRegisterDefaultImpl() == 0 else { return false }
+        guard virEventRegisterDefaultImpl() == 0 else { return "virEventRegisterDefaultImpl failed" }
         do {
             try DetachedThread.start(name: "fencegate.libvirt-events") {
                 while true {
@@ -29,9 +30,9 @@ enum LibvirtRuntime {
                 }
             }
         } catch {
-            return false
+            return "\(error)"
         }
-        return true
+        return nil
     }()
 }
 
