@@ -45,12 +45,25 @@ package final class BlockingThreadPool: @unchecked Sendable {
     package let maximumThreads: Int
     /// The most jobs that wait for a thread.
     package let maximumQueued: Int
+    /// Starts a thread: `DetachedThread.start`, or in tests a stand-in for a system that refuses threads.
+    package typealias ThreadStarter =
+        @Sendable (String, @escaping @Sendable () -> Void) throws(DetachedThread.StartFailure) -> Void
+    private let startThread: ThreadStarter
 
-    package init(name: String, maximumThreads: Int, maximumQueued: Int = 1024, idleTimeout: TimeInterval = 30) {
+    package init(
+        name: String,
+        maximumThreads: Int,
+        maximumQueued: Int = 1024,
+        idleTimeout: TimeInterval = 30,
+        startThread: @escaping ThreadStarter = { name, body throws(DetachedThread.StartFailure) in
+            try DetachedThread.start(name: name, body)
+        }
+    ) {
         self.name = name
         self.maximumThreads = max(1, maximumThreads)
         self.maximumQueued = max(0, maximumQueued)
         self.idleTimeout = idleTimeout
+        self.startThread = startThread
     }
 
     /// Pool threads that have a job to run and wait for a share that calls run in place hold; for tests.
@@ -179,7 +192,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
         condition.unlock()
         if spawn {
             do {
-                try DetachedThread.start(name: name) { [self] in work() }
+                try startThread(name) { [self] in work() }
             } catch {
                 threadDidNotStart(for: job.id, error)
             }
