@@ -126,6 +126,10 @@ struct RedfishResourceTests {
         try await APIHarness.withRunning(redfish: true) { api in
             let target = "/redfish/v1/Systems/pcmk1/Actions/ComputerSystem.Reset"
             let json = ["-H", "Content-Type: application/json", "--data"]
+            /// A Reset of pcmk1 with `body`, as `credentials` (the ops token by default).
+            func reset(_ body: String, as credentials: String? = nil) async throws -> CurlResult {
+                try await api.curl("POST", target, basic: credentials ?? basic(api), arguments: json + [body])
+            }
             let cases: [(CurlResult, Int, String)] = [
                 (try await api.curl("GET", "/redfish/v1/Chassis", basic: basic(api)), 404, "ResourceMissingAtURI"),
                 (
@@ -136,47 +140,15 @@ struct RedfishResourceTests {
                     try await api.curl("DELETE", "/redfish/v1/Systems/pcmk1", basic: basic(api)), 405,
                     "OperationNotAllowed"
                 ),
-                (try await api.curl("POST", target, basic: basic(api), arguments: json + ["{"]), 400, "MalformedJSON"),
+                (try await reset("{"), 400, "MalformedJSON"),
+                (try await reset("{}"), 400, "ActionParameterMissing"),
+                (try await reset(#"{"ResetType": 1}"#), 400, "ActionParameterValueTypeError"),
+                (try await reset(#"{"ResetType": "Boom"}"#), 400, "ActionParameterValueNotInList"),
+                (try await reset(#"{"ResetType": "ForceOff"}"#, as: "ops:wrong"), 401, "NoValidSession"),
+                (try await reset(#"{"ResetType": "ForceOff"}"#, as: "viewer:\(api.ops)"), 401, "NoValidSession"),
                 (
-                    try await api.curl("POST", target, basic: basic(api), arguments: json + ["{}"]), 400,
-                    "ActionParameterMissing"
-                ),
-                (
-                    try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": 1}"#]),
-                    400, "ActionParameterValueTypeError"
-                ),
-
-                (
-                    try await api.curl(
-                        "POST",
-                        target,
-                        basic: basic(api),
-                        arguments: json + [#"{"ResetType": "Boom"}"#]
-                    ), 400, "ActionParameterValueNotInList"
-                ),
-                (
-                    try await api.curl(
-                        "POST",
-                        target,
-                        basic: "ops:wrong",
-                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
-                    ), 401, "NoValidSession"
-                ),
-                (
-                    try await api.curl(
-                        "POST",
-                        target,
-                        basic: "viewer:\(api.ops)",
-                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
-                    ), 401, "NoValidSession"
-                ),
-                (
-                    try await api.curl(
-                        "POST",
-                        target,
-                        basic: basic(api, "viewer"),
-                        arguments: json + [#"{"ResetType": "ForceOff"}"#]
-                    ), 403, "InsufficientPrivilege"
+                    try await reset(#"{"ResetType": "ForceOff"}"#, as: basic(api, "viewer")), 403,
+                    "InsufficientPrivilege"
                 ),
                 // Outside the token's patterns: exactly as an unknown system.
                 (
@@ -191,19 +163,9 @@ struct RedfishResourceTests {
                     try await api.curl("GET", "/redfish/v1/Systems/pcmk3", basic: basic(api, "pcmk12")), 404,
                     "ResourceMissingAtURI"
                 ),
-                (
-                    try await api.curl("POST", target, basic: basic(api), arguments: json + [#"{"ResetType": null}"#]),
-                    400, "ActionParameterValueTypeError"
-                ),
+                (try await reset(#"{"ResetType": null}"#), 400, "ActionParameterValueTypeError"),
                 // Given twice (once escaped): parsers disagree on which counts, so neither does.
-                (
-                    try await api.curl(
-                        "POST",
-                        target,
-                        basic: basic(api),
-                        arguments: json + [#"{"ResetType": "On", "Reset\u0054ype": "ForceOff"}"#]
-                    ), 400, "MalformedJSON"
-                ),
+                (try await reset(#"{"ResetType": "On", "Reset\u0054ype": "ForceOff"}"#), 400, "MalformedJSON"),
             ]
             for (response, status, message) in cases {
                 #expect(response.status == status, "\(response.text)")
