@@ -93,10 +93,14 @@ extension FenceService {
         let target = request.target
         let read = readPool.runInPlace { [locks, hypervisor] () -> DomainInfo? in
             let answer = try? hypervisor.withIdleConnection { reader -> DomainInfo? in
-                let found = try reader.domain(target)
-                guard request.access.allowsAtOnce(request, on: found), locks.tryAcquire(found.uuid) else { return nil }
-                defer { locks.release(found.uuid) }
-                return try reader.state(ofDomain: found.uuid).map { found.with(state: $0) }
+                let found = try reader.find(target)
+                let isPersistent = try found.isPersistent()
+                guard locks.tryAcquire(found.uuid) else { return nil }
+                let state = Result { try found.state() }
+                locks.release(found.uuid)
+                guard let state = try state.get() else { return nil }
+                let domain = DomainInfo(name: found.name, uuid: found.uuid, state: state, isPersistent: isPersistent)
+                return request.access.allowsAtOnce(request, on: domain) ? domain : nil
             }
             return answer ?? nil
         }
@@ -137,6 +141,10 @@ extension FenceService {
 
     /// What one hop to the hypervisor pool found: the domain (nil: none by that name or UUID) and, if nobody
     /// held its lock, its state read under the lock (nil: the lock was held).
+    ///
+    /// `domain.state` is that read's state, or `.noState` where there is none (the lock was held, the read
+    /// failed or found the domain gone): `status` answers only with a state read under the lock, and the
+    /// access policy, which judges the domain before any failure is reported, looks at its name and UUID.
     private struct LockedLookup: Sendable {
         var domain: DomainInfo?
         var state: Result<DomainState?, FenceError>?
@@ -153,24 +161,36 @@ extension FenceService {
         do {
             return try await blocking(action: .status, target: target.text, deadline: deadline) {
                 [locks, hypervisor] in
-                let found: DomainInfo
-                do {
-                    found = try hypervisor.domain(target)
-                } catch {
-                    let failure = FenceError(mapping: error, action: .status, target: target.text, uri: uri)
-                    if case .domainNotFound = failure { return LockedLookup(domain: nil, state: nil) }
-                    throw failure
-                }
-                guard locks.tryAcquire(found.uuid) else { return LockedLookup(domain: found, state: nil) }
-                defer { locks.release(found.uuid) }
-                let state = Result { () throws(FenceError) in
+                try hypervisor.withReader { reader in
+                    let found: any FoundDomain
+                    let isPersistent: Bool
                     do {
-                        return try hypervisor.state(ofDomain: found.uuid)
+                        found = try reader.find(target)
+                        isPersistent = try found.isPersistent()
                     } catch {
-                        throw FenceError(mapping: error, action: .status, target: target.text, uri: uri)
+                        let failure = FenceError(mapping: error, action: .status, target: target.text, uri: uri)
+                        if case .domainNotFound = failure { return LockedLookup(domain: nil, state: nil) }
+                        throw failure
                     }
+                    func domain(state: DomainState) -> DomainInfo {
+                        DomainInfo(name: found.name, uuid: found.uuid, state: state, isPersistent: isPersistent)
+                    }
+                    guard locks.tryAcquire(found.uuid) else {
+                        return LockedLookup(domain: domain(state: .noState), state: nil)
+                    }
+                    defer { locks.release(found.uuid) }
+                    let state = Result { () throws(FenceError) in
+                        do {
+                            return try found.state()
+                        } catch {
+                            throw FenceError(mapping: error, action: .status, target: target.text, uri: uri)
+                        }
+                    }
+                    return LockedLookup(
+                        domain: domain(state: (try? state.get()).flatMap { $0 } ?? .noState),
+                        state: state
+                    )
                 }
-                return LockedLookup(domain: found, state: state)
             }
         } catch {
             throw Unresolved(failure: error, recorded: false)

@@ -56,15 +56,34 @@ public protocol Hypervisor: Sendable {
     /// returns nil without running it otherwise. Never opens a connection or waits for one: for a caller that
     /// must not wait for the hypervisor to be reached (the calls in `body` still take as long as they take).
     func withIdleConnection<T>(_ body: (any DomainReader) throws -> T) throws -> T?
+
+    /// Runs `body` with reads on one connection, taken (or opened) as any call takes one: for a caller that
+    /// reads several things of one domain in one blocking call.
+    func withReader<T>(_ body: (any DomainReader) throws -> T) throws -> T
 }
 
-/// The reads `Hypervisor.withIdleConnection` offers, on the connection it found idle.
+/// The reads `Hypervisor.withIdleConnection` and `Hypervisor.withReader` offer, on the connection taken.
 public protocol DomainReader {
-    /// Looks a domain up by name or, when the target is a canonical UUID, by UUID.
-    func domain(_ target: DomainTarget) throws -> DomainInfo
+    /// Looks a domain up by name or, when the target is a canonical UUID, by UUID; reads nothing else yet.
+    /// Throws as `Hypervisor.domain(_:)` does for a domain that does not exist.
+    func find(_ target: DomainTarget) throws -> any FoundDomain
+}
 
-    /// The current state of the domain with `uuid`, or nil if it no longer exists.
-    func state(ofDomain uuid: String) throws -> DomainState?
+/// A domain one lookup found. Its reads go to that very domain (the handle the lookup returned, no second
+/// lookup: on a remote hypervisor each read is one call to the daemon, and a lookup by UUID one more).
+public protocol FoundDomain {
+    var name: String { get }
+    /// Canonical lower-case UUID text.
+    var uuid: String { get }
+
+    /// What `Hypervisor.domain(_:)` reports of it: its state and persistence, read now.
+    func info() throws -> DomainInfo
+
+    /// False for a transient domain.
+    func isPersistent() throws -> Bool
+
+    /// Its state now, or nil if it no longer exists (a destroyed transient domain, an undefined one).
+    func state() throws -> DomainState?
 }
 
 extension Hypervisor {

@@ -170,6 +170,10 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         return try call({ try body(ConnectionReader(connection: $0)) }, on: connection)
     }
 
+    public func withReader<T>(_ body: (any DomainReader) throws -> T) throws -> T {
+        try withConnection { try body(ConnectionReader(connection: $0)) }
+    }
+
     /// Runs `body` on `connection`; a connection failure marks it dropped and is rethrown as
     /// `FenceError.hypervisorUnavailable`.
     private func call<T>(_ body: (LibvirtConnection) throws -> T, on connection: LibvirtConnection) throws -> T {
@@ -186,7 +190,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func domain(_ target: DomainTarget) throws -> DomainInfo {
-        try withConnection { try ConnectionReader(connection: $0).domain(target) }
+        try withConnection { try ConnectionReader(connection: $0).find(target).info() }
     }
 
     public func domains() throws -> [DomainInfo] {
@@ -194,7 +198,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
             var result: [DomainInfo] = []
             for domain in try connection.allDomains() {
                 do {
-                    result.append(try Self.info(domain))
+                    result.append(try LibvirtFoundDomain(domain, on: connection).info())
                 } catch let error as LibvirtError where error.code == .noDomain {
                     continue  // undefined between listing and reading it
                 }
@@ -264,30 +268,21 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     package func maxMemoryKiB(ofDomain uuid: String) throws -> UInt {
         try withConnection { connection in try connection.domain(uuid: uuid).maxMemoryKiB() }
     }
-
-    fileprivate static func info(_ domain: LibvirtDomain) throws(LibvirtError) -> DomainInfo {
-        DomainInfo(
-            name: try domain.name(),
-            uuid: try domain.uuid(),
-            state: try domain.state(),
-            isPersistent: try domain.isPersistent()
-        )
-    }
 }
 
 /// The reads of one connection, taken for the call: what `LibvirtHypervisor` reads on any connection, and
-/// what `withIdleConnection` hands out.
+/// what `withIdleConnection` and `withReader` hand out.
 private struct ConnectionReader: DomainReader {
     let connection: LibvirtConnection
 
-    func domain(_ target: DomainTarget) throws -> DomainInfo {
+    func find(_ target: DomainTarget) throws -> any FoundDomain {
         let domain =
             if let uuid = target.uuid {
                 try connection.domain(uuid: uuid)
             } else {
                 try connection.domain(named: target.text)
             }
-        return try LibvirtHypervisor.info(domain)
+        return try LibvirtFoundDomain(domain, on: connection)
     }
 
     func state(ofDomain uuid: String) throws -> DomainState? {
@@ -296,5 +291,56 @@ private struct ConnectionReader: DomainReader {
         } catch  where error.code == .noDomain {
             return nil
         }
+    }
+}
+
+/// A domain handle a lookup returned, with its name and UUID (which libvirt keeps in the handle: reading
+/// them calls no daemon). A read that fails on the connection marks it dropped, as a call on it would: a
+/// caller may keep such a failure to report later instead of throwing it through `withConnection`.
+private struct LibvirtFoundDomain: FoundDomain {
+    let domain: LibvirtDomain
+    let health: ConnectionHealth
+    let name: String
+    let uuid: String
+
+    init(_ domain: LibvirtDomain, on connection: LibvirtConnection) throws(LibvirtError) {
+        self.domain = domain
+        self.health = connection.health
+        self.name = try domain.name()
+        self.uuid = try domain.uuid()
+    }
+
+    func info() throws -> DomainInfo {
+        DomainInfo(name: name, uuid: uuid, state: try currentState(), isPersistent: try isPersistent())
+    }
+
+    func isPersistent() throws -> Bool {
+        do {
+            return try domain.isPersistent()
+        } catch {
+            throw noted(error)
+        }
+    }
+
+    func state() throws -> DomainState? {
+        do {
+            return try currentState()
+        } catch  where error.code == .noDomain {
+            return nil
+        }
+    }
+
+    private func currentState() throws(LibvirtError) -> DomainState {
+        do {
+            return try domain.state()
+        } catch {
+            throw noted(error)
+        }
+    }
+
+    /// `error`, after marking the connection dropped if it failed there.
+    private func noted(_ error: LibvirtError) -> LibvirtError {
+        if error.isConnectionFailure { health.markDropped() }
+        return error
     }
 }

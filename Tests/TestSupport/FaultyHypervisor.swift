@@ -136,23 +136,49 @@ public final class FaultyHypervisor: Hypervisor, @unchecked Sendable {
         try real.withIdleConnection { reader in try body(FaultyReader(faulty: self, real: reader)) }
     }
 
-    /// The reads of an idle connection, through the injector.
+    /// The real driver's reads on one connection, with this injector's faults on them.
+    public func withReader<T>(_ body: (any DomainReader) throws -> T) throws -> T {
+        try real.withReader { reader in try body(FaultyReader(faulty: self, real: reader)) }
+    }
+
+    /// The reads of one connection, through the injector: a lookup is `domain` (keyed by the target's text),
+    /// the found domain's state `state` (keyed by its UUID).
     private struct FaultyReader: DomainReader {
         let faulty: FaultyHypervisor
         let real: any DomainReader
 
-        func domain(_ target: DomainTarget) throws -> DomainInfo {
+        func find(_ target: DomainTarget) throws -> any FoundDomain {
             try faulty.call(
                 .domain,
                 target.text,
-                { try real.domain(target) },
-                ignored: DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true)
+                { FaultyFoundDomain(faulty: faulty, real: try real.find(target)) },
+                ignored: NothingFound()
             )
         }
+    }
 
-        func state(ofDomain uuid: String) throws -> DomainState? {
-            try faulty.call(.state, uuid, { try real.state(ofDomain: uuid) }, ignored: nil)
+    /// A found domain whose state reads go through the injector; what the lookup itself reads does not.
+    private struct FaultyFoundDomain: FoundDomain {
+        let faulty: FaultyHypervisor
+        let real: any FoundDomain
+
+        var name: String { real.name }
+        var uuid: String { real.uuid }
+        func info() throws -> DomainInfo { try real.info() }
+        func isPersistent() throws -> Bool { try real.isPersistent() }
+
+        func state() throws -> DomainState? {
+            try faulty.call(.state, uuid, { try real.state() }, ignored: nil)
         }
+    }
+
+    /// What an ignored lookup (`Fault.ignore`) reports: a domain with no name, UUID or state.
+    private struct NothingFound: FoundDomain {
+        var name: String { "" }
+        var uuid: String { "" }
+        func info() throws -> DomainInfo { DomainInfo(name: "", uuid: "", state: .noState, isPersistent: true) }
+        func isPersistent() throws -> Bool { true }
+        func state() throws -> DomainState? { nil }
     }
 }
 

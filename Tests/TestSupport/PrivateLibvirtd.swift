@@ -26,6 +26,11 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     private var root: String { directory.path }
     private let daemon = DaemonProcess()
 
+    /// Where the daemon logs each call it receives, with `logsCalls`.
+    private var callLogPath: String { root + "/home/calls.log" }
+    /// Whether the daemon logs the calls it receives (`calls`).
+    public let logsCalls: Bool
+
     /// The socket the daemon listens on.
     public var socketPath: String { root + "/run/libvirt/libvirt-sock" }
     /// The daemon's log (warnings and errors), in its home directory, which it may write.
@@ -39,7 +44,8 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     }
 
     /// Starts the daemon and waits until it answers.
-    public init(driver: Driver = .test) async throws {
+    /// - Parameter logsCalls: log every call clients make (libvirt's `rpc.netserverclient` messages), for `calls`.
+    public init(driver: Driver = .test, logsCalls: Bool = false) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw ConditionNeverMet(
                 description:
@@ -47,6 +53,7 @@ public final class PrivateLibvirtd: @unchecked Sendable {
             )
         }
         self.driver = driver
+        self.logsCalls = logsCalls
         directory = try TemporaryDirectory()
         chmod(directory.path, 0o755)  // nobody must reach its subdirectories
         for directory in ["home", "run"] {
@@ -83,8 +90,8 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     public func start() async throws {
         let environment = [
             "HOME": root + "/home", "XDG_RUNTIME_DIR": root + "/run", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-            "LIBVIRT_LOG_OUTPUTS": "3:file:\(logPath)",
-        ]
+            "LIBVIRT_LOG_OUTPUTS": "3:file:\(logPath)" + (logsCalls ? " 2:file:\(callLogPath)" : ""),
+        ].merging(logsCalls ? ["LIBVIRT_LOG_FILTERS": "2:rpc.netserverclient 3:*"] : [:]) { $1 }
         let pid =
             if geteuid() == 0 {
                 try spawnProgram(
@@ -107,6 +114,21 @@ public final class PrivateLibvirtd: @unchecked Sendable {
         guard !daemon.hasExited else {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw ConditionNeverMet(description: "libvirtd exited at start: \(log.suffix(2000))")
+        }
+    }
+
+    /// The procedure numbers of libvirt's remote program (`remote_protocol.x`: 23 is a lookup by name, 212
+    /// reads a state…) that clients have called so far, in order, since the daemon started with `logsCalls`.
+    /// Keepalive messages and other programs are left out.
+    public func calls() throws -> [Int] {
+        precondition(logsCalls, "start the daemon with logsCalls: true")
+        let received = "RPC_SERVER_CLIENT_MSG_RX:"
+        let remoteProgram = "prog=\(0x2000_8086) "
+        return try String(contentsOfFile: callLogPath, encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard line.contains(received), line.contains(remoteProgram),
+                let field = line.split(separator: " ").first(where: { $0.hasPrefix("proc=") })
+            else { return nil }
+            return Int(field.dropFirst("proc=".count))
         }
     }
 
