@@ -318,64 +318,75 @@ def load_round(lab, key, concurrency, duration, domains, clients=None):
 class RemoteTestDriver:
     """A libvirtd of the benchmark's own, as `nobody` in a fresh directory, serving a test-driver world of
     `domains` domains over its socket: every libvirt read is then a call to the daemon, as on qemu:///system,
-    where the embedded test driver answers in-process."""
+    where the embedded test driver answers in-process. Stopped, and its directory removed, on every path."""
 
     def __init__(self, domains):
+        self.process = None
         self.directory = tempfile.mkdtemp(prefix="fencegate-bench-libvirtd-")
-        os.chmod(self.directory, 0o755)  # nobody must reach its socket and world
-        nobody = pwd.getpwnam("nobody")
-        for name in ("home", "run"):
-            os.mkdir(os.path.join(self.directory, name))
-            os.chown(os.path.join(self.directory, name), nobody.pw_uid, nobody.pw_gid)
-        world = fixture_uri(self.directory, domains)[len("test://"):]
-        os.chmod(world, 0o644)
-        socket = os.path.join(self.directory, "run/libvirt/libvirt-sock")
-        self.uri = f"test+unix://{world}?socket={socket}"
-        environment = dict(os.environ, HOME=os.path.join(self.directory, "home"),
-                           XDG_RUNTIME_DIR=os.path.join(self.directory, "run"),
-                           LIBVIRT_LOG_OUTPUTS=f"3:file:{self.directory}/home/libvirtd.log")
-        self.process = subprocess.Popen(
-            ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--",
-             "/usr/sbin/libvirtd"], env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.process.poll() is not None or subprocess.run(
-            ["virsh", "-c", self.uri, "domstate", "node1"], capture_output=True).returncode == 0, 30, "libvirtd")
-        if self.process.poll() is not None:
-            raise RuntimeError(f"libvirtd exited at start (see {self.directory}/home/libvirtd.log)")
+        try:
+            os.chmod(self.directory, 0o755)  # nobody must reach its socket and world
+            nobody = pwd.getpwnam("nobody")
+            for name in ("home", "run"):
+                os.mkdir(os.path.join(self.directory, name))
+                os.chown(os.path.join(self.directory, name), nobody.pw_uid, nobody.pw_gid)
+            world = fixture_uri(self.directory, domains)[len("test://"):]
+            os.chmod(world, 0o644)
+            socket = os.path.join(self.directory, "run/libvirt/libvirt-sock")
+            self.uri = f"test+unix://{world}?socket={socket}"
+            environment = {"HOME": os.path.join(self.directory, "home"),
+                           "XDG_RUNTIME_DIR": os.path.join(self.directory, "run"),
+                           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                           "LIBVIRT_LOG_OUTPUTS": f"3:file:{self.directory}/home/libvirtd.log"}
+            self.process = subprocess.Popen(
+                ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", "--",
+                 "/usr/sbin/libvirtd"], env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            wait_for(lambda: self.process.poll() is not None or subprocess.run(
+                ["virsh", "-c", self.uri, "domstate", "node1"], capture_output=True).returncode == 0, 30,
+                "libvirtd")
+            if self.process.poll() is not None:
+                raise RuntimeError("the benchmark's libvirtd exited at start")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            if self.process:
+                terminate(self.process)
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def bench_load_remote(directory, duration):
     """One request in flight over a remote libvirtd (`RemoteTestDriver`), both servers; each row adds the
     daemon's CPU per request."""
-    lab, daemon = Lab(LOAD_NAMESPACES), None
+    lab = Lab(LOAD_NAMESPACES)
     try:
         daemon = RemoteTestDriver(16)
-        servers = Servers(lab, directory, daemon.uri)
-        table = {}
-        for label in ["fence_virtd", "fencegate"]:
-            process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
-            cpu_before, daemon_before = process_cpu_seconds(process.pid), process_cpu_seconds(daemon.process.pid)
-            row = load_round(lab, servers.key, 1, duration, 16)
-            if row["answered"]:
-                row["server_cpu_ms_per_request"] = (process_cpu_seconds(process.pid) - cpu_before) * 1000 / row["answered"]
-                row["libvirtd_cpu_ms_per_request"] = ((process_cpu_seconds(daemon.process.pid) - daemon_before) * 1000
-                                                      / row["answered"])
-            table[label] = row
-            print(f"  load generator over a remote libvirtd: {label:11} {row['requests_per_second']:7.0f} req/s"
-                  f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.1f} ms  failures {row['failures']}"
-                  f"  CPU ms/request: server {row['server_cpu_ms_per_request']:.3f},"
-                  f" libvirtd {row.get('libvirtd_cpu_ms_per_request', float('nan')):.3f}", flush=True)
-            lab.stop(process)
-        return table
-    finally:
-        if daemon:
+        try:
+            servers = Servers(lab, directory, daemon.uri)
+            table = {}
+            for label in ["fence_virtd", "fencegate"]:
+                process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
+                cpu_before = process_cpu_seconds(process.pid)
+                daemon_before = process_cpu_seconds(daemon.process.pid)
+                row = load_round(lab, servers.key, 1, duration, 16)
+                if row["answered"]:
+                    row["server_cpu_ms_per_request"] = ((process_cpu_seconds(process.pid) - cpu_before) * 1000
+                                                        / row["answered"])
+                    row["libvirtd_cpu_ms_per_request"] = ((process_cpu_seconds(daemon.process.pid) - daemon_before)
+                                                          * 1000 / row["answered"])
+                table[label] = row
+                print(f"  load generator over a remote libvirtd: {label:11} {row['requests_per_second']:7.0f} req/s"
+                      f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.1f} ms  failures {row['failures']}"
+                      f"  CPU ms/request: server {row['server_cpu_ms_per_request']:.3f},"
+                      f" libvirtd {row.get('libvirtd_cpu_ms_per_request', float('nan')):.3f}", flush=True)
+                lab.stop(process)
+            return table
+        finally:
             daemon.stop()
+    finally:
         lab.destroy()
 
 

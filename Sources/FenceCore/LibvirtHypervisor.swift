@@ -35,6 +35,8 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// observer. A lock of their own: libvirt's event thread must never wait on `condition`, which is held
     /// while a dropped connection is closed.
     private let changeObservers = Mutex<[@Sendable () -> Void]>([])
+    /// Set once the warning that libvirt runs on its default event loop has been logged.
+    private let warnedOfEventLoop = Atomic<Bool>(false)
 
     /// - Parameter maximumConnections: connections to spread concurrent calls over (the test driver: one).
     public init(uri: String, logger: Logger, maximumConnections: Int = 16) {
@@ -101,6 +103,14 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
         switch result {
         case .success(let connection):
             logger.debug("hypervisor connection opened", metadata: ["hypervisor.uri": "\(uri)", "slot": "\(chosen)"])
+            if let failure = LibvirtRuntime.eventLoopFailure,
+                !warnedOfEventLoop.exchange(true, ordering: .relaxed)
+            {
+                logger.warning(
+                    "libvirt runs on its default event loop, which costs more per call",
+                    metadata: ["reason": "\(failure)"]
+                )
+            }
             if chosen == 0, changeObservers.withLock({ !$0.isEmpty }) {
                 observeLifecycle(on: connection)
                 notifyChanges()  // what changed while there was no connection was not reported
@@ -275,14 +285,21 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
 private struct ConnectionReader: DomainReader {
     let connection: LibvirtConnection
 
+    /// A lookup that fails on the connection marks it dropped, as its reads do (`LibvirtFoundDomain`): a caller
+    /// may report the failure without throwing it through `LibvirtHypervisor.call`.
     func find(_ target: DomainTarget) throws -> any FoundDomain {
-        let domain =
-            if let uuid = target.uuid {
-                try connection.domain(uuid: uuid)
-            } else {
-                try connection.domain(named: target.text)
-            }
-        return try LibvirtFoundDomain(domain, on: connection)
+        do {
+            let domain =
+                if let uuid = target.uuid {
+                    try connection.domain(uuid: uuid)
+                } else {
+                    try connection.domain(named: target.text)
+                }
+            return try LibvirtFoundDomain(domain, on: connection)
+        } catch {
+            if error.isConnectionFailure { connection.health.markDropped() }
+            throw error
+        }
     }
 
     func state(ofDomain uuid: String) throws -> DomainState? {

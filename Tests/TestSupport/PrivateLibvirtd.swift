@@ -106,14 +106,24 @@ public final class PrivateLibvirtd: @unchecked Sendable {
                 try spawnProgram(Self.executable, [], environment: environment)
             }
         daemon.started(pid)
-        let probe = LibvirtHypervisor(uri: uri, logger: ServiceHarness.logger, maximumConnections: 1)
-        try await waitUntil("libvirtd answers on \(socketPath)", limit: .seconds(60)) {
-            guard !daemon.hasExited else { return true }
-            return (try? await onOwnThread { try probe.checkConnection() }) != nil
+        do {  // the probe is released at the end of this block, and its connection closed
+            let probe = LibvirtHypervisor(uri: uri, logger: ServiceHarness.logger, maximumConnections: 1)
+            try await waitUntil("libvirtd answers on \(socketPath)", limit: .seconds(60)) {
+                guard !daemon.hasExited else { return true }
+                return (try? await onOwnThread { try probe.checkConnection() }) != nil
+            }
         }
         guard !daemon.hasExited else {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw ConditionNeverMet(description: "libvirtd exited at start: \(log.suffix(2000))")
+        }
+        if logsCalls {
+            // The probe's connections close when the last reference to it goes, which a thread that ran it may
+            // hold a moment longer: wait for their closes (CONNECT_CLOSE, 2, one per CONNECT_OPEN, 1), so that no later count of calls takes them in.
+            try await waitUntil("the probe's connections are closed") {
+                let calls = try libvirtdCalls()
+                return calls.filter { $0 == 1 }.count == calls.filter { $0 == 2 }.count
+            }
         }
     }
 
@@ -122,6 +132,10 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     /// Keepalive messages and other programs are left out.
     public func calls() throws -> [Int] {
         precondition(logsCalls, "start the daemon with logsCalls: true")
+        return try libvirtdCalls()
+    }
+
+    private func libvirtdCalls() throws -> [Int] {
         let received = "RPC_SERVER_CLIENT_MSG_RX:"
         let remoteProgram = "prog=\(0x2000_8086) "
         return try String(contentsOfFile: callLogPath, encoding: .utf8).split(separator: "\n").compactMap { line in
@@ -136,6 +150,11 @@ public final class PrivateLibvirtd: @unchecked Sendable {
     public func qemuPID(ofDomain name: String) -> Int32? {
         let text = try? String(contentsOfFile: root + "/run/libvirt/qemu/run/\(name).pid", encoding: .utf8)
         return text.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Sends `signal` to the daemon (SIGSTOP: it stops answering, its socket still open; SIGCONT).
+    public func send(_ signal: Int32) {
+        if let pid = daemon.runningPID { kill(pid, signal) }
     }
 
     /// Sends `signal` to the daemon and waits until it has exited.
