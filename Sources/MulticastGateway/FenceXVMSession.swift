@@ -93,6 +93,7 @@ struct FenceXVMSession {
                     return .open(socket!, since: started)
                 }
                 let delivery = Self.send([Self.statusByte(domain)], on: socket!, deadline: .now + ioTimeout)
+                if delivery == nil { _ = socket!.awaitPeerClose(deadline: .now + Self.peerCloseGrace) }
                 socket = nil  // closed here, before the session ends
                 answered()
                 return .answered(delivery)
@@ -135,11 +136,17 @@ struct FenceXVMSession {
         var failure: (any Error)?
         do {
             let sent = try socket.writeWithoutWaiting(answer)
-            if sent < answer.count {
-                // Rare (a host list larger than the socket's buffer): the pool's job may hold the socket a
-                // moment after this returns, so the session may be counted closed a moment before it is.
-                let (rest, deadline, socket) = (Array(answer[sent...]), ContinuousClock.now + timeout, copy socket)
+            // The pool's jobs may hold the socket a moment after this returns, so the session may be counted
+            // closed a moment before it is.
+            let (rest, deadline, socket) = (Array(answer[sent...]), ContinuousClock.now + timeout, copy socket)
+            if !rest.isEmpty {
+                // Rare: a host list larger than the socket's buffer.
                 failure = try await pool.run { Self.send(rest, on: socket, deadline: deadline) }
+            }
+            if failure == nil {
+                // Then the client's close, as for a status answered at once (`peerCloseGrace`); with the pool
+                // full, closed at once.
+                _ = try? await pool.run { socket.awaitPeerClose(deadline: .now + Self.peerCloseGrace) }
             }
         } catch {
             failure = error
@@ -151,6 +158,11 @@ struct FenceXVMSession {
     }
 
     /// Writes `bytes` by `deadline`; the error if they could not all be sent.
+    /// How long a session waits, once its answer is sent, for the client to close first (fence_xvm closes as
+    /// soon as it has read the answer), so that the TIME_WAIT state stays on the client's side
+    /// (`Socket.awaitPeerClose`). A client that takes longer is closed on.
+    static let peerCloseGrace: Duration = .milliseconds(200)
+
     private static func send(_ bytes: [UInt8], on socket: Socket, deadline: ContinuousClock.Instant) -> SocketError? {
         do throws(SocketError) {
             try socket.write(bytes, deadline: deadline)

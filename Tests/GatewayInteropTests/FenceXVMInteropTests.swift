@@ -172,6 +172,28 @@ struct FenceXVMInteropTests {
         #expect(rows.allSatisfy { $0.result == .success })
     }
 
+    @Test("fence_xvm closes first, so the call backs' TIME_WAIT states stay in the guest, not on the host")
+    func clientClosesFirst() async throws {
+        let lab = try await GatewayLab(guests: 1)
+        try await lab.startFencegate()
+        // A status answered at once, one answered off, and changes (answered after the service's operation).
+        for (domain, action, exit) in [("pcmk1", "status", 0), ("stopped1", "status", 2), ("pcmk1", "off", 0)]
+            + [("pcmk1", "on", 0)] as [(String, String, Int32)]
+        {
+            let result = try await lab.fenceXVM(["-H", domain, "-o", action])
+            #expect(result.status == exit, "\(action) \(domain): \(result.stdout)\(result.stderr)")
+        }
+        func timeWaits(in namespace: String) async throws -> [Substring] {
+            let listing = try await lab.lab.run(in: namespace, ["ss", "-tanH", "state", "time-wait"])
+            return listing.stdout.split(separator: "\n").filter { $0.contains(":1229") }
+        }
+        // Every call back went to the guest's port 1229: a side that closes first keeps its TIME_WAIT for a
+        // minute, and on the host each one is searched through when the next call back picks its port.
+        let onHost = try await timeWaits(in: lab.lab.host)
+        #expect(onHost.isEmpty, "\(onHost)")
+        #expect(try await timeWaits(in: lab.lab.guests[0].namespace).count == 4)
+    }
+
     @Test("fence_virt -T over TCP, from the host and from a guest")
     func tcp() async throws {
         let lab = try await GatewayLab(guests: 1)

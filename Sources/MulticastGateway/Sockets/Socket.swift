@@ -220,6 +220,23 @@ package final class Socket: @unchecked Sendable {
         return result
     }
 
+    /// Waits, at most until `deadline`, for the peer to close its side (end of file), reading and dropping
+    /// whatever it sends meanwhile; true if it closed. Closing after the peer leaves its side holding the
+    /// TIME_WAIT state: fence_xvm listens on one port (1229), so every call back to a guest goes to the same
+    /// address and port, and a side that closes first keeps one such state per call back for a minute, which
+    /// the kernel then searches through for each new connection's local port.
+    func awaitPeerClose(deadline: ContinuousClock.Instant) -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while (try? wait(until: deadline)) == true {
+            let received = scratch.withUnsafeMutableBytes {
+                recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+            }
+            if received == 0 { return true }
+            if received < 0, errno != EINTR, errno != EAGAIN { return false }
+        }
+        return false
+    }
+
     /// Reads exactly `count` bytes within `timeout` from now.
     package func read(exactly count: Int, timeout: Duration) throws(SocketError) -> [UInt8] {
         try read(exactly: count, deadline: .now + timeout)
