@@ -82,6 +82,7 @@ struct FenceXVMSession {
         // A status answered at once waits for libvirt on the pool's thread: past the deadline a status has
         // through the fence service, the session ends without it (the thread runs on until libvirt answers).
         let sessionDeadline = deadline + service.configuration.operationTimeout
+        let lingers = requester.frontEnd == .multicast  // a call back (`peerCloseGrace`)
         let connected: Connected
         do {
             connected = try await pool.run(until: sessionDeadline) {
@@ -93,7 +94,9 @@ struct FenceXVMSession {
                     return .open(socket!, since: started)
                 }
                 let delivery = Self.send([Self.statusByte(domain)], on: socket!, deadline: .now + ioTimeout)
-                if delivery == nil { _ = socket!.awaitPeerClose(deadline: .now + Self.peerCloseGrace) }
+                if delivery == nil, lingers {
+                    _ = socket!.awaitPeerClose(deadline: min(.now + Self.peerCloseGrace, sessionDeadline))
+                }
                 socket = nil  // closed here, before the session ends
                 answered()
                 return .answered(delivery)
@@ -119,34 +122,43 @@ struct FenceXVMSession {
         case .open(let socket, let started):
             let answer = await answer(request, since: started, groups: configuration.groups, from: requester)
             // The socket is closed when `deliver` returns (see there for a rare exception).
-            await deliver(answer, on: consume socket, within: ioTimeout, logger: logger)
+            await deliver(answer, on: consume socket, within: ioTimeout, lingering: lingers, logger: logger)
             answered()
         }
     }
 
-    /// Sends `answer` and closes the socket (the caller hands over its reference). The answer is a byte or a
-    /// short host list: the socket's buffer takes it at once, so it is sent from here; only what it does not
-    /// take waits on the pool.
+    /// Sends `answer` and closes the socket (the caller hands over its reference), waiting first, if
+    /// `lingering`, for the client to close (`peerCloseGrace`). The answer is a byte or a short host list: the
+    /// socket's buffer takes it at once, so it is sent from here; what it does not take, and the wait, run in
+    /// one job on the pool, which takes the socket out of a hand-off box and lets it go inside the job, so that
+    /// it is closed by the time this returns (with the pool full: at once).
     private func deliver(
         _ answer: [UInt8],
         on socket: consuming Socket,
         within timeout: Duration,
+        lingering: Bool,
         logger: Logger
     ) async {
         var failure: (any Error)?
         do {
             let sent = try socket.writeWithoutWaiting(answer)
-            // The pool's jobs may hold the socket a moment after this returns, so the session may be counted
-            // closed a moment before it is.
-            let (rest, deadline, socket) = (Array(answer[sent...]), ContinuousClock.now + timeout, copy socket)
-            if !rest.isEmpty {
-                // Rare: a host list larger than the socket's buffer.
-                failure = try await pool.run { Self.send(rest, on: socket, deadline: deadline) }
-            }
-            if failure == nil {
-                // Then the client's close, as for a status answered at once (`peerCloseGrace`); with the pool
-                // full, closed at once.
-                _ = try? await pool.run { socket.awaitPeerClose(deadline: .now + Self.peerCloseGrace) }
+            let rest = Array(answer[sent...])
+            if !rest.isEmpty || lingering {
+                let (box, deadline) = (SocketHandOff(copy socket), ContinuousClock.now + timeout)
+                do {
+                    failure = try await pool.run { () -> SocketError? in
+                        guard let socket = try? box.take() else { return nil }
+                        // Rare: a host list larger than the socket's buffer.
+                        if !rest.isEmpty, let failure = Self.send(rest, on: socket, deadline: deadline) {
+                            return failure
+                        }
+                        if lingering { _ = socket.awaitPeerClose(deadline: .now + Self.peerCloseGrace) }
+                        return nil
+                    }
+                } catch {
+                    _ = try? box.take()
+                    if !rest.isEmpty { failure = error }  // else all was sent: closed without the wait
+                }
             }
         } catch {
             failure = error
@@ -157,12 +169,13 @@ struct FenceXVMSession {
         }
     }
 
-    /// Writes `bytes` by `deadline`; the error if they could not all be sent.
-    /// How long a session waits, once its answer is sent, for the client to close first (fence_xvm closes as
+    /// How long a call back waits, once its answer is sent, for the client to close first (fence_xvm closes as
     /// soon as it has read the answer), so that the TIME_WAIT state stays on the client's side
-    /// (`Socket.awaitPeerClose`). A client that takes longer is closed on.
+    /// (`Socket.awaitPeerClose`). A client that takes longer is closed on. Only call backs wait: a connection
+    /// the TCP listener accepted leaves no state that Fencegate's own connections must search through.
     static let peerCloseGrace: Duration = .milliseconds(200)
 
+    /// Writes `bytes` by `deadline`; the error if they could not all be sent.
     private static func send(_ bytes: [UInt8], on socket: Socket, deadline: ContinuousClock.Instant) -> SocketError? {
         do throws(SocketError) {
             try socket.write(bytes, deadline: deadline)

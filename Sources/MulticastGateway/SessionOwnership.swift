@@ -14,8 +14,8 @@ final class RunOnce: Sendable {
     }
 }
 
-/// Holds an accepted socket until the session takes it, so that the session holds the only reference and
-/// the descriptor is closed when the session lets go of it, before the session is counted closed.
+/// Holds a socket until the session (or the pool job that ends its answer) takes it, so that the taker holds
+/// the only other reference and the descriptor is closed when it lets go, before the session is counted closed.
 final class SocketHandOff: Sendable {
     private let socket: Mutex<Socket?>
 

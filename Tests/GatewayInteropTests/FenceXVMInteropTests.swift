@@ -189,9 +189,13 @@ struct FenceXVMInteropTests {
         }
         // Every call back went to the guest's port 1229: a side that closes first keeps its TIME_WAIT for a
         // minute, and on the host each one is searched through when the next call back picks its port.
+        // The guest's last socket turns to TIME_WAIT once the host has closed its side, a moment after fence_xvm
+        // exits.
+        try await waitUntil("the guest holds the four TIME_WAIT states", limit: .seconds(5)) {
+            try await timeWaits(in: lab.lab.guests[0].namespace).count == 4
+        }
         let onHost = try await timeWaits(in: lab.lab.host)
         #expect(onHost.isEmpty, "\(onHost)")
-        #expect(try await timeWaits(in: lab.lab.guests[0].namespace).count == 4)
     }
 
     @Test("fence_virt -T over TCP, from the host and from a guest")

@@ -220,8 +220,9 @@ package final class Socket: @unchecked Sendable {
         return result
     }
 
-    /// Waits, at most until `deadline`, for the peer to close its side (end of file), reading and dropping
-    /// whatever it sends meanwhile; true if it closed. Closing after the peer leaves its side holding the
+    /// Waits, at most until `deadline`, for the peer to close its side (end of file); true if it closed. A
+    /// peer that sends anything instead ends the wait at once (false): closing then resets the connection,
+    /// which leaves no TIME_WAIT state either. Closing after the peer leaves its side holding the
     /// TIME_WAIT state: fence_xvm listens on one port (1229), so every call back to a guest goes to the same
     /// address and port, and a side that closes first keeps one such state per call back for a minute, which
     /// the kernel then searches through for each new connection's local port.
@@ -232,7 +233,7 @@ package final class Socket: @unchecked Sendable {
                 recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
             }
             if received == 0 { return true }
-            if received < 0, errno != EINTR, errno != EAGAIN { return false }
+            if received > 0 || (errno != EINTR && errno != EAGAIN) { return false }
         }
         return false
     }
