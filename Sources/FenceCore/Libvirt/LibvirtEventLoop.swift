@@ -179,8 +179,8 @@ final class LibvirtEventLoop: @unchecked Sendable {
             if events == 0 {
                 if watch.inEpoll { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, watch.registered, nil) }
                 watch.inEpoll = false
-            } else if watch.inEpoll {
-                watch.inEpoll = register(watch, id: id, operation: EPOLL_CTL_MOD)
+            } else if watch.inEpoll, !register(watch, id: id, operation: EPOLL_CTL_MOD) {
+                watch.inEpoll = errno != ENOENT  // else still registered, with its old events: tried again later
             }
             if events != 0, !watch.inEpoll {
                 // Not in epoll (turned off, or refused before): added again; should epoll refuse it now (out of
