@@ -315,6 +315,17 @@ def load_round(lab, key, concurrency, duration, domains, clients=None):
             "server_cpu_ms_per_request": float("nan")}
 
 
+def measured_load_round(lab, key, concurrency, duration, processes):
+    """`load_round` over 16 domains, with `NAME_cpu_ms_per_request` for each NAME: PID of `processes` (its user +
+    system time over the round ÷ the requests answered)."""
+    before = {name: process_cpu_seconds(pid) for name, pid in processes.items()}
+    row = load_round(lab, key, concurrency, duration, 16)
+    if row["answered"]:
+        for name, pid in processes.items():
+            row[f"{name}_cpu_ms_per_request"] = (process_cpu_seconds(pid) - before[name]) * 1000 / row["answered"]
+    return row
+
+
 class RemoteTestDriver:
     """A libvirtd of the benchmark's own, as `nobody` in a fresh directory, serving a test-driver world of
     `domains` domains over its socket: every libvirt read is then a call to the daemon, as on qemu:///system,
@@ -369,14 +380,8 @@ def bench_load_remote(directory, duration):
             table = {}
             for label in ["fence_virtd", "fencegate"]:
                 process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
-                cpu_before = process_cpu_seconds(process.pid)
-                daemon_before = process_cpu_seconds(daemon.process.pid)
-                row = load_round(lab, servers.key, 1, duration, 16)
-                if row["answered"]:
-                    row["server_cpu_ms_per_request"] = ((process_cpu_seconds(process.pid) - cpu_before) * 1000
-                                                        / row["answered"])
-                    row["libvirtd_cpu_ms_per_request"] = ((process_cpu_seconds(daemon.process.pid) - daemon_before)
-                                                          * 1000 / row["answered"])
+                row = measured_load_round(lab, servers.key, 1, duration,
+                                          {"server": process.pid, "libvirtd": daemon.process.pid})
                 table[label] = row
                 print(f"  load generator over a remote libvirtd: {label:11} {row['requests_per_second']:7.0f} req/s"
                       f"  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:7.1f} ms  failures {row['failures']}"
@@ -399,10 +404,7 @@ def bench_load(directory, concurrencies, duration):
         for label in ["fence_virtd", "fencegate"]:
             process = servers.fence_virtd() if label == "fence_virtd" else servers.fencegate()
             for concurrency in concurrencies:
-                cpu_before = process_cpu_seconds(process.pid)
-                row = load_round(lab, servers.key, concurrency, duration, 16)
-                if row["answered"]:
-                    row["server_cpu_ms_per_request"] = (process_cpu_seconds(process.pid) - cpu_before) * 1000 / row["answered"]
+                row = measured_load_round(lab, servers.key, concurrency, duration, {"server": process.pid})
                 table[(label, concurrency)] = row
                 print(f"  load generator: {label:11} in flight {concurrency:3}  {row['requests_per_second']:7.0f} req/s"
                       f"  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:7.1f} ms  failures {row['failures']}"

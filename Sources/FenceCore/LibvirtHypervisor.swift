@@ -297,8 +297,7 @@ private struct ConnectionReader: DomainReader {
                 }
             return try LibvirtFoundDomain(domain, on: connection)
         } catch {
-            if error.isConnectionFailure { connection.health.markDropped() }
-            throw error
+            throw connection.health.noting(error)
         }
     }
 
@@ -335,7 +334,7 @@ private struct LibvirtFoundDomain: FoundDomain {
         do {
             return try domain.isPersistent()
         } catch {
-            throw noted(error)
+            throw health.noting(error)
         }
     }
 
@@ -351,13 +350,7 @@ private struct LibvirtFoundDomain: FoundDomain {
         do {
             return try domain.state()
         } catch {
-            throw noted(error)
+            throw health.noting(error)
         }
-    }
-
-    /// `error`, after marking the connection dropped if it failed there.
-    private func noted(_ error: LibvirtError) -> LibvirtError {
-        if error.isConnectionFailure { health.markDropped() }
-        return error
     }
 }

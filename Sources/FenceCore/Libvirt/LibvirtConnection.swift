@@ -145,6 +145,13 @@ final class ConnectionHealth: Sendable {
     var isDropped: Bool { dropped.load(ordering: .acquiring) }
 
     func markDropped() { dropped.store(true, ordering: .releasing) }
+
+    /// `error`, after marking the connection dropped if the connection is what failed: for a failure reported
+    /// later rather than thrown through `LibvirtHypervisor`'s call wrapper.
+    func noting(_ error: LibvirtError) -> LibvirtError {
+        if error.isConnectionFailure { markDropped() }
+        return error
+    }
 }
 
 /// libvirt's close callback: runs on the event-loop thread; only flips an atomic flag.

@@ -41,6 +41,7 @@ final class LibvirtEventLoop: @unchecked Sendable {
         var inEpoll: Bool
         let callback: virEventHandleCallback
         let opaque: UnsafeMutableRawPointer?
+        let free: virFreeCallback?
     }
 
     /// A timer libvirt set.
@@ -50,6 +51,7 @@ final class LibvirtEventLoop: @unchecked Sendable {
         var frequency: Int32
         let callback: virEventTimeoutCallback
         let opaque: UnsafeMutableRawPointer?
+        let free: virFreeCallback?
     }
 
     /// What a removal leaves to free on the loop's thread.
@@ -64,8 +66,6 @@ final class LibvirtEventLoop: @unchecked Sendable {
         var watches: [Int32: Watch] = [:]
         var timers: [Int32: Timer] = [:]
         var frees: [PendingFree] = []
-        /// The free functions of watches and timers, by id, kept until removal.
-        var freeFunctions: [Int32: PendingFree] = [:]
 
         mutating func nextID() -> Int32? {
             guard lastID < Int32.max else { return nil }
@@ -151,7 +151,8 @@ final class LibvirtEventLoop: @unchecked Sendable {
                 events: events,
                 inEpoll: false,
                 callback: callback,
-                opaque: opaque
+                opaque: opaque,
+                free: free
             )
             // Added even when nothing is wanted yet, so that a descriptor epoll refuses fails here, where
             // libvirt learns of it, and not silently later.
@@ -165,7 +166,6 @@ final class LibvirtEventLoop: @unchecked Sendable {
                 watch.inEpoll = true
             }
             registry.watches[id] = watch
-            if let free { registry.freeFunctions[id] = PendingFree(free: free, opaque: opaque) }
             return id
         }
     }
@@ -194,7 +194,7 @@ final class LibvirtEventLoop: @unchecked Sendable {
     fileprivate func removeWatch(_ id: Int32) -> Int32 {
         let removed = registry.withLock { registry -> Bool in
             guard let watch = registry.watches.removeValue(forKey: id) else { return false }
-            retire(id, descriptor: watch.registered, inEpoll: watch.inEpoll, in: &registry)
+            retire(watch.registered, inEpoll: watch.inEpoll, free: watch.free, opaque: watch.opaque, in: &registry)
             return true
         }
         return removed ? 0 : -1
@@ -202,10 +202,16 @@ final class LibvirtEventLoop: @unchecked Sendable {
 
     /// Takes a removed watch's or timer's descriptor out of epoll and closes it, and leaves its free function
     /// to the loop, which is woken to run it. Call with the registry locked.
-    private func retire(_ id: Int32, descriptor: Int32, inEpoll: Bool, in registry: inout Registry) {
+    private func retire(
+        _ descriptor: Int32,
+        inEpoll: Bool,
+        free: virFreeCallback?,
+        opaque: UnsafeMutableRawPointer?,
+        in registry: inout Registry
+    ) {
         if inEpoll { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil) }
         close(descriptor)
-        if let free = registry.freeFunctions.removeValue(forKey: id) { registry.frees.append(free) }
+        if let free { registry.frees.append(PendingFree(free: free, opaque: opaque)) }
         wake()
     }
 
@@ -243,8 +249,13 @@ final class LibvirtEventLoop: @unchecked Sendable {
                 return -1
             }
             Self.arm(fd, frequency: frequency)
-            registry.timers[id] = Timer(fd: fd, frequency: frequency, callback: callback, opaque: opaque)
-            if let free { registry.freeFunctions[id] = PendingFree(free: free, opaque: opaque) }
+            registry.timers[id] = Timer(
+                fd: fd,
+                frequency: frequency,
+                callback: callback,
+                opaque: opaque,
+                free: free
+            )
             return id
         }
     }
@@ -261,7 +272,7 @@ final class LibvirtEventLoop: @unchecked Sendable {
     fileprivate func removeTimer(_ id: Int32) -> Int32 {
         let removed = registry.withLock { registry -> Bool in
             guard let timer = registry.timers.removeValue(forKey: id) else { return false }
-            retire(id, descriptor: timer.fd, inEpoll: true, in: &registry)
+            retire(timer.fd, inEpoll: true, free: timer.free, opaque: timer.opaque, in: &registry)
             return true
         }
         return removed ? 0 : -1
