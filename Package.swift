@@ -57,10 +57,12 @@ let package = Package(
         // in /usr/include/corosync and the module map names the libraries.
         .systemLibrary(name: "CCorosync", providers: [.apt(["libcpg-dev", "libvotequorum-dev"])]),
 
+        .target(name: "Locking", swiftSettings: swiftSettings),
         .target(
             name: "Store",
             dependencies: [
                 "CSQLite",
+                "Locking",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -68,6 +70,7 @@ let package = Package(
         .target(
             name: "FenceCore",
             dependencies: [
+                "Locking",
                 "CLibvirt",
                 "CLibcrypto",
                 "Store",
@@ -80,6 +83,7 @@ let package = Package(
         .target(
             name: "FenceAPI",
             dependencies: [
+                "Locking",
                 "FenceCore",
                 "Store",
                 "CMicroHTTPD",
@@ -92,6 +96,7 @@ let package = Package(
         .target(
             name: "MulticastGateway",
             dependencies: [
+                "Locking",
                 "FenceCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -101,6 +106,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
+                "Locking",
                 "FenceCore",
                 "Store",
                 "CCorosync",
@@ -210,7 +216,7 @@ let package = Package(
         .testTarget(
             name: "FenceCoreTests",
             dependencies: [
-                "FenceCore", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                "FenceCore", "Locking", "Store", "TestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

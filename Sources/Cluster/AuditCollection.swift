@@ -1,4 +1,5 @@
 import FenceCore
+import Locking
 import Store
 import Synchronization
 
@@ -19,7 +20,7 @@ final class AuditCollection: Sendable {
     }
 
     private let nextSerial = Atomic<UInt64>(UInt64.random(in: 1...(UInt64.max / 2)))
-    private let collections = Mutex<[UInt64: Collection]>([:])
+    private let collections = Locked<[UInt64: Collection]>([:])
     private let done = Rendezvous<UInt64, Bool>()
 
     /// The most merged queries this member waits for at once: each makes every host read its log and send

@@ -1,4 +1,5 @@
 public import FenceCore
+import Locking
 public import Store
 import Synchronization
 

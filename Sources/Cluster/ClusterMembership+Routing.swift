@@ -1,5 +1,6 @@
 public import FenceCore
 import FoundationEssentials
+import Locking
 import Logging
 import Synchronization
 

@@ -1,5 +1,6 @@
 public import FenceCore
 import FoundationEssentials
+import Locking
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -64,9 +65,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
 
     public let configuration: Configuration
     let logger: Logger
-    let current: Mutex<View>
+    let current: Locked<View>
     /// The group while joined: requests and claims are sent through it.
-    let joined = Mutex<CPGGroup?>(nil)
+    let joined = Locked<CPGGroup?>(nil)
     /// This host's requests and claims waiting for the cluster's decision or the executor's answer.
     let forwarding = Forwarding()
     /// This member's merged audit queries waiting for the hosts' pages.
@@ -75,7 +76,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     let answering = Atomic<Int>(0)
     /// Work a delivery calls for that must not hold up the event loop (sending, reading the audit log):
     /// started by the event loop as child tasks of the membership.
-    let followUps = Mutex<[@Sendable () async -> Void]>([])
+    let followUps = Locked<[@Sendable () async -> Void]>([])
     /// Where forwarded requests are executed (nil: this member executes nothing).
     let service: FenceService?
 
@@ -89,9 +90,9 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
         }
     }
     /// This host's introduction as it is now (keys can change on reload).
-    let hello: Mutex<Hello>
+    let hello: Locked<Hello>
     /// While joined: asks the hello sender to introduce this host again (the newest request is enough).
-    private let introductions = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    private let introductions = Locked<AsyncStream<Void>.Continuation?>(nil)
 
     /// This host's domains, as the fence service lists them, and its signals when they change.
     private let localDomains: (@Sendable () async throws -> [DomainInfo])?
@@ -107,7 +108,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
     public init(configuration: Configuration, service: FenceService? = nil, logger: Logger) {
         self.configuration = configuration
         self.service = service
-        current = Mutex(View(hostName: configuration.hello.hostName, role: configuration.hello.role))
+        current = Locked(View(hostName: configuration.hello.hostName, role: configuration.hello.role))
         if let service {
             // Bounded: a hung hypervisor makes this host's report "unknown", not late.
             localDomains = { try await service.domains(deadline: .now + Self.listingLimit) }
@@ -118,7 +119,7 @@ public final class ClusterMembership: Service, ClusterDirectory, Sendable {
             domainChanges = nil
             metrics = nil
         }
-        hello = Mutex(configuration.hello)
+        hello = Locked(configuration.hello)
         var logger = logger
         logger[metadataKey: "cluster.name"] = "\(configuration.name)"
         self.logger = logger

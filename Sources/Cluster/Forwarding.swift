@@ -1,4 +1,5 @@
 import FenceCore
+import Locking
 import Synchronization
 
 /// This host's requests and call-back claims that wait for the cluster: each is answered exactly once, by
@@ -23,7 +24,7 @@ final class Forwarding: Sendable {
     /// Serials start at a random number: a late answer meant for an earlier process that had the same
     /// node id and pid does not answer a request of this one.
     private let nextSerial = Atomic<UInt64>(UInt64.random(in: 1...(UInt64.max / 2)))
-    private let requests = Mutex<[UInt64: Request]>([:])
+    private let requests = Locked<[UInt64: Request]>([:])
     private let outcomes = Rendezvous<UInt64, RouteOutcome>()
     private let claims = Rendezvous<CallbackClaim, Bool>()
 

@@ -1,4 +1,5 @@
 import FenceCore
+import Locking
 import Synchronization
 
 /// Answers that one task at a time waits for, by key: the first answer counts and stays (a later wait
@@ -13,7 +14,7 @@ final class Rendezvous<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         var expiredWait: UInt64?
     }
 
-    private let slots = Mutex<[Key: Slot]>([:])
+    private let slots = Locked<[Key: Slot]>([:])
     private let waits = Atomic<UInt64>(0)
     private let scheduler: DeadlineScheduler
 

@@ -1,6 +1,6 @@
 import FoundationEssentials
+import Locking
 import Store
-import Synchronization
 
 /// Bounds how fast one kind of row can grow the audit log: refusals (a peer needs no credentials to be
 /// refused) and reads (a read token or a guest may ask as often as it likes).
@@ -63,7 +63,7 @@ final class AuditRowLimiter: Sendable {
     /// What is limited, for the summary rows and log lines: `refusal`, `read`.
     let kind: String
     let limits: Limits
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let clock = ContinuousClock()
 
     /// The error code of this limiter's summary rows: `refusals_not_recorded`, `reads_not_recorded`.
@@ -72,7 +72,7 @@ final class AuditRowLimiter: Sendable {
     init(kind: String, limits: Limits = Limits()) {
         self.kind = kind
         self.limits = limits
-        state = Mutex(State(overallStart: clock.now))
+        state = Locked(State(overallStart: clock.now))
     }
 
     /// Decides whether `intent` from `client` gets a row of its own; returns also any summary of an

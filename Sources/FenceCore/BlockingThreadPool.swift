@@ -1,5 +1,5 @@
 package import FoundationEssentials
-import Synchronization
+import Locking
 
 /// Threads for blocking C calls (libvirt, socket I/O), so they never occupy Swift's cooperative pool.
 ///
@@ -96,8 +96,9 @@ package final class BlockingThreadPool: @unchecked Sendable {
             condition.lock()
             inPlace -= 1
             // A share is free: any waiting thread (idle, or waiting for a share) can take the next job.
-            if pendingHead < pending.count { condition.signal() }
+            let wake = pendingHead < pending.count
             condition.unlock()
+            if wake { condition.signal() }
         }
         return try body()
     }
@@ -113,7 +114,10 @@ package final class BlockingThreadPool: @unchecked Sendable {
                 submit(
                     Job(
                         id: id,
-                        run: { continuation.resume(with: Result(catching: body)) },
+                        run: {
+                            let result = Result(catching: body)
+                            PoolThreadResumption.resumingHere { continuation.resume(with: result) }
+                        },
                         abandon: { continuation.resume(throwing: $0) }
                     )
                 )
@@ -148,7 +152,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
                         run: {
                             let result = Result(catching: body)
                             scheduler.cancel(ticket)
-                            answer.resume(with: result)
+                            PoolThreadResumption.resumingHere { answer.resume(with: result) }
                         },
                         abandon: { error in
                             scheduler.cancel(ticket)
@@ -188,8 +192,11 @@ package final class BlockingThreadPool: @unchecked Sendable {
         }
         pending.append(job)
         let spawn = queued + 1 > idle && threads < maximumThreads
-        if spawn { threads += 1 } else { condition.signal() }
+        if spawn { threads += 1 }
         condition.unlock()
+        // Signalled after unlocking, so that the woken thread does not wait at once for the lock held here
+        // (it finds the job queued whenever it gets the lock: waiting threads loop on the queue).
+        if !spawn { condition.signal() }
         if spawn {
             do {
                 try startThread(name) { [self] in work() }
@@ -271,7 +278,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
 
 /// A continuation resumed by whichever of a job and its deadline comes first; the other's result is dropped.
 private final class AnswerOnce<T: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    private let continuation = Locked<CheckedContinuation<T, any Error>?>(nil)
 
     func start(_ continuation: CheckedContinuation<T, any Error>) {
         self.continuation.withLock { $0 = continuation }

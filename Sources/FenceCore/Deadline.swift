@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Thrown by `withDeadline` when the deadline passes first.
 struct DeadlineExceeded: Error {}
@@ -56,7 +56,7 @@ private final class DeadlineRace<T: Sendable>: Sendable {
         var finished = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let scheduler: DeadlineScheduler
 
     init(scheduler: DeadlineScheduler) {

@@ -1,6 +1,6 @@
 import Dispatch
 import FoundationEssentials
-import Synchronization
+import Locking
 
 /// Fires actions at deadlines, on one thread for the whole process.
 ///
@@ -79,7 +79,7 @@ package final class DeadlineScheduler: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Wakes the thread early: a new earliest deadline arrived.
     private let wakeUp = DispatchSemaphore(value: 0)
     private let name: String

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// One FIFO lock per domain: operations on the same domain run one at a time, in arrival order;
 /// operations on different domains never wait for each other.
@@ -17,7 +17,7 @@ final class DomainLocks: Sendable {
         var nextWaiterID: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Waits for the lock on `key`. Throws `CancellationError` if the task is cancelled while waiting,
     /// in which case the lock is not taken.

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import Synchronization
+import Locking
 
 /// How fence races are settled: when two cluster nodes fence each other at once, the first request wins
 /// and the other is refused, because its requester is being fenced or was fenced moments ago.
@@ -66,7 +66,7 @@ final class FenceLedger: Sendable {
         }
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Locked<[String: Entry]>([:])
     private let clock = ContinuousClock()
 
     /// A request's sender, as the ledger tells it apart.

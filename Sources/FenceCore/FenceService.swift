@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Locking
 public import Logging
 public import Store
 import Synchronization
@@ -77,7 +78,7 @@ public final class FenceService: Sendable {
     let ledger = FenceLedger()
     /// Operations (`perform`) holding a domain's lock now; `statusAtOnce` answers only while there are none.
     let changesUnderWay = Atomic<Int>(0)
-    private let cluster = Mutex<(any ClusterDirectory)?>(nil)
+    private let cluster = Locked<(any ClusterDirectory)?>(nil)
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Answers "is the hypervisor reachable?" for health checks, at most one check at a time.
 ///
@@ -25,7 +25,7 @@ final class HypervisorProbe: Sendable {
         var nextWaiter: UInt64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let clock = ContinuousClock()
     private let scheduler: DeadlineScheduler
     let timeout: Duration

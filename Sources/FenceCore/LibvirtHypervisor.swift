@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Locking
 public import Logging
 import Synchronization
 
@@ -34,7 +35,7 @@ public final class LibvirtHypervisor: Hypervisor, @unchecked Sendable {
     /// world; for other drivers, one connection is enough to hear every domain's events) once there is an
     /// observer. A lock of their own: libvirt's event thread must never wait on `condition`, which is held
     /// while a dropped connection is closed.
-    private let changeObservers = Mutex<[@Sendable () -> Void]>([])
+    private let changeObservers = Locked<[@Sendable () -> Void]>([])
     /// Set once the warning that libvirt runs on its default event loop has been logged.
     private let warnedOfEventLoop = Atomic<Bool>(false)
 

@@ -1,5 +1,5 @@
+import Locking
 import Store
-import Synchronization
 
 /// The tokens as last read from the audit database, kept while their generation stays the same.
 ///
@@ -24,7 +24,7 @@ final class TokenCache: Sendable {
     }
 
     private let store: AuditStore
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(store: AuditStore) {
         self.store = store

@@ -1,5 +1,6 @@
 public import FenceCore
 import FoundationEssentials
+import Locking
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -18,7 +19,7 @@ public struct GatewayError: Error, CustomStringConvertible {
 /// its own thread until a datagram or connection arrives (or the shutdown wakes it); each verified request
 /// is handled in a child task of `run()`, so a slow operation for one guest never delays another guest's.
 public final class FenceXVMGateway: Service, Sendable {
-    private let current: Mutex<GatewayConfiguration>
+    private let current: Locked<GatewayConfiguration>
     private let service: FenceService
     private let logger: Logger
     private let session: FenceXVMSession
@@ -77,7 +78,7 @@ public final class FenceXVMGateway: Service, Sendable {
             throw GatewayError(description: "cannot create the gateway's wake-up pipe: \(error)")
         }
         self.service = service
-        self.current = Mutex(configuration)
+        self.current = Locked(configuration)
         self.logger = logger
         self.history = RequestHistory(window: configuration.historyWindow)
         // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits;
@@ -187,7 +188,7 @@ public final class FenceXVMGateway: Service, Sendable {
                 do {
                     if let work = try step() {
                         drained.requestStarted()
-                        Task.immediate { [drained] in
+                        Task.immediate(executorPreference: ResumeOnPoolThread.shared) { [drained] in
                             await work()
                             drained.requestEnded()
                         }
@@ -392,7 +393,7 @@ final class GatewaySessions: Sendable {
         var byAddress: [Listener: [String: Int]] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Sessions open now; for tests.
     var census: (callbacks: Int, connections: Int) { state.withLock { ($0.callbacks, $0.connections) } }
@@ -437,7 +438,7 @@ final class GatewayDrain: Sendable {
         var requests = 0
     }
 
-    private let counts = Mutex(Counts())
+    private let counts = Locked(Counts())
     let stream: AsyncStream<Never>
     private let finish: AsyncStream<Never>.Continuation
 

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Synchronization
+import Locking
 
 /// Duplicate suppression, keyed as fence_virtd keys it: (request code, sequence number, domain ignoring
 /// ASCII case).
@@ -55,7 +55,7 @@ final class RequestHistory: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let window: Duration
     private let clock = ContinuousClock()
 

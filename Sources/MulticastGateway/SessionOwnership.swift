@@ -1,12 +1,12 @@
-import Synchronization
+import Locking
 
 /// An action that runs at most once, whichever of its callers comes first: a session's end, from the thread
 /// that sent its answer or from the session's task when it ends without one.
 final class RunOnce: Sendable {
-    private let action: Mutex<(@Sendable () -> Void)?>
+    private let action: Locked<(@Sendable () -> Void)?>
 
     init(_ action: @escaping @Sendable () -> Void) {
-        self.action = Mutex(action)
+        self.action = Locked(action)
     }
 
     func run() {
@@ -17,10 +17,10 @@ final class RunOnce: Sendable {
 /// Holds a socket until the session (or the pool job that ends its answer) takes it, so that the taker holds
 /// the only other reference and the descriptor is closed when it lets go, before the session is counted closed.
 final class SocketHandOff: Sendable {
-    private let socket: Mutex<Socket?>
+    private let socket: Locked<Socket?>
 
     init(_ socket: Socket) {
-        self.socket = Mutex(socket)
+        self.socket = Locked(socket)
     }
 
     /// The socket, for a call that returns before `take()` (reading the request).

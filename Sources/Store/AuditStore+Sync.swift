@@ -1,5 +1,6 @@
 import Dispatch
 import FoundationEssentials
+import Locking
 import Logging
 import Synchronization
 

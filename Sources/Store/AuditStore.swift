@@ -2,8 +2,8 @@ internal import CSQLite
 import Dispatch
 public import FoundationEssentials
 import Glibc
+import Locking
 public import Logging
-import Synchronization
 
 /// The audit log: one SQLite file in WAL mode with `synchronous=FULL`, so a row is on disk when a call returns;
 /// except, in a store opened with `syncsCompletionsLater` (the daemon's), a completion row, which is committed
@@ -25,13 +25,13 @@ public actor AuditStore {
     private var flushScheduled = false
     /// When a commit last reached the disk; nil after a failed one.
     /// Read without the actor: a health check or metrics scrape answered from it needs no hop to the queue.
-    nonisolated let lastDurableCommit = Mutex<ContinuousClock.Instant?>(nil)
+    nonisolated let lastDurableCommit = Locked<ContinuousClock.Instant?>(nil)
     /// Commits made without waiting for the disk, and the timer that syncs them.
     var sync = CommitSync()
     /// Prepared on first use: a database opened read-only may predate the `write_probe` table.
     private var probeStatement: Statement?
     /// Rows of requests that changed nothing, waiting for the next commit (`recordEventually`).
-    private nonisolated let deferred = Mutex(DeferredRows())
+    private nonisolated let deferred = Locked(DeferredRows())
 
     /// How long a row given to `recordEventually` may wait for a commit: at most the rows of this interval
     /// are lost if the process dies (never a row of a request that changes a domain's state).

@@ -1,4 +1,4 @@
-import Synchronization
+import Locking
 
 /// Reads the tokens on the calling thread, through a read-only connection of its own: no hop to the store's
 /// queue, and no wait for its writes (a WAL reader never waits for the writer, nor for an fsync).
@@ -8,7 +8,7 @@ import Synchronization
 /// its copy of `tokens()` until the generation changes, and a revocation committed anywhere is seen by the
 /// next call. Calls are serialized by a lock; each one is a short read transaction.
 public final class TokenReader: Sendable {
-    private let connection: Mutex<Connection>
+    private let connection: Locked<Connection>
 
     /// How long a read waits if SQLite asks it to (only while another connection recovers the WAL index).
     static let busyTimeoutMilliseconds: Int32 = 1000
@@ -26,7 +26,7 @@ public final class TokenReader: Sendable {
         let hasGeneration = try !database.query(
             "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'token_generation'"
         ).isEmpty
-        connection = Mutex(
+        connection = Locked(
             Connection(
                 database: database,
                 generation: hasGeneration ? try database.prepare("SELECT generation FROM token_generation") : nil,

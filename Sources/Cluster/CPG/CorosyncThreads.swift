@@ -1,7 +1,7 @@
 internal import CCorosync
 import FenceCore
 import FoundationEssentials
-import Synchronization
+import Locking
 
 /// Runs `connect` (libcpg and libvotequorum calls, which block without a time limit while corosync does
 /// not answer) on a thread of its own. Cancelling gives up waiting; a connection made after that is handed
@@ -11,7 +11,7 @@ func connectOnOwnThread<Connection: Sendable>(
     _ connect: @escaping @Sendable () throws -> Connection,
     abandon: @escaping @Sendable (Connection) -> Void
 ) async throws -> Connection {
-    let waiting = Mutex<CheckedContinuation<Connection, any Error>?>(nil)
+    let waiting = Locked<CheckedContinuation<Connection, any Error>?>(nil)
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
             waiting.withLock { $0 = continuation }

@@ -2,6 +2,7 @@ internal import CMicroHTTPD
 import FenceCore
 import FoundationEssentials
 import Glibc
+import Locking
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -45,7 +46,7 @@ public struct HTTPServerError: Error, CustomStringConvertible {
 /// responses go out, stops libmicrohttpd, and `run()` returns.
 public final class HTTPServer: Service, Sendable {
     private let core: ServerCore
-    private let daemon: Mutex<DaemonPointer?>
+    private let daemon: Locked<DaemonPointer?>
     /// Ends once draining and every started request's response has gone out.
     private let drained: AsyncStream<Never>
     /// The port actually bound (useful with port 0).
@@ -102,7 +103,7 @@ public final class HTTPServer: Service, Sendable {
         }
         self.core = core
         self.drained = drained
-        self.daemon = Mutex(DaemonPointer(pointer: started))
+        self.daemon = Locked(DaemonPointer(pointer: started))
         self.port = fg_mhd_bound_port(started)
     }
 
@@ -220,7 +221,7 @@ final class ServerCore: Sendable {
         context: RequestContext,
         connection: SuspendedConnection
     ) -> HTTPResponse? {
-        Task.immediate { [self] in
+        Task.immediate(executorPreference: ResumeOnPoolThread.shared) { [self] in
             inFlight.add(1, ordering: .relaxed)
             let response = await handler(request)
             inFlight.subtract(1, ordering: .releasing)
@@ -250,7 +251,7 @@ final class RequestContext: @unchecked Sendable {
     var dispatched = false
     /// Counted in `ServerCore.dispatched` until the request completes.
     var counted = false
-    private let phase = Mutex(Phase.waiting)
+    private let phase = Locked(Phase.waiting)
 
     /// Where the answer to a started request is.
     private enum Phase {

@@ -1,4 +1,5 @@
 internal import CLibvirt
+import Locking
 import Synchronization
 
 /// One open libvirt connection; owns the `virConnectPtr` and closes it in `deinit`.
@@ -13,7 +14,7 @@ final class LibvirtConnection: @unchecked Sendable {
     let health: ConnectionHealth
     private let closeCallbackRegistered: Bool
     /// libvirt's id of the lifecycle callback, once registered.
-    private let lifecycleCallback = Mutex<Int32?>(nil)
+    private let lifecycleCallback = Locked<Int32?>(nil)
 
     /// Counts connections whose `virConnectClose` in `deinit` left references behind: a leaked domain handle.
     package static let leakedReferences = Atomic<Int>(0)

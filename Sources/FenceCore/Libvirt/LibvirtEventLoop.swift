@@ -1,6 +1,6 @@
 internal import CLibvirt
 import Glibc
-import Synchronization
+import Locking
 
 /// libvirt's event loop (keepalive, the close callback, domain events), Fencegate's own on epoll.
 ///
@@ -22,12 +22,12 @@ final class LibvirtEventLoop: @unchecked Sendable {
     // @unchecked: `epoll` and `wakeup` are set once; the registry is behind its mutex.
 
     /// The loop libvirt was given, once `LibvirtRuntime` has registered it.
-    private static let current = Mutex<LibvirtEventLoop?>(nil)
+    private static let current = Locked<LibvirtEventLoop?>(nil)
 
     private let epoll: Int32
     /// Written to wake the loop after a removal, so that its free function runs.
     private let wakeup: Int32
-    private let registry = Mutex(Registry())
+    private let registry = Locked(Registry())
 
     /// A file descriptor libvirt watches.
     private struct Watch: @unchecked Sendable {

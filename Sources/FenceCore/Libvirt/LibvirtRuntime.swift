@@ -1,7 +1,7 @@
 internal import CLibvirt
 import FoundationEssentials
 import Glibc
-import Synchronization
+import Locking
 
 /// Process-wide libvirt set-up, done once before the first connection is opened.
 ///
@@ -53,7 +53,7 @@ enum LibvirtRuntime {
 }
 
 /// Why Fencegate's own event loop did not start, if it did not (libvirt's default one runs instead).
-private let loopFailure = Mutex<String?>(nil)
+private let loopFailure = Locked<String?>(nil)
 
 /// Installed as libvirt's global error function: errors are read from the thread-local last error instead.
 private let silenceLibvirtErrors: virErrorFunc = { _, _ in }

@@ -1,6 +1,6 @@
 public import CoreMetrics
+import Locking
 import Prometheus
-import Synchronization
 
 /// A swift-metrics factory over one Prometheus registry that registers every metric with its family's help
 /// text and buckets; swift-prometheus's own `PrometheusMetricsFactory` registers them with no help.
@@ -137,7 +137,7 @@ private final class MadeHandlers: Sendable {
         }
     }
 
-    private let handlers = Mutex<[Key: any AnyObject & Sendable]>([:])
+    private let handlers = Locked<[Key: any AnyObject & Sendable]>([:])
 
     /// The handler made for `kind`, `label` and `dimensions`, made by `make` if there is none yet.
     func handler<Handler: AnyObject & Sendable>(
