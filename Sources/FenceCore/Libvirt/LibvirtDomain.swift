@@ -22,13 +22,28 @@ final class LibvirtDomain: @unchecked Sendable {
         return String(cString: name)
     }
 
-    /// The canonical lower-case UUID text. Calls `virDomainGetUUIDString`.
+    /// The canonical lower-case UUID text (8-4-4-4-12 hex digits, as `virDomainGetUUIDString` writes it).
+    /// Calls `virDomainGetUUID` and writes the text here: libvirt formats it with `snprintf`, about 4 % of a
+    /// read's CPU in the profile of note 15 (bench/profile-notes.md).
     func uuid() throws(LibvirtError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-        guard virDomainGetUUIDString(handle, &buffer) == 0 else {
-            throw LibvirtError.last(operation: "virDomainGetUUIDString")
+        var bytes = [UInt8](repeating: 0, count: Int(VIR_UUID_BUFLEN))
+        guard virDomainGetUUID(handle, &bytes) == 0 else {
+            throw LibvirtError.last(operation: "virDomainGetUUID")
         }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return Self.uuidText(bytes)
+    }
+
+    /// `bytes` (16) as lower-case hex digits in groups of 8, 4, 4, 4 and 12, joined by dashes.
+    static func uuidText(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        for (index, byte) in bytes.enumerated() {
+            if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// Calls `virDomainGetState`.
