@@ -24,7 +24,9 @@ package final class BlockingThreadPool: @unchecked Sendable {
 
     private struct Job {
         let id: UInt64
-        let run: @Sendable () -> Void
+        /// Runs the call and returns what resumes its caller, which the thread runs once the call no longer
+        /// counts as one of the pool's.
+        let run: @Sendable () -> @Sendable () -> Void
         let abandon: @Sendable (any Error) -> Void
     }
 
@@ -45,6 +47,10 @@ package final class BlockingThreadPool: @unchecked Sendable {
     package let maximumThreads: Int
     /// The most jobs that wait for a thread.
     package let maximumQueued: Int
+    /// Whether a caller whose task prefers `ResumeOnPoolThread` goes on, once its call has returned, on the
+    /// thread that ran it (else on Swift's pool). That rest runs after the call stopped counting as one of the
+    /// pool's calls; it must not block (it runs until its task's next suspension).
+    private let resumesCallersHere: Bool
     /// Starts a thread: `DetachedThread.start`, or in tests a stand-in for a system that refuses threads.
     package typealias ThreadStarter =
         @Sendable (String, @escaping @Sendable () -> Void) throws(DetachedThread.StartFailure) -> Void
@@ -55,6 +61,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
         maximumThreads: Int,
         maximumQueued: Int = 1024,
         idleTimeout: TimeInterval = 30,
+        resumesCallersHere: Bool = false,
         startThread: @escaping ThreadStarter = { name, body throws(DetachedThread.StartFailure) in
             try DetachedThread.start(name: name, body)
         }
@@ -63,6 +70,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
         self.maximumThreads = max(1, maximumThreads)
         self.maximumQueued = max(0, maximumQueued)
         self.idleTimeout = idleTimeout
+        self.resumesCallersHere = resumesCallersHere
         self.startThread = startThread
     }
 
@@ -116,7 +124,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
                         id: id,
                         run: {
                             let result = Result(catching: body)
-                            PoolThreadResumption.resumingHere { continuation.resume(with: result) }
+                            return { continuation.resume(with: result) }
                         },
                         abandon: { continuation.resume(throwing: $0) }
                     )
@@ -152,7 +160,7 @@ package final class BlockingThreadPool: @unchecked Sendable {
                         run: {
                             let result = Result(catching: body)
                             scheduler.cancel(ticket)
-                            PoolThreadResumption.resumingHere { answer.resume(with: result) }
+                            return { answer.resume(with: result) }
                         },
                         abandon: { error in
                             scheduler.cancel(ticket)
@@ -269,9 +277,21 @@ package final class BlockingThreadPool: @unchecked Sendable {
             }
             busy += 1
             condition.unlock()
-            job.run()
+            let resumeCaller = job.run()
             condition.lock()
             busy -= 1
+            // The share is free while this thread resumes its caller: a thread whose job waits for a share may
+            // start it (an idle one is not woken: this thread takes the next job itself, its caller's rest being
+            // short).
+            let wake = waitingForShare > 0 && pendingHead < pending.count
+            condition.unlock()
+            if wake { condition.signal() }
+            if resumesCallersHere {
+                PoolThreadResumption.resumingHere(resumeCaller)
+            } else {
+                resumeCaller()
+            }
+            condition.lock()
         }
     }
 }

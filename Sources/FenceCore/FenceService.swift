@@ -89,13 +89,15 @@ public final class FenceService: Sendable {
         let pool = BlockingThreadPool(
             name: "fencegate.hypervisor",
             maximumThreads: configuration.hypervisorChangeThreads,
-            maximumQueued: configuration.hypervisorQueue
+            maximumQueued: configuration.hypervisorQueue,
+            resumesCallersHere: true
         )
         self.pool = pool
         self.readPool = BlockingThreadPool(
             name: "fencegate.hypervisor-read",
             maximumThreads: configuration.hypervisorReadThreads,
-            maximumQueued: configuration.hypervisorQueue
+            maximumQueued: configuration.hypervisorQueue,
+            resumesCallersHere: true
         )
         self.probe = HypervisorProbe(
             timeout: min(configuration.healthTimeout, configuration.operationTimeout)

@@ -18,7 +18,15 @@ package final class Locked<Value: ~Copyable>: @unchecked Sendable {
 
     package init(_ initialValue: consuming sending Value) {
         value = initialValue
-        precondition(pthread_mutex_init(mutex, nil) == 0, "pthread_mutex_init failed")
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        #if DEBUG
+        // Tests trap on a lock taken again by the thread that holds it, as `Mutex` did, where a release
+        // build would wait for ever.
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
+        #endif
+        precondition(pthread_mutex_init(mutex, &attributes) == 0, "pthread_mutex_init failed")
+        pthread_mutexattr_destroy(&attributes)
     }
 
     deinit {
@@ -30,7 +38,8 @@ package final class Locked<Value: ~Copyable>: @unchecked Sendable {
     package func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
-        pthread_mutex_lock(mutex)
+        let locked = pthread_mutex_lock(mutex)
+        precondition(locked == 0, "Locked: the lock is held already by this thread (\(locked))")
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }

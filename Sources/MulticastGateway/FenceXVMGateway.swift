@@ -81,7 +81,7 @@ public final class FenceXVMGateway: Service, Sendable {
         self.current = Locked(configuration)
         self.logger = logger
         self.history = RequestHistory(window: configuration.historyWindow)
-        // Every session holds at most one thread at a time, and sessions are bounded by the listeners' limits;
+        // Every session runs at most one call on the pool at a time, and sessions are bounded by the listeners' limits;
         // a status answered at once may hold its thread past its session's end, at most as many as the fence
         // service has reads' threads (`FenceService.statusAtOnce`).
         let threads =
@@ -89,7 +89,12 @@ public final class FenceXVMGateway: Service, Sendable {
             + service.configuration.hypervisorReadThreads
         self.session = FenceXVMSession(
             service: service,
-            pool: BlockingThreadPool(name: "fencegate.gateway", maximumThreads: threads, maximumQueued: threads),
+            pool: BlockingThreadPool(
+                name: "fencegate.gateway",
+                maximumThreads: threads,
+                maximumQueued: threads,
+                resumesCallersHere: true
+            ),
             logger: logger
         )
         if let multicast = configuration.multicast {

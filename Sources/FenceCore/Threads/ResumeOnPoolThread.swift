@@ -5,9 +5,12 @@ import Glibc
 /// waking a thread of Swift's pool to do so. Every other enqueue (a task's start, a return from an actor, a
 /// resumption by a deadline or by anything else) goes to Swift's global executor, as without a preference.
 ///
-/// Only the first enqueue after a pool job's own resumption runs in place (`BlockingThreadPool` marks it), so
-/// that a task running here cannot pull further tasks onto this thread; the pool job holds no lock then.
-/// For tasks started with `executorPreference: ResumeOnPoolThread.shared` (the HTTP server's handlers).
+/// Only the first enqueue after a pool job's own resumption runs in place (`BlockingThreadPool` marks it, on
+/// pools made with `resumesCallersHere`), so that a task running here cannot pull further tasks onto this
+/// thread; the pool holds no lock then, and no longer counts the thread as running one of its calls. The task
+/// runs here until its next suspension, so it must not block. For tasks started with `executorPreference:
+/// ResumeOnPoolThread.shared`: the HTTP server's handlers and the fence_xvm sessions (tasks they start
+/// without the preference, such as a fence's deadline task, go through Swift's pool as before).
 package final class ResumeOnPoolThread: TaskExecutor {
     package static let shared = ResumeOnPoolThread()
 
