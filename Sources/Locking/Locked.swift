@@ -20,11 +20,9 @@ package final class Locked<Value: ~Copyable>: @unchecked Sendable {
         value = initialValue
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
-        #if DEBUG
-        // Tests trap on a lock taken again by the thread that holds it, as `Mutex` did, where a release
-        // build would wait for ever.
+        // A lock taken again by the thread that holds it traps (`withLock`), as `Mutex` does, instead of
+        // waiting for ever: a crashed daemon is restarted, a hung one is not.
         pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ERRORCHECK))
-        #endif
         precondition(pthread_mutex_init(mutex, &attributes) == 0, "pthread_mutex_init failed")
         pthread_mutexattr_destroy(&attributes)
     }
