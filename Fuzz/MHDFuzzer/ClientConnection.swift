@@ -8,6 +8,10 @@ import Foundation
 /// arrive together, it reads the bytes and never sees the FIN, so a connection waiting for the rest of a
 /// request stays open until its timeout. Shutting down only once the bytes are read gives the FIN its own
 /// event, and lets each part of an input reach the server on its own.
+///
+/// While it waits, the client also reads what the server has sent, as a client that pipelines would: a
+/// server writing a long answer then never blocks on a full receive window, and what it sent is in hand
+/// before it closes.
 struct ClientConnection: ~Copyable {
     private let descriptor: Int32
     private let serverPort: UInt16
@@ -15,6 +19,9 @@ struct ClientConnection: ~Copyable {
     /// The server's descriptor for this connection; nil if not looked for, or not found (the server closed
     /// it first).
     private let serverSide: Int32?
+    /// What the server has sent so far, and whether the connection has ended.
+    private var received = ReceivedStream()
+    private var ended = false
 
     /// Connects; with `waitingForReads`, finds the server's end of the connection, so that `send` waits
     /// until the server has read. A server that does not accept is a failed precondition. When every local
@@ -63,9 +70,10 @@ struct ClientConnection: ~Copyable {
     deinit { close(descriptor) }
 
     /// Sends all of `bytes`, then, if the connection waits for reads, waits (at most a second) until the
-    /// server has read them. False if the server closed the connection first (it may answer and close
-    /// before reading everything, e.g. after a 431) or took nothing for a second (the send timeout).
-    func send(_ bytes: ArraySlice<UInt8>) -> Bool {
+    /// server has read them, reading what it sends meanwhile. False if the server closed the connection
+    /// first (it may answer and close before reading everything, e.g. after a 431) or took nothing for a
+    /// second (the send timeout).
+    mutating func send(_ bytes: ArraySlice<UInt8>) -> Bool {
         var rest = bytes
         while !rest.isEmpty {
             let sent = rest.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -84,24 +92,35 @@ struct ClientConnection: ~Copyable {
         shutdown(descriptor, Int32(SHUT_WR))
     }
 
-    /// Everything the server sends until it closes the connection (a reset counts as a close); nil if it
-    /// has not closed by `deadline`.
-    func receiveUntilClosed(by deadline: ContinuousClock.Instant) -> [UInt8]? {
+    /// Everything the server sent until it closed the connection or reset it; nil if it has done neither by
+    /// `deadline`.
+    mutating func receiveUntilClosed(by deadline: ContinuousClock.Instant) -> ReceivedStream? {
+        while !ended {
+            let remaining = deadline - .now
+            guard remaining > .zero else { return nil }
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let milliseconds =
+                remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+            if poll(&poller, 1, Int32(clamping: milliseconds + 1)) > 0 { receiveAvailable() }
+        }
+        return received
+    }
+
+    /// Reads what has arrived, without waiting; notes the end of the connection.
+    private mutating func receiveAvailable() {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16 * 1024) { buffer in
-            var received: [UInt8] = []
-            while true {
-                let remaining = deadline - .now
-                guard remaining > .zero else { return nil }
-                var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-                let milliseconds =
-                    remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
-                guard poll(&poller, 1, Int32(clamping: milliseconds + 1)) > 0 else { continue }
-                let count = recv(descriptor, buffer.baseAddress, buffer.count, 0)
+            while !ended {
+                let count = recv(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
                 if count > 0 {
-                    received += buffer[..<count]
-                } else if count == 0 || errno == ECONNRESET {
-                    return received
-                } else if errno != EINTR && errno != EAGAIN {
+                    received.bytes += buffer[..<count]
+                } else if count == 0 {
+                    ended = true
+                } else if errno == ECONNRESET {
+                    ended = true
+                    received.endedInReset = true
+                } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                    return
+                } else if errno != EINTR {
                     preconditionFailure("recv: \(String(cString: strerror(errno)))")
                 }
             }
@@ -110,15 +129,16 @@ struct ClientConnection: ~Copyable {
 
     /// Waits until the server's end has taken in everything sent (nothing left unacknowledged on ours) and
     /// read it all, until it closes, or until `deadline` (a server busy answering a request reads the
-    /// next one only afterwards). Yields at first, then sleeps longer and longer, so as not to take the
-    /// processor from the server.
-    private func waitUntilServerHasRead(by deadline: ContinuousClock.Instant) {
+    /// next one only afterwards), reading what the server sends meanwhile. Yields at first, then sleeps
+    /// longer and longer, so as not to take the processor from the server.
+    private mutating func waitUntilServerHasRead(by deadline: ContinuousClock.Instant) {
         guard let serverSide else { return }
         var rounds = 0
         while Self.queued(descriptor, UInt(TIOCOUTQ)) > 0 || Self.queued(serverSide, UInt(FIONREAD)) > 0 {
+            receiveAvailable()
             rounds += 1
             // The server may have closed, and the descriptor been reused: check now and then.
-            guard ContinuousClock.now < deadline,
+            guard !ended, ContinuousClock.now < deadline,
                 rounds % 8 != 0 || Self.isServerSide(serverSide, localPort: localPort, serverPort: serverPort)
             else { return }
             if rounds < 16 { sched_yield() } else { usleep(UInt32(min(20 * (rounds - 15), 1000))) }
@@ -169,4 +189,13 @@ struct ClientConnection: ~Copyable {
         guard result == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
         return UInt16(bigEndian: address.sin_port)
     }
+}
+
+/// What the server sent on one connection, and how the connection ended.
+struct ReceivedStream {
+    var bytes: [UInt8] = []
+    /// Whether the connection ended in a reset rather than the server's FIN. A reset drops whatever the
+    /// server's kernel had not yet delivered; the server may reset only once the client has everything
+    /// (see `LingeringClose` in FenceAPI), e.g. when the client sends after the server closed.
+    var endedInReset = false
 }

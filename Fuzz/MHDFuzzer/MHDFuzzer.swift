@@ -50,15 +50,16 @@ let answerDeadline: Duration = .seconds(5)
 /// the fuzzing token's credentials), written in one to three parts that the server reads one by one; then
 /// the client's side is shut down, and everything the server sends is read until it closes. Invariants,
 /// checked with `precondition` so that a violation is a crash the fuzzer reports:
-/// - the server closes the connection within `answerDeadline`;
-/// - what it sent is a sequence of well-formed HTTP/1.x responses (see `responses(in:)`), possibly none;
+/// - the server closes the connection (a reset counts) within `answerDeadline`;
+/// - what it sent is a sequence of well-formed HTTP/1.x responses (see `responses(in:)`), possibly none,
+///   none of them cut short (see `LingeringClose`);
 /// - every status is documented by the API or is one libmicrohttpd sends itself, a 500 is libmicrohttpd's
 ///   own page and never one from our code, and a JSON body parses;
 /// - afterwards a plain `GET /healthz` on a new connection still gets 200.
 func fuzzOne(_ input: [UInt8]) {
     let port = FuzzedServer.shared.server.port
     let bytes = FuzzedAPI.shared.substitutingCredentials(in: input)
-    let connection = ClientConnection(port: port, waitingForReads: true)
+    var connection = ClientConnection(port: port, waitingForReads: true)
     for part in parts(of: bytes) {
         guard connection.send(part) else { break }  // the server answered and closed before reading it all
     }
@@ -150,7 +151,7 @@ func check(_ response: SentResponse) {
 
 /// The status of `GET /healthz` on a new connection; 0 if there is no well-formed answer.
 func healthStatus(port: UInt16) -> Int {
-    let connection = ClientConnection(port: port, waitingForReads: false)
+    var connection = ClientConnection(port: port, waitingForReads: false)
     _ = connection.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)[...])
     guard let stream = connection.receiveUntilClosed(by: .now + answerDeadline) else { return 0 }
     let answers = responses(in: stream)

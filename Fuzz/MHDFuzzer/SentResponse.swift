@@ -15,9 +15,10 @@ struct SentResponse {
 /// well-formed HTTP/1.x responses (RFC 9112) fails a precondition: a status line `HTTP/1.x NNN reason`,
 /// header fields `token: value`, an empty line, then the body as the header fields frame it
 /// (Content-Length, chunked, or until the close). A body announced but absent, where the stream ends or the
-/// next response starts, is taken as the answer to HEAD.
-func responses(in stream: [UInt8]) -> [SentResponse] {
-    var reader = StreamReader(bytes: stream[...])
+/// next response starts, is taken as the answer to HEAD. A stream cut short fails a precondition, whose
+/// message says whether the connection ended in a reset.
+func responses(in stream: ReceivedStream) -> [SentResponse] {
+    var reader = StreamReader(bytes: stream.bytes[...], endedInReset: stream.endedInReset)
     var responses: [SentResponse] = []
     while !reader.isAtEnd {
         responses.append(reader.response())
@@ -27,8 +28,12 @@ func responses(in stream: [UInt8]) -> [SentResponse] {
 
 private struct StreamReader {
     var bytes: ArraySlice<UInt8>
+    let endedInReset: Bool
 
     var isAtEnd: Bool { bytes.isEmpty }
+
+    /// How the stream ended, for the message of a failure where it ends too soon.
+    private var ending: String { endedInReset ? " (the connection ended in a reset)" : "" }
 
     mutating func response() -> SentResponse {
         let statusLine = line("status line")
@@ -55,7 +60,10 @@ private struct StreamReader {
             if bytes.isEmpty || bytes.starts(with: Self.responseStart) {
                 body = nil
             } else {
-                precondition(bytes.count >= length, "a body of \(bytes.count) bytes with Content-Length \(length)")
+                precondition(
+                    bytes.count >= length,
+                    "a body of \(bytes.count) bytes with Content-Length \(length)\(ending)"
+                )
                 body = Array(bytes.prefix(length))
                 bytes = bytes.dropFirst(length)
             }
@@ -71,7 +79,7 @@ private struct StreamReader {
     /// The next line without its CRLF; a bare LF or a missing end fails a precondition.
     private mutating func line(_ what: String) -> ArraySlice<UInt8> {
         guard let end = bytes.firstIndex(of: UInt8(ascii: "\n")) else {
-            preconditionFailure("a \(what) without an end: \(Self.show(bytes))")
+            preconditionFailure("a \(what) without an end\(ending): \(Self.show(bytes))")
         }
         precondition(end > bytes.startIndex && bytes[end - 1] == UInt8(ascii: "\r"), "a \(what) ending in a bare LF")
         let line = bytes[..<(end - 1)]
@@ -116,7 +124,7 @@ private struct StreamReader {
                 preconditionFailure("a malformed chunk size: \(Self.show(sizeLine))")
             }
             if size == 0 { break }
-            precondition(bytes.count >= size, "a chunk shorter than its size")
+            precondition(bytes.count >= size, "a chunk shorter than its size\(ending)")
             body += bytes.prefix(size)
             bytes = bytes.dropFirst(size)
             precondition(line("chunk end").isEmpty, "a chunk longer than its size")

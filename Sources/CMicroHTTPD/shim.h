@@ -3,6 +3,7 @@
 #include <sys/types.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,13 +24,15 @@ static inline struct MHD_Daemon *fg_mhd_start(
     unsigned int flags, uint16_t port,
     MHD_AccessHandlerCallback handler, void *handler_cls,
     MHD_RequestCompletedCallback completed, void *completed_cls,
+    MHD_NotifyConnectionCallback notify_connection,
     const struct sockaddr *bind_address,
     unsigned int connection_limit, unsigned int per_address_limit, unsigned int connection_timeout_seconds,
     size_t memory_limit, unsigned int thread_pool_size, const char *tls_cert, const char *tls_key)
 {
-    struct MHD_OptionItem options[12];
+    struct MHD_OptionItem options[13];
     int count = 0;
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, NULL };
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL };
     if (per_address_limit > 0)
         options[count++] = (struct MHD_OptionItem){ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_address_limit, NULL };
@@ -80,6 +83,19 @@ static inline const struct sockaddr *fg_mhd_client_address(struct MHD_Connection
 {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     return info != NULL ? info->client_addr : NULL;
+}
+
+/// The connection's socket, or -1.
+static inline int fg_mhd_connection_socket(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info != NULL ? info->connect_fd : -1;
+}
+
+/// Whether a connection notification says the connection is about to be closed (a closed-enum value).
+static inline bool fg_mhd_is_closing(enum MHD_ConnectionNotificationCode code)
+{
+    return code == MHD_CONNECTION_NOTIFY_CLOSED;
 }
 
 /// The port the daemon is bound to (useful after binding port 0).

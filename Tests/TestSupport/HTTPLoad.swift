@@ -67,7 +67,8 @@ public enum HTTPLoad {
         return statuses
     }
 
-    private static func connect(port: UInt16) -> Int32 {
+    /// A TCP connection to 127.0.0.1:`port`; -1 if it cannot be made.
+    public static func connect(port: UInt16) -> Int32 {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { return -1 }
         var address = sockaddr_in()

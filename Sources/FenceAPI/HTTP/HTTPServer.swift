@@ -84,6 +84,7 @@ public final class HTTPServer: Service, Sendable {
                 coreContext,
                 requestCompleted,
                 coreContext,
+                connectionNotified,
                 addressBytes.baseAddress?.assumingMemoryBound(to: sockaddr.self),
                 configuration.maximumConnections,
                 configuration.maximumConnectionsPerAddress,
@@ -396,6 +397,14 @@ private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSl
     let context = Unmanaged<RequestContext>.fromOpaque(slot).takeRetainedValue()
     contextSlot.pointee = nil
     if context.counted, let cls { Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue().requestFinished() }
+}
+
+/// libmicrohttpd's connection notification: a connection about to be closed is handed to `LingeringClose`,
+/// which keeps it open while closing it now would lose what was sent.
+private let connectionNotified: MHD_NotifyConnectionCallback = { _, connection, _, code in
+    guard fg_mhd_is_closing(code), let connection else { return }
+    let socket = fg_mhd_connection_socket(connection)
+    if socket >= 0 { LingeringClose.shared.adopt(socket) }
 }
 
 private func header(_ connection: OpaquePointer, _ name: String) -> String? {

@@ -1,0 +1,170 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import FenceAPI
+
+/// A connection libmicrohttpd ends (here with a 505 to a pipelined HTTP/0.1 request) while the client's input
+/// is unread, or before the client has taken everything, is closed in stages (`LingeringClose`): the client
+/// gets every answer whole, then the end of the stream, never a reset that drops the rest.
+@Suite("HTTP server: connections closed in stages", .serialized)
+struct LingeringCloseTests {
+    /// Larger than a loopback receive window, so that part of it is still in the server's kernel when
+    /// libmicrohttpd closes.
+    static let bigBody = [UInt8](repeating: UInt8(ascii: "a"), count: 512 * 1024)
+    static let firstRequest = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    /// When the input that is still unread reaches the server.
+    enum LateInput: String, CustomTestStringConvertible, CaseIterable {
+        /// While the first answer is being made: the connection is suspended and reads nothing, so the input
+        /// is still unread when libmicrohttpd answers the 505 and closes.
+        case whileAnswering
+        /// After libmicrohttpd has closed, while the client has not yet read the answers.
+        case afterClose
+
+        var testDescription: String { rawValue }
+    }
+
+    private static func withServer(answerDelay: Duration, _ body: (UInt16) async throws -> Void) async throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.listen = ListenAddress(host: "127.0.0.1", port: 0)
+        configuration.maximumConnectionsPerAddress = 0
+        let server = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) { request in
+            guard request.path == "/big" else { return HTTPResponse(status: 200, body: Array("ok".utf8)) }
+            try? await Task.sleep(for: answerDelay)
+            return HTTPResponse(status: 200, body: bigBody)
+        }
+        try await server.serving { try await body(server.port) }
+    }
+
+    @Test("input unread at the close cuts no answer short", arguments: LateInput.allCases)
+    func unreadInput(late: LateInput) async throws {
+        try await Self.withServer(answerDelay: late == .whileAnswering ? .milliseconds(300) : .zero) { port in
+            let stream = try await onOwnThread { () -> PipeliningClient.Stream in
+                let client = try PipeliningClient(port: port)
+                switch late {
+                case .whileAnswering:
+                    client.send(Self.firstRequest + "GET /x HTTP/0.1\r\n")
+                    Thread.sleep(forTimeInterval: 0.05)
+                    client.send("Host: x\r\n\r\n")
+                    Thread.sleep(forTimeInterval: 0.6)
+                case .afterClose:
+                    client.send(Self.firstRequest + "GET /x HTTP/0.1\r\nHost: x\r\n\r\n")
+                    Thread.sleep(forTimeInterval: 0.3)
+                    client.send("GET /y HTTP/1.1\r\nHost: x\r\n\r\n")
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+                return client.receiveUntilClosed(timeout: 10)
+            }
+            let (timedOut, reset, received) = (stream.timedOut, stream.endedInReset, stream.bytes.count)
+            #expect(!timedOut)
+            #expect(!reset, "the connection was reset after \(received) bytes")
+            let answers = PipeliningClient.answers(in: stream.bytes)
+            let statuses = answers.map(\.status)
+            let bodyWhole = answers.first?.body == Self.bigBody
+            #expect(statuses == [200, 505], "\(answers.map { ($0.status, $0.body.count) })")
+            #expect(bodyWhole)
+        }
+        try await waitUntil("no connection lingers") { LingeringClose.shared.lingering == 0 }
+    }
+
+    @Test("clients that never read hold at most 64 lingering connections, each for at most 5 s")
+    func lingeringIsBounded() async throws {
+        try await Self.withServer(answerDelay: .zero) { port in
+            let clients = try await onOwnThread {
+                try (0..<(LingeringClose.capacity + 6)).map { _ in
+                    let client = try PipeliningClient(port: port)
+                    client.send(Self.firstRequest + "GET /x HTTP/0.1\r\nHost: x\r\n\r\n")
+                    return client
+                }
+            }
+            let started = ContinuousClock.now
+            try await waitUntil("the lingering connections fill up") {
+                LingeringClose.shared.lingering == LingeringClose.capacity
+            }
+            // Every client has had its answers by now: the ones beyond the capacity were not kept.
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(LingeringClose.shared.lingering == LingeringClose.capacity)
+            // More clients of the kind find no room and are closed as before; the server answers others.
+            let other = try await onOwnThread { () -> [Int] in
+                let client = try PipeliningClient(port: port)
+                client.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return PipeliningClient.answers(in: client.receiveUntilClosed(timeout: 10).bytes).map(\.status)
+            }
+            #expect(other == [200])
+            try await waitUntil("the lingering connections are closed", limit: .seconds(30)) {
+                LingeringClose.shared.lingering == 0
+            }
+            #expect(ContinuousClock.now - started >= LingeringClose.maximumDuration - .milliseconds(500))
+            withExtendedLifetime(clients) {}
+        }
+    }
+}
+
+/// A client on 127.0.0.1 that writes raw bytes and reads only when told, telling the server's FIN from a
+/// reset.
+final class PipeliningClient: @unchecked Sendable {
+    struct Stream: Sendable {
+        var bytes: [UInt8] = []
+        var endedInReset = false
+        var timedOut = false
+    }
+
+    struct ConnectFailed: Error {}
+
+    private let descriptor: Int32
+
+    init(port: UInt16) throws {
+        descriptor = HTTPLoad.connect(port: port)
+        guard descriptor >= 0 else { throw ConnectFailed() }
+    }
+
+    deinit { close(descriptor) }
+
+    /// Sends `text`; a failure (the server reset the connection) shows when reading.
+    func send(_ text: String) {
+        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Everything the server sends until it closes the connection, resets it, or `timeout` seconds pass.
+    func receiveUntilClosed(timeout: Int32) -> Stream {
+        var stream = Stream()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            var probe = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&probe, 1, timeout * 1000) > 0 else {
+                stream.timedOut = true
+                return stream
+            }
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count > 0 {
+                stream.bytes += buffer.prefix(count)
+            } else if count == 0 {
+                return stream
+            } else if errno != EINTR {
+                stream.endedInReset = errno == ECONNRESET
+                return stream
+            }
+        }
+    }
+
+    /// The answers in a stream, each framed by its Content-Length (what this suite's server and
+    /// libmicrohttpd's own error answers send); a last answer cut short keeps what arrived of its body.
+    static func answers(in bytes: [UInt8]) -> [(status: Int, body: [UInt8])] {
+        var rest = bytes[...]
+        var answers: [(status: Int, body: [UInt8])] = []
+        let separator = Array("\r\n\r\n".utf8)
+        while let end = rest.firstRange(of: separator) {
+            let head = String(decoding: rest[..<end.lowerBound], as: UTF8.self)
+            let lines = head.split(separator: "\r\n")
+            let status = lines.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            let length =
+                lines.dropFirst().first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            let body = rest[end.upperBound...].prefix(length)
+            answers.append((status, Array(body)))
+            rest = rest[(end.upperBound + body.count)...]
+        }
+        return answers
+    }
+}
