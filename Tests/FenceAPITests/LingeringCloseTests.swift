@@ -99,6 +99,29 @@ struct LingeringCloseTests {
             withExtendedLifetime(clients) {}
         }
     }
+
+    @Test("a client that keeps sending to a lingering connection is cut off after 1 MiB")
+    func discardedInputIsBounded() async throws {
+        try await Self.withServer(answerDelay: .zero) { port in
+            let sent = try await onOwnThread { () -> Int? in
+                let client = try PipeliningClient(port: port)
+                client.send(Self.firstRequest + "GET /x HTTP/0.1\r\nHost: x\r\n\r\n")
+                Thread.sleep(forTimeInterval: 0.3)
+                // Without the bound, the server would read for 5 s: gigabytes on loopback.
+                let chunk = [UInt8](repeating: UInt8(ascii: "z"), count: 64 * 1024)
+                var sent = 0
+                while sent < 256 * 1024 * 1024 {
+                    guard client.send(chunk) else { return sent }
+                    sent += chunk.count
+                }
+                return nil
+            }
+            let cutOff = try #require(sent, "the server read 256 MiB from a lingering connection")
+            #expect(cutOff >= LingeringClose.maximumDiscardedBytes)
+            #expect(cutOff <= LingeringClose.maximumDiscardedBytes + 16 * 1024 * 1024)
+        }
+        try await waitUntil("no connection lingers") { LingeringClose.shared.lingering == 0 }
+    }
 }
 
 /// A client on 127.0.0.1 that writes raw bytes and reads only when told, telling the server's FIN from a
@@ -123,7 +146,12 @@ final class PipeliningClient: @unchecked Sendable {
 
     /// Sends `text`; a failure (the server reset the connection) shows when reading.
     func send(_ text: String) {
-        _ = Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = send(Array(text.utf8))
+    }
+
+    /// Sends all of `bytes`; false if the connection failed first (the server reset it).
+    func send(_ bytes: [UInt8]) -> Bool {
+        HTTPLoad.send(descriptor, bytes)
     }
 
     /// Everything the server sends until it closes the connection, resets it, or `timeout` seconds pass.

@@ -87,7 +87,8 @@ public enum HTTPLoad {
         return descriptor
     }
 
-    private static func send(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+    /// Sends all of `bytes` on `descriptor`; false if the connection failed first.
+    public static func send(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let written = bytes.withUnsafeBytes {
