@@ -195,7 +195,8 @@ struct ClientConnection: ~Copyable {
 struct ReceivedStream {
     var bytes: [UInt8] = []
     /// Whether the connection ended in a reset rather than the server's FIN. A reset drops whatever the
-    /// server's kernel had not yet delivered; the server may reset only once the client has everything
-    /// (see `LingeringClose` in FenceAPI), e.g. when the client sends after the server closed.
+    /// server's kernel had not yet delivered. The server closes in stages (`LingeringClose` in FenceAPI),
+    /// and then resets only a client that sends after it has acknowledged everything (or beyond that
+    /// type's limits, which one connection at a time does not reach here).
     var endedInReset = false
 }

@@ -67,10 +67,25 @@ public enum HTTPLoad {
         return statuses
     }
 
-    /// A TCP connection to 127.0.0.1:`port`; -1 if it cannot be made.
-    public static func connect(port: UInt16) -> Int32 {
+    /// A TCP connection to 127.0.0.1:`port`, from 127.0.0.`source` if given (any address of 127/8 is
+    /// loopback); -1 if it cannot be made.
+    public static func connect(port: UInt16, source: UInt8? = nil) -> Int32 {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { return -1 }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = (UInt32(0x7F00_0000) | UInt32(source)).bigEndian
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard bound == 0 else {
+                close(descriptor)
+                return -1
+            }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian

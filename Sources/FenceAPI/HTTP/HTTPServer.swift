@@ -68,6 +68,14 @@ public final class HTTPServer: Service, Sendable {
             handler: handler,
             finish: finish
         )
+        do {
+            try LingeringClose.shared.start()
+        } catch {
+            logger.warning(
+                "HTTP connections will be closed at once, not in stages",
+                metadata: ["error": "\(error)"]
+            )
+        }
         var flags =
             UInt32(MHD_USE_AUTO.rawValue | MHD_USE_INTERNAL_POLLING_THREAD.rawValue)
             | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)

@@ -13,25 +13,38 @@ import Locking
 /// output unacknowledged lingers: a duplicate of its socket stays open, its input is read and discarded,
 /// and it is closed once the client has acknowledged everything or closed its own side.
 ///
-/// Bounded, whoever the peer: at most `capacity` connections linger at once (beyond that, one is closed at
-/// once as libmicrohttpd would), each for at most `maximumDuration` and `maximumDiscardedBytes` of input. One
-/// thread serves them all, started when the first connection lingers, and sleeps while none does.
+/// This relies on libmicrohttpd's order in `MHD_cleanup_connections` (0.9.75): the notification of the close,
+/// then the socket's removal from its epoll set, then `close`; the duplicate thus never keeps the socket in
+/// that set. At shutdown libmicrohttpd shuts both directions down first (`close_all_connections`), and such a
+/// connection reads as closed by the client: it is closed at once.
+///
+/// Bounded, whoever the peer: at most `capacity` connections linger at once, `maximumPerAddress` of them from
+/// one client address (beyond that, a connection is closed at once, as libmicrohttpd would), each for at most
+/// `maximumDuration` from the hand-over and `maximumDiscardedBytes` of input. One thread serves them all, and
+/// sleeps while none lingers.
 final class LingeringClose: Sendable {
     /// The process's one lingering close, shared by every `HTTPServer`.
     static let shared = LingeringClose()
 
     static let capacity = 64
+    static let maximumPerAddress = 8
     static let maximumDuration: Duration = .seconds(5)
     static let maximumDiscardedBytes = 1 << 20
     /// How often lingering connections are checked for the client's acknowledgement (the kernel tells
     /// of input, not of acknowledgements).
     static let checkIntervalMilliseconds: Int32 = 10
 
+    /// The thread or its wake-up pipe could not be had: connections are then closed at once.
+    struct StartFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
     private struct State {
         /// Sockets handed over and not yet taken by the thread.
-        var adopted: [Int32] = []
-        /// Sockets handed over and not closed yet.
+        var adopted: [LingeringSocket] = []
+        /// Sockets handed over and not closed yet, in all and by client address.
         var open = 0
+        var openByAddress: [[UInt8]: Int] = [:]
         /// The pipe that wakes the thread; nil until it is started.
         var wakeup: (read: Int32, write: Int32)?
     }
@@ -43,41 +56,78 @@ final class LingeringClose: Sendable {
     /// Sockets lingering now (handed over and not closed yet).
     var lingering: Int { state.withLock { $0.open } }
 
+    /// Starts the thread, once per process; later calls return at once.
+    /// - Throws: `StartFailure` if the pipe or the thread cannot be had.
+    func start() throws(StartFailure) {
+        try state.withLock { (state) throws(StartFailure) in
+            guard state.wakeup == nil else { return }
+            var ends: [Int32] = [-1, -1]
+            guard pipe(&ends) == 0 else {
+                throw StartFailure(description: "pipe: \(String(cString: strerror(errno)))")
+            }
+            for end in ends {
+                _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+            }
+            do {
+                try DetachedThread.start(name: "fencegate.http-linger") { [ends] in self.serve(wakeup: ends[0]) }
+            } catch {
+                close(ends[0])
+                close(ends[1])
+                throw StartFailure(description: "\(error)")
+            }
+            state.wakeup = (ends[0], ends[1])
+        }
+    }
+
     /// Called as libmicrohttpd is about to close `socket`: keeps a duplicate of it open if closing now could
-    /// lose what was sent, and there is room. Never blocks.
+    /// lose what was sent, and there is room. Does nothing before `start()`. Never blocks.
     func adopt(_ socket: Int32) {
-        guard Self.queued(socket, UInt(FIONREAD)) > 0 || Self.queued(socket, UInt(TIOCOUTQ)) > 0 else { return }
+        guard Self.closingWouldLoseData(socket), let address = Self.peerAddress(socket) else { return }
+        let deadline = ContinuousClock.now + Self.maximumDuration
         state.withLock { state in
-            guard state.open < Self.capacity, let wakeup = startedWakeup(&state) else { return }
+            guard let wakeup = state.wakeup, state.open < Self.capacity,
+                state.openByAddress[address, default: 0] < Self.maximumPerAddress
+            else { return }
             let duplicate = fcntl(socket, F_DUPFD_CLOEXEC, 0)
             guard duplicate >= 0 else { return }
-            state.adopted.append(duplicate)
+            state.adopted.append(LingeringSocket(descriptor: duplicate, address: address, deadline: deadline))
             state.open += 1
+            state.openByAddress[address, default: 0] += 1
             var byte: UInt8 = 1
             _ = write(wakeup.write, &byte, 1)  // a full pipe already wakes the thread
         }
     }
 
-    /// The wake-up pipe, starting the thread first if it is not running; nil if either cannot be had (the
-    /// connection is then closed as libmicrohttpd would).
-    private func startedWakeup(_ state: inout State) -> (read: Int32, write: Int32)? {
-        if let wakeup = state.wakeup { return wakeup }
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { return nil }
-        for end in ends {
-            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+    /// Whether input is unread, or output other than the FIN unacknowledged (the FIN alone: the client has
+    /// every byte, and a reset can no longer take any).
+    private static func closingWouldLoseData(_ socket: Int32) -> Bool {
+        if queued(socket, UInt(FIONREAD)) > 0 { return true }
+        let unacknowledged = queued(socket, UInt(TIOCOUTQ))
+        guard unacknowledged == 1 else { return unacknowledged > 1 }
+        var info = tcp_info()
+        var length = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(socket, Int32(IPPROTO_TCP), Int32(TCP_INFO), &info, &length) == 0 else { return true }
+        let finSent: Set<Int> = [TCP_FIN_WAIT1, TCP_CLOSING, TCP_LAST_ACK]
+        return !finSent.contains(Int(info.tcpi_state))
+    }
+
+    /// The client's address (without the port), the key of the per-address limit; nil if there is none.
+    private static func peerAddress(_ socket: Int32) -> [UInt8]? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let found = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(socket, $0, &length) }
         }
-        let wakeup = (read: ends[0], write: ends[1])
-        do {
-            try DetachedThread.start(name: "fencegate.http-linger") { self.serve(wakeup: wakeup.read) }
-        } catch {
-            close(wakeup.read)
-            close(wakeup.write)
-            return nil
+        guard found == 0 else { return nil }
+        let family = Int32(storage.ss_family)
+        return withUnsafeBytes(of: &storage) { bytes -> [UInt8]? in
+            switch family {
+            case AF_INET: Array(bytes[4..<8])
+            case AF_INET6: Array(bytes[8..<24])
+            default: nil
+            }
         }
-        state.wakeup = wakeup
-        return wakeup
     }
 
     /// The thread's loop: takes sockets handed over, discards their input, closes those that are done, and
@@ -86,19 +136,26 @@ final class LingeringClose: Sendable {
         var sockets: [LingeringSocket] = []
         var scratch = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
-            let adopted = state.withLock { state in
+            sockets += state.withLock { state in
                 defer { state.adopted = [] }
                 return state.adopted
             }
-            let now = ContinuousClock.now
-            sockets += adopted.map { LingeringSocket(descriptor: $0, deadline: now + Self.maximumDuration) }
-            let before = sockets.count
+            var closed: [LingeringSocket] = []
             sockets.removeAll { socket in
                 guard socket.isDone(scratch: &scratch) else { return false }
                 close(socket.descriptor)
+                closed.append(socket)
                 return true
             }
-            if sockets.count < before { state.withLock { $0.open -= before - sockets.count } }
+            if !closed.isEmpty {
+                state.withLock { state in
+                    state.open -= closed.count
+                    for socket in closed {
+                        state.openByAddress[socket.address, default: 1] -= 1
+                        if state.openByAddress[socket.address] == 0 { state.openByAddress[socket.address] = nil }
+                    }
+                }
+            }
 
             var descriptors = [pollfd(fd: wakeup, events: Int16(POLLIN), revents: 0)]
             descriptors += sockets.map { pollfd(fd: $0.descriptor, events: Int16(POLLIN), revents: 0) }
@@ -115,24 +172,32 @@ final class LingeringClose: Sendable {
     }
 }
 
-/// One connection lingering: its socket (a duplicate of libmicrohttpd's), and how long and how much input
-/// it may still take.
-private final class LingeringSocket {
+/// One connection lingering: its socket (a duplicate of libmicrohttpd's), its client's address, and how long
+/// and how much input it may still take. @unchecked: made by `adopt` and handed over under the lock; only the
+/// lingering thread touches it afterwards.
+private final class LingeringSocket: @unchecked Sendable {
     let descriptor: Int32
+    let address: [UInt8]
     let deadline: ContinuousClock.Instant
+    /// Whether the write side was shut down (by the thread, when it takes the socket).
+    private var shutDown = false
     private var discarded = 0
 
-    init(descriptor: Int32, deadline: ContinuousClock.Instant) {
+    init(descriptor: Int32, address: [UInt8], deadline: ContinuousClock.Instant) {
         self.descriptor = descriptor
+        self.address = address
         self.deadline = deadline
-        // The client learns that nothing more is coming even if libmicrohttpd did not say so (it ends a TLS
-        // connection with TLS's own closure alone).
-        shutdown(descriptor, Int32(SHUT_WR))
     }
 
     /// Reads and discards the input that has arrived; true once the socket can be closed without losing
     /// anything (the client closed its side, or acknowledged everything), or may no longer linger.
     func isDone(scratch: inout [UInt8]) -> Bool {
+        if !shutDown {
+            // The client learns that nothing more is coming even if libmicrohttpd did not say so (it ends a
+            // TLS connection with TLS's own closure alone).
+            shutdown(descriptor, Int32(SHUT_WR))
+            shutDown = true
+        }
         while true {
             let count = scratch.withUnsafeMutableBytes {
                 recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
