@@ -42,8 +42,12 @@ struct HTTPShutdownTests {
             )
         }
         try await waitUntil("the fence is under way") { gate.arrived == 1 }
-        // A keep-alive client's connection, open before the shutdown; its next request comes after.
+        // A keep-alive client's connection, open before the shutdown; its next request comes after. Its first
+        // answer shows that the server has accepted it: a connection still in the kernel's backlog when the
+        // server stops listening is reset instead.
         let open = try await onOwnThread { try RawConnection(port: port) }
+        let first = try await onOwnThread { try open.answer("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") }
+        #expect(first.hasPrefix("HTTP/1.1 200"), "\(first)")
         await group.triggerGracefulShutdown()
         try await waitUntil("new connections are refused") {
             (try? await onOwnThread { try RawConnection(port: port) }) == nil
@@ -92,15 +96,39 @@ private final class RawConnection: @unchecked Sendable {
 
     /// Sends `request` and reads until the server closes the connection (or 10 s pass without a byte).
     func exchange(_ request: String) throws -> String {
-        let bytes = Array(request.utf8)
-        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        send(request)
         var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { break }
-            received += buffer.prefix(count)
+        while receiveMore(into: &received) {}
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// Sends `request` and reads one answer, framed by its Content-Length, leaving the connection open; what
+    /// arrived if the server closed first (or 10 s passed without a byte).
+    func answer(_ request: String) throws -> String {
+        send(request)
+        var received: [UInt8] = []
+        while receiveMore(into: &received) {
+            guard let end = received.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
+            let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).lowercased()
+            let length =
+                head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+            if received.count - end.upperBound >= length { break }
         }
         return String(decoding: received, as: UTF8.self)
+    }
+
+    private func send(_ request: String) {
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Reads what arrives next onto `received`; false once the server has closed (or 10 s passed).
+    private func receiveMore(into received: inout [UInt8]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return false }
+        received += buffer.prefix(count)
+        return true
     }
 }
