@@ -1,3 +1,4 @@
+import CMicroHTTPD
 import FenceCore
 import Glibc
 import Locking
@@ -15,7 +16,7 @@ import Locking
 ///
 /// This relies on libmicrohttpd's order in `MHD_cleanup_connections` (0.9.75): the notification of the close,
 /// then the socket's removal from its epoll set, then `close`; the duplicate thus never keeps the socket in
-/// that set. At shutdown libmicrohttpd shuts both directions down first (`close_all_connections`), and such a
+/// that set. It is used only with the version checked (`checkedLibraryVersion`). At shutdown libmicrohttpd shuts both directions down first (`close_all_connections`), and such a
 /// connection reads as closed by the client: it is closed at once.
 ///
 /// Bounded, whoever the peer: at most `capacity` connections linger at once, `maximumPerAddress` of them from
@@ -56,9 +57,23 @@ final class LingeringClose: Sendable {
     /// Sockets lingering now (handed over and not closed yet).
     var lingering: Int { state.withLock { $0.open } }
 
+    /// The libmicrohttpd whose order of close, notification and epoll removal was checked (see above); with
+    /// another, connections are closed at once.
+    static let checkedLibraryVersion = "0.9.75"
+
+    /// The version of the libmicrohttpd in use. Calls `MHD_get_version`.
+    static var libraryVersion: String { MHD_get_version().map { String(cString: $0) } ?? "unknown" }
+
     /// Starts the thread, once per process; later calls return at once.
-    /// - Throws: `StartFailure` if the pipe or the thread cannot be had.
+    /// - Throws: `StartFailure` if the libmicrohttpd in use is not the one checked, or the pipe or the
+    ///   thread cannot be had.
     func start() throws(StartFailure) {
+        guard Self.libraryVersion == Self.checkedLibraryVersion else {
+            throw StartFailure(
+                description: "libmicrohttpd \(Self.libraryVersion) in use, the lingering close is checked against "
+                    + Self.checkedLibraryVersion
+            )
+        }
         try state.withLock { (state) throws(StartFailure) in
             guard state.wakeup == nil else { return }
             var ends: [Int32] = [-1, -1]
