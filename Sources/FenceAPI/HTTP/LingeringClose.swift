@@ -16,8 +16,9 @@ import Locking
 ///
 /// This relies on libmicrohttpd's order in `MHD_cleanup_connections` (0.9.75): the notification of the close,
 /// then the socket's removal from its epoll set, then `close`; the duplicate thus never keeps the socket in
-/// that set. It is used only with the version checked (`checkedLibraryVersion`). At shutdown libmicrohttpd shuts both directions down first (`close_all_connections`), and such a
-/// connection reads as closed by the client: it is closed at once.
+/// that set. It is used only with the version checked (`checkedLibraryVersion`). At shutdown libmicrohttpd
+/// shuts both directions down first (`close_all_connections`), and such a connection reads as closed by the
+/// client: it is closed at once.
 ///
 /// Bounded, whoever the peer: at most `capacity` connections linger at once, `maximumPerAddress` of them from
 /// one client address (beyond that, a connection is closed at once, as libmicrohttpd would), each for at most
@@ -35,7 +36,8 @@ final class LingeringClose: Sendable {
     /// of input, not of acknowledgements).
     static let checkIntervalMilliseconds: Int32 = 10
 
-    /// The thread or its wake-up pipe could not be had: connections are then closed at once.
+    /// Another libmicrohttpd than the one checked, or no thread or wake-up pipe: connections are then closed
+    /// at once.
     struct StartFailure: Error, CustomStringConvertible {
         let description: String
     }
