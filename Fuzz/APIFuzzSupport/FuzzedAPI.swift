@@ -41,8 +41,18 @@ public final class FuzzedAPI: Sendable {
             store: store,
             logger: logger
         )
+        // An audit log of a few hundred operations, as a server in use has: `GET /operations?limit=…` can then
+        // answer hundreds of kilobytes, more than a loopback connection's receive window holds (answers cut
+        // short by a reset were found only with such a log).
+        for _ in 0..<seededOperations {
+            let origin = RequestOrigin(frontEnd: .cli, requester: "fuzz-seed")
+            _ = try? await service.perform(FenceRequest(action: .on, target: "test", origin: origin))
+        }
         return FuzzedAPI(api: FenceHTTPAPI(service: service, logger: logger, redfish: true), token: token)
     }
+
+    /// Operations in the audit log before the first input.
+    public static let seededOperations = 300
 
     private init(api: FenceHTTPAPI, token: String) {
         self.api = api
