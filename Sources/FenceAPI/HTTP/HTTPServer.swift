@@ -412,7 +412,7 @@ private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSl
 private let connectionNotified: MHD_NotifyConnectionCallback = { _, connection, _, code in
     guard fg_mhd_is_closing(code), let connection else { return }
     let socket = fg_mhd_connection_socket(connection)
-    if socket >= 0 { LingeringClose.shared.adopt(socket) }
+    if socket >= 0 { LingeringClose.shared.adopt(socket, clientAddress: { clientAddress(connection) }) }
 }
 
 private func header(_ connection: OpaquePointer, _ name: String) -> String? {

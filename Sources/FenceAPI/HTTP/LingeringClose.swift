@@ -47,7 +47,7 @@ final class LingeringClose: Sendable {
         var adopted: [LingeringSocket] = []
         /// Sockets handed over and not closed yet, in all and by client address.
         var open = 0
-        var openByAddress: [[UInt8]: Int] = [:]
+        var openByAddress: [String: Int] = [:]
         /// The pipe that wakes the thread; nil until it is started.
         var wakeup: (read: Int32, write: Int32)?
     }
@@ -98,9 +98,10 @@ final class LingeringClose: Sendable {
     }
 
     /// Called as libmicrohttpd is about to close `socket`: keeps a duplicate of it open if closing now could
-    /// lose what was sent, and there is room. Does nothing before `start()`. Never blocks.
-    func adopt(_ socket: Int32) {
-        guard Self.closingWouldLoseData(socket), let address = Self.peerAddress(socket) else { return }
+    /// lose what was sent, and there is room for `clientAddress` (asked only then). Does nothing before
+    /// `start()`. Never blocks.
+    func adopt(_ socket: Int32, clientAddress: () -> String?) {
+        guard Self.closingWouldLoseData(socket), let address = clientAddress() else { return }
         let deadline = ContinuousClock.now + Self.maximumDuration
         state.withLock { state in
             guard let wakeup = state.wakeup, state.open < Self.capacity,
@@ -127,24 +128,6 @@ final class LingeringClose: Sendable {
         guard getsockopt(socket, Int32(IPPROTO_TCP), Int32(TCP_INFO), &info, &length) == 0 else { return true }
         let finSent: Set<Int> = [TCP_FIN_WAIT1, TCP_CLOSING, TCP_LAST_ACK]
         return !finSent.contains(Int(info.tcpi_state))
-    }
-
-    /// The client's address (without the port), the key of the per-address limit; nil if there is none.
-    private static func peerAddress(_ socket: Int32) -> [UInt8]? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let found = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(socket, $0, &length) }
-        }
-        guard found == 0 else { return nil }
-        let family = Int32(storage.ss_family)
-        return withUnsafeBytes(of: &storage) { bytes -> [UInt8]? in
-            switch family {
-            case AF_INET: Array(bytes[4..<8])
-            case AF_INET6: Array(bytes[8..<24])
-            default: nil
-            }
-        }
     }
 
     /// The thread's loop: takes sockets handed over, discards their input, closes those that are done, and
@@ -194,13 +177,13 @@ final class LingeringClose: Sendable {
 /// lingering thread touches it afterwards.
 private final class LingeringSocket: @unchecked Sendable {
     let descriptor: Int32
-    let address: [UInt8]
+    let address: String
     let deadline: ContinuousClock.Instant
     /// Whether the write side was shut down (by the thread, when it takes the socket).
     private var shutDown = false
     private var discarded = 0
 
-    init(descriptor: Int32, address: [UInt8], deadline: ContinuousClock.Instant) {
+    init(descriptor: Int32, address: String, deadline: ContinuousClock.Instant) {
         self.descriptor = descriptor
         self.address = address
         self.deadline = deadline
