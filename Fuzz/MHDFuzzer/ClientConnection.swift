@@ -194,9 +194,10 @@ struct ClientConnection: ~Copyable {
 /// What the server sent on one connection, and how the connection ended.
 struct ReceivedStream {
     var bytes: [UInt8] = []
-    /// Whether the connection ended in a reset rather than the server's FIN. A reset drops whatever the
-    /// server's kernel had not yet delivered. The server closes in stages (`LingeringClose` in FenceAPI),
-    /// and then resets only a client that sends after it has acknowledged everything (or beyond that
-    /// type's limits, which one connection at a time does not reach here).
+    /// Whether the connection ended in a reset before the server's FIN arrived (recv's ECONNRESET; a reset
+    /// after the FIN ends the stream as the FIN does). Such a reset drops whatever the server's kernel had
+    /// not yet delivered. The server closes in stages (`LingeringClose` in FenceAPI): it sends its FIN
+    /// before it closes, and resets only a client that sends after that, or beyond the limits of its
+    /// lingering, which one connection at a time with inputs of a few KiB does not reach here.
     var endedInReset = false
 }
