@@ -24,6 +24,8 @@ public final class FenceXVMGateway: Service, Sendable {
     private let logger: Logger
     private let session: FenceXVMSession
     private let history: RequestHistory
+    /// Signatures of the multicast requests received, to drop exact copies (replays) before a call back.
+    private let signatures = SignatureMemory()
     private let sessions = GatewaySessions()
     private let multicastSocket: Socket?
     private let tcpSocket: Socket?
@@ -233,6 +235,14 @@ public final class FenceXVMGateway: Service, Sendable {
             logger.debug(
                 "dropped a request with an unknown address family",
                 metadata: ["peer.address": "\(source ?? "-")"]
+            )
+            return nil
+        }
+        guard signatures.remember(request) else {
+            service.metrics.replayDropped()
+            logger.debug(
+                "dropped a copy of a request received before (a replay)",
+                metadata: ["peer.address": "\(source ?? "-")", "fence.callback": "\(callback)"]
             )
             return nil
         }

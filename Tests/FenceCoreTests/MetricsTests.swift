@@ -13,6 +13,8 @@ struct MetricsTests {
         gate.open()
         _ = try await operation.value
         first.service.metrics.sessionTurnedAway(listener: "tcp")
+        first.service.metrics.replayDropped()
+        first.service.metrics.replayDropped()
 
         let text = exposition(first)
         #expect(text.contains(#"fencegate_operations_total{action="off",result="success",source="cli"} 1"#))
@@ -21,11 +23,13 @@ struct MetricsTests {
         #expect(text.contains(#"fencegate_gateway_sessions_refused_total{listener="tcp"} 1"#))
         #expect(text.contains("# HELP fencegate_gateway_sessions_refused_total fence_xvm call backs and fence_virt"))
         #expect(text.contains("# HELP fencegate_hypervisor_up 1 if the hypervisor was reachable"))
+        #expect(text.contains("fencegate_gateway_replays_dropped_total 2\n"))
 
         let other = exposition(second)
         #expect(!other.contains("fencegate_operations_total{"))
         #expect(!other.contains("fencegate_gateway_sessions_refused_total{"))
         #expect(other.contains("fencegate_operations_in_flight 0.0\n"))
+        #expect(other.contains("fencegate_gateway_replays_dropped_total 0\n"))
     }
 
     @Test("a metric made again is the one made first, and keeps counting; other labels are other series")

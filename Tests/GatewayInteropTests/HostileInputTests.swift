@@ -196,11 +196,14 @@ struct HostileInputTests {
         // A captured packet replayed by guest 2: the call back goes to guest 1's address (from the packet),
         // where nothing listens now: refused, nothing runs.
         #expect(try await Self.send(lab, guest: 1, [off.bytes], watch: .seconds(1)).isEmpty)
-        // Guest 1 listens but cannot answer the challenge without the key: nothing runs.
+        // Guest 1 listens but cannot answer the challenge without the key: nothing runs. (The same bytes
+        // again are dropped before any call back, see the next test: the packet here is signed anew, as a
+        // packet captured before the gateway started, or longer ago than it remembers, would be.)
+        let capturedLongAgo = try off.signed(hashType: .sha256, key: key)
         let impostor = try await lab.lab.inNamespace(lab.lab.guests[0].namespace) {
             let listener = try Self.listener(on: SocketAddress(host: lab.guestIPv4(0), port: Self.callbackPort)!)
             let sender = try Socket.multicastSender(interface: "eth0")
-            try sender.send(off.bytes, to: Self.group)
+            try sender.send(capturedLongAgo.bytes, to: Self.group)
             guard let (connection, _) = try listener.accept(timeout: .seconds(3)) else { return "no call back" }
             do {
                 _ = try FenceXVMClient.answerCallback(
@@ -216,6 +219,26 @@ struct HostileInputTests {
         }
         #expect(impostor.contains("response to our challenge is wrong"), "\(impostor)")
         #expect(try await lab.rows().isEmpty)
+    }
+
+    @Test("a captured packet replayed while its sender listens for a request of its own runs nothing")
+    func replayAnsweredByItsSender() async throws {
+        let lab = try await GatewayLab(guests: 2)
+        try await lab.startFencegate()
+        let key = try Self.key(lab)
+        let off = try Self.request(lab, .off, "pcmk4").signed(hashType: .sha256, key: key)
+        // Guest 2 replays guest 1's packet while guest 1 does not listen: the call back is refused.
+        #expect(try await Self.send(lab, guest: 1, [off.bytes], watch: .seconds(1)).isEmpty)
+        // Replayed again while guest 1 listens and holds the key (fence_xvm waiting for its own answer would
+        // take this call back as that answer): no call back, since these exact bytes were received before.
+        // Where the copy comes from does not matter: the call back goes to the address in the packet.
+        let replayed = try await Self.send(lab, [off.bytes, off.bytes], watch: .seconds(2), answeringWith: key)
+        #expect(replayed.isEmpty)
+        #expect(try await lab.rows().isEmpty)
+        // The same request signed anew (as fence_xvm signs each retransmission) is genuine: it runs, once.
+        let genuine = try off.signed(hashType: .sha256, key: key)
+        #expect(try await Self.send(lab, [genuine.bytes], watch: .seconds(2), answeringWith: key) == [0])
+        #expect(try await lab.rows().map(\.action) == ["off"])
     }
 
     @Test("call backs that never connect, and clients that stall mid-challenge, hold up no one else and run nothing")

@@ -195,3 +195,56 @@ struct RequestHistoryTests {
         #expect(winners == 1)
     }
 }
+
+@Suite("replayed packets: exact copies of a signed request received before")
+struct SignatureMemoryTests {
+    let key = [UInt8](repeating: 0x5A, count: 4096)
+
+    func signed(_ operation: FenceXVMOperation = .status, sequence: UInt32 = 7) throws -> FenceXVMRequest {
+        try FenceXVMRequest(
+            operation: operation,
+            domain: "pcmk1",
+            address: [198, 18, 0, 11],
+            port: 1229,
+            sequenceNumber: sequence,
+            family: 2
+        ).signed(hashType: .sha256, key: key)
+    }
+
+    @Test("an exact copy is a replay; the same request signed again (a retransmission) is not")
+    func replays() throws {
+        let memory = SignatureMemory()
+        let request = try signed()
+        #expect(memory.remember(request))
+        #expect(!memory.remember(request))
+        #expect(!memory.remember(try FenceXVMRequest(bytes: request.bytes)))
+        // fence_xvm's retransmissions and per-interface copies: same request, fresh random bytes.
+        #expect(memory.remember(try request.signed(hashType: .sha256, key: key)))
+        #expect(memory.remember(try request.signed(hashType: .sha512, key: key)))
+        #expect(memory.count == 3)
+    }
+
+    @Test("unsigned requests (hash type none) all look alike: never taken for replays, never remembered")
+    func unsigned() throws {
+        let memory = SignatureMemory()
+        let request = try signed().signed(hashType: .none, key: [])
+        #expect(memory.remember(request))
+        #expect(memory.remember(request))
+        #expect(memory.count == 0)
+    }
+
+    @Test("memory is bounded: the oldest signature is forgotten first")
+    func bounded() throws {
+        let memory = SignatureMemory(capacity: 3)
+        let requests = try (1...5).map { try signed(sequence: UInt32($0)) }
+        for request in requests.prefix(3) { #expect(memory.remember(request)) }
+        #expect(!memory.remember(requests[0]))
+        #expect(memory.remember(requests[3]))  // pushes out requests[0]
+        #expect(memory.count == 3)
+        #expect(memory.remember(requests[0]))  // forgotten: taken as new (pushes out requests[1])
+        #expect(!memory.remember(requests[2]))
+        #expect(!memory.remember(requests[3]))
+        #expect(memory.remember(requests[1]))
+        #expect(memory.count == 3)
+    }
+}

@@ -15,6 +15,7 @@ public final class FenceMetrics: Sendable {
         case auditLogWritable = "fencegate_audit_log_writable"
         case refusalsUnrecorded = "fencegate_audit_refusals_unrecorded_total"
         case sessionsRefused = "fencegate_gateway_sessions_refused_total"
+        case replaysDropped = "fencegate_gateway_replays_dropped_total"
 
         var help: String {
             switch self {
@@ -28,6 +29,8 @@ public final class FenceMetrics: Sendable {
                 "Refused requests counted in a summary row instead of a row of their own (the audit rate limit)."
             case .sessionsRefused:
                 "fence_xvm call backs and fence_virt connections turned away at their limits, by listener."
+            case .replaysDropped:
+                "Signed fence_xvm requests dropped as exact copies of one received before (replayed packets)."
             }
         }
 
@@ -48,6 +51,7 @@ public final class FenceMetrics: Sendable {
     private let hypervisorUp: Gauge
     private let auditLogWritable: Gauge
     private let refusalsUnrecorded: Counter
+    private let replaysDropped: Counter
 
     init() {
         let factory = DescribedMetricsFactory(
@@ -59,6 +63,7 @@ public final class FenceMetrics: Sendable {
         hypervisorUp = Gauge(label: Family.hypervisorUp.rawValue, factory: factory)
         auditLogWritable = Gauge(label: Family.auditLogWritable.rawValue, factory: factory)
         refusalsUnrecorded = Counter(label: Family.refusalsUnrecorded.rawValue, factory: factory)
+        replaysDropped = Counter(label: Family.replaysDropped.rawValue, factory: factory)
     }
 
     /// Every metric, front ends' included, in the Prometheus text exposition format (version 0.0.4).
@@ -88,6 +93,11 @@ public final class FenceMetrics: Sendable {
     public func sessionTurnedAway(listener: String) {
         Counter(label: Family.sessionsRefused.rawValue, dimensions: [("listener", listener)], factory: factory)
             .increment()
+    }
+
+    /// Counts a signed multicast request dropped as an exact copy of one received before.
+    public func replayDropped() {
+        replaysDropped.increment()
     }
 
     func hypervisor(up: Bool) {
