@@ -9,6 +9,8 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
     case hypervisorUnavailable(uri: String, reason: String)
     /// The audit log cannot be written, so the operation was refused and nothing was done.
     case auditUnavailable(reason: String)
+    /// A query of the audit log ran longer than its time limit and was stopped; a narrower one may succeed.
+    case auditQueryStopped(after: Duration)
     /// The operation did not finish in time. It is a failure: the domain's state is unknown.
     case timedOut(action: FenceAction, target: String, after: Duration)
     /// The hypervisor refused or failed the operation.
@@ -39,6 +41,7 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .domainNotFound: return "domain_not_found"
         case .hypervisorUnavailable: return "hypervisor_unavailable"
         case .auditUnavailable: return "audit_unavailable"
+        case .auditQueryStopped: return "audit_query_stopped"
         case .timedOut: return "timed_out"
         case .operationFailed: return "operation_failed"
         case .domainBusy: return "domain_busy"
@@ -59,6 +62,9 @@ public enum FenceError: Error, Sendable, Equatable, CustomStringConvertible {
             return "hypervisor \(uri) unavailable: \(reason)"
         case .auditUnavailable(let reason):
             return "audit log unavailable, operation refused and nothing done: \(reason)"
+        case .auditQueryStopped(let limit):
+            return
+                "the query of the audit log ran longer than \(limit.fenceSeconds) and was stopped; narrow it (since and until, domain, action, source, result, requester)"
         case .timedOut(let action, let target, let after):
             return
                 "\(action.rawValue) of domain '\(target)' timed out after \(after.fenceSeconds); its state is unknown"

@@ -1,3 +1,4 @@
+import Locking
 import Logging
 public import Store
 
@@ -55,11 +56,7 @@ extension FenceService {
     public func operations(_ query: AuditQuery, visibleTo token: AccessToken) async throws(FenceError) -> AuditPage {
         var query = query
         if !token.domainPatterns.isEmpty { query.domainPatterns = token.domainPatterns }
-        do {
-            return try await store.query(query)
-        } catch {
-            throw .auditUnavailable(reason: "\(error)")
-        }
+        return try await queryingAuditLog { reader throws(AuditStoreError) in try await reader.query(query) }
     }
 
     /// Cluster mode: a page of every host's audit log merged, newest first, as `token` may see it; nil
@@ -80,23 +77,33 @@ extension FenceService {
     /// Cluster mode: this host's part of a merged audit page, for another host that asked (it scoped the
     /// query to what its requester may see).
     public func operationsForCluster(_ query: AuditQuery) async throws(FenceError) -> AuditPage {
-        do {
-            return try await store.query(query)
-        } catch {
-            throw .auditUnavailable(reason: "\(error)")
-        }
+        try await queryingAuditLog { reader throws(AuditStoreError) in try await reader.query(query) }
     }
 
     /// The operation with `id`, or nil if there is none or `token` may not see it.
     public func operation(id: Int64, visibleTo token: AccessToken) async throws(FenceError) -> AuditRecord? {
-        let record: AuditRecord?
-        do {
-            record = try await store.operation(id: id)
-        } catch {
-            throw .auditUnavailable(reason: "\(error)")
-        }
+        let record = try await queryingAuditLog { reader throws(AuditStoreError) in try await reader.operation(id: id) }
         guard let record, token.domainPatterns.isEmpty || record.domainName.map(token.permits(domainNamed:)) == true
         else { return nil }
         return record
+    }
+
+    /// Runs `body` with the audit log's reader (opened on first use). A query stopped at its time limit
+    /// becomes `.auditQueryStopped`, any other failure `.auditUnavailable`.
+    private func queryingAuditLog<T: Sendable>(
+        _ body: (AuditReader) async throws(AuditStoreError) -> T
+    ) async throws(FenceError) -> T {
+        do throws(AuditStoreError) {
+            let reader = try auditReader.withLock { reader throws(AuditStoreError) in
+                if let reader { return reader }
+                let opened = try store.reader(timeLimit: configuration.auditQueryTimeLimit)
+                reader = opened
+                return opened
+            }
+            return try await body(reader)
+        } catch {
+            if case .queryStopped(let limit) = error { throw .auditQueryStopped(after: limit) }
+            throw .auditUnavailable(reason: "\(error)")
+        }
     }
 }

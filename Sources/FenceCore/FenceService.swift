@@ -55,6 +55,10 @@ public final class FenceService: Sendable {
         package var refusalWindow: Duration = .seconds(60)
         /// How fence races are settled (see `FenceRaceRules`).
         public var races = FenceRaceRules()
+        /// The longest one query of the audit log may run (`GET /operations`, another cluster host's page);
+        /// it is then stopped and answered 503, so that a broad query cannot hold a core or the log's WAL.
+        /// Queries never delay a fence's rows, whatever their length: they run on a connection of their own.
+        public var auditQueryTimeLimit = AuditReader.defaultTimeLimit
 
         public init() {}
     }
@@ -79,6 +83,8 @@ public final class FenceService: Sendable {
     /// Operations (`perform`) holding a domain's lock now; `statusAtOnce` answers only while there are none.
     let changesUnderWay = Atomic<Int>(0)
     private let cluster = Locked<(any ClusterDirectory)?>(nil)
+    /// Queries of the audit log, off the store's queue (see `AuditReader`); opened on first use.
+    let auditReader = Locked<AuditReader?>(nil)
 
     public init(hypervisor: any Hypervisor, store: AuditStore, configuration: Configuration = .init(), logger: Logger) {
         self.hypervisor = hypervisor

@@ -343,7 +343,7 @@ public actor AuditStore {
 
     /// Commits the waiting deferred rows in a transaction of their own. `endingTimer`: called by the timer,
     /// whose end lets the next row start another.
-    private func commitDeferred(endingTimer: Bool) {
+    func commitDeferred(endingTimer: Bool) {
         let rows = takeDeferred(endingTimer: endingTimer)
         guard !rows.isEmpty else { return }
         do throws(SQLiteError) {
@@ -354,6 +354,9 @@ public actor AuditStore {
             logDeferredFailures(rows.count, of: rows.count, error: error)
         }
     }
+
+    /// Whether rows given to `recordEventually` wait for a commit (read without the actor).
+    nonisolated var hasDeferredRows: Bool { deferred.withLock { !$0.waiting.isEmpty } }
 
     func takeDeferred(endingTimer: Bool) -> [(AuditIntent, AuditCompletion)] {
         deferred.withLock { rows in
@@ -546,27 +549,33 @@ public actor AuditStore {
     public func operation(id: Int64) throws -> AuditRecord? {
         commitDeferred(endingTimer: false)
         return try wrap {
-            try statement("SELECT \(AuditColumn.selectList) FROM operations WHERE id = ?").rows([.integer(id)])
-                .first.map(AuditRecord.init(row:))
+            try statement(Self.operationSQL).rows([.integer(id)]).first.map(AuditRecord.init(row:))
         }
     }
 
-    /// A page of records matching `query`, in `query.order`.
+    /// A page of records matching `query`, in `query.order`. (The daemon's readers query through an
+    /// `AuditReader`, off this store's queue.)
     /// - Throws: `AuditStoreError.invalidLimit`, `.database`.
     public func query(_ query: AuditQuery) throws -> AuditPage {
         let (sql, values) = try Self.select(query)
         commitDeferred(endingTimer: false)
-        return try wrap {
-            var records = try statement(sql).rows(values).map(AuditRecord.init(row:))
-            var next: AuditCursor?
-            if records.count > query.limit {
-                records.removeLast()
-                if let last = records.last {
-                    next = AuditCursor(requestedAtMicroseconds: last.requestedAt.microsecondsSince1970, id: last.id)
-                }
+        return try wrap { Self.page(try statement(sql).rows(values), limit: query.limit) }
+    }
+
+    /// The SELECT of one record by id.
+    static let operationSQL = "SELECT \(AuditColumn.selectList) FROM operations WHERE id = ?"
+
+    /// The page that the rows of `select(_:)` (one more than `limit` if there is a next page) make.
+    static func page(_ rows: [[SQLiteValue]], limit: Int) -> AuditPage {
+        var records = rows.map(AuditRecord.init(row:))
+        var next: AuditCursor?
+        if records.count > limit {
+            records.removeLast()
+            if let last = records.last {
+                next = AuditCursor(requestedAtMicroseconds: last.requestedAt.microsecondsSince1970, id: last.id)
             }
-            return AuditPage(records: records, nextCursor: next)
         }
+        return AuditPage(records: records, nextCursor: next)
     }
 
     /// The highest id written so far (0 for an empty log). Every row with a lower id is committed already:
@@ -597,7 +606,7 @@ public actor AuditStore {
     }
 
     /// The SELECT for one page of `query` (one row more than the limit, to know whether a next page exists).
-    private static func select(_ query: AuditQuery) throws(AuditStoreError) -> (String, [SQLiteValue]) {
+    static func select(_ query: AuditQuery) throws(AuditStoreError) -> (String, [SQLiteValue]) {
         guard (1...AuditQuery.maximumLimit).contains(query.limit) else {
             throw AuditStoreError.invalidLimit(query.limit)
         }

@@ -10,6 +10,8 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
     case invalidCursor(String)
     /// A query limit outside 1…`AuditQuery.maximumLimit`.
     case invalidLimit(Int)
+    /// A query of the audit log ran longer than its time limit and was stopped (`AuditReader`).
+    case queryStopped(after: Duration)
     /// A token with this name exists already.
     case tokenExists(String)
     /// Group or others may write the database: the audit log could be rewritten behind the service's back.
@@ -30,6 +32,9 @@ public enum AuditStoreError: Error, Sendable, CustomStringConvertible {
             return "invalid cursor: pass the cursor value from a previous page unchanged"
         case .invalidLimit(let limit):
             return "invalid limit \(limit): use 1 to \(AuditQuery.maximumLimit)"
+        case .queryStopped(let limit):
+            return
+                "the query of the audit log ran longer than \(limit) and was stopped; narrow it (since and until, domain, action, source, result, requester)"
         case .writableByOthers(let path, let mode):
             return
                 "the audit database \(path) has mode \(mode): group or others could rewrite the audit log; fix with: chmod 600 \(path)"

@@ -23,7 +23,7 @@ enum CLIFailure: Error {
             case .invalidTarget: return ExitStatus.badArguments
             case .domainNotFound: return ExitStatus.domainNotFound
             case .hypervisorUnavailable: return ExitStatus.hypervisorUnavailable
-            case .auditUnavailable: return ExitStatus.auditUnavailable
+            case .auditUnavailable, .auditQueryStopped: return ExitStatus.auditUnavailable
             case .timedOut: return ExitStatus.timedOut
             }
         case .auditUnavailable: return ExitStatus.auditUnavailable

@@ -8,7 +8,8 @@ struct ErrorStatusTests {
     /// One value of every `FenceError` case.
     static let errors: [FenceError] = [
         .domainNotFound(target: "web1"), .hypervisorUnavailable(uri: "qemu:///system", reason: "refused"),
-        .auditUnavailable(reason: "disk full"), .timedOut(action: .off, target: "web1", after: .seconds(60)),
+        .auditUnavailable(reason: "disk full"), .auditQueryStopped(after: .seconds(5)),
+        .timedOut(action: .off, target: "web1", after: .seconds(60)),
         .operationFailed(action: .off, target: "web1", reason: "libvirt said no"), .domainBusy(target: "web1"),
         .notRunning(action: .nmi, target: "web1"), .invalidTarget(reason: "empty"),
         .refused(target: "web1", reason: "scope read"), .unauthenticated(reason: "unknown token"),

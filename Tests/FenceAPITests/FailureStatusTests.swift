@@ -82,6 +82,46 @@ struct FailureStatusTests {
         }
     }
 
+    @Test("a query of the audit log past its time limit is stopped: 503 audit-query-stopped; fences go on")
+    func auditQueryStopped() async throws {
+        var configuration = FenceService.Configuration()
+        configuration.auditQueryTimeLimit = .zero
+        try await APIHarness.withRunning(service: configuration) { api in
+            // 5,000 rows of pcmk1: the page of a token limited to pcmk1 and pcmk2 reads and sorts them all.
+            let requested = Date(timeIntervalSince1970: 1_800_000_000)
+            try await api.harness.store.insertFinished(
+                (0..<5000).map { index in
+                    (
+                        AuditIntent(
+                            source: "multicast",
+                            requester: "198.18.0.11",
+                            clientAddress: nil,
+                            target: "pcmk1",
+                            domainName: "pcmk1",
+                            domainUUID: nil,
+                            action: "status",
+                            requestedAt: requested.addingTimeInterval(Double(index))
+                        ),
+                        AuditCompletion(
+                            result: .success,
+                            powerState: "running",
+                            errorCode: nil,
+                            message: nil,
+                            finishedAt: requested.addingTimeInterval(Double(index))
+                        )
+                    )
+                }
+            )
+            let response = try await api.curl("GET", "/operations", token: api.scoped)
+            #expect(response.status == 503)
+            #expect(response.json["type"] as? String == "urn:fencegate:problem:audit-query-stopped")
+            #expect((response.json["detail"] as? String)?.contains("narrow it") == true, "\(response.text)")
+            #expect(response.headers["retry-after"] == "5")
+            #expect(try await api.curl("POST", "/domains/pcmk3/off", token: api.ops).status == 200)
+            #expect(try api.harness.state("pcmk3") == .shutOff)
+        }
+    }
+
     @Test("non-UTF-8 in the path is a 400, not a crash")
     func invalidEncoding() async throws {
         try await APIHarness.withRunning { api in

@@ -7,23 +7,6 @@ import Testing
 
 private let logger = Logger(label: "test")
 
-private func intent(_ domain: String, at seconds: Double, action: String = "off") -> AuditIntent {
-    AuditIntent(
-        source: "cli",
-        requester: "root",
-        clientAddress: nil,
-        target: domain,
-        domainName: domain,
-        domainUUID: nil,
-        action: action,
-        requestedAt: Date(timeIntervalSince1970: 1_800_000_000 + seconds)
-    )
-}
-
-private func completion(_ result: AuditResult = .success) -> AuditCompletion {
-    AuditCompletion(result: result, powerState: "off", errorCode: nil, message: nil, finishedAt: Date())
-}
-
 /// Every record `tail` returns until it has nothing new.
 private func drain(_ tail: inout AuditTail, _ store: AuditStore) async throws -> [Int64] {
     var ids: [Int64] = []

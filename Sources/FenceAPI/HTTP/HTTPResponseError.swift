@@ -17,7 +17,7 @@ extension FenceError {
         case .domainNotFound: 404
         case .domainBusy, .notRunning, .requesterFenced, .requesterFencedInCluster: 409
         case .operationFailed: 502
-        case .hypervisorUnavailable, .auditUnavailable, .clusterUnavailable: 503
+        case .hypervisorUnavailable, .auditUnavailable, .auditQueryStopped, .clusterUnavailable: 503
         case .timedOut: 504
         }
     }
@@ -25,7 +25,7 @@ extension FenceError {
     /// Headers every HTTP front end sends with this error: `Retry-After` when retrying soon may succeed.
     var httpHeaders: [(String, String)] {
         switch self {
-        case .hypervisorUnavailable, .auditUnavailable, .clusterUnavailable: [("Retry-After", "5")]
+        case .hypervisorUnavailable, .auditUnavailable, .auditQueryStopped, .clusterUnavailable: [("Retry-After", "5")]
         default: []
         }
     }

@@ -116,6 +116,7 @@ struct Problem: Error, Sendable {
                     "audit-unavailable", "Audit log unavailable",
                     "the audit log cannot be written now, so nothing was done; see the service's log"
                 )
+            case .auditQueryStopped: ("audit-query-stopped", "Audit query stopped", error.description)
             case .timedOut: ("timed-out", "Operation timed out", error.description)
             case .operationFailed: ("operation-failed", "Hypervisor operation failed", error.description)
             case .invalidTarget(let reason): ("bad-request", "Bad request", reason)

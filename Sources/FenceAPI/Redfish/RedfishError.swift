@@ -150,6 +150,8 @@ extension RedfishError: RouterError {
                 )
             case .clusterUnavailable:
                 ("ServiceTemporarilyUnavailable", error.description, "Retry later, or see the cluster's status.")
+            // Redfish reads no audit log; mapped for completeness.
+            case .auditQueryStopped: ("GeneralError", error.description, "Narrow the query.")
             case .timedOut: ("OperationTimeout", error.description, readState)
             case .operationFailed: ("GeneralError", error.description, readState)
             }

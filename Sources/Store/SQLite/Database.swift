@@ -8,6 +8,8 @@ internal import CSQLite
 /// Package-visible so that tests can hold a lock from a second, independent connection.
 package final class Database: @unchecked Sendable {
     private let handle: OpaquePointer
+    /// Kept for SQLite's progress handler (see `stopStatements(runningPast:)`), which gets it unretained.
+    private let progressDeadline = ProgressDeadline()
     /// The path the database was opened at.
     let path: String
     /// How the connection uses its file.
@@ -126,4 +128,34 @@ package final class Database: @unchecked Sendable {
 
     /// The raw handle, for `Statement` only.
     var rawHandle: OpaquePointer { handle }
+
+    /// Makes every statement of this connection that is still running at `deadline` fail with
+    /// `SQLITE_INTERRUPT` (the clock is read every 1,000 of SQLite's virtual machine instructions, about
+    /// every few microseconds); nil removes the limit. Calls `sqlite3_progress_handler`.
+    func stopStatements(runningPast deadline: ContinuousClock.Instant?) {
+        progressDeadline.instant = deadline
+        if deadline == nil {
+            sqlite3_progress_handler(handle, 0, nil, nil)
+        } else {
+            sqlite3_progress_handler(
+                handle,
+                1000,
+                stopsPastDeadline,
+                Unmanaged.passUnretained(progressDeadline).toOpaque()
+            )
+        }
+    }
+}
+
+/// The deadline `stopStatements(runningPast:)` set, read by SQLite's progress handler on the thread that runs
+/// the statement (the connection's own).
+final class ProgressDeadline {
+    var instant: ContinuousClock.Instant?
+}
+
+/// SQLite's progress handler: nonzero (stop the statement) once the connection's deadline has passed.
+private func stopsPastDeadline(_ context: UnsafeMutableRawPointer?) -> Int32 {
+    guard let context, let deadline = Unmanaged<ProgressDeadline>.fromOpaque(context).takeUnretainedValue().instant
+    else { return 0 }
+    return ContinuousClock.now >= deadline ? 1 : 0
 }
