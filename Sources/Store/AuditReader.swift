@@ -48,6 +48,13 @@ public actor AuditReader {
         return try run(AuditStore.operationSQL, [.integer(id)]).first.map(AuditRecord.init(row:))
     }
 
+    /// Runs `observer` at every check of a query's time limit (every 1,000 of SQLite's instructions), on the
+    /// reader's thread. For tests only: one that blocks there holds a query mid-run, standing in for a query
+    /// over millions of rows.
+    package func observeQueryProgress(_ observer: (@Sendable () -> Void)?) {
+        database.progressObserver = observer
+    }
+
     private func commitWaitingRows() async {
         if store.hasDeferredRows { await store.commitDeferred(endingTimer: false) }
     }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import Synchronization
@@ -37,27 +38,37 @@ private let everyRowQuery = AuditQuery(domainPatterns: ["*-none-*"])
 
 @Suite("Audit reader: queries off the store's queue, within a time limit")
 struct AuditReaderTests {
-    @Test("a query that reads every row holds no write: a fence's first row is written while it runs")
+    @Test("a query that reads every row holds no write: fences' rows are written while it runs")
     func queriesHoldNoWrite() async throws {
         let directory = try TemporaryDirectory()
-        let store = try await largeStore(directory, rows: 600_000)
-        let reader = try store.reader(timeLimit: .seconds(60))
-        // Rows written while the query runs; the query's end is noted once the writes are done.
-        let events = Mutex<[String]>([])
-        async let query: AuditPage = {
-            let page = try await reader.query(everyRowQuery)
-            events.withLock { $0.append("query") }
-            return page
-        }()
-        try await Task.sleep(for: .milliseconds(20))
-        for index in 0..<5 {
-            let id = try await store.begin(intent("pcmk1", at: 1_000_000 + Double(index), action: "off"))
-            try await store.complete(id, completion())
-            events.withLock { $0.append("write") }
+        let store = try await largeStore(directory, rows: 20_000)
+        let reader = try store.reader(timeLimit: .seconds(120))
+        // The query is held mid-scan, standing in for one over millions of rows (whose length would
+        // depend on the machine): the writes below must go through while it is.
+        let held = Atomic<Bool>(false)
+        let release = DispatchSemaphore(value: 0)
+        await reader.observeQueryProgress {
+            if !held.exchange(true, ordering: .acquiringAndReleasing) { release.wait() }
         }
+        async let query = reader.query(everyRowQuery)
+        try await waitUntil("the query runs") { held.load(ordering: .acquiring) }
+        let written = Atomic<Int>(0)
+        let writes = Task {
+            for index in 0..<5 {
+                let id = try await store.begin(intent("pcmk1", at: 1_000_000 + Double(index)))
+                try await store.complete(id, completion())
+                written.add(1, ordering: .releasing)
+            }
+        }
+        // On the store's own queue (as before), the query held every write until it ended.
+        let wroteWhileHeld =
+            (try? await waitUntil("five fences' rows are written while the query runs") {
+                written.load(ordering: .acquiring) == 5
+            }) != nil
+        release.signal()
+        #expect(wroteWhileHeld, "\(written.load(ordering: .acquiring)) of 5 written while the query ran")
+        try await writes.value
         #expect(try await query.records.isEmpty)
-        // On the store's own queue the query held all five writes until it ended.
-        #expect(events.withLock { $0 } == ["write", "write", "write", "write", "write", "query"])
     }
 
     @Test("a query still running at the time limit is stopped; the reader then answers the next query")

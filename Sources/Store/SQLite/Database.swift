@@ -132,6 +132,14 @@ package final class Database: @unchecked Sendable {
     /// Makes every statement of this connection that is still running at `deadline` fail with
     /// `SQLITE_INTERRUPT` (the clock is read every 1,000 of SQLite's virtual machine instructions, about
     /// every few microseconds); nil removes the limit. Calls `sqlite3_progress_handler`.
+    /// Called at each check of the deadline `stopStatements(runningPast:)` sets (every 1,000 instructions of a
+    /// statement running under one), on the statement's thread. For tests only: one that blocks here holds a
+    /// statement mid-run, as a statement over millions of rows would be.
+    package var progressObserver: (@Sendable () -> Void)? {
+        get { progressDeadline.observer }
+        set { progressDeadline.observer = newValue }
+    }
+
     func stopStatements(runningPast deadline: ContinuousClock.Instant?) {
         progressDeadline.instant = deadline
         if deadline == nil {
@@ -151,11 +159,15 @@ package final class Database: @unchecked Sendable {
 /// the statement (the connection's own).
 final class ProgressDeadline {
     var instant: ContinuousClock.Instant?
+    /// Called at every check first (see `Database.progressObserver`).
+    var observer: (@Sendable () -> Void)?
 }
 
 /// SQLite's progress handler: nonzero (stop the statement) once the connection's deadline has passed.
 private func stopsPastDeadline(_ context: UnsafeMutableRawPointer?) -> Int32 {
-    guard let context, let deadline = Unmanaged<ProgressDeadline>.fromOpaque(context).takeUnretainedValue().instant
-    else { return 0 }
+    guard let context else { return 0 }
+    let progress = Unmanaged<ProgressDeadline>.fromOpaque(context).takeUnretainedValue()
+    progress.observer?()
+    guard let deadline = progress.instant else { return 0 }
     return ContinuousClock.now >= deadline ? 1 : 0
 }
