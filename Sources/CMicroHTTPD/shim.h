@@ -24,7 +24,8 @@ static inline struct MHD_Daemon *fg_mhd_start(
     unsigned int flags, uint16_t port,
     MHD_AccessHandlerCallback handler, void *handler_cls,
     MHD_RequestCompletedCallback completed, void *completed_cls,
-    MHD_NotifyConnectionCallback notify_connection,
+    MHD_NotifyConnectionCallback notify_connection, void *notify_connection_cls,
+    MHD_AcceptPolicyCallback accept_policy, void *accept_policy_cls,
     const struct sockaddr *bind_address,
     unsigned int connection_limit, unsigned int per_address_limit, unsigned int connection_timeout_seconds,
     size_t memory_limit, unsigned int thread_pool_size, const char *tls_cert, const char *tls_key)
@@ -32,7 +33,7 @@ static inline struct MHD_Daemon *fg_mhd_start(
     struct MHD_OptionItem options[13];
     int count = 0;
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, completed_cls };
-    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, NULL };
+    options[count++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, notify_connection_cls };
     options[count++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)connection_limit, NULL };
     if (per_address_limit > 0)
         options[count++] = (struct MHD_OptionItem){ MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)per_address_limit, NULL };
@@ -48,7 +49,7 @@ static inline struct MHD_Daemon *fg_mhd_start(
         options[count++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)tls_key };
     }
     options[count] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
-    return MHD_start_daemon(flags, port, NULL, NULL, handler, handler_cls,
+    return MHD_start_daemon(flags, port, accept_policy, accept_policy_cls, handler, handler_cls,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
 }
 
@@ -96,6 +97,12 @@ static inline int fg_mhd_connection_socket(struct MHD_Connection *connection)
 static inline bool fg_mhd_is_closing(enum MHD_ConnectionNotificationCode code)
 {
     return code == MHD_CONNECTION_NOTIFY_CLOSED;
+}
+
+/// Whether a connection notification says the connection has just been accepted (a closed-enum value).
+static inline bool fg_mhd_is_started(enum MHD_ConnectionNotificationCode code)
+{
+    return code == MHD_CONNECTION_NOTIFY_STARTED;
 }
 
 /// The port the daemon is bound to (useful after binding port 0).

@@ -28,6 +28,7 @@ extension FenceService {
         do {
             let token = try tokens.authenticate(presented)
             guard user == nil || user == token.name else { throw AuthenticationFailure.unknown }
+            if let address = origin.clientAddress { credentialedClients.note(address) }
             return token
         } catch let error as AuthenticationFailure {
             failure = error

@@ -23,7 +23,12 @@ struct FrontEnds {
     ) throws {
         let api = FenceHTTPAPI(service: service, logger: logger, redfish: settings.redfish)
         do {
-            http = try HTTPServer(configuration: try settings.httpConfiguration(), logger: logger) { request in
+            http = try HTTPServer(
+                configuration: try settings.httpConfiguration(),
+                logger: logger,
+                isCredentialed: service.credentialedClients.contains,
+                connectionRefused: service.metrics.connectionRefusedWithoutCredentials
+            ) { request in
                 await api.handle(request)
             }
         } catch let error as HTTPServerError {

@@ -51,6 +51,11 @@ struct Serve: AsyncParsableCommand {
             "Most simultaneous HTTP connections from one client address (0: no limit; default \(ServeSettings().maxConnectionsPerAddress))."
     )
     var maxConnectionsPerAddress: UInt32?
+    @Option(
+        help:
+            "Of the HTTP connections, how many only clients that presented a valid token within the last day may take (default \(ServeSettings().reservedConnections))."
+    )
+    var reservedConnections: UInt32?
     @Option(help: "Seconds an idle HTTP connection is kept (default \(ServeSettings().connectionTimeout)).")
     var connectionTimeout: UInt32?
     @Option(help: "libmicrohttpd threads accepting and parsing requests (default \(ServeSettings().httpThreads)).")
@@ -161,6 +166,7 @@ struct Serve: AsyncParsableCommand {
         override(\.maxBodyBytes, maxBodyBytes)
         override(\.maxConnections, maxConnections)
         override(\.maxConnectionsPerAddress, maxConnectionsPerAddress)
+        override(\.reservedConnections, reservedConnections)
         override(\.connectionTimeout, connectionTimeout)
         override(\.httpThreads, httpThreads)
         override(\.operationTimeout, operationTimeout)

@@ -50,7 +50,12 @@ struct APIHarness {
         let api = FenceHTTPAPI(service: harness.service, logger: ServiceHarness.logger, redfish: redfish)
         var configuration = serverConfiguration
         configuration.listen = ListenAddress(host: "127.0.0.1", port: 0)
-        let server = try HTTPServer(configuration: configuration, logger: ServiceHarness.logger) {
+        let server = try HTTPServer(
+            configuration: configuration,
+            logger: ServiceHarness.logger,
+            isCredentialed: harness.service.credentialedClients.contains,
+            connectionRefused: harness.service.metrics.connectionRefusedWithoutCredentials
+        ) {
             await api.handle($0)
         }
         let running = APIHarness(harness: harness, server: server, api: api, ops: ops, viewer: viewer, scoped: scoped)

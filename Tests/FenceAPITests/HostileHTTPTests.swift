@@ -111,6 +111,46 @@ struct HostileHTTPTests {
         }
     }
 
+    @Test("peers without credentials, from many addresses, cannot take the connections kept for clients with them")
+    func reserveForCredentialedClients() async throws {
+        var server = HTTPServerConfiguration()
+        server.maximumConnections = 24
+        server.connectionsReservedForCredentialed = 8
+        server.maximumConnectionsPerAddress = 0
+        try await APIHarness.withRunning(server: server) { api in
+            // 127.0.0.1 presents a valid token once, as Pacemaker's monitor of a fence device does.
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 200)
+            // 24 slow clients from 4 other addresses, enough for every connection: the 16 not kept are taken,
+            // the rest refused. (The server may take a moment to see curl's connection closed.)
+            try await Task.sleep(for: .milliseconds(300))
+            let port = api.server.port
+            let held = try await onOwnThread {
+                (0..<24).compactMap { index in
+                    SlowClient(source: UInt8(10 + index % 4), port: port, partial: "GET /healthz HTTP/1.1\r\n")
+                }
+            }
+            #expect(held.count == 24)
+            try await Task.sleep(for: .milliseconds(300))
+            let open = held.filter(\.isOpen).count
+            #expect((15...16).contains(open), "\(open) of 24 held")
+            // A fifth address without credentials is refused too; the one with credentials is answered: a fence.
+            let stranger = try await onOwnThread { SlowClient(source: 30, port: port, partial: "") }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(stranger?.isOpen == false)
+            let fence = try await api.curl(
+                "POST",
+                "/domains/pcmk1/off",
+                token: api.ops,
+                arguments: ["--max-time", "15"]
+            )
+            #expect(fence.status == 200)
+            let metrics = try await api.curl("GET", "/metrics", token: api.viewer)
+            let refused = 24 - open + 1  // the slow clients not held, and the stranger
+            #expect(metrics.text.contains("fencegate_http_connections_refused_total \(refused)\n"), "\(metrics.text)")
+            withExtendedLifetime(held) {}
+        }
+    }
+
     @Test("many connections at once: every request is answered; the server survives")
     func manyConnections() async throws {
         var server = HTTPServerConfiguration()
@@ -162,6 +202,13 @@ final class SlowClient: @unchecked Sendable {
             close(descriptor)
             return nil
         }
+        _ = partial.withCString { send(descriptor, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// From 127.0.0.`source` (a loopback address of its own) to the server on 127.0.0.1.
+    init?(source: UInt8, port: UInt16, partial: String) {
+        descriptor = HTTPLoad.connect(port: port, source: source)
+        guard descriptor >= 0 else { return nil }
         _ = partial.withCString { send(descriptor, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
     }
 

@@ -35,6 +35,10 @@ struct ConfigFileTests {
             ("[http]\n\nlistne = \"127.0.0.1:1\"\n", "3: unknown key 'listne' in [http]"),
             ("[http]\nthreads = 100\n", "2: http.threads must be 1 to 64"),
             ("[http]\nthreads = \"2\"\n", "2: http.threads must be a whole number"),
+            (
+                "[http]\nmax_connections = 16\nreserved_connections = 16\n",
+                "3: http.reserved_connections must be less than the connections in all (--max-connections, 16)"
+            ),
             ("[http]\nlisten = \"0.0.0.0:8443\"\n", "2: http.listen 0.0.0.0:8443 is not loopback: refusing plain HTTP"),
             ("[http]\ntls_cert = \"/c.pem\"\n", "2: http.tls_cert and the TLS key go together"),
             ("[gateway]\nhash = \"sha256\"\n", "1: [gateway] enables no listener"),

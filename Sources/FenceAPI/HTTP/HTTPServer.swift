@@ -20,6 +20,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// Connections one client address may hold at once (0: no limit), so that one slow or hostile client
     /// cannot take every connection.
     public var maximumConnectionsPerAddress: UInt32 = 64
+    /// Of `maximumConnections`, how many only clients that presented valid credentials lately may take
+    /// (given `HTTPServer`'s `isCredentialed`): peers without credentials get at most the rest, from however
+    /// many addresses.
+    public var connectionsReservedForCredentialed: UInt32 = 32
     /// Idle time after which a connection is closed (not applied while a request is being answered).
     public var connectionTimeoutSeconds: UInt32 = 30
     /// libmicrohttpd's polling threads.
@@ -58,6 +62,8 @@ public final class HTTPServer: Service, Sendable {
     public init(
         configuration: HTTPServerConfiguration,
         logger: Logger,
+        isCredentialed: (@Sendable (String) -> Bool)? = nil,
+        connectionRefused: @escaping @Sendable () -> Void = {},
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse
     ) throws {
         self.configuration = configuration
@@ -65,6 +71,14 @@ public final class HTTPServer: Service, Sendable {
         let core = ServerCore(
             maximumBodyBytes: configuration.maximumBodyBytes,
             logger: logger,
+            admission: isCredentialed.map {
+                ConnectionAdmission(
+                    maximum: Int(configuration.maximumConnections),
+                    reserved: Int(configuration.connectionsReservedForCredentialed),
+                    isCredentialed: $0,
+                    refused: connectionRefused
+                )
+            },
             handler: handler,
             finish: finish
         )
@@ -93,6 +107,9 @@ public final class HTTPServer: Service, Sendable {
                 requestCompleted,
                 coreContext,
                 connectionNotified,
+                coreContext,
+                core.admission == nil ? nil : acceptPolicy,
+                coreContext,
                 addressBytes.baseAddress?.assumingMemoryBound(to: sockaddr.self),
                 configuration.maximumConnections,
                 configuration.maximumConnectionsPerAddress,
@@ -190,6 +207,8 @@ public final class HTTPServer: Service, Sendable {
 final class ServerCore: Sendable {
     let maximumBodyBytes: Int
     let logger: Logger
+    /// The reserve of connections for clients with credentials; nil when the server keeps none.
+    let admission: ConnectionAdmission?
     let handler: @Sendable (HTTPRequest) async -> HTTPResponse
     /// Ends `run()`'s wait once drained.
     private let finish: AsyncStream<Never>.Continuation
@@ -202,11 +221,13 @@ final class ServerCore: Sendable {
     init(
         maximumBodyBytes: Int,
         logger: Logger,
+        admission: ConnectionAdmission?,
         handler: @escaping @Sendable (HTTPRequest) async -> HTTPResponse,
         finish: AsyncStream<Never>.Continuation
     ) {
         self.maximumBodyBytes = maximumBodyBytes
         self.logger = logger
+        self.admission = admission
         self.handler = handler
         self.finish = finish
     }
@@ -407,12 +428,24 @@ private let requestCompleted: MHD_RequestCompletedCallback = { cls, _, contextSl
     if context.counted, let cls { Unmanaged<ServerCore>.fromOpaque(cls).takeUnretainedValue().requestFinished() }
 }
 
-/// libmicrohttpd's connection notification: a connection about to be closed is handed to `LingeringClose`,
-/// which keeps it open while closing it now would lose what was sent.
-private let connectionNotified: MHD_NotifyConnectionCallback = { _, connection, _, code in
+/// libmicrohttpd's connection notification: connections are counted for `ConnectionAdmission`, and one about
+/// to be closed is handed to `LingeringClose`, which keeps it open while closing it now would lose what was
+/// sent.
+private let connectionNotified: MHD_NotifyConnectionCallback = { context, connection, _, code in
+    let admission = context.map { Unmanaged<ServerCore>.fromOpaque($0).takeUnretainedValue().admission } ?? nil
+    if fg_mhd_is_started(code) { admission?.connectionStarted() }
     guard fg_mhd_is_closing(code), let connection else { return }
+    admission?.connectionClosed()
     let socket = fg_mhd_connection_socket(connection)
     if socket >= 0 { LingeringClose.shared.adopt(socket, clientAddress: { clientAddress(connection) }) }
+}
+
+/// libmicrohttpd's accept policy (set only with a `ConnectionAdmission`): refuses a connection that would
+/// take the reserve from a client without credentials.
+private let acceptPolicy: MHD_AcceptPolicyCallback = { context, address, _ in
+    guard let context, let admission = Unmanaged<ServerCore>.fromOpaque(context).takeUnretainedValue().admission
+    else { return fg_mhd_yes() }
+    return admission.admits(address.flatMap(addressText)) ? fg_mhd_yes() : fg_mhd_no()
 }
 
 private func header(_ connection: OpaquePointer, _ name: String) -> String? {
@@ -472,7 +505,11 @@ private func pairs(_ connection: OpaquePointer, headers: Bool) -> (values: [Stri
 }
 
 private func clientAddress(_ connection: OpaquePointer) -> String? {
-    guard let address = fg_mhd_client_address(connection) else { return nil }
+    fg_mhd_client_address(connection).flatMap(addressText)
+}
+
+/// A socket address's numeric host as text, an IPv4-mapped IPv6 address as IPv4 (`127.0.0.1`, `::1`).
+private func addressText(_ address: UnsafePointer<sockaddr>) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
     switch Int32(address.pointee.sa_family) {
     case AF_INET:

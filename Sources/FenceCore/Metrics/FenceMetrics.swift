@@ -16,6 +16,7 @@ public final class FenceMetrics: Sendable {
         case refusalsUnrecorded = "fencegate_audit_refusals_unrecorded_total"
         case sessionsRefused = "fencegate_gateway_sessions_refused_total"
         case replaysDropped = "fencegate_gateway_replays_dropped_total"
+        case connectionsRefused = "fencegate_http_connections_refused_total"
 
         var help: String {
             switch self {
@@ -31,6 +32,8 @@ public final class FenceMetrics: Sendable {
                 "fence_xvm call backs and fence_virt connections turned away at their limits, by listener."
             case .replaysDropped:
                 "Signed fence_xvm requests dropped as exact copies of one received before (replayed packets)."
+            case .connectionsRefused:
+                "HTTP connections closed at once because only the connections kept for clients with credentials were left."
             }
         }
 
@@ -52,6 +55,7 @@ public final class FenceMetrics: Sendable {
     private let auditLogWritable: Gauge
     private let refusalsUnrecorded: Counter
     private let replaysDropped: Counter
+    private let connectionsRefused: Counter
 
     init() {
         let factory = DescribedMetricsFactory(
@@ -64,6 +68,7 @@ public final class FenceMetrics: Sendable {
         auditLogWritable = Gauge(label: Family.auditLogWritable.rawValue, factory: factory)
         refusalsUnrecorded = Counter(label: Family.refusalsUnrecorded.rawValue, factory: factory)
         replaysDropped = Counter(label: Family.replaysDropped.rawValue, factory: factory)
+        connectionsRefused = Counter(label: Family.connectionsRefused.rawValue, factory: factory)
     }
 
     /// Every metric, front ends' included, in the Prometheus text exposition format (version 0.0.4).
@@ -98,6 +103,12 @@ public final class FenceMetrics: Sendable {
     /// Counts a signed multicast request dropped as an exact copy of one received before.
     public func replayDropped() {
         replaysDropped.increment()
+    }
+
+    /// Counts an HTTP connection closed at once because only the connections kept for clients with
+    /// credentials were left, and its client had presented none lately.
+    @Sendable public func connectionRefusedWithoutCredentials() {
+        connectionsRefused.increment()
     }
 
     func hypervisor(up: Bool) {

@@ -23,7 +23,7 @@ enum ConfigurationFile {
         "audit": ["database", "refusals_per_client", "refusals_per_minute"],
         "http": [
             "listen", "tls_cert", "tls_key", "allow_plain_http", "redfish", "max_body_bytes", "max_connections",
-            "max_connections_per_address", "connection_timeout", "threads",
+            "max_connections_per_address", "reserved_connections", "connection_timeout", "threads",
         ],
         "gateway": ["fence_virt_conf", "key_file", "hash", "auth", "multicast", "tcp", "group"],
         "gateway.multicast": ["address", "port", "interface", "max_callbacks"],
@@ -200,6 +200,10 @@ private struct Reader {
             settings.maxConnectionsPerAddress = UInt32(
                 try integer("http.max_connections_per_address", http["max_connections_per_address"], in: 0...1_000_000)
                     ?? Int(settings.maxConnectionsPerAddress)
+            )
+            settings.reservedConnections = UInt32(
+                try integer("http.reserved_connections", http["reserved_connections"], in: 0...1_000_000)
+                    ?? Int(settings.reservedConnections)
             )
             settings.connectionTimeout = UInt32(
                 try integer("http.connection_timeout", http["connection_timeout"], in: 1...86400)

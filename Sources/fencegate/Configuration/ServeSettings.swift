@@ -52,6 +52,7 @@ struct ServeSettings {
     var maxBodyBytes = 64 * 1024
     var maxConnections: UInt32 = 256
     var maxConnectionsPerAddress: UInt32 = 64
+    var reservedConnections: UInt32 = 32
     var connectionTimeout: UInt32 = 30
     var httpThreads: UInt32 = 2
     var operationTimeout: Double = 60
@@ -112,6 +113,12 @@ struct ServeSettings {
             "must be 1 to 67108864"
         )
         check(maxConnections >= 1, "--max-connections", "http.max_connections", "must be at least 1")
+        check(
+            reservedConnections < maxConnections,
+            "--reserved-connections",
+            "http.reserved_connections",
+            "must be less than the connections in all (--max-connections, \(maxConnections))"
+        )
         check((1...64).contains(httpThreads), "--http-threads", "http.threads", "must be 1 to 64")
         check(connectionTimeout >= 1, "--connection-timeout", "http.connection_timeout", "must be at least 1 second")
         check((1...1024).contains(hypervisorThreads), "--hypervisor-threads", "hypervisor.threads", "must be 1 to 1024")
@@ -179,6 +186,7 @@ struct ServeSettings {
         configuration.maximumBodyBytes = maxBodyBytes
         configuration.maximumConnections = maxConnections
         configuration.maximumConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.connectionsReservedForCredentialed = reservedConnections
         configuration.connectionTimeoutSeconds = connectionTimeout
         configuration.threads = httpThreads
         if let tlsCert, let tlsKey {
