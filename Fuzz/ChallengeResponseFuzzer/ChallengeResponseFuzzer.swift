@@ -1,8 +1,11 @@
+import FenceCore
 import FuzzSupport
 import MulticastGateway
 
 /// A fixed key: the fuzzer explores the reader, not key guessing.
 let fuzzKey = [UInt8]((0..<64).map { UInt8($0 * 13 % 251) })
+/// `fuzzKey`, hashed once, as the gateway holds its key.
+let fuzzKeyDigest = KeyedDigest(key: fuzzKey)
 
 /// The hashes a call back can use (with `none` nothing is exchanged).
 let hashTypes: [HashType] = [.sha1, .sha256, .sha512]
@@ -25,7 +28,7 @@ func fuzzOne(_ input: [UInt8]) {
         try client.shutdownWriting()
         let failure: ChallengeResponse.Failure?
         do throws(ChallengeResponse.Failure) {
-            try ChallengeResponse.authenticate(daemon, type: type, key: fuzzKey, timeout: .seconds(1))
+            try ChallengeResponse.authenticate(daemon, type: type, key: fuzzKeyDigest, timeout: .seconds(1))
             failure = nil
         } catch {
             failure = error

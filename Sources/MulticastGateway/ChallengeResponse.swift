@@ -1,4 +1,4 @@
-import FenceCore
+package import FenceCore
 
 /// fence_xvm's mutual challenge-response, from the daemon's side (protocol doc §4): the client challenges
 /// first and the daemon answers, then the daemon challenges and checks the answer. 64-byte challenges,
@@ -22,8 +22,12 @@ package enum ChallengeResponse {
 
     /// Runs the daemon's half on a connected socket, all of it within `timeout`. Blocking: call off the
     /// cooperative pool.
-    package static func authenticate(_ socket: Socket, type: HashType, key: [UInt8], timeout: Duration) throws(Failure)
-    {
+    package static func authenticate(
+        _ socket: Socket,
+        type: HashType,
+        key: KeyedDigest,
+        timeout: Duration
+    ) throws(Failure) {
         try authenticate(socket, type: type, key: key, deadline: .now + timeout)
     }
 
@@ -32,7 +36,7 @@ package enum ChallengeResponse {
     package static func authenticate(
         _ socket: Socket,
         type: HashType,
-        key: [UInt8],
+        key: KeyedDigest,
         deadline: ContinuousClock.Instant
     ) throws(Failure) {
         guard type != .none else { return }

@@ -227,7 +227,7 @@ public final class FenceXVMGateway: Service, Sendable {
             return nil
         }
         let configuration = self.configuration
-        guard request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash) else {
+        guard request.isAuthentic(key: configuration.keyDigest, minimumHash: configuration.minimumHash) else {
             logger.debug("dropped a request that failed verification", metadata: ["peer.address": "\(source ?? "-")"])
             return nil
         }
@@ -364,7 +364,7 @@ public final class FenceXVMGateway: Service, Sendable {
                 return
             }
             guard let request = try? FenceXVMRequest(bytes: bytes),
-                request.isAuthentic(key: configuration.key, minimumHash: configuration.minimumHash)
+                request.isAuthentic(key: configuration.keyDigest, minimumHash: configuration.minimumHash)
             else {
                 logger.debug(
                     "dropped a tcp request that failed verification",

@@ -76,7 +76,7 @@ struct FenceXVMSession {
     ) async throws {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requester.requestID)"
-        let (type, key, ioTimeout) = (configuration.auth, configuration.key, configuration.ioTimeout)
+        let (type, key, ioTimeout) = (configuration.auth, configuration.keyDigest, configuration.ioTimeout)
         let status = statusRequest(request, groups: configuration.groups, from: requester)
         let service = self.service
         // A status answered at once waits for libvirt on the pool's thread: past the deadline a status has

@@ -8,7 +8,11 @@ public struct GatewayConfiguration: Sendable {
     /// The TCP listener for `fence_virt -T`, or nil for none (the default: fence_virtd's tcp listener is opt-in).
     public var tcp: SocketAddress?
     /// The shared key: the key file's first 4096 bytes. Empty only with hash and auth `none`.
-    public var key: [UInt8] = []
+    public var key: [UInt8] = [] {
+        didSet { keyDigest = KeyedDigest(key: key) }
+    }
+    /// `key`, hashed once for the signatures and challenge-responses that start with it.
+    public private(set) var keyDigest = KeyedDigest(key: [])
     /// The weakest packet hash accepted (a stronger one always is).
     public var minimumHash: HashType = .sha256
     /// The challenge-response algorithm (not signalled in the packet: client and gateway must agree).

@@ -15,7 +15,7 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
         }
     }
 
-    private var evp: OpaquePointer? {
+    var evp: OpaquePointer? {
         switch self {
         case .sha1: return EVP_sha1()
         case .sha256: return EVP_sha256()
@@ -31,15 +31,21 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
         guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
         defer { EVP_MD_CTX_free(context) }
         precondition(EVP_DigestInit_ex(context, evp, nil) == 1, "EVP_DigestInit_ex(\(self)) failed")
-        for part in parts {
-            let updated = part.withUnsafeBytes { EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
-            precondition(updated == 1, "EVP_DigestUpdate failed")
-        }
-        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var size: UInt32 = 0
-        precondition(EVP_DigestFinal_ex(context, &output, &size) == 1, "EVP_DigestFinal_ex failed")
-        return Array(output.prefix(Int(size)))
+        return finishDigest(context, parts)
     }
+}
+
+/// Feeds `parts` to a started digest and returns the digest. Calls `EVP_DigestUpdate` and
+/// `EVP_DigestFinal_ex`, which fail only when memory runs out.
+func finishDigest(_ context: OpaquePointer, _ parts: [[UInt8]]) -> [UInt8] {
+    for part in parts {
+        let updated = part.withUnsafeBytes { EVP_DigestUpdate(context, $0.baseAddress, $0.count) }
+        precondition(updated == 1, "EVP_DigestUpdate failed")
+    }
+    var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+    var size: UInt32 = 0
+    precondition(EVP_DigestFinal_ex(context, &output, &size) == 1, "EVP_DigestFinal_ex failed")
+    return Array(output.prefix(Int(size)))
 }
 
 extension Sequence<UInt8> {

@@ -1,4 +1,4 @@
-import FenceCore
+public import FenceCore
 import FoundationEssentials
 
 /// The operations a fence_xvm request can carry (the packet's first byte).
@@ -130,9 +130,14 @@ public struct FenceXVMRequest: Sendable, Equatable {
     /// `minimumHash` and known; `none` passes only when allowed; a signed packet needs a key, and all 64 hash
     /// bytes must equal H(key ‖ packet with a zero hash field), zero-padded. Compared in constant time.
     public func isAuthentic(key: [UInt8], minimumHash: HashType) -> Bool {
+        isAuthentic(key: KeyedDigest(key: key), minimumHash: minimumHash)
+    }
+
+    /// As `isAuthentic(key:minimumHash:)`, from the key hashed once (the gateway's).
+    public func isAuthentic(key: KeyedDigest, minimumHash: HashType) -> Bool {
         guard hashType >= minimumHash.rawValue, let type = HashType(rawValue: hashType) else { return false }
         guard type != .none else { return true }
-        guard !key.isEmpty else { return false }
+        guard !key.keyIsEmpty else { return false }
         var unsigned = self
         unsigned.hash = [UInt8](repeating: 0, count: 64)
         return constantTimeEquals(type.paddedDigest(key: key, unsigned.bytes), hash)

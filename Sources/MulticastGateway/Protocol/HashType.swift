@@ -1,4 +1,4 @@
-import FenceCore
+package import FenceCore
 
 /// fence_xvm's packet-signing and challenge-response algorithms, by their wire numbers.
 public enum HashType: UInt8, Sendable, CaseIterable, Comparable, CustomStringConvertible {
@@ -37,7 +37,16 @@ public enum HashType: UInt8, Sendable, CaseIterable, Comparable, CustomStringCon
     /// H(key ‖ message), zero-padded to 64 bytes as on the wire; 64 zero bytes for `none`.
     package func paddedDigest(key: [UInt8], _ message: [UInt8]) -> [UInt8] {
         guard let algorithm else { return [UInt8](repeating: 0, count: 64) }
-        let digest = algorithm.digest(key, message)
-        return digest + [UInt8](repeating: 0, count: 64 - digest.count)
+        return Self.padded(algorithm.digest(key, message))
+    }
+
+    /// As `paddedDigest(key:_:)`, from the key hashed once.
+    package func paddedDigest(key: KeyedDigest, _ message: [UInt8]) -> [UInt8] {
+        guard let algorithm else { return [UInt8](repeating: 0, count: 64) }
+        return Self.padded(key.digest(algorithm, message))
+    }
+
+    private static func padded(_ digest: [UInt8]) -> [UInt8] {
+        digest + [UInt8](repeating: 0, count: 64 - digest.count)
     }
 }
