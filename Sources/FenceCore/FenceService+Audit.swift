@@ -48,6 +48,27 @@ extension FenceService {
         }
     }
 
+    /// Whether the row of a status that was carried out (and counted) is written, within the read limits as
+    /// `recordRead` keeps them; if not, it is counted for its requester's summary row. Synchronous, for
+    /// `statusAtOnce`: a summary that this request's window ended is written by a task of its own.
+    func admitsStatusRow(_ intent: AuditIntent) -> Bool {
+        let client = "\(intent.source) \(intent.requester ?? intent.clientAddress ?? "-")"
+        let (decision, ended) = reads.admit(
+            intent,
+            result: .success,
+            reason: AuditResult.success.rawValue,
+            client: client
+        )
+        if let ended { Task { await self.recordSummary(ended, of: self.reads) } }
+        switch decision {
+        case .record:
+            return true
+        case .count(let key, let summaryDue, let window):
+            if let summaryDue { scheduleSummary(of: reads, client: key, window: window, at: summaryDue) }
+            return false
+        }
+    }
+
     /// Records the one row of a request that changed nothing (a read, or one this service does not carry
     /// out), once it has finished: with the store's next commit, without waiting for it (see
     /// `AuditStore.recordEventually`: a crash loses at most the rows of the last commit interval).

@@ -34,7 +34,7 @@ extension FenceService {
             stateRead = found.state
         } catch {
             if !error.recorded {
-                await recordFinished(
+                await recordRead(
                     intent,
                     since: started,
                     result: error.failure.auditResult,
@@ -60,7 +60,12 @@ extension FenceService {
         } catch {
             result = .failure(fenceError(error, request, elapsed: ContinuousClock.now - started))
         }
-        await store.recordEventually(intent, completion(of: request, result, intent: intent, since: started))
+        let completion = completion(of: request, result, intent: intent, since: started)
+        if case .success = result {
+            if admitsStatusRow(intent) { await store.recordEventually(intent, completion) }
+        } else {
+            await store.recordEventually(intent, completion)
+        }
         if let failure = result.failure {
             logger.error(
                 "status request failed",
@@ -109,7 +114,8 @@ extension FenceService {
         intent.domainName = domain.name
         intent.domainUUID = domain.uuid
         metrics.operationStarted()
-        store.recordWithNextCommit(intent, completion(of: request, .success(domain), intent: intent, since: started))
+        let completion = completion(of: request, .success(domain), intent: intent, since: started)
+        if admitsStatusRow(intent) { store.recordWithNextCommit(intent, completion) }
         return domain
     }
 

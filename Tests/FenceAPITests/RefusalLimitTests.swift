@@ -140,10 +140,8 @@ struct HTTPFenceRaceTests {
             }
             func accounted() async throws -> (individual: Int, summarized: Int, rows: [AuditRecord]) {
                 let rows = try await api.harness.rows()
-                let summarized = rows.filter { $0.errorCode == "reads_not_recorded" }.compactMap { row in
-                    row.message?.split(separator: " ").first.flatMap { Int($0) }
-                }
-                return (rows.filter { $0.errorCode == nil }.count, summarized.reduce(0, +), rows)
+                let (individual, summarized) = readsAccounted(in: rows)
+                return (individual, summarized, rows)
             }
             try await waitUntil("every read is in a row or a summary", limit: .seconds(40)) {
                 let (individual, summarized, _) = try await accounted()
