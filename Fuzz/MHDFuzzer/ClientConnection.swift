@@ -71,14 +71,20 @@ struct ClientConnection: ~Copyable {
 
     /// Sends all of `bytes`, then, if the connection waits for reads, waits (at most a second) until the
     /// server has read them, reading what it sends meanwhile. False if the server closed the connection
-    /// first (it may answer and close before reading everything, e.g. after a 431) or took nothing for a
-    /// second (the send timeout).
+    /// first (it may answer and close before reading everything, e.g. after a 431; a reset is noted in the
+    /// stream) or took nothing for a second (the send timeout).
     mutating func send(_ bytes: ArraySlice<UInt8>) -> Bool {
         var rest = bytes
         while !rest.isEmpty {
             let sent = rest.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if sent < 0 {
                 if errno == EINTR { continue }
+                // A reset before the server's FIN (after it, a send fails with EPIPE): the socket's error is
+                // taken here, and a later read would see an end of stream instead.
+                if errno == ECONNRESET {
+                    ended = true
+                    received.endedInReset = true
+                }
                 return false
             }
             rest = rest.dropFirst(sent)

@@ -1,8 +1,9 @@
 import Locking
 
-/// Client addresses that presented valid credentials lately (`FenceService.authenticate`), so that a
-/// listener can keep room for them while peers without credentials hold the rest (the HTTP server's
-/// reserve). Only a valid credential adds an address: a peer without one cannot fill this memory.
+/// Client addresses that presented a valid token of scope `fence` lately (`FenceService.authenticate`; after a
+/// restart, the audit log's rows of the last `memory`), so that a listener can keep room for the fence agents
+/// while peers without such credentials hold the rest (the HTTP server's reserve). Only a valid fence token
+/// adds an address: a peer without one cannot fill this memory, nor a holder of a read token take the reserve.
 public final class CredentialedClients: Sendable {
     /// How long an address counts after its last valid credential: Pacemaker checks a fence device every
     /// minute or so (its monitor), and a fence follows minutes or months later.
@@ -17,11 +18,11 @@ public final class CredentialedClients: Sendable {
         self.capacity = capacity
     }
 
-    /// Notes that `address` presented a valid credential now.
-    func note(_ address: String) {
-        let now = ContinuousClock.now
+    /// Notes that `address` presented a valid fence token at `time` (now by default).
+    func note(_ address: String, at time: ContinuousClock.Instant = .now) {
         addresses.withLock { addresses in
-            if addresses.updateValue(now, forKey: address) == nil, addresses.count > capacity,
+            if let known = addresses[address], known >= time { return }
+            if addresses.updateValue(time, forKey: address) == nil, addresses.count > capacity,
                 let oldest = addresses.min(by: { $0.value < $1.value })?.key
             {
                 addresses[oldest] = nil

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Locking
 import Logging
 public import Store
@@ -28,7 +29,7 @@ extension FenceService {
         do {
             let token = try tokens.authenticate(presented)
             guard user == nil || user == token.name else { throw AuthenticationFailure.unknown }
-            if let address = origin.clientAddress { credentialedClients.note(address) }
+            if token.scope == .fence, let address = origin.clientAddress { credentialedClients.note(address) }
             return token
         } catch let error as AuthenticationFailure {
             failure = error
@@ -48,6 +49,28 @@ extension FenceService {
             )
         }
         throw .unauthenticated(reason: failure.description)
+    }
+
+    /// Learns again, from the audit log, the client addresses that presented a valid fence token within
+    /// `CredentialedClients.memory` (for the HTTP server's reserve after a restart). A failure is logged: the
+    /// addresses are then learnt as their agents authenticate.
+    public func restoreCredentialedClients() async {
+        let now = (date: Date(), instant: ContinuousClock.now)
+        do {
+            let found = try await store.clientAddressesWithFenceTokens(
+                since: now.date.addingTimeInterval(-CredentialedClients.memory.seconds),
+                limit: CredentialedClients.capacity
+            )
+            for (address, at) in found.reversed() {
+                credentialedClients.note(address, at: now.instant - .seconds(now.date.timeIntervalSince(at)))
+            }
+            logger.debug("client addresses with fence tokens restored", metadata: ["http.clients": "\(found.count)"])
+        } catch {
+            logger.warning(
+                "cannot read which clients presented fence tokens lately",
+                metadata: ["error": "\(error)"]
+            )
+        }
     }
 
     // MARK: - The audit log, as a credential may see it (not audited)

@@ -10,7 +10,9 @@ internal import CSQLite
 /// keep a core busy for longer, nor keep the log's WAL from being checkpointed.
 public actor AuditReader {
     nonisolated let executor: SerialQueueExecutor
-    private let database: Database
+    /// Nil when the log is not in WAL mode: a reader would then hold a lock that the store's commits wait
+    /// for, so queries go to the store's own queue, as before.
+    private let database: Database?
     private let store: AuditStore
     private var statements: [String: Statement] = [:]
     /// The longest one query may run.
@@ -24,8 +26,11 @@ public actor AuditReader {
     }
 
     init(store: AuditStore, timeLimit: Duration) throws(SQLiteError) {
-        let database = try Database(path: store.path, access: store.seesLaterCommits ? .readOnly : .immutable)
-        try database.setBusyTimeout(milliseconds: TokenReader.busyTimeoutMilliseconds)
+        var database: Database?
+        if store.readsBesideWrites {
+            database = try Database(path: store.path, access: store.seesLaterCommits ? .readOnly : .immutable)
+            try database?.setBusyTimeout(milliseconds: TokenReader.busyTimeoutMilliseconds)
+        }
         self.executor = SerialQueueExecutor(label: "fencegate.audit-reader")
         self.database = database
         self.store = store
@@ -37,6 +42,7 @@ public actor AuditReader {
     /// - Throws: `AuditStoreError.invalidLimit`, `.queryStopped`, `.database`.
     public func query(_ query: AuditQuery) async throws(AuditStoreError) -> AuditPage {
         let (sql, values) = try AuditStore.select(query)
+        guard database != nil else { return try await onStoresQueue { try await $0.query(query) } }
         await commitWaitingRows()
         return AuditStore.page(try run(sql, values), limit: query.limit)
     }
@@ -44,6 +50,7 @@ public actor AuditReader {
     /// One record by id, or nil.
     /// - Throws: `AuditStoreError.queryStopped`, `.database`.
     public func operation(id: Int64) async throws(AuditStoreError) -> AuditRecord? {
+        guard database != nil else { return try await onStoresQueue { try await $0.operation(id: id) } }
         await commitWaitingRows()
         return try run(AuditStore.operationSQL, [.integer(id)]).first.map(AuditRecord.init(row:))
     }
@@ -52,15 +59,31 @@ public actor AuditReader {
     /// reader's thread. For tests only: one that blocks there holds a query mid-run, standing in for a query
     /// over millions of rows.
     package func observeQueryProgress(_ observer: (@Sendable () -> Void)?) {
-        database.progressObserver = observer
+        database?.progressObserver = observer
     }
 
+    /// Rows of requests that changed nothing, waiting for a commit, are committed first: the hop waits too
+    /// for a commit under way on the store's queue, whose rows this connection would not see yet.
     private func commitWaitingRows() async {
-        if store.hasDeferredRows { await store.commitDeferred(endingTimer: false) }
+        await store.commitDeferred(endingTimer: false)
+    }
+
+    /// A query on the store's own connection, where this reader has none (see `init`).
+    private func onStoresQueue<T: Sendable>(
+        _ body: (AuditStore) async throws -> T
+    ) async throws(AuditStoreError) -> T {
+        do {
+            return try await body(store)
+        } catch let error as AuditStoreError {
+            throw error
+        } catch {
+            throw .database(SQLiteError(code: SQLITE_ERROR, message: "\(error)"))
+        }
     }
 
     /// Runs one SELECT within the time limit.
     private func run(_ sql: String, _ values: [SQLiteValue]) throws(AuditStoreError) -> [[SQLiteValue]] {
+        guard let database else { preconditionFailure("queries without a connection of their own go to the store") }
         database.stopStatements(runningPast: .now + timeLimit)
         defer { database.stopStatements(runningPast: nil) }
         do throws(SQLiteError) {
@@ -74,6 +97,7 @@ public actor AuditReader {
 
     private func statement(_ sql: String) throws(SQLiteError) -> Statement {
         if let cached = statements[sql] { return cached }
+        guard let database else { preconditionFailure("queries without a connection of their own go to the store") }
         let prepared = try database.prepare(sql)
         statements[sql] = prepared
         return prepared

@@ -63,4 +63,24 @@ extension AuditStore {
             fromDomain: row[7].text
         )
     }
+
+    /// The client addresses that presented a valid token of scope `fence` over HTTP or Redfish since `since`
+    /// (a row not refused, naming a token that is not revoked), latest first, at most `limit`, each with its
+    /// latest request: to know the fence agents again after a restart.
+    public func clientAddressesWithFenceTokens(since: Date, limit: Int) throws -> [(address: String, at: Date)] {
+        try wrap {
+            try statement(
+                """
+                SELECT client_address, MAX(requested_at) FROM operations
+                WHERE source IN ('http', 'redfish') AND requested_at >= ? AND result != 'refused'
+                    AND client_address IS NOT NULL
+                    AND requester IN (SELECT name FROM tokens WHERE scope = 'fence' AND revoked_at IS NULL)
+                GROUP BY client_address ORDER BY 2 DESC LIMIT ?
+                """
+            ).rows([.integer(since.microsecondsSince1970), .integer(Int64(limit))]).compactMap { row in
+                guard let address = row[0].text, let at = row[1].integer else { return nil }
+                return (address, Date(microsecondsSince1970: at))
+            }
+        }
+    }
 }

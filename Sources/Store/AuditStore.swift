@@ -45,6 +45,9 @@ public actor AuditStore {
 
     /// The database file.
     public nonisolated let path: String
+    /// Whether another connection may read while this one writes without holding it up: the log is in WAL
+    /// mode (or this store only reads). Else a reader's lock would make commits wait (`AuditReader`).
+    public nonisolated let readsBesideWrites: Bool
     /// False when the file was opened read-only as unchanging (no `-wal` file to read others' commits from):
     /// this connection then never sees a row written after it opened.
     public nonisolated let seesLaterCommits: Bool
@@ -63,9 +66,11 @@ public actor AuditStore {
         database: Database,
         deferredCommitDelay: Duration,
         syncsCompletionsLater: Bool,
+        readsBesideWrites: Bool,
         logger: Logger
     ) throws(SQLiteError) {
         self.executor = executor
+        self.readsBesideWrites = readsBesideWrites
         self.deferredCommitDelay = deferredCommitDelay
         self.syncsCompletionsLater = syncsCompletionsLater
         self.database = database
@@ -147,6 +152,7 @@ public actor AuditStore {
                     database: database,
                     deferredCommitDelay: deferredCommitDelay,
                     syncsCompletionsLater: syncsCompletionsLater,
+                    readsBesideWrites: true,
                     logger: logger
                 )
             } catch {
@@ -182,6 +188,7 @@ public actor AuditStore {
                 database: database,
                 deferredCommitDelay: deferredCommitDelay,
                 syncsCompletionsLater: syncsCompletionsLater,
+                readsBesideWrites: mode?.lowercased() == "wal",
                 logger: logger
             )
         } catch let error as SQLiteError {
@@ -354,9 +361,6 @@ public actor AuditStore {
             logDeferredFailures(rows.count, of: rows.count, error: error)
         }
     }
-
-    /// Whether rows given to `recordEventually` wait for a commit (read without the actor).
-    nonisolated var hasDeferredRows: Bool { deferred.withLock { !$0.waiting.isEmpty } }
 
     func takeDeferred(endingTimer: Bool) -> [(AuditIntent, AuditCompletion)] {
         deferred.withLock { rows in

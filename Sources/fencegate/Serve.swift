@@ -53,7 +53,7 @@ struct Serve: AsyncParsableCommand {
     var maxConnectionsPerAddress: UInt32?
     @Option(
         help:
-            "Of the HTTP connections, how many only clients that presented a valid token within the last day may take (default \(ServeSettings().reservedConnections))."
+            "Of the HTTP connections, how many only clients that presented a valid fence token within the last day may take (default \(ServeSettings().reservedConnections))."
     )
     var reservedConnections: UInt32?
     @Option(help: "Seconds an idle HTTP connection is kept (default \(ServeSettings().connectionTimeout)).")
@@ -287,6 +287,8 @@ struct Serve: AsyncParsableCommand {
                 logger: logger
             )
             let notifier = SystemdNotifier()
+            // Before the HTTP server accepts: its reserve of connections knows the fence agents again.
+            await context.service.restoreCredentialedClients()
             let frontEnds = try FrontEnds(
                 settings: settings,
                 gateways: gatewayConfigurations.configurations,

@@ -118,8 +118,16 @@ struct HostileHTTPTests {
         server.connectionsReservedForCredentialed = 8
         server.maximumConnectionsPerAddress = 0
         try await APIHarness.withRunning(server: server) { api in
-            // 127.0.0.1 presents a valid token once, as Pacemaker's monitor of a fence device does.
-            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.viewer).status == 200)
+            // 127.0.0.1 presents a valid fence token once, as Pacemaker's monitor of a fence device does;
+            // 127.0.0.40 a read token only, which does not count.
+            #expect(try await api.curl("GET", "/domains/pcmk1", token: api.ops).status == 200)
+            let reader = try await api.curl(
+                "GET",
+                "/domains/pcmk1",
+                token: api.viewer,
+                arguments: ["--interface", "127.0.0.40"]
+            )
+            #expect(reader.status == 200)
             // 24 slow clients from 4 other addresses, enough for every connection: the 16 not kept are taken,
             // the rest refused. (The server may take a moment to see curl's connection closed.)
             try await Task.sleep(for: .milliseconds(300))
@@ -130,13 +138,21 @@ struct HostileHTTPTests {
                 }
             }
             #expect(held.count == 24)
-            try await Task.sleep(for: .milliseconds(300))
+            // Refused connections are closed once libmicrohttpd gets to them.
+            try? await waitUntil("the refused connections are closed", limit: .seconds(10)) {
+                held.filter(\.isOpen).count <= 16
+            }
             let open = held.filter(\.isOpen).count
             #expect((15...16).contains(open), "\(open) of 24 held")
-            // A fifth address without credentials is refused too; the one with credentials is answered: a fence.
-            let stranger = try await onOwnThread { SlowClient(source: 30, port: port, partial: "") }
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(stranger?.isOpen == false)
+            // Addresses without a fence token are refused too; the one with one is answered: a fence.
+            let strangers = try await onOwnThread {
+                [30, 40].compactMap { SlowClient(source: UInt8($0), port: port, partial: "") }
+            }
+            #expect(strangers.count == 2)
+            try? await waitUntil("the strangers' connections are closed", limit: .seconds(10)) {
+                strangers.allSatisfy { !$0.isOpen }
+            }
+            #expect(strangers.allSatisfy { !$0.isOpen })
             let fence = try await api.curl(
                 "POST",
                 "/domains/pcmk1/off",
@@ -145,7 +161,7 @@ struct HostileHTTPTests {
             )
             #expect(fence.status == 200)
             let metrics = try await api.curl("GET", "/metrics", token: api.viewer)
-            let refused = 24 - open + 1  // the slow clients not held, and the stranger
+            let refused = 24 - open + 2  // the slow clients not held, and the strangers
             #expect(metrics.text.contains("fencegate_http_connections_refused_total \(refused)\n"), "\(metrics.text)")
             withExtendedLifetime(held) {}
         }

@@ -51,6 +51,8 @@ struct AuditReaderTests {
             if !held.exchange(true, ordering: .acquiringAndReleasing) { release.wait() }
         }
         async let query = reader.query(everyRowQuery)
+        // Released whatever happens below: the reader's thread waits for it, and the query with it.
+        defer { release.signal() }
         try await waitUntil("the query runs") { held.load(ordering: .acquiring) }
         let written = Atomic<Int>(0)
         let writes = Task {
@@ -81,6 +83,12 @@ struct AuditReaderTests {
             Issue.record("a query over 200,000 rows finished within 1 ms")
         } catch AuditStoreError.queryStopped(let limit) {
             #expect(limit == .milliseconds(1))
+        }
+        // The statement stopped is run again, and stopped again (not left in a failed state).
+        do {
+            _ = try await reader.query(everyRowQuery)
+            Issue.record("a query over 200,000 rows finished within 1 ms")
+        } catch AuditStoreError.queryStopped {
         }
         // A narrow query fits in the same limit, and the limit does not outlive the query it was set for.
         #expect(try await reader.operation(id: 7)?.id == 7)

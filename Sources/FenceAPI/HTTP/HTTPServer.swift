@@ -96,7 +96,8 @@ public final class HTTPServer: Service, Sendable {
         if configuration.listen.isIPv6 { flags |= UInt32(MHD_USE_IPv6.rawValue) }
         if configuration.tls != nil { flags |= UInt32(MHD_USE_TLS.rawValue) }
         let address = configuration.listen.socketAddress(port: configuration.listen.port)
-        let coreContext = Unmanaged.passUnretained(core).toOpaque()
+        // The daemon's callbacks hold the core until it stops (a daemon left running at process exit keeps it).
+        let coreContext = Unmanaged.passRetained(core).toOpaque()
         errno = 0
         let started = address.withUnsafeBytes { addressBytes in
             fg_mhd_start(
@@ -121,6 +122,7 @@ public final class HTTPServer: Service, Sendable {
             )
         }
         guard let started else {
+            Unmanaged<ServerCore>.fromOpaque(coreContext).release()
             let reason = errno != 0 ? String(cString: strerror(errno)) : "libmicrohttpd refused the settings"
             throw HTTPServerError(
                 description:
@@ -161,6 +163,7 @@ public final class HTTPServer: Service, Sendable {
         daemon.withLock { daemon in
             if let running = daemon {
                 MHD_stop_daemon(running.pointer)
+                Unmanaged.passUnretained(core).release()
                 daemon = nil
             }
         }
@@ -196,6 +199,7 @@ public final class HTTPServer: Service, Sendable {
                 // libmicrohttpd aborts when stopped with suspended connections: then leave it to process exit.
                 if core.dispatched.load(ordering: .acquiring) == 0 {
                     MHD_stop_daemon(stopping.pointer)
+                    Unmanaged.passUnretained(core).release()
                 }
                 daemon = nil
             }
@@ -203,7 +207,8 @@ public final class HTTPServer: Service, Sendable {
     }
 }
 
-/// What the C callbacks reach through their `cls` pointer. Owned by `HTTPServer`, which outlives the daemon.
+/// What the C callbacks reach through their `cls` pointer: owned by `HTTPServer`, and retained for the daemon
+/// until it stops (a daemon left running, with requests suspended, keeps it to the end of the process).
 final class ServerCore: Sendable {
     let maximumBodyBytes: Int
     let logger: Logger

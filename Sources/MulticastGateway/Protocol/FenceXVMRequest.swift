@@ -130,17 +130,26 @@ public struct FenceXVMRequest: Sendable, Equatable {
     /// `minimumHash` and known; `none` passes only when allowed; a signed packet needs a key, and all 64 hash
     /// bytes must equal H(key ‖ packet with a zero hash field), zero-padded. Compared in constant time.
     public func isAuthentic(key: [UInt8], minimumHash: HashType) -> Bool {
-        isAuthentic(key: KeyedDigest(key: key), minimumHash: minimumHash)
+        verifies(minimumHash: minimumHash, keyIsEmpty: key.isEmpty) { $0.paddedDigest(key: key, $1) }
     }
 
     /// As `isAuthentic(key:minimumHash:)`, from the key hashed once (the gateway's).
     public func isAuthentic(key: KeyedDigest, minimumHash: HashType) -> Bool {
+        verifies(minimumHash: minimumHash, keyIsEmpty: key.keyIsEmpty) { $0.paddedDigest(key: key, $1) }
+    }
+
+    /// The check of `isAuthentic`, with `digest` giving H(key ‖ message) in a hash type.
+    private func verifies(
+        minimumHash: HashType,
+        keyIsEmpty: Bool,
+        _ digest: (HashType, [UInt8]) -> [UInt8]
+    ) -> Bool {
         guard hashType >= minimumHash.rawValue, let type = HashType(rawValue: hashType) else { return false }
         guard type != .none else { return true }
-        guard !key.keyIsEmpty else { return false }
+        guard !keyIsEmpty else { return false }
         var unsigned = self
         unsigned.hash = [UInt8](repeating: 0, count: 64)
-        return constantTimeEquals(type.paddedDigest(key: key, unsigned.bytes), hash)
+        return constantTimeEquals(digest(type, unsigned.bytes), hash)
     }
 
     /// The address to call back, from the packet (never the UDP source), or nil if the family is unknown.
