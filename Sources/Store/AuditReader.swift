@@ -6,8 +6,9 @@ internal import CSQLite
 /// The store's queue writes every fence's rows. A query run there, however long (a filter that no index
 /// serves, over millions of rows), held every fence's first row, and so the fence, until it ended. Here it
 /// holds neither: a WAL reader does not wait for the writer, nor the writer for it. Queries run one at a
-/// time, and one still running after `timeLimit` is stopped (`AuditStoreError.queryStopped`): a reader cannot
-/// keep a core busy for longer, nor keep the log's WAL from being checkpointed.
+/// time, and one still running after `timeLimit` is stopped (`AuditStoreError.queryStopped`): one query
+/// cannot keep a core busy, nor the log's WAL from being checkpointed, for longer. Outside WAL mode they run
+/// on the store's queue, as before, without the limit.
 public actor AuditReader {
     nonisolated let executor: SerialQueueExecutor
     /// Nil when the log is not in WAL mode: a reader would then hold a lock that the store's commits wait
