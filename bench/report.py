@@ -204,7 +204,9 @@ def render_loadgen(loadgen, targets, remote=None):
         "",
         f"At saturation (best row of each): fence_virtd {fmt(saturation_virtd, ',.0f')} req/s, Fencegate"
         f" {fmt(saturation_gate, ',.0f')} req/s ({fmt(best, '.2f', '×')}). Fencegate also records every request in its audit log (a"
-        " status with the log's next group commit, after its answer); fence_virtd writes nothing. With the test driver a libvirt call takes microseconds, so",
+        " status with the log's next group commit, after its answer; beyond 60 a minute from one guest, as the"
+        " count in that guest's summary row, as for every read since cf75ba1); fence_virtd writes nothing. With the"
+        " test driver a libvirt call takes microseconds, so",
         " fence_virtd's one-request-at-a-time loop costs it little here; CPU per request decides, and the load",
         f" generator and both servers share {os.cpu_count()} cores. At 32 in flight each guest namespace keeps 8",
         " requests in flight, the gateway's limit of call backs to one address: a request that arrives in the instant",
