@@ -29,11 +29,9 @@ extension FenceService {
         message: String?,
         powerState: PowerState? = nil
     ) async {
-        let client = "\(intent.source) \(intent.requester ?? intent.clientAddress ?? "-")"
-        let (decision, ended) = reads.admit(intent, result: result, reason: message ?? result.rawValue, client: client)
+        let (admitted, ended) = admitRead(intent, result: result, reason: message ?? result.rawValue)
         if let ended { await recordSummary(ended, of: reads) }
-        switch decision {
-        case .record:
+        if admitted {
             await recordFinished(
                 intent,
                 since: started,
@@ -42,9 +40,8 @@ extension FenceService {
                 message: message,
                 powerState: powerState
             )
-        case .count(let key, let summaryDue, let window):
+        } else {
             metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
-            if let summaryDue { scheduleSummary(of: reads, client: key, window: window, at: summaryDue) }
         }
     }
 
@@ -52,20 +49,26 @@ extension FenceService {
     /// `recordRead` keeps them; if not, it is counted for its requester's summary row. Synchronous, for
     /// `statusAtOnce`: a summary that this request's window ended is written by a task of its own.
     func admitsStatusRow(_ intent: AuditIntent) -> Bool {
-        let client = "\(intent.source) \(intent.requester ?? intent.clientAddress ?? "-")"
-        let (decision, ended) = reads.admit(
-            intent,
-            result: .success,
-            reason: AuditResult.success.rawValue,
-            client: client
-        )
+        let (admitted, ended) = admitRead(intent, result: .success, reason: AuditResult.success.rawValue)
         if let ended { Task { await self.recordSummary(ended, of: self.reads) } }
+        return admitted
+    }
+
+    /// The read limits' decision for one read: whether it gets a row of its own (else it is counted, and its
+    /// requester's summary row scheduled), and the summary of a window it ended, to be written by the caller.
+    private func admitRead(
+        _ intent: AuditIntent,
+        result: AuditResult,
+        reason: String
+    ) -> (admitted: Bool, ended: AuditRowLimiter.Summary?) {
+        let client = "\(intent.source) \(intent.requester ?? intent.clientAddress ?? "-")"
+        let (decision, ended) = reads.admit(intent, result: result, reason: reason, client: client)
         switch decision {
         case .record:
-            return true
+            return (true, ended)
         case .count(let key, let summaryDue, let window):
             if let summaryDue { scheduleSummary(of: reads, client: key, window: window, at: summaryDue) }
-            return false
+            return (false, ended)
         }
     }
 

@@ -83,7 +83,7 @@ public final class FenceService: Sendable {
     /// Operations (`perform`) holding a domain's lock now; `statusAtOnce` answers only while there are none.
     let changesUnderWay = Atomic<Int>(0)
     private let cluster = Locked<(any ClusterDirectory)?>(nil)
-    /// Client addresses that presented valid credentials lately: the HTTP server keeps connections for them.
+    /// Client addresses that presented a valid fence token lately: the HTTP server keeps connections for them.
     public let credentialedClients = CredentialedClients()
     /// Queries of the audit log, off the store's queue (see `AuditReader`); opened on first use.
     let auditReader = Locked<AuditReader?>(nil)

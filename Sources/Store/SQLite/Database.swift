@@ -129,9 +129,6 @@ package final class Database: @unchecked Sendable {
     /// The raw handle, for `Statement` only.
     var rawHandle: OpaquePointer { handle }
 
-    /// Makes every statement of this connection that is still running at `deadline` fail with
-    /// `SQLITE_INTERRUPT` (the clock is read every 1,000 of SQLite's virtual machine instructions, about
-    /// every few microseconds); nil removes the limit. Calls `sqlite3_progress_handler`.
     /// Called at each check of the deadline `stopStatements(runningPast:)` sets (every 1,000 instructions of a
     /// statement running under one), on the statement's thread. For tests only: one that blocks here holds a
     /// statement mid-run, as a statement over millions of rows would be.
@@ -140,6 +137,9 @@ package final class Database: @unchecked Sendable {
         set { progressDeadline.observer = newValue }
     }
 
+    /// Makes every statement of this connection that is still running at `deadline` fail with
+    /// `SQLITE_INTERRUPT` (the clock is read every 1,000 of SQLite's virtual machine instructions, about
+    /// every few microseconds); nil removes the limit. Calls `sqlite3_progress_handler`.
     func stopStatements(runningPast deadline: ContinuousClock.Instant?) {
         progressDeadline.instant = deadline
         if deadline == nil {
