@@ -59,6 +59,8 @@ public final class FenceService: Sendable {
         /// it is then stopped and answered 503, so that a broad query cannot hold a core or the log's WAL.
         /// Queries never delay a fence's rows, whatever their length: they run on a connection of their own.
         public var auditQueryTimeLimit = AuditReader.defaultTimeLimit
+        /// How long audit rows are kept (`deleteExpiredAuditRows`).
+        public var auditRetention = AuditRetention()
 
         public init() {}
     }

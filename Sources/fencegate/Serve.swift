@@ -93,6 +93,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         help:
+            "Days the audit log keeps rows of requests that change a domain's state (off, on, reboot, ...); 0: forever (default \(ServeSettings().changeRetentionDays))."
+    )
+    var auditChangeRetentionDays: Int?
+
+    @Option(
+        help:
+            "Days the audit log keeps every other row (reads, refused requests); 0: forever (default \(ServeSettings().readRetentionDays))."
+    )
+    var auditReadRetentionDays: Int?
+
+    @Option(
+        help:
             "Seconds after a fence during which the fenced domain's own off and reboot requests are refused (fence races; 0: off; default \(ServeSettings().raceWindow.helpText))."
     )
     var fenceRaceWindow: Double?
@@ -174,6 +186,8 @@ struct Serve: AsyncParsableCommand {
         override(\.hypervisorThreads, hypervisorThreads)
         override(\.refusalsPerClient, auditRefusalsPerClient)
         override(\.refusalsPerMinute, auditRefusalsPerMinute)
+        override(\.changeRetentionDays, auditChangeRetentionDays)
+        override(\.readRetentionDays, auditReadRetentionDays)
         override(\.raceWindow, fenceRaceWindow)
         override(\.clusterName, cluster)
         if !preferredDomain.isEmpty { settings.preferredDomains = preferredDomain }
@@ -344,8 +358,10 @@ struct Serve: AsyncParsableCommand {
                 logger: logger
             )
             // Shut down in reverse order: systemd hears STOPPING first, and the watchdog is fed until the end.
+            let retention = AuditRetentionPasses(service: context.service, logger: logger)
             let services: [any Service] =
-                [SystemdWatchdog(notifier: notifier), watch] + (membership.map { [$0] } ?? []) + frontEnds.services
+                [SystemdWatchdog(notifier: notifier), watch] + (retention.isNeeded ? [retention] : [])
+                + (membership.map { [$0] } ?? []) + frontEnds.services
                 + [reload, ready, StoppingNotice(notifier: notifier)]
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(

@@ -35,6 +35,8 @@ struct ConfigFileTests {
             ("[http]\n\nlistne = \"127.0.0.1:1\"\n", "3: unknown key 'listne' in [http]"),
             ("[http]\nthreads = 100\n", "2: http.threads must be 1 to 64"),
             ("[http]\nthreads = \"2\"\n", "2: http.threads must be a whole number"),
+            ("[audit]\n\nread_retention_days = -1\n", "3: audit.read_retention_days must be 0 to 36500"),
+            ("[audit]\nchange_retention_days = 36501\n", "2: audit.change_retention_days must be 0 to 36500"),
             (
                 "[http]\nmax_connections = 16\nreserved_connections = 16\n",
                 "3: http.reserved_connections must be less than the connections in all (--max-connections, 16)"

@@ -17,6 +17,7 @@ public final class FenceMetrics: Sendable {
         case sessionsRefused = "fencegate_gateway_sessions_refused_total"
         case replaysDropped = "fencegate_gateway_replays_dropped_total"
         case connectionsRefused = "fencegate_http_connections_refused_total"
+        case auditRowsDeleted = "fencegate_audit_rows_deleted_total"
 
         var help: String {
             switch self {
@@ -34,6 +35,8 @@ public final class FenceMetrics: Sendable {
                 "Signed fence_xvm requests dropped as exact copies of one received before (replayed packets)."
             case .connectionsRefused:
                 "HTTP connections closed at once because only the connections kept for clients with credentials were left."
+            case .auditRowsDeleted:
+                "Audit rows deleted because they were older than the retention allows."
             }
         }
 
@@ -56,6 +59,7 @@ public final class FenceMetrics: Sendable {
     private let refusalsUnrecorded: Counter
     private let replaysDropped: Counter
     private let connectionsRefused: Counter
+    private let auditRowsDeleted: Counter
 
     init() {
         let factory = DescribedMetricsFactory(
@@ -69,6 +73,7 @@ public final class FenceMetrics: Sendable {
         refusalsUnrecorded = Counter(label: Family.refusalsUnrecorded.rawValue, factory: factory)
         replaysDropped = Counter(label: Family.replaysDropped.rawValue, factory: factory)
         connectionsRefused = Counter(label: Family.connectionsRefused.rawValue, factory: factory)
+        auditRowsDeleted = Counter(label: Family.auditRowsDeleted.rawValue, factory: factory)
     }
 
     /// Every metric, front ends' included, in the Prometheus text exposition format (version 0.0.4).
@@ -109,6 +114,10 @@ public final class FenceMetrics: Sendable {
     /// credentials were left, and its client had presented none lately.
     @Sendable public func connectionRefusedWithoutCredentials() {
         connectionsRefused.increment()
+    }
+
+    func auditRowsDeleted(_ count: Int) {
+        auditRowsDeleted.increment(by: count)
     }
 
     func hypervisor(up: Bool) {

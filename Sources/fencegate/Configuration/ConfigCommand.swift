@@ -41,7 +41,10 @@ struct Config: ParsableCommand {
             lines.append(
                 "  hypervisor: \(settings.uri ?? gateways.uri ?? "the default (--uri, $FENCEGATE_URI, qemu:///system)")"
             )
-            lines.append("  audit log: \(settings.database ?? "the default path")")
+            lines.append(
+                "  audit log: \(settings.database ?? "the default path"), "
+                    + "\(settings.serviceConfiguration.auditRetention)"
+            )
             lines.append("  HTTP API: \(settings.tlsCert == nil ? "http" : "https")://\(settings.listen)")
             for (index, configuration) in gateways.configurations.enumerated() {
                 // With several gateways, each one's lines are named as in the file.

@@ -20,7 +20,9 @@ enum ConfigurationFile {
     /// The tables and keys the file may hold.
     static let schema: [String: Set<String>] = [
         "hypervisor": ["uri", "operation_timeout", "health_interval", "threads"],
-        "audit": ["database", "refusals_per_client", "refusals_per_minute"],
+        "audit": [
+            "database", "refusals_per_client", "refusals_per_minute", "change_retention_days", "read_retention_days",
+        ],
         "http": [
             "listen", "tls_cert", "tls_key", "allow_plain_http", "redfish", "max_body_bytes", "max_connections",
             "max_connections_per_address", "reserved_connections", "connection_timeout", "threads",
@@ -176,6 +178,13 @@ private struct Reader {
         settings.refusalsPerMinute =
             try integer("audit.refusals_per_minute", audit?["refusals_per_minute"], in: 1...100_000)
             ?? settings.refusalsPerMinute
+        let days = 0...ServeSettings.maximumRetentionDays
+        settings.changeRetentionDays =
+            try integer("audit.change_retention_days", audit?["change_retention_days"], in: days)
+            ?? settings.changeRetentionDays
+        settings.readRetentionDays =
+            try integer("audit.read_retention_days", audit?["read_retention_days"], in: days)
+            ?? settings.readRetentionDays
 
         if let http = try table("http", in: root) {
             if let listen = try string("http.listen", http["listen"]) {

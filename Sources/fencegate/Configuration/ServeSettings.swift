@@ -13,6 +13,10 @@ extension ServeSettings {
         configuration.hypervisorThreads = hypervisorThreads
         configuration.refusalsPerClientPerMinute = refusalsPerClient
         configuration.refusalsPerMinute = refusalsPerMinute
+        configuration.auditRetention = AuditRetention(
+            changes: changeRetentionDays == 0 ? nil : .seconds(changeRetentionDays * 86_400),
+            others: readRetentionDays == 0 ? nil : .seconds(readRetentionDays * 86_400)
+        )
         configuration.races.window = .seconds(raceWindow)
         configuration.races.grace = .seconds(priorityGrace)
         configuration.races.preferred = preferredDomains
@@ -60,6 +64,10 @@ struct ServeSettings {
     var hypervisorThreads = FenceService.Configuration().hypervisorThreads
     var refusalsPerClient = FenceService.Configuration().refusalsPerClientPerMinute
     var refusalsPerMinute = FenceService.Configuration().refusalsPerMinute
+    /// Days the audit log keeps rows of requests that change a domain's state (0: forever).
+    var changeRetentionDays = 0
+    /// Days it keeps every other row: reads and refused requests (0: forever).
+    var readRetentionDays = Int(AuditRetention.defaultOthers.components.seconds / 86_400)
     /// Fence races: seconds a fenced domain's own fences are refused (0: no arbitration).
     var raceWindow: Double = 60
     /// Domains whose fences win a race within the grace period.
@@ -73,6 +81,9 @@ struct ServeSettings {
     var clusterName: String?
     var logLevel: Logger.Level?
     var logFormat: LogFormat?
+
+    /// The longest retention that can be set, in days (a hundred years).
+    static let maximumRetentionDays = 36_500
 
     /// What is wrong with these settings, if anything.
     var problems: [Problem] {
@@ -133,6 +144,18 @@ struct ServeSettings {
             "--audit-refusals-per-minute",
             "audit.refusals_per_minute",
             "must be 1 to 100000"
+        )
+        check(
+            (0...Self.maximumRetentionDays).contains(changeRetentionDays),
+            "--audit-change-retention-days",
+            "audit.change_retention_days",
+            "must be 0 (forever) to \(Self.maximumRetentionDays) days"
+        )
+        check(
+            (0...Self.maximumRetentionDays).contains(readRetentionDays),
+            "--audit-read-retention-days",
+            "audit.read_retention_days",
+            "must be 0 (forever) to \(Self.maximumRetentionDays) days"
         )
         check(
             raceWindow >= 0 && raceWindow <= 86400,
