@@ -86,6 +86,7 @@ extension FenceService {
     ) async {
         let elapsed = ContinuousClock.now - started
         metrics.operationRejected(action: intent.action, result: result.rawValue, source: intent.source)
+        guard !sparesRow(.read) else { return }
         await store.recordEventually(
             intent,
             AuditCompletion(
@@ -96,6 +97,21 @@ extension FenceService {
                 finishedAt: intent.requestedAt.addingTimeInterval(elapsed.seconds)
             )
         )
+    }
+
+    /// Rows that `sparesRow` may leave unwritten.
+    enum SparedRow: String {
+        case read, refusal, summary
+    }
+
+    /// Whether a row of a request that changed nothing (a read, a refusal, a summary of either) is left
+    /// unwritten: while the audit log's filesystem is nearly full and fences use the space kept for them
+    /// (`AuditStore.reserveInUse`), such rows are only counted (`fencegate_audit_rows_spared_total`), so that
+    /// the space goes to fences. A fence's own rows are always written.
+    func sparesRow(_ row: SparedRow) -> Bool {
+        guard store.reserveInUse else { return false }
+        metrics.auditRowSpared(kind: row.rawValue)
+        return true
     }
 
     // MARK: - Refusals
@@ -141,6 +157,13 @@ extension FenceService {
         )
         var metadata = refusalMetadata(request, reason: reason)
         let intent = AuditIntent(request)
+        if sparesRow(.refusal) {
+            logger.notice(
+                "fence request refused (not recorded: fences use the space kept for them)",
+                metadata: metadata
+            )
+            return nil
+        }
         do {
             let id = try await store.record(
                 intent,
@@ -206,6 +229,13 @@ extension FenceService {
             + "the last: \(last.action) of '\(last.target)': \(summary.reason)"
         var intent = last
         intent.requestedAt = summary.first
+        if sparesRow(.summary) {
+            logger.notice(
+                "\(kind)s summarized (not recorded: fences use the space kept for them)",
+                metadata: ["fence.count": "\(summary.count)", "peer.address": "\(summary.client)"]
+            )
+            return
+        }
         do {
             let id = try await store.record(
                 intent,

@@ -62,8 +62,8 @@ extension FenceService {
         }
         let completion = completion(of: request, result, intent: intent, since: started)
         if case .success = result {
-            if admitsStatusRow(intent) { await store.recordEventually(intent, completion) }
-        } else {
+            if admitsStatusRow(intent), !sparesRow(.read) { await store.recordEventually(intent, completion) }
+        } else if !sparesRow(.read) {
             await store.recordEventually(intent, completion)
         }
         if let failure = result.failure {
@@ -115,7 +115,7 @@ extension FenceService {
         intent.domainUUID = domain.uuid
         metrics.operationStarted()
         let completion = completion(of: request, .success(domain), intent: intent, since: started)
-        if admitsStatusRow(intent) { store.recordWithNextCommit(intent, completion) }
+        if admitsStatusRow(intent), !sparesRow(.read) { store.recordWithNextCommit(intent, completion) }
         return domain
     }
 

@@ -299,9 +299,11 @@ public final class FenceService: Sendable {
     }
 
     /// Succeeds if the audit log can be written now (for readiness checks and before each metrics scrape);
-    /// the answer is also the `fencegate_audit_log_writable` gauge.
+    /// the answer is also the `fencegate_audit_log_writable` gauge, and whether fences use the space kept for
+    /// them the `fencegate_audit_reserve_in_use` gauge.
     public func checkAuditLog() async throws(FenceError) {
         do {
+            metrics.auditReserve(inUse: store.reserveInUse)
             try await store.checkWritable()
             metrics.auditLog(writable: true)
         } catch {

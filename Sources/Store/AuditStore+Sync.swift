@@ -31,7 +31,7 @@ extension AuditStore {
         if synced || !commitsWithoutSync() {
             if !sync.synchronousIsFull { try restoreSynchronousFull() }
             let changesBefore = database.totalChanges
-            let value = try database.transaction(body)
+            let value = try transaction(body)
             // A commit that changed nothing wrote no frame to the WAL, and so synced nothing.
             if database.totalChanges != changesBefore {
                 sync.unsyncedCommit = false
@@ -50,10 +50,17 @@ extension AuditStore {
                 )
             }
         }
-        let value = try database.transaction(body)
+        let value = try transaction(body)
         sync.unsyncedCommit = true
         scheduleSync()
         return value
+    }
+
+    /// One transaction around `body`; first, in one of its own, frees the space kept for fences if the
+    /// filesystem runs low (`AuditSpaceReserve`), so that a failure there never fails `body`'s rows.
+    private func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        if reserveDue() { releaseReserve() }
+        return try database.transaction(body)
     }
 
     /// Syncs the commits made without waiting for the disk `deferredCommitDelay` from now, unless a timer

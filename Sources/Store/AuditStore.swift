@@ -32,6 +32,14 @@ public actor AuditStore {
     private var probeStatement: Statement?
     /// Rows of requests that changed nothing, waiting for the next commit (`recordEventually`).
     private nonisolated let deferred = Locked(DeferredRows())
+    /// The space kept for fences, if this store keeps one (`AuditSpaceReserve`), and where it stands.
+    let reserve: AuditSpaceReserve?
+    var reserveState: ReserveState
+    nonisolated let reserveInUseNow = Locked(false)
+    /// When the reserve was last refilled or tried.
+    var lastReserveRefill: ContinuousClock.Instant?
+    /// Freeing the reserve failed, and was logged.
+    var reserveReleaseFailed = false
 
     /// How long a row given to `recordEventually` may wait for a commit: at most the rows of this interval
     /// are lost if the process dies (never a row of a request that changes a domain's state).
@@ -67,9 +75,13 @@ public actor AuditStore {
         deferredCommitDelay: Duration,
         syncsCompletionsLater: Bool,
         readsBesideWrites: Bool,
+        reserve: (AuditSpaceReserve, ReserveState)? = nil,
         logger: Logger
     ) throws(SQLiteError) {
         self.executor = executor
+        self.reserve = reserve?.0
+        self.reserveState = reserve?.1 ?? .none
+        self.reserveInUseNow.withLock { $0 = reserve?.1 == .inUse }
         self.readsBesideWrites = readsBesideWrites
         self.deferredCommitDelay = deferredCommitDelay
         self.syncsCompletionsLater = syncsCompletionsLater
@@ -99,12 +111,14 @@ public actor AuditStore {
     /// - Parameter syncsCompletionsLater: commit completion rows without waiting for the disk, syncing them with
     ///   the next commit (`complete`): for a daemon, whose store lives until it stops; a command that ends
     ///   right after its operation leaves it false, and waits for its completion's fsync.
+    /// - Parameter reserve: space to keep for fences (`AuditSpaceReserve`): for a daemon. Kept only in WAL mode.
     public static func open(
         path: String,
         busyTimeout: Duration = defaultBusyTimeout,
         deferredCommitDelay: Duration = defaultDeferredCommitDelay,
         syncsCompletionsLater: Bool = false,
         readOnly: Bool = false,
+        reserve: AuditSpaceReserve? = nil,
         logger: Logger
     ) async throws -> AuditStore {
         let executor = SerialQueueExecutor(label: "fencegate.audit-store")
@@ -122,6 +136,7 @@ public actor AuditStore {
                             readOnly: readOnly,
                             deferredCommitDelay: deferredCommitDelay,
                             syncsCompletionsLater: syncsCompletionsLater,
+                            reserve: reserve,
                             executor: executor,
                             logger: logger
                         )
@@ -137,6 +152,7 @@ public actor AuditStore {
         readOnly: Bool,
         deferredCommitDelay: Duration,
         syncsCompletionsLater: Bool,
+        reserve: AuditSpaceReserve?,
         executor: SerialQueueExecutor,
         logger: Logger
     ) throws -> AuditStore {
@@ -183,12 +199,17 @@ public actor AuditStore {
             }
             try database.execute("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             try migrate(database)
+            let isWAL = mode?.lowercased() == "wal"
+            let reserveState = try reserve.flatMap { (reserve) throws(SQLiteError) in
+                isWAL ? (reserve, try prepareReserve(reserve, database: database, path: path, logger: logger)) : nil
+            }
             return try AuditStore(
                 executor: executor,
                 database: database,
                 deferredCommitDelay: deferredCommitDelay,
                 syncsCompletionsLater: syncsCompletionsLater,
-                readsBesideWrites: mode?.lowercased() == "wal",
+                readsBesideWrites: isWAL,
+                reserve: reserveState,
                 logger: logger
             )
         } catch let error as SQLiteError {
@@ -461,6 +482,7 @@ public actor AuditStore {
         }
         logDeferredFailures(riderFailures, of: riders.count)
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
+        refillReserveIfRoom()
     }
 
     /// Runs one row write (inside the caller's transaction); the new row's id, or the rows changed.

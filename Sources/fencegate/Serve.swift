@@ -298,6 +298,7 @@ struct Serve: AsyncParsableCommand {
                 global,
                 configuration: serviceConfiguration,
                 syncsCompletionsLater: true,
+                reserve: AuditSpaceReserve(),
                 logger: logger
             )
             let notifier = SystemdNotifier()

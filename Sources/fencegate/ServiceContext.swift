@@ -13,10 +13,12 @@ struct ServiceContext {
     /// Opens the audit log (creating its directory with mode 0700 if needed), marks operations left
     /// `started` by dead processes as interrupted, and sets up the hypervisor (connected on first use).
     /// - Parameter syncsCompletionsLater: see `AuditStore.open`; for `serve`, whose store lives until it stops.
+    /// - Parameter reserve: space kept for fences in the audit log (`AuditSpaceReserve`); for `serve`.
     static func open(
         _ options: GlobalOptions,
         configuration: FenceService.Configuration = .init(),
         syncsCompletionsLater: Bool = false,
+        reserve: AuditSpaceReserve? = nil,
         logger: Logger
     ) async throws -> ServiceContext {
         let path = options.resolvedDatabase
@@ -30,7 +32,12 @@ struct ServiceContext {
                     attributes: [.posixPermissions: 0o700]
                 )
             }
-            store = try await AuditStore.open(path: path, syncsCompletionsLater: syncsCompletionsLater, logger: logger)
+            store = try await AuditStore.open(
+                path: path,
+                syncsCompletionsLater: syncsCompletionsLater,
+                reserve: reserve,
+                logger: logger
+            )
             try await store.recoverInterrupted()
         } catch let error as AuditStoreError {
             throw CLIFailure.auditUnavailable("\(error)")

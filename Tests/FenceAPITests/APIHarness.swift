@@ -33,6 +33,7 @@ struct APIHarness {
         server serverConfiguration: HTTPServerConfiguration = HTTPServerConfiguration(),
         busyTimeout: Duration = AuditStore.defaultBusyTimeout,
         databasePath: String? = nil,
+        reserve: AuditSpaceReserve? = nil,
         redfish: Bool = false,
         service configuration: FenceService.Configuration = .init(),
         _ body: (APIHarness) async throws -> Void
@@ -41,7 +42,8 @@ struct APIHarness {
             uri: uri,
             configuration: configuration,
             busyTimeout: busyTimeout,
-            databasePath: databasePath
+            databasePath: databasePath,
+            reserve: reserve
         )
         let tokens = AccessTokens(store: harness.store)
         let ops = try await tokens.create(name: "ops", scope: .fence, domainPatterns: []).secret

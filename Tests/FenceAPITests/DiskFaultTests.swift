@@ -1,8 +1,9 @@
 import FenceCore
 import Foundation
-import Store
 import TestSupport
 import Testing
+
+@testable import Store
 
 /// A small tmpfs mounted by the test (root only, as CI runs), holding the audit log, so that the disk can
 /// really fill up under the running service.
@@ -24,15 +25,25 @@ final class SmallFilesystem: @unchecked Sendable {
         guard result.status == 0 else { throw ConditionNeverMet(description: "mount \(arguments): \(result.stderr)") }
     }
 
-    /// Writes a file until the filesystem is full; returns its path.
-    func fill() throws -> String {
+    /// Writes a file until the filesystem is full, or has only `leaving` bytes free; returns its path. Called
+    /// again, it adds to the same file.
+    @discardableResult
+    func fill(leaving: Int = 0) throws -> String {
         let filler = path + "/filler"
-        let descriptor = open(filler, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        let descriptor = open(filler, O_CREAT | O_WRONLY | O_APPEND, 0o600)
         guard descriptor >= 0 else { throw ConditionNeverMet(description: "cannot create \(filler)") }
         defer { close(descriptor) }
         let chunk = [UInt8](repeating: 0x55, count: 4096)
-        while chunk.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) > 0 {}
+        while leaving == 0 || freeBytes > leaving,
+            chunk.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) > 0
+        {}
         return filler
+    }
+
+    /// Bytes free for an unprivileged writer.
+    var freeBytes: Int {
+        var status = statvfs()
+        return statvfs(path, &status) == 0 ? Int(status.f_bavail) * Int(status.f_frsize) : 0
     }
 
     deinit {
@@ -85,7 +96,9 @@ final class LoopFilesystem: @unchecked Sendable {
     .enabled(if: SmallFilesystem.isAvailable, "needs root to mount a tmpfs")
 )
 struct DiskFaultTests {
-    @Test("a full disk refuses fences with 503 and does nothing; freeing space brings the service back")
+    @Test(
+        "with no space kept for fences, a full disk refuses fences with 503 and does nothing; freeing space brings the service back"
+    )
     func fullDisk() async throws {
         let filesystem = try await SmallFilesystem(megabytes: 4)
         try await APIHarness.withRunning(databasePath: filesystem.path + "/audit.db") { api in
@@ -113,6 +126,78 @@ struct DiskFaultTests {
             #expect(fence.status == 200, "\(fence.text)")
             #expect(try api.harness.state("pcmk2") == .shutOff)
         }
+    }
+
+    @Test(
+        "a full disk does not stop fencing: fences use the space kept for them, reads and refusals are only counted, and the space is kept again once freed"
+    )
+    func fullDiskWithReserve() async throws {
+        let filesystem = try await SmallFilesystem(megabytes: 48)
+        var reserve = AuditSpaceReserve()
+        reserve.lowWater = 8 << 20
+        reserve.highWater = 16 << 20
+        reserve.refillInterval = .zero
+        let databasePath = filesystem.path + "/audit.db"
+        weak var firstStore: AuditStore?
+        var filler = ""
+        try await APIHarness.withRunning(databasePath: databasePath, reserve: reserve) { api in
+            #expect(try await api.curl("POST", "/domains/pcmk1/off", token: api.ops).status == 200)
+            #expect(!api.harness.store.reserveInUse)
+            // Below the low-water mark: the next commit frees the space kept.
+            filler = try filesystem.fill(leaving: 6 << 20)
+            #expect(try await api.curl("POST", "/domains/pcmk1/on", token: api.ops).status == 200)
+            #expect(api.harness.store.reserveInUse)
+            // Then someone else takes every byte left.
+            try filesystem.fill()
+            #expect(filesystem.freeBytes < 64 << 10, "\(filesystem.freeBytes) bytes still free")
+            var answered: [Int] = []
+            // 200 fences: several checkpoints' worth, each reusing the write-ahead log.
+            for round in 0..<50 {
+                for domain in ["pcmk2", "pcmk3"] {
+                    let off = try await api.curl("POST", "/domains/\(domain)/off", token: api.ops)
+                    answered.append(off.status)
+                    #expect(try api.harness.state(domain) == .shutOff, "round \(round): \(off.text)")
+                    let on = try await api.curl("POST", "/domains/\(domain)/on", token: api.ops)
+                    answered.append(on.status)
+                    #expect(try api.harness.state(domain) == .running, "round \(round): \(on.text)")
+                }
+            }
+            #expect(answered == Array(repeating: 200, count: 200), "\(answered.filter { $0 != 200 })")
+            // Reads are answered and refusals refused, neither recorded: the space is the fences'.
+            #expect(try await api.curl("GET", "/domains/pcmk4", token: api.viewer).status == 200)
+            #expect(try await api.curl("POST", "/domains/pcmk4/off").status == 401)
+            let metrics = try await api.curl("GET", "/metrics", token: api.viewer).text
+            #expect(metrics.contains("fencegate_audit_reserve_in_use 1.0\n"), "\(metrics)")
+            #expect(metrics.contains("fencegate_audit_log_writable 1.0\n"), "\(metrics)")
+            #expect(metrics.contains(#"fencegate_audit_rows_spared_total{kind="read"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"fencegate_audit_rows_spared_total{kind="refusal"} 1"#), "\(metrics)")
+            let rows = try await api.harness.rows()
+            #expect(rows.filter { ["off", "on"].contains($0.action) && $0.result == .success }.count == 202)
+            #expect(rows.allSatisfy { $0.state == .finished }, "\(rows.filter { $0.state != .finished })")
+            #expect(!rows.contains { $0.action == "status" || $0.result == .refused })
+            firstStore = api.harness.store
+        }
+        // A restart on the full disk: the write-ahead log kept its file and size, and fences go on.
+        try await waitUntil("the first store is closed") { firstStore == nil }
+        let walBytes = try #require(
+            try FileManager.default.attributesOfItem(atPath: databasePath + "-wal")[.size] as? Int
+        )
+        #expect(walBytes >= reserve.bytes, "\(walBytes)")
+        let restarted = try await ServiceHarness(databasePath: databasePath, reserve: reserve)
+        #expect(restarted.store.reserveInUse)
+        for domain in ["pcmk2", "pcmk3"] {
+            #expect(try await restarted.perform(.off, domain).domain.state == .shutOff)
+        }
+        // Space freed: the next commit keeps the reserve again.
+        try FileManager.default.removeItem(atPath: filler)
+        #expect(try await restarted.perform(.on, "pcmk2").domain.state == .running)
+        #expect(!restarted.store.reserveInUse)
+        try await restarted.service.checkAuditLog()
+        let metrics = String(decoding: restarted.service.metrics.exposition(), as: UTF8.self)
+        #expect(metrics.contains("fencegate_audit_reserve_in_use 0.0\n"), "\(metrics)")
+        let database = try Database(path: databasePath, access: .readOnly)
+        #expect(try database.query("PRAGMA integrity_check").first?.first?.text == "ok")
+        #expect(try database.query("SELECT length(filler) FROM reserve").first?.first?.integer == 4 << 20)
     }
 
     @Test(

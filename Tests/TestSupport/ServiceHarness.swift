@@ -23,7 +23,8 @@ public struct ServiceHarness: Sendable {
         uri: String = Fixtures.clusterURI,
         configuration: FenceService.Configuration = .init(),
         busyTimeout: Duration = AuditStore.defaultBusyTimeout,
-        databasePath: String? = nil
+        databasePath: String? = nil,
+        reserve: AuditSpaceReserve? = nil
     ) async throws {
         directory = try TemporaryDirectory()
         libvirt = LibvirtHypervisor(uri: uri, logger: Self.logger)
@@ -32,6 +33,7 @@ public struct ServiceHarness: Sendable {
             path: databasePath ?? directory.file("audit.db"),
             busyTimeout: busyTimeout,
             syncsCompletionsLater: true,  // as `serve` opens it
+            reserve: reserve,
             logger: Self.logger
         )
         service = FenceService(hypervisor: faulty, store: store, configuration: configuration, logger: Self.logger)

@@ -18,6 +18,8 @@ public final class FenceMetrics: Sendable {
         case replaysDropped = "fencegate_gateway_replays_dropped_total"
         case connectionsRefused = "fencegate_http_connections_refused_total"
         case auditRowsDeleted = "fencegate_audit_rows_deleted_total"
+        case auditReserveInUse = "fencegate_audit_reserve_in_use"
+        case auditRowsSpared = "fencegate_audit_rows_spared_total"
 
         var help: String {
             switch self {
@@ -37,6 +39,10 @@ public final class FenceMetrics: Sendable {
                 "HTTP connections closed at once because only the connections kept for clients with credentials were left."
             case .auditRowsDeleted:
                 "Audit rows deleted because they were older than the retention allows."
+            case .auditReserveInUse:
+                "1 if the audit log's filesystem is nearly full and fences use the space kept for them, else 0 (checked at each scrape)."
+            case .auditRowsSpared:
+                "Rows of reads and refusals left unwritten while fences used the space kept for them, by kind."
             }
         }
 
@@ -60,6 +66,7 @@ public final class FenceMetrics: Sendable {
     private let replaysDropped: Counter
     private let connectionsRefused: Counter
     private let auditRowsDeleted: Counter
+    private let auditReserveInUse: Gauge
 
     init() {
         let factory = DescribedMetricsFactory(
@@ -74,6 +81,7 @@ public final class FenceMetrics: Sendable {
         replaysDropped = Counter(label: Family.replaysDropped.rawValue, factory: factory)
         connectionsRefused = Counter(label: Family.connectionsRefused.rawValue, factory: factory)
         auditRowsDeleted = Counter(label: Family.auditRowsDeleted.rawValue, factory: factory)
+        auditReserveInUse = Gauge(label: Family.auditReserveInUse.rawValue, factory: factory)
     }
 
     /// Every metric, front ends' included, in the Prometheus text exposition format (version 0.0.4).
@@ -122,6 +130,15 @@ public final class FenceMetrics: Sendable {
 
     func hypervisor(up: Bool) {
         hypervisorUp.record(up ? 1 : 0)
+    }
+
+    func auditReserve(inUse: Bool) {
+        auditReserveInUse.record(inUse ? 1 : 0)
+    }
+
+    /// Counts a row of `kind` (read, refusal, summary) left unwritten while fences use the space kept for them.
+    func auditRowSpared(kind: String) {
+        Counter(label: Family.auditRowsSpared.rawValue, dimensions: [("kind", kind)], factory: factory).increment()
     }
 
     func auditLog(writable: Bool) {

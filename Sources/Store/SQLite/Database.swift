@@ -108,6 +108,14 @@ package final class Database: @unchecked Sendable {
         guard status == SQLITE_OK else { throw error(status) }
     }
 
+    /// Keeps the write-ahead log's file, at its size, when the last connection closes (SQLite would delete
+    /// it), so that the next process reuses its space. Calls `sqlite3_file_control(SQLITE_FCNTL_PERSIST_WAL)`.
+    func keepWriteAheadLogAtClose() throws(SQLiteError) {
+        var on: Int32 = 1
+        let status = sqlite3_file_control(handle, "main", SQLITE_FCNTL_PERSIST_WAL, &on)
+        guard status == SQLITE_OK else { throw error(status) }
+    }
+
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
     func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
         try execute("BEGIN IMMEDIATE")

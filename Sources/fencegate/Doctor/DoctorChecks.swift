@@ -195,7 +195,20 @@ enum DoctorChecks {
         do {
             let store = try await AuditStore.open(path: path, logger: logger)
             try await store.checkWritable()
-            return [.ok(check, "writable")]
+            guard let free = store.freeBytes() else { return [.ok(check, "writable")] }
+            let reserve = AuditSpaceReserve()
+            guard free >= reserve.highWater else {
+                return [
+                    .warn(
+                        check,
+                        "writable, but only \(free >> 20) MiB free on its filesystem",
+                        fix:
+                            "free space: below \(reserve.lowWater >> 20) MiB, serve fences on the \(reserve.bytes >> 20) MiB "
+                            + "kept for fences and records no reads or refusals; once that is used up, it refuses fences"
+                    )
+                ]
+            }
+            return [.ok(check, "writable, \(free >> 20) MiB free on its filesystem")]
         } catch {
             return [
                 .fail(
