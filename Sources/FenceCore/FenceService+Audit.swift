@@ -104,10 +104,12 @@ extension FenceService {
         case read, refusal, summary
     }
 
-    /// Whether a row of a request that changed nothing (a read, a refusal, a summary of either) is left
-    /// unwritten: while the audit log's filesystem is nearly full and fences use the space kept for them
-    /// (`AuditStore.reserveInUse`), such rows are only counted (`fencegate_audit_rows_spared_total`), so that
-    /// the space goes to fences. A fence's own rows are always written.
+    /// Whether a row of a request that changed nothing (a read, a refusal of a sender without valid
+    /// credentials, a summary of either) is left unwritten: while the audit log's filesystem is nearly full and
+    /// fences use the space kept for them (`AuditStore.reserveInUse`), such rows are only counted
+    /// (`fencegate_audit_rows_spared_total`), so that the space goes to fences. A fence's own rows are always
+    /// written, and so are refusals of authenticated requests: a refusal that hides a domain costs what a
+    /// request for an unknown domain costs, whose failure is written too.
     func sparesRow(_ row: SparedRow) -> Bool {
         guard store.reserveInUse else { return false }
         metrics.auditRowSpared(kind: row.rawValue)
@@ -143,6 +145,18 @@ extension FenceService {
             if let summaryDue { scheduleSummary(of: refusals, client: key, window: window, at: summaryDue) }
             return nil
         case .record:
+            if sparesRow(.refusal) {
+                metrics.operationRejected(
+                    action: request.action.rawValue,
+                    result: AuditResult.refused.rawValue,
+                    source: request.origin.frontEnd.rawValue
+                )
+                logger.notice(
+                    "fence request refused (not recorded: fences use the space kept for them)",
+                    metadata: refusalMetadata(request, reason: reason)
+                )
+                return nil
+            }
             return await writeRefusal(request, reason: reason)
         }
     }
@@ -157,13 +171,6 @@ extension FenceService {
         )
         var metadata = refusalMetadata(request, reason: reason)
         let intent = AuditIntent(request)
-        if sparesRow(.refusal) {
-            logger.notice(
-                "fence request refused (not recorded: fences use the space kept for them)",
-                metadata: metadata
-            )
-            return nil
-        }
         do {
             let id = try await store.record(
                 intent,

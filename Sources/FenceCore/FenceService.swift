@@ -303,7 +303,7 @@ public final class FenceService: Sendable {
     /// them the `fencegate_audit_reserve_in_use` gauge.
     public func checkAuditLog() async throws(FenceError) {
         do {
-            metrics.auditReserve(inUse: store.reserveInUse)
+            defer { metrics.auditReserve(inUse: store.reserveInUse) }
             try await store.checkWritable()
             metrics.auditLog(writable: true)
         } catch {

@@ -482,8 +482,14 @@ public actor AuditStore {
         }
         logDeferredFailures(riderFailures, of: riders.count)
         for (entry, result) in zip(batch, results) { entry.continuation.resume(with: result) }
-        refillReserveIfRoom()
+        if case .inUse = reserveState {
+            // Behind the writes queued meanwhile.
+            executor.queue.async { self.assumeIsolated { $0.refillReserveIfRoom() } }
+        }
     }
+
+    /// Writes wait for the next commit.
+    var hasPendingWrites: Bool { !pending.isEmpty }
 
     /// Runs one row write (inside the caller's transaction); the new row's id, or the rows changed.
     func perform(_ write: Write) throws(SQLiteError) -> Int64 {

@@ -151,7 +151,24 @@ struct DiskFaultTests {
             try filesystem.fill()
             #expect(filesystem.freeBytes < 64 << 10, "\(filesystem.freeBytes) bytes still free")
             var answered: [Int] = []
-            // 200 fences: several checkpoints' worth, each reusing the write-ahead log.
+            // 200 fences: several checkpoints' worth, each reusing the write-ahead log, while audit queries read
+            // the log beside them (a reader delays the log's restart).
+            let baseURL = api.baseURL
+            let viewer = api.viewer
+            let readers = Task {
+                var answered = 0
+                while !Task.isCancelled {
+                    let query = try await runProgram(
+                        "/usr/bin/curl",
+                        [
+                            "-s", "-o", "/dev/null", "-H", "Authorization: Bearer \(viewer)",
+                            "\(baseURL)/operations?limit=200",
+                        ]
+                    )
+                    answered += query.status == 0 ? 1 : 0
+                }
+                return answered
+            }
             for round in 0..<50 {
                 for domain in ["pcmk2", "pcmk3"] {
                     let off = try await api.curl("POST", "/domains/\(domain)/off", token: api.ops)
@@ -162,6 +179,8 @@ struct DiskFaultTests {
                     #expect(try api.harness.state(domain) == .running, "round \(round): \(on.text)")
                 }
             }
+            readers.cancel()
+            #expect(try await readers.value > 0)
             #expect(answered == Array(repeating: 200, count: 200), "\(answered.filter { $0 != 200 })")
             // Reads are answered and refusals refused, neither recorded: the space is the fences'.
             #expect(try await api.curl("GET", "/domains/pcmk4", token: api.viewer).status == 200)

@@ -42,7 +42,7 @@ public final class FenceMetrics: Sendable {
             case .auditReserveInUse:
                 "1 if the audit log's filesystem is nearly full and fences use the space kept for them, else 0 (checked at each scrape)."
             case .auditRowsSpared:
-                "Rows of reads and refusals left unwritten while fences used the space kept for them, by kind."
+                "Rows of reads and of refusals without valid credentials left unwritten while fences used the space kept for them, by kind."
             }
         }
 
