@@ -82,17 +82,7 @@ extension AuditStore {
         let walBytes = stat(path + "-wal", &walStatus) == 0 ? Int(walStatus.st_size) : 0
         if free >= reserve.highWater {
             if kept != Int64(reserve.bytes) || walBytes < reserve.bytes {
-                try throughSmallCache(database) { () throws(SQLiteError) in
-                    _ = try database.transaction { () throws(SQLiteError) in
-                        try database.query(
-                            "INSERT INTO reserve (id, filler) VALUES (1, zeroblob(?)) "
-                                + "ON CONFLICT (id) DO UPDATE SET filler = excluded.filler",
-                            [.integer(Int64(reserve.bytes))]
-                        )
-                    }
-                }
-                restartWriteAheadLog(database, logger: logger)
-                dropReservePages(database)
+                try writeReserve(reserve, database: database, logger: logger)
             }
             return .kept
         }
@@ -142,20 +132,24 @@ extension AuditStore {
         }
     }
 
-    /// Empties the connection's page cache (`PRAGMA shrink_memory`) after the reserve was written: its
-    /// pages, never read again, would fill the cache (2 MB), and every later statement would then evict pages
-    /// to load its own, each eviction a free whose memory the allocator hands back and faults in again (an
-    /// audited off/on over HTTP cost 0.33 ms of CPU instead of 0.23 at 16 connections, measured).
-    /// Runs `body` (the reserve's write) with a page cache of 16 pages, so that its pages pass through the
-    /// cache instead of filling it (the allocator would keep that memory after SQLite freed it).
-    static func throughSmallCache(_ database: Database, _ body: () throws(SQLiteError) -> Void) throws(SQLiteError) {
+    /// Writes the reserve's row (in a transaction, synced), then writes the log back into the database file
+    /// (`restartWriteAheadLog`: pages only in the log would need the file to grow when written back, on a full
+    /// disk). Its pages pass through a page cache of 16 pages instead of filling the connection's (2 MB),
+    /// and the cache is emptied after (`PRAGMA shrink_memory`): otherwise every later statement evicted
+    /// pages to load its own, each eviction a free whose memory the allocator handed back and faulted in
+    /// again (an audited off/on over HTTP cost 0.33 ms of CPU instead of 0.23 at 16 connections, measured),
+    /// and the allocator kept that memory in the process's RSS.
+    static func writeReserve(_ reserve: AuditSpaceReserve, database: Database, logger: Logger) throws(SQLiteError) {
         let previous = try database.query("PRAGMA cache_size").first?.first?.integer ?? -2000
         try database.execute("PRAGMA cache_size = 16")
         defer { try? database.execute("PRAGMA cache_size = \(previous)") }
-        try body()
-    }
-
-    static func dropReservePages(_ database: Database) {
+        _ = try database.transaction { () throws(SQLiteError) in
+            try database.query(
+                "INSERT OR REPLACE INTO reserve (id, filler) VALUES (1, zeroblob(?))",
+                [.integer(Int64(reserve.bytes))]
+            )
+        }
+        restartWriteAheadLog(database, logger: logger)
         try? database.execute("PRAGMA shrink_memory")
     }
 
@@ -237,15 +231,9 @@ extension AuditStore {
         lastReserveRefill = now
         guard let free = freeBytes(), free >= reserve.highWater else { return }
         do throws(SQLiteError) {
-            try Self.throughSmallCache(database) { () throws(SQLiteError) in
-                try commit(synced: true) { () throws(SQLiteError) in
-                    try statement("INSERT OR REPLACE INTO reserve (id, filler) VALUES (1, zeroblob(?))")
-                        .run([.integer(Int64(reserve.bytes))])
-                }
-            }
+            if !sync.synchronousIsFull { try restoreSynchronousFull() }
+            try Self.writeReserve(reserve, database: database, logger: logger)
             try database.execute("PRAGMA wal_autocheckpoint = \(AuditSpaceReserve.autocheckpointKept)")
-            Self.restartWriteAheadLog(database, logger: logger)
-            Self.dropReservePages(database)
             reserveState = .kept
             reserveInUseNow.withLock { $0 = false }
             logger.notice(
